@@ -1,0 +1,34 @@
+"""FP8 training experiment suite for Megatron-Core on NVIDIA Hopper GPUs.
+
+The light side (render, report, run queue) needs only PyYAML, Jinja2 and matplotlib and runs on
+any machine. The GPU side (the training entry, verify_env on a GPU host) needs the `gpu` extra,
+which pulls megatron-core 0.19.x (Python >= 3.12) and Transformer Engine 2.x.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="fp8suite",
+    version="0.1.0",
+    description="Render, run and report FP8-vs-BF16 training experiments with Megatron-Core",
+    long_description=__doc__,
+    package_dir={"": "tools"},
+    packages=find_packages("tools"),
+    package_data={"fp8suite": ["data/*.json"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "pyyaml>=6.0,<7",
+        "jinja2>=3.1,<4",
+        "matplotlib>=3.7,<4",
+    ],
+    extras_require={
+        "gpu": [
+            "megatron-core>=0.19,<0.20",
+            "transformer-engine[pytorch]>=2.3,<3",
+            "torch>=2.6",
+            "wandb>=0.17",
+        ],
+        "data": ["tokenizers>=0.19", "transformers>=4.40"],
+        "test": ["pytest>=7"],
+    },
+)

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""A CPU stand-in for `torchrun pretrain_gpt.py`: prints Megatron-Core 0.19's log lines.
+
+The launch scripts take it through TRAIN_CMD and hand it every Megatron argument, e.g.
+
+    TRAIN_CMD="python3 tests/standins/fake_megatron.py" bash experiments/generated/<run>.sh
+
+It honours --train-iters, --log-interval, --global-batch-size, --lr and --exit-duration-in-mins
+(fractions of a minute are accepted here, so tests can hit the limit in seconds; Megatron
+itself takes whole minutes) and prints the real lines: the arguments dump, ` [date] iteration
+N/ M | ... |`, `[after training is done]` or `[exiting program after X minutes]`.
+
+What goes wrong is chosen by options or, for runs of a matrix, by the env of a matrix axis
+(`env: {FAKE_MEGATRON_CRASH_AT: 3}`); every option has an FAKE_MEGATRON_* twin:
+
+    --fake-sleep S          seconds per iteration (FAKE_MEGATRON_SLEEP, default 0.02)
+    --fake-crash-at N       raise in iteration N (FAKE_MEGATRON_CRASH_AT) ...
+    --fake-crash KIND       ... as `value-error`, `oom` (CUDA out of memory) or `child-failed`
+                            (a worker traceback followed by torchrun's ChildFailedError)
+    --fake-hang-at N        stop printing in iteration N and sleep forever, ignoring the
+                            exit duration (FAKE_MEGATRON_HANG_AT)
+    --fake-ignore-sigterm   survive SIGTERM (FAKE_MEGATRON_IGNORE_SIGTERM=1)
+    --fake-exit-code C      exit with C after a normal end (FAKE_MEGATRON_EXIT_CODE)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import signal
+import sys
+import time
+import traceback
+
+START = time.time()
+
+
+def stamp() -> str:
+    return dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def say(text: str = "") -> None:
+    # Megatron prints from rank 0 with flush; a buffered stand-in would hide progress.
+    print(text, flush=True)
+
+
+def options(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]:
+    env = os.environ.get
+    fake = argparse.ArgumentParser(add_help=False)
+    fake.add_argument("--fake-sleep", type=float, default=float(env("FAKE_MEGATRON_SLEEP", "0.02")))
+    fake.add_argument("--fake-crash-at", type=int, default=int(env("FAKE_MEGATRON_CRASH_AT", "0")))
+    fake.add_argument("--fake-crash", choices=("value-error", "oom", "child-failed"),
+                      default=env("FAKE_MEGATRON_CRASH", "value-error"))
+    fake.add_argument("--fake-hang-at", type=int, default=int(env("FAKE_MEGATRON_HANG_AT", "0")))
+    fake.add_argument("--fake-ignore-sigterm", action="store_true",
+                      default=env("FAKE_MEGATRON_IGNORE_SIGTERM", "0") == "1")
+    fake.add_argument("--fake-exit-code", type=int, default=int(env("FAKE_MEGATRON_EXIT_CODE", "0")))
+    mine, rest = fake.parse_known_args(argv)
+
+    # Megatron's own flags; argparse keeps the last value, as Megatron does.
+    meg = argparse.ArgumentParser(add_help=False)
+    meg.add_argument("--train-iters", type=int, default=10)
+    meg.add_argument("--log-interval", type=int, default=100)
+    meg.add_argument("--global-batch-size", type=int, default=8)
+    meg.add_argument("--lr", type=float, default=3e-4)
+    meg.add_argument("--exit-duration-in-mins", type=float, default=None)
+    args, _ = meg.parse_known_args(rest)
+    args.all = rest
+    return mine, args
+
+
+def arguments_dump(args: argparse.Namespace) -> None:
+    say("using world size: 1, data-parallel size: 1, context-parallel size: 1")
+    say("------------------------ arguments ------------------------")
+    pairs = []
+    words = list(args.all)
+    while words:
+        word = words.pop(0)
+        if not word.startswith("--"):
+            continue
+        value = "True"
+        if words and not words[0].startswith("--"):
+            value = words.pop(0)
+        pairs.append((word[2:].replace("-", "_"), value))
+    for name, value in sorted(pairs):
+        say(f"  {name} {'.' * max(1, 48 - len(name))} {value}")
+    say("-------------------- end of arguments ---------------------")
+    say(f"[before the start of training step] datetime: {stamp()[:-7]} ")
+
+
+def iteration_line(it: int, args: argparse.Namespace, ms: float) -> str:
+    loss = 11.0 / (1 + 0.3 * it) + 0.05
+    return (f" [{stamp()}] iteration {it:8d}/{args.train_iters:8d} |"
+            f" consumed samples: {it * args.global_batch_size:12d} |"
+            f" elapsed time per iteration (ms): {ms:.1f} |"
+            f" throughput per GPU (TFLOP/s/GPU): {123.4:.1f} |"
+            f" learning rate: {args.lr:.6E} |"
+            f" global batch size: {args.global_batch_size:5d} |"
+            f" lm loss: {loss:.6E} |"
+            f" loss scale: {1.0:.1f} |"
+            f" grad norm: {1.234:.3f} |"
+            f" number of skipped iterations: {0:3d} |"
+            f" number of nan iterations: {0:3d} |")
+
+
+def crash(kind: str, it: int) -> int:
+    if kind == "oom":
+        message = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
+                   "total capacity of 79.19 GiB of which 1.02 GiB is free.")
+    else:
+        message = f"ValueError: fake_megatron: crash in iteration {it}"
+    say("Traceback (most recent call last):")
+    say('  File "/workspace/pretrain_gpt.py", line 41, in <module>')
+    say("    pretrain(train_valid_test_datasets_provider, model_provider, ModelType.encoder_or_decoder)")
+    say('  File "/tmp/site/megatron/training/training.py", line 2201, in train_step')
+    say("    losses_reduced = forward_backward_func(")
+    say(message)
+    if kind == "child-failed":
+        say(f"E1123 04:03:38.468000 1642 torch/distributed/elastic/multiprocessing/api.py:986] failed "
+            f"(exitcode: 1) local_rank: 0 (pid: {os.getpid()}) of binary: {sys.executable}")
+        say("Traceback (most recent call last):")
+        say('  File "/opt/torch/.venv/bin/torchrun", line 10, in <module>')
+        say("    sys.exit(main())")
+        say("torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ")
+        say("=" * 60)
+        say("pretrain_gpt.py FAILED")
+        say("Root Cause (first observed failure):")
+        say("[0]:")
+        say("  exitcode  : 1 (pid: 1663)")
+        say("=" * 60)
+    return 1
+
+
+def main(argv: list[str]) -> int:
+    fake, args = options(argv)
+    if fake.fake_ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    arguments_dump(args)
+    interval = max(1, args.log_interval)
+    last = time.time()
+    try:
+        for it in range(1, args.train_iters + 1):
+            if it == fake.fake_crash_at:
+                return crash(fake.fake_crash, it)
+            if it == fake.fake_hang_at:
+                while True:
+                    time.sleep(3600)
+            time.sleep(fake.fake_sleep)
+            if it % interval == 0:
+                now = time.time()
+                say(iteration_line(it, args, 1000 * (now - last) / interval))
+                last = now
+            # Megatron compares the minutes since start with the limit after every iteration.
+            minutes = (time.time() - START) / 60
+            if args.exit_duration_in_mins is not None and minutes > args.exit_duration_in_mins:
+                say(f"[exiting program after {minutes} minutes] datetime: {stamp()[:-7]} ")
+                return fake.fake_exit_code
+        say(f"[after training is done] datetime: {stamp()[:-7]} ")
+    except KeyboardInterrupt:
+        # What Ctrl-C does to a real run: a KeyboardInterrupt traceback and status 1.
+        traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+        return 1
+    return fake.fake_exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

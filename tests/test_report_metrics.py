@@ -1,0 +1,258 @@
+"""The report's arithmetic on small synthetic runs, with the numbers worked by hand.
+
+The logs are written with Megatron-Core 0.19's own line formats: the arguments dump and start-up
+come from the real trimmed log, and ITER reproduces the real iteration line exactly (checked by
+test_iteration_template_is_the_real_format).
+"""
+
+import json
+import math
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import report
+from fp8suite import compare, markdown, metrics, runs
+
+FIX = Path(__file__).parent / "data" / "logs" / "megatron019"
+REAL = (FIX / "bf16.log").read_text()
+
+ITER = (" [{ts}] iteration {it:8d}/{total:8d} | consumed samples: {samples:12d} |"
+        " elapsed time per iteration (ms): {ms:.1f} | throughput per GPU (TFLOP/s/GPU): {tflops:.1f} |"
+        " learning rate: {lr:.6E} | global batch size: {gbs:5d} | lm loss: {loss:.6E} |"
+        " loss scale: {scale:.1f} | grad norm: {gnorm:.3f} | number of skipped iterations: {skip:3d} |"
+        " number of nan iterations: {nan:3d} |")
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def test_iteration_template_is_the_real_format():
+    line = ITER.format(ts="2026-11-23 04:01:35.321753", it=1, total=30, samples=8, ms=6712.4,
+                       tflops=42.9, lr=6e-05, gbs=8, loss=12.5709, scale=1.0, gnorm=5.866,
+                       skip=0, nan=0)
+    assert line + "\n" in REAL
+
+
+def set_arg(text: str, name: str, value) -> str:
+    start = text.index(f"  {name} .")
+    end = text.index("\n", start)
+    return text[:start] + f"  {name} {'.' * (48 - len(name))} {value}" + text[end:]
+
+
+def write_log(path: Path, losses, ms, tflops=None, args=None, gbs=16, end="done", gpu=None):
+    """A Megatron 0.19 log: the real start-up with `args` set, then one line per iteration."""
+    head = REAL[:REAL.index(" [2026-11-23 04:01:35.321753] iteration")]
+    args = {"global_batch_size": gbs, "train_iters": len(losses), **(args or {})}
+    for name, value in args.items():
+        head = set_arg(head, name, value)
+    t = datetime(2026, 11, 23, 4, 0, 0)
+    lines = []
+    for i, (loss, t_ms) in enumerate(zip(losses, ms), 1):
+        t += timedelta(milliseconds=t_ms if math.isfinite(t_ms) else 0)
+        lines.append(ITER.format(ts=t.isoformat(" ", "microseconds"), it=i, total=args["train_iters"],
+                                 samples=i * gbs, ms=t_ms, tflops=(tflops or [100.0] * i)[i - 1],
+                                 lr=3e-4, gbs=gbs, loss=loss, scale=1.0, gnorm=1.0, skip=0, nan=0))
+    tail = {"done": f"[after training is done] datetime: {t.isoformat(' ', 'microseconds')} \n",
+            "cut": ""}.get(end, end)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(head + "\n".join(lines) + "\n" + tail)
+    if gpu:
+        path.with_name(path.stem + ".meta.json").write_text(json.dumps(
+            {"run": path.stem, "exit_code": 0, "environment": {"gpu": {"name": gpu, "count": 2}}}))
+
+
+def groups_of(directory, warmup=3, baseline=None):
+    return compare.build_groups(runs.load_runs(runs.find_logs([str(directory)]), {}), warmup,
+                                baseline)
+
+
+# --- speed ---------------------------------------------------------------------------------
+
+SHAPE = {"seq_length": 2048, "world_size": 2, "data_parallel_size": 2, "micro_batch_size": 8,
+         "eval_interval": 1000}
+
+
+def test_speedup_tokens_and_mfu_by_hand(tmp_path):
+    loss = [3.0] * 8
+    write_log(tmp_path / "bf16.log", loss, [5000] * 3 + [1300, 1250, 1200, 1250, 1300],
+              [100] * 3 + [400, 410, 420, 400, 390], args=SHAPE, gpu=H100)
+    write_log(tmp_path / "fp8.log", loss, [5000] * 3 + [1000, 1000, 1200, 1000, 1000],
+              [100] * 3 + [500, 500, 600, 500, 500],
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise"}, gpu=H100)
+    (g,) = groups_of(tmp_path)
+    b, f = g.summaries["bf16"], g.summaries["fp8"]
+    assert (g.baseline, f.label) == ("bf16", "FP8 tensorwise")
+    # Iterations 4-8 count (the first 3 are warm-up): medians 1250 ms and 1000 ms.
+    assert (b.timed_iterations, b.median_iter_ms, f.median_iter_ms) == (5, 1250, 1000)
+    assert g.versus["fp8"].speedup == 1.25  # 1250 / 1000
+    # 16 sequences x 2048 tokens per iteration, shared by 2 GPUs = 16384 tokens per GPU.
+    assert b.tokens_per_s_gpu == pytest.approx(16384 / 1.25)  # 13107.2
+    assert f.tokens_per_s_gpu == pytest.approx(16384 / 1.0)
+    # Megatron's own TFLOP/s medians against the H100 dense peaks, 989 BF16 and 1979 FP8.
+    assert (b.tflops_gpu, f.tflops_gpu) == (400, 500)
+    assert b.mfu == pytest.approx(400 / 989) and f.mfu == pytest.approx(500 / 1979)
+    row = next(line for line in markdown.render([g], {}, "t", "c", ["d"], 3).splitlines()
+               if line.startswith("| fp8:"))
+    assert "| 1000.0 ms |" in row and "| 1.250x | 16,384 | 500.0 | 25.3% |" in row
+
+
+def test_unknown_gpu_leaves_mfu_blank(tmp_path):
+    write_log(tmp_path / "bf16.log", [3.0] * 5, [1000] * 5, args=SHAPE)
+    (g,) = groups_of(tmp_path)
+    s = g.summaries["bf16"]
+    assert s.tflops_gpu == 100 and s.gpu is None and s.mfu is None
+
+
+def test_timed_iterations_skip_warmup_and_the_row_after_eval_or_save():
+    its = list(range(1, 13))
+    mask = metrics.timed_mask(its, [1], warmup=3, eval_interval=5, save_interval=4,
+                              log_interval=1)
+    # warm-up 1-3; after an evaluation at 5 and 10: 6, 11; after a save at 4 and 8: 5, 9
+    assert [it for it, keep in zip(its, mask) if keep] == [4, 7, 8, 10, 12]
+    # --log-interval 10: the row of 30 covers 21-30, which holds the evaluation after 25
+    assert metrics.timed_mask([10, 20, 30], [10], 0, 25, None, 10) == [True, True, False]
+    # a restart at 21 warms up again
+    assert metrics.timed_mask([19, 20, 21, 22, 23], [19, 21], 1, None, None, 1) == [
+        False, True, False, True, True]
+
+
+def test_nonfinite_values_stay_out_of_aggregates(tmp_path):
+    write_log(tmp_path / "bf16.log", [3.0, 2.0, math.nan, 1.0, math.inf, 1.0, 1.0],
+              [1000, 1000, 1000, math.nan, 1000, math.inf, 3000], args=SHAPE)
+    (g,) = groups_of(tmp_path, warmup=0)
+    s = g.summaries["bf16"]
+    assert s.min_loss == 1.0
+    assert s.final_loss == pytest.approx((3 + 2 + 1 + 1 + 1) / 5)  # the 5 finite values
+    assert s.median_iter_ms == 1000 and s.timed_iterations == 5
+    assert "2 non-finite elapsed time per iteration (ms)" in s.notes
+    assert "2 non-finite lm loss" in s.notes
+
+
+# --- convergence: noise band and time to target --------------------------------------------
+
+BASE = [3.0 - 0.1 * i for i in range(1, 21)]  # 2.9 ... 1.0 over 20 iterations
+
+
+def write_study(root: Path) -> None:
+    """BF16 at two seeds, two FP8 recipes, a crash at an evaluation, a run that never started."""
+    d = root / "logs" / "convergence"
+    seed2 = [v + (0.04 if i % 2 == 0 else -0.01) for i, v in enumerate(BASE, 1)]
+    write_log(d / "bf16_s1234.log", BASE, [1000] * 20, args={**SHAPE, "seed": 1234}, gpu=H100)
+    write_log(d / "bf16_s5678.log", seed2, [1000] * 20, args={**SHAPE, "seed": 5678}, gpu=H100)
+    fp8 = {**SHAPE, "seed": 1234, "fp8": "hybrid", "fp8_recipe": "tensorwise"}
+    write_log(d / "fp8_within.log", [v - 0.015 for v in BASE], [800] * 20, args=fp8, gpu=H100)
+    write_log(d / "fp8_fast.log", [v - 0.35 for v in BASE], [900] * 20,
+              args={**fp8, "fp8_recipe": "blockwise"}, gpu=H100)
+    oom = ("[rank0]: Traceback (most recent call last):\n"
+           "[rank0]:   File \"/workspace/pretrain_entry.py\", line 57, in <module>\n"
+           "[rank0]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 3.91 GiB.\n")
+    write_log(d / "fp8_delayed_oom.log", BASE[:10], [850] * 10,
+              args={**fp8, "fp8_recipe": "delayed", "eval_interval": 10, "train_iters": 20},
+              end=oom)
+    (d / "never_started.log").write_text(
+        "Traceback (most recent call last):\n  File \"/workspace/pretrain_entry.py\", line 3, "
+        "in <module>\nModuleNotFoundError: No module named 'transformer_engine'\n")
+
+
+def test_noise_band_and_time_to_target_by_hand(tmp_path):
+    write_study(tmp_path)
+    (g,) = groups_of(tmp_path / "logs")
+    assert g.baseline == "bf16_s1234"  # the BF16 run with the lowest seed
+    assert g.noise_run == "bf16_s5678"
+    # Gaps are between smoothed curves (trailing mean of 5), which exist from iteration 5:
+    # 16 shared points, last quarter 17-20. Seed 5678 is +.04 at even and -.01 at odd
+    # iterations, so its 5-mean gap is (2 x .04 - 3 x .01) / 5 = .01 at odd iterations and
+    # (3 x .04 - 2 x .01) / 5 = .02 at even ones: mean .015, band .02.
+    assert (g.noise.first, g.noise.last, g.noise.n) == (17, 20, 4)
+    assert g.noise.mean == pytest.approx(0.015) and g.band == pytest.approx(0.02)
+    within, fast = g.versus["fp8_within"], g.versus["fp8_fast"]
+    assert within.gap.mean == pytest.approx(-0.015) and within.verdict == "within noise"
+    assert fast.gap.mean == pytest.approx(-0.35)
+    assert fast.verdict == "outside noise (-0.3300)"  # 0.33 beyond the 0.02 band, better
+    # Target: the baseline's final smoothed loss, mean of its last 5 losses 1.4 ... 1.0.
+    assert (g.window, g.target) == (5, pytest.approx(1.2))
+    base = g.versus["bf16_s1234"]
+    assert (base.ttt_iteration, base.ttt_s, base.ttt_tokens) == (20, pytest.approx(20.0), 655360)
+    # fp8_fast's trailing 5-mean is 2.85 - 0.1 i: first <= 1.2 at i = 17, after 17 x 0.9 s.
+    assert (fast.ttt_iteration, fast.ttt_s) == (17, pytest.approx(15.3))
+    assert fast.ttt_tokens == 17 * 16 * 2048
+    assert fast.ttt_speedup == pytest.approx(20.0 / 15.3)
+    # fp8_within's is 3.185 - 0.1 i: only at i = 20, after 20 x 0.8 s.
+    assert (within.ttt_iteration, within.ttt_s) == (20, pytest.approx(16.0))
+    assert within.ttt_speedup == pytest.approx(1.25)
+    # The crashed run compares over what it logged; the run with no arguments joined the group.
+    assert g.summaries["fp8_delayed_oom"].reason.startswith(
+        "crashed during evaluation after iteration 10: torch.OutOfMemoryError")
+    assert "never_started" in g.summaries and g.versus["never_started"].gap is None
+
+
+def test_no_bf16_run_means_no_baseline(tmp_path):
+    write_log(tmp_path / "fp8.log", BASE, [900] * 20,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise"})
+    (g,) = groups_of(tmp_path)
+    assert g.baseline is None and g.versus == {}
+    assert "no BF16 run in this group" in g.baseline_note
+
+
+def test_groups_split_by_directory_and_shape(tmp_path):
+    write_log(tmp_path / "a" / "bf16.log", BASE, [1000] * 20, args=SHAPE)
+    write_log(tmp_path / "a" / "bf16_seq4k.log", BASE, [1000] * 20,
+              args={**SHAPE, "seq_length": 4096})
+    write_log(tmp_path / "b" / "bf16.log", BASE, [1000] * 20, args=SHAPE)
+    groups = groups_of(tmp_path)
+    assert [(g.title.split(" (")[0], [r.name for r in g.runs]) for g in groups] == [
+        ("a", ["bf16"]), ("a", ["bf16_seq4k"]), ("b", ["bf16"])]
+    assert len({g.slug for g in groups}) == 3
+
+
+def test_golden_report_of_a_convergence_study(tmp_path, monkeypatch, golden):
+    write_study(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert report.main(["logs", "--out", "assets", "--title", "Convergence study"]) == 0
+    golden("report/convergence_study.md", (tmp_path / "assets" / "report.md").read_text())
+
+
+# --- labels and launch facts ---------------------------------------------------------------
+
+ARGS_BF16 = {"bf16": "True", "fp8": "None", "fp8_recipe": "delayed", "fp8_param_gather": "False",
+             "first_last_layers_bf16": "False", "num_layers_at_start_in_bf16": "1",
+             "num_layers_at_end_in_bf16": "1"}
+
+
+@pytest.mark.parametrize("args, label", [
+    ({}, "BF16"),
+    ({"fp8": "hybrid"}, "FP8 delayed"),
+    ({"fp8": "hybrid", "fp8_recipe": "tensorwise", "fp8_param_gather": "True"},
+     "FP8 tensorwise +param-gather"),
+    ({"fp8": "hybrid", "fp8_recipe": "tensorwise", "first_last_layers_bf16": "True",
+      "num_layers_at_end_in_bf16": "2"}, "FP8 tensorwise (BF16 first/last 1/2)"),
+    ({"fp8": "e4m3", "fp8_recipe": "blockwise"}, "FP8 blockwise"),
+    ({"fp8": "e4m3", "fp8_recipe": "mxfp8"}, "MXFP8"),
+    ({"bf16": "False", "fp16": "True"}, "FP16"),
+])
+def test_recipe_labels(args, label):
+    assert metrics.recipe_label({**ARGS_BF16, **args}) == label
+
+
+def test_recipe_label_without_arguments():
+    assert metrics.recipe_label({}) == "unknown (no arguments dump)"
+
+
+def test_exit_code_of_a_log_that_just_stops():
+    cut = "log ends after iteration 22 of 30 (no end marker)"
+    assert metrics.with_exit_code("running/truncated", cut, 137) == (
+        "crashed", f"crashed: exit code 137 (SIGKILL) with no error in the log ({cut})")
+    assert metrics.with_exit_code("running/truncated", cut, 0) == (
+        "running/truncated", cut + "; the process exited with code 0")
+    assert metrics.with_exit_code("completed", "completed 30/30", 0) == (
+        "completed", "completed 30/30")
+
+
+def test_launch_wall_clock_from_the_sidecar(tmp_path):
+    write_log(tmp_path / "bf16.log", BASE, [1000] * 20, args=SHAPE)
+    (tmp_path / "bf16.meta.json").write_text(json.dumps(
+        {"started": "2026-11-23T04:00:00+00:00", "ended": "2026-11-23T04:01:05+00:00"}))
+    (g,) = groups_of(tmp_path)
+    assert g.summaries["bf16"].launch_s == 65.0
+    text = markdown.render([g], {}, "t", "c", ["d"], 3)
+    assert "| 20.0 s (launch 1m 05s) |" in text

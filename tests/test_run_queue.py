@@ -1,0 +1,301 @@
+"""tools/run.py's queue on this node, for real: rendered scripts, real processes and signals.
+
+Each test renders tests/data/queue_matrix.yaml into a temporary folder (render.py --out), with
+its logs there too, and runs `python tools/run.py` as a subprocess. TRAIN_CMD makes the
+scripts start tests/standins/fake_megatron.py instead of torchrun + Megatron; the matrix's
+`outcome` axis tells the stand-in to complete (fake_ok, fake_last), crash (fake_crash) or
+hang ignoring SIGTERM (fake_hang).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+RUN = REPO / "tools" / "run.py"
+STANDIN = REPO / "tests" / "standins" / "fake_megatron.py"
+MATRIX = REPO / "tests" / "data" / "queue_matrix.yaml"
+
+
+def render_queue_matrix(tmp: Path) -> Path:
+    """Render the test matrix under tmp, logs in tmp/logs; returns the manifest."""
+    data = yaml.safe_load(MATRIX.read_text())
+    data["log_dir"] = str(tmp / "logs")
+    data["triton_cache_dir"] = str(tmp / "triton")
+    matrix = tmp / "queue_matrix.yaml"
+    matrix.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "render.py"), str(matrix),
+                          "--out", str(tmp / "generated")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return tmp / "generated" / "queue_matrix.manifest.json"
+
+
+def train_cmd(sleep: float = 0.01, *extra: str) -> str:
+    return f"{sys.executable} {STANDIN} --fake-sleep {sleep} {' '.join(extra)}".strip()
+
+
+def run_cli(*args: str, train: str | None = None, timeout: float = 60,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    environ = dict(os.environ, **(env or {}))
+    environ.pop("TRAIN_CMD", None)
+    if train is not None:
+        environ["TRAIN_CMD"] = train
+    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True,
+                          timeout=timeout, env=environ, cwd=REPO)
+
+
+def read_state(logs: Path) -> dict:
+    return json.loads((logs / "runs.json").read_text())["runs"]
+
+
+def group_gone(pgid: int, within: float = 10) -> bool:
+    """True once no process of the group is left (killed ones may take a moment to be reaped)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    return render_queue_matrix(tmp_path)
+
+
+def test_queue_runs_each_script_and_continues_after_a_crash(manifest, tmp_path):
+    logs = tmp_path / "logs"
+    out = run_cli(str(manifest), "--only", "fake_ok", "--only", "fake_crash", "--only", "fake_last",
+                  train=train_cmd())
+    assert out.returncode == 1, out.stdout + out.stderr
+    runs = read_state(logs)
+
+    ok = runs["fake_ok"]
+    assert ok["state"] == "completed" and (ok["iteration"], ok["train_iters"]) == (8, 8)
+    assert ok["log"] == str(logs / "fake_ok.log") and ok["meta"] == str(logs / "fake_ok.meta.json")
+    assert "[after training is done]" in (logs / "fake_ok.log").read_text()
+    meta = json.loads((logs / "fake_ok.meta.json").read_text())
+    assert meta["exit_code"] == 0 and meta["interrupted"] is False and meta["run"] == "fake_ok"
+    assert len(ok["attempts"]) == 1 and ok["attempts"][0]["mode"] == "local"
+
+    crash = runs["fake_crash"]
+    assert crash["state"] == "failed"
+    # The worker's exception, not torchrun's ChildFailedError that follows it in the log.
+    assert crash["reason"].startswith("ValueError: fake_megatron: crash in iteration 3")
+    assert "exit status 1" in crash["reason"] and crash["iteration"] == 2
+    assert runs["fake_last"]["state"] == "completed"
+    assert "fake_hang" not in runs
+
+    assert "[1/3] fake_ok  completed  iteration 8/8" in out.stdout
+    assert "[2/3] fake_crash  failed" in out.stdout
+    summary = out.stdout[out.stdout.index("run  "):]
+    assert "fake_crash  failed" in summary and f"status: {logs / 'runs.json'}" in out.stdout
+
+
+def test_hung_run_is_killed_after_the_time_limit_and_grace(manifest, tmp_path):
+    logs = tmp_path / "logs"
+    started = time.monotonic()
+    # 0.02 min = 1.2 s, then 0.5 s grace before SIGTERM (ignored) and 0.5 s more to SIGKILL.
+    out = run_cli(str(manifest), "--only", "fake_hang", "--time-limit", "0.02", "--grace", "0.5",
+                  train=train_cmd())
+    elapsed = time.monotonic() - started
+    assert out.returncode == 1, out.stdout + out.stderr
+    hang = read_state(logs)["fake_hang"]
+    assert hang["state"] == "time-limited"
+    assert hang["reason"].startswith("killed 0.5 s after the 0.02 min time limit")
+    assert hang["exit_code"] == 137 and hang["iteration"] == 1
+    assert 2.2 <= elapsed < 20
+    # The whole process group is gone, and the sidecar records the kill the script could not.
+    assert group_gone(hang["attempts"][-1]["pid"])
+    meta = json.loads((logs / "fake_hang.meta.json").read_text())
+    assert meta["exit_code"] == 137 and meta["interrupted"] is True
+    assert "--exit-duration-in-mins 0.02" in hang["attempts"][-1]["command"]
+
+
+def test_megatron_exit_duration_is_time_limited(manifest, tmp_path):
+    # 0.01 min: the stand-in, like Megatron, stops itself after the iteration that passes it.
+    out = run_cli(str(manifest), "--only", "fake_ok", "--time-limit", "0.01",
+                  "--", "--train-iters", "100000", train=train_cmd(0.01))
+    assert out.returncode == 1, out.stdout + out.stderr
+    run = read_state(tmp_path / "logs")["fake_ok"]
+    assert run["state"] == "time-limited"
+    assert run["reason"].startswith("[exiting program after ") and run["exit_code"] == 0
+    assert run["train_iters"] == 100000 and 0 < run["iteration"] < 100000
+
+
+def test_ctrl_c_interrupts_the_run_and_stops_the_queue(manifest, tmp_path):
+    logs = tmp_path / "logs"
+    environ = dict(os.environ, TRAIN_CMD=train_cmd(0.5))
+    proc = subprocess.Popen([sys.executable, str(RUN), str(manifest), "--only", "fake_ok",
+                             "--only", "fake_last"], cwd=REPO, env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = logs / "fake_ok.log"
+    deadline = time.monotonic() + 30
+    while " iteration " not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the run never logged an iteration"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stdout + stderr
+
+    runs = read_state(logs)
+    ok = runs["fake_ok"]
+    assert ok["state"] == "interrupted" and ok["reason"] == "stopped by SIGINT to run.py"
+    text = log.read_text()
+    assert " iteration " in text and "KeyboardInterrupt" in text
+    meta = json.loads((logs / "fake_ok.meta.json").read_text())
+    assert meta["interrupted"] is True
+    # The next run was listed but never started: no attempt, no log.
+    assert runs["fake_last"]["state"] == "pending" and runs["fake_last"]["attempts"] == []
+    assert not (logs / "fake_last.log").exists()
+    assert "1 run(s) not started" in stdout
+    assert group_gone(ok["attempts"][-1]["pid"])
+
+
+def test_resume_skips_completed_runs_and_retries_the_rest_with_a_new_log(manifest, tmp_path):
+    logs = tmp_path / "logs"
+    first = run_cli(str(manifest), "--only", "fake_ok", "--only", "fake_crash", train=train_cmd())
+    assert first.returncode == 1
+    again = run_cli(str(manifest), "--only", "fake_ok", "--only", "fake_crash", "--resume",
+                    train=train_cmd())
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "skip fake_ok: completed" in again.stdout
+    runs = read_state(logs)
+    assert len(runs["fake_ok"]["attempts"]) == 1
+    crash = runs["fake_crash"]
+    assert [a["log"] for a in crash["attempts"]] == [str(logs / "fake_crash.log"),
+                                                      str(logs / "fake_crash.1.log")]
+    assert crash["log"] == str(logs / "fake_crash.1.log") and crash["state"] == "failed"
+    assert (logs / "fake_crash.log").exists() and (logs / "fake_crash.1.meta.json").exists()
+    # Without --resume a completed run runs again, into its next free log.
+    third = run_cli(str(manifest), "--only", "fake_ok", train=train_cmd())
+    assert third.returncode == 0
+    assert read_state(logs)["fake_ok"]["log"] == str(logs / "fake_ok.1.log")
+
+
+def test_only_takes_globs_and_launch_overrides_reach_the_script(manifest, tmp_path):
+    logs = tmp_path / "logs"
+    out = run_cli(str(manifest), "--only", "fake_o*", "--env", "GPUS_PER_NODE=3",
+                  "--", "--train-iters", "4", train=train_cmd())
+    assert out.returncode == 0, out.stdout + out.stderr
+    runs = read_state(logs)
+    assert list(runs) == ["fake_ok"]
+    assert (runs["fake_ok"]["iteration"], runs["fake_ok"]["train_iters"]) == (4, 4)
+    meta = json.loads((logs / "fake_ok.meta.json").read_text())
+    assert meta["overrides"]["env"]["GPUS_PER_NODE"] == "3"
+    assert meta["overrides"]["args"] == ["--train-iters", "4"]
+
+
+def test_dry_run_prints_commands_and_writes_nothing(manifest, tmp_path):
+    out = run_cli(str(manifest), "--dry-run", "--time-limit", "30", "--env", "GPUS_PER_NODE=1",
+                  "--", "--num-layers", "4", train=train_cmd())
+    assert out.returncode == 0, out.stderr
+    script = tmp_path / "generated" / "fake_ok.sh"
+    line = (f"GPUS_PER_NODE=1 LOG_FILE={tmp_path / 'logs' / 'fake_ok.log'} bash {script} "
+            "--num-layers 4 --exit-duration-in-mins 30")
+    assert line in out.stdout
+    assert "[4/4] fake_hang" in out.stdout and "TRAIN_CMD=" in out.stdout
+    assert not (tmp_path / "logs").exists()
+
+
+def test_errors_are_one_line_with_exit_status_2(manifest, tmp_path):
+    out = run_cli(str(manifest), "--only", "fake_okk")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "run.py: error: --only fake_okk: no run matches (did you mean fake_ok?); "
+        "runs: fake_ok, fake_crash, fake_last, fake_hang"]
+
+    matrix = tmp_path / "unrendered.yaml"
+    matrix.write_text((tmp_path / "queue_matrix.yaml").read_text())
+    out = run_cli(str(matrix))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "has not been rendered" in out.stderr and "python tools/render.py" in out.stderr
+
+    out = run_cli(str(manifest), "--time-limit", "0.5")
+    assert out.returncode == 2 and "takes whole minutes" in out.stderr
+
+    out = run_cli(str(manifest), "--env", "LOG_FILE=x.log")
+    assert out.returncode == 2 and "--env LOG_FILE" in out.stderr
+
+    # sbatch missing from PATH: the one-line answer, before anything is submitted.
+    out = run_cli(str(manifest), "--slurm", env={"PATH": str(tmp_path)})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "run.py: error: sbatch, scontrol not found on PATH: run this on a Slurm login node "
+        "(or without --slurm to run here)"]
+    assert "Traceback" not in out.stderr
+
+
+def test_stale_scripts_are_refused(manifest, tmp_path):
+    script = tmp_path / "generated" / "fake_ok.sh"
+    script.write_text(script.read_text() + "# edited by hand\n")
+    out = run_cli(str(manifest), train=train_cmd())
+    assert out.returncode == 2
+    assert "rendered scripts are stale" in out.stderr and "fake_ok.sh is out of date" in out.stderr
+    assert f"--out {tmp_path / 'generated'}" in out.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+FIXTURES = REPO / "tests" / "data" / "logs" / "megatron019"
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason="tests/data/logs/megatron019 is missing")
+def test_log_tail_reads_real_megatron_logs_incrementally(tmp_path):
+    from fp8suite.logtail import LogTail
+
+    # Fed to the tail in pieces that split lines, as a log looks while training writes it.
+    log = tmp_path / "growing.log"
+    data = (FIXTURES / "bf16.log").read_bytes()
+    tail = LogTail(log)
+    assert not tail.poll()  # no file yet
+    with open(log, "wb") as f:
+        for start in range(0, len(data), 7919):
+            f.write(data[start:start + 7919])
+            f.flush()
+            tail.poll()
+    tail.finish()
+    assert (tail.iteration, tail.train_iters, tail.done) == (30, 30, True)
+    assert tail.ms_per_iter == pytest.approx(655.5, abs=200) and tail.loss is not None
+    assert tail.failure() == ""
+
+    bad = LogTail(FIXTURES / "fp8delayed_1F1L_bad.log")
+    bad.finish()
+    assert bad.failure() == "ValueError: Delayed scaling does not support first / last layer in BF16."
+    assert bad.iteration is None and not bad.done
+
+
+def test_a_job_slurm_forgot_is_judged_by_its_sidecar_and_log(tmp_path):
+    # scontrol forgets finished jobs after MinJobAge; the watch then reads the sidecar's exit.
+    from fp8suite import batch, plan
+    from fp8suite.logtail import LogTail
+    from fp8suite.runstate import RunState
+
+    log, meta = tmp_path / "r.41.log", tmp_path / "r.41.meta.json"
+    log.write_text(" [2026-11-23 04:01:35.3] iteration        4/       4 | lm loss: 1.0E+00 |\n"
+                   "[after training is done] datetime: 2026-11-23 04:01:55 \n")
+    meta.write_text(json.dumps({"run": "r", "exit_code": 0, "ended": "2026-11-23T04:01:56+00:00"}))
+    state = RunState(tmp_path / "runs.json", "m.yaml", "m")
+    att = state.begin("r", mode="slurm", state="running", job_id="41", log=str(log), meta=str(meta),
+                      train_iters=4)
+    run = plan.Run("r", tmp_path / "r.sh", tmp_path / "r.sbatch", tmp_path, 4, {})
+    batch._refresh(state, run, att, None, LogTail(log))
+    assert (att["state"], att["exit_code"], att["iteration"]) == ("completed", 0, 4)
+    assert att["ended"] == "2026-11-23T04:01:56+00:00"
+
+    meta.write_text(json.dumps({"run": "r"}))  # no end recorded: the job vanished
+    state.begin("r", mode="slurm", state="running", job_id="42", log=str(log), meta=str(meta))
+    batch._refresh(state, run, state.latest("r"), None, LogTail(tmp_path / "missing.log"))
+    assert state.record("r")["state"] == "failed"
+    assert "job 42 is unknown to Slurm" in state.record("r")["reason"]

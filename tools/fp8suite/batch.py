@@ -1,0 +1,262 @@
+"""Runs as Slurm batch jobs: submit the rendered .sbatch files, watch the jobs, cancel them.
+
+Submission happens from the suite's root (the batch scripts find the launch scripts from
+SLURM_SUBMIT_DIR) after creating the log folder, since Slurm does not create the folder of
+`#SBATCH --output`. sbatch exports the caller's environment to the job, so `--env` settings
+and TRAIN_CMD reach the launch scripts on every node. Each job's output file is the run's log:
+<log dir>/<run>.<jobid>.log, with its sidecar <run>.<jobid>.meta.json beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import plan as plans
+from . import sidecar, slurm
+from .logtail import LogTail
+from .plan import Plan, Run, UsageError
+from .progress import Display, training
+from .queue import caught_signals, shell_line, time_limit_args
+from .runstate import ACTIVE, RunState, now
+from .templating import ROOT
+
+
+@dataclass
+class Options:
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    time_limit: Optional[float] = None
+    resume: bool = False
+    dry_run: bool = False
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    time: Optional[str] = None
+    """sbatch --time, overriding the matrix's slurm.time."""
+    poll: float = 10.0
+    """Seconds between looks at the jobs while watching."""
+
+    def sbatch_options(self) -> list[str]:
+        out = []
+        for name in ("partition", "account", "time"):
+            value = getattr(self, name)
+            if value:
+                out.append(f"--{name}={value}")
+        return out
+
+
+def _require(*tools: str) -> None:
+    gone = slurm.missing(*tools)
+    if gone:
+        raise UsageError(f"{', '.join(gone)} not found on PATH: run this on a Slurm login node "
+                         "(or without --slurm to run here)")
+
+
+def job_log(run: Run, job_id: str) -> tuple[str, str]:
+    """The job's log (#SBATCH --output) and sidecar, as the rendered .sbatch names them."""
+    log = run.log_dir / f"{run.name}.{job_id}.log"
+    return plans.shown(log), plans.shown(plans.sidecar_of(log))
+
+
+def submit(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
+           display: Display) -> int:
+    """sbatch each selected run; 0 when every submission worked, 1 if one failed."""
+    if not opts.dry_run:
+        _require("sbatch", "scontrol")
+    active = _active_jobs(selected, states) if not opts.dry_run else {}
+    failures = 0
+    env = dict(os.environ, **opts.env)
+    for n, (plan, run) in enumerate(selected, 1):
+        tag = f"[{n}/{len(selected)}]"
+        state = states[plan.name]
+        rec = state.record(run.name)
+        if opts.resume and rec["state"] == "completed":
+            display.note(f"{tag} skip {run.name}: completed ({rec.get('log')})")
+            continue
+        if run.name in active:
+            display.note(f"{tag} skip {run.name}: already queued as job {active[run.name]} "
+                         "(--cancel it first to submit again)")
+            continue
+        args = [*opts.extra_args, *time_limit_args(opts.time_limit)]
+        cmd = ["sbatch", "--parsable", *opts.sbatch_options(), plans.shown(run.sbatch), *args]
+        if opts.dry_run:
+            display.note(f"{tag} {run.name}\n  mkdir -p {plans.shown(run.log_dir)} && "
+                         f"{shell_line(cmd, opts.env)}")
+            continue
+        run.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            job_id = slurm.submit(plans.shown(run.sbatch), args, opts.sbatch_options(), env, ROOT)
+        except slurm.SlurmError as err:
+            failures += 1
+            display.note(f"{tag} {run.name}: not submitted: {err}")
+            continue
+        log, meta = job_log(run, job_id)
+        state.begin(run.name, mode="slurm", state="pending", job_id=job_id, submitted=now(),
+                    started=None, ended=None, log=log, meta=meta, exit_code=None, iteration=None,
+                    train_iters=plans.planned_iterations(run, args),
+                    command=shell_line(cmd, opts.env))
+        state.save()
+        display.note(f"{tag} {run.name}: submitted as job {job_id}; log {log}")
+    if opts.dry_run:
+        for state in states.values():
+            display.note(f"status file: {plans.shown(state.path)}")
+    return 1 if failures else 0
+
+
+def _active_jobs(selected, states) -> dict[str, str]:
+    """Runs whose recorded job Slurm still has pending or running: run name -> job id."""
+    recorded = {}
+    for plan, run in selected:
+        last = states[plan.name].latest(run.name)
+        if last and last.get("mode") == "slurm" and last.get("state") in ACTIVE:
+            recorded[run.name] = last["job_id"]
+    known = slurm.jobs(list(recorded.values()))
+    return {name: job for name, job in recorded.items()
+            if job in known and known[job].run_state in ACTIVE}
+
+
+def _recorded(selected, states) -> list[tuple[Plan, Run, dict]]:
+    out = []
+    for plan, run in selected:
+        last = states[plan.name].latest(run.name)
+        if last and last.get("mode") == "slurm":
+            out.append((plan, run, last))
+    if not out:
+        names = ", ".join(sorted({p.name for p, _ in selected}))
+        raise UsageError(f"no Slurm job is recorded for the selected runs of {names}: "
+                         "submit them with --slurm first")
+    return out
+
+
+def watch(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
+          display: Display) -> int:
+    """Poll the recorded jobs until every one ended; 0 when all completed, 1 if not."""
+    _require("scontrol")
+    items = _recorded(selected, states)
+    tails = {run.name: LogTail(plans.suite(att["log"])) for _, run, att in items}
+    reported = {run.name for _, run, att in items if att["state"] not in ACTIVE}
+    for plan, run, att in items:
+        if run.name in reported:
+            display.note(_final_line(run, att, tails[run.name]), key=run.name)
+    with caught_signals() as caught:
+        while True:
+            ids = [att["job_id"] for _, run, att in items if run.name not in reported]
+            known = slurm.jobs(ids)
+            lines = {}
+            for n, (plan, run, att) in enumerate(items, 1):
+                if run.name in reported:
+                    continue
+                tail = tails[run.name]
+                tail.poll()
+                _refresh(states[plan.name], run, att, known.get(att["job_id"]), tail)
+                if att["state"] in ACTIVE:
+                    lines[run.name] = _live_line(f"[{n}/{len(items)}]", run, att, tail)
+                else:
+                    reported.add(run.name)
+                    display.note(_final_line(run, att, tail), key=run.name)
+            for state in states.values():
+                state.save()
+            if not lines:
+                break
+            display.show(lines)
+            if caught.count:
+                display.note(f"stopped watching ({caught.name}); the jobs keep running: "
+                             "--watch again, or --cancel them")
+                return caught.exit_code
+            _sleep(opts.poll, caught)
+    return 0 if all(att["state"] == "completed" for _, _, att in items) else 1
+
+
+def _sleep(seconds: float, caught) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not caught.count:
+        time.sleep(min(0.2, seconds))
+
+
+def _refresh(state: RunState, run: Run, att: dict, job: Optional[slurm.Job], tail: LogTail) -> None:
+    """Update the run's latest attempt from Slurm's view of its job and from its log."""
+    fields = {"iteration": tail.iteration, "train_iters": tail.train_iters or att.get("train_iters")}
+    if job is not None and job.run_state in ACTIVE:
+        fields["state"] = job.run_state
+        waiting = job.run_state == "pending" and job.reason != "None"
+        fields["reason"] = f"Slurm: {job.reason}" if waiting else ""
+        if job.run_state == "running" and not att.get("started"):
+            fields["started"] = now()
+        state.update(run.name, **fields)
+        return
+    tail.finish()
+    fields.update(iteration=tail.iteration, train_iters=tail.train_iters or att.get("train_iters"))
+    meta = sidecar.read(plans.suite(att["meta"])) or {}
+    if job is not None:
+        code = job.exit_code
+        result, reason = _ended(job.run_state, job.state, code, tail)
+    elif "exit_code" in meta:
+        # Slurm forgot the job (MinJobAge): the launch script recorded its exit in the sidecar.
+        code = meta["exit_code"]
+        result, reason = _ended("completed" if code == 0 else "failed", "", code, tail)
+    else:
+        code = None
+        result, reason = "failed", (tail.failure() or f"job {att['job_id']} is unknown to Slurm "
+                                    "and left no exit status in its sidecar")
+    fields.update(state=result, reason=reason, exit_code=code, ended=meta.get("ended") or now())
+    state.update(run.name, **fields)
+
+
+def _ended(result: str, slurm_state: str, code: Optional[int], tail: LogTail) -> tuple[str, str]:
+    if result == "completed":
+        if tail.exiting.startswith("[exiting program after"):
+            return "time-limited", tail.exiting
+        return "completed", tail.exiting
+    if result == "time-limited":
+        return result, "Slurm stopped the job at its time limit (sbatch --time)"
+    if result == "interrupted":
+        return result, "cancelled with scancel"
+    detail = f"Slurm {slurm_state}" if slurm_state else "job failed"
+    if code is not None:
+        detail += f", exit status {code}"
+    found = tail.failure()
+    return "failed", f"{found}; {detail}" if found else detail
+
+
+def _live_line(tag: str, run: Run, att: dict, tail: LogTail) -> str:
+    head = f"{tag} {run.name}  job {att['job_id']}"
+    if att["state"] == "pending":
+        return f"{head} pending" + (f" ({att['reason']})" if att.get("reason") else "")
+    if tail.iteration is None:
+        return f"{head} starting"
+    return f"{head}  {training(tail, att.get('train_iters'))}"
+
+
+def _final_line(run: Run, att: dict, tail: LogTail) -> str:
+    text = f"{run.name}  job {att['job_id']} {att['state']}"
+    if tail.iteration is not None or att.get("iteration") is not None:
+        done = tail.iteration if tail.iteration is not None else att.get("iteration")
+        text += f"  iteration {done}/{tail.train_iters or att.get('train_iters') or '?'}"
+    if att.get("reason"):
+        text += f"  ({att['reason']})"
+    return text
+
+
+def cancel(selected: list[tuple[Plan, Run]], states: dict[str, RunState], display: Display) -> int:
+    """scancel the selected runs' recorded jobs that are still pending or running."""
+    _require("scancel", "scontrol")
+    items = _recorded(selected, states)
+    known = slurm.jobs([att["job_id"] for _, _, att in items])
+    targets = [(plan, run, att) for plan, run, att in items
+               if att["job_id"] in known and known[att["job_id"]].run_state in ACTIVE]
+    if not targets:
+        display.note("nothing to cancel: no recorded job of the selected runs is pending or running")
+        return 0
+    try:
+        slurm.cancel([att["job_id"] for _, _, att in targets])
+    except slurm.SlurmError as err:
+        raise UsageError(str(err)) from None
+    for plan, run, att in targets:
+        states[plan.name].update(run.name, state="interrupted", reason="cancelled by run.py --cancel",
+                                 ended=now())
+        display.note(f"cancelled {run.name}: job {att['job_id']}")
+    for state in states.values():
+        state.save()
+    return 0

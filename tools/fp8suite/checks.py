@@ -1,0 +1,291 @@
+"""Pre-flight checks: what would fail at launch or inside Megatron, caught at render time.
+
+Each rule looks at one expanded run and names the key that causes the problem. The same
+problem in several runs (a base setting, say) is reported once with the runs listed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from .errors import Problem
+
+if TYPE_CHECKING:  # matrix.py runs these checks, so it cannot be imported here
+    from .matrix import Run
+
+HOPPER = ("H100", "H200", "H800", "H20", "GH200")
+BLACKWELL = ("B200", "B300", "GB200", "GB300")
+GPUS = HOPPER + BLACKWELL
+
+# Dense peak TFLOP/s (no sparsity) by precision, for MFU. Hopper figures from NVIDIA's
+# H100/H200 SXM datasheets.
+PEAK_TFLOPS = {gpu: {"bf16": 989.0, "fp8": 1979.0} for gpu in HOPPER}
+
+AMAX_FLAGS = ("--fp8-amax-history-len", "--fp8-amax-compute-algo")
+SLURM_WORD = re.compile(r"^[A-Za-z0-9_.,:+-]+$")
+SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
+NVTE_ATTN = ("NVTE_FLASH_ATTN", "NVTE_FUSED_ATTN", "NVTE_UNFUSED_ATTN")
+# Values Megatron asserts for NVTE_{FLASH,FUSED,UNFUSED}_ATTN under each --attention-backend.
+ATTN_ENV = {
+    "flash": (1, 0, 0), "fused": (0, 1, 0), "unfused": (0, 0, 1), "local": (0, 0, 0), "auto": (1, 1, 1),
+}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The numeric recipe of a run, read from its Megatron flags."""
+
+    fp8_format: Optional[str]
+    recipe: Optional[str]
+    """delayed, tensorwise, blockwise, mxfp8, custom; None for BF16."""
+    first_last_bf16: bool
+    layers_bf16: tuple[int, int]
+    param_gather: bool
+
+    @property
+    def label(self) -> str:
+        if self.recipe is None:
+            return "bf16"
+        if self.first_last_bf16:
+            return f"{self.recipe}-bf16-first{self.layers_bf16[0]}-last{self.layers_bf16[1]}"
+        return self.recipe
+
+
+def precision(flags: dict[str, Any]) -> Precision:
+    fmt = flags.get("--fp8-format")
+    return Precision(
+        fp8_format=fmt,
+        recipe=str(flags.get("--fp8-recipe", "delayed")) if fmt else None,
+        first_last_bf16=bool(flags.get("--first-last-layers-bf16", False)),
+        layers_bf16=(_int(flags.get("--num-layers-at-start-in-bf16"), 1),
+                     _int(flags.get("--num-layers-at-end-in-bf16"), 1)),
+        param_gather=bool(flags.get("--fp8-param-gather", False)),
+    )
+
+
+@dataclass(frozen=True)
+class Parallel:
+    tp: int
+    pp: int
+    cp: int
+    world: int
+
+    @property
+    def dp(self) -> int:
+        return self.world // (self.tp * self.pp * self.cp)
+
+
+def parallel(run: "Run") -> Parallel:
+    f = run.flags
+    target = run.settings.target
+    return Parallel(
+        tp=_int(f.get("--tensor-model-parallel-size"), 1),
+        pp=_int(f.get("--pipeline-model-parallel-size"), 1),
+        cp=_int(f.get("--context-parallel-size"), 1),
+        world=target.gpus_per_node * target.nodes,
+    )
+
+
+def check_runs(runs: list["Run"], file: str) -> list[Problem]:
+    """All consistency problems of a matrix's runs, one per (key, message)."""
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for run in runs:
+        for rule in RULES:
+            for where, message in rule(run):
+                found[(where, message)].append(run.name)
+    problems = []
+    for (where, message), names in found.items():
+        runs_text = f"run {names[0]}" if len(names) == 1 else f"runs {', '.join(names)}"
+        problems.append(Problem(file, where, f"{runs_text}: {message}"))
+    return problems
+
+
+Finding = tuple[str, str]
+RULES: list[Callable[["Run"], list[Finding]]] = []
+
+
+def rule(fn: Callable[["Run"], list[Finding]]) -> Callable[["Run"], list[Finding]]:
+    RULES.append(fn)
+    return fn
+
+
+@rule
+def fp8_recipe_rules(run: "Run") -> list[Finding]:
+    f = run.flags
+    p = precision(f)
+    target = run.settings.target
+    out = []
+    if p.recipe is None:
+        for flag in ("--fp8-recipe", "--fp8-param-gather", "--first-last-layers-bf16", *AMAX_FLAGS):
+            if f.get(flag) not in (None, False):
+                out.append((run.where(f"megatron.{flag}"),
+                            f"{flag} has no effect without --fp8-format (e4m3 or hybrid)"))
+        return out
+    if not (f.get("--bf16") or f.get("--fp16")):
+        out.append((run.where("megatron.--fp8-format"), "FP8 training needs --bf16 (or --fp16) as well"))
+    if p.first_last_bf16 and p.recipe == "delayed":
+        out.append((run.where("megatron.--first-last-layers-bf16"),
+                    "the delayed recipe cannot keep the first/last layers in BF16 (Megatron raises "
+                    "ValueError); use --fp8-recipe tensorwise or blockwise, or drop the flag"))
+    if p.recipe == "mxfp8" and target.gpu in HOPPER:
+        out.append((run.where("megatron.--fp8-recipe"),
+                    f"MXFP8 needs a Blackwell GPU ({', '.join(BLACKWELL)}); target.gpu is {target.gpu}"))
+    if p.recipe == "blockwise":
+        if _version(target.transformer_engine) < (2, 3):
+            out.append((run.where("target.transformer_engine", "megatron.--fp8-recipe"),
+                        f"blockwise FP8 needs Transformer Engine >= 2.3; target has {target.transformer_engine}"))
+        if _version(target.cuda) < (12, 9):
+            out.append((run.where("target.cuda", "megatron.--fp8-recipe"),
+                        f"blockwise FP8 needs CUDA >= 12.9; target has {target.cuda}"))
+    if p.recipe != "delayed":
+        for flag in AMAX_FLAGS:
+            if flag in f:
+                out.append((run.where(f"megatron.{flag}"),
+                            f"{flag} acts only on the delayed recipe, not {p.recipe}; remove it"))
+    if p.param_gather and not any(f.get(x) for x in (
+            "--use-distributed-optimizer", "--use-torch-fsdp2", "--use-megatron-fsdp")):
+        out.append((run.where("megatron.--fp8-param-gather"),
+                    "--fp8-param-gather needs --use-distributed-optimizer (or FSDP)"))
+    return out
+
+
+@rule
+def parallel_rules(run: "Run") -> list[Finding]:
+    f = run.flags
+    par = parallel(run)
+    out = []
+    model_parallel = par.tp * par.pp * par.cp
+    if par.world % model_parallel:
+        out.append((run.where("megatron.--tensor-model-parallel-size", "megatron.--pipeline-model-parallel-size",
+                              "target.gpus_per_node"),
+                    f"world size {par.world} (target.nodes x target.gpus_per_node) is not divisible by "
+                    f"TP x PP x CP = {par.tp} x {par.pp} x {par.cp}"))
+        return out
+    mbs = _int(f.get("--micro-batch-size"), 1)
+    gbs = f.get("--global-batch-size")
+    if gbs is not None and _int(gbs, 0) % (mbs * par.dp):
+        out.append((run.where("megatron.--global-batch-size"),
+                    f"global batch {gbs} is not divisible by micro batch x data-parallel size = "
+                    f"{mbs} x {par.dp}"))
+    heads = f.get("--num-attention-heads")
+    if heads is not None and _int(heads, 0) % par.tp:
+        out.append((run.where("megatron.--num-attention-heads", "megatron.--tensor-model-parallel-size"),
+                    f"{heads} attention heads are not divisible by tensor parallel size {par.tp}"))
+    groups = f.get("--num-query-groups")
+    if groups is not None and f.get("--group-query-attention") and _int(groups, 0) % par.tp:
+        out.append((run.where("megatron.--num-query-groups", "megatron.--tensor-model-parallel-size"),
+                    f"{groups} query groups are not divisible by tensor parallel size {par.tp}"))
+    layers = f.get("--num-layers")
+    if layers is not None:
+        layers = _int(layers, 0)
+        if layers % par.pp:
+            out.append((run.where("megatron.--num-layers", "megatron.--pipeline-model-parallel-size"),
+                        f"{layers} layers are not divisible by pipeline parallel size {par.pp}"))
+        p = precision(f)
+        per_stage = layers // par.pp
+        if p.recipe and p.first_last_bf16:
+            for flag, count in zip(("--num-layers-at-start-in-bf16", "--num-layers-at-end-in-bf16"), p.layers_bf16):
+                if not 0 <= count <= per_stage:
+                    out.append((run.where(f"megatron.{flag}", "megatron.--first-last-layers-bf16"),
+                                f"{flag} {count} must be between 0 and the {per_stage} layers per pipeline stage"))
+    return out
+
+
+@rule
+def launch_rules(run: "Run") -> list[Finding]:
+    f = run.flags
+    s = run.settings
+    out = []
+    if "--eval-interval" not in f:
+        out.append((run.where("megatron"),
+                    "--eval-interval is required (megatron-core 0.19 crashes computing sample counts "
+                    "without it); use --eval-iters 0 to turn evaluation off"))
+    warmup = _int(f.get("--lr-warmup-iters"), 0)
+    decay_flag = "--lr-decay-iters" if "--lr-decay-iters" in f else "--train-iters"
+    decay = _int(f.get(decay_flag), 0)
+    if warmup and decay and warmup >= decay:
+        out.append((run.where("megatron.--lr-warmup-iters"),
+                    f"--lr-warmup-iters {warmup} must be below {decay_flag} {decay} (Megatron's "
+                    "learning-rate scheduler asserts it); shorten both when shortening a run"))
+    if s.target.gpu not in GPUS:
+        out.append((run.where("target.gpu"), f"unknown GPU {s.target.gpu!r}; known: {', '.join(GPUS)}"))
+    if s.target.gpus_per_node < 1 or s.target.nodes < 1:
+        out.append((run.where("target.gpus_per_node", "target.nodes"), "GPU and node counts must be at least 1"))
+    if s.gradient_accumulation_fusion not in ("auto", "on", "off"):
+        out.append((run.where("gradient_accumulation_fusion"),
+                    f"{s.gradient_accumulation_fusion!r} is not one of: auto, on, off"))
+    if s.min_free_gb < 0:
+        out.append((run.where("min_free_gb"), "must be zero or more"))
+    backend = str(f.get("--attention-backend", "auto"))
+    expected = ATTN_ENV.get(backend)
+    for name, value in zip(NVTE_ATTN, expected or ()):
+        if name in s.env and str(_env_value(s.env[name])) != str(value):
+            out.append((run.where(f"env.{name}"),
+                        f"{name}={_env_value(s.env[name])} contradicts --attention-backend {backend}, "
+                        f"for which Megatron asserts {name} is unset or {value}"))
+    if s.wandb is not None and not s.wandb.project:
+        out.append((run.where("wandb"), "wandb.project is required when wandb is set"))
+    return out
+
+
+@rule
+def data_rules(run: "Run") -> list[Finding]:
+    d = run.settings.data
+    out = []
+    if d.mock_data and d.vocab_size is None:
+        out.append((run.where("data.mock_data"),
+                    "mock data needs data.vocab_size (the NullTokenizer's vocabulary, which sizes the model)"))
+    if not d.mock_data:
+        if not d.data_path:
+            out.append((run.where("data.mock_data", "data"),
+                        "data.data_path is empty: give indexed-dataset prefixes or set data.mock_data: true"))
+        for word in d.data_path:
+            if re.search(r"\s", str(word)):
+                out.append((run.where("data.data_path"), f"{word!r}: prefixes cannot contain spaces"))
+        if d.tokenizer_type not in ("NullTokenizer", "GPT2BPETokenizer") and not d.tokenizer_model:
+            out.append((run.where("data.tokenizer_type", "data"),
+                        f"{d.tokenizer_type} needs data.tokenizer_model"))
+    return out
+
+
+@rule
+def slurm_rules(run: "Run") -> list[Finding]:
+    s = run.settings.slurm
+    out = []
+    for key in ("partition", "account"):
+        value = getattr(s, key)
+        if value is not None and not SLURM_WORD.match(value):
+            out.append((run.where(f"slurm.{key}"), f"{value!r} is not a valid Slurm name"))
+    if not SLURM_TIME.match(s.time):
+        out.append((run.where("slurm.time"), f"{s.time!r} is not a Slurm time (MM, HH:MM:SS or D-HH:MM:SS)"))
+    if s.container_image is not None and (not s.container_image or re.search(r"\s", s.container_image)):
+        out.append((run.where("slurm.container_image"), "must be a non-empty image name without spaces"))
+    for i, option in enumerate(s.sbatch_options):
+        if not option.startswith("--"):
+            out.append((run.where("slurm.sbatch_options"), f"entry {i} {option!r} must be a long option (--name=value)"))
+    for i, mount in enumerate(s.container_mounts):
+        if re.search(r"[\s,]", mount):
+            out.append((run.where("slurm.container_mounts"), f"entry {i} {mount!r} must be SRC:DST without spaces or commas"))
+    return out
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _int(value: Any, default: int) -> int:
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", str(text))[:2]) or (0,)

@@ -1,0 +1,252 @@
+"""Comparison groups, their baselines, and each run against its baseline. Pure functions.
+
+Runs compare only within a group: the same directory and the same model/batch shape (the
+SHAPE_KEYS of the arguments dump). A run without an arguments dump (it died before printing
+one) joins its directory's first group. Each group gets its own baseline: `--baseline NAME`
+when that run is in the group, else its BF16 run (lowest seed, then first by name).
+
+Against the baseline, for each run:
+
+* speedup = baseline median iteration time / run median iteration time;
+* loss gap = run - baseline smoothed `lm loss` (trailing mean over the baseline's smoothing
+  window, which averages out what one small batch happens to contain) at the iterations both
+  logged, over the last quarter of those iterations: mean and max (signed: positive = worse);
+* time-to-target: the first iteration where the run's smoothed loss (trailing mean over the
+  baseline's smoothing window) reaches the baseline's final smoothed loss, as wall-clock
+  (sum of iteration times up to there) and tokens (consumed samples x seq_length);
+* noise: when the group has a second run with the baseline's recipe and another seed, the
+  baseline-vs-that-run gap is the seed-to-seed noise; its band is the largest |smoothed gap|
+  over the last quarter. (Megatron's --seed moves both the initial weights and the data
+  order, so the band holds both kinds of run-to-run noise.) A run is "within noise" when |its mean gap| <= band, else "outside noise
+  (+x)" with x = how far its mean gap lies beyond the band (negative x: better than BF16).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import statistics
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fp8suite import metrics
+from fp8suite.logparse import arg_int
+
+
+@dataclass
+class Gap:
+    mean: float
+    max: float  # the largest run - baseline difference (signed)
+    max_abs: float
+    n: int  # matched iterations in the last quarter
+    first: int  # first and last iteration of that window
+    last: int
+
+
+@dataclass
+class Versus:
+    """One run against its group's baseline (all None for the baseline itself)."""
+
+    speedup: Optional[float] = None
+    gap: Optional[Gap] = None
+    verdict: str = ""  # "within noise", "outside noise (+0.0123)", "noise reference", ""
+    ttt_iteration: Optional[int] = None
+    ttt_s: Optional[float] = None
+    ttt_tokens: Optional[float] = None
+    ttt_speedup: Optional[float] = None  # baseline time-to-target / run time-to-target
+
+
+@dataclass
+class Group:
+    title: str
+    slug: str  # safe for file names
+    directory: str
+    shape: Optional[tuple]
+    runs: list  # runs.Run, baseline first, then by name
+    summaries: dict  # name -> metrics.Summary
+    baseline: Optional[str] = None
+    baseline_note: str = ""
+    noise_run: Optional[str] = None
+    noise: Optional[Gap] = None
+    target: Optional[float] = None  # the baseline's final smoothed loss
+    window: Optional[int] = None  # the baseline's smoothing window
+    versus: dict = field(default_factory=dict)  # name -> Versus
+    warmup: int = 3  # logged iterations dropped from timing at the start and after restarts
+
+    @property
+    def band(self) -> Optional[float]:
+        return self.noise.max_abs if self.noise else None
+
+
+def shape_text(shape: Optional[tuple]) -> str:
+    if shape is None:
+        return "unknown shape (no arguments dump)"
+    d = dict(zip(metrics.SHAPE_KEYS, shape))
+    return (f"{d['num_layers']} layers, hidden {d['hidden_size']}, FFN {d['ffn_hidden_size']}, "
+            f"{d['num_attention_heads']} heads, seq {d['seq_length']}, "
+            f"global batch {d['global_batch_size']}, micro batch {d['micro_batch_size']}, "
+            f"world size {d['world_size']}")
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+    return slug or "logs"
+
+
+def build_groups(runs: list, warmup: int, baseline: Optional[str] = None) -> list:
+    """Group the runs, summarise each, pick baselines and compare."""
+    by_key = {}
+    for run in runs:
+        key = (run.directory, metrics.shape(run.log.args))
+        by_key.setdefault(key, []).append(run)
+    # A run without an arguments dump joins its directory's first group with a known shape.
+    for (directory, shp) in sorted(k for k in list(by_key) if k[1] is None):
+        known = sorted((k for k in by_key if k[0] == directory and k[1] is not None), key=repr)
+        if known:
+            by_key[known[0]].extend(by_key.pop((directory, None)))
+
+    keys = sorted(by_key, key=lambda k: (k[0], repr(k[1])))
+    dirs = [k[0] for k in keys]
+    common = os.path.commonpath(dirs) if len(set(dirs)) > 1 else None
+    groups = []
+    for key in keys:
+        directory, shp = key
+        short = os.path.relpath(directory, common) if common else os.path.basename(
+            os.path.normpath(directory)) or directory
+        same_dir = [k for k in keys if k[0] == directory]
+        title, slug = short, slugify(short)
+        if len(same_dir) > 1:
+            n = same_dir.index(key) + 1
+            title, slug = f"{short} ({shape_text(shp)})", f"{slug}_{n}"
+        members = sorted(by_key[key], key=lambda r: r.name)
+        summaries = {r.name: metrics.summarize(r, warmup) for r in members}
+        group = Group(title, slug, directory, shp, members, summaries, warmup=warmup)
+        _choose_baseline(group, baseline)
+        _compare(group)
+        groups.append(group)
+    return groups
+
+
+def _has_loss(summary) -> bool:
+    return summary.final_loss is not None
+
+
+def _choose_baseline(group: Group, wanted: Optional[str]) -> None:
+    names = [r.name for r in group.runs]
+    if wanted and wanted in names:
+        group.baseline, group.baseline_note = wanted, "chosen with --baseline"
+    else:
+        bf16 = [s for s in group.summaries.values() if s.label == "BF16"]
+        if not bf16:
+            group.baseline_note = ("no BF16 run in this group, so no baseline: speedups and "
+                                   "loss gaps are blank")
+            return
+        bf16.sort(key=lambda s: (not _has_loss(s), s.seed is None, s.seed or 0, s.name))
+        chosen = bf16[0]
+        group.baseline = chosen.name
+        if len(bf16) == 1:
+            group.baseline_note = "the group's only BF16 run"
+        elif len({s.seed for s in bf16}) > 1 and chosen.seed is not None:
+            group.baseline_note = (f"the BF16 run with the lowest seed ({chosen.seed}) "
+                                   f"of {len(bf16)}")
+        else:
+            group.baseline_note = f"the first BF16 run by name of {len(bf16)}"
+        if not _has_loss(chosen):
+            group.baseline_note += "; it logged no loss, so loss comparisons are blank"
+    # Baseline first, then the others by name.
+    group.runs.sort(key=lambda r: (r.name != group.baseline, r.name))
+
+
+def loss_gap(run, base, window: int) -> Optional[Gap]:
+    """run - base smoothed `lm loss` over the last quarter of their matched iterations."""
+    if not window:
+        return None
+    pairs = matched_losses(run, base, window)
+    if not pairs:
+        return None
+    q = max(1, math.ceil(len(pairs) / 4))
+    tail = pairs[-q:]
+    diffs = [a - b for _, a, b in tail]
+    return Gap(statistics.fmean(diffs), max(diffs), max(abs(d) for d in diffs), q,
+               tail[0][0], tail[-1][0])
+
+
+def matched_losses(run, base, window: int) -> list:
+    """[(iteration, run smoothed loss, baseline smoothed loss)] where both have one."""
+    def curve(r):
+        return metrics.smoothed(r.log.steps.iterations, r.log.steps.column(metrics.LOSS), window)
+    b = dict(curve(base))
+    return [(it, v, b[it]) for it, v in curve(run) if it in b]
+
+
+def time_to_target(run, window: int, target: float):
+    """(iteration, seconds, tokens) where the smoothed loss first reaches `target`, or None."""
+    steps, args = run.log.steps, run.log.args
+    curve = metrics.smoothed(steps.iterations, steps.column(metrics.LOSS), window)
+    hit = next((it for it, v in curve if v <= target), None)
+    if hit is None:
+        return None
+    lengths = metrics.interval_lengths(steps.iterations, arg_int(args, "log_interval"))
+    seconds = 0.0
+    samples = None
+    for it, ms, n, cs in zip(steps.iterations, steps.column(metrics.ITER_MS), lengths,
+                             steps.column(metrics.SAMPLES)):
+        if it > hit:
+            break
+        if ms is not None and math.isfinite(ms):
+            seconds += ms * n / 1000
+        samples = cs
+    seq = arg_int(args, "seq_length")
+    if samples is None or not math.isfinite(samples):
+        gbs = arg_int(args, "global_batch_size")
+        samples = hit * gbs if gbs else None
+    tokens = samples * seq if samples is not None and seq else None
+    return hit, seconds, tokens
+
+
+def _compare(group: Group) -> None:
+    if group.baseline is None:
+        return
+    runs = {r.name: r for r in group.runs}
+    base, bsum = runs[group.baseline], group.summaries[group.baseline]
+    group.target, group.window = bsum.final_loss, bsum.smooth_window
+
+    # Seed-to-seed noise: another run with the baseline's recipe and a different seed.
+    partners = [s for s in group.summaries.values()
+                if s.name != bsum.name and s.label == bsum.label and _has_loss(s)
+                and s.seed is not None and bsum.seed is not None and s.seed != bsum.seed]
+    partners.sort(key=lambda s: (s.seed, s.name))
+    if partners and _has_loss(bsum):
+        group.noise_run = partners[0].name
+        group.noise = loss_gap(runs[group.noise_run], base, group.window)
+
+    base_ttt = None
+    if group.target is not None:
+        base_ttt = time_to_target(base, group.window, group.target)
+    for name, run in runs.items():
+        s = group.summaries[name]
+        v = Versus()
+        if s.median_iter_ms and bsum.median_iter_ms:
+            v.speedup = bsum.median_iter_ms / s.median_iter_ms
+        if name != group.baseline:
+            v.gap = loss_gap(run, base, group.window)
+        if name == group.noise_run:
+            v.verdict = "noise reference"
+        elif v.gap is not None and group.band is not None:
+            v.verdict = verdict(v.gap.mean, group.band)
+        if group.target is not None:
+            hit = base_ttt if name == group.baseline else time_to_target(run, group.window,
+                                                                         group.target)
+            if hit:
+                v.ttt_iteration, v.ttt_s, v.ttt_tokens = hit
+                if base_ttt and v.ttt_s > 0:
+                    v.ttt_speedup = base_ttt[1] / v.ttt_s
+        group.versus[name] = v
+
+
+def verdict(mean_gap: float, band: float) -> str:
+    if abs(mean_gap) <= band:
+        return "within noise"
+    beyond = mean_gap - band if mean_gap > 0 else mean_gap + band
+    return f"outside noise ({beyond:+.4f})"

@@ -1,0 +1,38 @@
+"""Problems found in user input, reported all at once, one line each.
+
+A matrix file is checked completely before anything is written: every problem becomes a
+`Problem` (file, dotted key path, message) and the CLI prints them one per line, e.g.
+
+    experiments/h200_8b.yaml: axes.recipe.fp8.megatron.precision.--fp8-recipie: unknown Megatron flag (did you mean --fp8-recipe?)
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}: " if self.path else f"{self.file}: "
+        return where + self.message
+
+
+class ConfigError(Exception):
+    """Raised with every problem of one input; `str()` gives one line per problem."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""

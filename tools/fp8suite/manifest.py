@@ -1,0 +1,124 @@
+"""The manifest (resolved settings of every run) and writing or checking generated files.
+
+Generated files are written all at once after every check passed: each to a temporary file
+first, then renamed into place, so a failure leaves the old files intact. Files that an
+earlier render listed in the manifest and this one no longer produces are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .checks import parallel, precision
+from .megatron_flags import load_snapshot, snapshot_path, tokens
+from .schema import Matrix
+from .templating import ROOT, Rendered, display_path, label, log_dir
+
+
+def manifest(matrix: Matrix, matrix_file: str, rendered: list[Rendered]) -> dict[str, Any]:
+    version = rendered[0].run.settings.target.megatron_core if rendered else ""
+    snapshot = load_snapshot(version) if version else None
+    return {
+        "matrix": matrix_file,
+        "name": matrix.name,
+        "description": matrix.description,
+        "generated_by": "tools/render.py",
+        "flag_snapshot": display_path(snapshot_path(version)) if snapshot is not None else None,
+        "runs": [_run_entry(r, matrix, snapshot or {}) for r in rendered],
+    }
+
+
+def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
+    run, s = r.run, r.run.settings
+    p = precision(run.flags)
+    par = parallel(run)
+    argv = [t for flag, value in run.flags.items() for t in tokens(flag, value, snapshot.get(flag))[0]]
+    return {
+        "name": run.name,
+        "script": r.script,
+        "sbatch": r.sbatch,
+        "axes": run.axes,
+        "label": label(p),
+        "recipe": p.label,
+        "fp8_format": p.fp8_format,
+        "gpu": s.target.gpu,
+        "nodes": s.target.nodes,
+        "gpus_per_node": s.target.gpus_per_node,
+        "parallel": {"tp": par.tp, "pp": par.pp, "cp": par.cp, "dp": par.dp},
+        "seq_length": run.flags.get("--seq-length"),
+        "micro_batch_size": run.flags.get("--micro-batch-size"),
+        "global_batch_size": run.flags.get("--global-batch-size"),
+        "train_iters": run.flags.get("--train-iters"),
+        "log_dir": log_dir(matrix, run),
+        "env": {k: str(v) for k, v in s.env.items()},
+        "data": {
+            "mock_data": s.data.mock_data, "data_path": s.data.data_path, "split": s.data.split,
+            "tokenizer_type": s.data.tokenizer_type, "tokenizer_model": s.data.tokenizer_model,
+            "vocab_size": s.data.vocab_size,
+        },
+        "gradient_accumulation_fusion": s.gradient_accumulation_fusion,
+        "wandb": None if s.wandb is None else {"project": s.wandb.project, "entity": s.wandb.entity},
+        "megatron_args": argv,
+    }
+
+
+def files(matrix: Matrix, matrix_file: str, rendered: list[Rendered], out_dir: Path) -> dict[Path, str]:
+    """Every file a render produces: path -> content."""
+    out: dict[Path, str] = {}
+    for r in rendered:
+        out[out_dir / f"{r.run.name}.sh"] = r.script_text
+        out[out_dir / f"{r.run.name}.sbatch"] = r.sbatch_text
+    data = manifest(matrix, matrix_file, rendered)
+    out[manifest_path(out_dir, matrix_file)] = json.dumps(data, indent=2) + "\n"
+    return out
+
+
+def manifest_path(out_dir: Path, matrix_file: str) -> Path:
+    return out_dir / f"{Path(matrix_file).stem}.manifest.json"
+
+
+def previous_files(manifest_file: Path) -> list[Path]:
+    """Files an earlier render of the same matrix produced (from its manifest)."""
+    try:
+        data = json.loads(manifest_file.read_text())
+        return [ROOT / p for r in data["runs"] for p in (r["script"], r["sbatch"])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def stale(expected: dict[Path, str], manifest_file: Path) -> list[str]:
+    """Why the generated files on disk differ from what a render would write, one line each."""
+    out = []
+    for path, text in expected.items():
+        if not path.exists():
+            out.append(f"{display_path(path)} is missing")
+        elif path.read_text() != text:
+            out.append(f"{display_path(path)} is out of date")
+    for path in previous_files(manifest_file):
+        if path not in expected and path.exists():
+            out.append(f"{display_path(path)} is left over from a run the matrix no longer has")
+    return out
+
+
+def write(expected: dict[Path, str], manifest_file: Path) -> int:
+    """Write changed files atomically, remove left-overs; returns how many files changed."""
+    leftovers = [p for p in previous_files(manifest_file) if p not in expected and p.exists()]
+    staged = []
+    for path, text in expected.items():
+        if path.exists() and path.read_text() == text:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o755 if path.suffix in (".sh", ".sbatch") else 0o644)
+        staged.append((tmp, path))
+    for tmp, path in staged:
+        os.replace(tmp, path)
+    for path in leftovers:
+        path.unlink()
+    return len(staged) + len(leftovers)

@@ -1,0 +1,345 @@
+"""Render the comparison report as markdown. Pure: groups + plot file names -> text.
+
+Deterministic by construction: no build timestamps, runs and groups in sorted order, one
+number format per quantity, `–` for every blank.
+"""
+
+from __future__ import annotations
+
+from fp8suite import compare, metrics
+
+BLANK = "–"
+NOTE_CHARS = 160  # a crash reason longer than this is cut in the table (full text per run)
+
+HOW_TO_READ = """\
+**How to read this**
+
+- *itr time*: median `elapsed time per iteration (ms)`, leaving out the first {warmup} logged \
+iterations (also after each restart) and the iteration right after an evaluation or checkpoint \
+save. *Speedup* = baseline itr time / run itr time. *Tokens/s/GPU* = global batch × seq_length \
+/ itr time / world_size.
+- *TFLOP/s/GPU*: median of Megatron's own `throughput per GPU`. *MFU* = that / the GPU's dense \
+peak for the run's precision (H100/H200 SXM: 989 TFLOP/s BF16, 1979 FP8); blank when the GPU is \
+unknown (no sidecar, no manifest).
+- *Smoothed loss*: trailing mean of the last W finite `lm loss` values, W = 10% of them and at \
+least 5. *Final loss* is its last value.
+- *Loss gap*: run − baseline smoothed `lm loss` (the baseline's W) at the iterations both \
+logged, over the last quarter of them (positive: the run is worse). The noise band is the \
+largest \\|gap\\| between the baseline and a BF16 run with another seed (Megatron's `--seed` \
+moves both the initial weights and the data order); a run is within noise when \\|its mean \
+gap\\| ≤ band. One seed pair gives a rough band, not a confidence interval.
+- *Time to target*: wall-clock (sum of iteration times) and tokens until the run's smoothed \
+loss (with the baseline's W) first reaches the baseline's final smoothed loss.
+- *Runtime*: start of the first logged iteration to the last iteration line (launch: the \
+sidecar's started to ended). Memory: Megatron's peak over ranks, in GiB.
+"""
+
+
+def render(groups: list, plots: dict, title: str, command: str, inputs: list,
+           warmup: int) -> str:
+    n_runs = sum(len(g.runs) for g in groups)
+    out = [f"# {title}", ""]
+    out.append(f"Produced by `{command}` from {', '.join(f'`{i}`' for i in inputs)}: "
+               f"{n_runs} run{'s' if n_runs != 1 else ''} in {len(groups)} comparison "
+               f"group{'s' if len(groups) != 1 else ''}.")
+    out += ["", HOW_TO_READ.format(warmup=warmup)]
+    for g in groups:
+        out += _group(g, plots.get(g.slug, []))
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# --- one group -----------------------------------------------------------------------------
+
+
+def _group(g, files: list) -> list:
+    out = [f"## {g.title}", ""]
+    out.append(f"Directory `{g.directory}`; {compare.shape_text(g.shape)}.")
+    if g.baseline:
+        out.append(f"Baseline: **{g.baseline}** ({g.baseline_note}).")
+    else:
+        out.append(f"Baseline: none ({g.baseline_note}).")
+    if g.noise:
+        out.append(f"Seed-to-seed noise: {g.noise_run} vs {g.baseline} differ by "
+                   f"{g.noise.mean:+.4f} on average and at most ±{g.noise.max_abs:.4f} "
+                   f"over iterations {g.noise.first}–{g.noise.last}.")
+    elif g.baseline:
+        out.append("Seed-to-seed noise: unknown (no second BF16 run with another seed).")
+    out += [""] + _main_table(g) + [""]
+    if g.baseline and len(g.runs) > 1:
+        out += [f"### Against the baseline ({g.baseline})", ""] + _versus_table(g) + [""]
+    group_plots = [(k, f) for k, f in files if not k.startswith("run:")]
+    if group_plots:
+        out += ["### Plots", ""]
+        captions = {"loss": "Training loss", "iter-time": "Iteration time",
+                    "loss-gap": "Loss gap to the baseline"}
+        for kind, name in group_plots:
+            out += [f"![{captions[kind]}]({name})", ""]
+    out += ["### Runs", ""]
+    run_plots = {k[len("run:"):]: f for k, f in files if k.startswith("run:")}
+    for run in g.runs:
+        out += _run_section(g, run, run_plots.get(run.name))
+    return out
+
+
+def _configuration(g, s, run) -> str:
+    # The manifest's label is what the experiment meant; the arguments' label what ran
+    # (the per-run section shows both).
+    label = run.manifest.get("label")
+    bits = [label if isinstance(label, str) and label else s.label]
+    seeds = {x.seed for x in g.summaries.values() if x.seed is not None}
+    if len(seeds) > 1 and s.seed is not None:
+        bits.append(f"seed {s.seed}")
+    text = f"{run.name}: {', '.join(bits)}"
+    return text + " (baseline)" if run.name == g.baseline else text
+
+
+def status_text(s) -> str:
+    """"completed 30/30", "crashed at start-up: ValueError: ...", "time-limit: exited ..."."""
+    return s.reason if s.reason.startswith(s.status) else f"{s.status}: {s.reason}"
+
+
+def _notes(s) -> str:
+    reason = status_text(s)
+    reason = reason if len(reason) <= NOTE_CHARS else reason[:NOTE_CHARS - 1] + "…"
+    return "; ".join([reason] + s.notes)
+
+
+def _main_table(g) -> list:
+    head = ["Configuration", "Min Loss", "Runtime", "itr time", "Notes", "Iters", "Speedup",
+            "Tokens/s/GPU", "TFLOP/s/GPU", "MFU", "Peak alloc GiB", "Peak reserved GiB",
+            "Final loss (smoothed)", "Val loss"]
+    rows = []
+    for run in g.runs:
+        s, v = g.summaries[run.name], g.versus.get(run.name)
+        rows.append([
+            _configuration(g, s, run),
+            _f(s.min_loss, "{:.4f}"),
+            duration(s.runtime_s) + (f" (launch {duration(s.launch_s)})"
+                                     if s.launch_s is not None else ""),
+            _f(s.median_iter_ms, "{:.1f} ms"),
+            _notes(s),
+            f"{_f(s.iterations_done, '{}')}/{_f(s.iterations_planned, '{}')}",
+            _f(v.speedup if v else None, "{:.3f}x"),
+            _f(s.tokens_per_s_gpu, "{:,.0f}"),
+            _f(s.tflops_gpu, "{:.1f}"),
+            _f(s.mfu * 100 if s.mfu is not None else None, "{:.1f}%"),
+            _f(s.peak_alloc_gb, "{:.1f}"),
+            _f(s.peak_reserved_gb, "{:.1f}"),
+            _f(s.final_loss, "{:.4f}"),
+            f"{s.val_loss:.4f} @{s.val_iteration}" if s.val_loss is not None else BLANK,
+        ])
+    return table(head, rows)
+
+
+def _versus_table(g) -> list:
+    head = ["Configuration", "Loss gap mean", "Loss gap max", "Gap iterations", "vs noise",
+            "Time to target", "Tokens to target", "Sooner than baseline"]
+    rows = []
+    for run in g.runs:
+        s, v = g.summaries[run.name], g.versus.get(run.name)
+        if v is None:
+            continue
+        rows.append([
+            _configuration(g, s, run),
+            _f(v.gap.mean if v.gap else None, "{:+.4f}"),
+            _f(v.gap.max if v.gap else None, "{:+.4f}"),
+            f"{v.gap.first}–{v.gap.last}" if v.gap else BLANK,
+            v.verdict or BLANK,
+            f"{duration(v.ttt_s)} @{v.ttt_iteration}" if v.ttt_s is not None else BLANK,
+            count(v.ttt_tokens),
+            _f(v.ttt_speedup, "{:.3f}x"),
+        ])
+    foot = []
+    if g.target is not None:
+        foot = ["", f"Target: the baseline's final smoothed loss {g.target:.4f} "
+                    f"(window {g.window} logged iterations)."]
+    return table(head, rows) + foot + _verdicts(g)
+
+
+def _verdicts(g) -> list:
+    """One sentence per run: inside the noise band or not, and how much sooner it gets there."""
+    base = g.versus.get(g.baseline)
+    if g.band is None or base is None or base.ttt_s is None:
+        return []
+    lines = ["", "In words, against the noise band and the target:", ""]
+    for run in g.runs:
+        v = g.versus.get(run.name)
+        if run.name in (g.baseline, g.noise_run) or v is None or v.gap is None:
+            continue
+        s = g.summaries[run.name]
+        where = (f"stays within the seed-to-seed noise band (mean gap {v.gap.mean:+.4f}, band "
+                 f"±{g.band:.4f})" if v.verdict == "within noise" else
+                 f"is {v.verdict} (mean gap {v.gap.mean:+.4f}, band ±{g.band:.4f})")
+        if v.ttt_s is None:
+            when = (f"does not reach the target within its {s.iterations_done} iterations "
+                    f"(final smoothed loss {_f(s.final_loss, '{:.4f}')})")
+        else:
+            when = (f"reaches the target {_relative(v.ttt_s, base.ttt_s)} in wall-clock "
+                    f"({duration(v.ttt_s)} vs {duration(base.ttt_s)}), with "
+                    f"{_relative(v.ttt_tokens, base.ttt_tokens, 'fewer', 'more')} tokens "
+                    f"({count(v.ttt_tokens)} vs {count(base.ttt_tokens)})")
+        lines.append(f"- **{_cell(s.label, False)}** ({run.name}) {where}; it {when}.")
+    return lines
+
+
+def _relative(value, reference, less: str = "sooner", more: str = "later") -> str:
+    if not value or not reference:
+        return BLANK
+    change = value / reference - 1
+    if abs(change) < 0.005:
+        return "as soon as the baseline" if less == "sooner" else "as many"
+    return f"{abs(change):.0%} {less if change < 0 else more}"
+
+
+# --- one run -------------------------------------------------------------------------------
+
+
+def _run_section(g, run, plot) -> list:
+    s, log, args = g.summaries[run.name], run.log, run.log.args
+    side = run.sidecar
+    out = [f"#### {run.name}", ""]
+    items = [("Log", f"`{run.path}` ({log.size_bytes / 1e6:.2f} MB)"),
+             ("Status", status_text(s))]
+    code = side.get("exit_code")
+    if code is not None:
+        items.append(("Exit code", f"{code} (sidecar)"))
+    items.append(("Recipe", _recipe_detail(s, args)))
+    if args:
+        items.append(("Model", compare.shape_text(metrics.shape(args))))
+        items.append(("Parallelism", _parallelism(args)))
+        items.append(("Schedule", _schedule(args)))
+    items.append(("GPU", _gpu(s, side)))
+    items.append(("Versions", _versions(side)))
+    items.append(("Overrides", _overrides(side)))
+    launch = [f"{k} {side[k]}" for k in ("started", "ended", "host") if side.get(k)]
+    if launch:
+        span = f" ({duration(s.launch_s)})" if s.launch_s is not None else ""
+        items.append(("Launch", ", ".join(launch) + span))
+    if run.manifest:
+        axes = run.manifest.get("axes")
+        axes_text = ", ".join(f"{k}={v}" for k, v in sorted(axes.items())) if isinstance(
+            axes, dict) else BLANK
+        extra = [f"{k} {run.manifest[k]}" for k in ("label", "recipe", "gpu")
+                 if run.manifest.get(k)]
+        items.append(("Manifest", ", ".join([f"axes {axes_text or BLANK}"] + extra)))
+    timing = f"runtime {duration(s.runtime_s)}"
+    if s.runtime_from:
+        timing += f" (from {s.runtime_from})"
+    timing += f", {s.timed_iterations} timed iterations"
+    if log.steps.segment_starts[1:]:
+        resumed = ", ".join(map(str, log.steps.segment_starts[1:]))
+        timing += f", restarts resumed at iteration {resumed}"
+    items.append(("Timing", timing))
+    if s.notes:
+        items.append(("Notes", "; ".join(s.notes)))
+    out += [f"- {k}: {_cell(v, table_cell=False)}" for k, v in items]
+    context = log.status.context if s.status == "crashed" else []
+    if context:
+        out += ["", "Last lines before the crash:", "", "```text"]
+        out += [line.replace("```", "'''") for line in context]
+        out += ["```"]
+    if plot:
+        out += ["", f"![{run.name}]({plot})"]
+    return out + [""]
+
+
+def _recipe_detail(s, args) -> str:
+    if not args:
+        return s.label
+    keys = ("fp8", "fp8_recipe", "fp8_param_gather", "first_last_layers_bf16",
+            "num_layers_at_start_in_bf16", "num_layers_at_end_in_bf16", "bf16",
+            "fp8_amax_history_len", "fp8_amax_compute_algo")
+    return s.label + " (" + ", ".join(f"{k} {args[k]}" for k in keys if k in args) + ")"
+
+
+def _parallelism(args) -> str:
+    parts = [f"{label} {args[k]}" for label, k in (
+        ("TP", "tensor_model_parallel_size"), ("PP", "pipeline_model_parallel_size"),
+        ("CP", "context_parallel_size"), ("DP", "data_parallel_size"),
+        ("world size", "world_size"), ("micro batch", "micro_batch_size"),
+        ("global batch", "global_batch_size")) if k in args]
+    return ", ".join(parts) or BLANK
+
+
+def _schedule(args) -> str:
+    keys = ("train_iters", "eval_interval", "eval_iters", "log_interval", "save_interval",
+            "exit_duration_in_mins", "exit_interval", "seed")
+    return ", ".join(f"{k} {args[k]}" for k in keys if k in args) or BLANK
+
+
+def _gpu(s, side) -> str:
+    env = side.get("environment") if isinstance(side.get("environment"), dict) else {}
+    gpu = env.get("gpu") if isinstance(env.get("gpu"), dict) else {}
+    if s.gpu_from == "sidecar":
+        extra = [f"{k.replace('_', ' ')} {gpu[k]}" for k in ("count", "driver", "memory_mib",
+                                                            "compute_capability") if
+                 gpu.get(k) is not None]
+        text = s.gpu + (f" ({', '.join(extra)})" if extra else "")
+    elif s.gpu_from == "manifest":
+        text = f"{s.gpu} (from the manifest; no sidecar)"
+    else:
+        text = "unknown (no sidecar or manifest entry), so MFU is blank"
+    if s.peak_tflops:
+        text += f"; dense {s.precision.upper()} peak {s.peak_tflops:.0f} TFLOP/s"
+    return text
+
+
+def _versions(side) -> str:
+    env = side.get("environment") if isinstance(side.get("environment"), dict) else {}
+    names = (("python", "python"), ("torch", "torch"), ("cuda", "CUDA"),
+             ("transformer_engine", "Transformer Engine"), ("megatron_core", "Megatron-Core"),
+             ("apex", "apex"))
+    parts = [f"{label} {env[k] if env[k] is not None else 'none'}" for k, label in names
+             if k in env]
+    return ", ".join(parts) if parts else "unknown (no sidecar)"
+
+
+def _overrides(side) -> str:
+    ov = side.get("overrides") if isinstance(side.get("overrides"), dict) else None
+    if ov is None:
+        return "unknown (no sidecar)" if not side else "none recorded"
+    parts = []
+    if isinstance(ov.get("args"), list) and ov["args"]:
+        parts.append("args `" + " ".join(str(a) for a in ov["args"]) + "`")
+    if isinstance(ov.get("env"), dict) and ov["env"]:
+        parts.append("env `" + " ".join(f"{k}={v}" for k, v in sorted(ov["env"].items())) + "`")
+    return "; ".join(parts) or "none"
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def _f(value, fmt: str) -> str:
+    return BLANK if value is None else fmt.format(value)
+
+
+def duration(seconds) -> str:
+    if seconds is None:
+        return BLANK
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    total = int(round(seconds))
+    h, rem = divmod(total, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+
+
+def count(n) -> str:
+    """1234 -> 1.23k, 4.5e9 -> 4.50B."""
+    if n is None:
+        return BLANK
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}"
+    return f"{n:.0f}"
+
+
+def _cell(text: str, table_cell: bool = True) -> str:
+    text = " ".join(str(text).split())
+    return text.replace("|", "\\|") if table_cell else text
+
+
+def table(head: list, rows: list) -> list:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines

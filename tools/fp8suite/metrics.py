@@ -1,0 +1,341 @@
+"""Per-run figures from a parsed log: recipe label, speed, memory, loss. Pure functions.
+
+Definitions (the report's "How to read this" repeats them):
+
+* Timed iterations: the logged iterations minus the first `warmup` of the log and of each
+  restart, minus the iteration right after each evaluation / checkpoint-save boundary (its
+  interval can hold the evaluation or save), minus non-finite times.
+* Iteration time: the median `elapsed time per iteration (ms)` of the timed iterations.
+* Tokens/s/GPU = global batch size x seq_length / median iteration seconds / world_size.
+* TFLOP/s/GPU: the median of Megatron's own `throughput per GPU (TFLOP/s/GPU)` (needs
+  `--log-throughput`). MFU = that / the GPU's dense peak for the run's precision.
+* Smoothed loss: trailing mean of the last W finite `lm loss` values, W = 10% of the logged
+  values, at least 5 (all of them when fewer). The final smoothed loss is its last value.
+* Runtime: from the start of the first logged iteration to the last iteration line (iteration
+  timestamps), so evaluations and saves in between count and start-up does not; the sum of
+  iteration times when the log has no timestamps.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Optional
+
+from fp8suite.logparse import arg_int, arg_value
+
+LOSS = "lm loss"
+ITER_MS = "elapsed time per iteration (ms)"
+TFLOPS = "throughput per GPU (TFLOP/s/GPU)"
+SAMPLES = "consumed samples"
+GBS = "global batch size"
+VAL_LOSS = "lm loss value"
+
+# Dense (no sparsity) peak TFLOP/s per GPU by precision, from NVIDIA's H100/H200 datasheets
+# (the datasheets quote sparse figures; dense is half). First match on the GPU name wins, so
+# the PCIe/NVL parts come before the plain "H100". GH200 carries the H100 SXM figures.
+PEAK_TFLOPS = (
+    ("H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "fp8": 1513.0}),
+    ("H100 NVL", {"bf16": 835.0, "fp16": 835.0, "fp8": 1671.0}),
+    ("H100", {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0}),
+    ("H200", {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0}),
+)
+
+# The keys that define a model/batch shape: runs compare only when these agree.
+SHAPE_KEYS = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
+              "seq_length", "global_batch_size", "micro_batch_size", "world_size")
+
+_FP8_RECIPES = {"delayed": "FP8 delayed", "tensorwise": "FP8 tensorwise",
+                "blockwise": "FP8 blockwise", "mxfp8": "MXFP8"}
+
+
+@dataclass
+class Summary:
+    """Everything the report says about one run, numbers in base units (None = blank)."""
+
+    name: str
+    label: str  # "BF16", "FP8 tensorwise +param-gather", ...
+    precision: Optional[str]  # "bf16", "fp8", "fp16", "fp32"; None without arguments
+    seed: Optional[int]
+    status: str
+    reason: str
+    iterations_done: Optional[int]
+    iterations_planned: Optional[int]
+    runtime_s: Optional[float] = None
+    runtime_from: str = ""  # "timestamps" or "sum of iteration times"
+    launch_s: Optional[float] = None  # sidecar ended - started
+    median_iter_ms: Optional[float] = None
+    timed_iterations: int = 0
+    tokens_per_s_gpu: Optional[float] = None
+    tflops_gpu: Optional[float] = None
+    gpu: Optional[str] = None
+    gpu_from: str = ""  # "sidecar" or "manifest"
+    peak_tflops: Optional[float] = None
+    mfu: Optional[float] = None  # fraction, 0..1
+    peak_alloc_gb: Optional[float] = None
+    peak_reserved_gb: Optional[float] = None
+    min_loss: Optional[float] = None
+    final_loss: Optional[float] = None
+    smooth_window: Optional[int] = None
+    val_loss: Optional[float] = None
+    val_iteration: Optional[int] = None
+    notes: list = field(default_factory=list)
+
+
+# --- labels --------------------------------------------------------------------------------
+
+
+def precision(args: dict) -> Optional[str]:
+    if not args:
+        return None
+    if arg_value(args, "fp8") is not None:
+        return "fp8"
+    if arg_value(args, "bf16"):
+        return "bf16"
+    if arg_value(args, "fp16"):
+        return "fp16"
+    return "fp32"
+
+
+def recipe_label(args: dict) -> str:
+    """`BF16`, `FP8 delayed`, `FP8 tensorwise (BF16 first/last 1/1) +param-gather`, ..."""
+    prec = precision(args)
+    if prec is None:
+        return "unknown (no arguments dump)"
+    if prec != "fp8":
+        return prec.upper()
+    recipe = str(arg_value(args, "fp8_recipe") or "delayed")
+    label = _FP8_RECIPES.get(recipe, f"FP8 {recipe}")
+    if arg_value(args, "first_last_layers_bf16"):
+        start = arg_value(args, "num_layers_at_start_in_bf16")
+        end = arg_value(args, "num_layers_at_end_in_bf16")
+        label += f" (BF16 first/last {start}/{end})"
+    if arg_value(args, "fp8_param_gather"):
+        label += " +param-gather"
+    return label
+
+
+def shape(args: dict) -> Optional[tuple]:
+    """The model/batch shape tuple (SHAPE_KEYS order), None without an arguments dump."""
+    if not args:
+        return None
+    return tuple(arg_value(args, k) for k in SHAPE_KEYS)
+
+
+def peak_tflops(gpu: Optional[str], prec: Optional[str]) -> Optional[float]:
+    if not gpu or not prec:
+        return None
+    for key, peaks in PEAK_TFLOPS:
+        if key.lower() in gpu.lower():
+            return peaks.get(prec)
+    return None
+
+
+# --- small numeric helpers -----------------------------------------------------------------
+
+
+def finite(values) -> list:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def smoothing_window(n_finite: int) -> int:
+    """10% of the finite loss values, at least 5, at most all of them."""
+    return min(n_finite, max(5, math.ceil(n_finite / 10)))
+
+
+def smoothed(iterations: list, losses: list, window: int) -> list:
+    """(iteration, trailing mean of the last `window` finite losses) once `window` exist."""
+    out, buf, total = [], [], 0.0
+    for it, v in zip(iterations, losses):
+        if v is None or not math.isfinite(v):
+            continue
+        buf.append(v)
+        total += v
+        if len(buf) > window:
+            total -= buf[-window - 1]
+        if len(buf) >= window > 0:
+            out.append((it, total / window))
+    return out
+
+
+def interval_lengths(iterations: list, log_interval: Optional[int]) -> list:
+    """Iterations each logged row covers (Megatron averages the time over the interval)."""
+    out, prev = [], None
+    for it in iterations:
+        out.append(it - prev if prev is not None else (log_interval or 1))
+        prev = it
+    return out
+
+
+def timed_mask(iterations: list, segment_starts: list, warmup: int,
+               eval_interval: Optional[int], save_interval: Optional[int],
+               log_interval: Optional[int]) -> list:
+    """True for rows that count for iteration-time medians (see the module docstring)."""
+    starts = set(segment_starts)
+    mask, since_start, prev = [], 0, None
+    for it in iterations:
+        if it in starts:
+            since_start = 0
+        since_start += 1
+        lo = prev if prev is not None else it - (log_interval or 1)
+        keep = since_start > warmup
+        for k in (eval_interval, save_interval):
+            # The row covers iterations lo+1..it; it follows a boundary b = m*k (m >= 1) when
+            # lo <= b < it, i.e. the evaluation/save ran inside this row's interval.
+            if k and k > 0 and (it - 1) // k >= 1 and (it - 1) // k > (lo - 1) // k:
+                keep = False
+        mask.append(keep)
+        prev = it
+    return mask
+
+
+def _seconds_between(a: Optional[str], b: Optional[str]) -> Optional[float]:
+    try:
+        return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+# --- the per-run summary -------------------------------------------------------------------
+
+
+def summarize(run, warmup: int) -> Summary:
+    """All per-run figures for one `runs.Run`."""
+    log, args, steps = run.log, run.log.args, run.log.steps
+    st = log.status
+    name, reason = with_exit_code(st.name, st.reason, run.sidecar.get("exit_code"))
+    s = Summary(
+        name=run.name,
+        label=recipe_label(args),
+        precision=precision(args),
+        seed=arg_int(args, "seed"),
+        status=name,
+        reason=reason,
+        iterations_done=st.last_iteration,
+        iterations_planned=st.planned_iterations,
+    )
+    its = steps.iterations
+    iter_ms = steps.column(ITER_MS)
+    log_interval = arg_int(args, "log_interval")
+    lengths = interval_lengths(its, log_interval)
+
+    # Runtime: iteration timestamps when present, else the sum of iteration times.
+    if its:
+        span = _seconds_between(steps.timestamp(0), steps.timestamp(len(its) - 1))
+        first = iter_ms[0]
+        if span is not None and first is not None and math.isfinite(first):
+            s.runtime_s, s.runtime_from = span + first * lengths[0] / 1000, "timestamps"
+        else:
+            total = [ms * n for ms, n in zip(iter_ms, lengths) if ms is not None
+                     and math.isfinite(ms)]
+            if total:
+                s.runtime_s, s.runtime_from = sum(total) / 1000, "sum of iteration times"
+    side = run.sidecar
+    s.launch_s = _seconds_between(_text(side.get("started")), _text(side.get("ended")))
+
+    # Speed.
+    mask = timed_mask(its, steps.segment_starts, warmup, arg_int(args, "eval_interval"),
+                      arg_int(args, "save_interval"), log_interval)
+    times = finite(ms for ms, keep in zip(iter_ms, mask) if keep)
+    s.timed_iterations = len(times)
+    if times:
+        s.median_iter_ms = statistics.median(times)
+        tflops = finite(t for t, keep in zip(steps.column(TFLOPS), mask) if keep)
+        s.tflops_gpu = statistics.median(tflops) if tflops else None
+        gbs = arg_int(args, "global_batch_size") or _last(finite(steps.column(GBS)))
+        seq = arg_int(args, "seq_length")
+        world = arg_int(args, "world_size")
+        if gbs and seq and world and s.median_iter_ms > 0:
+            s.tokens_per_s_gpu = gbs * seq / (s.median_iter_ms / 1000) / world
+
+    # GPU and MFU: the sidecar names the GPU the run had; the manifest the one it was meant for.
+    gpu = (side.get("environment") or {}).get("gpu") if isinstance(side.get("environment"),
+                                                                      dict) else None
+    if isinstance(gpu, dict) and _text(gpu.get("name")):
+        s.gpu, s.gpu_from = _text(gpu.get("name")), "sidecar"
+    elif _text(run.manifest.get("gpu")):
+        s.gpu, s.gpu_from = _text(run.manifest.get("gpu")), "manifest"
+    s.peak_tflops = peak_tflops(s.gpu, s.precision)
+    if s.peak_tflops and s.tflops_gpu is not None:
+        s.mfu = s.tflops_gpu / s.peak_tflops
+
+    # Memory: Megatron's "MB" are MiB (bytes / 2**20), so / 1024 gives GiB.
+    mem = log.memory_peak_mb
+    if "max allocated" in mem:
+        s.peak_alloc_gb = mem["max allocated"] / 1024
+    if "max reserved" in mem:
+        s.peak_reserved_gb = mem["max reserved"] / 1024
+
+    # Loss.
+    losses = finite(steps.column(LOSS))
+    if losses:
+        s.min_loss = min(losses)
+        s.smooth_window = smoothing_window(len(losses))
+        # The last point of the same curve time-to-target walks, so a baseline always
+        # reaches its own final smoothed loss.
+        s.final_loss = smoothed(its, steps.column(LOSS), s.smooth_window)[-1][1]
+    vals = [v for v in log.validations if v.split == "validation" and VAL_LOSS in v.fields
+            and math.isfinite(v.fields[VAL_LOSS])]
+    if vals:
+        last = max(vals, key=lambda v: v.iteration)  # the final one when several share it
+        last = [v for v in vals if v.iteration == last.iteration][-1]
+        s.val_loss, s.val_iteration = last.fields[VAL_LOSS], last.iteration
+
+    s.notes = _notes(run)
+    return s
+
+
+_SIGNALS = {6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
+
+
+def with_exit_code(status: str, reason: str, code) -> tuple:
+    """(status, reason) once the launcher's exit code is known.
+
+    A log that just stops says nothing about how the process ended; the sidecar's exit code
+    does: non-zero is a crash the log could not show (killed, segfault), zero a finished
+    process whose log was cut.
+    """
+    if not isinstance(code, int) or isinstance(code, bool) or status != "running/truncated":
+        return status, reason
+    if code == 0:
+        return status, reason + "; the process exited with code 0"
+    sig = -code if code < 0 else code - 128 if code > 128 else None
+    how = f" ({_SIGNALS[sig]})" if sig in _SIGNALS else ""
+    return "crashed", f"crashed: exit code {code}{how} with no error in the log ({reason})"
+
+
+def _notes(run) -> list:
+    log = run.log
+    notes = []
+    if log.restarts:
+        notes.append(f"{log.restarts} restart{'s' if log.restarts > 1 else ''}"
+                     + (f", {log.repeated_iterations} repeated iterations replaced"
+                        if log.repeated_iterations else ""))
+    for exc in log.earlier_failures[:1]:
+        notes.append(f"before a restart: {exc}")
+    if log.garbled_lines:
+        notes.append(f"{log.garbled_lines} garbled iteration line"
+                     f"{'s' if log.garbled_lines > 1 else ''} skipped")
+    for key, n in sorted(log.nonfinite.items()):
+        notes.append(f"{n} non-finite {key}")
+    code = run.sidecar.get("exit_code")
+    if isinstance(code, int) and not isinstance(code, bool):
+        failed = log.status.name == "crashed"
+        if code != 0 and log.status.name in ("completed", "time-limit", "exit-interval"):
+            notes.append(f"exit code {code} from the sidecar, but the log shows no crash")
+        elif code == 0 and failed:
+            notes.append("exit code 0 from the sidecar despite the crash in the log")
+    if run.sidecar.get("interrupted") is True:
+        notes.append("interrupted (Ctrl-C or TERM reached the launch script)")
+    notes.extend(run.notes)
+    return notes
+
+
+def _text(value) -> Optional[str]:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _last(values: list):
+    return values[-1] if values else None

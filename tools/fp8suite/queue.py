@@ -1,0 +1,354 @@
+"""Run rendered launch scripts one after another on this node, and stop them cleanly.
+
+Each run's script starts in its own session (so its own process group): the script, torchrun
+or a TRAIN_CMD stand-in, its workers and `tee` all get the signals the queue sends to the
+group, and a Ctrl-C at the terminal reaches only the queue, which decides what to send:
+
+* Ctrl-C (or SIGTERM to run.py): SIGINT to the run's group, then SIGTERM and SIGKILL a grace
+  period apart (a second Ctrl-C escalates at once). The run is marked interrupted, its log
+  kept, and the queue does not start the next run.
+* --time-limit M: Megatron stops itself through --exit-duration-in-mins M (it checks after
+  every iteration, then saves a checkpoint if --save is set); when it has not ended a grace
+  period after M minutes, the group gets SIGTERM, then SIGKILL: a hung NCCL collective never
+  reaches that check.
+
+The script picks nothing itself: the queue passes LOG_FILE (the next free <run>.log,
+<run>.1.log, ...) so that it can follow the log while training writes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Iterator, Optional
+
+from . import plan as plans
+from . import sidecar
+from .logtail import LogTail
+from .plan import Plan, Run, UsageError
+from .progress import Display, duration, training
+from .runstate import RunState, now
+from .templating import ROOT
+
+SAVE_EVERY = 30.0  # seconds between status-file updates of a running run's iteration
+# The launch scripts' environment knobs (see their header): a dry run shows those it inherits.
+KNOBS = ("GPUS_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "MOCK_DATA", "DATA_PATH",
+         "TOKENIZER_MODEL", "LOG_DIR", "TRITON_CACHE_DIR", "PYTHON", "MEGATRON_LM_DIR", "TRAIN_CMD",
+         "WANDB_MODE", "SUITE_DIR")
+
+
+@dataclass
+class Options:
+    extra_args: list[str] = field(default_factory=list)
+    """Megatron args appended to every run's command (they override the script's)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Launch environment for the scripts (GPUS_PER_NODE=1, LOG_DIR=..., TRAIN_CMD=...)."""
+    time_limit: Optional[float] = None
+    """Minutes per run: Megatron's --exit-duration-in-mins, then the hard kill."""
+    grace: float = 60.0
+    """Seconds from the time limit to the hard kill, and between escalating signals."""
+    resume: bool = False
+    dry_run: bool = False
+    poll: float = 0.2
+    """Seconds between looks at the run (its log, its process, a Ctrl-C)."""
+
+
+class Signals:
+    """SIGINT/SIGTERM sent to run.py, counted; the loops below look at it between polls."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: Optional[int] = None
+
+    def handle(self, signum: int, _frame) -> None:
+        self.count += 1
+        self.first = self.first or signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.first or signal.SIGINT)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.first or signal.SIGINT).name
+
+
+@contextmanager
+def caught_signals() -> Iterator[Signals]:
+    caught = Signals()
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    # A closed terminal stops the run like Ctrl-C (the run has its own session, so the hangup
+    # would not reach it); under nohup, SIGHUP stays ignored.
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        wanted.append(signal.SIGHUP)
+    old = {sig: signal.signal(sig, caught.handle) for sig in wanted}
+    try:
+        yield caught
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def time_limit_args(minutes: Optional[float]) -> list[str]:
+    if minutes is None:
+        return []
+    return ["--exit-duration-in-mins", f"{minutes:g}"]
+
+
+def command(run: Run, opts: Options) -> list[str]:
+    return ["bash", plans.shown(run.script), *opts.extra_args, *time_limit_args(opts.time_limit)]
+
+
+def shell_line(cmd: list[str], env: dict[str, str]) -> str:
+    """The command as one line to paste into a shell at the suite's root."""
+    assignments = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+    return " ".join(assignments + [shlex.quote(c) for c in cmd])
+
+
+def run_queue(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
+              display: Display) -> int:
+    """Run the selected runs in turn; 0 when all completed, 1 if not, 128+N on signal N."""
+    todo, skipped = [], []
+    for plan, run in selected:
+        rec = states[plan.name].record(run.name)
+        if opts.resume and rec["state"] == "completed":
+            skipped.append((plan, run))
+        else:
+            todo.append((plan, run))
+    for plan, run in skipped:
+        display.note(f"skip {run.name}: completed ({states[plan.name].record(run.name).get('log')})")
+    if opts.dry_run:
+        return _dry_run(todo, states, opts, display)
+    _check_not_running(todo, states)
+
+    for plan, run in todo:
+        states[plan.name].queue(run.name)
+    for state in states.values():
+        state.save()
+
+    started = 0
+    with caught_signals() as caught:
+        for n, (plan, run) in enumerate(todo, 1):
+            if caught.count:
+                break
+            started = n
+            _run_one(f"[{n}/{len(todo)}]", run, states[plan.name], opts, display, caught)
+    if caught.count:
+        if len(todo) > started:
+            display.note(f"stopped by {caught.name}: {len(todo) - started} run(s) not started")
+        return caught.exit_code
+    return 0 if all(states[p.name].record(r.name)["state"] == "completed" for p, r in selected) else 1
+
+
+def _dry_run(todo, states, opts: Options, display: Display) -> int:
+    display.note(f"dry run: {len(todo)} run(s) would run in turn, from {ROOT}; nothing is written")
+    inherited = {k: os.environ[k] for k in KNOBS if k in os.environ and k not in opts.env}
+    if inherited:
+        display.note(f"inherited from this shell: {shell_line([], inherited)}")
+    for n, (plan, run) in enumerate(todo, 1):
+        log = plans.next_log(plans.log_dir(run, opts.env), run.name)
+        env = dict(opts.env, LOG_FILE=plans.shown(log))
+        display.note(f"[{n}/{len(todo)}] {run.name}\n  {shell_line(command(run, opts), env)}")
+    for name, state in states.items():
+        display.note(f"status file: {plans.shown(state.path)}")
+    return 0
+
+
+def _check_not_running(todo, states) -> None:
+    """A run another run.py is running now is refused; one whose runner died is closed."""
+    problems = []
+    for plan, run in todo:
+        state = states[plan.name]
+        last = state.latest(run.name)
+        if not last or last.get("mode") != "local" or last.get("state") != "running":
+            continue
+        pid = last.get("pid")
+        if pid and _alive(pid):
+            problems.append(f"{run.name} is running now (pid {pid}, log {last.get('log')}) under "
+                            f"another run.py; wait for it or stop it first")
+        else:
+            state.update(run.name, state="interrupted", ended=now(),
+                         reason="run.py ended while it ran; no end was recorded")
+    if problems:
+        raise UsageError(*problems)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Escalation:
+    """SIGINT -> SIGTERM -> SIGKILL to a process group, a grace period apart."""
+
+    ORDER = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+
+    def __init__(self, pgid: int, grace: float):
+        self.pgid, self.grace = pgid, grace
+        self.stage = -1
+        self.next_at = 0.0
+
+    def start(self, first: signal.Signals) -> None:
+        if self.stage < 0:
+            self.stage = self.ORDER.index(first) - 1
+            self.escalate()
+
+    def tick(self) -> None:
+        if 0 <= self.stage < len(self.ORDER) - 1 and time.monotonic() >= self.next_at:
+            self.escalate()
+
+    def escalate(self) -> None:
+        if self.stage >= len(self.ORDER) - 1:
+            return
+        self.stage += 1
+        try:
+            os.killpg(self.pgid, self.ORDER[self.stage])
+        except ProcessLookupError:
+            pass
+        self.next_at = time.monotonic() + self.grace
+
+
+def _run_one(tag: str, run: Run, state: RunState, opts: Options, display: Display,
+             caught: Signals) -> None:
+    log = plans.next_log(plans.log_dir(run, opts.env), run.name)
+    meta = plans.sidecar_of(log)
+    cmd = command(run, opts)
+    planned = plans.planned_iterations(run, cmd[2:])
+    env = dict(os.environ, **opts.env, LOG_FILE=str(log))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    stderr = tempfile.TemporaryFile()
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    state.begin(run.name, mode="local", state="running", pid=proc.pid, started=now(), ended=None,
+                log=plans.shown(log), meta=plans.shown(meta), job_id=None, exit_code=None,
+                iteration=None, train_iters=planned,
+                command=shell_line(cmd, dict(opts.env, LOG_FILE=plans.shown(log))))
+    state.save()
+
+    tail = LogTail(log)
+    stop = _Escalation(proc.pid, opts.grace)
+    try:
+        stopped_by_user, hard_killed = _follow(tag, run, proc, tail, stop, started, planned, state,
+                                               opts, display, caught)
+    except BaseException as err:
+        # run.py itself failed: never leave training running unwatched in its own session.
+        stop.start(signal.SIGTERM)
+        try:
+            proc.wait(timeout=min(opts.grace, 10))
+        except subprocess.TimeoutExpired:
+            stop.escalate()
+            proc.wait()
+        state.update(run.name, state="interrupted", ended=now(), exit_code=proc.returncode,
+                     reason=f"run.py stopped on {type(err).__name__}: {err}"[:300])
+        state.save()
+        raise
+    if stop.stage >= 0:
+        # The script is gone; make sure nothing it started lingers in its group.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    tail.finish()
+    elapsed = time.monotonic() - started
+
+    code = proc.returncode
+    shell_code = 128 - code if code < 0 else code
+    result, reason = _outcome(code, tail, stderr, opts, stopped_by_user, hard_killed, caught)
+    stderr.close()
+    _close_sidecar(meta, shell_code, interrupted=stopped_by_user or hard_killed)
+    state.update(run.name, state=result, reason=reason, ended=now(), exit_code=shell_code,
+                 iteration=tail.iteration, train_iters=tail.train_iters or planned)
+    state.save()
+    display.note(f"{tag} {run.name}  {result}  {training(tail, planned, eta=False)}  in {duration(elapsed)}"
+                 + (f"  ({reason})" if reason else ""), key=run.name)
+
+
+def _follow(tag, run, proc, tail, stop, started, planned, state, opts, display, caught):
+    """Poll the run until its script exits: progress, Ctrl-C, the time limit's hard kill.
+    Returns (stopped by the user, killed at the time limit)."""
+    deadline = started + opts.time_limit * 60 + opts.grace if opts.time_limit else None
+    stopped_by_user = hard_killed = False
+    presses = 0
+    saved_at = time.monotonic()
+    while proc.poll() is None:
+        tail.poll()
+        now_s = time.monotonic()
+        if caught.count > presses:
+            # First Ctrl-C: SIGINT; each further one escalates without waiting.
+            if not stopped_by_user and not hard_killed:
+                stop.start(signal.SIGINT)
+            else:
+                stop.escalate()
+            stopped_by_user, presses = True, caught.count
+        elif deadline is not None and now_s >= deadline and not (stopped_by_user or hard_killed):
+            hard_killed = True
+            stop.start(signal.SIGTERM)
+        stop.tick()
+        what = "stopping" if (stopped_by_user or hard_killed) else ""
+        display.show({run.name: _line(tag, run.name, tail, planned, now_s - started, what)})
+        if now_s - saved_at >= SAVE_EVERY and tail.iteration is not None:
+            state.update(run.name, iteration=tail.iteration, train_iters=tail.train_iters or planned)
+            state.save()
+            saved_at = now_s
+        time.sleep(opts.poll)
+    return stopped_by_user, hard_killed
+
+
+def _line(tag: str, name: str, tail: LogTail, planned: Optional[int], elapsed: float, what: str) -> str:
+    if tail.iteration is None:
+        body = f"starting ({duration(elapsed)})"
+    else:
+        body = training(tail, planned)
+    return f"{tag} {name}  {body}" + (f"  [{what}]" if what else "")
+
+
+def _outcome(code: int, tail: LogTail, stderr: IO[bytes], opts: Options, stopped_by_user: bool,
+             hard_killed: bool, caught: Signals) -> tuple[str, str]:
+    if stopped_by_user:
+        return "interrupted", f"stopped by {caught.name} to run.py"
+    if hard_killed:
+        return "time-limited", (f"killed {opts.grace:g} s after the {opts.time_limit:g} min time limit, "
+                                "after training ignored --exit-duration-in-mins")
+    if tail.exiting.startswith("[exiting program after"):
+        return "time-limited", tail.exiting
+    if code == 0:
+        if tail.done or tail.exiting:
+            return "completed", tail.exiting
+        planned = tail.train_iters
+        if planned and tail.iteration == planned:
+            return "completed", ""
+        return "failed", (f"exit status 0 at iteration {tail.iteration or 0}/{planned or '?'} "
+                          "without Megatron's [after training is done]")
+    reason = tail.failure() or _last_line(stderr)
+    if code < 0:
+        detail = f"killed by {signal.Signals(-code).name}"
+    else:
+        detail = f"exit status {code}"
+    return "failed", f"{reason}; {detail}" if reason else detail
+
+
+def _last_line(f: IO[bytes]) -> str:
+    """The script's own last complaint (it writes to stderr before the log exists)."""
+    f.seek(0, os.SEEK_END)
+    f.seek(max(0, f.tell() - 4096))
+    lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _close_sidecar(meta, exit_code: int, interrupted: bool) -> None:
+    """A script killed by SIGKILL cannot record its end in the sidecar: do it for it."""
+    data = sidecar.read(meta)
+    if data is not None and "ended" not in data:
+        sidecar.end(meta, exit_code, interrupted)

@@ -1,0 +1,172 @@
+"""Find training logs on disk and load what sits beside them: the launch sidecar and manifest.
+
+A run is one log file; its name is the file stem (`logs/h200_8b/train_llama3_8b_h200_fp8_cs.log`
+-> `train_llama3_8b_h200_fp8_cs`). Beside `X.log` the launch script may write `X.meta.json`:
+
+    {"run", "script", "script_sha256", "log", "started", "ended", "exit_code", "host",
+     "overrides": {"args": [...], "env": {...}},
+     "environment": {"gpu": {"name", "count", "driver", "memory_mib", "compute_capability"},
+                     "python", "torch", "cuda", "transformer_engine", "megatron_core", "apex"}}
+
+Any field may be missing; a sidecar that is not valid JSON becomes a note on the run, never an
+error. A manifest (`experiments/generated/<matrix>.manifest.json`) is optional and only adds
+labels (axes, GPU) to runs it names.
+
+Bad usage (a path that does not exist or cannot be read, no logs at all, a broken manifest)
+raises `UsageError` with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from fp8suite.logparse import ParsedLog, parse_log
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message is one line for the user."""
+
+
+@dataclass
+class Run:
+    name: str
+    path: str  # as found from the command-line input (relative inputs stay relative)
+    directory: str  # the log's directory, same convention
+    log: ParsedLog
+    sidecar: dict = field(default_factory=dict)  # {} when absent or unreadable
+    manifest: dict = field(default_factory=dict)  # this run's manifest entry, {} when none
+    notes: list = field(default_factory=list)  # problems with side files, one line each
+
+
+# Folders inside a log directory that hold other tools' logs, not training runs: W&B's offline
+# files (the launch scripts' default --wandb-save-dir is $LOG_DIR/wandb, with debug.log and
+# debug-internal.log in every run folder) and hidden scratch folders.
+SKIPPED_DIRS = ("wandb",)
+
+
+def _skipped(path: Path, root: Path) -> bool:
+    parts = path.relative_to(root).parts[:-1]
+    return any(p in SKIPPED_DIRS or p.startswith(".") for p in parts)
+
+
+def find_logs(inputs: list) -> list:
+    """Every `*.log` under the given directories (recursively, outside SKIPPED_DIRS and hidden
+    folders) plus the given files, sorted within each input and without duplicates."""
+    found, seen = [], set()
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            try:
+                paths = sorted(q for q in p.rglob("*.log") if q.is_file() and not _skipped(q, p))
+            except OSError as e:
+                raise UsageError(f"cannot read {raw}: {e.strerror or e}") from None
+        elif p.is_file():
+            paths = [p]
+        elif p.exists():
+            raise UsageError(f"{raw}: not a file or directory")
+        else:
+            raise UsageError(f"{raw}: no such file or directory")
+        for q in paths:
+            key = os.path.realpath(q)
+            if key not in seen:
+                seen.add(key)
+                found.append(q)
+    if not found:
+        where = ", ".join(str(i) for i in inputs)
+        raise UsageError(f"no *.log files found in {where}")
+    return found
+
+
+def load_sidecar(log_path: Path):
+    """(sidecar dict, note or None) for `X.meta.json` beside `X.log`."""
+    meta = log_path.with_name(log_path.stem + ".meta.json")
+    if not meta.exists():
+        return {}, None
+    try:
+        data = json.loads(meta.read_bytes().decode("utf-8", "replace"))
+    except (OSError, ValueError) as e:
+        return {}, f"sidecar {meta.name} unreadable ({_one_line(e)}); launch details missing"
+    if not isinstance(data, dict):
+        return {}, f"sidecar {meta.name} is not a JSON object; launch details missing"
+    return data, None
+
+
+def load_manifest(path: Optional[str]) -> dict:
+    """{run name: manifest entry} from a generated manifest, {} without one."""
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"cannot read manifest {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise UsageError(f"manifest {path} is not valid JSON: {_one_line(e)}") from None
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if not isinstance(runs, list):
+        raise UsageError(f"manifest {path}: expected an object with a \"runs\" list")
+    return {r["name"]: r for r in runs if isinstance(r, dict) and isinstance(r.get("name"), str)}
+
+
+def manifest_entry(manifest: dict, stem: str) -> dict:
+    """The manifest entry of a log: by its stem, else without the `.N` the launch script adds
+    for a repeated launch (`RUN.1.log`) or Slurm for the job id (`RUN.<jobid>.log`)."""
+    if stem in manifest:
+        return manifest[stem]
+    base = re.sub(r"\.\d+$", "", stem)
+    return manifest.get(base, {})
+
+
+# Progress goes to stderr only when it helps: many logs, or enough bytes to take a while.
+PROGRESS_MIN_LOGS = 10
+PROGRESS_MIN_BYTES = 50_000_000
+
+
+def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) -> list:
+    """Parse every log (reading bytes) and attach its sidecar and manifest entry."""
+    sizes = []
+    for p in paths:
+        try:
+            sizes.append(p.stat().st_size)
+        except OSError as e:
+            raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
+    if len(paths) < PROGRESS_MIN_LOGS and sum(sizes) < PROGRESS_MIN_BYTES:
+        progress = None
+    if progress:
+        progress(f"parsing {len(paths)} logs, {_mb(sum(sizes))}")
+    runs = []
+    for i, (p, size) in enumerate(zip(paths, sizes), 1):
+        if progress:
+            progress(f"[{i}/{len(paths)}] {p.stem} {_mb(size)}")
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
+        sidecar, note = load_sidecar(p)
+        runs.append(Run(
+            name=p.stem,
+            path=str(p),
+            directory=str(p.parent),
+            log=parse_log(data),
+            sidecar=sidecar,
+            manifest=manifest_entry(manifest, p.stem),
+            notes=[note] if note else [],
+        ))
+    return runs
+
+
+def stderr_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e6:.2f} MB"
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())

@@ -1,0 +1,323 @@
+"""The experiment matrix, as typed dataclasses with a docstring under each field.
+
+A matrix file (experiments/*.yaml) holds the settings of a base run at its top level, plus
+`axes` whose values overlay parts of those settings, expanded as a product:
+
+    name: llama3_8b_h200
+    run_name: "train_llama3_8b_h200_{recipe}"
+    target: {gpu: H200, gpus_per_node: 8}
+    env: {CUDA_DEVICE_MAX_CONNECTIONS: 1}
+    data: {mock_data: true, vocab_size: 128256}
+    megatron:                          # Megatron flags, verbatim, in named groups
+      model: {--num-layers: 32, --hidden-size: 4096}
+      precision: {--bf16: true}
+    axes:
+      recipe:
+        bf16: {}
+        fp8_cs: {megatron: {precision: {--fp8-format: hybrid, --fp8-recipe: tensorwise}}}
+    exclude: []
+
+Megatron flags keep their own names (`--use-distributed-optimizer: true` renders the bare
+flag, `false` or `null` leaves it out). Everything else is a suite setting defined here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from .errors import Problem, did_you_mean
+
+Scalar = Union[str, int, float, bool]
+
+
+@dataclass
+class Target:
+    """The machines the scripts are rendered for."""
+
+    gpu: str = "H200"
+    """GPU model: H100, H200 (Hopper) or B200, GB200 (Blackwell). Decides which FP8 recipes
+    are allowed (MXFP8 needs Blackwell) and the peak FLOP/s that MFU is measured against."""
+
+    gpus_per_node: int = 8
+    """Default of the scripts' GPUS_PER_NODE (the environment at launch overrides it)."""
+
+    nodes: int = 1
+    """Default of the scripts' NNODES, and the node count of the Slurm batch scripts."""
+
+    transformer_engine: str = "2.20"
+    """Transformer Engine version on the target machines; blockwise FP8 needs >= 2.3."""
+
+    cuda: str = "13.0"
+    """CUDA version on the target machines; blockwise FP8 needs >= 12.9."""
+
+    megatron_core: str = "0.19.2"
+    """megatron-core version; when a flag snapshot of it exists in tools/fp8suite/data/,
+    every Megatron flag and value is checked against that parser's real flag set."""
+
+
+@dataclass
+class Data:
+    """Training data. Keys are Megatron's own argument names (dest form)."""
+
+    mock_data: bool = False
+    """Train on Megatron's synthetic data (--mock-data). Launch override: MOCK_DATA=1/0."""
+
+    data_path: list[str] = field(default_factory=list)
+    """--data-path: indexed-dataset prefixes, optionally with weights ("0.7 a 0.3 b").
+    Relative paths are taken from the suite's root. Launch override: DATA_PATH."""
+
+    split: str = "99,1,0"
+    """--split: train/validation/test proportions of the data."""
+
+    tokenizer_type: str = "HuggingFaceTokenizer"
+    """--tokenizer-type for real data (mock data always uses NullTokenizer)."""
+
+    tokenizer_model: Optional[str] = None
+    """--tokenizer-model: a Hugging Face name, an absolute path, or a path from the suite's
+    root written "./experiments/...". Launch override: TOKENIZER_MODEL."""
+
+    vocab_size: Optional[int] = None
+    """Vocabulary of the NullTokenizer used with mock data; set it to the real tokenizer's
+    size so that the model (embedding and output layer) keeps its real shape."""
+
+
+@dataclass
+class Wandb:
+    """Weights & Biases logging. The API key comes from WANDB_API_KEY at launch, never a file."""
+
+    project: str = ""
+    """--wandb-project."""
+
+    entity: Optional[str] = None
+    """--wandb-entity (team or user)."""
+
+    save_dir: Optional[str] = None
+    """--wandb-save-dir; default: <log dir>/wandb."""
+
+
+@dataclass
+class Slurm:
+    """Settings of the rendered Slurm batch scripts (one torchrun per node)."""
+
+    partition: Optional[str] = None
+    """#SBATCH --partition."""
+
+    account: Optional[str] = None
+    """#SBATCH --account."""
+
+    time: str = "04:00:00"
+    """#SBATCH --time (wall-clock limit of the job)."""
+
+    container_image: Optional[str] = None
+    """Container image for pyxis/enroot (srun --container-image); none runs on the host."""
+
+    container_mounts: list[str] = field(default_factory=list)
+    """srun --container-mounts entries (SRC:DST); the suite's root is always mounted."""
+
+    sbatch_options: list[str] = field(default_factory=list)
+    """Further #SBATCH options, verbatim (e.g. "--exclusive", "--qos=high")."""
+
+    request_gpus: bool = True
+    """Ask for target.gpus_per_node GPUs per node (#SBATCH --gpus-per-node); turn it off on
+    clusters that hand out whole nodes without GPU GRES."""
+
+
+@dataclass
+class Settings:
+    """Everything one run needs. A matrix's top level is the base; axes overlay parts of it."""
+
+    target: Target = field(default_factory=Target)
+    """The machines the scripts are rendered for."""
+
+    env: dict[str, Scalar] = field(default_factory=dict)
+    """Environment exported by the script (CUDA_DEVICE_MAX_CONNECTIONS, NVTE_*, NCCL_*)."""
+
+    data: Data = field(default_factory=Data)
+    """Training data."""
+
+    megatron: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Megatron flags in named groups ({group: {--flag: value}}), rendered as one bash
+    array per group (MODEL_ARGS, TRAINING_ARGS, ...) in the order they first appear."""
+
+    wandb: Optional[Wandb] = None
+    """W&B logging; off when absent."""
+
+    slurm: Slurm = field(default_factory=Slurm)
+    """Slurm batch-script settings."""
+
+    triton_cache_dir: str = "/tmp/triton-cache"
+    """Default TRITON_CACHE_DIR (created if missing; the environment overrides it)."""
+
+    min_free_gb: float = 5.0
+    """Free disk space the script requires under TRITON_CACHE_DIR before it starts."""
+
+    gradient_accumulation_fusion: str = "auto"
+    """auto: use apex's fused wgrad accumulation when importable on the machine, else pass
+    --no-gradient-accumulation-fusion (needed without apex); on / off: always / never."""
+
+    log_dir: Optional[str] = None
+    """Where logs go, relative to the suite's root; default logs/<matrix name>. Launch
+    override: LOG_DIR."""
+
+
+@dataclass
+class Matrix:
+    """A matrix file: base settings at the top level plus axes expanded as a product."""
+
+    name: str = ""
+    """Short name of the study (manifest name, default log folder)."""
+
+    description: str = ""
+    """One or two sentences on what the study compares."""
+
+    run_name: str = ""
+    """Run-name template over the axes, e.g. "train_llama3_8b_h200_{recipe}"."""
+
+    axes: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """{axis: {value name: overlay of settings}}. Overlays merge into the base (mappings
+    merge key by key; anything else replaces; a null Megatron flag removes the flag)."""
+
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    """Combinations left out: each entry maps axes to a value name or a list of them."""
+
+
+MATRIX_KEYS = [f.name for f in dataclasses.fields(Matrix)]
+SETTINGS_KEYS = [f.name for f in dataclasses.fields(Settings)]
+TOP_LEVEL_KEYS = MATRIX_KEYS + SETTINGS_KEYS
+
+
+def check_fragment(cls: type, data: Any, path: str, file: str, problems: list[Problem]) -> dict:
+    """Check `data` against dataclass `cls`: unknown keys and wrong types, all of them.
+
+    Returns a copy without the offending keys, so that later checks can still run on the
+    rest and a file's problems are all reported at once. Fields may be left out: overlays
+    set only what they change, and the base falls back to the defaults above.
+    """
+    if not isinstance(data, dict):
+        problems.append(Problem(file, path, f"expected a mapping, got {_kind(data)}"))
+        return {}
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    clean = {}
+    for key, value in data.items():
+        sub = _join(path, key)
+        if key not in hints:
+            problems.append(Problem(
+                file, sub, f"unknown key{did_you_mean(str(key), names)}; "
+                f"valid keys: {', '.join(names)}"))
+            continue
+        ok, value = _check_value(hints[key], value, sub, file, problems)
+        if ok:
+            clean[key] = value
+    return clean
+
+
+def _check_value(hint: Any, value: Any, path: str, file: str, problems: list[Problem]) -> tuple[bool, Any]:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return True, None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return _check_value(options[0], value, path, file, problems)
+        if any(_matches(a, value) for a in options):
+            return True, value
+        problems.append(Problem(file, path, f"expected {_name(hint)}, got {_kind(value)}"))
+        return False, None
+    if dataclasses.is_dataclass(hint):
+        before = len(problems)
+        clean = check_fragment(hint, value, path, file, problems)
+        return len(problems) == before or bool(clean), clean
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(Problem(file, path, f"expected a list, got {_kind(value)}"))
+            return False, None
+        results = [_check_value(args[0], item, f"{path}[{i}]", file, problems)
+                   for i, item in enumerate(value)]
+        return all(ok for ok, _ in results), [v for _, v in results]
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(Problem(file, path, f"expected a mapping, got {_kind(value)}"))
+            return False, None
+        clean = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.append(Problem(file, path, f"keys must be strings, got {key!r}"))
+                continue
+            ok, item = _check_value(args[1], item, _join(path, key), file, problems)
+            if ok:
+                clean[key] = item
+        return True, clean
+    if not _matches(hint, value):
+        problems.append(Problem(file, path, f"expected {_name(hint)}, got {_kind(value)}"))
+        return False, None
+    return True, value
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    if hint is Any:
+        return True
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return _matches(typing.get_origin(hint) or hint, value)
+
+
+def build(cls: type, data: dict[str, Any]) -> Any:
+    """Construct dataclass `cls` from a mapping cleaned by `check_fragment`."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        target = _dataclass_in(hint)
+        if target is not None and isinstance(value, dict):
+            value = build(target, value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _dataclass_in(hint: Any) -> Optional[type]:
+    if dataclasses.is_dataclass(hint):
+        return hint
+    for arg in typing.get_args(hint):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_name(a) for a in typing.get_args(hint) if a is not type(None))
+    if origin is list:
+        return f"a list of {_name(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(hint):
+        return "a mapping"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        hint, getattr(hint, "__name__", str(hint)))

@@ -1,0 +1,108 @@
+"""The sidecar of a log: which GPU, driver, versions and overrides produced it, and its end.
+
+The launch scripts call it twice, around training:
+
+    python -m fp8suite.sidecar --meta logs/x/run.meta.json start --run R --script S \\
+        --matrix M --log L --env GPUS_PER_NODE=1 ... -- [extra Megatron args]
+    python -m fp8suite.sidecar --meta logs/x/run.meta.json end --exit-code 0 --interrupted 0
+
+It must never stop a run: the scripts treat its failure as a warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from .environment import describe
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def start(meta: Path, run: str, script: str, matrix: str, log: str, env: list[str],
+          args: list[str]) -> dict[str, Any]:
+    data = {
+        "run": run,
+        "script": script,
+        "script_sha256": _sha256(script),
+        "matrix": matrix,
+        "log": log,
+        "started": now(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "overrides": {"args": args, "env": dict(item.split("=", 1) for item in env if "=" in item)},
+        "environment": describe(),
+    }
+    _write(meta, data)
+    return data
+
+
+def end(meta: Path, exit_code: int, interrupted: bool) -> dict[str, Any]:
+    data = read(meta) or {}
+    data.update(ended=now(), exit_code=exit_code, interrupted=interrupted)
+    _write(meta, data)
+    return data
+
+
+def read(meta: Path) -> Optional[dict[str, Any]]:
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _sha256(path: str) -> Optional[str]:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" is the run's extra Megatron args, verbatim (they start with "--").
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    ap = argparse.ArgumentParser(prog="python -m fp8suite.sidecar", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--meta", type=Path, required=True, help="the sidecar file (<log>.meta.json)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("start", help="record the run's machine, software and overrides")
+    s.add_argument("--run", required=True)
+    s.add_argument("--script", required=True)
+    s.add_argument("--matrix", default="")
+    s.add_argument("--log", required=True)
+    s.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE")
+    e = sub.add_parser("end", help="record the end and exit status")
+    e.add_argument("--exit-code", type=int, required=True)
+    e.add_argument("--interrupted", type=int, choices=(0, 1), default=0)
+    args = ap.parse_args(argv)
+    if args.command == "start":
+        start(args.meta, args.run, args.script, args.matrix, args.log, args.env, extra)
+    else:
+        end(args.meta, args.exit_code, bool(args.interrupted))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The Slurm commands the suite uses: sbatch, scontrol show job, scancel.
+
+No sacct: it needs accounting storage (slurmdbd), which many small clusters and the CI's
+one-node cluster do not run. A job's state comes from `scontrol show job`, which knows pending,
+running and recently finished jobs (for MinJobAge seconds, 300 by default); after that the
+job's sidecar (exit code) and log say how it ended.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+# Slurm job states (squeue/scontrol names) -> the suite's run states.
+PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
+           "POWER_UP_NODE"}
+RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING", "SUSPENDED", "STOPPED"}
+FINAL = {
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "NODE_FAIL": "failed",
+    "BOOT_FAIL": "failed",
+    "OUT_OF_MEMORY": "failed",
+    "DEADLINE": "failed",
+    "PREEMPTED": "failed",
+    "SPECIAL_EXIT": "failed",
+    "REVOKED": "failed",
+    "TIMEOUT": "time-limited",
+    "CANCELLED": "interrupted",
+}
+
+
+class SlurmError(Exception):
+    """A Slurm command failed; the message is its first line of complaint."""
+
+
+@dataclass
+class Job:
+    job_id: str
+    state: str
+    """Slurm's JobState, e.g. PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT."""
+    exit_code: Optional[int]
+    """The batch script's exit status (ExitCode=N:S); None before the end."""
+    signal: int
+    reason: str
+    """Why it waits (Resources, Priority, ...) or why it ended (NonZeroExitCode, ...)."""
+
+    @property
+    def run_state(self) -> str:
+        if self.state in PENDING:
+            return "pending"
+        if self.state in RUNNING:
+            return "running"
+        return FINAL.get(self.state, "failed")
+
+
+def missing(*tools: str) -> list[str]:
+    return [tool for tool in tools if shutil.which(tool) is None]
+
+
+def submit(sbatch_file: str, args: list[str], options: list[str], env: dict[str, str],
+           cwd: Path) -> str:
+    """sbatch --parsable; returns the job id. Slurm exports the caller's environment (env)."""
+    cmd = ["sbatch", "--parsable", *options, sbatch_file, *args]
+    out = _run(cmd, env, cwd)
+    # --parsable prints "<jobid>" or "<jobid>;<cluster>".
+    job_id = out.strip().splitlines()[-1].split(";")[0] if out.strip() else ""
+    if not job_id.isdigit():
+        raise SlurmError(f"sbatch printed no job id: {out.strip()[:200]!r}")
+    return job_id
+
+
+def jobs(job_ids: list[str]) -> dict[str, Job]:
+    """Every known job among job_ids; a job Slurm no longer remembers is left out."""
+    if not job_ids:
+        return {}
+    try:
+        out = _run(["scontrol", "show", "job", "-o"], None, None)
+    except SlurmError:
+        return {}
+    wanted = set(job_ids)
+    found = {}
+    for line in out.splitlines():
+        fields = _fields(line)
+        job_id = fields.get("JobId")
+        if job_id not in wanted:
+            continue
+        code, _, sig = fields.get("ExitCode", "").partition(":")
+        state = fields.get("JobState", "UNKNOWN")
+        finished = state not in PENDING and state not in RUNNING
+        found[job_id] = Job(job_id=job_id, state=state,
+                            exit_code=int(code) if finished and code.isdigit() else None,
+                            signal=int(sig) if sig.isdigit() else 0,
+                            reason=fields.get("Reason", "None"))
+    return found
+
+
+def cancel(job_ids: list[str]) -> None:
+    if job_ids:
+        _run(["scancel", *job_ids], None, None)
+
+
+def _fields(line: str) -> dict[str, str]:
+    # `scontrol show job -o`: one job per line, space-separated Key=Value pairs.
+    out = {}
+    for word in line.split():
+        key, eq, value = word.partition("=")
+        if eq and key not in out:
+            out[key] = value
+    return out
+
+
+def _run(cmd: list[str], env: Optional[dict[str, str]], cwd: Optional[Path]) -> str:
+    try:
+        proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise SlurmError(f"{cmd[0]} is not on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmError(f"{cmd[0]} did not answer within 120 s") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        raise SlurmError(f"{cmd[0]} failed (exit status {proc.returncode}): "
+                         f"{lines[0] if lines else 'no message'}")
+    return proc.stdout

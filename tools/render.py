@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Render experiment matrices (experiments/*.yaml) into Megatron launch scripts.
+
+For every run of a matrix: experiments/generated/<run>.sh (torchrun on one node, or one node
+of many) and <run>.sbatch (Slurm, one torchrun per node), plus <matrix>.manifest.json with
+the resolved settings of every run. Every problem of the input is reported at once, one line
+each; nothing is written unless all matrices are valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fp8suite import manifest  # noqa: E402
+from fp8suite.errors import ConfigError, Problem  # noqa: E402
+from fp8suite.matrix import load  # noqa: E402
+from fp8suite.templating import ROOT, display_path, render_runs  # noqa: E402
+
+EPILOG = """examples:
+  python tools/render.py experiments/h200_8b.yaml
+  python tools/render.py experiments/*.yaml --check     # fail if generated files are stale
+  python tools/render.py my_study.yaml --out /tmp/gen   # render elsewhere
+
+exit status: 0 rendered (or up to date), 1 --check found stale files, 2 invalid input
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("matrices", nargs="+", type=Path, metavar="MATRIX", help="matrix YAML files")
+    ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "generated",
+                    help="output folder (default: experiments/generated)")
+    ap.add_argument("--check", action="store_true",
+                    help="write nothing; exit 1 when the generated files differ from a fresh render")
+    args = ap.parse_args(argv)
+
+    problems: list[Problem] = []
+    outputs = []  # (matrix file, runs, {path: text}, manifest path)
+    claimed: dict[Path, str] = {}
+    for path in args.matrices:
+        shown = display_path(path)
+        try:
+            matrix, runs = load(path, shown)
+        except ConfigError as err:
+            problems += err.problems
+            continue
+        rendered = render_runs(matrix, runs, shown, args.out)
+        expected = manifest.files(matrix, shown, rendered, args.out)
+        for out_path in expected:
+            if out_path in claimed:
+                problems.append(Problem(shown, "run_name", f"{display_path(out_path)} is also "
+                                        f"rendered by {claimed[out_path]}: rename the runs"))
+            claimed[out_path] = shown
+        outputs.append((shown, runs, expected, manifest.manifest_path(args.out, shown)))
+
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"render: {len(problems)} problem(s); nothing written", file=sys.stderr)
+        return 2
+
+    if args.check:
+        stale = [line for _, _, expected, mf in outputs for line in manifest.stale(expected, mf)]
+        for line in stale:
+            print(f"stale: {line}", file=sys.stderr)
+        if stale:
+            print(f"render --check: re-run python tools/render.py "
+                  f"{' '.join(str(m) for m in args.matrices)} and commit the result", file=sys.stderr)
+            return 1
+        print(f"up to date: {sum(len(r) for _, r, _, _ in outputs)} runs in {display_path(args.out)}")
+        return 0
+
+    for shown, runs, expected, mf in outputs:
+        changed = manifest.write(expected, mf)
+        print(f"{shown}: {len(runs)} runs -> {display_path(args.out)}/ "
+              f"({changed} file(s) changed): {', '.join(r.name for r in runs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Compare FP8 and BF16 training runs from raw Megatron-Core logs: markdown report + PNG plots.
+
+Every `*.log` under the given directories (and every given file) is one run, named by its
+file stem. Runs compare within a group: the same directory and the same model/batch shape.
+Each group's baseline is its BF16 run unless --baseline names another. A crashed, cut off or
+garbled log never stops the report: its status and reason become part of it.
+
+Writes OUT/report.md and the PNGs it shows into OUT/, and prints one line on stdout; progress
+goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import shlex
+import sys
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fp8suite import compare, markdown, plots, runs  # noqa: E402
+
+EPILOG = """examples:
+  python tools/report.py logs/                          # every log under logs/ -> assets/
+  python tools/report.py logs/h200_8b --out assets/h200_8b --title "Llama 3 8B on H200"
+  python tools/report.py logs/convergence_1gpu --baseline conv_llama_1gpu_bf16_s5678 \\
+      --manifest experiments/generated/convergence_1gpu.manifest.json
+  python tools/report.py run_a.log run_b.log --warmup 10 --out /tmp/report
+
+exit status: 0 report written (failed runs are part of it), 1 internal error,
+             2 bad usage (no logs found, unreadable path, unknown --baseline, bad manifest)
+"""
+
+DEFAULT_TITLE = "FP8 vs BF16 training report"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="report.py", description=__doc__, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("inputs", nargs="+", metavar="LOGS_DIR_OR_FILE",
+                    help="directories (searched recursively for *.log) and/or log files")
+    ap.add_argument("--out", default="assets", help="output folder (default: assets)")
+    ap.add_argument("--baseline", metavar="RUN",
+                    help="run name to compare against, in each group that has it "
+                         "(default: the group's BF16 run)")
+    ap.add_argument("--title", default=DEFAULT_TITLE,
+                    help=f"report title (default: {DEFAULT_TITLE})")
+    ap.add_argument("--warmup", type=int, default=3, metavar="N",
+                    help="logged iterations left out of timing at the start and after each "
+                         "restart (default: 3)")
+    ap.add_argument("--manifest", metavar="PATH",
+                    help="experiments/generated/<matrix>.manifest.json, for labels and GPUs")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of internal errors")
+    args = ap.parse_args(argv)
+    if args.warmup < 0:
+        ap.error("--warmup must be >= 0")
+
+    try:
+        return _report(args, argv if argv is not None else sys.argv[1:])
+    except runs.UsageError as e:
+        print(f"report.py: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug, not bad input: one line unless asked for more
+        if args.debug:
+            traceback.print_exc()
+        message = " ".join(str(e).split())
+        print(f"report.py: internal error: {type(e).__name__}: {message} "
+              f"(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _report(args, argv: list) -> int:
+    paths = runs.find_logs(args.inputs)
+    names = sorted({p.stem for p in paths})  # a run's name is its log's stem
+    if args.baseline and args.baseline not in names:
+        close = difflib.get_close_matches(args.baseline, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise runs.UsageError(f"--baseline {args.baseline}: no run of that name{hint}")
+    manifest = runs.load_manifest(args.manifest)
+    loaded = runs.load_runs(paths, manifest, progress=runs.stderr_progress)
+    groups = compare.build_groups(loaded, args.warmup, args.baseline)
+
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise runs.UsageError(f"cannot create {args.out}: {e.strerror or e}") from None
+    written = plots.write_plots(groups, out)
+    command = shlex.join(["python", "tools/report.py", *argv])
+    text = markdown.render(groups, written, args.title, command, args.inputs, args.warmup)
+    # Write the report last and atomically: a half-written report.md never replaces a good one.
+    tmp = out / ".report.md.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out / "report.md")
+    n_plots = sum(len(files) for files in written.values())
+    n_runs = len(loaded)
+    print(f"wrote {out / 'report.md'} ({n_runs} run{'s' if n_runs != 1 else ''}, "
+          f"{n_plots} plot{'s' if n_plots != 1 else ''})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Run a matrix's rendered launch scripts: as a queue on this node, or as Slurm batch jobs.
+
+The queue runs each run's experiments/generated/<run>.sh in turn, with one live progress line
+read from the log it writes (a new <run>.log, <run>.1.log, ... per attempt), and keeps every
+run's state in a status file (default: logs/<matrix name>/runs.json). --slurm submits the
+rendered <run>.sbatch files instead and records the job ids in the same file; --watch follows
+them, --cancel stops them. Extra Megatron args go after `--`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fp8suite import batch, plan, queue  # noqa: E402
+from fp8suite.progress import Display, summary  # noqa: E402
+from fp8suite.runstate import RunState, StateFileError  # noqa: E402
+
+EPILOG = """examples:
+  python tools/run.py experiments/h200_8b.yaml                  # every run, one after another
+  python tools/run.py experiments/h200_8b.yaml --only '*fp8_cs*' --dry-run
+  python tools/run.py experiments/h200_8b.yaml --resume         # skip completed, retry the rest
+  python tools/run.py experiments/generated/ --time-limit 30 --env GPUS_PER_NODE=1 \\
+      -- --num-layers 4 --train-iters 50                        # shrink every run
+  python tools/run.py --slurm experiments/h200_8b.yaml --partition gpu --account proj --watch
+  python tools/run.py --watch experiments/h200_8b.yaml          # follow jobs submitted before
+  python tools/run.py --cancel experiments/h200_8b.yaml --only train_llama3_8b_h200_fp8
+
+exit status: 0 every selected run completed (with --slurm alone: was submitted), 1 some did
+not, 2 bad input, 130 stopped by Ctrl-C (143 by SIGTERM)
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="run.py", description=__doc__, epilog=EPILOG,
+                                 usage="%(prog)s TARGET [options] [-- MEGATRON_ARGS ...]",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("target", type=Path, metavar="TARGET",
+                    help="a matrix (experiments/<matrix>.yaml), its manifest, or a folder of "
+                         "manifests (experiments/generated/)")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME_OR_GLOB",
+                    help="run only these runs (repeatable; globs like '*fp8*')")
+    ap.add_argument("--resume", action="store_true", help="skip completed runs, retry the rest")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the exact commands and environment; run and write nothing")
+    ap.add_argument("--time-limit", type=_minutes, metavar="MINUTES",
+                    help="per run: Megatron's --exit-duration-in-mins, and a hard kill --grace "
+                         "seconds later if training has not stopped")
+    ap.add_argument("--grace", type=_seconds, default=60.0, metavar="SECONDS",
+                    help="from the time limit to the hard kill, and between SIGINT, SIGTERM and "
+                         "SIGKILL when stopping a run (default 60)")
+    ap.add_argument("--state", type=Path, metavar="DIR",
+                    help="folder of the status file runs.json (default: the matrix's log folder, "
+                         "logs/<matrix name>)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="launch environment for the scripts, e.g. GPUS_PER_NODE=1, LOG_DIR=..., "
+                         "TRAIN_CMD=... (repeatable)")
+    slurm = ap.add_argument_group("Slurm")
+    slurm.add_argument("--slurm", action="store_true", help="submit the runs' .sbatch files")
+    slurm.add_argument("--watch", action="store_true",
+                       help="follow the recorded jobs until they end (after submitting, with --slurm)")
+    slurm.add_argument("--cancel", action="store_true", help="scancel the recorded pending/running jobs")
+    slurm.add_argument("--partition", help="sbatch --partition")
+    slurm.add_argument("--account", help="sbatch --account")
+    slurm.add_argument("--time", help="sbatch --time (default: the matrix's slurm.time)")
+    slurm.add_argument("--poll", type=_seconds, default=10.0, metavar="SECONDS",
+                       help="seconds between looks at the jobs while watching (default 10)")
+    return ap
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 minutes")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def check(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
+    """Combinations of options that cannot work, one line each."""
+    problems = []
+    modes = [name for name in ("slurm", "cancel") if getattr(args, name)]
+    if len(modes) > 1:
+        problems.append("--slurm and --cancel exclude each other")
+    if args.cancel and (args.watch or args.dry_run):
+        problems.append("--cancel runs alone: no --watch or --dry-run")
+    if not args.slurm:
+        for name in ("partition", "account", "time"):
+            if getattr(args, name):
+                problems.append(f"--{name} is an sbatch option: add --slurm")
+    if args.slurm or args.watch or args.cancel:
+        if "LOG_DIR" in env:
+            problems.append("--env LOG_DIR: a Slurm job's log is its #SBATCH --output "
+                            "(set log_dir in the matrix and render again)")
+    tl = args.time_limit
+    if tl is not None and tl != int(tl) and not (env.get("TRAIN_CMD") or os.environ.get("TRAIN_CMD")):
+        problems.append(f"--time-limit {tl:g}: Megatron's --exit-duration-in-mins takes whole minutes "
+                        "(fractions are only for TRAIN_CMD stand-ins)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" goes to Megatron verbatim (its flags start with "--" too).
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    args = parser().parse_args(argv)
+    try:
+        env = plan.launch_env(args.env)
+        problems = check(args, env)
+        if problems:
+            raise plan.UsageError(*problems)
+        plans = plan.load(args.target)
+        selected = plan.select(plans, args.only)
+        used = [p for p in plans if any(sp is p for sp, _ in selected)]
+        if args.state and len(used) > 1:
+            raise plan.UsageError(f"--state takes one matrix; {args.target} holds "
+                                  f"{', '.join(p.name for p in used)}: use --only or the default")
+        states = {p.name: RunState.load(status_file(p, env, args.state), p.matrix, p.name) for p in used}
+        display = Display()
+        code = dispatch(args, extra, env, selected, states, display)
+    except (plan.UsageError, StateFileError) as err:
+        for line in str(err).splitlines():
+            print(f"run.py: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    try:
+        if not args.dry_run:
+            print()
+            print(summary([(run.name, states[p.name].record(run.name)) for p, run in selected]))
+            for state in states.values():
+                print(f"status: {plan.shown(state.path)}")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `run.py ... | head`: the reader left; say nothing more (not even at exit).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code
+
+
+def dispatch(args, extra, env, selected, states, display) -> int:
+    if args.cancel:
+        return batch.cancel(selected, states, display)
+    if args.slurm or args.watch:
+        opts = batch.Options(extra_args=extra, env=env, time_limit=args.time_limit, resume=args.resume,
+                             dry_run=args.dry_run, partition=args.partition, account=args.account,
+                             time=args.time, poll=args.poll)
+        code = 0
+        if args.slurm:
+            code = batch.submit(selected, states, opts, display)
+        if args.watch and not args.dry_run:
+            code = max(code, batch.watch(selected, states, opts, display))
+        return code
+    opts = queue.Options(extra_args=extra, env=env, time_limit=args.time_limit, grace=args.grace,
+                         resume=args.resume, dry_run=args.dry_run)
+    return queue.run_queue(selected, states, opts, display)
+
+
+def status_file(p: plan.Plan, env: dict[str, str], state_dir: Path | None) -> Path:
+    """runs.json in --state, else beside the logs of the matrix's (first) run."""
+    folder = state_dir if state_dir else plan.log_dir(p.runs[0], env)
+    return folder / "runs.json"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Check that this machine can run the suite's FP8 training, and which recipes it supports.
+
+Reports the GPU and its compute capability, CUDA, cuDNN, torch, Transformer Engine and
+megatron-core versions, apex's fused weight-gradient accumulation, the environment variables
+the launch scripts rely on, TRITON_CACHE_DIR, and for every FP8 recipe (delayed, tensorwise,
+blockwise, mxfp8) whether a Transformer Engine layer actually trains with it here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fp8suite import environment  # noqa: E402
+
+EPILOG = """examples:
+  python tools/verify_env.py                          # human-readable report
+  python tools/verify_env.py --json > env.json
+  python tools/verify_env.py --recipe tensorwise --recipe blockwise
+  python tools/verify_env.py --matrix experiments/h200_8b.yaml   # the recipes a matrix uses
+
+exit status: 0 ready (and every requested recipe runs here), 1 a requested recipe or a
+required package cannot run here, 2 bad usage
+"""
+
+
+def matrix_recipes(path: Path) -> list[str]:
+    """The FP8 recipes of a matrix's runs (rendering checks included)."""
+    from fp8suite.checks import precision
+    from fp8suite.matrix import load
+
+    _, runs = load(path)
+    return sorted({precision(r.flags).recipe for r in runs} - {None})
+
+
+def collect(min_free_gb: float) -> dict[str, Any]:
+    # Transformer Engine first: once torch has loaded its own cuDNN, TE can pick up a
+    # mismatched system copy and fail to import.
+    recipes = environment.recipe_support()
+    torch = environment.torch_facts()
+    cache = os.environ.get("TRITON_CACHE_DIR") or os.path.expanduser("~/.triton/cache")
+    free = environment.disk_free_mb(cache)
+    writable = os.access(environment.nearest_existing(cache), os.W_OK)
+    return {
+        "machine": environment.describe(),
+        "torch": torch,
+        "apex_gradient_accumulation_fusion": environment.apex_fusion(),
+        "env": environment.script_env(),
+        "triton_cache_dir": {"path": cache, "writable": writable, "free_mb": free,
+                             "enough_space": free is not None and free >= min_free_gb * 1024},
+        "recipes": recipes,
+    }
+
+
+def problems_of(report: dict[str, Any], wanted: list[str]) -> list[str]:
+    out = []
+    m = report["machine"]
+    for package in ("torch", "transformer_engine", "megatron_core"):
+        if not m.get(package):
+            out.append(f"{package} is not installed (pip install -e .[gpu])")
+    if not report["torch"].get("cuda_available"):
+        out.append("torch sees no CUDA GPU")
+    for recipe in wanted:
+        verdict = report["recipes"].get(recipe)
+        if verdict is None:
+            out.append(f"unknown recipe {recipe!r}; known: {', '.join(environment.RECIPES)}")
+        elif not verdict["ok"]:
+            out.append(f"recipe {recipe} cannot run here: {verdict['reason']}")
+    cache = report["triton_cache_dir"]
+    if not cache["writable"] or not cache["enough_space"]:
+        out.append(f"TRITON_CACHE_DIR {cache['path']} is not writable or has too little space "
+                   f"({cache['free_mb']} MB free)")
+    return out
+
+
+def human(report: dict[str, Any], problems: list[str]) -> str:
+    m, t = report["machine"], report["torch"]
+    gpu = m.get("gpu") or {}
+    lines = [
+        f"GPU              {gpu.get('name', 'none')} x{gpu.get('count', 0)}, compute capability "
+        f"{t.get('compute_capability', gpu.get('compute_capability', '?'))}, "
+        f"{gpu.get('memory_mib', '?')} MiB, driver {gpu.get('driver', '?')}",
+        f"CUDA / cuDNN     {t.get('cuda', m.get('cuda'))} / torch: {t.get('cudnn', '?')}, "
+        f"Transformer Engine: {t.get('cudnn_transformer_engine', '?')}",
+        f"Python           {m['python']}",
+        f"torch            {m.get('torch') or 'not installed'}",
+        f"TransformerEngine {m.get('transformer_engine') or 'not installed'}",
+        f"megatron-core    {m.get('megatron_core') or 'not installed'}",
+        f"apex             {m.get('apex') or 'not installed'} (fused wgrad accumulation: "
+        f"{'yes' if report['apex_gradient_accumulation_fusion'] else 'no: scripts add --no-gradient-accumulation-fusion'})",
+        f"wandb            {m.get('wandb') or 'not installed'}",
+        "FP8 recipes:",
+    ]
+    for name, verdict in report["recipes"].items():
+        lines.append(f"  {name:<11} {'yes' if verdict['ok'] else 'no '}  {verdict['reason']}")
+    cache = report["triton_cache_dir"]
+    lines.append(f"TRITON_CACHE_DIR {cache['path']}: {'writable' if cache['writable'] else 'NOT writable'}, "
+                 f"{cache['free_mb']} MB free")
+    lines.append("Environment:")
+    for key, value in report["env"].items():
+        lines.append(f"  {key}={'' if value is None else value}")
+    lines.append("Problems:" if problems else "Ready.")
+    lines += [f"  - {p}" for p in problems]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--recipe", action="append", default=[], choices=environment.RECIPES,
+                    help="fail unless this FP8 recipe runs here (repeatable)")
+    ap.add_argument("--matrix", type=Path, help="fail unless every FP8 recipe of this matrix runs here")
+    ap.add_argument("--min-free-gb", type=float, default=5.0, help="space TRITON_CACHE_DIR needs (default 5)")
+    args = ap.parse_args(argv)
+
+    wanted = list(args.recipe)
+    if args.matrix:
+        from fp8suite.errors import ConfigError
+        try:
+            wanted += matrix_recipes(args.matrix)
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            return 2
+    try:
+        report = collect(args.min_free_gb)
+    except Exception as err:  # a probe broke in a way not foreseen: say so in one line
+        print(f"verify_env: could not inspect this machine: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    problems = problems_of(report, wanted)
+    report["requested_recipes"] = wanted
+    report["problems"] = problems
+    print(json.dumps(report, indent=2) if args.json else human(report, problems))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
