@@ -29,6 +29,6 @@ setup(
             "wandb>=0.17",
         ],
         "data": ["tokenizers>=0.19", "transformers>=4.40"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "tokenizers>=0.19"],
     },
 )
