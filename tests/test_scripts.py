@@ -142,3 +142,35 @@ def test_triton_cache_too_little_space(launch, tmp_path):
     result = launch(script=tmp_path / "gen" / "r_bf16.sh")
     assert result.returncode == 1
     assert "MB free, needs 1024000000000 MB; point TRITON_CACHE_DIR at a larger disk" in result.stderr
+
+
+def test_wandb_flags_and_key_from_the_environment_only(launch, tmp_path):
+    import render
+    import yaml
+    from test_render import BASE
+
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(yaml.safe_dump({**BASE, "wandb": {"project": "fp8 study", "entity": "team"}}))
+    assert render.main([str(matrix), "--out", str(tmp_path / "gen")]) == 0
+    script = tmp_path / "gen" / "r_cs.sh"
+    assert "WANDB_API_KEY=" not in script.read_text()
+
+    # Without the wandb package the run goes on, without W&B, and says so.
+    result = launch(script=script)
+    assert result.returncode == 0, result.stderr
+    assert "wandb is not importable (pip install wandb): no W&B logging" in result.stderr
+    assert not any(a.startswith("--wandb") for a in launch.record()["argv"])
+
+    # With it (a stand-in module here) and no key: offline, with TensorBoard for the loss curves.
+    fake = tmp_path / "site"
+    fake.mkdir()
+    (fake / "wandb.py").write_text("")
+    result = launch(script=script, PYTHONPATH=str(fake))
+    assert result.returncode == 0, result.stderr
+    assert "WANDB_API_KEY is not set: W&B logs offline" in result.stdout
+    argv = launch.record()["argv"]
+    at = argv.index("--wandb-project")
+    assert argv[at:at + 4] == ["--wandb-project", "fp8 study", "--wandb-exp-name", "r_cs"]
+    assert argv[argv.index("--wandb-entity") + 1] == "team"
+    assert argv[argv.index("--wandb-save-dir") + 1] == str(tmp_path / "logs" / "wandb")
+    assert argv[argv.index("--tensorboard-dir") + 1] == str(tmp_path / "logs" / "tensorboard" / "r_cs")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import compare, markdown, plots, runs  # noqa: E402
+from fp8suite import compare, markdown, plots, reference, runs  # noqa: E402
 
 EPILOG = """examples:
   python tools/report.py logs/                          # every log under logs/ -> assets/
@@ -30,9 +30,11 @@ EPILOG = """examples:
   python tools/report.py logs/convergence_1gpu --baseline conv_llama_1gpu_bf16_s5678 \\
       --manifest experiments/generated/convergence_1gpu.manifest.json
   python tools/report.py run_a.log run_b.log --warmup 10 --out /tmp/report
+  python tools/report.py logs/h200x2_8b_bench --reference experiments/reference/nvidia_llama3_8b.yaml
 
 exit status: 0 report written (failed runs are part of it), 1 internal error,
-             2 bad usage (no logs found, unreadable path, unknown --baseline, bad manifest)
+             2 bad usage (no logs found, unreadable path, unknown --baseline, bad manifest
+               or reference)
 """
 
 DEFAULT_TITLE = "FP8 vs BF16 training report"
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                          "restart (default: 3)")
     ap.add_argument("--manifest", metavar="PATH",
                     help="experiments/generated/<matrix>.manifest.json, for labels and GPUs")
+    ap.add_argument("--reference", metavar="YAML",
+                    help="published figures to show beside groups of the same model "
+                         "(e.g. experiments/reference/nvidia_llama3_8b.yaml)")
     ap.add_argument("--debug", action="store_true", help="show the traceback of internal errors")
     args = ap.parse_args(argv)
     if args.warmup < 0:
@@ -81,6 +86,7 @@ def _report(args, argv: list) -> int:
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise runs.UsageError(f"--baseline {args.baseline}: no run of that name{hint}")
     manifest = runs.load_manifest(args.manifest)
+    published = reference.load(args.reference)
     loaded = runs.load_runs(paths, manifest, progress=runs.stderr_progress)
     groups = compare.build_groups(loaded, args.warmup, args.baseline)
 
@@ -91,7 +97,8 @@ def _report(args, argv: list) -> int:
         raise runs.UsageError(f"cannot create {args.out}: {e.strerror or e}") from None
     written = plots.write_plots(groups, out)
     command = shlex.join(["python", "tools/report.py", *argv])
-    text = markdown.render(groups, written, args.title, command, args.inputs, args.warmup)
+    text = markdown.render(groups, written, args.title, command, args.inputs, args.warmup,
+                           published)
     # Write the report last and atomically: a half-written report.md never replaces a good one.
     tmp = out / ".report.md.tmp"
     tmp.write_text(text, encoding="utf-8")

@@ -6,7 +6,7 @@ number format per quantity, `–` for every blank.
 
 from __future__ import annotations
 
-from fp8suite import compare, metrics
+from fp8suite import compare, metrics, reference
 
 BLANK = "–"
 NOTE_CHARS = 160  # a crash reason longer than this is cut in the table (full text per run)
@@ -18,7 +18,10 @@ HOW_TO_READ = """\
 iterations (also after each restart) and the iteration right after an evaluation or checkpoint \
 save. *Speedup* = baseline itr time / run itr time. *Tokens/s/GPU* = global batch × seq_length \
 / itr time / world_size.
-- *TFLOP/s/GPU*: median of Megatron's own `throughput per GPU`. *MFU* = that / the GPU's dense \
+- *TFLOP/s/GPU*: median of Megatron's own `throughput per GPU`, whose FLOP count \
+(`num_floating_point_operations` in megatron/training/training.py) is 3 x the forward pass's \
+matrix-multiply FLOPs (2 per multiply-add: QKV and output projections, MLP, logits, and causal \
+core attention), whatever the precision. *MFU* = that / the GPU's dense \
 peak for the run's precision (H100/H200 SXM: 989 TFLOP/s BF16, 1979 FP8); blank when the GPU is \
 unknown (no sidecar, no manifest).
 - *Smoothed loss*: trailing mean of the last W finite `lm loss` values, W = 10% of them and at \
@@ -36,7 +39,7 @@ sidecar's started to ended). Memory: Megatron's peak over ranks, in GiB.
 
 
 def render(groups: list, plots: dict, title: str, command: str, inputs: list,
-           warmup: int) -> str:
+           warmup: int, ref=None) -> str:
     n_runs = sum(len(g.runs) for g in groups)
     out = [f"# {title}", ""]
     out.append(f"Produced by `{command}` from {', '.join(f'`{i}`' for i in inputs)}: "
@@ -44,14 +47,14 @@ def render(groups: list, plots: dict, title: str, command: str, inputs: list,
                f"group{'s' if len(groups) != 1 else ''}.")
     out += ["", HOW_TO_READ.format(warmup=warmup)]
     for g in groups:
-        out += _group(g, plots.get(g.slug, []))
+        out += _group(g, plots.get(g.slug, []), ref)
     return "\n".join(out).rstrip("\n") + "\n"
 
 
 # --- one group -----------------------------------------------------------------------------
 
 
-def _group(g, files: list) -> list:
+def _group(g, files: list, ref=None) -> list:
     out = [f"## {g.title}", ""]
     out.append(f"Directory `{g.directory}`; {compare.shape_text(g.shape)}.")
     if g.baseline:
@@ -65,6 +68,8 @@ def _group(g, files: list) -> list:
     elif g.baseline:
         out.append("Seed-to-seed noise: unknown (no second BF16 run with another seed).")
     out += [""] + _main_table(g) + [""]
+    if ref is not None and reference.matches(ref, g):
+        out += ["### Beside published figures", ""] + _reference_table(g, ref) + [""]
     if g.baseline and len(g.runs) > 1:
         out += [f"### Against the baseline ({g.baseline})", ""] + _versus_table(g) + [""]
     group_plots = [(k, f) for k, f in files if not k.startswith("run:")]
@@ -154,6 +159,40 @@ def _versus_table(g) -> list:
         foot = ["", f"Target: the baseline's final smoothed loss {g.target:.4f} "
                     f"(window {g.window} logged iterations)."]
     return table(head, rows) + foot + _verdicts(g)
+
+
+def _reference_table(g, ref) -> list:
+    """Measured runs next to published rows of the same model (--reference)."""
+    base = g.summaries.get(g.baseline) if g.baseline else None
+    # Megatron's FLOPs per token for this model: its throughput over the baseline's tokens/s.
+    per_token = (base.tflops_gpu / base.tokens_per_s_gpu
+                 if base and base.tflops_gpu and base.tokens_per_s_gpu else None)
+    published = {row.precision: row for row in reversed(ref.rows)}  # first row per precision
+    head = ["Configuration", "Tokens/s/GPU", "TFLOP/s/GPU", "Speedup over BF16",
+            "Measured / published"]
+    rows = []
+    for run in g.runs:
+        s = g.summaries[run.name]
+        if not s.tokens_per_s_gpu:
+            continue
+        same = published.get(s.precision)
+        rows.append([
+            _configuration(g, s, run), _f(s.tokens_per_s_gpu, "{:,.0f}"), _f(s.tflops_gpu, "{:.1f}"),
+            _f(s.tokens_per_s_gpu / base.tokens_per_s_gpu if base and base.tokens_per_s_gpu else None,
+               "{:.2f}x"),
+            f"{s.tokens_per_s_gpu / same.tokens_per_s_gpu:.2f}x of {_cell(same.label)}" if same else BLANK,
+        ])
+    bf16 = published.get("bf16")
+    for row in ref.rows:
+        rows.append([
+            f"{_cell(row.label)} (published)", _f(row.tokens_per_s_gpu, "{:,.0f}"),
+            _f(row.tokens_per_s_gpu * per_token if per_token else None, "{:.1f}"),
+            _f(row.tokens_per_s_gpu / bf16.tokens_per_s_gpu if bf16 else None, "{:.2f}x"),
+            BLANK,
+        ])
+    foot = ["", f"Published: {_cell(ref.source, False)}. Their TFLOP/s/GPU apply Megatron's FLOP "
+                "count for this model (as measured above) to the published tokens/s."]
+    return table(head, rows) + foot
 
 
 def _verdicts(g) -> list:

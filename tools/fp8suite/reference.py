@@ -1,0 +1,79 @@
+"""Published throughput figures to show beside measured runs of the same model.
+
+A reference file (YAML) names its source, the model shape it is about, and one row per
+published configuration:
+
+    source: NVIDIA's published Llama-3-8B training performance (8x H100, seq 8192)
+    shape: {num_layers: 32, hidden_size: 4096, seq_length: 8192}
+    rows:
+      - {label: "NVIDIA BF16", precision: bf16, tokens_per_s_gpu: 10682}
+      - {label: "NVIDIA FP8 tensorwise", precision: fp8, tokens_per_s_gpu: 14451}
+
+The report shows the rows only for comparison groups whose arguments match `shape`: a
+shrunk model next to a full-size published figure would mislead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from fp8suite.logparse import arg_int
+from fp8suite.runs import UsageError
+
+PRECISIONS = ("bf16", "fp8")
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    precision: str
+    tokens_per_s_gpu: float
+
+
+@dataclass(frozen=True)
+class Reference:
+    source: str
+    shape: dict
+    rows: tuple
+
+
+def load(path: Optional[str]) -> Optional[Reference]:
+    """The reference file, or None without one; UsageError names what is wrong with it."""
+    if path is None:
+        return None
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise UsageError(f"--reference {path}: cannot read: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise UsageError(f"--reference {path}: invalid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or not data["rows"]:
+        raise UsageError(f"--reference {path}: expected a mapping with source, shape and rows")
+    if not isinstance(data.get("shape"), dict) or not data["shape"]:
+        raise UsageError(f"--reference {path}: shape: name the model it is about "
+                         "(num_layers, hidden_size, seq_length, ...)")
+    rows = []
+    for i, row in enumerate(data["rows"]):
+        where = f"--reference {path}: rows[{i}]"
+        if not isinstance(row, dict):
+            raise UsageError(f"{where}: expected a mapping")
+        if row.get("precision") not in PRECISIONS:
+            raise UsageError(f"{where}.precision: one of {', '.join(PRECISIONS)}")
+        value = row.get("tokens_per_s_gpu")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise UsageError(f"{where}.tokens_per_s_gpu: a positive number")
+        rows.append(Row(str(row.get("label") or f"published {row['precision']}"),
+                        row["precision"], float(value)))
+    return Reference(str(data.get("source", path)), dict(data["shape"]), tuple(rows))
+
+
+def matches(reference: Reference, group) -> bool:
+    """Whether every run of the group with arguments has the reference's model shape."""
+    with_args = [r for r in group.runs if r.log.args]
+    return bool(with_args) and all(
+        arg_int(r.log.args, key) == int(value)
+        for r in with_args for key, value in reference.shape.items())
