@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import manifest as manifests
-from .checks import check_runs
 from .errors import ConfigError, did_you_mean
 from .matrix import load as load_matrix
 from .templating import ROOT, display_path, render_runs
@@ -120,13 +119,10 @@ def _check_fresh(plan: Plan, matrix: Path) -> None:
         raise UsageError(f"{shown(plan.manifest)}: its matrix {plan.matrix} is missing, so the "
                          "scripts cannot be checked against it; restore it or render again")
     try:
-        meta, runs = load_matrix(matrix, plan.matrix)
+        meta, runs = load_matrix(matrix, plan.matrix)  # every pre-flight check included
     except ConfigError as err:
         raise UsageError(*[str(p) for p in err.problems],
                          f"{plan.matrix} is invalid; fix it and run {render}") from None
-    problems = check_runs(runs, plan.matrix)
-    if problems:
-        raise UsageError(*[str(p) for p in problems], f"{plan.matrix} is invalid; fix it and run {render}")
     out_dir = plan.manifest.parent
     rendered = render_runs(meta, runs, plan.matrix, out_dir)
     expected = manifests.files(meta, plan.matrix, rendered, out_dir)
