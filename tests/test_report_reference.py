@@ -52,6 +52,8 @@ def test_no_published_rows_beside_a_shrunk_model(tmp_path):
     ("shape: {num_layers: 32}\nrows: [{precision: fp4, tokens_per_s_gpu: 1}]\n", "rows[0].precision: one of bf16, fp8"),
     ("shape: {num_layers: 32}\nrows: [{precision: fp8, tokens_per_s_gpu: fast}]\n",
      "rows[0].tokens_per_s_gpu: a positive number"),
+    ("shape: {num_layers: 32k}\nrows: [{precision: fp8, tokens_per_s_gpu: 1}]\n",
+     "shape.num_layers: an integer, as in the arguments dump"),
     ("rows: [{precision: fp8, tokens_per_s_gpu: 1}]\n",
      "shape: name the model it is about (num_layers, hidden_size, seq_length, ...)"),
 ])

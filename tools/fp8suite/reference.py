@@ -56,6 +56,9 @@ def load(path: Optional[str]) -> Optional[Reference]:
     if not isinstance(data.get("shape"), dict) or not data["shape"]:
         raise UsageError(f"--reference {path}: shape: name the model it is about "
                          "(num_layers, hidden_size, seq_length, ...)")
+    for key, value in data["shape"].items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"--reference {path}: shape.{key}: an integer, as in the arguments dump")
     rows = []
     for i, row in enumerate(data["rows"]):
         where = f"--reference {path}: rows[{i}]"
@@ -75,5 +78,5 @@ def matches(reference: Reference, group) -> bool:
     """Whether every run of the group with arguments has the reference's model shape."""
     with_args = [r for r in group.runs if r.log.args]
     return bool(with_args) and all(
-        arg_int(r.log.args, key) == int(value)
+        arg_int(r.log.args, key) == value
         for r in with_args for key, value in reference.shape.items())
