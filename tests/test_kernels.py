@@ -35,7 +35,7 @@ def trace():
         _op("autograd::engine::evaluate_function: _LinearBackward", 40, 30),
         _op("aten::empty", 41, 2), _launch(50, 2),
         _launch(60, 3), _launch(65, 4), _launch(66, 5),
-        _kernel("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NNT", 100, 100, 1)  # no type: by its operator,
+        _kernel("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NNT", 100, 100, 1),  # no type: by its operator
         _kernel("nvjet_tst_256x128_64x4_2x1_v_bz_coopB_TNT", 200, 50, 2),
         _kernel("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16", 250, 150, 3),
         _kernel("transformer_engine::cast_transpose_kernel<float, __nv_fp8_e4m3>", 400, 50, 4),
