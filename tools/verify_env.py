@@ -3,8 +3,9 @@
 
 Reports the GPU and its compute capability, CUDA, cuDNN, torch, Transformer Engine and
 megatron-core versions, apex's fused weight-gradient accumulation, the environment variables
-the launch scripts rely on, TRITON_CACHE_DIR, and for every FP8 recipe (delayed, tensorwise,
-blockwise, mxfp8) whether a Transformer Engine layer actually trains with it here.
+the launch scripts rely on, TRITON_CACHE_DIR, and for every FP8/FP4 recipe of
+fp8suite/recipes.py (delayed, tensorwise, ...) whether a Transformer Engine layer actually
+trains with it here.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ required package cannot run here, 2 bad usage
 
 
 def matrix_recipes(path: Path) -> list[str]:
-    """The FP8 recipes of a matrix's runs (rendering checks included)."""
-    from fp8suite.checks import precision
+    """The FP8/FP4 recipes of a matrix's runs that verify_env can try (rendering checks included)."""
+    from fp8suite import recipes
     from fp8suite.matrix import load
 
     _, runs = load(path)
-    return sorted({precision(r.flags).recipe for r in runs} - {None})
+    return sorted({recipes.of_flags(r.flags).recipe.name for r in runs} & set(environment.RECIPES))
 
 
 def collect(min_free_gb: float) -> dict[str, Any]:
@@ -96,7 +97,7 @@ def human(report: dict[str, Any], problems: list[str]) -> str:
         f"apex             {m.get('apex') or 'not installed'} (fused wgrad accumulation: "
         f"{'yes' if report['apex_gradient_accumulation_fusion'] else 'no: scripts add --no-gradient-accumulation-fusion'})",
         f"wandb            {m.get('wandb') or 'not installed'}",
-        "FP8 recipes:",
+        "FP8/FP4 recipes:",
     ]
     for name, verdict in report["recipes"].items():
         lines.append(f"  {name:<11} {'yes' if verdict['ok'] else 'no '}  {verdict['reason']}")

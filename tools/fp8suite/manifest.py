@@ -13,10 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .checks import parallel, precision
+from . import recipes
+from .checks import parallel
 from .megatron_flags import load_snapshot, snapshot_path, tokens
 from .schema import Matrix
-from .templating import ROOT, Rendered, display_path, label, log_dir
+from .templating import ROOT, Rendered, display_path, log_dir
 
 
 def manifest(matrix: Matrix, matrix_file: str, rendered: list[Rendered]) -> dict[str, Any]:
@@ -34,7 +35,7 @@ def manifest(matrix: Matrix, matrix_file: str, rendered: list[Rendered]) -> dict
 
 def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
     run, s = r.run, r.run.settings
-    p = precision(run.flags)
+    numerics = recipes.of_flags(run.flags)
     par = parallel(run)
     argv = [t for flag, value in run.flags.items() for t in tokens(flag, value, snapshot.get(flag))[0]]
     return {
@@ -42,9 +43,9 @@ def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
         "script": r.script,
         "sbatch": r.sbatch,
         "axes": run.axes,
-        "label": label(p),
-        "recipe": p.label,
-        "fp8_format": p.fp8_format,
+        "label": numerics.label,
+        "recipe": numerics.short,
+        "format": numerics.fmt,
         "gpu": s.target.gpu,
         "nodes": s.target.nodes,
         "gpus_per_node": s.target.gpus_per_node,

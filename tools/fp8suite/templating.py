@@ -16,7 +16,8 @@ from typing import Any
 
 import jinja2
 
-from .checks import NVTE_ATTN, Precision, precision
+from . import recipes
+from .checks import NVTE_ATTN
 from .matrix import Run
 from .megatron_flags import load_snapshot, tokens
 from .schema import Matrix
@@ -61,18 +62,6 @@ def log_dir(matrix: Matrix, run: Run) -> str:
     return run.settings.log_dir or f"logs/{matrix.name}"
 
 
-def label(p: Precision) -> str:
-    """Human name of a run's numerics, e.g. 'FP8 tensorwise (hybrid), first/last 1/1 layers BF16'."""
-    if p.recipe is None:
-        return "BF16"
-    text = f"FP8 {p.recipe} ({p.fp8_format})"
-    if p.first_last_bf16:
-        text += f", first/last {p.layers_bf16[0]}/{p.layers_bf16[1]} layers BF16"
-    if p.param_gather:
-        text += ", FP8 param gather"
-    return text
-
-
 def render_runs(matrix: Matrix, runs: list[Run], matrix_file: str, out_dir: Path) -> list[Rendered]:
     env = environment()
     train = env.get_template("train.sh.j2")
@@ -89,7 +78,7 @@ def render_runs(matrix: Matrix, runs: list[Run], matrix_file: str, out_dir: Path
 def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
             out_dir: Path) -> dict[str, Any]:
     s = run.settings
-    p = precision(run.flags)
+    numerics = recipes.of_flags(run.flags)
     snapshot = load_snapshot(s.target.megatron_core) or {}
     groups = []
     for group, flags in run.groups.items():
@@ -110,7 +99,7 @@ def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
         "matrix_file": matrix_file,
         "matrix_name": matrix.name,
         "run": run.name,
-        "label": label(p) + "".join(f"; {k}={v}" for k, v in run.axes.items() if k != "recipe"),
+        "label": numerics.label + "".join(f"; {k}={v}" for k, v in run.axes.items() if k != "recipe"),
         "description": textwrap.wrap(matrix.description, 95),
         "script_path": script,
         "sbatch_path": batch,
