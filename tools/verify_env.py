@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import environment  # noqa: E402
+from fp8suite import environment, paths  # noqa: E402
 
 EPILOG = """examples:
   python tools/verify_env.py                          # human-readable report
@@ -52,7 +52,6 @@ def matrix_recipes(path: Path) -> list[str]:
 
 
 TOOLS = Path(__file__).resolve().parent
-ROOT = TOOLS.parent
 
 
 def megatron_verdicts(path: Path, timeout_s: float = 600.0) -> dict[str, str]:
@@ -77,10 +76,10 @@ def megatron_verdicts(path: Path, timeout_s: float = 600.0) -> dict[str, str]:
         gpus = int(os.environ.get("GPUS_PER_NODE") or s.gpus_per_node)
         env = dict(os.environ, TRAIN_CMD=f"{sys.executable} {TOOLS / 'megatron_check.py'}",
                    LOG_FILE="-", WORLD_SIZE=str(nodes * gpus), RANK="0", LOCAL_RANK="0")
-        script = ROOT / "experiments" / "generated" / f"{run.name}.sh"
+        script = paths.script(paths.GENERATED, run.name, ".sh")
         try:
             done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
-                                  timeout=timeout_s, cwd=ROOT)
+                                  timeout=timeout_s, cwd=paths.ROOT)
         except subprocess.TimeoutExpired:
             return run.name, f"no verdict within {timeout_s:.0f} s"
         verdict = [ln for ln in done.stdout.splitlines() if ln.startswith("megatron-core ")]

@@ -13,11 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import recipes
+from . import paths, recipes
 from .checks import parallel
 from .megatron_flags import load_snapshot, snapshot_path, tokens
 from .schema import Matrix
-from .templating import ROOT, Rendered, display_path, log_dir
+from .paths import display_path
+from .templating import Rendered, log_dir
 
 
 def manifest(matrix: Matrix, matrix_file: str, rendered: list[Rendered]) -> dict[str, Any]:
@@ -79,14 +80,15 @@ def files(matrix: Matrix, matrix_file: str, rendered: list[Rendered], out_dir: P
 
 
 def manifest_path(out_dir: Path, matrix_file: str) -> Path:
-    return out_dir / f"{Path(matrix_file).stem}.manifest.json"
+    """Where a render of `matrix_file` into out_dir writes its manifest (`paths.manifest`)."""
+    return paths.manifest(out_dir, matrix_file)
 
 
 def previous_files(manifest_file: Path) -> list[Path]:
     """Files an earlier render of the same matrix produced (from its manifest)."""
     try:
         data = json.loads(manifest_file.read_text())
-        return [ROOT / p for r in data["runs"] for p in (r["script"], r["sbatch"])]
+        return [paths.suite(p) for r in data["runs"] for p in (r["script"], r["sbatch"])]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
