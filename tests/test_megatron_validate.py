@@ -13,7 +13,7 @@ import pytest
 from fp8suite import megatron_validate as mv
 
 ROOT = Path(__file__).resolve().parents[1]
-STANDIN = ROOT / "tests" / "standins" / "megatron_pkg"
+STANDIN = ROOT / "tests" / "standins" / "megatron_validate_pkg"
 GOOD = ["--num-layers", "2", "--num-attention-heads", "8", "--bf16", "--use-distributed-optimizer",
         "--overlap-param-gather", "--mock-data", "--tokenizer-type", "NullTokenizer", "--vocab-size", "128"]
 

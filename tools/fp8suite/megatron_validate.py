@@ -75,7 +75,7 @@ def validate_run(argv: list[str], world_size: int) -> Optional[str]:
 
     Runs Megatron's own parse_args and validate_args as rank 0 of `world_size`, then builds
     its TransformerConfig and the optimizer and DDP configs. An AssertionError, ValueError,
-    TypeError, NotImplementedError or RuntimeError raised there, or an argparse error
+    TypeError, NotImplementedError, RuntimeError or KeyError raised there, or an argparse error
     (SystemExit), becomes the returned one-line message, prefixed with the exception's type.
     sys.argv and WORLD_SIZE / RANK / LOCAL_RANK are restored afterwards. ImportError (no
     megatron-core here) is raised, not returned.
@@ -86,6 +86,7 @@ def validate_run(argv: list[str], world_size: int) -> Optional[str]:
             pretrain_cfg_container_from_args,
         )
         from megatron.training.arguments import parse_args, validate_args
+        from megatron.training.global_vars import set_args
 
         stderr = io.StringIO()
         try:
@@ -95,10 +96,13 @@ def validate_run(argv: list[str], world_size: int) -> Optional[str]:
             return _argparse_message(stderr.getvalue(), err)
         sys.stderr.write(stderr.getvalue())
         try:
-            validate_args(args, {})
-            model_config = gpt_config_from_args(args)
-            pretrain_cfg_container_from_args(args, model_config)
-        except (AssertionError, ValueError, TypeError, NotImplementedError, RuntimeError) as err:
+            # Megatron prints its whole argument dump while validating; only the verdict matters.
+            with contextlib.redirect_stdout(io.StringIO()):
+                validate_args(args, {})
+                set_args(args)  # the config builders read some values through get_args()
+                model_config = gpt_config_from_args(args)
+                pretrain_cfg_container_from_args(args, model_config)
+        except (AssertionError, ValueError, TypeError, NotImplementedError, RuntimeError, KeyError) as err:
             return _one_line(err)
         except SystemExit as err:
             return f"SystemExit: {err.code}"
