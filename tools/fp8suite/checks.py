@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from . import megatron_rules, memory
 from .errors import Problem
 
 if TYPE_CHECKING:  # matrix.py runs these checks, so it cannot be imported here
@@ -270,6 +271,18 @@ def slurm_rules(run: "Run") -> list[Finding]:
         if re.search(r"[\s,]", mount):
             out.append((run.where("slurm.container_mounts"), f"entry {i} {mount!r} must be SRC:DST without spaces or commas"))
     return out
+
+
+@rule
+def memory_rules(run: "Run") -> list[Finding]:
+    """The run's estimated peak memory per GPU must fit its target GPU (fp8suite.memory)."""
+    result = memory.for_run(run)
+    if result is None or result[1].level != "problem":
+        return []
+    return [(run.where("target.gpus_per_node", "target.gpu"), result[1].message)]
+
+
+RULES.append(megatron_rules.check)
 
 
 def _env_value(value: Any) -> str:

@@ -322,7 +322,8 @@ def for_run(run: Any, extra_args: Optional[list[str]] = None,
             env: Optional[Mapping[str, str]] = None) -> Optional[tuple[Estimate, Verdict]]:
     """Estimate and verdict of a matrix run (fp8suite.matrix.Run), with launch overrides:
     Megatron args given after `--` and GPUS_PER_NODE / NNODES / MOCK_DATA from `env`.
-    None when the run's vocabulary size is not known (real data without data.vocab_size)."""
+    None when the run's vocabulary size is not known (real data without data.vocab_size) or
+    its shape is incomplete."""
     s = run.settings
     return _for(run.flags, s.target.gpu, s.target.gpus_per_node, s.target.nodes,
                 s.data.vocab_size, {k: str(v) for k, v in s.env.items()}, s.target.megatron_core,
@@ -349,7 +350,10 @@ def _for(flags: Mapping[str, Any], gpu: str, gpus_per_node: int, nodes: int, voc
     if not vocab:
         return None
     world = _env_int(env, "GPUS_PER_NODE", gpus_per_node) * _env_int(env, "NNODES", nodes)
-    est = estimate(merged, world, vocab)
+    try:
+        est = estimate(merged, world, vocab)
+    except (ValueError, ZeroDivisionError):
+        return None  # an incomplete or inconsistent shape: the flag and layout checks report it
     launch_env = {**run_env, **env}
     return est, check(est, gpu, launch_env, merged, world)
 
