@@ -3,7 +3,9 @@
 
 Run it where megatron-core imports (a GPU host; Python >= 3.12). The renderer and the CI
 tests check every rendered Megatron flag against the snapshot, since CI cannot import
-megatron itself.
+megatron itself. It also re-reads the installed megatron-core's argument assertions into
+tools/fp8suite/data/megatron_assertions_<version>.json (fp8suite.megatron_assertions.refresh):
+reviews of unchanged assertions are kept, new ones are listed as unreviewed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fp8suite import megatron_assertions  # noqa: E402
 from fp8suite.megatron_flags import snapshot_path  # noqa: E402
 
 # argparse's action classes are private; map them to the plain names the snapshot uses.
@@ -90,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(snapshot, indent=1) + "\n")
     print(f"wrote {out}: {len(snapshot['flags'])} flags of megatron-core {version}")
+    if args.out is None:
+        source = Path(megatron.core.__file__).resolve().parent.parent.parent  # the folder holding megatron/
+        path, total, new = megatron_assertions.refresh(source, version)
+        print(f"wrote {path}: {total} assertions, {new} new (status unreviewed: review them and give each "
+              "a rule in fp8suite/megatron_rules.py or a reason)")
     return 0
 
 

@@ -167,7 +167,7 @@ def parallel_rules(run: "Run") -> list[Finding]:
         return out
     mbs = _int(f.get("--micro-batch-size"), 1)
     gbs = f.get("--global-batch-size")
-    if gbs is not None and _int(gbs, 0) % (mbs * par.dp):
+    if gbs is not None and mbs > 0 and _int(gbs, 0) % (mbs * par.dp):
         out.append((run.where("megatron.--global-batch-size"),
                     f"global batch {gbs} is not divisible by micro batch x data-parallel size = "
                     f"{mbs} x {par.dp}"))
@@ -175,10 +175,7 @@ def parallel_rules(run: "Run") -> list[Finding]:
     if heads is not None and _int(heads, 0) % par.tp:
         out.append((run.where("megatron.--num-attention-heads", "megatron.--tensor-model-parallel-size"),
                     f"{heads} attention heads are not divisible by tensor parallel size {par.tp}"))
-    groups = f.get("--num-query-groups")
-    if groups is not None and f.get("--group-query-attention") and _int(groups, 0) % par.tp:
-        out.append((run.where("megatron.--num-query-groups", "megatron.--tensor-model-parallel-size"),
-                    f"{groups} query groups are not divisible by tensor parallel size {par.tp}"))
+    # Query groups vs TP: megatron_rules' query-groups-tp (Megatron allows a multiple or a divisor).
     layers = f.get("--num-layers")
     if layers is not None:
         layers = _int(layers, 0)

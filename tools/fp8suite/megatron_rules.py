@@ -385,6 +385,14 @@ _rule("fp32-residual-connection", f"{ARGS}:1335",
       "residual connection in fp32 only supported when using fp16 or bf16.",
       _m("--fp32-residual-connection", "--bf16"),
       lambda c: c.on("--fp32-residual-connection") and not (c.on("--fp16") or c.on("--bf16")))
+_rule("min-lr-le-lr", f"{ARGS}:1320", "if args.lr is not None: assert args.min_lr <= args.lr",
+      "(no message)", _m("--min-lr", "--lr"),
+      lambda c: c.set("--lr") and c.float("--min-lr", 0.0) > c.float("--lr", 0.0))
+_rule("reuse-grad-buf-overlap-with-optimizer-step", f"{OPT}:425",
+      "raise if self.reuse_grad_buf_for_mxfp8_param_ag and self.overlap_param_gather_with_optimizer_step",
+      "overlap_param_gather_with_optimizer_step is not supported with reuse_grad_buf_for_mxfp8_param_ag",
+      _m("--reuse-grad-buf-for-mxfp8-param-ag", "--overlap-param-gather-with-optimizer-step"),
+      lambda c: c.on("--reuse-grad-buf-for-mxfp8-param-ag") and c.on("--overlap-param-gather-with-optimizer-step"))
 _rule("precision-aware-optimizer-adam", f"{OPT}:431",
       "if self.use_precision_aware_optimizer: assert self.optimizer == 'adam'",
       "--use-precision-aware-optimizer only supported with adam",
