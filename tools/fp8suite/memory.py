@@ -29,6 +29,7 @@ offloading, CUDA graphs' private pools.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
@@ -159,7 +160,7 @@ class Flags:
         return str(value).split()
 
 
-def flags_from_argv(argv: list[str], switches: Optional[set[str]] = None) -> dict[str, Any]:
+def flags_from_argv(argv: list[str], switches: Optional[frozenset[str] | set[str]] = None) -> dict[str, Any]:
     """Megatron argv tokens as {flag: value}: a flag followed by no value is True, by one value
     that value, by several a list. `switches` (flags that take no value) resolves a switch
     followed by a positional-looking token; `--flag=value` is split."""
@@ -365,11 +366,12 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
         return default
 
 
-def _switches(version: str) -> Optional[set[str]]:
+@functools.lru_cache(maxsize=None)
+def _switches(version: str) -> Optional[frozenset[str]]:
     from .megatron_flags import load_snapshot
 
     snapshot = load_snapshot(version)
-    return None if snapshot is None else {k for k, v in snapshot.items() if v.is_switch}
+    return None if snapshot is None else frozenset(k for k, v in snapshot.items() if v.is_switch)
 
 
 # --- the model ---------------------------------------------------------------------------
