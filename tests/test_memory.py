@@ -85,7 +85,8 @@ def test_verdicts_match_what_happened_on_two_h200s():
     bf16 = estimate_for(data / "train_llama3_8b_h200_bf16.1.log")[1]
     fp8 = estimate_for(data / "train_llama3_8b_h200_fp8_cs.1.log")[1]
     assert bf16.level == "problem", bf16.message
-    assert "expandable_segments:True" in bf16.message and "more GPUs" in bf16.message
+    assert "expandable_segments:True (usable 136.5 GiB)" in bf16.message
+    assert "4 GPUs (the distributed optimizer shards its state further) -> 107.4 GiB" in bf16.message
     assert fp8.level == "warning", fp8.message
 
 
@@ -239,7 +240,7 @@ def test_check_levels_and_remedies():
         v = memory.check(e, gpu, env, LLAMA8B, 2)
         assert v.level == level, (gpu, v.message)
     v = memory.check(e, "H100", {}, LLAMA8B, 2)
-    for remedy in ("more GPUs (4 shard", "--recompute-granularity full", "expandable_segments:True",
+    for remedy in ("4 GPUs (the distributed optimizer", "--recompute-granularity full", "expandable_segments:True",
                    "--use-precision-aware-optimizer"):
         assert remedy in v.message
     assert f"{e.total:.1f} GiB" in v.message and "79.1 GiB" in v.message
@@ -289,7 +290,7 @@ def test_render_refuses_a_run_that_cannot_fit(tmp_path, capsys):
     assert code == 2 and not (tmp_path / "gen").exists()
     line = next(line for line in err.splitlines() if "bench_llama3_8b_h200x2_bf16:" in line)
     assert ": target.gpus_per_node: " in line and "against 71.5 GiB usable of the H100's 79.1 GiB" in line
-    assert "more GPUs" in line and "expandable_segments:True" in line
+    assert "to make it fit (estimate with each alone): 4 GPUs" in line and "expandable_segments:True" in line
 
 
 def test_render_prints_estimates_and_warnings(tmp_path, capsys):
@@ -306,10 +307,29 @@ def test_run_rechecks_memory_with_the_launch_world_size(capsys):
                          "--env", "GPUS_PER_NODE=1"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "train_llama3_8b_h200_bf16" in err and "GPUS_PER_NODE=1" in err and "more GPUs" in err
+    assert "train_llama3_8b_h200_bf16 with GPUS_PER_NODE=1: estimated peak 174.7 GiB" in err
+    assert "2 GPUs (the distributed optimizer shards its state further) -> 129.8 GiB" in err
 
 
 def test_run_accepts_overrides_that_fit(capsys):
     code = run_cli.main([str(REPO / "experiments" / "h200_8b.yaml"), "--dry-run", "--only", "*_bf16",
                          "--env", "GPUS_PER_NODE=1", "--", "--num-layers", "4", "--global-batch-size", "2"])
     assert code == 0, capsys.readouterr().err
+
+
+def test_remedies_quote_the_estimate_each_gives():
+    v = memory.check(est(), "H100", {}, LLAMA8B, 2, VOCAB)
+    moments = est(use_precision_aware_optimizer=True, exp_avg_dtype="bf16", exp_avg_sq_dtype="bf16").total
+    recompute = est(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1).total
+    assert f"--exp-avg-sq-dtype bf16 -> {moments:.1f} GiB" in v.message
+    assert f"--recompute-num-layers 1 -> {recompute:.1f} GiB" in v.message
+    assert f"4 GPUs (the distributed optimizer shards its state further) -> {est(world=4).total:.1f} GiB" in v.message
+
+
+@pytest.mark.parametrize("env,world", [({}, 8), ({"GPUS_PER_NODE": "2"}, 2), ({"NNODES": "2"}, 16),
+                                       ({"GPUS_PER_NODE": "4", "NNODES": "4"}, 16)])
+def test_launch_environment_sets_the_world_size(env, world):
+    entry = json.loads((REPO / "experiments" / "generated" / "h200_8b.manifest.json").read_text())["runs"][0]
+    estimate, _ = memory.for_entry(entry, [], env)
+    flags = memory.flags_from_argv(entry["megatron_args"])
+    assert estimate.total == pytest.approx(memory.estimate(flags, world, VOCAB).total)

@@ -300,10 +300,11 @@ def expandable_segments(env: Mapping[str, Any]) -> bool:
 
 
 def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, Any],
-          world_size: int) -> Verdict:
-    """Compare an estimate with the usable memory of `gpu`; the message says what would make
-    it fit (or leave more room): more GPUs, recomputation, expandable segments, a
-    precision-aware optimizer."""
+          world_size: int, vocab_size: Optional[int] = None) -> Verdict:
+    """Compare an estimate with the usable memory of `gpu` (GiB). Beyond (1 - WARN_SHARE) of
+    it the message lists what would make the run fit or leave more room, with the estimate each
+    gives when `vocab_size` is known: twice the GPUs, full recomputation, expandable segments,
+    a precision-aware optimizer with BF16 Adam moments."""
     capacity = CAPACITY_GIB.get(gpu)
     usable = usable_gib(gpu, env)
     if capacity is None or usable is None:
@@ -314,15 +315,15 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
     if total <= (1 - WARN_SHARE) * usable:
         return Verdict("ok", total, usable, capacity, head)
     level = "problem" if total > usable else "warning"
-    ways = _remedies(Flags(flags), est, env, world_size)
-    verb = "would fit with" if level == "problem" else "more room with"
-    return Verdict(level, total, usable, capacity, f"{head}; {verb}: {'; '.join(ways)}")
+    ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size)
+    verb = "to make it fit" if level == "problem" else "for more room"
+    return Verdict(level, total, usable, capacity, f"{head}; {verb} (estimate with each alone): {'; '.join(ways)}")
 
 
 def for_run(run: Any, extra_args: Optional[list[str]] = None,
             env: Optional[Mapping[str, str]] = None) -> Optional[tuple[Estimate, Verdict]]:
     """Estimate and verdict of a matrix run (fp8suite.matrix.Run), with launch overrides:
-    Megatron args given after `--` and GPUS_PER_NODE / NNODES / MOCK_DATA from `env`.
+    Megatron args given after `--` and GPUS_PER_NODE / NNODES from `env`.
     None when the run's vocabulary size is not known (real data without data.vocab_size) or
     its shape is incomplete."""
     s = run.settings
@@ -356,7 +357,7 @@ def _for(flags: Mapping[str, Any], gpu: str, gpus_per_node: int, nodes: int, voc
     except (ValueError, ZeroDivisionError):
         return None  # an incomplete or inconsistent shape: the flag and layout checks report it
     launch_env = {**run_env, **env}
-    return est, check(est, gpu, launch_env, merged, world)
+    return est, check(est, gpu, launch_env, merged, world, vocab)
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -629,26 +630,38 @@ def _activation_bytes(f: Flags, s: Shape, layers: int, hp_layers: int, low_layer
     return act
 
 
-def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int) -> list[str]:
+def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, gpu: str,
+              vocab_size: Optional[int]) -> list[str]:
+    """What would lower the estimate or raise the usable memory, each with its new figure."""
+    flags = dict(f.flags)
+
+    def after(changes: Mapping[str, Any], world: int = world_size) -> str:
+        if vocab_size is None:
+            return ""
+        changed = {k: v for k, v in {**flags, **changes}.items() if v is not None}
+        try:
+            return f" -> {estimate(changed, world, vocab_size).total:.1f} GiB"
+        except (ValueError, ZeroDivisionError):
+            return ""
+
     ways = []
-    parts = est.parts
-    dist = f.on("--use-distributed-optimizer")
-    if dist:
-        ways.append(f"more GPUs ({2 * world_size} shard the optimizer's "
-                    f"{parts['optimizer']:.1f} GiB further)")
+    if f.on("--use-distributed-optimizer"):
+        ways.append(f"{2 * world_size} GPUs (the distributed optimizer shards its state further){after({}, 2 * world_size)}")
     else:
-        ways.append("--use-distributed-optimizer (shards the optimizer state over data-parallel GPUs)")
+        ways.append(f"--use-distributed-optimizer{after({'--use-distributed-optimizer': True})}")
     if f.str("--recompute-granularity") != "full":
-        ways.append(f"--recompute-granularity full --recompute-method uniform --recompute-num-layers 1 "
-                    f"(activations {parts['activations']:.1f} GiB)")
+        full = {"--recompute-granularity": "full", "--recompute-method": "uniform", "--recompute-num-layers": 1,
+                "--recompute-modules": None}
+        ways.append(f"--recompute-granularity full --recompute-method uniform --recompute-num-layers 1{after(full)}")
     if not expandable_segments(env):
-        ways.append("env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (no fragmentation reserve)")
-    if f.str("--optimizer", "adam") == "adam" and not f.on("--use-precision-aware-optimizer"):
-        if dist:
-            ways.append("--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16 "
-                        "(Adam moments in BF16)")
-        else:
-            ways.append("a precision-aware optimizer (needs --use-distributed-optimizer)")
+        usable = usable_gib(gpu, {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
+        ways.append(f"env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (usable {usable:.1f} GiB)")
+    if (f.str("--optimizer", "adam") == "adam" and f.on("--use-distributed-optimizer")
+            and not f.on("--use-precision-aware-optimizer")):
+        bf16_moments = {"--use-precision-aware-optimizer": True, "--exp-avg-dtype": "bf16",
+                        "--exp-avg-sq-dtype": "bf16"}
+        ways.append("--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16"
+                    f"{after(bf16_moments)}")
     return ways
 
 
