@@ -63,6 +63,7 @@ CASES: dict[str, tuple[dict, dict]] = {
                                      {"--attention-backend": "local", "--spec": ["local"]}),
     "batch-size-positive": ({"--micro-batch-size": 0}, {"--micro-batch-size": 1}),
     "global-batch-size-positive": ({"--global-batch-size": 0}, {"--global-batch-size": 16}),
+    "eval-global-batch-size": ({"--eval-global-batch-size": 12}, {"--eval-global-batch-size": 24}),
     "virtual-pipeline-one-way": ({**VPP, "--num-layers-per-virtual-pipeline-stage": 1}, VPP),
     "virtual-pipeline-layers": ({**PP2, "--num-layers-per-virtual-pipeline-stage": 3},
                                 {**PP2, "--num-layers-per-virtual-pipeline-stage": 1}),
@@ -100,6 +101,7 @@ CASES: dict[str, tuple[dict, dict]] = {
     "fsdp2-pipeline": ({**FSDP2, **PP2}, FSDP2),
     "fsdp2-dist-opt": ({**FSDP2, "--use-distributed-optimizer": True}, FSDP2),
     "fsdp2-grad-accumulation-fusion": ({**FSDP2, "gradient_accumulation_fusion": "on"}, FSDP2),
+    "fsdp2-ckpt-format": ({**FSDP2, "--ckpt-format": "torch"}, {**FSDP2, "--ckpt-format": "torch_dcp"}),
     "fsdp2-untied": (without(FSDP2, "--untie-embeddings-and-output-weights"), FSDP2),
     "fsdp2-fp16": ({**FSDP2, "--fp16": True, "--bf16": False}, {**FSDP2, "--bf16": True}),
     "fsdp2-device-connections": ({**FSDP2, "env/CUDA_DEVICE_MAX_CONNECTIONS": 1}, FSDP2),
@@ -129,6 +131,11 @@ CASES: dict[str, tuple[dict, dict]] = {
         {**FP8, "--fp8-recipe": "delayed", "--recompute-granularity": "selective", "--recompute-modules": ["layernorm"]},
         {**FP8, "--fp8-recipe": "tensorwise", "--recompute-granularity": "selective",
          "--recompute-modules": ["layernorm"]}),
+    "fp8-recompute-modules-te": (
+        {**FP8, "--fp8-recipe": "tensorwise", "--recompute-granularity": "selective",
+         "--recompute-modules": ["layernorm"], "target/transformer_engine": "2.5"},
+        {**FP8, "--fp8-recipe": "tensorwise", "--recompute-granularity": "selective",
+         "--recompute-modules": ["layernorm"], "target/transformer_engine": "2.6"}),
     "fp16-and-bf16": ({"--fp16": True}, {"--fp16": True, "--bf16": False}),
     "main-grads-fp32-with-fp32-accumulation": (
         {**PAO, "--accumulate-allreduce-grads-in-fp32": True, "--main-grads-dtype": "bf16"},

@@ -148,6 +148,16 @@ _rule("batch-size-positive", f"{ARGS}:676", "assert args.micro_batch_size > 0",
 _rule("global-batch-size-positive", f"{ARGS}:687", "assert args.global_batch_size > 0",
       "(no message)", _m("--global-batch-size"),
       lambda c: c.int("--global-batch-size") is not None and c.int("--global-batch-size") <= 0)
+_rule("eval-global-batch-size", f"{ARGS}:694",
+      "assert args.eval_global_batch_size % (args.eval_micro_batch_size * args.data_parallel_size) == 0 "
+      "(they default to --global-batch-size and --micro-batch-size)",
+      "eval_global_batch_size ({args.eval_global_batch_size}) must be divisible by eval_micro_batch_size "
+      "({args.eval_micro_batch_size}) * data_parallel_size ({args.data_parallel_size})",
+      _m("--eval-global-batch-size", "--eval-micro-batch-size"),
+      lambda c: (c.set("--eval-global-batch-size") or c.set("--eval-micro-batch-size"))
+      and (c.int("--eval-global-batch-size") or c.int("--global-batch-size", 0) or 0)
+      % ((c.int("--eval-micro-batch-size") or c.int("--micro-batch-size", 1) or 1)
+         * max(1, c.world_size // (c.tp * c.pp * c.cp))) != 0)
 _rule("virtual-pipeline-one-way", f"{ARGS}:894",
       "assert int(args.num_layers_per_virtual_pipeline_stage is not None) + "
       "int(args.num_virtual_stages_per_pipeline_rank is not None) + "
@@ -273,6 +283,10 @@ _rule("fsdp2-grad-accumulation-fusion", f"{ARGS}:1006",
       "--use-torch-fsdp2 is not supported with gradient accumulation fusion",
       ("gradient_accumulation_fusion",) + _m("--use-torch-fsdp2"),
       lambda c: c.on("--use-torch-fsdp2") and c.gradient_accumulation_fusion)
+_rule("fsdp2-ckpt-format", f"{ARGS}:1008",
+      "if args.use_torch_fsdp2: assert args.ckpt_format in ('torch_dist', 'torch_dcp')",
+      "--use-torch-fsdp2 requires --ckpt-format torch_dist or torch_dcp", _m("--use-torch-fsdp2", "--ckpt-format"),
+      lambda c: c.on("--use-torch-fsdp2") and c.str("--ckpt-format", "torch_dist") not in ("torch_dist", "torch_dcp"))
 _rule("fsdp2-untied", f"{ARGS}:1010", "if args.use_torch_fsdp2: assert args.untie_embeddings_and_output_weights",
       "--use-torch-fsdp2 requires --untie-embeddings-and-output-weights",
       _m("--use-torch-fsdp2", "--untie-embeddings-and-output-weights"),
@@ -369,6 +383,14 @@ _rule("delayed-recompute-layernorm", f"{TC}:1824",
       and bool({"moe_act", "layernorm"} & set(c.list("--recompute-modules"))))
 
 # --- precision, optimizer and offload ------------------------------------------------------
+_rule("fp8-recompute-modules-te", f"{TC}:1829",
+      "raise if self.fp8 and self.recompute_granularity == 'selective' and ('moe_act' in "
+      "self.recompute_modules or 'layernorm' in self.recompute_modules) and not is_te_min_version('2.6.0dev0')",
+      "moe_act and layernorm recompute for fp8 needs transformer-engine>=2.6.0dev0, but your version is "
+      "{get_te_version()}.",
+      ("target.transformer_engine",) + _m("--recompute-modules"),
+      lambda c: c.fp8 and c.recompute == "selective" and not c.te_at_least(2, 6)
+      and bool({"moe_act", "layernorm"} & set(c.list("--recompute-modules"))))
 _rule("fp16-and-bf16", f"{ARGS}:1173", "if args.fp16: assert not args.bf16", "(no message)",
       _m("--fp16", "--bf16"), lambda c: c.on("--fp16") and c.on("--bf16"))
 _rule("main-grads-fp32-with-fp32-accumulation", f"{ARGS}:1187",
