@@ -5,7 +5,9 @@ The queue runs each run's experiments/generated/<run>.sh in turn, with one live 
 read from the log it writes (a new <run>.log, <run>.1.log, ... per attempt), and keeps every
 run's state in a status file (default: logs/<matrix name>/runs.json). --slurm submits the
 rendered <run>.sbatch files instead and records the job ids in the same file; --watch follows
-them, --cancel stops them. Extra Megatron args go after `--`.
+them, --cancel stops them. Extra Megatron args go after `--`. When --env GPUS_PER_NODE / NNODES
+or extra args change a run, its peak memory per GPU is estimated again first (exit 2 if it
+cannot fit the GPU).
 """
 
 from __future__ import annotations

@@ -312,6 +312,8 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
     total = est.total
     head = (f"estimated peak {total:.1f} GiB allocated per GPU ({est.rank}) against {usable:.1f} GiB "
             f"usable of the {gpu}'s {capacity:.1f} GiB")
+    if est.notes:
+        head += f" (not modelled: {', '.join(est.notes)})"
     if total <= (1 - WARN_SHARE) * usable:
         return Verdict("ok", total, usable, capacity, head)
     level = "problem" if total > usable else "warning"
