@@ -658,7 +658,8 @@ def context(run: "Run") -> Context:
 
 
 def _where(run: "Run", keys: tuple[str, ...]) -> str:
-    return run.where(*keys) or run.where(*[k for k in keys if k.startswith("megatron.")]) or ""
+    """Position of the first of `keys` the matrix sets ('' when all come from defaults)."""
+    return run.where(*keys)
 
 
 def _env(value: Any) -> str:

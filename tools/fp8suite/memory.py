@@ -270,16 +270,13 @@ def estimate(flags: Mapping[str, Any], world_size: int, vocab_size: int) -> Esti
     if (f.str("--cuda-graph-impl", "none") or "none") != "none":
         notes.append("CUDA graphs' memory pools")
 
-    stages = ["every rank"] if s.pp == 1 else ["first pipeline stage", "last pipeline stage"]
-    best: Optional[Estimate] = None
-    for stage in stages:
-        first = stage != "last pipeline stage"
-        last = stage != "first pipeline stage"
-        est = Estimate(parts=_stage_parts(f, s, first, last), rank=stage, notes=tuple(dict.fromkeys(notes)))
-        if best is None or est.total > best.total:
-            best = est
-    assert best is not None
-    return best
+    # The first pipeline stage holds the most micro-batches and the embedding; the last one
+    # the output layer and the logits. Without pipelining one rank has it all.
+    stages = {"every rank": (True, True)} if s.pp == 1 else {
+        "first pipeline stage": (True, False), "last pipeline stage": (False, True)}
+    estimates = [Estimate(parts=_stage_parts(f, s, first, last), rank=stage, notes=tuple(dict.fromkeys(notes)))
+                 for stage, (first, last) in stages.items()]
+    return max(estimates, key=lambda e: e.total)
 
 
 def usable_gib(gpu: str, env: Mapping[str, Any]) -> Optional[float]:
