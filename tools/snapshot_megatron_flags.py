@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  PYTHONPATH=/tmp/site python3 tools/snapshot_megatron_flags.py",
     )
-    ap.add_argument("--out", type=Path, help="output file (default: the package's data dir)")
+    ap.add_argument("--out", type=Path, help="output file (default: the package's data dir); the "
+                    "assertion list goes beside it")
     args = ap.parse_args(argv)
 
     warnings.filterwarnings("ignore")
@@ -93,11 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(snapshot, indent=1) + "\n")
     print(f"wrote {out}: {len(snapshot['flags'])} flags of megatron-core {version}")
-    if args.out is None:
-        source = Path(megatron.core.__file__).resolve().parent.parent.parent  # the folder holding megatron/
-        path, total, new = megatron_assertions.refresh(source, version)
-        print(f"wrote {path}: {total} assertions, {new} new (status unreviewed: review them and give each "
-              "a rule in fp8suite/megatron_rules.py or a reason)")
+    source = Path(megatron.core.__file__).resolve().parent.parent.parent  # the folder holding megatron/
+    listed = megatron_assertions.list_path(version)
+    try:
+        path, total, new = megatron_assertions.refresh(
+            source, version, out=out.parent / listed.name, reviewed=listed if listed.exists() else None)
+    except (OSError, SyntaxError, ValueError) as err:
+        print(f"snapshot_megatron_flags: cannot read megatron-core's assertions under {source}: {err}",
+              file=sys.stderr)
+        return 1
+    print(f"wrote {path}: {total} assertions, {new} new (status unreviewed: review each and give it "
+          "a rule in fp8suite/megatron_rules.py or a reason)")
     return 0
 
 

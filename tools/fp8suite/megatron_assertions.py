@@ -100,15 +100,19 @@ def load(version: str) -> Optional[dict[str, Any]]:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def refresh(source_root: Path, version: str, out: Optional[Path] = None) -> tuple[Path, int, int]:
+def refresh(source_root: Path, version: str, out: Optional[Path] = None,
+            reviewed: Optional[Path] = None) -> tuple[Path, int, int]:
     """Re-read the source into the reviewed list, keeping every review that still applies.
 
-    Returns (path written, assertions found, how many of them are new and unreviewed).
+    Reviews are taken from `reviewed` (default: the list at `out`, else the package's list of
+    `version`); the result is written to `out` (default: the package's list). Returns (path
+    written, assertions found, how many of them are new and unreviewed).
     """
     path = out or list_path(version)
+    source = reviewed or path
     old = {}
-    if path.exists():
-        old = {e["id"]: e for e in json.loads(path.read_text())["assertions"]}
+    if source.exists():
+        old = {e["id"]: e for e in json.loads(source.read_text())["assertions"]}
     entries = []
     new = 0
     for a in extract(source_root):
