@@ -184,7 +184,9 @@ def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
         "run_text": comment(run.name),
         "run_dq": Shell(_dq(run.name)),
         "label": comment(label(p) + "".join(f"; {k}={v}" for k, v in run.axes.items() if k != "recipe")),
-        "description": [comment(line) for line in textwrap.wrap(matrix.description, 95)],
+        # A comment line starting "shellcheck" would be read as a shellcheck directive.
+        "description": [comment(re.sub(r"^(?i:shellcheck)", r"(\g<0>)", line))
+                        for line in textwrap.wrap(matrix.description, 95)],
         "script_path": comment(script),
         "sbatch_path": comment(batch),
         "script_arg": shell_word(script),
@@ -226,10 +228,20 @@ def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
 
 
 def shell_word(text: str) -> Shell:
-    """`text` as one shell word; commas are quoted too, so shellcheck reads arrays right."""
+    """`text` as one shell word, the single quoting path of every matrix value.
+
+    Plain words stay bare; commas are quoted too, so shellcheck reads arrays right. Text
+    holding `$`, a backquote, a backslash or a single quote is double-quoted with those
+    escaped (`"img\\$(x)"`), which bash reads literally and shellcheck accepts without a
+    note; anything else is single-quoted.
+    """
     text = str(text)
     quoted = shlex.quote(text)
-    return Shell(f"'{text}'" if quoted == text and "," in text else quoted)
+    if quoted == text:
+        return Shell(f"'{text}'" if "," in text else text)
+    if any(ch in text for ch in "$`\\'"):
+        return Shell('"' + _dq(text) + '"')
+    return Shell(quoted)
 
 
 def shell_name(name: str) -> Shell:
