@@ -117,22 +117,34 @@ def read_yaml(path: Path, display: Optional[str] = None) -> Any:
 def _check_nodes(root: Node, file: str, problems: list[Problem]) -> None:
     """Duplicate keys (with both lines) and the expanded size of aliases."""
     sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    recursive: list[Node] = []
 
     def size(node: Node) -> int:
         # Nodes an alias shares are counted once per use: that is what the suite would walk.
+        if id(node) in open_nodes:
+            recursive.append(node)  # an alias inside its own anchor: an endless structure
+            return 1
         known = sizes.get(id(node))
         if known is not None:
             return known
-        sizes[id(node)] = 1  # a recursive alias counts as a leaf here; PyYAML refuses it anyway
+        open_nodes.add(id(node))
         total = 1
         if isinstance(node, SequenceNode):
             total += sum(size(item) for item in node.value)
         elif isinstance(node, MappingNode):
             total += sum(size(k) + size(v) for k, v in node.value)
+        open_nodes.discard(id(node))
         sizes[id(node)] = total = min(total, MAX_NODES + 1)
         return total
 
-    if size(root) > MAX_NODES:
+    total = size(root)
+    if recursive:
+        mark = recursive[0].start_mark
+        problems.append(Problem(file, "", f"line {mark.line + 1}: an alias refers to its own anchor "
+                                "(an endless structure)"))
+        return
+    if total > MAX_NODES:
         problems.append(Problem(file, "", f"aliases expand to more than {MAX_NODES} YAML nodes"))
         return
 

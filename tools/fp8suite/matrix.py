@@ -354,6 +354,8 @@ def _template_problem(template: str, combo: dict[str, str]) -> str:
     except ValueError as err:
         return (f"{template!r} is not a valid template ({err}); placeholders look like {{axis}}, "
                 "and names hold no braces")
+    canonical = "".join(text.replace("{", "{{").replace("}", "}}") + ("" if field is None else f"{{{field}}}")
+                        for text, field, _, _ in parts)
     for _, field, spec, conversion in parts:
         if field is None:
             continue
@@ -366,6 +368,8 @@ def _template_problem(template: str, combo: dict[str, str]) -> str:
             if not GROUP_NAME.fullmatch(field):
                 return f"placeholder {{{field}}}: only plain axis names are allowed; axes: {axes}"
             return f"placeholder {{{field}}} is not an axis{did_you_mean(field, combo)}; axes: {axes}"
+    if canonical != template:
+        return f"{template!r}: write placeholders as {{axis}}, without ':' or '!'"
     return ""
 
 
