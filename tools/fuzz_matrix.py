@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import os
@@ -601,22 +602,21 @@ class InjectionResult:
     ran: int = 0
 
 
-def _scrub(text: str) -> str:
-    return text
-
-
-def check_injection(case: Injection, work: Path, n: int, shellcheck: Optional[str]) -> InjectionResult:
+def prepare_injection(case: Injection, work: Path, n: int) -> tuple[InjectionResult, dict[str, Any]]:
+    """Write the case's matrix and render it (in this process); returns the result so far and
+    what `run_injection` needs to check and run the accepted scripts."""
     res = InjectionResult(case)
     root = work / f"i{n}"
     shutil.rmtree(root, ignore_errors=True)
-    canary = root / "canary"      # the scripts' working folder: relative payloads land here
+    canary = root / "canary"      # the scripts' working folder: an executed `touch` lands here
     scratch = root / "scratch"    # folders the scripts create (caches, logs)
     stubs = root / "stubs"
     for d in (canary, scratch, stubs):
         d.mkdir(parents=True)
+    # A relative name: wherever a payload would run, `touch` creates it in the working folder
+    # (checked after every script, with the suite's root and the render's folders).
     marker = f"{MARK}{n}"
-    target = canary / marker
-    payload = case.payload.replace("@", str(target) if case.kind in ("matrix", "launch") else marker)
+    payload = case.payload.replace("@", marker)
 
     m = base()
     m["log_dir"] = str(scratch / "logs")
@@ -634,63 +634,93 @@ def check_injection(case: Injection, work: Path, n: int, shellcheck: Optional[st
         matrix_name = f"fz{payload}.yaml"
     elif case.kind == "out":
         out = root / f"out{payload}"
+    job = {"root": root, "canary": canary, "marker": marker, "out": out, "matrix_dir": matrix_dir,
+           "scripts": []}
     try:
         matrix = matrix_dir / matrix_name
         matrix.write_bytes(dump(m))
     except (OSError, ValueError) as err:
         res.traceback = f"cannot create the case: {err}"
-        return res
+        return res, job
     code, _, err = _call(render.main, [str(matrix), "--out", str(out)])
     if code is None or "Traceback" in err:
         res.traceback = err.strip().splitlines()[-1][:200] if err.strip() else "traceback"
     res.accepted = code == 0
-    if res.accepted:
-        scripts = sorted(p for p in out.iterdir() if p.suffix in (".sh", ".sbatch"))
-        res.scripts = len(scripts)
-        for script in scripts:
-            if subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode != 0:
-                res.bash_n_failed.append(script.name)
-        if shellcheck and scripts:
-            done = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)
-            if done.returncode != 0:
-                res.shellcheck_failed = [s.name for s in scripts if s.name in done.stdout] or ["?"]
-                res.traceback = res.traceback or done.stdout[-400:]
-        (stubs / "srun").write_text(STUB_SRUN)
-        (stubs / "scontrol").write_text(STUB_SCONTROL)
-        for stub in ("srun", "scontrol"):
-            (stubs / stub).chmod(0o755)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "FP8SUITE_"))}
-        env.update(MOCK_DATA="1", WANDB_MODE="disabled", TRAIN_CMD="true", PYTHON=sys.executable,
-                   LOG_DIR=str(scratch / "launch_logs"), TRITON_CACHE_DIR=str(scratch / "triton"),
-                   GPUS_PER_NODE="1", PATH=f"{stubs}:{env.get('PATH', '')}",
-                   SLURM_JOB_NODELIST="node1", SLURM_JOB_NUM_NODES="1", SLURM_JOB_ID="42",
-                   SLURM_SUBMIT_DIR=str(ROOT))
-        if case.kind == "launch":
-            value = payload
-            if case.target in ("LOG_DIR", "TRITON_CACHE_DIR", "MEGATRON_LM_DIR"):
-                value = str(scratch / ("v" + payload))
-            elif case.target in ("LOG_FILE", "META_FILE"):
-                value = str(scratch / ("f" + payload))
-            env[case.target] = value
-        for script in scripts:
-            if case.kind == "launch" and script.suffix == ".sbatch" and case.target in ("LOG_FILE", "META_FILE"):
-                pass  # the batch script sets these itself
-            try:
-                subprocess.run(["bash", str(script), "--train-iters", "1"], cwd=canary, env=env,
-                               capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-                res.ran += 1
-            except subprocess.TimeoutExpired:
-                res.traceback = res.traceback or f"{script.name} timed out"
-    for place in (canary, ROOT, Path.cwd(), scratch, root):
-        if (place / marker).exists():
-            res.executed = True
-    if list(scratch.rglob(marker)) or list(canary.rglob(marker)):
-        res.executed = True
-    if target.exists():
-        res.executed = True
+    if not res.accepted:
+        return res, job
+    job["scripts"] = sorted(p for p in out.iterdir() if p.suffix in (".sh", ".sbatch"))
+    res.scripts = len(job["scripts"])
+    (stubs / "srun").write_text(STUB_SRUN)
+    (stubs / "scontrol").write_text(STUB_SCONTROL)
+    for stub in ("srun", "scontrol"):
+        (stubs / stub).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "FP8SUITE_"))}
+    env.update(MOCK_DATA="1", WANDB_MODE="disabled", TRAIN_CMD="true", PYTHON=sys.executable,
+               LOG_DIR=str(scratch / "launch_logs"), TRITON_CACHE_DIR=str(scratch / "triton"),
+               GPUS_PER_NODE="1", PATH=f"{stubs}:{env.get('PATH', '')}",
+               SLURM_JOB_NODELIST="node1", SLURM_JOB_NUM_NODES="1", SLURM_JOB_ID="42",
+               SLURM_SUBMIT_DIR=str(ROOT))
+    # The sidecar (two Python starts, the slow part of a run) only where the matrix file's name
+    # or the --out folder reaches its arguments; PYTHON=true stands in for it elsewhere.
+    if case.kind not in ("file", "out"):
+        env["PYTHON"] = "true"
+    if case.kind == "launch":
+        value = payload
+        if case.target in ("LOG_DIR", "TRITON_CACHE_DIR", "MEGATRON_LM_DIR"):
+            value = str(scratch / ("v" + payload))
+        elif case.target in ("LOG_FILE", "META_FILE"):
+            value = str(scratch / ("f" + payload))
+        env[case.target] = value
+    job["env"] = env
+    return res, job
+
+
+_SHELLCHECKED: set[str] = set()
+
+
+def run_injection(res: InjectionResult, job: dict[str, Any], shellcheck: Optional[str]) -> InjectionResult:
+    """bash -n and shellcheck on the accepted scripts, then run each; did the payload run?"""
+    scripts = job["scripts"]
+    for script in scripts:
+        if subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode != 0:
+            res.bash_n_failed.append(script.name)
+    # shellcheck takes most of the time: a script text checked once (launch-variable cases
+    # run the same scripts with different environments) is not checked again.
+    fresh = [s for s in scripts if hashlib.sha256(s.read_bytes()).hexdigest() not in _SHELLCHECKED]
+    if shellcheck and fresh:
+        done = subprocess.run([shellcheck, *map(str, fresh)], capture_output=True, text=True)
+        if done.returncode != 0:
+            res.shellcheck_failed = [s.name for s in fresh if s.name in done.stdout] or ["?"]
+            res.traceback = res.traceback or done.stdout[-400:]
+        else:
+            _SHELLCHECKED.update(hashlib.sha256(s.read_bytes()).hexdigest() for s in fresh)
+    for script in scripts:
+        try:
+            subprocess.run(["bash", str(script), "--train-iters", "1"], cwd=job["canary"], env=job["env"],
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+            res.ran += 1
+        except subprocess.TimeoutExpired:
+            res.traceback = res.traceback or f"{script.name} timed out"
+    marker = job["marker"]
+    places = [job["canary"], ROOT, Path.cwd(), job["root"], job["matrix_dir"], ROOT / "tools"]
+    if job["out"].is_dir():
+        places.append(job["out"])
+    res.executed = any((place / marker).exists() for place in places)
     if not res.executed:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(job["root"], ignore_errors=True)
     return res
+
+
+def run_injections(cases: list[Injection], work: Path, shellcheck: Optional[str]) -> list[InjectionResult]:
+    """Render each case here (in turn: render.py's output is captured by redirecting
+    sys.stdout), check and run the accepted scripts on a pool of threads."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        futures = []
+        for n, case in enumerate(cases):
+            res, job = prepare_injection(case, work, n)
+            futures.append(pool.submit(run_injection, res, job, shellcheck))
+        return [f.result() for f in futures]
 
 
 def bench_injection(quick: bool, work: Path) -> tuple[dict[str, Any], list[InjectionResult]]:
@@ -698,7 +728,7 @@ def bench_injection(quick: bool, work: Path) -> tuple[dict[str, Any], list[Injec
     if quick:
         cases = cases[::17]
     shellcheck = shutil.which("shellcheck")
-    results = [check_injection(c, work, n, shellcheck) for n, c in enumerate(cases)]
+    results = run_injections(cases, work, shellcheck)
     accepted = [r for r in results if r.accepted]
     figures = {
         "injection attempts": len(results),
