@@ -189,6 +189,16 @@ def test_malformed_matrix_is_one_line_problems_exit_2_nothing_written(case, tmp_
     assert outcome.seconds < 5
 
 
+def test_out_folder_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    import render
+    matrix = write(tmp_path, fz.base())
+    (tmp_path / "afile").write_text("")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        assert render.main([str(matrix), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in err[0], err
+
+
 def test_duplicate_keys_name_both_lines(tmp_path):
     text = fz.dump(fz.base()).decode().replace("    bf16: {}\n", "    bf16: {}\n    fp8: {}\n")
     found = problems(write(tmp_path, text))

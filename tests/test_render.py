@@ -115,7 +115,8 @@ RULES = [
     ({"megatron/training/--global-batch-size": 12},
      ["megatron.training.--global-batch-size: runs r_bf16, r_cs: global batch 12 is not divisible by micro "
       "batch x data-parallel size = 1 x 8"]),
-    ({"megatron/model/--tensor-model-parallel-size": 8, "megatron/model/--num-attention-heads": 12},
+    ({"megatron/model/--tensor-model-parallel-size": 8, "megatron/model/--num-attention-heads": 12,
+      "megatron/model/--hidden-size": 384},
      ["megatron.model.--num-attention-heads: runs r_bf16, r_cs: 12 attention heads are not divisible by tensor "
       "parallel size 8"]),
     ({"megatron/model/--pipeline-model-parallel-size": 8, "megatron/model/--num-layers": 12,
@@ -212,8 +213,9 @@ def test_values_are_quoted_for_the_shell(tmp_path, capsys):
     code, lines, out = run_render(tmp_path, capsys, matrix)
     assert (code, lines) == (0, [])
     text = (out / "r_bf16.sh").read_text()
-    assert "--tokenizer-special-tokens '<a b>' 'x'\"'\"'y' '$HOME'" in text
-    assert "export MY_VAR='a b $(touch /tmp/pwned) `x`'" in text
+    # Text with $, backquotes, backslashes or quotes is double-quoted with those escaped.
+    assert "--tokenizer-special-tokens '<a b>' \"x'y\" \"\\$HOME\"" in text
+    assert 'export MY_VAR="a b \\$(touch /tmp/pwned) \\`x\\`"' in text
 
 
 def committed_expected():

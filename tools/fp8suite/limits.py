@@ -36,6 +36,7 @@ IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 """Axis and Megatron group names."""
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 VERSION = re.compile(r"\d+(\.\d+){0,3}")
+SPLIT = re.compile(r" *\d+(\.\d*)?( *[,/] *\d+(\.\d*)?){0,2} *")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 """Control characters (C0, DEL, C1) and Unicode line breaks: refused in every key and value."""
 DIRECTIVE_VALUE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\\\"'`$;|&<>]+")
@@ -167,6 +168,11 @@ def check_settings(clean: dict, prefix: str, file: str, problems: list[Problem])
         vocab = data.get("vocab_size")
         if isinstance(vocab, int) and not 1 <= vocab < 2 ** 31:
             bad("data", "vocab_size", f"must be between 1 and 2^31 - 1, got {vocab}")
+        split = data.get("split")
+        # Megatron reads up to three numbers and divides by their sum.
+        if isinstance(split, str) and not (
+                SPLIT.fullmatch(split) and sum(float(x) for x in re.findall(r"[.0-9]+", split)) > 0):
+            bad("data", "split", f"{split!r} is not train,validation,test proportions such as \"99,1,0\"")
     if "min_free_gb" in clean:
         value = clean["min_free_gb"]
         if isinstance(value, (int, float)) and not (math.isfinite(value) and 0 <= value <= MAX_MIN_FREE_GB):

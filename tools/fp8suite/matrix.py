@@ -189,6 +189,13 @@ def _check_settings(data: Any, path: str, file: str, problems: list[Problem],
             del clean["env"][name]
     _check_strings(clean, prefix.rstrip("."), file, problems)
     limits.check_settings(clean, path, file, problems)
+    data = clean.get("data")
+    spec = snapshot.get("--tokenizer-type") if snapshot else None
+    if isinstance(data, dict) and isinstance(data.get("tokenizer_type"), str) and spec and spec.choices \
+            and data["tokenizer_type"] not in spec.choices:
+        problems.append(Problem(file, f"{prefix}data.tokenizer_type", f"{data['tokenizer_type']!r} is not one "
+                                f"of: {', '.join(spec.choices)}{did_you_mean(data['tokenizer_type'], spec.choices)}"))
+        del data["tokenizer_type"]
     return clean
 
 
