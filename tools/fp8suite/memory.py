@@ -16,7 +16,7 @@ The static part is Megatron's own count (megatron/training/theoretical_memory_us
 optimizer) extended for the dtypes Megatron lets a run choose. The peak is reached at the
 loss of the last micro-batch's forward pass: every layer's saved activations are alive, and
 the cross entropy holds the bf16 logits and their fp32 copy (Megatron's vocab-parallel cross
-entropy, fused or not, starts with `logits.float()`).
+entropy starts with `logits.float()`; its fused native implementation keeps a second fp32 copy).
 
 `check` compares the estimate with the GPU's usable memory: its capacity, less what the CUDA
 context and NCCL hold outside PyTorch's allocator, less the allocator's fragmentation unless
