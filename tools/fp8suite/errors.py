@@ -36,3 +36,11 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean X?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line per problem (`lines`); the CLIs print them and exit 2."""
+
+    def __init__(self, *lines: str):
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))

@@ -23,7 +23,7 @@ import yaml
 
 from fp8suite import recipes
 from fp8suite.logparse import arg_int
-from fp8suite.runs import UsageError
+from fp8suite.errors import UsageError
 
 PRECISIONS = recipes.PRECISIONS
 

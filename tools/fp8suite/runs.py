@@ -26,11 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from fp8suite.errors import UsageError
 from fp8suite.logparse import ParsedLog, parse_log
-
-
-class UsageError(Exception):
-    """Bad command-line input; the message is one line for the user."""
 
 
 @dataclass

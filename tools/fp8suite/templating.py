@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from . import paths, recipes
+from . import launchers, paths, recipes
 from .checks import NVTE_ATTN
 from .matrix import Run
 from .megatron_flags import load_snapshot, tokens
@@ -26,12 +26,17 @@ from .schema import Matrix
 
 @dataclass(frozen=True)
 class Rendered:
+    """The scripts of one run: one per launcher."""
+
     run: Run
-    script: str
-    """Path of the launch script, relative to the suite's root (or absolute outside it)."""
-    sbatch: str
-    script_text: str
-    sbatch_text: str
+    scripts: dict[str, tuple[str, str]]
+    """Launcher name -> (path of its script, relative to the suite's root or absolute outside
+    it; the script's text), in launcher-name order."""
+
+    @property
+    def script(self) -> str:
+        """Path of the launch script every launcher starts (the default launcher's)."""
+        return self.scripts[launchers.DEFAULT][0]
 
 
 def environment() -> jinja2.Environment:
@@ -52,20 +57,24 @@ def log_dir(matrix: Matrix, run: Run) -> str:
 
 
 def render_runs(matrix: Matrix, runs: list[Run], matrix_file: str, out_dir: Path) -> list[Rendered]:
+    """Every launcher's script for every run, as they would be written into out_dir.
+
+    Pure apart from reading the templates and the flag snapshot: nothing is written.
+    """
     env = environment()
-    train = env.get_template("train.sh.j2")
-    sbatch = env.get_template("sbatch.sh.j2")
+    every = launchers.all()
     out = []
     for run in runs:
-        script = paths.display_path(paths.script(out_dir, run.name, ".sh"))
-        batch = paths.display_path(paths.script(out_dir, run.name, ".sbatch"))
-        ctx = context(matrix, run, matrix_file, script, batch, out_dir)
-        out.append(Rendered(run, script, batch, train.render(ctx), sbatch.render(ctx)))
+        where = {name: paths.display_path(paths.script(out_dir, run.name, one.suffix))
+                 for name, one in every.items()}
+        ctx = context(matrix, run, matrix_file, where[launchers.DEFAULT], out_dir)
+        out.append(Rendered(run, {name: (where[name], one.render(env, dict(ctx, self_path=where[name])))
+                                  for name, one in every.items()}))
     return out
 
 
-def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
-            out_dir: Path) -> dict[str, Any]:
+def context(matrix: Matrix, run: Run, matrix_file: str, script: str, out_dir: Path) -> dict[str, Any]:
+    """The template values of one run; `script` is the launch script every launcher starts."""
     s = run.settings
     numerics = recipes.of_flags(run.flags)
     snapshot = load_snapshot(s.target.megatron_core) or {}
@@ -90,8 +99,6 @@ def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
         "run": run.name,
         "label": numerics.label + "".join(f"; {k}={v}" for k, v in run.axes.items() if k != "recipe"),
         "description": textwrap.wrap(matrix.description, 95),
-        "script_path": script,
-        "sbatch_path": batch,
         "script_arg": shell_word(script),
         "matrix_arg": shell_word(matrix_file),
         "root_from_script": os.path.relpath(paths.ROOT, out_dir.resolve()),
