@@ -63,7 +63,7 @@ class Group:
     slug: str  # safe for file names
     directory: str
     shape: Optional[tuple]
-    runs: list  # runs.Run, baseline first, then by name
+    runs: list  # runs.LoggedRun, baseline first, then by name
     summaries: dict  # name -> metrics.Summary
     baseline: Optional[str] = None
     baseline_note: str = ""

@@ -44,3 +44,19 @@ class UsageError(Exception):
     def __init__(self, *lines: str):
         self.lines = list(lines)
         super().__init__("\n".join(self.lines))
+
+
+class StateFileError(Exception):
+    """The status file (runs.json) exists but cannot be used; the message is one line."""
+
+
+class SlurmError(Exception):
+    """A Slurm command failed; the message is its first line of complaint."""
+
+
+class PreprocessError(Exception):
+    """Bad preprocessing input or a missing dependency: reported as one line, no traceback."""
+
+
+class DebError(ValueError):
+    """A .deb package that cannot be read; the message names the file."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths, recipes
-from .checks import parallel
+from .schema import parallel
 from .megatron_flags import load_snapshot, snapshot_path, tokens
 from .schema import Matrix
 from .paths import display_path

@@ -168,7 +168,7 @@ def _seconds_between(a: Optional[str], b: Optional[str]) -> Optional[float]:
 
 
 def summarize(run, warmup: int) -> Summary:
-    """All per-run figures for one `runs.Run`."""
+    """All per-run figures for one `runs.LoggedRun`."""
     log, args, steps = run.log, run.log.args, run.log.steps
     st = log.status
     name, reason = with_exit_code(st.name, st.reason, run.sidecar.get("exit_code"))

@@ -18,9 +18,8 @@ import jinja2
 
 from . import launchers, paths, recipes
 from .checks import NVTE_ATTN
-from .matrix import Run
 from .megatron_flags import load_snapshot, tokens
-from .schema import Matrix
+from .schema import ExpandedRun, Matrix
 
 
 
@@ -28,7 +27,7 @@ from .schema import Matrix
 class Rendered:
     """The scripts of one run: one per launcher."""
 
-    run: Run
+    run: ExpandedRun
     scripts: dict[str, tuple[str, str]]
     """Launcher name -> (path of its script, relative to the suite's root or absolute outside
     it; the script's text), in launcher-name order."""
@@ -51,12 +50,12 @@ def environment() -> jinja2.Environment:
     )
 
 
-def log_dir(matrix: Matrix, run: Run) -> str:
+def log_dir(matrix: Matrix, run: ExpandedRun) -> str:
     """The run's log folder as written in the matrix (relative to the suite's root)."""
     return run.settings.log_dir or paths.default_log_dir(matrix.name)
 
 
-def render_runs(matrix: Matrix, runs: list[Run], matrix_file: str, out_dir: Path) -> list[Rendered]:
+def render_runs(matrix: Matrix, runs: list[ExpandedRun], matrix_file: str, out_dir: Path) -> list[Rendered]:
     """Every launcher's script for every run, as they would be written into out_dir.
 
     Pure apart from reading the templates and the flag snapshot: nothing is written.
@@ -73,7 +72,7 @@ def render_runs(matrix: Matrix, runs: list[Run], matrix_file: str, out_dir: Path
     return out
 
 
-def context(matrix: Matrix, run: Run, matrix_file: str, script: str, out_dir: Path) -> dict[str, Any]:
+def context(matrix: Matrix, run: ExpandedRun, matrix_file: str, script: str, out_dir: Path) -> dict[str, Any]:
     """The template values of one run; `script` is the launch script every launcher starts."""
     s = run.settings
     numerics = recipes.of_flags(run.flags)

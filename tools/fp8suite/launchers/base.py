@@ -18,16 +18,15 @@ import argparse
 import shlex
 import signal
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Optional
+from typing import Any, ClassVar, Iterator, Optional
 
 from ..errors import UsageError
 
-if TYPE_CHECKING:  # annotations only
-    from ..plan import Plan, RenderedRun
-    from ..progress import Display
-    from ..runstate import RunState
-
-    Selected = list[tuple[Plan, RenderedRun]]
+# The arguments of the verbs below, by role (their classes import the renderer, so they are not
+# imported here): `selected` is a list of (plan.Plan, plan.RenderedRun) pairs in run order,
+# `states` maps each plan's name to its runstate.RunState, `display` is a progress.Display.
+Selected = list
+States = dict
 
 
 class Launcher:
@@ -54,18 +53,18 @@ class Launcher:
         """Problems with run.py's options, one line each; `chosen`: this launcher was picked."""
         return []
 
-    def launch(self, selected: "Selected", states: dict[str, "RunState"], args: argparse.Namespace,
-               extra: list[str], env: dict[str, str], display: "Display") -> int:
+    def launch(self, selected: Selected, states: States, args: argparse.Namespace,
+               extra: list[str], env: dict[str, str], display: Any) -> int:
         """Start the selected runs; 0 when all went well, 1 if not, 128+N on signal N."""
         raise NotImplementedError
 
-    def watch(self, selected: "Selected", states: dict[str, "RunState"], args: argparse.Namespace,
-              display: "Display") -> int:
+    def watch(self, selected: Selected, states: States, args: argparse.Namespace,
+              display: Any) -> int:
         """Follow runs launched before until they end; 0 when all completed, 1 if not."""
         raise UsageError(f"--watch: the {self.name} launcher runs in the foreground; "
                          "there is nothing to follow afterwards")
 
-    def cancel(self, selected: "Selected", states: dict[str, "RunState"], display: "Display") -> int:
+    def cancel(self, selected: Selected, states: States, display: Any) -> int:
         """Stop the selected runs' pending or running launches; 0 when done."""
         raise UsageError(f"--cancel: the {self.name} launcher's runs stop with Ctrl-C")
 

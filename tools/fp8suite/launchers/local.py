@@ -1,4 +1,4 @@
-"""Run rendered launch scripts one after another on this node, and stop them cleanly.
+"""RenderedRun rendered launch scripts one after another on this node, and stop them cleanly.
 
 Each run's script starts in its own session (so its own process group): the script, torchrun
 or a TRAIN_CMD stand-in, its workers and `tee` all get the signals the queue sends to the
@@ -32,11 +32,11 @@ from .. import sidecar
 from ..errors import UsageError
 from ..logtail import LogTail
 from ..plan import Plan, RenderedRun
-from ..progress import Display, duration, training
-from ..runstate import RunState, now
+from ..clock import duration, now
+from ..progress import Display, training
+from ..runstate import RunState
 from .base import Launcher, Signals, caught_signals, shell_line, time_limit_args
 
-Run = RenderedRun
 NAME = "local"
 
 SAVE_EVERY = 30.0  # seconds between status-file updates of a running run's iteration
@@ -60,14 +60,14 @@ class Options:
     """Seconds between looks at the run (its log, its process, a Ctrl-C)."""
 
 
-def command(run: Run, opts: Options) -> list[str]:
+def command(run: RenderedRun, opts: Options) -> list[str]:
     """bash <the run's launch script> [extra args] [time-limit args], from the suite's root."""
     return ["bash", plans.shown(run.scripts[NAME]), *opts.extra_args, *time_limit_args(opts.time_limit)]
 
 
-def run_queue(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
+def run_queue(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], opts: Options,
               display: Display) -> int:
-    """Run the selected runs in turn; 0 when all completed, 1 if not, 128+N on signal N."""
+    """RenderedRun the selected runs in turn; 0 when all completed, 1 if not, 128+N on signal N."""
     todo, skipped = [], []
     for plan, run in selected:
         rec = states[plan.name].record(run.name)
@@ -173,7 +173,7 @@ class _Escalation:
         self.next_at = time.monotonic() + self.grace
 
 
-def _run_one(tag: str, run: Run, state: RunState, opts: Options, display: Display,
+def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display: Display,
              caught: Signals) -> None:
     log = paths.next_log(plans.log_dir(run, opts.env), run.name)
     meta = paths.sidecar_of(log)
@@ -185,7 +185,7 @@ def _run_one(tag: str, run: Run, state: RunState, opts: Options, display: Displa
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=paths.ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
-    state.begin(run.name, mode="local", state="running", pid=proc.pid, started=now(), ended=None,
+    state.begin(run.name, mode=NAME, state="running", pid=proc.pid, started=now(), ended=None,
                 log=plans.shown(log), meta=plans.shown(meta), job_id=None, exit_code=None,
                 iteration=None, train_iters=planned,
                 command=shell_line(cmd, dict(opts.env, LOG_FILE=plans.shown(log))))

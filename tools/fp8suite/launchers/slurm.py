@@ -23,10 +23,10 @@ from ..errors import UsageError
 from ..logtail import LogTail
 from ..plan import Plan, RenderedRun
 from ..progress import Display, training
-from ..runstate import ACTIVE, RunState, now
+from ..clock import now
+from ..runstate import ACTIVE, RunState
 from .base import Launcher, caught_signals, seconds, shell_line, time_limit_args
 
-Run = RenderedRun
 NAME = "slurm"
 
 
@@ -60,13 +60,13 @@ def _require(*tools: str) -> None:
                          "(or without --slurm to run here)")
 
 
-def job_log(run: Run, job_id: str) -> tuple[str, str]:
+def job_log(run: RenderedRun, job_id: str) -> tuple[str, str]:
     """The job's log (#SBATCH --output) and sidecar, as the rendered .sbatch names them."""
     log = Path(paths.job_log(run.log_dir, run.name, job_id))
     return plans.shown(log), plans.shown(paths.sidecar_of(log))
 
 
-def submit(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
+def submit(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], opts: Options,
            display: Display) -> int:
     """sbatch each selected run; 0 when every submission worked, 1 if one failed."""
     if not opts.dry_run:
@@ -124,7 +124,7 @@ def _active_jobs(selected, states) -> dict[str, str]:
             if job in known and known[job].run_state in ACTIVE}
 
 
-def _recorded(selected, states) -> list[tuple[Plan, Run, dict]]:
+def _recorded(selected, states) -> list[tuple[Plan, RenderedRun, dict]]:
     out = []
     for plan, run in selected:
         last = states[plan.name].latest(run.name)
@@ -137,7 +137,7 @@ def _recorded(selected, states) -> list[tuple[Plan, Run, dict]]:
     return out
 
 
-def watch(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
+def watch(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], opts: Options,
           display: Display) -> int:
     """Poll the recorded jobs until every one ended; 0 when all completed, 1 if not."""
     _require("scontrol")
@@ -182,7 +182,7 @@ def _sleep(seconds: float, caught) -> None:
         time.sleep(min(0.2, seconds))
 
 
-def _refresh(state: RunState, run: Run, att: dict, job: Optional[slurm.Job], tail: LogTail) -> None:
+def _refresh(state: RunState, run: RenderedRun, att: dict, job: Optional[slurm.Job], tail: LogTail) -> None:
     """Update the run's latest attempt from Slurm's view of its job and from its log."""
     fields = {"iteration": tail.iteration, "train_iters": tail.train_iters or att.get("train_iters")}
     if job is not None and job.run_state in ACTIVE:
@@ -227,7 +227,7 @@ def _ended(result: str, slurm_state: str, code: Optional[int], tail: LogTail) ->
     return "failed", f"{found}; {detail}" if found else detail
 
 
-def _live_line(tag: str, run: Run, att: dict, tail: LogTail) -> str:
+def _live_line(tag: str, run: RenderedRun, att: dict, tail: LogTail) -> str:
     head = f"{tag} {run.name}  job {att['job_id']}"
     if att["state"] == "pending":
         return f"{head} pending" + (f" ({att['reason']})" if att.get("reason") else "")
@@ -236,7 +236,7 @@ def _live_line(tag: str, run: Run, att: dict, tail: LogTail) -> str:
     return f"{head}  {training(tail, att.get('train_iters'))}"
 
 
-def _final_line(run: Run, att: dict, tail: LogTail) -> str:
+def _final_line(run: RenderedRun, att: dict, tail: LogTail) -> str:
     text = f"{run.name}  job {att['job_id']} {att['state']}"
     if tail.iteration is not None or att.get("iteration") is not None:
         done = tail.iteration if tail.iteration is not None else att.get("iteration")
@@ -246,7 +246,7 @@ def _final_line(run: Run, att: dict, tail: LogTail) -> str:
     return text
 
 
-def cancel(selected: list[tuple[Plan, Run]], states: dict[str, RunState], display: Display) -> int:
+def cancel(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], display: Display) -> int:
     """scancel the selected runs' recorded jobs that are still pending or running."""
     _require("scancel", "scontrol")
     items = _recorded(selected, states)
