@@ -10,7 +10,7 @@ import re
 from collections import defaultdict
 from typing import Any, Callable
 
-from . import recipes
+from . import megatron_rules, memory, recipes
 from .errors import Problem
 
 from .schema import ExpandedRun, parallel
@@ -54,16 +54,16 @@ def recipe_rules(run: ExpandedRun) -> list[Finding]:
     r = n.recipe
     target = run.settings.target
     out = []
-    given = [flag for flag in recipes.FORMAT_FLAGS if f.get(flag) not in (None, False)]
-    if len(given) > 1:
-        out.append((run.where(*(f"megatron.{flag}" for flag in given)),
-                    f"{' and '.join(given)} cannot be used together (Megatron raises ValueError); choose one"))
+    # Two formats at once, and an FP4 flag without --fp4-format, are Megatron's own assertions:
+    # megatron_rules reports them in Megatron's words.
     for flag in recipes.FORMAT_FLAGS:
         if flag == r.format_flag:
             continue
         needs = f"{flag} ({' or '.join(recipes.FORMATS[flag])})"
         extra = (*recipes.FIRST_LAST_FLAGS[:1], *recipes.AMAX_FLAGS) if not r.quantized and flag == recipes.FORMAT_FLAGS[0] else ()
         for other in (flag.replace("-format", "-recipe"), flag.replace("-format", "-param-gather"), *extra):
+            if other in megatron_rules.FLAGS_WITH_OWN_RULE:
+                continue
             if f.get(other) not in (None, False):
                 out.append((run.where(f"megatron.{other}"), f"{other} has no effect without {needs}"))
     if not r.quantized:
@@ -114,7 +114,7 @@ def parallel_rules(run: ExpandedRun) -> list[Finding]:
         return out
     mbs = _int(f.get("--micro-batch-size"), 1)
     gbs = f.get("--global-batch-size")
-    if gbs is not None and _int(gbs, 0) % (mbs * par.dp):
+    if gbs is not None and mbs > 0 and _int(gbs, 0) % (mbs * par.dp):
         out.append((run.where("megatron.--global-batch-size"),
                     f"global batch {gbs} is not divisible by micro batch x data-parallel size = "
                     f"{mbs} x {par.dp}"))
@@ -122,10 +122,7 @@ def parallel_rules(run: ExpandedRun) -> list[Finding]:
     if heads is not None and _int(heads, 0) % par.tp:
         out.append((run.where("megatron.--num-attention-heads", "megatron.--tensor-model-parallel-size"),
                     f"{heads} attention heads are not divisible by tensor parallel size {par.tp}"))
-    groups = f.get("--num-query-groups")
-    if groups is not None and f.get("--group-query-attention") and _int(groups, 0) % par.tp:
-        out.append((run.where("megatron.--num-query-groups", "megatron.--tensor-model-parallel-size"),
-                    f"{groups} query groups are not divisible by tensor parallel size {par.tp}"))
+    # Query groups vs TP: megatron_rules' query-groups-tp (Megatron allows a multiple or a divisor).
     layers = f.get("--num-layers")
     if layers is not None:
         layers = _int(layers, 0)
@@ -218,6 +215,18 @@ def slurm_rules(run: ExpandedRun) -> list[Finding]:
         if re.search(r"[\s,]", mount):
             out.append((run.where("slurm.container_mounts"), f"entry {i} {mount!r} must be SRC:DST without spaces or commas"))
     return out
+
+
+@rule
+def memory_rules(run: "Run") -> list[Finding]:
+    """The run's estimated peak memory per GPU must fit its target GPU (fp8suite.memory)."""
+    result = memory.for_run(run)
+    if result is None or result[1].level != "problem":
+        return []
+    return [(run.where("target.gpus_per_node", "target.gpu"), result[1].message)]
+
+
+RULES.append(megatron_rules.check)
 
 
 def _env_value(value: Any) -> str:
