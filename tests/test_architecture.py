@@ -133,3 +133,15 @@ def test_run_classes_have_role_names():
     names = [node.name for _, node in _defs(ast.ClassDef)]
     assert "Run" not in names
     assert {"ExpandedRun", "RenderedRun", "LoggedRun"} <= set(names)
+
+
+def test_one_import_style_inside_the_library():
+    """Modules of the library import each other relatively (`from .x import y`)."""
+    absolute = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == PACKAGE:
+                absolute.append(f"{name}: from {node.module} import ...")
+            if isinstance(node, ast.Import) and any(a.name.split(".")[0] == PACKAGE for a in node.names):
+                absolute.append(f"{name}: import {node.names[0].name}")
+    assert absolute == []

@@ -30,8 +30,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fp8suite import metrics
-from fp8suite.logparse import arg_int
+from . import metrics
+from .logparse import arg_int
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from fp8suite import clock, compare, metrics, recipes, reference
+from . import clock, compare, metrics, recipes, reference
 
 BLANK = "–"
 NOTE_CHARS = 160  # a crash reason longer than this is cut in the table (full text per run)

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
-from fp8suite import recipes
-from fp8suite.logparse import arg_int, arg_value
+from . import recipes
+from .logparse import arg_int, arg_value
 
 LOSS = "lm loss"
 ITER_MS = "elapsed time per iteration (ms)"

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from fp8suite.errors import UsageError
-from fp8suite.logparse import ParsedLog, parse_log
+from .errors import UsageError
+from .logparse import ParsedLog, parse_log
 
 
 @dataclass
