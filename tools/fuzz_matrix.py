@@ -242,12 +242,17 @@ def malformed_cases() -> list[Malformed]:
                 "--num-layers", "--seq-length", "--max-position-embeddings", "--train-iters",
                 "--ffn-hidden-size", "--num-query-groups", "--expert-model-parallel-size", "--log-interval",
                 "--eval-interval"]
+    def group(flag: str) -> str:
+        return next((g for g, flags in BASE["megatron"].items() if flag in flags), "model")
+
     for flag in positive:
         for value in (0, -1):
-            cases.append(_edit(f"{flag} {value}", f"megatron.model.{flag}", **{f"megatron__model__{flag}": value}))
+            g = group(flag)
+            cases.append(_edit(f"{flag} {value}", f"megatron.{g}.{flag}", **{f"megatron__{g}__{flag}": value}))
     for flag in ("--tensor-model-parallel-size", "--micro-batch-size", "--context-parallel-size"):
-        cases.append(_edit(f"{flag} 0 in an axis", f"axes.recipe.fp8.megatron.model.{flag}",
-                           **{f"axes__recipe__fp8__megatron__model__{flag}": 0}))
+        g = group(flag)
+        cases.append(_edit(f"{flag} 0 in an axis", f"axes.recipe.fp8.megatron.{g}.{flag}",
+                           **{f"axes__recipe__fp8__megatron__{g}__{flag}": 0}))
     cases.append(_edit("--hidden-size as text -4096", "megatron.model.--hidden-size",
                        **{"megatron__model__--hidden-size": "-4096"}))
     cases.append(_edit("--num-layers 2^70", "megatron.model.--num-layers", **{"megatron__model__--num-layers": 2 ** 70}))
