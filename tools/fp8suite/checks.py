@@ -145,11 +145,17 @@ def parallel_rules(run: "Run") -> list[Finding]:
                     f"TP x PP x CP = {par.tp} x {par.pp} x {par.cp}"))
         return out
     gbs = f.get("--global-batch-size")
-    if gbs is not None and mbs > 0 and _int(gbs, 0) % (mbs * par.dp):
+    if gbs is not None and _int(gbs, 0) % (mbs * par.dp):
         out.append((_blame(run, "megatron.--global-batch-size", "megatron.--micro-batch-size"),
                     f"global batch {gbs} is not divisible by micro batch x data-parallel size = "
                     f"{mbs} x {par.dp}"))
     heads = f.get("--num-attention-heads")
+    hidden = f.get("--hidden-size")
+    if heads is not None and hidden is not None and "--kv-channels" not in f and _int(heads, 0) > 0 \
+            and _int(hidden, 0) % _int(heads, 0):
+        out.append((_blame(run, "megatron.--hidden-size", "megatron.--num-attention-heads"),
+                    f"hidden size {hidden} is not divisible by {heads} attention heads (Megatron asserts "
+                    "it unless --kv-channels is set)"))
     if heads is not None and _int(heads, 0) % par.tp:
         out.append((_blame(run, "megatron.--num-attention-heads", "megatron.--tensor-model-parallel-size"),
                     f"{heads} attention heads are not divisible by tensor parallel size {par.tp}"))

@@ -17,6 +17,7 @@ import math
 import re
 from typing import Any, Optional
 
+from . import recipes
 from .errors import Problem
 
 MAX_NAME = 100
@@ -63,21 +64,20 @@ KNOB_ENV = ("GPUS_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT"
 POSITIVE_FLAGS = frozenset("""
 --num-layers --hidden-size --ffn-hidden-size --num-attention-heads --num-query-groups --kv-channels
 --seq-length --max-position-embeddings --decoder-seq-length --encoder-seq-length --decoder-num-layers
---encoder-num-layers --eval-micro-batch-size
+--encoder-num-layers --micro-batch-size --global-batch-size --eval-micro-batch-size
 --eval-global-batch-size --batch-size --tensor-model-parallel-size --pipeline-model-parallel-size
 --context-parallel-size --expert-model-parallel-size --expert-tensor-parallel-size
 --model-parallel-size --num-layers-per-virtual-pipeline-stage --num-virtual-stages-per-pipeline-rank
 --num-distributed-optimizer-instances --train-iters --train-samples --log-interval --eval-interval
 --save-interval --tensorboard-log-interval --exit-interval --vocab-size --padded-vocab-size
 --make-vocab-size-divisible-by --num-experts --moe-ffn-hidden-size --moe-router-topk
---moe-shared-expert-intermediate-size --rotary-base
+--moe-shared-expert-intermediate-size --fp8-interval --rotary-base
 --hysteresis --num-channels --patch-dim --img-h --img-w --mamba-num-heads --mamba-head-dim
 --mamba-state-dim --mamba-num-groups --q-lora-rank --kv-lora-rank --qk-head-dim --v-head-dim
 --qk-pos-emb-head-dim --mtp-num-layers --exit-duration-in-mins --recompute-num-layers
 --ddp-bucket-size --distributed-timeout-minutes
-""".split())
-"""Sizes, counts, batch sizes, vocabularies, parallel degrees, intervals: whole numbers >= 1.
-(--micro-batch-size and --global-batch-size are Megatron's own rules, in megatron_rules.py.)"""
+""".split()) | {recipes.AMAX_FLAGS[0]}  # the amax history length
+"""Sizes, counts, batch sizes, vocabularies, parallel degrees, intervals: whole numbers >= 1."""
 
 NEGATIVE_INT_FLAGS = frozenset("""
 --inference-batch-times-seqlen-threshold --rl-default-top-k --fp8-margin --null-tokenizer-eod-id

@@ -18,7 +18,6 @@ disk except `next_log`, which looks at which names are taken.
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 from typing import Union
 

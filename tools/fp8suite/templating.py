@@ -35,6 +35,7 @@ from .megatron_flags import load_snapshot, tokens
 from .schema import Matrix
 
 
+
 class Shell(str):
     """Shell text in which every matrix value is quoted."""
 
@@ -165,8 +166,7 @@ def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
         "script_arg": shell_word(script),
         "matrix_arg": shell_word(matrix_file),
         "root_from_script": Shell(_dq(os.path.relpath(paths.ROOT, out_dir.resolve()))),
-        "knobs": Shell(" \\\n            ".join(" ".join(shell_name(k) for k in line.split())
-                                               for line in _knob_lines())),
+        "knobs": Shell(" \\\n            ".join(_knob_lines())),
         "gpus_per_node": shell_int(s.target.gpus_per_node),
         "nodes": shell_int(s.target.nodes),
         "attention_backend": comment(run.flags.get("--attention-backend", "auto")),
@@ -186,11 +186,10 @@ def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
         "fusion": s.gradient_accumulation_fusion,
         "log_dir": suite_path(logs),
         "log_dir_display": comment(logs),
-        "job_log": directive(paths.job_log(logs, run.name, "%j")),
         "job_log_text": comment(paths.job_log(logs, run.name, "<jobid>")),
+        "output": directive(paths.job_log(logs, run.name, "%j")),
         "job_name": directive(run.name),
-        # suite_path is a quoted shell word; the rest is the run's name and a shell variable.
-        "job_sidecar": Shell(paths.job_sidecar(suite_path(logs), run.name, "$SLURM_JOB_ID")),
+        "job_sidecar": Shell(paths.job_sidecar(suite_path(logs), shell_word(run.name), "$SLURM_JOB_ID")),
         "wandb": wandb,
         "slurm": {
             "time": directive(slurm.time),
