@@ -107,6 +107,11 @@ def load(path: Path, display: Optional[str] = None) -> tuple[Matrix, list[Expand
         problems.append(Problem(file, "axes", f"the axes make {total} combinations; a matrix expands to "
                                 f"at most {limits.MAX_RUNS} runs: split the study"))
         raise ConfigError(list(dict.fromkeys(problems)))
+    values = _count_values(raw)
+    if values * total > limits.MAX_EXPANDED:
+        problems.append(Problem(file, "axes", f"{values} values x {total} runs is more than the "
+                                f"{limits.MAX_EXPANDED} a render expands: split the study or shorten its lists"))
+        raise ConfigError(list(dict.fromkeys(problems)))
     combos = _combinations(meta, file, problems)
     if not combos and meta.exclude:
         problems.append(Problem(file, "exclude", "leaves no run: every combination of the axes is excluded"))
@@ -178,6 +183,15 @@ def _flag_problem(flag: str, value: Any, snapshot: Optional[dict[str, FlagSpec]]
     if reason:
         return reason
     return limits.flag_value_problem(flag, value, spec.type if spec is not None else None)
+
+
+def _count_values(data: Any) -> int:
+    """Keys, items and scalars of the parsed file (bounded by the loader's node limit)."""
+    if isinstance(data, dict):
+        return 1 + sum(1 + _count_values(v) for v in data.values())
+    if isinstance(data, list):
+        return 1 + sum(_count_values(v) for v in data)
+    return 1
 
 
 def _check_keys(data: Any, path: str, file: str, problems: list[Problem]) -> None:
