@@ -137,6 +137,9 @@ _RST_ROLE = re.compile(rf"(?<![\w`]):({_RST_NAME}):`")
 class _AnyOption(dict):
     """An option_spec that takes every option (unknown directives' options are not text)."""
 
+    def __bool__(self):   # docutils reads options only where option_spec is truthy
+        return True
+
     def __contains__(self, key):
         return True
 
@@ -239,6 +242,8 @@ def _rst_inline(node) -> str:
     `problematic` node) reads as its name, as a resolved one does."""
     from docutils import nodes
 
+    if isinstance(node, (nodes.system_message, nodes.comment, nodes.raw, nodes.substitution_definition)):
+        return ""
     if isinstance(node, nodes.problematic):
         return re.sub(r"^`?(.*?)(?:\s*<[^<>]*>)?`?__?$", r"\1", node.astext(), flags=re.S)
     if isinstance(node, nodes.Text):
