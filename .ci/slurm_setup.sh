@@ -35,7 +35,7 @@ all_up() {
   local states node
   states=$(node_states || true)
   for node in "${NODES[@]}"; do
-    grep -qE "^$node (idle|mix|alloc)\b" <<< "$states" || return 1
+    grep -qxE "$node (idle|mix|alloc)" <<< "$states" || return 1   # "idle*": not responding
   done
 }
 

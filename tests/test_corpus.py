@@ -324,6 +324,17 @@ def test_cli_reports_a_missing_deb_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "out" / "corpus.jsonl").exists()
 
 
+def test_cli_names_missing_converters_in_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(corpus, "SOURCES", SOURCES + (
+        corpus.Source("demo-pod", include=("usr/share/perl/*.pod",), kind="pod"),))
+    monkeypatch.setenv("PATH", str(tmp_path))   # no pod2text (nor dpkg-deb) here
+    out = tmp_path / "out"
+    assert make_corpus.main(["--debs", str(tmp_path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("make_corpus: error: missing converters: pod needs pod2text")
+    assert "\n" not in err and not out.exists()
+
+
 @needs_dpkg
 def test_cli_builds_from_debs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(corpus, "SOURCES", SOURCES)

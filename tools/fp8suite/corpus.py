@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from fp8suite.markup import text_of, versions
+from fp8suite.markup import check, text_of, versions
 
 # --------------------------------------------------------------------------------------------
 # What the corpus is made of
@@ -371,7 +371,13 @@ class CorpusResult:
 
 def build_corpus(debs: dict[str, Path], out_dir: Path, sources: Iterable[Source] = SOURCES,
                  min_chars: int = 500, log: Callable[[str], None] = lambda s: None) -> CorpusResult:
-    """Read each source's .deb, write `corpus.jsonl` and `provenance.json` into out_dir."""
+    """Read each source's .deb, write `corpus.jsonl` and `provenance.json` into out_dir.
+
+    Raises MarkupError before reading anything when a converter the sources need is missing,
+    and DebError for a package that cannot be read or is not the one expected.
+    """
+    sources = list(sources)
+    check(source.kind for source in sources)   # before any work: every converter is here
     out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, str]] = []
     packages = []

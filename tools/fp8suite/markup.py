@@ -326,6 +326,29 @@ def text_of(kind: str, raw: bytes, main: tuple[str, str] | None = None) -> str:
     raise ValueError(f"unknown source kind {kind!r}; valid: {', '.join(KINDS)}")
 
 
+_NEEDS = {
+    "html": ("bs4", "beautifulsoup4 (pip install -e '.[data]')"),
+    "rst": ("docutils", "docutils (pip install -e '.[data]')"),
+    "pod": ("pod2text", "pod2text (it comes with perl: apt-get install perl)"),
+}
+
+
+def check(kinds) -> None:
+    """Raise MarkupError naming every converter that the given kinds need and this host lacks."""
+    import importlib.util
+
+    lacking = []
+    for kind in sorted(set(kinds)):
+        if kind not in _NEEDS:
+            continue
+        name, what = _NEEDS[kind]
+        found = shutil.which(name) if kind == "pod" else importlib.util.find_spec(name)
+        if not found:
+            lacking.append(f"{kind} needs {what}")
+    if lacking:
+        raise MarkupError("missing converters: " + "; ".join(lacking))
+
+
 def versions() -> dict[str, str]:
     """Versions of the converters in use (for provenance records); 'missing' where absent."""
     found = {}
