@@ -404,6 +404,7 @@ def rst_case(rng):
     inline = [lambda: f":c:func:`{w.p(1)}`", lambda: f":ref:`{w.p(1)} <some-target>`",
               lambda: f"``{w.p(1)}``", lambda: f"**{w.p(1)}**", lambda: f"*{w.p(1)}*",
               lambda: f"`{w.p(1)} <http://example.org>`_", lambda: f":doc:`~{w.p(1)}`",
+        lambda: f"{w.p(1)}_", lambda: f"`{w.p(1)} {w.p(1)}`_", lambda: f"|{w.p(1)}|",
               lambda: w.p(1)]
     blocks = [
         lambda: " ".join(rng.choice(inline)() for _ in range(rng.randint(1, 5))) + ".",
@@ -450,7 +451,7 @@ def test_generated_rst_keeps_prose_in_order_and_drops_machinery(seed):
     source, words = rst_case(random.Random(seed))
     text = markup.rst_to_text(source)
     check_words(text, words)
-    assert not re.search(r"``|\*\*|:\w+:`|^\.\. |<http", text, re.M), text
+    assert not re.search(r"``|\*\*|:\w+:`|^\.\. |<http|\w_\b|\|", text, re.M), text
 
 
 @needs_pod2text

@@ -238,14 +238,17 @@ def _rst_blocks(node, out: list[str]) -> None:
 
 
 def _rst_inline(node) -> str:
-    """The text of an inline run; a reference docutils could not resolve (`name`_, its
-    `problematic` node) reads as its name, as a resolved one does."""
+    """The text of an inline run; a reference docutils could not resolve (`name`_ or |name|,
+    whose target or substitution lives in a file not read here) reads as its name."""
     from docutils import nodes
 
     if isinstance(node, (nodes.system_message, nodes.comment, nodes.raw, nodes.substitution_definition)):
         return ""
     if isinstance(node, nodes.problematic):
-        return re.sub(r"^`?(.*?)(?:\s*<[^<>]*>)?`?__?$", r"\1", node.astext(), flags=re.S)
+        raw = node.astext()
+        if re.fullmatch(r"\|[^|]+\|(?:__?)?", raw):
+            return raw.strip("_").strip("|")
+        return re.sub(r"^`?(.*?)(?:\s*<[^<>]*>)?`?__?$", r"\1", raw, flags=re.S)
     if isinstance(node, nodes.Text):
         return node.astext()
     return "".join(_rst_inline(child) for child in node.children)
