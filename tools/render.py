@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fp8suite import manifest  # noqa: E402
 from fp8suite.errors import ConfigError, Problem  # noqa: E402
 from fp8suite.matrix import load  # noqa: E402
-from fp8suite.templating import ROOT, display_path, render_runs  # noqa: E402
+from fp8suite.paths import GENERATED, display_path  # noqa: E402
+from fp8suite.templating import render_runs  # noqa: E402
 
 EPILOG = """examples:
   python tools/render.py experiments/h200_8b.yaml
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("matrices", nargs="+", type=Path, metavar="MATRIX", help="matrix YAML files")
-    ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "generated",
+    ap.add_argument("--out", type=Path, default=GENERATED,
                     help="output folder (default: experiments/generated)")
     ap.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 when the generated files differ from a fresh render")

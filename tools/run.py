@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import batch, plan, queue  # noqa: E402
+from fp8suite import batch, paths, plan, queue  # noqa: E402
 from fp8suite.progress import Display, summary  # noqa: E402
 from fp8suite.runstate import RunState, StateFileError  # noqa: E402
 
@@ -178,7 +178,7 @@ def dispatch(args, extra, env, selected, states, display) -> int:
 def status_file(p: plan.Plan, env: dict[str, str], state_dir: Path | None) -> Path:
     """runs.json in --state, else beside the logs of the matrix's (first) run."""
     folder = state_dir if state_dir else plan.log_dir(p.runs[0], env)
-    return folder / "runs.json"
+    return paths.status_file(folder)
 
 
 if __name__ == "__main__":

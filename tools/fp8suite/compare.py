@@ -137,7 +137,7 @@ def _choose_baseline(group: Group, wanted: Optional[str]) -> None:
     if wanted and wanted in names:
         group.baseline, group.baseline_note = wanted, "chosen with --baseline"
     else:
-        bf16 = [s for s in group.summaries.values() if s.label == "BF16"]
+        bf16 = [s for s in group.summaries.values() if s.baseline_recipe]
         if not bf16:
             group.baseline_note = ("no BF16 run in this group, so no baseline: speedups and "
                                    "loss gaps are blank")
