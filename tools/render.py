@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import manifest  # noqa: E402
+from fp8suite import manifest, memory  # noqa: E402
 from fp8suite.errors import ConfigError, Problem  # noqa: E402
 from fp8suite.matrix import load  # noqa: E402
 from fp8suite.paths import GENERATED, display_path  # noqa: E402
@@ -59,12 +59,17 @@ def main(argv: list[str] | None = None) -> int:
             claimed[out_path] = shown
         outputs.append((shown, runs, expected, manifest.manifest_path(args.out, shown)))
 
+    warnings = [f"warning: {shown}: run {run.name}: {result[1].message}"
+                for shown, runs, _, _ in outputs for run in runs
+                for result in [memory.for_run(run)] if result is not None and result[1].level == "warning"]
     if problems:
         for problem in problems:
             print(problem, file=sys.stderr)
         print(f"render: {len(problems)} problem(s); nothing written", file=sys.stderr)
         return 2
 
+    for line in warnings:
+        print(line, file=sys.stderr)
     if args.check:
         stale = [line for _, _, expected, mf in outputs for line in manifest.stale(expected, mf)]
         for line in stale:
@@ -76,11 +81,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"up to date: {sum(len(r) for _, r, _, _ in outputs)} runs in {display_path(args.out)}")
         return 0
 
+    if args.out.exists() and not args.out.is_dir():
+        print(f"render: --out {display_path(args.out)}: not a folder; nothing written", file=sys.stderr)
+        return 2
     for shown, runs, expected, mf in outputs:
-        changed = manifest.write(expected, mf)
+        try:
+            changed = manifest.write(expected, mf)
+        except OSError as err:
+            print(f"render: cannot write to {display_path(args.out)}: {err.strerror or err}", file=sys.stderr)
+            return 2
         print(f"{shown}: {len(runs)} runs -> {display_path(args.out)}/ "
               f"({changed} file(s) changed): {', '.join(r.name for r in runs)}")
+        for run in runs:
+            print(f"  {run.name}: {_memory_line(run)}")
     return 0
+
+
+def _memory_line(run) -> str:
+    """The run's estimated peak memory per GPU against its target GPU's usable memory."""
+    result = memory.for_run(run)
+    if result is None:
+        return "peak memory not estimated (set data.vocab_size)"
+    est, verdict = result
+    gpus = run.settings.target.gpus_per_node * run.settings.target.nodes
+    of = f" of {verdict.usable:.1f} usable" if verdict.usable else ""
+    return f"peak ~{est.describe()}{of} per {run.settings.target.gpu} on {gpus} GPU(s)"
 
 
 if __name__ == "__main__":

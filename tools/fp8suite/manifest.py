@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import paths, recipes
+from . import memory, paths, recipes
 from .checks import parallel
 from .megatron_flags import load_snapshot, snapshot_path, tokens
 from .schema import Matrix
@@ -39,6 +39,7 @@ def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
     numerics = recipes.of_flags(run.flags)
     par = parallel(run)
     argv = [t for flag, value in run.flags.items() for t in tokens(flag, value, snapshot.get(flag))[0]]
+    peak = memory.for_run(run)
     return {
         "name": run.name,
         "script": r.script,
@@ -55,6 +56,7 @@ def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
         "micro_batch_size": run.flags.get("--micro-batch-size"),
         "global_batch_size": run.flags.get("--global-batch-size"),
         "train_iters": run.flags.get("--train-iters"),
+        "peak_memory_gib": None if peak is None else round(peak[0].total, 1),
         "log_dir": log_dir(matrix, run),
         "env": {k: str(v) for k, v in s.env.items()},
         "data": {
