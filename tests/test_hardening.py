@@ -210,8 +210,10 @@ def test_parallel_problem_names_context_parallel(tmp_path):
     m = fz.base()
     m["axes"]["recipe"]["fp8"]["megatron"]["model"] = {"--context-parallel-size": 3}
     found = problems(write(tmp_path, m))
-    assert found == ["m.yaml: axes.recipe.fp8.megatron.model.--context-parallel-size: run fz_fp8: world size 8 "
-                     "(target.nodes x target.gpus_per_node) is not divisible by TP x PP x CP = 1 x 1 x 3"]
+    assert "m.yaml: axes.recipe.fp8.megatron.model.--context-parallel-size: run fz_fp8: world size 8 " \
+           "(target.nodes x target.gpus_per_node) is not divisible by TP x PP x CP = 1 x 1 x 3" in found
+    # Megatron's own rule on the sequence length under CP may add its line; nothing else.
+    assert all("context-parallel" in line for line in found)
 
 
 def test_min_free_gb_bound_keeps_bash_arithmetic_in_range():

@@ -17,6 +17,7 @@ import math
 import re
 from typing import Any, Optional
 
+from . import recipes
 from .errors import Problem
 
 MAX_NAME = 100
@@ -67,12 +68,12 @@ POSITIVE_FLAGS = frozenset("""
 --num-distributed-optimizer-instances --train-iters --train-samples --log-interval --eval-interval
 --save-interval --tensorboard-log-interval --exit-interval --vocab-size --padded-vocab-size
 --make-vocab-size-divisible-by --num-experts --moe-ffn-hidden-size --moe-router-topk
---moe-shared-expert-intermediate-size --fp8-amax-history-len --fp8-interval --rotary-base
+--moe-shared-expert-intermediate-size --fp8-interval --rotary-base
 --hysteresis --num-channels --patch-dim --img-h --img-w --mamba-num-heads --mamba-head-dim
 --mamba-state-dim --mamba-num-groups --q-lora-rank --kv-lora-rank --qk-head-dim --v-head-dim
 --qk-pos-emb-head-dim --mtp-num-layers --exit-duration-in-mins --recompute-num-layers
 --ddp-bucket-size --distributed-timeout-minutes
-""".split())
+""".split()) | {recipes.AMAX_FLAGS[0]}  # the amax history length
 """Sizes, counts, batch sizes, vocabularies, parallel degrees, intervals: whole numbers >= 1."""
 
 NEGATIVE_INT_FLAGS = frozenset("""

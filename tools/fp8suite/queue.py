@@ -190,10 +190,10 @@ def _close_stale(selected, states) -> None:
 
 def _evidence(attempt: dict) -> tuple[str, str, dict]:
     """(state, reason, fields) of an attempt whose runner died, from what it left on disk."""
-    log = plans.suite(attempt["log"]) if attempt.get("log") else None
+    log = paths.suite(attempt["log"]) if attempt.get("log") else None
     if log is None or not log.exists():
         return "interrupted", "run.py ended before the run wrote its log", {"ended": now()}
-    meta = plans.suite(attempt["meta"]) if attempt.get("meta") else plans.sidecar_of(log)
+    meta = paths.suite(attempt["meta"]) if attempt.get("meta") else paths.sidecar_of(log)
     tail = LogTail(log)
     tail.finish()
     side = sidecar.read(meta) or {}
