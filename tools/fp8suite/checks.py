@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from . import megatron_rules, memory, recipes
 from .errors import Problem
-
+from .megatron_flags import flag_int
 from .schema import ExpandedRun, parallel
 
 SLURM_WORD = re.compile(r"^[A-Za-z0-9_.,:+-]+$")
@@ -105,7 +105,7 @@ def parallel_rules(run: ExpandedRun) -> list[Finding]:
     f = run.flags
     par = parallel(run)
     out = []
-    mbs = _int(f.get("--micro-batch-size"), 1)
+    mbs = flag_int(f.get("--micro-batch-size"), 1)
     if min(par.tp, par.pp, par.cp, par.world, mbs) < 1:
         return out  # the range checks name the key; nothing to divide by here
     model_parallel = par.tp * par.pp * par.cp
@@ -120,24 +120,24 @@ def parallel_rules(run: ExpandedRun) -> list[Finding]:
                     f"TP x PP x CP = {par.tp} x {par.pp} x {par.cp}"))
         return out
     gbs = f.get("--global-batch-size")
-    if gbs is not None and _int(gbs, 0) % (mbs * par.dp):
+    if gbs is not None and flag_int(gbs, 0) % (mbs * par.dp):
         out.append((_blame(run, "megatron.--global-batch-size", "megatron.--micro-batch-size"),
                     f"global batch {gbs} is not divisible by micro batch x data-parallel size = "
                     f"{mbs} x {par.dp}"))
     heads = f.get("--num-attention-heads")
     hidden = f.get("--hidden-size")
-    if heads is not None and hidden is not None and "--kv-channels" not in f and _int(heads, 0) > 0 \
-            and _int(hidden, 0) % _int(heads, 0):
+    if heads is not None and hidden is not None and "--kv-channels" not in f and flag_int(heads, 0) > 0 \
+            and flag_int(hidden, 0) % flag_int(heads, 0):
         out.append((_blame(run, "megatron.--hidden-size", "megatron.--num-attention-heads"),
                     f"hidden size {hidden} is not divisible by {heads} attention heads (Megatron asserts "
                     "it unless --kv-channels is set)"))
-    if heads is not None and _int(heads, 0) % par.tp:
+    if heads is not None and flag_int(heads, 0) % par.tp:
         out.append((_blame(run, "megatron.--num-attention-heads", "megatron.--tensor-model-parallel-size"),
                     f"{heads} attention heads are not divisible by tensor parallel size {par.tp}"))
     # Query groups vs TP: megatron_rules' query-groups-tp (Megatron allows a multiple or a divisor).
     layers = f.get("--num-layers")
     if layers is not None:
-        layers = _int(layers, 0)
+        layers = flag_int(layers, 0)
         if layers % par.pp:
             out.append((_blame(run, "megatron.--num-layers", "megatron.--pipeline-model-parallel-size"),
                         f"{layers} layers are not divisible by pipeline parallel size {par.pp}"))
@@ -160,9 +160,9 @@ def launch_rules(run: ExpandedRun) -> list[Finding]:
         out.append((run.where("megatron"),
                     "--eval-interval is required (megatron-core 0.19 crashes computing sample counts "
                     "without it); use --eval-iters 0 to turn evaluation off"))
-    warmup = _int(f.get("--lr-warmup-iters"), 0)
+    warmup = flag_int(f.get("--lr-warmup-iters"), 0)
     decay_flag = "--lr-decay-iters" if "--lr-decay-iters" in f else "--train-iters"
-    decay = _int(f.get(decay_flag), 0)
+    decay = flag_int(f.get(decay_flag), 0)
     if warmup and decay and warmup >= decay:
         out.append((run.where("megatron.--lr-warmup-iters"),
                     f"--lr-warmup-iters {warmup} must be below {decay_flag} {decay} (Megatron's "
@@ -255,10 +255,3 @@ def _env_value(value: Any) -> str:
     return str(value)
 
 
-def _int(value: Any, default: int) -> int:
-    if value is None or isinstance(value, bool):
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default

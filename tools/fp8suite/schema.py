@@ -31,6 +31,7 @@ from typing import Any, Optional, Union
 
 from . import recipes
 from .errors import Problem, did_you_mean
+from .megatron_flags import flag_int
 
 Scalar = Union[str, int, float, bool]
 
@@ -257,20 +258,11 @@ def parallel(run: ExpandedRun) -> Parallel:
     f = run.flags
     target = run.settings.target
     return Parallel(
-        tp=_int(f.get("--tensor-model-parallel-size"), 1),
-        pp=_int(f.get("--pipeline-model-parallel-size"), 1),
-        cp=_int(f.get("--context-parallel-size"), 1),
+        tp=flag_int(f.get("--tensor-model-parallel-size"), 1),
+        pp=flag_int(f.get("--pipeline-model-parallel-size"), 1),
+        cp=flag_int(f.get("--context-parallel-size"), 1),
         world=target.gpus_per_node * target.nodes,
     )
-
-
-def _int(value: Any, default: int) -> int:
-    if value is None or isinstance(value, bool):
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
 
 
 def check_fragment(cls: type, data: Any, path: str, file: str, problems: list[Problem]) -> dict:
