@@ -117,9 +117,9 @@ def test_every_template_variable_is_prepared(tmp_path):
 
 def test_sample_of_injection_attempts_is_inert(tmp_path):
     every = fz.injection_cases()
-    cases = every[::41] + [next(c for c in every[5:] if c.kind == kind) for kind in ("file", "out")]
+    cases = every[::61] + [next(c for c in every[5:] if c.kind == kind) for kind in ("file", "out")]
     assert len({c.kind for c in cases}) == 4
-    results = fz.run_injections(cases, tmp_path, shutil.which("shellcheck"))
+    results = fz.run_injections(cases, tmp_path, shutil.which("shellcheck"), sidecar=False)
     assert sum(r.accepted for r in results) >= 5
     for case, res in zip(cases, results):
         assert not res.executed, case
@@ -153,7 +153,7 @@ def test_comment_text_stays_on_one_line(text):
 def test_newlines_in_paths_and_names_stay_in_comments(tmp_path, kind, field):
     """A newline and a command after it, where a comment line shows the text: the scripts
     render (paths) or are refused (names), and running them runs no command."""
-    res, job = fz.prepare_injection(fz.Injection(field, "x\ntouch @", kind), tmp_path, 0)
+    res, job = fz.prepare_injection(fz.Injection(field, "x\ntouch @", kind), tmp_path, 0, sidecar=False)
     assert res.accepted == (kind != "matrix")
     for script in job["scripts"]:
         comments = [ln for ln in script.read_text().splitlines() if ln.startswith("#")]
@@ -321,6 +321,6 @@ def test_signal_while_run_py_loads_exits_without_traceback(sig, tmp_path):
 
 
 def test_sample_of_queue_kills(tmp_path):
-    figures, results = fz.bench_kills(2, seed=3, work=tmp_path)
+    figures, results = fz.bench_kills(1, seed=3, work=tmp_path)
     assert not any(r["problems"] for r in results), results
     assert figures["lost logs"] == figures["corrupt status files"] == figures["completed runs trained again"] == 0

@@ -677,9 +677,11 @@ class InjectionResult:
     ran: int = 0
 
 
-def prepare_injection(case: Injection, work: Path, n: int) -> tuple[InjectionResult, dict[str, Any]]:
+def prepare_injection(case: Injection, work: Path, n: int,
+                      sidecar: bool = True) -> tuple[InjectionResult, dict[str, Any]]:
     """Write the case's matrix and render it (in this process); returns the result so far and
-    what `run_injection` needs to check and run the accepted scripts."""
+    what `run_injection` needs to check and run the accepted scripts. sidecar=False lets
+    PYTHON=true stand in for the sidecar in every case (faster; the test suite's sample)."""
     res = InjectionResult(case)
     root = work / f"i{n}"
     shutil.rmtree(root, ignore_errors=True)
@@ -737,7 +739,7 @@ def prepare_injection(case: Injection, work: Path, n: int) -> tuple[InjectionRes
                SLURM_SUBMIT_DIR=str(ROOT))
     # The sidecar (two Python starts, the slow part of a run) only where the matrix file's name
     # or the --out folder reaches its arguments; PYTHON=true stands in for it elsewhere.
-    if case.kind not in ("file", "out"):
+    if case.kind not in ("file", "out") or not sidecar:
         env["PYTHON"] = "true"
     if case.kind == "launch":
         value = payload
@@ -786,14 +788,15 @@ def run_injection(res: InjectionResult, job: dict[str, Any], shellcheck: Optiona
     return res
 
 
-def run_injections(cases: list[Injection], work: Path, shellcheck: Optional[str]) -> list[InjectionResult]:
+def run_injections(cases: list[Injection], work: Path, shellcheck: Optional[str],
+                   sidecar: bool = True) -> list[InjectionResult]:
     """Render each case here (in turn: render.py's output is captured by redirecting
     sys.stdout), check and run the accepted scripts on a pool of threads."""
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         futures = []
         for n, case in enumerate(cases):
-            res, job = prepare_injection(case, work, n)
+            res, job = prepare_injection(case, work, n, sidecar)
             futures.append(pool.submit(run_injection, res, job, shellcheck))
         return [f.result() for f in futures]
 
