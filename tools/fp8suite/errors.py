@@ -15,6 +15,9 @@ from typing import Iterable
 
 @dataclass(frozen=True)
 class Problem:
+    """One problem of an input file: the file, the dotted key path in it ('' for the whole file)
+    and what is wrong; `str()` gives the one line the CLIs print."""
+
     file: str
     path: str
     message: str

@@ -22,6 +22,9 @@ from .templating import Rendered, log_dir
 
 
 def manifest(matrix: Matrix, matrix_file: str, rendered: list[Rendered]) -> dict[str, Any]:
+    """The manifest of one render as a JSON-ready dict: the matrix, its flag snapshot and one
+    entry per run (scripts per launcher, label, recipe, GPU, parallel layout, shape, log
+    folder, Megatron argv)."""
     version = rendered[0].run.settings.target.megatron_core if rendered else ""
     snapshot = load_snapshot(version) if version else None
     return {

@@ -39,6 +39,8 @@ class Rendered:
 
 
 def environment() -> jinja2.Environment:
+    """The Jinja2 environment of templates/: StrictUndefined (a missing value is an error),
+    trailing newlines kept, no autoescaping, comments as <%# ... #%>."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(paths.TEMPLATES)),
         undefined=jinja2.StrictUndefined,

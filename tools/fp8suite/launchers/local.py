@@ -317,6 +317,7 @@ class LocalLauncher(Launcher):
     summary = "run the launch scripts (<run>.sh) one after another on this node (default)"
 
     def launch(self, selected, states, args, extra, env, display) -> int:
+        """Run the selected runs' scripts in turn; see `run_queue`."""
         opts = Options(extra_args=extra, env=env, time_limit=args.time_limit, grace=args.grace,
                        resume=args.resume, dry_run=args.dry_run)
         return run_queue(selected, states, opts, display)
