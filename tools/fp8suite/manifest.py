@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import memory, paths, recipes
+from . import launchers, memory, paths, recipes
 from .schema import parallel
 from .megatron_flags import load_snapshot, snapshot_path, tokens
 from .schema import Matrix
@@ -117,6 +117,7 @@ def write(expected: dict[Path, str], manifest_file: Path) -> int:
     """Write changed files atomically, remove left-overs; returns how many files changed."""
     leftovers = [p for p in previous_files(manifest_file) if p not in expected and p.exists()]
     staged = []
+    scripts = {one.suffix for one in launchers.all().values()}
     for path, text in expected.items():
         if path.exists() and path.read_text() == text:
             continue
@@ -124,7 +125,7 @@ def write(expected: dict[Path, str], manifest_file: Path) -> int:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o755 if path.suffix in (".sh", ".sbatch") else 0o644)
+        os.chmod(tmp, 0o755 if path.suffix in scripts else 0o644)
         staged.append((tmp, path))
     for tmp, path in staged:
         os.replace(tmp, path)

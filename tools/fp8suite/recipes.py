@@ -78,19 +78,9 @@ class Recipe:
     """Whether it may keep the first/last layers in BF16 (--first-last-layers-bf16)."""
     te_probe: Optional[TeProbe] = None
     """How verify_env.py tries it; None: not tried (base precisions, custom recipes)."""
-    element_bytes: Optional[float] = None
-    """Bytes of one element of a quantized copy (1 for FP8, 0.5 for FP4); None for base
-    precisions."""
     scale_block: Optional[int] = None
-    """Elements per one-byte block scale stored beside a quantized copy (MXFP8 32, NVFP4 16);
-    None when the scales are per tensor (or too few to count)."""
-
-    @property
-    def copy_bytes(self) -> Optional[float]:
-        """Bytes per element of one quantized copy, scales included; None for base precisions."""
-        if self.element_bytes is None:
-            return None
-        return self.element_bytes + (1 / self.scale_block if self.scale_block else 0)
+    """Elements per one-byte scale of its quantized tensors (MXFP8 32, NVFP4 16); None when the
+    scales are per tensor or per 128-element block (negligible memory). Read by fp8suite.memory."""
 
     @property
     def quantized(self) -> bool:
@@ -113,28 +103,26 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("fp16", "FP16", "FP16", "fp16", base_flag="--fp16", min_compute_capability=(7, 0)),
     Recipe("fp32", "FP32", "FP32", "fp32"),
     Recipe("delayed", "FP8 delayed", "delayed FP8", "fp8", "--fp8-format", "fp8", "delayed",
-           min_compute_capability=(8, 9), amax_history=True, first_last_bf16=False, element_bytes=1,
+           min_compute_capability=(8, 9), amax_history=True, first_last_bf16=False,
            te_probe=TeProbe("is_fp8_available", "DelayedScaling",
                             {"amax_history_len": 16, "amax_compute_algo": "max"}, "HYBRID")),
     Recipe("tensorwise", "FP8 tensorwise", "tensorwise FP8", "fp8", "--fp8-format", "fp8", "tensorwise",
-           min_compute_capability=(8, 9), element_bytes=1,
+           min_compute_capability=(8, 9),
            te_probe=TeProbe("is_fp8_available", "Float8CurrentScaling", {}, "HYBRID")),
     Recipe("blockwise", "FP8 blockwise", "blockwise FP8", "fp8", "--fp8-format", "fp8", "blockwise",
-           min_compute_capability=(9, 0), min_transformer_engine=(2, 3), min_cuda=(12, 9), element_bytes=1,
+           min_compute_capability=(9, 0), min_transformer_engine=(2, 3), min_cuda=(12, 9),
            te_probe=TeProbe("is_fp8_block_scaling_available", "Float8BlockScaling")),
     Recipe("mxfp8", "MXFP8", "MXFP8", "fp8", "--fp8-format", "fp8", "mxfp8",
            min_compute_capability=(10, 0), min_transformer_engine=(2, 1), min_cuda=(12, 8),
-           element_bytes=1, scale_block=32,
-           te_probe=TeProbe("is_mxfp8_available", "MXFP8BlockScaling")),
+           scale_block=32, te_probe=TeProbe("is_mxfp8_available", "MXFP8BlockScaling")),
     Recipe("fp8_custom", "FP8 custom", "custom FP8", "fp8", "--fp8-format", "fp8", "custom",
-           min_compute_capability=(8, 9), element_bytes=1),
+           min_compute_capability=(8, 9)),
     # Megatron: "--fp4-format requires Transformer Engine >= 2.7.0.dev0 for NVFP4BlockScaling".
     Recipe("nvfp4", "FP4 NVFP4", "NVFP4", "fp4", "--fp4-format", "fp4", "nvfp4",
            min_compute_capability=(10, 0), min_transformer_engine=(2, 7), min_cuda=(12, 8),
-           element_bytes=0.5, scale_block=16,
-           te_probe=TeProbe("is_nvfp4_available", "NVFP4BlockScaling")),
+           scale_block=16, te_probe=TeProbe("is_nvfp4_available", "NVFP4BlockScaling")),
     Recipe("fp4_custom", "FP4 custom", "custom FP4", "fp4", "--fp4-format", "fp4", "custom",
-           min_compute_capability=(10, 0), min_transformer_engine=(2, 7), min_cuda=(12, 8), element_bytes=0.5),
+           min_compute_capability=(10, 0), min_transformer_engine=(2, 7), min_cuda=(12, 8)),
 )
 """Every recipe the suite knows, base precisions first."""
 
@@ -143,6 +131,8 @@ BASELINE: Recipe = BY_NAME["bf16"]
 """The recipe the others are compared against (a comparison group's default baseline)."""
 PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(r.precision for r in RECIPES))
 """Every tensor-core precision: "bf16", "fp16", "fp32", "fp8", "fp4"."""
+PRECISION_BYTES: dict[str, float] = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "fp4": 0.5}
+"""Bytes of one element at each precision (also the values of Megatron's --exp-avg-dtype etc.)."""
 FORMAT_FLAGS: tuple[str, ...] = tuple(dict.fromkeys(r.format_flag for r in RECIPES if r.format_flag))
 """The flags that turn low precision on: "--fp8-format", "--fp4-format"."""
 FORMATS: dict[str, tuple[str, ...]] = {"--fp8-format": ("e4m3", "hybrid"), "--fp4-format": ("e2m1",)}
@@ -286,8 +276,7 @@ def _read(get: Callable[[str], Any]) -> Numerics:
         if recipe is None:  # a recipe this registry lacks: keep the run readable
             precision = flag[2:5]
             recipe = Recipe(f"{precision}_{value}", f"{precision.upper()} {value}",
-                            f"{value} {precision.upper()}", precision, flag, _dest(flag), value,
-                            element_bytes=0.5 if precision == "fp4" else 1)
+                            f"{value} {precision.upper()}", precision, flag, _dest(flag), value)
         return Numerics(
             recipe=recipe, fmt=str(fmt), known=known,
             first_last_bf16=_on(get("--first-last-layers-bf16")),
@@ -339,12 +328,9 @@ class GpuFamily:
     compute_capability: Version
     """(major, minor), e.g. (9, 0)."""
     memory_gib: Optional[float]
-    """Memory capacity as torch.cuda reports it (total_memory), GiB (2**30 bytes); None when
-    unknown. Measured where a reading is recorded: H200 139.80 ("GPU 0 has a total capacity of
-    139.80 GiB", PyTorch's out-of-memory message in tests/data/real_h200x2/; nvidia-smi shows
-    143,771 MiB), H100/H800 SXM 80GB 79.11 (the same message on an H100). Otherwise NVIDIA's
-    datasheet figure (its GB are GiB of HBM: 141 for H200) scaled by the H200's measured
-    139.80/141, the share the driver leaves to CUDA (`_DRIVER_SHARE`)."""
+    """Memory one process can see, GiB (2**30 bytes): nvidia-smi's memory.total / 1024 where a
+    reading is recorded, else the datasheet's GB converted to GiB (a lower bound: H200's 141 GB
+    converts to 131.3 GiB, nvidia-smi reads 140.4 GiB); None when not published."""
     peak_tflops: Mapping[str, float]
     """Dense peak TFLOP/s by precision ("bf16", "fp16", "fp8", "fp4"); empty when unknown."""
     target: bool = True
@@ -358,36 +344,29 @@ def _peaks(bf16: float, fp8: float, fp4: Optional[float] = None) -> dict[str, fl
     return out
 
 
-_DRIVER_SHARE = 139.80 / 141
-
-
-def _datasheet(gib: float) -> float:
-    """A datasheet capacity scaled to what CUDA gets (see GpuFamily.memory_gib)."""
-    return round(gib * _DRIVER_SHARE, 2)
+_GB = 1e9 / 2**30  # GiB per GB
 
 GPUS: tuple[GpuFamily, ...] = (
-    # H100 SXM 80 GB. Datasheet (sparse): BF16 1979, FP8 3958.
-    GpuFamily("H100", "Hopper", (9, 0), 79.11, _peaks(989.0, 1979.0)),
-    # H200 SXM 141 GB. Compute as H100 SXM.
-    GpuFamily("H200", "Hopper", (9, 0), 139.80, _peaks(989.0, 1979.0)),
-    # H800 and H20: export parts without a datasheet compute figure the suite cites; MFU stays
-    # blank. H800 SXM has 80 GB like H100; H20 datasheet: 96 GB HBM3.
-    GpuFamily("H800", "Hopper", (9, 0), 79.11, {}),
-    GpuFamily("H20", "Hopper", (9, 0), _datasheet(96), {}),
-    # GH200: H100 SXM compute; GH200 datasheet: 96 GB HBM3 (the 144 GB HBM3e model is larger).
-    GpuFamily("GH200", "Hopper", (9, 0), _datasheet(96), _peaks(989.0, 1979.0)),
-    # DGX B200 datasheet: 1,440 GB for 8 GPUs.
-    GpuFamily("B200", "Blackwell", (10, 0), _datasheet(180), _peaks(2250.0, 4500.0, 9000.0)),
-    # B300 datasheet: 288 GB HBM3e; no dense compute figures cited, so MFU stays blank.
-    GpuFamily("B300", "Blackwell", (10, 3), _datasheet(288), {}),
-    # GB200 NVL72 datasheet: 13.4 TB HBM3e for 72 GPUs.
-    GpuFamily("GB200", "Blackwell", (10, 0), _datasheet(186), _peaks(2500.0, 5000.0, 10000.0)),
-    # GB300 NVL72 datasheet: 288 GB HBM3e per GPU.
-    GpuFamily("GB300", "Blackwell", (10, 3), _datasheet(288), {}),
+    # H100 SXM 80 GB: nvidia-smi reads 81559 MiB. Datasheet (sparse): BF16 1979, FP8 3958.
+    GpuFamily("H100", "Hopper", (9, 0), 81559 / 1024, _peaks(989.0, 1979.0)),
+    # H200 SXM 141 GB: nvidia-smi reads 143771 MiB (the sidecars in logs/). Compute as H100 SXM.
+    GpuFamily("H200", "Hopper", (9, 0), 143771 / 1024, _peaks(989.0, 1979.0)),
+    # H800 and H20: export parts without a datasheet figure the suite cites; MFU stays blank.
+    GpuFamily("H800", "Hopper", (9, 0), 81559 / 1024, {}),
+    GpuFamily("H20", "Hopper", (9, 0), round(96 * _GB, 1), {}),
+    # GH200: H100 SXM compute; its memory comes as 96 GB HBM3 or 144 GB HBM3e, so unknown here.
+    GpuFamily("GH200", "Hopper", (9, 0), None, _peaks(989.0, 1979.0)),
+    # HGX B200: 180 GB HBM3e per GPU (1.44 TB over 8).
+    GpuFamily("B200", "Blackwell", (10, 0), round(180 * _GB, 1), _peaks(2250.0, 4500.0, 9000.0)),
+    # Blackwell Ultra: 288 GB HBM3e per GPU; no dense figures cited, so MFU stays blank.
+    GpuFamily("B300", "Blackwell", (10, 3), round(288 * _GB, 1), {}),
+    # GB200 NVL72: 13.4 TB HBM3e over 72 GPUs, 186 GB each.
+    GpuFamily("GB200", "Blackwell", (10, 0), round(186 * _GB, 1), _peaks(2500.0, 5000.0, 10000.0)),
+    GpuFamily("GB300", "Blackwell", (10, 3), round(288 * _GB, 1), {}),
     # Variants found in device names (nvidia-smi "NVIDIA H100 PCIe", "NVIDIA H200 NVL").
-    GpuFamily("H100 PCIe", "Hopper", (9, 0), 79.11, _peaks(756.0, 1513.0), target=False),
-    GpuFamily("H100 NVL", "Hopper", (9, 0), _datasheet(94), _peaks(835.0, 1671.0), target=False),
-    GpuFamily("H200 NVL", "Hopper", (9, 0), 139.80, _peaks(835.0, 1671.0), target=False),
+    GpuFamily("H100 PCIe", "Hopper", (9, 0), 81559 / 1024, _peaks(756.0, 1513.0), target=False),
+    GpuFamily("H100 NVL", "Hopper", (9, 0), 95830 / 1024, _peaks(835.0, 1671.0), target=False),
+    GpuFamily("H200 NVL", "Hopper", (9, 0), 143771 / 1024, _peaks(835.0, 1671.0), target=False),
 )
 """Every GPU family the suite knows."""
 
