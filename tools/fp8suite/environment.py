@@ -38,6 +38,7 @@ SECRET = ("WANDB_API_KEY",)
 
 
 def package_version(name: str) -> Optional[str]:
+    """The installed version of a package (trying each distribution name in PACKAGES), or None."""
     for dist in PACKAGES.get(name, [name]):
         try:
             return importlib.metadata.version(dist)

@@ -244,6 +244,7 @@ def shell_name(name: str) -> Shell:
 
 
 def env_value(value: Any) -> str:
+    """A matrix env value as the script exports it: booleans as 1/0, the rest as text."""
     if isinstance(value, bool):
         return "1" if value else "0"
     return str(value)

@@ -56,6 +56,7 @@ KNOBS = tuple(k for k in (*paths.KNOBS, paths.SUITE_DIR) if k not in plans.OWNED
 
 @dataclass
 class Options:
+    """How the local launcher runs the queue (from run.py's options)."""
     extra_args: list[str] = field(default_factory=list)
     """Megatron args appended to every run's command (they override the script's)."""
     env: dict[str, str] = field(default_factory=dict)

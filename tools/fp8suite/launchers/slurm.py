@@ -32,6 +32,7 @@ NAME = "slurm"
 
 @dataclass
 class Options:
+    """How the Slurm launcher submits and watches (from run.py's options)."""
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     time_limit: Optional[float] = None
