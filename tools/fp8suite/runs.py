@@ -160,6 +160,7 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
 
 
 def stderr_progress(line: str) -> None:
+    """A progress callback for `load_runs`: print its line to stderr."""
     print(line, file=sys.stderr, flush=True)
 
 

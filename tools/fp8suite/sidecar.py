@@ -26,6 +26,9 @@ from .environment import describe
 
 def start(meta: Path, run: str, script: str, matrix: str, log: str, env: list[str],
           args: list[str]) -> dict[str, Any]:
+    """Write the sidecar at `meta` as a run starts: the run, its script (and SHA-256), matrix,
+    log, launch overrides (env NAME=VALUE words, extra Megatron args) and the machine
+    (environment.describe()); returns what was written."""
     data = {
         "run": run,
         "script": script,
@@ -42,6 +45,8 @@ def start(meta: Path, run: str, script: str, matrix: str, log: str, env: list[st
 
 
 def end(meta: Path, exit_code: int, interrupted: bool) -> dict[str, Any]:
+    """Record how the run ended in its sidecar: ended (UTC ISO time), exit_code (the script's
+    status), interrupted."""
     data = read(meta) or {}
     data.update(ended=now(), exit_code=exit_code, interrupted=interrupted)
     _write(meta, data)
@@ -49,6 +54,7 @@ def end(meta: Path, exit_code: int, interrupted: bool) -> dict[str, Any]:
 
 
 def read(meta: Path) -> Optional[dict[str, Any]]:
+    """The sidecar at `meta` as a dict, or None when it is missing or not valid JSON."""
     try:
         data = json.loads(meta.read_text())
     except (OSError, ValueError):
@@ -73,6 +79,8 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Command line of the launch scripts (python -m fp8suite.sidecar ... start|end); returns
+    the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" is the run's extra Megatron args, verbatim (they start with "--").
     extra: list[str] = []

@@ -56,6 +56,7 @@ KNOBS = tuple(k for k in (*paths.KNOBS, paths.SUITE_DIR) if k not in plans.OWNED
 
 @dataclass
 class Options:
+    """How the local launcher runs the queue (from run.py's options)."""
     extra_args: list[str] = field(default_factory=list)
     """Megatron args appended to every run's command (they override the script's)."""
     env: dict[str, str] = field(default_factory=dict)
@@ -133,7 +134,7 @@ def _close_stale(selected, states) -> None:
     for plan, run in selected:
         state = states[plan.name]
         last = state.latest(run.name)
-        if not last or last.get("mode") != "local" or last.get("state") != "running":
+        if not last or last.get("mode") != NAME or last.get("state") != "running":
             continue
         if _attempt_alive(last):
             continue  # _check_not_running refuses it
@@ -182,7 +183,7 @@ def _check_not_running(todo, states) -> None:
     for plan, run in todo:
         state = states[plan.name]
         last = state.latest(run.name)
-        if not last or last.get("mode") != "local" or last.get("state") != "running":
+        if not last or last.get("mode") != NAME or last.get("state") != "running":
             continue
         if _attempt_alive(last):
             pid = last.get("pid") or "unknown"
@@ -416,6 +417,7 @@ class LocalLauncher(Launcher):
     summary = "run the launch scripts (<run>.sh) one after another on this node (default)"
 
     def launch(self, selected, states, args, extra, env, display) -> int:
+        """Run the selected runs' scripts in turn; see `run_queue`."""
         opts = Options(extra_args=extra, env=env, time_limit=args.time_limit, grace=args.grace,
                        resume=args.resume, dry_run=args.dry_run)
         return run_queue(selected, states, opts, display)
