@@ -12,8 +12,13 @@ Any field may be missing; a sidecar that is not valid JSON becomes a note on the
 error. A manifest (`experiments/generated/<matrix>.manifest.json`) is optional and only adds
 labels (axes, GPU) to runs it names.
 
-Bad usage (a path that does not exist or cannot be read, no logs at all, a broken manifest)
-raises `UsageError` with one line.
+Attempts: `RUN.log`, `RUN.1.log`, `RUN.2.log`, ... (the launch script's repeat number, or
+Slurm's job id `RUN.<jobid>.log`) in one directory are attempts of one run `RUN`. The report
+shows the run once: its latest completed attempt, else its latest attempt, with every attempt
+listed (`Run.attempts`).
+
+Bad usage (a path that does not exist, no logs at all, a broken manifest) raises `UsageError`
+with one line. A log that cannot be read or parsed becomes a run with status "unreadable".
 """
 
 from __future__ import annotations
@@ -26,11 +31,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from fp8suite.logparse import ParsedLog, parse_log
+from fp8suite import status as S
+from fp8suite.logparse import ParsedLog, Status, Steps, parse_log
 
 
 class UsageError(Exception):
     """Bad command-line input; the message is one line for the user."""
+
+
+@dataclass
+class Attempt:
+    """One launch of a run: its own log."""
+
+    path: str
+    status: str
+    reason: str
+    iterations_done: Optional[int]
+    iterations_planned: Optional[int]
 
 
 @dataclass
@@ -42,6 +59,7 @@ class Run:
     sidecar: dict = field(default_factory=dict)  # {} when absent or unreadable
     manifest: dict = field(default_factory=dict)  # this run's manifest entry, {} when none
     notes: list = field(default_factory=list)  # problems with side files, one line each
+    attempts: list = field(default_factory=list)  # [Attempt], oldest first; [] for one log
 
 
 # Folders inside a log directory that hold other tools' logs, not training runs: W&B's offline
@@ -90,7 +108,7 @@ def load_sidecar(log_path: Path):
         return {}, None
     try:
         data = json.loads(meta.read_bytes().decode("utf-8", "replace"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         return {}, f"sidecar {meta.name} unreadable ({_one_line(e)}); launch details missing"
     if not isinstance(data, dict):
         return {}, f"sidecar {meta.name} is not a JSON object; launch details missing"
@@ -133,8 +151,8 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
     for p in paths:
         try:
             sizes.append(p.stat().st_size)
-        except OSError as e:
-            raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
+        except OSError:
+            sizes.append(0)  # reported on the run itself
     if len(paths) < PROGRESS_MIN_LOGS and sum(sizes) < PROGRESS_MIN_BYTES:
         progress = None
     if progress:
@@ -143,21 +161,66 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
     for i, (p, size) in enumerate(zip(paths, sizes), 1):
         if progress:
             progress(f"[{i}/{len(paths)}] {p.stem} {_mb(size)}")
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
         sidecar, note = load_sidecar(p)
+        notes = [note] if note else []
+        try:
+            log = parse_log(p.read_bytes())
+        except OSError as e:
+            log = unreadable_log(f"cannot read the log: {e.strerror or _one_line(e)}", size)
+        except Exception as e:  # a parser bug must not stop the other runs
+            log = unreadable_log(f"cannot parse the log: {type(e).__name__}: {_one_line(e)}",
+                                 size)
         runs.append(Run(
             name=p.stem,
             path=str(p),
             directory=str(p.parent),
-            log=parse_log(data),
+            log=log,
             sidecar=sidecar,
             manifest=manifest_entry(manifest, p.stem),
-            notes=[note] if note else [],
+            notes=notes,
         ))
-    return runs
+    return group_attempts(runs)
+
+
+def unreadable_log(reason: str, size: int = 0) -> ParsedLog:
+    """A ParsedLog with status "unreadable" and nothing else."""
+    return ParsedLog(size_bytes=size, steps=Steps(), validations=[], memory_peak_mb={}, args={},
+                     args_dumps=0, status=Status(S.UNREADABLE, reason))
+
+
+_ATTEMPT = re.compile(r"^(?P<run>.+?)(?:\.(?P<n>\d+))?$")
+
+
+def attempt_of(stem: str) -> tuple:
+    """(run name, attempt number or -1): `RUN.3` -> ("RUN", 3), `RUN` -> ("RUN", -1)."""
+    m = _ATTEMPT.match(stem)
+    return m.group("run"), int(m.group("n")) if m.group("n") else -1
+
+
+def group_attempts(runs: list) -> list:
+    """One Run per (directory, run name): the latest completed attempt, else the latest one;
+    every attempt listed in `attempts`. Order: as the runs came, by their first attempt."""
+    by_key: dict = {}
+    for r in runs:
+        name, n = attempt_of(r.name)
+        by_key.setdefault((r.directory, name), []).append((n, r))
+    out = []
+    for (directory, name), found in by_key.items():
+        found.sort(key=lambda x: x[0])
+        tries = [r for _, r in found]
+        if len(tries) == 1 and found[0][0] < 0:
+            out.append(tries[0])
+            continue
+        done = [r for r in tries if r.log.status.name in S.FINISHED]
+        chosen = (done or tries)[-1]
+        chosen.attempts = [Attempt(r.path, r.log.status.name, r.log.status.reason,
+                                   r.log.status.last_iteration, r.log.status.planned_iterations)
+                           for r in tries]
+        if not chosen.manifest:
+            chosen.manifest = next((r.manifest for r in tries if r.manifest), {})
+        chosen.name = name
+        out.append(chosen)
+    return out
 
 
 def stderr_progress(line: str) -> None:
