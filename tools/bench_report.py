@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.logparse import parse_log  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "tests" / "data" / "logs" / "megatron019" / "bf16.log"
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=float, default=300.0, help="size of each log (default 300)")
     ap.add_argument("--repeat", type=int, default=3, help="parses per scenario (default 3)")
+    add_version_option(ap)
     args = ap.parse_args(argv)
     if not SOURCE.exists():
         print(f"bench_report: {SOURCE} is missing (the real log lines the logs are built from)",

@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite import batch, plan, queue  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 from fp8suite.progress import Display, summary  # noqa: E402
 from fp8suite.runstate import RunState, StateFileError  # noqa: E402
 
@@ -70,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     slurm.add_argument("--time", help="sbatch --time (default: the matrix's slurm.time)")
     slurm.add_argument("--poll", type=_seconds, default=10.0, metavar="SECONDS",
                        help="seconds between looks at the jobs while watching (default 10)")
-    return ap
+    return add_version_option(ap)
 
 
 def _minutes(text: str) -> float:

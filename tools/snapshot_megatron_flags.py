@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.megatron_flags import snapshot_path  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 
 # argparse's action classes are private; map them to the plain names the snapshot uses.
 ACTIONS = {
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example:\n  PYTHONPATH=/tmp/site python3 tools/snapshot_megatron_flags.py",
     )
     ap.add_argument("--out", type=Path, help="output file (default: the package's data dir)")
+    add_version_option(ap)
     args = ap.parse_args(argv)
 
     warnings.filterwarnings("ignore")

@@ -395,18 +395,14 @@ def _overrides(side) -> str:
 
 
 def shown_path(path: str) -> str:
-    """A path as the report shows it: relative to the working directory when under it, else
-    its last two parts (never the recording host's absolute path)."""
+    """A path as the report shows it: as given when relative, else relative to the working
+    directory (an absolute path names one machine's folders)."""
     if not os.path.isabs(path):
         return path
     try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        rel = ".."
-    if not rel.startswith(".."):
-        return rel
-    parts = [p for p in path.replace("\\", "/").split("/") if p]
-    return "…/" + "/".join(parts[-2:])
+        return os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return os.path.basename(path)
 
 
 # An absolute path in text: /home/u/x/..., /workspace/megatron/...; the last parts stay.

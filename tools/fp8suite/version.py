@@ -1,0 +1,14 @@
+"""The suite's version, and the `--version` option every CLI in tools/ shares."""
+
+from __future__ import annotations
+
+import argparse
+
+from fp8suite import __version__
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add `--version` (prints "<prog> <fp8suite version>" and exits 0); returns the parser."""
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s (fp8suite) {__version__}")
+    return parser
