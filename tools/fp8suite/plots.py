@@ -1,5 +1,9 @@
 """PNG plots for a report: per group loss, iteration time and loss gap; per run a small pair.
 
+Loss curves are drawn twice: the raw logged values faint, the smoothed curve (the trailing
+mean the tables use, metrics.smoothed) solid. Legends stand outside the axes, so no curve
+hides behind them.
+
 Deterministic: matplotlib's default style (not the user's matplotlibrc), a fixed figure size
 and dpi, the Agg canvas of the object API (no pyplot state), and no "Software" PNG metadata,
 so identical input gives identical bytes on the same matplotlib version. Series longer than
@@ -18,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fp8suite import compare, metrics
-from fp8suite.logparse import arg_int
+from fp8suite.logvocab import arg_int
 
 MAX_POINTS = 4000
 DPI = 100
@@ -119,18 +123,27 @@ def _gap_series(g):
 # --- figures -------------------------------------------------------------------------------
 
 
-def _figure(width=8.0, height=4.5, ncols=1):
+def _figure(width=13.0, height=4.5, ncols=1):
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     return fig, axes
 
 
-def _draw(ax, series):
-    for label, xs, ys, is_base in series:
-        kw = {"color": _BASELINE_COLOR, "linewidth": 1.6} if is_base else {"linewidth": 1.2}
+def _draw(ax, series, smooth: bool = False):
+    """One line per series; with `smooth`, the raw values faint and the trailing mean solid."""
+    for n, (label, xs, ys, is_base) in enumerate(series):
+        color = _BASELINE_COLOR if is_base else f"C{n % 10}"
+        width = 1.6 if is_base else 1.2
+        if smooth and len(xs) >= 10:
+            window = metrics.smoothing_window(len(ys))
+            curve = metrics.smoothed(xs, ys, window)
+            ax.plot(xs, ys, color=color, linewidth=0.5, alpha=0.18)
+            ax.plot([p[0] for p in curve], [p[1] for p in curve], color=color, linewidth=width,
+                    label=f"{label}, mean of {window}")
+            continue
         marker = "o" if len(xs) <= 40 else None
-        ax.plot(xs, ys, label=label, marker=marker, markersize=3, **kw)
+        ax.plot(xs, ys, label=label, marker=marker, markersize=3, color=color, linewidth=width)
 
 
 def _log_y_if_wide(ax, series):
@@ -150,14 +163,17 @@ def _finish(fig, ax, title, xlabel, ylabel, legend=True):
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+        # Outside the axes, on the right: the room is kept by tight_layout's rect.
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        fig.subplots_adjust(left=0.07, right=0.50, top=0.92, bottom=0.12)
+    else:
+        fig.tight_layout()
     return fig
 
 
 def _loss_figure(g, series):
     fig, (ax,) = _figure()
-    _draw(ax, series)
+    _draw(ax, series, smooth=True)
     _log_y_if_wide(ax, series)
     return _finish(fig, ax, f"{g.title}: training loss", "iteration", "lm loss")
 
@@ -191,8 +207,7 @@ def _gap_figure(g, series):
 def _run_figure(name, loss, times):
     fig, (ax1, ax2) = _figure(9.0, 3.2, ncols=2)
     if loss[1]:
-        ax1.plot(loss[1], loss[2], linewidth=1.2, marker="o" if len(loss[1]) <= 40 else None,
-                 markersize=3)
+        _draw(ax1, [(loss[0], loss[1], loss[2], False)], smooth=True)
         _log_y_if_wide(ax1, [loss])
     _finish(fig, ax1, f"{name}: lm loss", "iteration", "lm loss", legend=False)
     if times[1]:
