@@ -243,7 +243,7 @@ def _divergence(buf: bytes, steps: Steps, tail: int, args: dict):
     for i, v in enumerate(scale):
         if v is None or not math.isfinite(v):
             continue
-        if top is not None and top > 1 and (v <= 0 or v <= top / 2**10):
+        if top is not None and (v <= 0 < top or (top > 1 and v <= top / 2**10)):
             found.append((its[i], f"{V.LOSS_SCALE} collapsed from {top:g} to {v:g} by "
                           f"iteration {its[i]}"))
             break
@@ -296,22 +296,9 @@ def _tracebacks(buf: bytes, start: int) -> list:
         line_start = buf.rfind(b"\n", 0, pos) + 1
         head = buf[line_start:pos].decode("utf-8", "replace")
         prefix = V.prefix_of(head)
-        exception, end = "", len(buf)
-        frames = []
-        for off, line in _lines_of(buf, pos, 2000)[1:]:
-            # With several ranks interleaved, follow only this rank's lines.
-            if prefix and not line.startswith(prefix):
-                continue
-            body = line[len(prefix):] if prefix else line
-            body = V.strip_prefixes(body) if not prefix else body
-            if not body.strip():
-                continue
-            if body[0] in " \t":
-                frames.append(body)
-                continue
-            if V.EXCEPTION_LINE.match(body.rstrip()):
-                exception, end = V.strip_prefixes(body.strip()), off + len(line)
-                break
+        exception, end, frames = _follow(buf, pos, prefix)
+        if not exception and prefix:  # prefixes that vary from line to line
+            exception, end, frames = _follow(buf, pos, "")
         launcher = any(n in exception for n in V.LAUNCHER_EXCEPTIONS) or any(
             f in fr for fr in frames for f in V.LAUNCHER_FRAMES)
         out.append(_Traceback(line_start, end, exception, launcher, frames=frames))
@@ -322,6 +309,24 @@ def _tracebacks(buf: bytes, start: int) -> list:
         if any(marker in between for marker in V.CHAINED) and len(between) < 4096:
             a.chained_to_next = True
     return out
+
+
+def _follow(buf: bytes, pos: int, prefix: str):
+    """(exception line, offset past it, frame lines) of the traceback at `pos`, following only
+    lines that start with `prefix` (one rank's lines among several) when it is not empty."""
+    frames = []
+    for off, line in _lines_of(buf, pos, 2000)[1:]:
+        if prefix and not line.startswith(prefix):
+            continue
+        body = line[len(prefix):] if prefix else V.strip_prefixes(line)
+        if not body.strip():
+            continue
+        if body[0] in " \t":
+            frames.append(body)
+            continue
+        if V.EXCEPTION_LINE.match(body.rstrip()):
+            return V.strip_prefixes(body.strip()), off + len(line), frames
+    return "", len(buf), frames
 
 
 def _root_cause(tracebacks: list):

@@ -352,8 +352,13 @@ def _scan_iterations(buf: bytes, cuts: list):
 def _scan_exact(buf: bytes, start: int, end: int, layout: _Layout, rows: list):
     """A chunk where some iteration lines did not match the layout: walk its anchors in order,
     take the layout's rows where they line up (same iteration and timestamp) and give the
-    others to the general parser, which takes whole lines and counts the rest as garbled."""
-    runs: list = []  # [("fast" | "slow", [rows])] in file order
+    others to the general parser, which takes whole lines and counts the rest as garbled.
+
+    A line the general parser takes must also fit the layout (`_fits`) unless another line of
+    the chunk has exactly its keys (a restart under other logging flags): a glued line is a
+    one-off splice.
+    """
+    entries: list = []  # ("fast" | "slow", row) in file order
     garbled = 0
     off = 1 if layout.timestamped else 0
     j = 0
@@ -362,20 +367,37 @@ def _scan_exact(buf: bytes, start: int, end: int, layout: _Layout, rows: list):
             row = rows[j]
             a = m.start()
             if row[off] == m.group(1) and (not off or buf[a - 1 - len(row[0]):a - 1] == row[0]):
-                if not runs or runs[-1][0] != "fast":
-                    runs.append(("fast", []))
-                runs[-1][1].append(row)
+                entries.append(("fast", row))
                 j += 1
                 continue
         parsed = _parse_general(buf, m)
         if parsed is None:
             garbled += 1
+        else:
+            entries.append(("slow", parsed))
+    seen: dict = {}
+    for kind, row in entries:
+        if kind == "slow":
+            seen[row[4]] = seen.get(row[4], 0) + 1
+    runs: list = []
+    for kind, row in entries:
+        if kind == "slow" and seen[row[4]] < 2 and not _fits(row[4], layout.keys):
+            garbled += 1
             continue
-        if not runs or runs[-1][0] != "slow":
-            runs.append(("slow", []))
-        runs[-1][1].append(parsed)
+        if not runs or runs[-1][0] != kind:
+            runs.append((kind, []))
+        runs[-1][1].append(row)
     parts = [_fast_part(layout, r) if kind == "fast" else _slow_part(r) for kind, r in runs]
     return parts, garbled
+
+
+def _fits(keys: tuple, layout_keys: tuple) -> bool:
+    """Whether a line's keys can be the layout's line: the keys they share in the same order,
+    and none of the layout's keys missing but losses (Megatron leaves out a NaN loss)."""
+    have, known = set(keys), set(layout_keys)
+    if [k for k in keys if k in known] != [k for k in layout_keys if k in have]:
+        return False
+    return all(k in have or V.is_loss_key(k) for k in layout_keys)
 
 
 def _parse_general(buf: bytes, m: re.Match):
@@ -407,7 +429,7 @@ def _parse_general(buf: bytes, m: re.Match):
             key, value = tm.group(1).decode("ascii"), None
         if key in keys:
             return None  # a key twice: two lines in one
-        if key == V.FIRST_KEY and keys:
+        if key == V.FIRST_KEY and any(k in V.MEGATRON_KEYS or V.is_loss_key(k) for k in keys):
             return None  # a key that cannot follow the previous one: another line's start
         keys.append(key)
         if value is None:

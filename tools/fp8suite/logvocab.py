@@ -39,9 +39,18 @@ VAL_LOSS = "lm loss value"  # in "validation loss at iteration N | lm loss value
 FAST_KEYS = (SAMPLES, ITER_MS, TFLOPS, LR, GBS, LOSS, LOSS_SCALE, GRAD_NORM, SKIPPED_ITERS,
              NAN_ITERS)
 
-# training_log() starts every iteration line with `consumed samples`: after any other field it
-# is the start of another line glued in.
+# training_log() starts every iteration line with `consumed samples`: after one of its other
+# keys it is the start of another line glued in.
 FIRST_KEY = SAMPLES
+MEGATRON_KEYS = frozenset((SKIPPED_SAMPLES, ITER_MS, TFLOPS, ENERGY, POWER, LR, GBS, LOSS,
+                           LOSS_SCALE, GRAD_NORM, NUM_ZEROS, PARAMS_NORM, SKIPPED_ITERS,
+                           NAN_ITERS))
+
+
+def is_loss_key(key: str) -> bool:
+    """A key of the loss dict ("lm loss", "mtp_1 loss", "load_balancing_loss"): Megatron
+    prints its average only when it is >= 0, so a NaN loss leaves the line."""
+    return key.endswith("loss")
 
 
 # --- numbers -----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ HOW_TO_READ = """\
 - *Status*: how the log ended (completed, time-limit, exit-interval, diverged, crashed, \
 cancelled, running/truncated, unreadable) and why. A diverged, crashed or unreadable run gets \
 no speedup, loss gap or time to target.
-- *itr time* (lower is faster): median `elapsed time per iteration (ms)`, leaving out the first \
+- *itr time* (lower is faster): median `{iter_ms}`, leaving out the first \
 {warmup} logged iterations (also after each restart) and the iteration right after an \
 evaluation or checkpoint save. *Speedup* (above 1 is faster) = baseline itr time / run itr \
 time. *Tokens/s/GPU* (higher is faster) = global batch × seq_length / itr time / world_size.
@@ -57,7 +57,8 @@ def render(groups: list, plots: dict, title: str, command: str, inputs: list,
     out.append(f"Produced by `{command}` from {', '.join(f'`{i}`' for i in inputs)}: "
                f"{n_runs} run{'s' if n_runs != 1 else ''} in {len(groups)} comparison "
                f"group{'s' if len(groups) != 1 else ''}.")
-    out += ["", HOW_TO_READ.format(warmup=warmup, min_iters=metrics.MIN_ITERATIONS_FOR_LOSS)]
+    out += ["", HOW_TO_READ.format(warmup=warmup, min_iters=metrics.MIN_ITERATIONS_FOR_LOSS,
+                                       iter_ms=metrics.ITER_MS)]
     for g in groups:
         out += _group(g, plots.get(g.slug, []), ref)
     return "\n".join(out).rstrip("\n") + "\n"

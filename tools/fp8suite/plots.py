@@ -37,30 +37,42 @@ def write_plots(groups: list, out_dir: Path) -> dict:
         return _write_all(groups, out_dir)
 
 
+def _save_safely(make, out_dir: Path, name: str):
+    """Draw and save one plot; None when matplotlib cannot draw these values."""
+    try:
+        return _save(make(), out_dir, name)
+    except (ValueError, OverflowError, ArithmeticError):
+        return None
+
+
 def _write_all(groups: list, out_dir: Path) -> dict:
-    written = {}
+    written: dict = {}
     for g in groups:
         files = written.setdefault(g.slug, [])
+
+        def add(kind: str, make, name: str) -> None:
+            saved = _save_safely(make, out_dir, name)
+            if saved:
+                files.append((kind, saved))
+
         loss = [_series(g, r, metrics.LOSS) for r in g.runs]
         loss = [s for s in loss if s[1]]
         if loss:
-            files.append(("loss", _save(_loss_figure(g, loss), out_dir, f"{g.slug}-loss.png")))
+            add("loss", lambda: _loss_figure(g, loss), f"{g.slug}-loss.png")
         times = [_timed_series(g, r) for r in g.runs]
         times = [s for s in times if s[1]]
         if times:
-            files.append(("iter-time", _save(_time_figure(g, times), out_dir,
-                                             f"{g.slug}-iter-time.png")))
+            add("iter-time", lambda: _time_figure(g, times), f"{g.slug}-iter-time.png")
         if g.baseline:
             gaps = _gap_series(g)
             if gaps:
-                files.append(("loss-gap", _save(_gap_figure(g, gaps), out_dir,
-                                                f"{g.slug}-loss-gap.png")))
+                add("loss-gap", lambda: _gap_figure(g, gaps), f"{g.slug}-loss-gap.png")
         for r in g.runs:
             lo = _series(g, r, metrics.LOSS)
             ti = _timed_series(g, r)
             if lo[1] or ti[1]:
-                name = f"{g.slug}-run-{compare.slugify(r.name)}.png"
-                files.append((f"run:{r.name}", _save(_run_figure(r.name, lo, ti), out_dir, name)))
+                add(f"run:{r.name}", lambda: _run_figure(r.name, lo, ti),
+                    f"{g.slug}-run-{compare.slugify(r.name)}.png")
     return written
 
 
@@ -68,7 +80,8 @@ def _write_all(groups: list, out_dir: Path) -> dict:
 
 
 def _finite_xy(xs, ys):
-    pts = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
+    # Values beyond 1e300 are as good as infinite for a plot (axis limits overflow).
+    pts = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y) and abs(y) < 1e300]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -154,7 +167,8 @@ def _log_y_if_wide(ax, series):
 
 def _from_zero(ax, ys):
     """Times from 0 with headroom above the highest point (autoscale would clip it at 0..max)."""
-    ax.set_ylim(0, max(ys) * 1.08 if ys and max(ys) > 0 else 1)
+    top = max(ys) * 1.08 if ys and max(ys) > 0 else 1.0
+    ax.set_ylim(0, top if math.isfinite(top) else max(ys))
 
 
 def _finish(fig, ax, title, xlabel, ylabel, legend=True):
@@ -175,7 +189,7 @@ def _loss_figure(g, series):
     fig, (ax,) = _figure()
     _draw(ax, series, smooth=True)
     _log_y_if_wide(ax, series)
-    return _finish(fig, ax, f"{g.title}: training loss", "iteration", "lm loss")
+    return _finish(fig, ax, f"{g.title}: training loss", "iteration", metrics.LOSS)
 
 
 def _time_figure(g, series):
@@ -183,7 +197,7 @@ def _time_figure(g, series):
     _draw(ax, series)
     _from_zero(ax, [y for s in series for y in s[2]])
     return _finish(fig, ax, f"{g.title}: iteration time (timed iterations)", "iteration",
-                   "elapsed time per iteration (ms)")
+                   metrics.ITER_MS)
 
 
 def _gap_figure(g, series):
@@ -209,7 +223,7 @@ def _run_figure(name, loss, times):
     if loss[1]:
         _draw(ax1, [(loss[0], loss[1], loss[2], False)], smooth=True)
         _log_y_if_wide(ax1, [loss])
-    _finish(fig, ax1, f"{name}: lm loss", "iteration", "lm loss", legend=False)
+    _finish(fig, ax1, f"{name}: {metrics.LOSS}", "iteration", metrics.LOSS, legend=False)
     if times[1]:
         ax2.plot(times[1], times[2], linewidth=1.2, color="tab:orange",
                  marker="o" if len(times[1]) <= 40 else None, markersize=3)
