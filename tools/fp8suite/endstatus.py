@@ -216,41 +216,60 @@ def _bare_exception(buf: bytes, start: int, end: int) -> str:
 # --- divergence ----------------------------------------------------------------------------
 
 
+def _clean(col: list) -> bool:
+    """True when a column holds only finite numbers (checked at C speed)."""
+    try:
+        return math.isfinite(sum(col))
+    except (TypeError, OverflowError):
+        return False
+
+
 def _divergence(buf: bytes, steps: Steps, tail: int, args: dict):
-    """(first bad iteration or None, one line why) when the run went non-finite, else None."""
+    """(first bad iteration or None, one line why) when the run went non-finite, else None.
+
+    Columns without a problem are cleared at C speed (a finite sum, min/max); only a column
+    with one is walked row by row.
+    """
     its = steps.iterations
     n = len(its)
     found: list = []  # (iteration, text)
     loss = steps.column(V.LOSS)
-    has_loss = any(v is not None for v in loss)
-    if has_loss:
-        first_ok = next(i for i, v in enumerate(loss) if v is not None)
-        bad = [i for i, v in enumerate(loss)
-               if (v is None and i > first_ok) or (v is not None and not math.isfinite(v))]
-        if bad:
-            missing = all(loss[i] is None for i in bad)
-            how = "missing (NaN)" if missing else "non-finite"
-            found.append((its[bad[0]], f"{V.LOSS} {how} from iteration {its[bad[0]]} on "
-                          f"({len(bad)} of {n} logged iterations)"))
+    if not _clean(loss):
+        present = [i for i, v in enumerate(loss) if v is not None]
+        if present:
+            first_ok = present[0]
+            bad = [i for i, v in enumerate(loss)
+                   if (v is None and i > first_ok) or (v is not None and not math.isfinite(v))]
+            if bad:
+                missing = all(loss[i] is None for i in bad)
+                how = "missing (NaN)" if missing else "non-finite"
+                found.append((its[bad[0]], f"{V.LOSS} {how} from iteration {its[bad[0]]} on "
+                              f"({len(bad)} of {n} logged iterations)"))
     for key in (V.GRAD_NORM, V.LOSS_SCALE):
         col = steps.column(key)
+        if _clean(col):
+            continue
         bad = [i for i, v in enumerate(col) if v is not None and not math.isfinite(v)]
         if bad:
             found.append((its[bad[0]], f"{key} {_spell(col[bad[0]])} from iteration "
                           f"{its[bad[0]]} ({len(bad)} of {n} logged iterations)"))
     scale = steps.column(V.LOSS_SCALE)
-    top = None
-    for i, v in enumerate(scale):
-        if v is None or not math.isfinite(v):
-            continue
-        if top is not None and (v <= 0 < top or (top > 1 and v <= top / 2**10)):
-            found.append((its[i], f"{V.LOSS_SCALE} collapsed from {top:g} to {v:g} by "
-                          f"iteration {its[i]}"))
-            break
-        top = v if top is None else max(top, v)
+    values = scale if _clean(scale) else [v for v in scale if v is not None and math.isfinite(v)]
+    if values and (min(values) <= 0 < max(values)
+                   or (max(values) > 1 and min(values) <= max(values) / 2**10)):
+        top = None
+        for i, v in enumerate(scale):
+            if v is None or not math.isfinite(v):
+                continue
+            if top is not None and (v <= 0 < top or (top > 1 and v <= top / 2**10)):
+                found.append((its[i], f"{V.LOSS_SCALE} collapsed from {top:g} to {v:g} by "
+                              f"iteration {its[i]}"))
+                break
+            top = v if top is None else max(top, v)
     nan_iters = steps.column(V.NAN_ITERS)
-    bad = [i for i, v in enumerate(nan_iters) if v is not None and v > 0]
-    if bad:
+    counted = nan_iters if _clean(nan_iters) else [v for v in nan_iters if v is not None]
+    if counted and max(counted) > 0:
+        bad = [i for i, v in enumerate(nan_iters) if v is not None and v > 0]
         found.append((its[bad[0]], f"{V.NAN_ITERS} {nan_iters[bad[0]]:g} at iteration "
                       f"{its[bad[0]]}"))
     m = V.NAN_MESSAGE.search(buf, tail)

@@ -70,7 +70,10 @@ class Steps:
                  columns: Optional[dict] = None):
         self.iterations: list = iterations or []  # ints, ascending, unique
         self._timestamps: list = timestamps or []  # b"2026-11-23 04:01:35.321753" or None
+        # key -> floats; columns the parse itself does not read stay as the captured bytes
+        # until first asked for (`column` converts them once).
         self._columns: dict = columns or {}
+        self._raw: set = set()
         # First iteration of the log and of each restart (where a warm-up starts again).
         self.segment_starts: list = self.iterations[:1]
 
@@ -83,11 +86,18 @@ class Steps:
 
     def column(self, key: str) -> list:
         """One float or None per row for `key`."""
+        if key in self._raw:
+            self._columns[key] = _to_floats(self._columns[key])
+            self._raw.discard(key)
         return self._columns.get(key) or [None] * len(self.iterations)
 
     @property
     def fields(self) -> dict:
-        return dict(self._columns)
+        return {k: self.column(k) for k in list(self._columns)}
+
+    def nonfinite(self) -> dict:
+        """{key: count of nan/inf values} for every key that has any."""
+        return {k: n for k in list(self._columns) if (n := _count_nonfinite(self.column(k)))}
 
     def timestamp(self, i: int) -> Optional[str]:
         """The iteration line's timestamp text, or None (older Megatron prints none)."""
@@ -147,9 +157,13 @@ class ParsedLog:
     restarts: int = 0  # launches after the first (iteration went back or arguments again)
     repeated_iterations: int = 0  # rows dropped because a later occurrence replaced them
     garbled_lines: int = 0  # iteration lines skipped because they were not whole
-    nonfinite: dict = field(default_factory=dict)  # key -> count of nan/inf values kept
     earlier_failures: list = field(default_factory=list)  # crashes before the last restart
     segments: list = field(default_factory=list)  # [Segment] in file order
+
+    @property
+    def nonfinite(self) -> dict:
+        """{key: count of nan/inf values kept} (Steps.nonfinite)."""
+        return self.steps.nonfinite()
 
 
 # --- entry points --------------------------------------------------------------------------
@@ -182,7 +196,7 @@ def _parse(buf: bytes) -> ParsedLog:
     dumps = _dump_offsets(buf)
     args = _parse_args(buf, dumps[-1]) if dumps else {}
     parts, garbled = _scan_iterations(buf, dumps)
-    steps, segments, repeated, nonfinite = _build_steps(parts, arg_int(args, "log_interval"))
+    steps, segments, repeated = _build_steps(parts, arg_int(args, "log_interval"))
     planned = _planned_iterations(buf, args)
     seg_start = dumps[-1] if dumps else 0
     status, earlier = endstatus.find_status(buf, seg_start, steps, segments, planned, args)
@@ -197,7 +211,6 @@ def _parse(buf: bytes) -> ParsedLog:
         restarts=max(len(segments) - 1, len(dumps) - 1, 0),
         repeated_iterations=repeated,
         garbled_lines=garbled,
-        nonfinite=nonfinite,
         earlier_failures=earlier,
         segments=segments,
     )
@@ -209,9 +222,8 @@ def _parse(buf: bytes) -> ParsedLog:
 class _Layout:
     """One field order of iteration lines and the specific regex that matches it whole.
 
-    The pattern starts at the newline before the line, so text glued in front of an iteration
-    line never matches; launcher prefixes may stand there. Keys in `text_keys` take any
-    non-numeric value and are not captured.
+    The pattern starts at the timestamp (or the anchor), so launcher prefixes before it do not
+    matter. Keys in `text_keys` take any non-numeric value and are not captured.
     """
 
     def __init__(self, keys: tuple, timestamped: bool, text_keys: frozenset = frozenset()):
@@ -219,14 +231,15 @@ class _Layout:
         self.text_keys = text_keys
         self.numeric = tuple(k for k in keys if k not in text_keys)
         self.timestamped = timestamped
-        head = rb"\n(?:" + V.PREFIX + rb")*[ \t]*"
-        head += (rb"\[(" + V.TIMESTAMP_LOOSE + rb")\] iteration +(\d+)/ *\d+ \|") if timestamped \
-            else rb"iteration +(\d+)/ *\d+ \|"
+        # The timestamp as one character class and the "/ planned" count uncaptured (only
+        # the last line's is needed) keep the per-line work down.
+        head = (rb"\[(" + V.TIMESTAMP_LOOSE + rb")\] iteration +(\d+)/ *\d+ \|") if timestamped \
+            else rb" iteration +(\d+)/ *\d+ \|"
         body = b"".join(
             b" " + re.escape(k.encode()) + (b": [^|\\n\\[\\]]*? \\|" if k in text_keys
                                             else b": +(" + V.LOOSE_NUM + b") \\|")
             for k in keys)
-        self.regex = re.compile(head + body + rb"[ \t]*$", re.M)
+        self.regex = re.compile(head + body + rb"[ \t]*$", re.M)  # CRs are gone by now
 
     @property
     def ident(self) -> tuple:
@@ -261,6 +274,26 @@ class _Part:
     columns: dict  # key -> [float | None]
     bad: int = 0  # rows dropped because float() rejected a captured token ("1.2.3")
     launch: int = 0  # arguments dumps before this part (a new dump = a new launch)
+    raw: set = field(default_factory=set)  # keys whose column holds captured bytes
+
+
+# Keys the parse reads itself (segments, divergence): converted at once, and a row with a token
+# float() rejects ("1.2.3") is dropped as garbled. Other keys convert when first asked for.
+_EAGER = frozenset((V.ITER_MS, V.LOSS, V.GRAD_NORM, V.LOSS_SCALE, V.NAN_ITERS))
+
+
+def _to_floats(col) -> list:
+    """Captured bytes (or floats, or None) -> floats, None for what float() rejects."""
+    try:
+        return list(map(float, col))
+    except (TypeError, ValueError):
+        out = []
+        for v in col:
+            try:
+                out.append(float(v) if v is not None else None)
+            except ValueError:
+                out.append(None)
+        return out
 
 
 def _fast_part(layout: _Layout, rows: list) -> _Part:
@@ -269,8 +302,13 @@ def _fast_part(layout: _Layout, rows: list) -> _Part:
     iterations = list(map(int, cols[off]))
     timestamps = list(cols[0]) if off else [None] * len(rows)
     columns, bad = {}, set()
+    raw_keys = set()
     for j, k in enumerate(layout.numeric):
         raw = cols[off + 1 + j]
+        if k not in _EAGER:
+            columns[k] = raw
+            raw_keys.add(k)
+            continue
         try:
             # float() takes the bytes as captured; it is also the check of the loose pattern.
             columns[k] = list(map(float, raw))
@@ -288,7 +326,9 @@ def _fast_part(layout: _Layout, rows: list) -> _Part:
         iterations = [iterations[i] for i in keep]
         timestamps = [timestamps[i] for i in keep]
         columns = {k: [col[i] for i in keep] for k, col in columns.items()}
-    return _Part(iterations, timestamps, columns, len(bad))
+    part = _Part(iterations, timestamps, columns, len(bad))
+    part.raw = raw_keys
+    return part
 
 
 def _slow_part(rows: list) -> _Part:
@@ -324,17 +364,15 @@ def _scan_iterations(buf: bytes, cuts: list):
             launch += 1
         if launch < len(cuts) and cuts[launch] < end:
             end = cuts[launch]  # a new launch starts here: its own part
-        # The pattern starts at the newline before a line: begin one byte early.
-        lo = start - 1 if start > 0 else 0
-        anchors = len(V.ANCHOR_COUNT.findall(buf, start, end))
+        anchors = _count_anchors(buf, start, end, layout.timestamped)
         if anchors:
-            rows = layout.regex.findall(buf, lo, end)
+            rows = layout.regex.findall(buf, start, end)
             if len(rows) != anchors:
                 # A restart under another Megatron version or other logging flags changes the
                 # layout mid-log: try the layout of this chunk's own first whole line.
                 other = _choose_layout(buf, start, end)
                 if other.ident != layout.ident:
-                    other_rows = other.regex.findall(buf, lo, end)
+                    other_rows = other.regex.findall(buf, start, end)
                     if len(other_rows) > len(rows):
                         layout, rows = other, other_rows
             if len(rows) == anchors:
@@ -347,6 +385,23 @@ def _scan_iterations(buf: bytes, cuts: list):
             parts.extend(chunk_parts)
         start = end
     return parts, garbled + sum(p.bad for p in parts)
+
+
+# Other phrases with " iteration " in them, so that a literal count (C speed) usually gives the
+# number of iteration anchors without a regex pass.
+_NOT_ANCHORS = (b"per iteration (ms)", b"loss at iteration ", b"program at iteration ",
+                b"checkpoint at iteration ")
+
+
+def _count_anchors(buf: bytes, start: int, end: int, timestamped: bool) -> int:
+    """The ` iteration N/M |` anchors in buf[start:end], counted at C speed: `] iteration `
+    for timestamped lines (one pass), else every ` iteration ` but known other phrases. Exact
+    but for another phrase with " iteration " in it: then the layout's rows fall short of the
+    count and the chunk is walked anchor by anchor, which is exact."""
+    if timestamped:
+        return buf.count(b"] iteration ", start, end)
+    return buf.count(b" iteration ", start, end) - sum(
+        buf.count(p, start, end) for p in _NOT_ANCHORS)
 
 
 def _scan_exact(buf: bytes, start: int, end: int, layout: _Layout, rows: list):
@@ -446,7 +501,7 @@ def _parse_general(buf: bytes, m: re.Match):
 def _build_steps(parts: list, log_interval: Optional[int]):
     """One `Steps` (the last occurrence of each iteration kept) and the segments.
 
-    Returns (steps, segments, repeated rows, {key: non-finite count}).
+    Returns (steps, segments, repeated rows).
     """
     keys: list = []  # first-seen order
     for part in parts:
@@ -455,16 +510,23 @@ def _build_steps(parts: list, log_interval: Optional[int]):
     timestamps: list = []
     launches: list = []
     columns: dict = {k: [] for k in keys}
+    raw = {k for k in keys if all(k in p.raw for p in parts if k in p.columns)}
     for part in parts:
         iterations.extend(part.iterations)
         timestamps.extend(part.timestamps)
         launches.extend([part.launch] * len(part.iterations))
         for k in keys:
             col = part.columns.get(k)
-            columns[k].extend(col if col is not None else [None] * len(part.iterations))
+            if col is None:
+                col = [None] * len(part.iterations)
+            elif k in part.raw and k not in raw:
+                col = _to_floats(col)
+            columns[k].extend(col)
 
     # A new launch (arguments dump) or an iteration number that goes back starts a segment.
-    starts = [i for i, (a, b) in enumerate(zip(iterations, iterations[1:]), 1) if b <= a]
+    ascending = all(map(operator.lt, iterations, iterations[1:]))
+    starts = [] if ascending else [
+        i for i, (a, b) in enumerate(zip(iterations, iterations[1:]), 1) if b <= a]
     if launches and launches[0] != launches[-1]:
         starts = sorted(set(starts) | {i for i in range(1, len(launches))
                                        if launches[i] != launches[i - 1]})
@@ -472,7 +534,7 @@ def _build_steps(parts: list, log_interval: Optional[int]):
                          log_interval)
 
     repeated = 0
-    if starts and any(iterations[i] <= iterations[i - 1] for i in starts):
+    if not ascending:
         last = {it: i for i, it in enumerate(iterations)}
         keep = [last[it] for it in sorted(last)]
         repeated = len(iterations) - len(keep)
@@ -480,10 +542,10 @@ def _build_steps(parts: list, log_interval: Optional[int]):
         timestamps = [timestamps[i] for i in keep]
         columns = {k: [col[i] for i in keep] for k, col in columns.items()}
     steps = Steps(iterations, timestamps, columns)
+    steps._raw = raw
     steps.segment_starts = iterations[:1] + sorted(
         {s.first_iteration for s in segments[1:]} - set(iterations[:1]))
-    nonfinite = {k: n for k, col in columns.items() if (n := _count_nonfinite(col))}
-    return steps, segments, repeated, nonfinite
+    return steps, segments, repeated
 
 
 def _seconds(ts) -> Optional[float]:
@@ -501,36 +563,47 @@ def _segments(iterations, timestamps, iter_ms, starts, log_interval) -> list:
     out: list = []
     bounds = starts + [len(iterations)]
     prev_end: Optional[float] = None
+    interval = log_interval if log_interval and log_interval > 0 else 1
     for a, b in zip(bounds, bounds[1:]):
         if a >= b:
             continue
         its = iterations[a:b]
         ms = iter_ms[a:b] if iter_ms is not None else [None] * (b - a)
-        lengths = [log_interval or 1] + list(map(operator.sub, its[1:], its[:-1]))
-        lengths = [n if n > 0 else (log_interval or 1) for n in lengths]
-        try:
-            summed = math.fsum(map(operator.mul, ms, lengths)) / 1000
-        except (TypeError, OverflowError):
-            summed = math.fsum(v * n for v, n in zip(ms, lengths)
-                               if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
-        if not math.isfinite(summed):
-            summed = 0.0
         first_ms = ms[0] if ms[0] is not None and math.isfinite(ms[0]) and 0 <= ms[0] < 1e12 \
             else None
         t0, t1 = _seconds(timestamps[a]), _seconds(timestamps[b - 1])
         seg = Segment(its[0], its[-1], b - a)
-        start_s = t0 - first_ms * lengths[0] / 1000 if t0 is not None and first_ms is not None \
+        stamps = timestamps[a:b]
+        try:  # ISO timestamps of one format compare as text; a step back breaks the order
+            monotonic = all(map(operator.le, stamps, stamps[1:]))
+        except TypeError:  # some rows without one
+            monotonic = False
+        start_s = t0 - first_ms * interval / 1000 if t0 is not None and first_ms is not None \
             else t0
-        if start_s is not None and t1 is not None and t1 - start_s >= 0.9 * summed:
+        if start_s is not None and t1 is not None and monotonic and t1 >= start_s:
             seg.span_s, seg.span_from = t1 - start_s, "timestamps"
-        elif summed > 0:
+        else:
             # No timestamps, or the clock stepped back inside the segment.
-            seg.span_s, seg.span_from = summed, "sum of iteration times"
+            summed = _summed_seconds(its, ms, interval)
+            if summed > 0:
+                seg.span_s, seg.span_from = summed, "sum of iteration times"
         if out and prev_end is not None and start_s is not None and start_s >= prev_end:
             seg.downtime_before_s = start_s - prev_end
         prev_end = t1
         out.append(seg)
     return out
+
+
+def _summed_seconds(its: list, ms: list, interval: int) -> float:
+    """Sum of iteration times: each row's ms times the iterations it covers."""
+    lengths = [interval] + list(map(operator.sub, its[1:], its[:-1]))
+    lengths = [n if n > 0 else interval for n in lengths]
+    try:
+        summed = math.fsum(map(operator.mul, ms, lengths)) / 1000
+    except (TypeError, OverflowError):
+        summed = math.fsum(v * n for v, n in zip(ms, lengths)
+                           if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
+    return summed if math.isfinite(summed) else 0.0
 
 
 def _count_nonfinite(col: list) -> int:
@@ -577,9 +650,23 @@ def parse_fields(text: bytes) -> dict:
     return out
 
 
+def _matches(buf: bytes, literal: bytes, pattern: re.Pattern):
+    """`pattern` matched at each line holding `literal`: a C-speed find per line instead of a
+    regex scan of the whole log (these lines are few)."""
+    pos = buf.find(literal)
+    while pos >= 0:
+        start = buf.rfind(b"\n", 0, pos) + 1
+        end = buf.find(b"\n", pos)
+        end = len(buf) if end < 0 else end
+        m = pattern.search(buf, start, end)
+        if m:
+            yield m
+        pos = buf.find(literal, end)
+
+
 def _parse_validations(buf: bytes) -> list:
     out = []
-    for m in V.VALIDATION.finditer(buf):
+    for m in _matches(buf, V.VALIDATION_LITERAL, V.VALIDATION):
         split = m.group(2).decode("utf-8", "replace").strip() if m.group(2) else ""
         split = split[: -len(" set")] if split.endswith(" set") else split
         fields = parse_fields(m.group(3))
@@ -596,11 +683,14 @@ def _parse_memory(buf: bytes) -> dict:
         if math.isfinite(mib) and mib > peak.get(key, -math.inf):
             peak[key] = mib
 
-    for m in V.MEMORY_MB.finditer(buf):
-        for k, v in parse_fields(m.group(3)).items():
-            keep(k, v)
-    if b"memory (GB)" in buf:
-        for m in V.MEMORY_GB.finditer(buf):
+    seen: set = set()  # many memory lines repeat the same figures: parse each text once
+    for m in _matches(buf, V.MEMORY_MB_LITERAL, V.MEMORY_MB):
+        if m.group(3) not in seen:
+            seen.add(m.group(3))
+            for k, v in parse_fields(m.group(3)).items():
+                keep(k, v)
+    if not peak and V.MEMORY_GB_LITERAL in buf:  # Megatron-Bridge's lines instead
+        for m in _matches(buf, V.MEMORY_GB_LITERAL, V.MEMORY_GB):
             for k, v in parse_fields(m.group(1)).items():
                 if k in V.MEMORY_GB_KEYS:
                     keep(V.MEMORY_GB_KEYS[k], v * 1e9 / 2**20)  # 10^9 bytes -> MiB

@@ -113,10 +113,13 @@ TEXT_FIELD = re.compile(rb"[ \t]*([A-Za-z][A-Za-z0-9 _()/%.,'-]*?): +([^\[\]:|\n
 
 # --- other lines -------------------------------------------------------------------------------
 
+VALIDATION_LITERAL = b"validation loss at iteration"
 VALIDATION = re.compile(rb"validation loss at iteration +(\d+)(?: on ([^|\n]*?))? *\|([^\n]*)")
 # report_memory(): "[Rank 0] (after 2 iterations) memory (MB) | max allocated: ... |" (MiB).
+MEMORY_MB_LITERAL = b"memory (MB) |"
 MEMORY_MB = re.compile(rb"\[Rank (\d+)\] \(after (\d+) iterations\) memory \(MB\) \|([^\n]*)")
 # Megatron-Bridge: "memory (GB) | mem-max-allocated-gigabytes: 71.2 | ..." (10^9 bytes).
+MEMORY_GB_LITERAL = b"memory (GB)"
 MEMORY_GB = re.compile(rb"memory \(GB\) *\|([^\n]*)")
 MEMORY_GB_KEYS = {"mem-max-allocated-gigabytes": "max allocated",
                   "mem-max-reserved-gigabytes": "max reserved",
