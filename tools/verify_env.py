@@ -5,6 +5,12 @@ Reports the GPU and its compute capability, CUDA, cuDNN, torch, Transformer Engi
 megatron-core versions, apex's fused weight-gradient accumulation, the environment variables
 the launch scripts rely on, TRITON_CACHE_DIR, and for every FP8 recipe (delayed, tensorwise,
 blockwise, mxfp8) whether a Transformer Engine layer actually trains with it here.
+
+With --matrix it also asks megatron-core itself about every run of the matrix: each run's
+generated script is started with tools/megatron_check.py in place of training
+(TRAIN_CMD), so Megatron parses and validates exactly the arguments the script would pass,
+at the run's world size, and builds its TransformerConfig and optimizer/DDP configs. "Ready"
+then means Megatron accepts every run; otherwise the run and Megatron's message are named.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +33,9 @@ EPILOG = """examples:
   python tools/verify_env.py                          # human-readable report
   python tools/verify_env.py --json > env.json
   python tools/verify_env.py --recipe tensorwise --recipe blockwise
-  python tools/verify_env.py --matrix experiments/h200_8b.yaml   # the recipes a matrix uses
+  python tools/verify_env.py --matrix experiments/h200_8b.yaml   # its recipes, and Megatron's
+                                                                 # own validation of every run
+  GPUS_PER_NODE=2 python tools/verify_env.py --matrix experiments/h200_8b.yaml  # at 2 GPUs
 
 exit status: 0 ready (and every requested recipe runs here), 1 a requested recipe or a
 required package cannot run here, 2 bad usage
@@ -39,6 +49,50 @@ def matrix_recipes(path: Path) -> list[str]:
 
     _, runs = load(path)
     return sorted({precision(r.flags).recipe for r in runs} - {None})
+
+
+TOOLS = Path(__file__).resolve().parent
+ROOT = TOOLS.parent
+
+
+def megatron_verdicts(path: Path, timeout_s: float = 600.0) -> dict[str, str]:
+    """Megatron's own verdict on every run of a matrix: {run name: "" if accepted, else why}.
+
+    Runs each generated script (experiments/generated/<run>.sh, which must be current) with
+    TRAIN_CMD=tools/megatron_check.py, LOG_FILE=- (no log, no sidecar) and WORLD_SIZE set to
+    the run's GPUs (GPUS_PER_NODE x NNODES when set in the environment, else the matrix's).
+    """
+    from fp8suite.matrix import load
+
+    matrix, runs = load(path)
+    stale = subprocess.run([sys.executable, str(TOOLS / "render.py"), "--check", str(path)],
+                           capture_output=True, text=True)
+    if stale.returncode != 0:
+        why = f"generated scripts are not current: run python tools/render.py {path}"
+        return {run.name: why for run in runs}
+
+    def one(run) -> tuple[str, str]:
+        s = run.settings.target
+        nodes = int(os.environ.get("NNODES") or s.nodes)
+        gpus = int(os.environ.get("GPUS_PER_NODE") or s.gpus_per_node)
+        env = dict(os.environ, TRAIN_CMD=f"{sys.executable} {TOOLS / 'megatron_check.py'}",
+                   LOG_FILE="-", WORLD_SIZE=str(nodes * gpus), RANK="0", LOCAL_RANK="0")
+        script = ROOT / "experiments" / "generated" / f"{run.name}.sh"
+        try:
+            done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                                  timeout=timeout_s, cwd=ROOT)
+        except subprocess.TimeoutExpired:
+            return run.name, f"no verdict within {timeout_s:.0f} s"
+        verdict = [ln for ln in done.stdout.splitlines() if ln.startswith("megatron-core ")]
+        if verdict and done.returncode == 0:
+            return run.name, ""
+        if verdict:
+            return run.name, verdict[-1].split(": ", 1)[-1]
+        tail = [ln for ln in (done.stderr or done.stdout).strip().splitlines() if ln.strip()]
+        return run.name, f"exit {done.returncode}: {tail[-1] if tail else 'no output'}"
+
+    with ThreadPoolExecutor(max_workers=min(8, len(runs) or 1)) as pool:
+        return dict(pool.map(one, runs))
 
 
 def collect(min_free_gb: float) -> dict[str, Any]:
@@ -81,6 +135,10 @@ def problems_of(report: dict[str, Any], wanted: list[str]) -> list[str]:
     return out
 
 
+def verdict_problems(verdicts: dict[str, str]) -> list[str]:
+    return [f"run {name}: megatron-core refuses it: {why}" for name, why in verdicts.items() if why]
+
+
 def human(report: dict[str, Any], problems: list[str]) -> str:
     m, t = report["machine"], report["torch"]
     gpu = m.get("gpu") or {}
@@ -107,6 +165,11 @@ def human(report: dict[str, Any], problems: list[str]) -> str:
     lines.append("Environment:")
     for key, value in report["env"].items():
         lines.append(f"  {key}={'' if value is None else value}")
+    if "megatron" in report:
+        lines.append("Megatron's own validation (parse_args, validate_args, TransformerConfig, "
+                     "optimizer/DDP configs):")
+        for name, why in report["megatron"].items():
+            lines.append(f"  {name:<40} {'accepted' if not why else 'REFUSED: ' + why}")
     lines.append("Problems:" if problems else "Ready.")
     lines += [f"  - {p}" for p in problems]
     return "\n".join(lines)
@@ -137,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify_env: could not inspect this machine: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     problems = problems_of(report, wanted)
+    if args.matrix and report["machine"].get("megatron_core"):
+        report["megatron"] = megatron_verdicts(args.matrix)
+        problems += verdict_problems(report["megatron"])
     report["requested_recipes"] = wanted
     report["problems"] = problems
     print(json.dumps(report, indent=2) if args.json else human(report, problems))

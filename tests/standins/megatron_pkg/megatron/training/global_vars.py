@@ -1,0 +1,6 @@
+_ARGS = None
+
+
+def set_args(args):
+    global _ARGS
+    _ARGS = args

@@ -1,0 +1,96 @@
+"""Kernel-table reduction and the step-time breakdown (tools/fp8suite/kernels.py)."""
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fp8suite import kernels
+
+REPO_TOOLS = __import__("pathlib").Path(__file__).resolve().parents[1] / "tools"
+
+
+def _op(name, ts, dur, tid=1):
+    return {"ph": "X", "cat": "cpu_op", "name": name, "ts": ts, "dur": dur, "pid": 1, "tid": tid}
+
+
+def _launch(ts, corr, tid=1):
+    return {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": ts, "dur": 1,
+            "pid": 1, "tid": tid, "args": {"correlation": corr}}
+
+
+def _kernel(name, ts, dur, corr, stream=7):
+    return {"ph": "X", "cat": "kernel", "name": name, "ts": ts, "dur": dur, "pid": 0, "tid": stream,
+            "args": {"correlation": corr, "stream": stream}}
+
+
+def trace():
+    """One step: a BF16 torch GEMM, a TE FP8 GEMM, attention, a cast, and NCCL half overlapped."""
+    return {"traceEvents": [
+        {"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#20", "ts": 0, "dur": 1000,
+         "pid": 1, "tid": 1},
+        _op("aten::mm", 10, 20), _launch(12, 1),
+        _op("autograd::engine::evaluate_function: _LinearBackward", 40, 30),
+        _op("aten::empty", 41, 2), _launch(50, 2),
+        _launch(60, 3), _launch(65, 4), _launch(66, 5),
+        _kernel("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NNT", 100, 100, 1),
+        _kernel("nvjet_tst_256x128_64x4_2x1_v_bz_coopB_TNT", 200, 50, 2),
+        _kernel("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16", 250, 150, 3),
+        _kernel("transformer_engine::cast_transpose_kernel<float, __nv_fp8_e4m3>", 400, 50, 4),
+        _kernel("ncclDevKernel_ReduceScatter_Sum_f32_RING_LL", 420, 80, 5, stream=20),
+    ]}
+
+
+def test_reduce_trace_sums_kernels_and_finds_their_launching_operator():
+    t = kernels.reduce_trace(trace())
+    assert t["steps"] == [20]
+    rows = {k["name"][:12]: k for k in t["kernels"]}
+    assert rows["nvjet_tst_12"]["op"] == "aten::mm"
+    assert rows["nvjet_tst_25"]["op"] == "autograd::engine::evaluate_function: _LinearBackward"
+    assert t["span_us"] == 400 and t["busy_us"] == 400
+    # NCCL runs 420-500; compute covers 420-450 of it: 50 us exposed.
+    assert t["comm_us"] == 80 and t["comm_exposed_us"] == 50
+
+
+def test_breakdown_splits_gemms_by_precision_and_accounts_for_the_span():
+    t = kernels.reduce_trace(trace())
+    fp8 = kernels.breakdown(t, fp8_run=True)
+    assert fp8["GEMM BF16"] == pytest.approx(0.100) and fp8["GEMM FP8"] == pytest.approx(0.050)
+    assert fp8["attention"] == pytest.approx(0.150)
+    assert fp8["quantize / cast / amax / transpose"] == pytest.approx(0.050)
+    assert fp8["communication exposed"] == pytest.approx(0.050)
+    assert fp8["communication overlapped"] == pytest.approx(0.030)
+    bf16 = kernels.breakdown(t, fp8_run=False)
+    assert bf16["GEMM BF16"] == pytest.approx(0.150) and bf16["GEMM FP8"] == 0
+
+
+def test_idle_time_is_the_span_without_kernels():
+    tr = trace()
+    tr["traceEvents"].append(_kernel("elementwise_kernel", 900, 100, 99))
+    t = kernels.reduce_trace(tr)
+    assert kernels.breakdown(t, False)["idle"] == pytest.approx((1000 - 100 - 500) / 1000)  # span 100-1000, busy 500
+
+
+@pytest.mark.parametrize("bad", [{}, {"traceEvents": "x"}, {"traceEvents": []}, []])
+def test_a_trace_without_kernels_is_a_value_error(bad):
+    with pytest.raises(ValueError):
+        kernels.reduce_trace(bad)
+
+
+def test_cli_writes_the_table_and_rereads_it(tmp_path):
+    src = tmp_path / "rank-0.json.gz"
+    with gzip.open(src, "wt") as f:
+        json.dump(trace(), f)
+    out = tmp_path / "run.kernels.json"
+    cli = [sys.executable, str(REPO_TOOLS / "profile_breakdown.py")]
+    r = subprocess.run([*cli, str(src), "--fp8", "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "GEMM FP8" in r.stdout and json.loads(out.read_text())["schema"] == kernels.SCHEMA
+    again = subprocess.run([*cli, str(out), "--fp8"], capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout == r.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    r = subprocess.run([*cli, str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
