@@ -71,7 +71,8 @@ def test_missing_path_is_bad_usage(tmp_path, capsys):
 def test_unknown_baseline_is_bad_usage_with_a_suggestion(workdir, capsys):
     assert report.main(["logs", "--baseline", "fp8_cs"]) == 2
     err = capsys.readouterr().err
-    assert err == "report.py: --baseline fp8_cs: no run of that name (did you mean fp8cs?)\n"
+    assert err == ("report.py: --baseline fp8_cs: no run of that name (did you mean fp8cs?); "
+                   "valid: bf16, fp8cs, fp8delayed_1F1L_bad\n")
     assert not (workdir / "assets").exists()  # nothing half-written
 
 

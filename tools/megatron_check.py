@@ -25,6 +25,8 @@ import io
 import os
 import sys
 
+from fp8suite.version import version_asked  # tools/ is on sys.path: this script lives there
+
 ACCEPTS = "accepts these arguments"
 REFUSES = "refuses these arguments"
 
@@ -56,6 +58,8 @@ def check() -> str:
 
 
 def main() -> int:
+    if version_asked("megatron_check.py", sys.argv[1:]):
+        return 0
     try:
         import megatron.core
     except ImportError as e:

@@ -466,8 +466,9 @@ def _parse_general(buf: bytes, m: re.Match):
     if line_end < 0:
         line_end = len(buf)
     pieces = buf[m.end():line_end].split(b"|")
-    # A whole line ends with "|" (only blanks after it) and has at least one field.
-    if pieces[-1].strip() or len(pieces) < 2:
+    # A whole record ends with "|" and has at least one field. Another rank's text written
+    # right after the final "|" (no newline between) leaves the record whole: it is ignored.
+    if len(pieces) < 2:
         return None
     fields: dict = {}
     keys: list = []

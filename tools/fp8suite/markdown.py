@@ -76,8 +76,8 @@ def _group(g, files: list, ref=None) -> list:
         out.append(f"Baseline: none ({g.baseline_note}).")
     if g.noise:
         out.append(f"Seed-to-seed noise: {g.noise_run} vs {g.baseline} differ by "
-                   f"{g.noise.mean:+.4f} on average and at most ±{g.noise.max_abs:.4f} "
-                   f"over iterations {g.noise.first}–{g.noise.last}.")
+                   f"{g.noise.mean:+.4f} on average (the noise band: ±{g.band:.4f}) and by "
+                   f"{g.noise.max:+.4f} at most over iterations {g.noise.first}–{g.noise.last}.")
     elif g.baseline:
         out.append("Seed-to-seed noise: unknown (no second BF16 run with another seed).")
     if g.caveats:
@@ -124,7 +124,7 @@ def status_text(s) -> str:
 
 
 def _status_cell(s) -> str:
-    reason = status_text(s)
+    reason = hide_paths(status_text(s))
     return reason if len(reason) <= NOTE_CHARS else reason[:NOTE_CHARS - 1] + "…"
 
 
@@ -160,7 +160,7 @@ def _main_table(g) -> list:
             _f(s.peak_reserved_gb, "{:.1f}"),
             _runtime(s),
             _f(s.min_loss, "{:.4f}"),
-            "; ".join(s.notes) or BLANK,
+            hide_paths("; ".join(s.notes)) or BLANK,
         ])
     return table(head, rows)
 
@@ -407,7 +407,7 @@ def shown_path(path: str) -> str:
 
 
 # An absolute path in text: /home/u/x/..., /workspace/megatron/...; the last parts stay.
-_ABS_PATH = re.compile(r"(?<![\w.~])/(?:[\w.+-]+/){3,}(?=[\w.+-]+)")
+_ABS_PATH = re.compile(r"(?<![\w.~/:…])/(?:[\w.+-]+/)+(?=[\w.+-]+)")
 
 
 def hide_paths(text: str) -> str:

@@ -22,6 +22,7 @@ import os
 from typing import Any, Optional
 
 from fp8suite import status as S
+from fp8suite.markdown import hide_paths
 
 SCHEMA = "fp8suite.summary"
 SCHEMA_VERSION = 1
@@ -60,7 +61,7 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
             runs_out.append({
                 "name": s.name, "group": g.title, "label": s.label, "precision": s.precision,
                 "seed": s.seed, "status": s.status, "run_state": S.RUN_STATE.get(s.status),
-                "reason": s.reason, "iterations_done": s.iterations_done,
+                "reason": hide_paths(s.reason), "iterations_done": s.iterations_done,
                 "iterations_planned": s.iterations_planned,
                 "diverged_at_iteration": s.diverged_at,
                 "runtime_s": _num(s.runtime_s), "downtime_s": _num(s.downtime_s),
@@ -75,15 +76,15 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
                 "validation_iteration": s.val_iteration, "mock_data": s.mock_data,
                 "baseline": g.baseline, "speedup": _num(v.speedup) if v else None,
                 "log": shown_path(run.path),
-                "attempts": [{"log": shown_path(a.path), "status": a.status, "reason": a.reason,
+                "attempts": [{"log": shown_path(a.path), "status": a.status, "reason": hide_paths(a.reason),
                               "iterations_done": a.iterations_done,
                               "iterations_planned": a.iterations_planned}
                              for a in s.attempts] or [
                     {"log": shown_path(run.path), "status": run.log.status.name,
-                     "reason": run.log.status.reason,
+                     "reason": hide_paths(run.log.status.reason),
                      "iterations_done": run.log.status.last_iteration,
                      "iterations_planned": run.log.status.planned_iterations}],
-                "notes": list(s.notes),
+                "notes": [hide_paths(n) for n in s.notes],
             })
             if v is None or run.name == g.baseline:
                 continue

@@ -12,3 +12,12 @@ def add_version_option(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s (fp8suite) {__version__}")
     return parser
+
+
+def version_asked(prog: str, argv: list) -> bool:
+    """For a CLI without argparse: print the version and return True when argv is
+    exactly ["--version"]."""
+    if list(argv) == ["--version"]:
+        print(f"{prog} (fp8suite) {__version__}")
+        return True
+    return False
