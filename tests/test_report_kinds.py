@@ -553,3 +553,20 @@ def test_endstatus_is_the_only_reader_of_end_markers():
                 code = re.sub(r'"""[\s\S]*?"""|#[^\n]*', "", text)
                 assert word not in code, (name, word)
     assert endstatus.find_status
+
+
+def test_sidecar_records_the_cuda_versions(tmp_path, monkeypatch):
+    from fp8suite import sidecar
+
+    class Done:
+        stdout = "| NVIDIA-SMI 580.159.04   Driver Version: 580.159.04   CUDA Version: 13.0 |"
+    monkeypatch.setattr(sidecar.subprocess, "run", lambda *a, **k: Done())
+    monkeypatch.setattr(sidecar, "describe", lambda: {"torch": "2.11.0", "cuda": "13.0"})
+    data = sidecar.start(tmp_path / "r.meta.json", "r", "s.sh", "m.yaml", "r.log", [], [])
+    assert data["environment"]["cuda"] == "13.0" and data["environment"]["cuda_driver"] == "13.0"
+
+    def missing(*a, **k):
+        raise FileNotFoundError("nvidia-smi")
+    monkeypatch.setattr(sidecar.subprocess, "run", missing)
+    data = sidecar.start(tmp_path / "r.meta.json", "r", "s.sh", "m.yaml", "r.log", [], [])
+    assert data["environment"]["cuda_driver"] is None

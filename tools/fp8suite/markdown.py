@@ -373,6 +373,7 @@ def _gpu(s, side) -> str:
 def _versions(side) -> str:
     env = side.get("environment") if isinstance(side.get("environment"), dict) else {}
     names = (("python", "python"), ("torch", "torch"), ("cuda", "CUDA"),
+             ("cuda_driver", "driver's CUDA"),
              ("transformer_engine", "Transformer Engine"), ("megatron_core", "Megatron-Core"),
              ("apex", "apex"))
     parts = [f"{label} {env[k] if env[k] is not None else 'none'}" for k, label in names
