@@ -153,7 +153,8 @@ def build_groups(runs: list, warmup: int, baseline: Optional[str] = None) -> lis
     return groups
 
 
-# Arguments that always differ between runs or that define the recipe (shown in the label).
+# Arguments that always differ between runs, that define the recipe (shown in the label), or
+# that only the delayed recipe reads (fp8_amax_*).
 _NOT_SETTINGS = {"fp8", "fp8_recipe", "bf16", "fp16", "params_dtype", "seed", "rank",
                  "local_rank", "wandb_exp_name", "wandb_project", "exp_name", "run_name"}
 _PATHLIKE = ("dir", "path", "save", "load", "tensorboard", "wandb")
@@ -168,7 +169,7 @@ def differences(runs: list) -> list:
     keys = sorted({k for _, a in dumps for k in a})
     out = []
     for k in keys:
-        if k in _NOT_SETTINGS or any(p in k for p in _PATHLIKE):
+        if k in _NOT_SETTINGS or k.startswith("fp8_amax") or any(p in k for p in _PATHLIKE):
             continue
         values: dict = {}
         for name, a in dumps:
