@@ -570,3 +570,22 @@ def test_sidecar_records_the_cuda_versions(tmp_path, monkeypatch):
     monkeypatch.setattr(sidecar.subprocess, "run", missing)
     data = sidecar.start(tmp_path / "r.meta.json", "r", "s.sh", "m.yaml", "r.log", [], [])
     assert data["environment"]["cuda_driver"] is None
+
+
+@pytest.mark.parametrize("variant", ["clean", "garbled", "other-order", "restarts", "prefixed"])
+def test_two_process_scan_gives_the_serial_parse(tmp_path, monkeypatch, variant):
+    import bench_report
+    from fp8suite import logparse
+    path = tmp_path / "big.log"
+    if variant in ("clean", "garbled", "other-order"):
+        bench_report.build(path, 3, variant)
+        data = path.read_bytes()
+    elif variant == "restarts":
+        data = B11 * 120
+    else:
+        data = b"\n".join(b"[default1]:[rank1]: " + line for line in lines_of(B11 * 120))
+    monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 40)
+    serial = signature(parse_log(data))
+    monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 16)
+    monkeypatch.setattr(logparse, "_CHUNK", 1 << 15)
+    assert signature(parse_log(data)) == serial

@@ -42,7 +42,10 @@ from __future__ import annotations
 import gc
 import math
 import operator
+import os
+import pickle
 import re
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
@@ -348,17 +351,109 @@ def _dump_offsets(buf: bytes) -> list:
     return out
 
 
+# Logs larger than this are scanned by two processes (the parent and a fork), each over its
+# half: the scan is most of the parse time, and the report's machines have two or more cores.
+PARALLEL_MIN_BYTES = 16 << 20
+
+
 def _scan_iterations(buf: bytes, cuts: list):
     """Iteration rows in file order as a list of `_Part`, and the count of garbled lines."""
-    layout = _choose_layout(buf)
+    n = len(buf)
+    if n >= PARALLEL_MIN_BYTES and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
+        mid = buf.find(b"\n", n * 9 // 20)  # the parent also reads the other lines afterwards
+        if 0 < mid < n - 1:
+            found = _scan_in_two(buf, cuts, mid + 1)
+            if found is not None:
+                return found
+    return _scan_range(buf, cuts, 0, n)
+
+
+def _scan_in_two(buf: bytes, cuts: list, mid: int):
+    """_scan_range over [0, mid) here and [mid, end) in a forked child; None when the child
+    fails (the caller then scans serially)."""
+    try:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:  # the child: scan, send, exit without running the parent's cleanup
+        code = 1
+        try:
+            os.close(read_fd)
+            with os.fdopen(write_fd, "wb") as out:
+                pickle.dump(_pack(*_scan_range(buf, cuts, mid, len(buf))), out,
+                            protocol=pickle.HIGHEST_PROTOCOL)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    try:
+        first, garbled = _scan_range(buf, cuts, 0, mid)
+    except BaseException:
+        os.close(read_fd)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    with os.fdopen(read_fd, "rb") as inp:
+        try:
+            packed = pickle.load(inp)
+        except Exception:  # the child died: nothing (or half a message) came
+            packed = None
+    _, status = os.waitpid(pid, 0)
+    if packed is None or status != 0:
+        return None
+    second, garbled2 = _unpack(packed)
+    return first + second, garbled + garbled2
+
+
+def _pack(parts: list, garbled: int):
+    """Parts as compact arrays and joined bytes, cheap to send between processes."""
+    out = []
+    for p in parts:
+        cols = {}
+        for k, col in p.columns.items():
+            if k in p.raw:
+                cols[k] = ("raw", b"\0".join(col))
+            elif None not in col:
+                cols[k] = ("f", array("d", col))
+            else:
+                cols[k] = ("list", col)
+        ts = ("raw", b"\0".join(p.timestamps)) if p.timestamps and None not in p.timestamps \
+            else ("list", p.timestamps)
+        out.append((array("q", p.iterations), ts, cols, p.bad, p.launch, p.raw))
+    return out, garbled
+
+
+def _unpack(packed):
+    def unlist(kind, value, n):
+        if kind == "raw":
+            return value.split(b"\0") if n else []
+        if kind == "f":
+            return value.tolist()
+        return value
+
+    out, garbled = packed
+    parts = []
+    for its, ts, cols, bad, launch, raw in out:
+        n = len(its)
+        part = _Part(its.tolist(), unlist(*ts, n),
+                     {k: unlist(kind, v, n) for k, (kind, v) in cols.items()}, bad, launch)
+        part.raw = raw
+        parts.append(part)
+    return parts, garbled
+
+
+def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
+    """`_scan_iterations` over buf[lo:hi] (lo, hi at line starts)."""
+    layout = _choose_layout(buf, lo)
     parts: list = []
     garbled = 0
-    n = len(buf)
+    n = hi
     cuts = [c for c in cuts if c > 0]
     launch = 0
-    start = 0
+    start = lo
     while start < n:
-        end = buf.find(b"\n", min(start + _CHUNK, n))
+        end = buf.find(b"\n", min(start + _CHUNK, n), n)
         end = n if end < 0 else end + 1
         while launch < len(cuts) and cuts[launch] <= start:
             launch += 1
