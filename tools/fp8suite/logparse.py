@@ -198,7 +198,9 @@ def _parse(buf: bytes) -> ParsedLog:
         buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     dumps = _dump_offsets(buf)
     args = _parse_args(buf, dumps[-1]) if dumps else {}
-    parts, garbled = _scan_iterations(buf, dumps)
+    parts, garbled, others = _scan_iterations(buf, dumps)
+    validations, memory = others if others is not None else (
+        _parse_validations(buf), _parse_memory(buf))
     steps, segments, repeated = _build_steps(parts, arg_int(args, "log_interval"))
     planned = _planned_iterations(buf, args)
     seg_start = dumps[-1] if dumps else 0
@@ -206,8 +208,8 @@ def _parse(buf: bytes) -> ParsedLog:
     return ParsedLog(
         size_bytes=len(buf),
         steps=steps,
-        validations=_parse_validations(buf),
-        memory_peak_mb=_parse_memory(buf),
+        validations=validations,
+        memory_peak_mb=memory,
         args=args,
         args_dumps=len(dumps),
         status=status,
@@ -357,15 +359,17 @@ PARALLEL_MIN_BYTES = 16 << 20
 
 
 def _scan_iterations(buf: bytes, cuts: list):
-    """Iteration rows in file order as a list of `_Part`, and the count of garbled lines."""
+    """Iteration rows in file order as a list of `_Part`, the count of garbled lines, and
+    (validations, memory peaks) when a second process read them (else None)."""
     n = len(buf)
     if n >= PARALLEL_MIN_BYTES and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
-        mid = buf.find(b"\n", n * 9 // 20)  # the parent also reads the other lines afterwards
+        # The child also reads the validation and memory lines; the parent the rest.
+        mid = buf.find(b"\n", n * 9 // 20)
         if 0 < mid < n - 1:
             found = _scan_in_two(buf, cuts, mid + 1)
             if found is not None:
                 return found
-    return _scan_range(buf, cuts, 0, n)
+    return (*_scan_range(buf, cuts, 0, n), None)
 
 
 def _scan_in_two(buf: bytes, cuts: list, mid: int):
@@ -380,9 +384,10 @@ def _scan_in_two(buf: bytes, cuts: list, mid: int):
         code = 1
         try:
             os.close(read_fd)
+            packed = _pack(*_scan_range(buf, cuts, mid, len(buf)))
+            others = (_parse_validations(buf), _parse_memory(buf))
             with os.fdopen(write_fd, "wb") as out:
-                pickle.dump(_pack(*_scan_range(buf, cuts, mid, len(buf))), out,
-                            protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump((packed, others), out, protocol=pickle.HIGHEST_PROTOCOL)
             code = 0
         finally:
             os._exit(code)
@@ -402,8 +407,8 @@ def _scan_in_two(buf: bytes, cuts: list, mid: int):
     _, status = os.waitpid(pid, 0)
     if packed is None or status != 0:
         return None
-    second, garbled2 = _unpack(packed)
-    return first + second, garbled + garbled2
+    second, garbled2 = _unpack(packed[0])
+    return first + second, garbled + garbled2, packed[1]
 
 
 def _pack(parts: list, garbled: int):
