@@ -42,6 +42,7 @@ from typing import Optional
 from fp8suite import metrics
 from fp8suite import status as S
 from fp8suite.logvocab import arg_int, arg_value
+from fp8suite.runs import Run
 
 
 @dataclass
@@ -112,7 +113,7 @@ def slugify(text: str) -> str:
     return slug or "logs"
 
 
-def build_groups(runs: list, warmup: int, baseline: Optional[str] = None) -> list:
+def build_groups(runs: list[Run], warmup: int, baseline: Optional[str] = None) -> list[Group]:
     """Group the runs, summarise each, pick baselines and compare."""
     by_key = {}
     for run in runs:
@@ -160,7 +161,7 @@ _NOT_SETTINGS = {"fp8", "fp8_recipe", "bf16", "fp16", "params_dtype", "seed", "r
 _PATHLIKE = ("dir", "path", "save", "load", "tensorboard", "wandb")
 
 
-def differences(runs: list) -> list:
+def differences(runs: list[Run]) -> list:
     """Arguments whose values differ between the runs besides precision and the seed:
     [(name, [(value text, [run names])])], names sorted."""
     dumps = [(r.name, r.log.args) for r in runs if r.log.args]
@@ -234,7 +235,7 @@ def _choose_baseline(group: Group, wanted: Optional[str]) -> None:
     group.runs.sort(key=lambda r: (r.name != group.baseline, r.name))
 
 
-def loss_gap(run, base, window: int) -> Optional[Gap]:
+def loss_gap(run: Run, base: Run, window: int) -> Optional[Gap]:
     """run - base smoothed `lm loss` over the last quarter of their matched iterations."""
     if not window:
         return None
@@ -248,16 +249,16 @@ def loss_gap(run, base, window: int) -> Optional[Gap]:
     return Gap(statistics.fmean(diffs), largest, abs(largest), q, tail[0][0], tail[-1][0])
 
 
-def matched_losses(run, base, window: int) -> list:
+def matched_losses(run: Run, base: Run, window: int) -> list:
     """[(iteration, run smoothed loss, baseline smoothed loss)] where both have one."""
-    def curve(r):
+    def curve(r: Run) -> list:
         return metrics.smoothed(r.log.steps.iterations, r.log.steps.column(metrics.LOSS), window)
     b = dict(curve(base))
     return [(it, v, b[it]) for it, v in curve(run) if it in b]
 
 
-def time_to_target(run, window: int, target: float, warmup: int = 0,
-                   median_ms: Optional[float] = None):
+def time_to_target(run: Run, window: int, target: float, warmup: int = 0,
+                   median_ms: Optional[float] = None) -> Optional[tuple]:
     """(iteration, seconds, tokens) where the smoothed loss first reaches `target`, or None.
 
     Seconds: the sum of iteration times up to there; iterations the median leaves out
@@ -308,7 +309,7 @@ def _compare(group: Group) -> None:
         group.noise_run = partners[0].name
         group.noise = loss_gap(runs[group.noise_run], base, group.window)
 
-    def ttt(name: str):
+    def ttt(name: str) -> Optional[tuple]:
         s = group.summaries[name]
         return time_to_target(runs[name], group.window, group.target, group.warmup,
                               s.median_iter_ms)

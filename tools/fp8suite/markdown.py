@@ -50,7 +50,8 @@ apart. Launch: the sidecar's started to ended. Memory: Megatron's peak over rank
 """
 
 
-def render(groups: list, plots: dict, title: str, command: str, inputs: list,
+def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]], title: str,
+           command: str, inputs: list[str],
            warmup: int, ref=None) -> str:
     n_runs = sum(len(g.runs) for g in groups)
     out = [f"# {title}", ""]

@@ -27,9 +27,12 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from fp8suite import status as S
+
+if TYPE_CHECKING:
+    from fp8suite.runs import Run
 from fp8suite.logvocab import (GBS, ITER_MS, LOSS, MAX_ALLOCATED, MAX_RESERVED, NAN_EXIT_CODES,
                                SAMPLES, TFLOPS, VAL_LOSS, arg_int, arg_value, mock_data)
 
@@ -215,7 +218,7 @@ def _seconds_between(a: Optional[str], b: Optional[str]) -> Optional[float]:
 # --- the per-run summary -------------------------------------------------------------------
 
 
-def summarize(run, warmup: int) -> Summary:
+def summarize(run: "Run", warmup: int) -> Summary:
     """All per-run figures for one `runs.Run`; never raises on content."""
     log, args = run.log, run.log.args
     st = log.status
@@ -242,7 +245,7 @@ def summarize(run, warmup: int) -> Summary:
     return s
 
 
-def _timing(s: Summary, run, warmup: int) -> None:
+def _timing(s: Summary, run: "Run", warmup: int) -> None:
     """Runtime = the sum of segment spans; downtime between segments apart."""
     segs = run.log.segments
     spans = [g.span_s for g in segs if g.span_s is not None and math.isfinite(g.span_s)]
@@ -257,7 +260,7 @@ def _timing(s: Summary, run, warmup: int) -> None:
     s.launch_s = _seconds_between(_text(side.get("started")), _text(side.get("ended")))
 
 
-def _speed(s: Summary, run, warmup: int) -> None:
+def _speed(s: Summary, run: "Run", warmup: int) -> None:
     args, steps = run.log.args, run.log.steps
     its = steps.iterations
     iter_ms = steps.column(ITER_MS)
@@ -277,7 +280,7 @@ def _speed(s: Summary, run, warmup: int) -> None:
         s.tokens_per_s_gpu = gbs * seq / (s.median_iter_ms / 1000) / world
 
 
-def _gpu_and_memory(s: Summary, run, warmup: int) -> None:
+def _gpu_and_memory(s: Summary, run: "Run", warmup: int) -> None:
     # GPU and MFU: the sidecar names the GPU the run had; the manifest the one it was meant for.
     side = run.sidecar
     env = side.get("environment") if isinstance(side.get("environment"), dict) else {}
@@ -297,7 +300,7 @@ def _gpu_and_memory(s: Summary, run, warmup: int) -> None:
         s.peak_reserved_gb = mem[MAX_RESERVED] / 1024
 
 
-def _loss(s: Summary, run, warmup: int) -> None:
+def _loss(s: Summary, run: "Run", warmup: int) -> None:
     log, steps = run.log, run.log.steps
     its = steps.iterations
     losses = finite(steps.column(LOSS))
@@ -320,7 +323,7 @@ def _loss(s: Summary, run, warmup: int) -> None:
 _SIGNALS = {6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
 
 
-def with_exit_code(status: str, reason: str, code) -> tuple:
+def with_exit_code(status: str, reason: str, code: object) -> tuple[str, str]:
     """(status, reason) once the launcher's exit code is known.
 
     A log that just stops says nothing about how the process ended; the sidecar's exit code
@@ -339,7 +342,7 @@ def with_exit_code(status: str, reason: str, code) -> tuple:
     return "crashed", f"crashed: exit code {code}{how} with no error in the log ({reason})"
 
 
-def _notes(run) -> list:
+def _notes(run: "Run") -> list[str]:
     log = run.log
     notes = []
     if log.restarts:
@@ -371,5 +374,5 @@ def _text(value) -> Optional[str]:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _last(values: list):
+def _last(values: list) -> Optional[float]:
     return values[-1] if values else None

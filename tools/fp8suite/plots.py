@@ -15,21 +15,24 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable, Optional
 
 import matplotlib
 import matplotlib.style
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fp8suite import compare, metrics
 from fp8suite.logvocab import arg_int
+from fp8suite.runs import Run
 
 MAX_POINTS = 4000
 DPI = 100
 _BASELINE_COLOR = "black"
 
 
-def write_plots(groups: list, out_dir: Path) -> dict:
+def write_plots(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tuple[str, str]]]:
     """Write every plot; return {group slug: [(kind, file name), ...]} with kind in
     "loss", "iter-time", "loss-gap", "run:<name>"."""
     # The default style, not whatever matplotlibrc the user has: same input, same bytes.
@@ -37,7 +40,7 @@ def write_plots(groups: list, out_dir: Path) -> dict:
         return _write_all(groups, out_dir)
 
 
-def _save_safely(make, out_dir: Path, name: str):
+def _save_safely(make: Callable[[], Figure], out_dir: Path, name: str) -> Optional[str]:
     """Draw and save one plot; None when matplotlib cannot draw these values."""
     try:
         return _save(make(), out_dir, name)
@@ -45,7 +48,7 @@ def _save_safely(make, out_dir: Path, name: str):
         return None
 
 
-def _write_all(groups: list, out_dir: Path) -> dict:
+def _write_all(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tuple[str, str]]]:
     written: dict = {}
     for g in groups:
         files = written.setdefault(g.slug, [])
@@ -79,13 +82,13 @@ def _write_all(groups: list, out_dir: Path) -> dict:
 # --- data ----------------------------------------------------------------------------------
 
 
-def _finite_xy(xs, ys):
+def _finite_xy(xs: list, ys: list) -> tuple[list, list]:
     # Values beyond 1e300 are as good as infinite for a plot (axis limits overflow).
     pts = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y) and abs(y) < 1e300]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def _thin(xs, ys):
+def _thin(xs: list, ys: list) -> tuple[list, list]:
     """Bucket means down to MAX_POINTS points (deterministic)."""
     n = len(xs)
     if n <= MAX_POINTS:
@@ -104,12 +107,12 @@ def _label(g, run) -> str:
     return label + " [baseline]" if run.name == g.baseline else label
 
 
-def _series(g, run, key):
+def _series(g: compare.Group, run: Run, key: str) -> tuple:
     xs, ys = _finite_xy(run.log.steps.iterations, run.log.steps.column(key))
     return (_label(g, run), *_thin(xs, ys), run.name == g.baseline)
 
 
-def _timed_series(g, run):
+def _timed_series(g: compare.Group, run: Run) -> tuple:
     steps, args = run.log.steps, run.log.args
     mask = metrics.timed_mask(steps.iterations, steps.segment_starts, g.warmup,
                               arg_int(args, "eval_interval"), arg_int(args, "save_interval"),
@@ -120,7 +123,7 @@ def _timed_series(g, run):
     return (_label(g, run), *_thin(xs, ys), run.name == g.baseline)
 
 
-def _gap_series(g):
+def _gap_series(g: compare.Group) -> list:
     base = next(r for r in g.runs if r.name == g.baseline)
     out = []
     for r in g.runs:
@@ -136,14 +139,14 @@ def _gap_series(g):
 # --- figures -------------------------------------------------------------------------------
 
 
-def _figure(width=13.0, height=4.5, ncols=1):
+def _figure(width: float = 13.0, height: float = 4.5, ncols: int = 1) -> tuple:
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     return fig, axes
 
 
-def _draw(ax, series, smooth: bool = False):
+def _draw(ax: Axes, series: list, smooth: bool = False) -> None:
     """One line per series; with `smooth`, the raw values faint and the trailing mean solid."""
     for n, (label, xs, ys, is_base) in enumerate(series):
         color = _BASELINE_COLOR if is_base else f"C{n % 10}"
@@ -159,19 +162,20 @@ def _draw(ax, series, smooth: bool = False):
         ax.plot(xs, ys, label=label, marker=marker, markersize=3, color=color, linewidth=width)
 
 
-def _log_y_if_wide(ax, series):
+def _log_y_if_wide(ax: Axes, series: list) -> None:
     ys = [y for _, _, s_ys, _ in series for y in s_ys if y > 0]
     if ys and len(ys) == sum(len(s[2]) for s in series) and max(ys) / min(ys) > 20:
         ax.set_yscale("log")
 
 
-def _from_zero(ax, ys):
+def _from_zero(ax: Axes, ys: list) -> None:
     """Times from 0 with headroom above the highest point (autoscale would clip it at 0..max)."""
     top = max(ys) * 1.08 if ys and max(ys) > 0 else 1.0
     ax.set_ylim(0, top if math.isfinite(top) else max(ys))
 
 
-def _finish(fig, ax, title, xlabel, ylabel, legend=True):
+def _finish(fig: Figure, ax: Axes, title: str, xlabel: str, ylabel: str,
+            legend: bool = True) -> Figure:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -185,14 +189,14 @@ def _finish(fig, ax, title, xlabel, ylabel, legend=True):
     return fig
 
 
-def _loss_figure(g, series):
+def _loss_figure(g: compare.Group, series: list) -> Figure:
     fig, (ax,) = _figure()
     _draw(ax, series, smooth=True)
     _log_y_if_wide(ax, series)
     return _finish(fig, ax, f"{g.title}: training loss", "iteration", metrics.LOSS)
 
 
-def _time_figure(g, series):
+def _time_figure(g: compare.Group, series: list) -> Figure:
     fig, (ax,) = _figure()
     _draw(ax, series)
     _from_zero(ax, [y for s in series for y in s[2]])
@@ -200,7 +204,7 @@ def _time_figure(g, series):
                    metrics.ITER_MS)
 
 
-def _gap_figure(g, series):
+def _gap_figure(g: compare.Group, series: list) -> Figure:
     fig, (ax,) = _figure()
     ax.axhline(0.0, color=_BASELINE_COLOR, linewidth=0.8, label=f"baseline ({g.baseline})")
     # Shade the window of the noise band, else of the longest comparison: a run that stopped
@@ -218,7 +222,7 @@ def _gap_figure(g, series):
                    "loss gap (run - baseline)")
 
 
-def _run_figure(name, loss, times):
+def _run_figure(name: str, loss: tuple, times: tuple) -> Figure:
     fig, (ax1, ax2) = _figure(9.0, 3.2, ncols=2)
     if loss[1]:
         _draw(ax1, [(loss[0], loss[1], loss[2], False)], smooth=True)

@@ -101,7 +101,7 @@ def find_logs(inputs: list) -> list:
     return found
 
 
-def load_sidecar(log_path: Path):
+def load_sidecar(log_path: Path) -> tuple[dict, Optional[str]]:
     """(sidecar dict, note or None) for `X.meta.json` beside `X.log`."""
     meta = log_path.with_name(log_path.stem + ".meta.json")
     if not meta.exists():
