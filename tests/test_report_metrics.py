@@ -34,6 +34,9 @@ def test_iteration_template_is_the_real_format():
 
 
 def set_arg(text: str, name: str, value) -> str:
+    if f"  {name} ." not in text:  # not in the trimmed dump: add it
+        end = text.index("-------------------- end of arguments")
+        return text[:end] + f"  {name} {'.' * (48 - len(name))} {value}\n" + text[end:]
     start = text.index(f"  {name} .")
     end = text.index("\n", start)
     return text[:start] + f"  {name} {'.' * (48 - len(name))} {value}" + text[end:]
@@ -260,3 +263,49 @@ def test_launch_wall_clock_from_the_sidecar(tmp_path):
     assert g.summaries["bf16"].launch_s == 65.0
     text = markdown.render([g], {}, "t", "c", ["d"], 3)
     assert "| 20.0 s (launch 1m 05s) |" in text
+
+
+# --- honest comparisons --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base_first_ms, run_first_ms", [(9000, 2000), (2000, 9000), (5000, 5000)])
+def test_time_to_target_leaves_out_warmup_as_the_median_does(tmp_path, base_first_ms, run_first_ms):
+    """A 50-iteration pair with the same loss: time to target agrees with the speedup, whatever
+    the first (warm-up) iteration cost."""
+    losses = [5.0 - 0.05 * i for i in range(50)]
+    write_log(tmp_path / "bf16.log", losses, [base_first_ms] + [1000.0] * 49, args=SHAPE)
+    write_log(tmp_path / "fp8.log", losses, [run_first_ms] + [1010.0] * 49,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise"})
+    (g,) = groups_of(tmp_path)
+    v = g.versus["fp8"]
+    assert v.speedup == pytest.approx(1000 / 1010)
+    assert v.ttt_speedup == pytest.approx(v.speedup, rel=1e-6)
+    assert "under 100 iterations (bf16, fp8)" in g.caveats and not g.loss_meaningful
+
+
+def test_mock_data_and_differing_settings_are_listed(tmp_path):
+    write_log(tmp_path / "bf16.log", BASE * 6, [1000] * 120, args={**SHAPE, "mock_data": True})
+    write_log(tmp_path / "fp8_pg.log", BASE * 6, [900] * 120,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise", "fp8_param_gather": True})
+    write_log(tmp_path / "fp8_bw.log", BASE * 6, [800] * 120,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "blockwise"})
+    (g,) = groups_of(tmp_path)
+    assert g.caveats == ["mock data (bf16)"]
+    diffs = dict(g.differences)
+    assert diffs["fp8_param_gather"] == [("False", ["bf16", "fp8_bw"]), ("True", ["fp8_pg"])]
+    assert "fp8" not in diffs and "fp8_recipe" not in diffs and "seed" not in diffs
+    text = markdown.render([g], {}, "t", "c", ["d"], 3)
+    assert "- `fp8_param_gather`: False (bf16, fp8_bw); True (fp8_pg)" in text
+    assert "**Loss comparisons not meaningful here**: mock data (bf16)." in text
+    assert "(not meaningful)" in text and "In words" not in text
+
+
+def test_largest_gap_keeps_its_sign(tmp_path):
+    write_log(tmp_path / "bf16.log", BASE, [1000] * 20, args=SHAPE)
+    worse = [v + (0.1 if i % 2 else -0.3) for i, v in enumerate(BASE)]
+    write_log(tmp_path / "fp8.log", worse, [900] * 20,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise"})
+    (g,) = groups_of(tmp_path, warmup=0)
+    gap = g.versus["fp8"].gap
+    assert gap.max < 0 and abs(gap.max) == gap.max_abs
+    assert all(abs(gap.max) >= abs(d) for d in (gap.mean,))
