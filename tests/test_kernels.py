@@ -35,7 +35,7 @@ def trace():
         _op("autograd::engine::evaluate_function: _LinearBackward", 40, 30),
         _op("aten::empty", 41, 2), _launch(50, 2),
         _launch(60, 3), _launch(65, 4), _launch(66, 5),
-        _kernel("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NNT", 100, 100, 1),
+        _kernel("nvjet_tst_128x256_64x4_1x2_h_bz_coopA_NNT", 100, 100, 1),  # no type: by its operator
         _kernel("nvjet_tst_256x128_64x4_2x1_v_bz_coopB_TNT", 200, 50, 2),
         _kernel("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16", 250, 150, 3),
         _kernel("transformer_engine::cast_transpose_kernel<float, __nv_fp8_e4m3>", 400, 50, 4),
@@ -64,6 +64,28 @@ def test_breakdown_splits_gemms_by_precision_and_accounts_for_the_span():
     assert fp8["communication overlapped"] == pytest.approx(0.030)
     bf16 = kernels.breakdown(t, fp8_run=False)
     assert bf16["GEMM BF16"] == pytest.approx(0.150) and bf16["GEMM FP8"] == 0
+
+
+@pytest.mark.parametrize("name,op,fp8_run,expected", [
+    # Names as cuBLAS, cuDNN, Transformer Engine and PyTorch print them (committed kernel tables).
+    ("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT", "", True, "GEMM BF16"),
+    ("nvjet_sm90_qqtst_192x192_128x4_2x1_v_bz_coopB_TNN", "", True, "GEMM FP8"),
+    ("nvjet_sm90_qrtst_128x160_128x5_2x1_v_bz_coopA_algo2_TNT", "", False, "GEMM FP8"),
+    ("sm90_xmma_gemm_e4m3e4m3_e4m3f32_f32_tn_n_tilesize128x128x128", "", True, "GEMM FP8"),
+    ("cudnn::fusion::convert_dq_to_16bits<true>(void const*)", "", False, "attention"),
+    ("ln_tma_bwd_kernel", "", True, "norms"),
+    ("void multi_tensor_apply_kernel<TensorListMetadata<1, false>, transformer_engine::"
+     "multi_tensor_l2norm::L2NormFunctor<float>", "", False, "optimizer"),
+    ("void at::native::unrolled_elementwise_kernel<at::native::CUDAFunctor_add<float>, std::array<"
+     "char*, 3ul>, 4, TrivialOffsetCalculator<2, unsigned int>, at::native::memory::LoadWithCast<2>",
+     "aten::add_", False, "main_grad accumulation (unfused)"),
+    ("cast_transpose_optimized_kernel(__nv_bfloat16 const*, float const*, __nv_fp8_e5m2*)", "", True,
+     "quantize / cast / amax / transpose"),
+    ("triton_poi_fused_add_cat_mul_rsub_sigmoid_silu_split_0", "", True, "elementwise and activations"),
+    ("ncclDevKernel_AllGather_RING_LL(ncclDevKernelArgsStorage<4096ul>)", "", True, "communication (NCCL)"),
+])
+def test_classify_real_kernel_names(name, op, fp8_run, expected):
+    assert kernels.classify(name, op, fp8_run) == expected
 
 
 def test_idle_time_is_the_span_without_kernels():

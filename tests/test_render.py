@@ -23,6 +23,7 @@ BASE = {
     "name": "t",
     "run_name": "r_{recipe}",
     "target": {"gpu": "H100", "gpus_per_node": 8, "nodes": 1},
+    "env": {"CUDA_DEVICE_MAX_CONNECTIONS": 1},  # Megatron asserts it on Hopper with TP > 1
     "data": {"mock_data": True, "vocab_size": 1024},
     "megatron": {
         "model": {"--num-layers": 4, "--hidden-size": 256, "--num-attention-heads": 8,
@@ -115,7 +116,8 @@ RULES = [
     ({"megatron/training/--global-batch-size": 12},
      ["megatron.training.--global-batch-size: runs r_bf16, r_cs: global batch 12 is not divisible by micro "
       "batch x data-parallel size = 1 x 8"]),
-    ({"megatron/model/--tensor-model-parallel-size": 8, "megatron/model/--num-attention-heads": 12},
+    ({"megatron/model/--tensor-model-parallel-size": 8, "megatron/model/--num-attention-heads": 12,
+      "megatron/model/--hidden-size": 384},
      ["megatron.model.--num-attention-heads: runs r_bf16, r_cs: 12 attention heads are not divisible by tensor "
       "parallel size 8"]),
     ({"megatron/model/--pipeline-model-parallel-size": 8, "megatron/model/--num-layers": 12,
@@ -198,7 +200,8 @@ def test_missing_file(tmp_path, capsys):
 
 
 def test_excludes_and_name_template(tmp_path, capsys):
-    matrix = broken(**{"axes/seq": {"s1k": {}, "s2k": {"megatron": {"model": {"--seq-length": 2048}}}},
+    matrix = broken(**{"axes/seq": {"s1k": {}, "s2k": {"megatron": {"model": {
+                           "--seq-length": 2048, "--max-position-embeddings": 2048}}}},
                        "run_name": "r_{recipe}_{seq}", "exclude": [{"recipe": "cs", "seq": ["s2k"]}]})
     code, lines, out = run_render(tmp_path, capsys, matrix)
     assert (code, lines) == (0, [])

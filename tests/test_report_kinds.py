@@ -517,7 +517,7 @@ def test_reference_without_a_matching_group_says_so(tmp_path, capsys):
 
 def test_reports_show_no_absolute_paths(tmp_path, capsys):
     out = tmp_path / "out"
-    assert report.main([str(DATA.resolve() / "real-h200x2"), "--out", str(out)]) == 0
+    assert report.main([str(DATA.resolve() / "real_h200x2"), "--out", str(out)]) == 0
     capsys.readouterr()
     for name in ("report.md", "summary.json", "summary.csv"):
         text = (out / name).read_text()

@@ -84,7 +84,7 @@ def test_speedup_tokens_and_mfu_by_hand(tmp_path):
               args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise"}, gpu=H100)
     (g,) = groups_of(tmp_path)
     b, f = g.summaries["bf16"], g.summaries["fp8"]
-    assert (g.baseline, f.label) == ("bf16", "FP8 tensorwise")
+    assert (g.baseline, f.label) == ("bf16", "FP8 tensorwise (hybrid)")
     # Iterations 4-8 count (the first 3 are warm-up): medians 1250 ms and 1000 ms.
     assert (b.timed_iterations, b.median_iter_ms, f.median_iter_ms) == (5, 1250, 1000)
     assert g.versus["fp8"].speedup == 1.25  # 1250 / 1000
@@ -228,13 +228,14 @@ ARGS_BF16 = {"bf16": "True", "fp8": "None", "fp8_recipe": "delayed", "fp8_param_
 
 @pytest.mark.parametrize("args, label", [
     ({}, "BF16"),
-    ({"fp8": "hybrid"}, "FP8 delayed"),
+    ({"fp8": "hybrid"}, "FP8 delayed (hybrid)"),
     ({"fp8": "hybrid", "fp8_recipe": "tensorwise", "fp8_param_gather": "True"},
-     "FP8 tensorwise +param-gather"),
+     "FP8 tensorwise (hybrid), FP8 param gather"),
     ({"fp8": "hybrid", "fp8_recipe": "tensorwise", "first_last_layers_bf16": "True",
-      "num_layers_at_end_in_bf16": "2"}, "FP8 tensorwise (BF16 first/last 1/2)"),
-    ({"fp8": "e4m3", "fp8_recipe": "blockwise"}, "FP8 blockwise"),
-    ({"fp8": "e4m3", "fp8_recipe": "mxfp8"}, "MXFP8"),
+      "num_layers_at_end_in_bf16": "2"}, "FP8 tensorwise (hybrid), first/last 1/2 layers BF16"),
+    ({"fp8": "e4m3", "fp8_recipe": "blockwise"}, "FP8 blockwise (e4m3)"),
+    ({"fp8": "e4m3", "fp8_recipe": "mxfp8"}, "MXFP8 (e4m3)"),
+    ({"fp4": "e2m1", "fp4_recipe": "nvfp4"}, "FP4 NVFP4 (e2m1)"),
     ({"bf16": "False", "fp16": "True"}, "FP16"),
 ])
 def test_recipe_labels(args, label):

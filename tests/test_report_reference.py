@@ -34,7 +34,7 @@ def test_published_rows_beside_the_same_model(tmp_path, capsys):
     text = (out / "report.md").read_text()
     table = text[text.index("### Beside published figures"):].split("\n\n")[1].splitlines()
     assert table[2].startswith("| bf16: BF16 (baseline) | 8,192 | 400.0 | 1.00x | 0.82x of pub BF16 |")
-    assert table[3].startswith("| fp8: FP8 tensorwise | 13,107 | 640.0 | 1.60x | 1.01x of pub FP8 |")
+    assert table[3].startswith("| fp8: FP8 tensorwise (hybrid) | 13,107 | 640.0 | 1.60x | 1.01x of pub FP8 |")
     # Published TFLOP/s: Megatron's FLOPs per token measured here (400e12 / 8192) x their tokens/s.
     assert table[4] == "| pub BF16 (published) | 10,000 | 488.3 | 1.00x | – |"
     assert table[5] == "| pub FP8 (published) | 13,000 | 634.8 | 1.30x | – |"
@@ -49,7 +49,7 @@ def test_no_published_rows_beside_a_shrunk_model(tmp_path):
 
 @pytest.mark.parametrize("text,message", [
     ("rows: []\n", "expected a mapping with source, shape and rows"),
-    ("shape: {num_layers: 32}\nrows: [{precision: fp4, tokens_per_s_gpu: 1}]\n", "rows[0].precision: one of bf16, fp8"),
+    ("shape: {num_layers: 32}\nrows: [{precision: int4, tokens_per_s_gpu: 1}]\n", "rows[0].precision: one of bf16, fp16, fp32, fp8, fp4"),
     ("shape: {num_layers: 32}\nrows: [{precision: fp8, tokens_per_s_gpu: fast}]\n",
      "rows[0].tokens_per_s_gpu: a positive number"),
     ("shape: {num_layers: 32k}\nrows: [{precision: fp8, tokens_per_s_gpu: 1}]\n",

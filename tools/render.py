@@ -15,11 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import manifest  # noqa: E402
+from fp8suite import manifest, memory  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 from fp8suite.errors import ConfigError, Problem  # noqa: E402
 from fp8suite.matrix import load  # noqa: E402
-from fp8suite.templating import ROOT, display_path, render_runs  # noqa: E402
+from fp8suite.paths import GENERATED, display_path  # noqa: E402
+from fp8suite.templating import render_runs  # noqa: E402
 
 EPILOG = """examples:
   python tools/render.py experiments/h200_8b.yaml
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("matrices", nargs="+", type=Path, metavar="MATRIX", help="matrix YAML files")
-    ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "generated",
+    ap.add_argument("--out", type=Path, default=GENERATED,
                     help="output folder (default: experiments/generated)")
     ap.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 when the generated files differ from a fresh render")
@@ -60,12 +61,17 @@ def main(argv: list[str] | None = None) -> int:
             claimed[out_path] = shown
         outputs.append((shown, runs, expected, manifest.manifest_path(args.out, shown)))
 
+    warnings = [f"warning: {shown}: run {run.name}: {result[1].message}"
+                for shown, runs, _, _ in outputs for run in runs
+                for result in [memory.for_run(run)] if result is not None and result[1].level == "warning"]
     if problems:
         for problem in problems:
             print(problem, file=sys.stderr)
         print(f"render: {len(problems)} problem(s); nothing written", file=sys.stderr)
         return 2
 
+    for line in warnings:
+        print(line, file=sys.stderr)
     if args.check:
         stale = [line for _, _, expected, mf in outputs for line in manifest.stale(expected, mf)]
         for line in stale:
@@ -81,7 +87,20 @@ def main(argv: list[str] | None = None) -> int:
         changed = manifest.write(expected, mf)
         print(f"{shown}: {len(runs)} runs -> {display_path(args.out)}/ "
               f"({changed} file(s) changed): {', '.join(r.name for r in runs)}")
+        for run in runs:
+            print(f"  {run.name}: {_memory_line(run)}")
     return 0
+
+
+def _memory_line(run) -> str:
+    """The run's estimated peak memory per GPU against its target GPU's usable memory."""
+    result = memory.for_run(run)
+    if result is None:
+        return "peak memory not estimated (set data.vocab_size)"
+    est, verdict = result
+    gpus = run.settings.target.gpus_per_node * run.settings.target.nodes
+    of = f" of {verdict.usable:.1f} usable" if verdict.usable else ""
+    return f"peak ~{est.describe()}{of} per {run.settings.target.gpu} on {gpus} GPU(s)"
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ The queue runs each run's experiments/generated/<run>.sh in turn, with one live 
 read from the log it writes (a new <run>.log, <run>.1.log, ... per attempt), and keeps every
 run's state in a status file (default: logs/<matrix name>/runs.json). --slurm submits the
 rendered <run>.sbatch files instead and records the job ids in the same file; --watch follows
-them, --cancel stops them. Extra Megatron args go after `--`.
+them, --cancel stops them. Extra Megatron args go after `--`. When --env GPUS_PER_NODE / NNODES
+or extra args change a run, its peak memory per GPU is estimated again first (exit 2 if it
+cannot fit the GPU).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import batch, plan, queue  # noqa: E402
+from fp8suite import batch, memory, paths, plan, queue  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 from fp8suite.progress import Display, summary  # noqa: E402
 from fp8suite.runstate import RunState, StateFileError  # noqa: E402
@@ -136,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.state and len(used) > 1:
             raise plan.UsageError(f"--state takes one matrix; {args.target} holds "
                                   f"{', '.join(p.name for p in used)}: use --only or the default")
+        if not args.cancel and (args.slurm or not args.watch):
+            recheck_memory(selected, extra, env)
         states = {p.name: RunState.load(status_file(p, env, args.state), p.matrix, p.name) for p in used}
         display = Display()
         code = dispatch(args, extra, env, selected, states, display)
@@ -156,6 +160,27 @@ def main(argv: list[str] | None = None) -> int:
         # `run.py ... | head`: the reader left; say nothing more (not even at exit).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code
+
+
+def recheck_memory(selected, extra: list[str], env: dict[str, str]) -> None:
+    """Estimate each run's peak memory again when the launch changes its shape or world size
+    (GPUS_PER_NODE / NNODES in --env, Megatron args after `--`); UsageError if one cannot fit."""
+    overrides = {k: v for k, v in env.items() if k in ("GPUS_PER_NODE", "NNODES")}
+    if not overrides and not extra:
+        return  # render.py checked the runs as rendered
+    launch = " ".join([*(f"{k}={v}" for k, v in overrides.items()), *(["--", *extra] if extra else [])])
+    problems = []
+    for _, run in selected:
+        result = memory.for_entry(run.entry, extra, env)
+        if result is None or result[1].level == "ok":
+            continue
+        line = f"{run.name} with {launch}: {result[1].message}"
+        if result[1].level == "problem":
+            problems.append(line)
+        else:
+            print(f"run.py: warning: {line}", file=sys.stderr)
+    if problems:
+        raise plan.UsageError(*problems)
 
 
 def dispatch(args, extra, env, selected, states, display) -> int:
@@ -179,7 +204,7 @@ def dispatch(args, extra, env, selected, states, display) -> int:
 def status_file(p: plan.Plan, env: dict[str, str], state_dir: Path | None) -> Path:
     """runs.json in --state, else beside the logs of the matrix's (first) run."""
     folder = state_dir if state_dir else plan.log_dir(p.runs[0], env)
-    return folder / "runs.json"
+    return paths.status_file(folder)
 
 
 if __name__ == "__main__":

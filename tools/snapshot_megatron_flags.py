@@ -3,7 +3,9 @@
 
 Run it where megatron-core imports (a GPU host; Python >= 3.12). The renderer and the CI
 tests check every rendered Megatron flag against the snapshot, since CI cannot import
-megatron itself.
+megatron itself. It also re-reads the installed megatron-core's argument assertions into
+tools/fp8suite/data/megatron_assertions_<version>.json (fp8suite.megatron_assertions.refresh):
+reviews of unchanged assertions are kept, new ones are listed as unreviewed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fp8suite import megatron_assertions  # noqa: E402
 from fp8suite.megatron_flags import snapshot_path  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  PYTHONPATH=/tmp/site python3 tools/snapshot_megatron_flags.py",
     )
-    ap.add_argument("--out", type=Path, help="output file (default: the package's data dir)")
+    ap.add_argument("--out", type=Path, help="output file (default: the package's data dir); the "
+                    "assertion list goes beside it")
     add_version_option(ap)
     args = ap.parse_args(argv)
 
@@ -92,6 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(snapshot, indent=1) + "\n")
     print(f"wrote {out}: {len(snapshot['flags'])} flags of megatron-core {version}")
+    source = Path(megatron.core.__file__).resolve().parent.parent.parent  # the folder holding megatron/
+    listed = megatron_assertions.list_path(version)
+    try:
+        path, total, new = megatron_assertions.refresh(
+            source, version, out=out.parent / listed.name, reviewed=listed if listed.exists() else None)
+    except (OSError, SyntaxError, ValueError) as err:
+        print(f"snapshot_megatron_flags: cannot read megatron-core's assertions under {source}: {err}",
+              file=sys.stderr)
+        return 1
+    print(f"wrote {path}: {total} assertions, {new} new (status unreviewed: review each and give it "
+          "a rule in fp8suite/megatron_rules.py or a reason)")
     return 0
 
 

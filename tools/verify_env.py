@@ -3,8 +3,9 @@
 
 Reports the GPU and its compute capability, CUDA, cuDNN, torch, Transformer Engine and
 megatron-core versions, apex's fused weight-gradient accumulation, the environment variables
-the launch scripts rely on, TRITON_CACHE_DIR, and for every FP8 recipe (delayed, tensorwise,
-blockwise, mxfp8) whether a Transformer Engine layer actually trains with it here.
+the launch scripts rely on, TRITON_CACHE_DIR, and for every FP8/FP4 recipe of
+fp8suite/recipes.py (delayed, tensorwise, ...) whether a Transformer Engine layer actually
+trains with it here.
 
 With --matrix it also asks megatron-core itself about every run of the matrix: each run's
 generated script is started with tools/megatron_check.py in place of training
@@ -26,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import environment  # noqa: E402
+from fp8suite import environment, paths  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
@@ -43,16 +44,15 @@ required package cannot run here, 2 bad usage
 
 
 def matrix_recipes(path: Path) -> list[str]:
-    """The FP8 recipes of a matrix's runs (rendering checks included)."""
-    from fp8suite.checks import precision
+    """The FP8/FP4 recipes of a matrix's runs that verify_env can try (rendering checks included)."""
+    from fp8suite import recipes
     from fp8suite.matrix import load
 
     _, runs = load(path)
-    return sorted({precision(r.flags).recipe for r in runs} - {None})
+    return sorted({recipes.of_flags(r.flags).recipe.name for r in runs} & set(environment.RECIPES))
 
 
 TOOLS = Path(__file__).resolve().parent
-ROOT = TOOLS.parent
 
 
 def megatron_verdicts(path: Path, timeout_s: float = 600.0) -> dict[str, str]:
@@ -77,10 +77,10 @@ def megatron_verdicts(path: Path, timeout_s: float = 600.0) -> dict[str, str]:
         gpus = int(os.environ.get("GPUS_PER_NODE") or s.gpus_per_node)
         env = dict(os.environ, TRAIN_CMD=f"{sys.executable} {TOOLS / 'megatron_check.py'}",
                    LOG_FILE="-", WORLD_SIZE=str(nodes * gpus), RANK="0", LOCAL_RANK="0")
-        script = ROOT / "experiments" / "generated" / f"{run.name}.sh"
+        script = paths.script(paths.GENERATED, run.name, ".sh")
         try:
             done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
-                                  timeout=timeout_s, cwd=ROOT)
+                                  timeout=timeout_s, cwd=paths.ROOT)
         except subprocess.TimeoutExpired:
             return run.name, f"no verdict within {timeout_s:.0f} s"
         verdict = [ln for ln in done.stdout.splitlines() if ln.startswith("megatron-core ")]
@@ -155,7 +155,7 @@ def human(report: dict[str, Any], problems: list[str]) -> str:
         f"apex             {m.get('apex') or 'not installed'} (fused wgrad accumulation: "
         f"{'yes' if report['apex_gradient_accumulation_fusion'] else 'no: scripts add --no-gradient-accumulation-fusion'})",
         f"wandb            {m.get('wandb') or 'not installed'}",
-        "FP8 recipes:",
+        "FP8/FP4 recipes:",
     ]
     for name, verdict in report["recipes"].items():
         lines.append(f"  {name:<11} {'yes' if verdict['ok'] else 'no '}  {verdict['reason']}")

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
+from . import paths
 from . import plan as plans
 from . import sidecar, slurm
 from .logtail import LogTail
@@ -21,7 +23,6 @@ from .plan import Plan, Run, UsageError
 from .progress import Display, training
 from .queue import caught_signals, shell_line, time_limit_args
 from .runstate import ACTIVE, RunState, now
-from .templating import ROOT
 
 
 @dataclass
@@ -56,8 +57,8 @@ def _require(*tools: str) -> None:
 
 def job_log(run: Run, job_id: str) -> tuple[str, str]:
     """The job's log (#SBATCH --output) and sidecar, as the rendered .sbatch names them."""
-    log = run.log_dir / f"{run.name}.{job_id}.log"
-    return plans.shown(log), plans.shown(plans.sidecar_of(log))
+    log = Path(paths.job_log(run.log_dir, run.name, job_id))
+    return plans.shown(log), plans.shown(paths.sidecar_of(log))
 
 
 def submit(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
@@ -87,7 +88,7 @@ def submit(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: 
             continue
         run.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            job_id = slurm.submit(plans.shown(run.sbatch), args, opts.sbatch_options(), env, ROOT)
+            job_id = slurm.submit(plans.shown(run.sbatch), args, opts.sbatch_options(), env, paths.ROOT)
         except slurm.SlurmError as err:
             failures += 1
             display.note(f"{tag} {run.name}: not submitted: {err}")
@@ -135,7 +136,7 @@ def watch(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: O
     """Poll the recorded jobs until every one ended; 0 when all completed, 1 if not."""
     _require("scontrol")
     items = _recorded(selected, states)
-    tails = {run.name: LogTail(plans.suite(att["log"])) for _, run, att in items}
+    tails = {run.name: LogTail(paths.suite(att["log"])) for _, run, att in items}
     reported = {run.name for _, run, att in items if att["state"] not in ACTIVE}
     for plan, run, att in items:
         if run.name in reported:
@@ -188,7 +189,7 @@ def _refresh(state: RunState, run: Run, att: dict, job: Optional[slurm.Job], tai
         return
     tail.finish()
     fields.update(iteration=tail.iteration, train_iters=tail.train_iters or att.get("train_iters"))
-    meta = sidecar.read(plans.suite(att["meta"])) or {}
+    meta = sidecar.read(paths.suite(att["meta"])) or {}
     if job is not None:
         code = job.exit_code
         result, reason = _ended(job.run_state, job.state, code, tail)

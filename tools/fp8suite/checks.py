@@ -9,22 +9,14 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
+from . import megatron_rules, memory, recipes
 from .errors import Problem
 
 if TYPE_CHECKING:  # matrix.py runs these checks, so it cannot be imported here
     from .matrix import Run
 
-HOPPER = ("H100", "H200", "H800", "H20", "GH200")
-BLACKWELL = ("B200", "B300", "GB200", "GB300")
-GPUS = HOPPER + BLACKWELL
-
-# Dense peak TFLOP/s (no sparsity) by precision, for MFU. Hopper figures from NVIDIA's
-# H100/H200 SXM datasheets.
-PEAK_TFLOPS = {gpu: {"bf16": 989.0, "fp8": 1979.0} for gpu in HOPPER}
-
-AMAX_FLAGS = ("--fp8-amax-history-len", "--fp8-amax-compute-algo")
 SLURM_WORD = re.compile(r"^[A-Za-z0-9_.,:+-]+$")
 SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
 NVTE_ATTN = ("NVTE_FLASH_ATTN", "NVTE_FUSED_ATTN", "NVTE_UNFUSED_ATTN")
@@ -32,38 +24,6 @@ NVTE_ATTN = ("NVTE_FLASH_ATTN", "NVTE_FUSED_ATTN", "NVTE_UNFUSED_ATTN")
 ATTN_ENV = {
     "flash": (1, 0, 0), "fused": (0, 1, 0), "unfused": (0, 0, 1), "local": (0, 0, 0), "auto": (1, 1, 1),
 }
-
-
-@dataclass(frozen=True)
-class Precision:
-    """The numeric recipe of a run, read from its Megatron flags."""
-
-    fp8_format: Optional[str]
-    recipe: Optional[str]
-    """delayed, tensorwise, blockwise, mxfp8, custom; None for BF16."""
-    first_last_bf16: bool
-    layers_bf16: tuple[int, int]
-    param_gather: bool
-
-    @property
-    def label(self) -> str:
-        if self.recipe is None:
-            return "bf16"
-        if self.first_last_bf16:
-            return f"{self.recipe}-bf16-first{self.layers_bf16[0]}-last{self.layers_bf16[1]}"
-        return self.recipe
-
-
-def precision(flags: dict[str, Any]) -> Precision:
-    fmt = flags.get("--fp8-format")
-    return Precision(
-        fp8_format=fmt,
-        recipe=str(flags.get("--fp8-recipe", "delayed")) if fmt else None,
-        first_last_bf16=bool(flags.get("--first-last-layers-bf16", False)),
-        layers_bf16=(_int(flags.get("--num-layers-at-start-in-bf16"), 1),
-                     _int(flags.get("--num-layers-at-end-in-bf16"), 1)),
-        param_gather=bool(flags.get("--fp8-param-gather", False)),
-    )
 
 
 @dataclass(frozen=True)
@@ -113,42 +73,55 @@ def rule(fn: Callable[["Run"], list[Finding]]) -> Callable[["Run"], list[Finding
 
 
 @rule
-def fp8_recipe_rules(run: "Run") -> list[Finding]:
+def recipe_rules(run: "Run") -> list[Finding]:
     f = run.flags
-    p = precision(f)
+    n = recipes.of_flags(f)
+    r = n.recipe
     target = run.settings.target
     out = []
-    if p.recipe is None:
-        for flag in ("--fp8-recipe", "--fp8-param-gather", "--first-last-layers-bf16", *AMAX_FLAGS):
-            if f.get(flag) not in (None, False):
-                out.append((run.where(f"megatron.{flag}"),
-                            f"{flag} has no effect without --fp8-format (e4m3 or hybrid)"))
+    # Two formats at once, and an FP4 flag without --fp4-format, are Megatron's own assertions:
+    # megatron_rules reports them in Megatron's words.
+    for flag in recipes.FORMAT_FLAGS:
+        if flag == r.format_flag:
+            continue
+        needs = f"{flag} ({' or '.join(recipes.FORMATS[flag])})"
+        extra = (*recipes.FIRST_LAST_FLAGS[:1], *recipes.AMAX_FLAGS) if not r.quantized and flag == recipes.FORMAT_FLAGS[0] else ()
+        for other in (flag.replace("-format", "-recipe"), flag.replace("-format", "-param-gather"), *extra):
+            if other in megatron_rules.FLAGS_WITH_OWN_RULE:
+                continue
+            if f.get(other) not in (None, False):
+                out.append((run.where(f"megatron.{other}"), f"{other} has no effect without {needs}"))
+    if not r.quantized:
         return out
+    if not n.known:
+        choices = ", ".join(str(x.recipe_value) for x in recipes.quantized() if x.format_flag == r.format_flag)
+        out.append((run.where(f"megatron.{r.recipe_flag}"),
+                    f"{r.recipe_value!r} is not a recipe the suite knows for {r.format_flag}; known: {choices}"))
     if not (f.get("--bf16") or f.get("--fp16")):
-        out.append((run.where("megatron.--fp8-format"), "FP8 training needs --bf16 (or --fp16) as well"))
-    if p.first_last_bf16 and p.recipe == "delayed":
+        out.append((run.where(f"megatron.{r.format_flag}"),
+                    f"{r.precision.upper()} training needs --bf16 (or --fp16) as well"))
+    if n.first_last_bf16 and not r.first_last_bf16:
+        able = [str(x.recipe_value) for x in recipes.quantized()
+                if x.format_flag == r.format_flag and x.first_last_bf16 and x.te_probe
+                and recipes.runs_on(x, target.gpu)]
         out.append((run.where("megatron.--first-last-layers-bf16"),
-                    "the delayed recipe cannot keep the first/last layers in BF16 (Megatron raises "
-                    "ValueError); use --fp8-recipe tensorwise or blockwise, or drop the flag"))
-    if p.recipe == "mxfp8" and target.gpu in HOPPER:
-        out.append((run.where("megatron.--fp8-recipe"),
-                    f"MXFP8 needs a Blackwell GPU ({', '.join(BLACKWELL)}); target.gpu is {target.gpu}"))
-    if p.recipe == "blockwise":
-        if _version(target.transformer_engine) < (2, 3):
-            out.append((run.where("target.transformer_engine", "megatron.--fp8-recipe"),
-                        f"blockwise FP8 needs Transformer Engine >= 2.3; target has {target.transformer_engine}"))
-        if _version(target.cuda) < (12, 9):
-            out.append((run.where("target.cuda", "megatron.--fp8-recipe"),
-                        f"blockwise FP8 needs CUDA >= 12.9; target has {target.cuda}"))
-    if p.recipe != "delayed":
-        for flag in AMAX_FLAGS:
+                    f"the {r.recipe_value} recipe cannot keep the first/last layers in BF16 (Megatron raises "
+                    f"ValueError); use {r.recipe_flag} {' or '.join(able)}, or drop the flag"))
+    for key, message in recipes.requirements_problems(r, target.gpu, target.transformer_engine, target.cuda):
+        keys = [f"target.{key}", f"megatron.{r.recipe_flag}", f"megatron.{r.format_flag}"]
+        if key == "gpu":
+            keys = keys[1:] + keys[:1]
+        out.append((run.where(*keys), message))
+    if not r.amax_history:
+        amax = [str(x.recipe_value) for x in recipes.quantized() if x.amax_history]
+        for flag in recipes.AMAX_FLAGS:
             if flag in f:
                 out.append((run.where(f"megatron.{flag}"),
-                            f"{flag} acts only on the delayed recipe, not {p.recipe}; remove it"))
-    if p.param_gather and not any(f.get(x) for x in (
+                            f"{flag} acts only on the {' and '.join(amax)} recipe, not {r.recipe_value}; remove it"))
+    if n.param_gather and not any(f.get(x) for x in (
             "--use-distributed-optimizer", "--use-torch-fsdp2", "--use-megatron-fsdp")):
-        out.append((run.where("megatron.--fp8-param-gather"),
-                    "--fp8-param-gather needs --use-distributed-optimizer (or FSDP)"))
+        out.append((run.where(f"megatron.{r.param_gather_flag}"),
+                    f"{r.param_gather_flag} needs --use-distributed-optimizer (or FSDP)"))
     return out
 
 
@@ -166,7 +139,7 @@ def parallel_rules(run: "Run") -> list[Finding]:
         return out
     mbs = _int(f.get("--micro-batch-size"), 1)
     gbs = f.get("--global-batch-size")
-    if gbs is not None and _int(gbs, 0) % (mbs * par.dp):
+    if gbs is not None and mbs > 0 and _int(gbs, 0) % (mbs * par.dp):
         out.append((run.where("megatron.--global-batch-size"),
                     f"global batch {gbs} is not divisible by micro batch x data-parallel size = "
                     f"{mbs} x {par.dp}"))
@@ -174,20 +147,17 @@ def parallel_rules(run: "Run") -> list[Finding]:
     if heads is not None and _int(heads, 0) % par.tp:
         out.append((run.where("megatron.--num-attention-heads", "megatron.--tensor-model-parallel-size"),
                     f"{heads} attention heads are not divisible by tensor parallel size {par.tp}"))
-    groups = f.get("--num-query-groups")
-    if groups is not None and f.get("--group-query-attention") and _int(groups, 0) % par.tp:
-        out.append((run.where("megatron.--num-query-groups", "megatron.--tensor-model-parallel-size"),
-                    f"{groups} query groups are not divisible by tensor parallel size {par.tp}"))
+    # Query groups vs TP: megatron_rules' query-groups-tp (Megatron allows a multiple or a divisor).
     layers = f.get("--num-layers")
     if layers is not None:
         layers = _int(layers, 0)
         if layers % par.pp:
             out.append((run.where("megatron.--num-layers", "megatron.--pipeline-model-parallel-size"),
                         f"{layers} layers are not divisible by pipeline parallel size {par.pp}"))
-        p = precision(f)
+        n = recipes.of_flags(f)
         per_stage = layers // par.pp
-        if p.recipe and p.first_last_bf16:
-            for flag, count in zip(("--num-layers-at-start-in-bf16", "--num-layers-at-end-in-bf16"), p.layers_bf16):
+        if n.recipe.quantized and n.first_last_bf16:
+            for flag, count in zip(recipes.FIRST_LAST_FLAGS[1:], n.layers_bf16):
                 if not 0 <= count <= per_stage:
                     out.append((run.where(f"megatron.{flag}", "megatron.--first-last-layers-bf16"),
                                 f"{flag} {count} must be between 0 and the {per_stage} layers per pipeline stage"))
@@ -210,8 +180,8 @@ def launch_rules(run: "Run") -> list[Finding]:
         out.append((run.where("megatron.--lr-warmup-iters"),
                     f"--lr-warmup-iters {warmup} must be below {decay_flag} {decay} (Megatron's "
                     "learning-rate scheduler asserts it); shorten both when shortening a run"))
-    if s.target.gpu not in GPUS:
-        out.append((run.where("target.gpu"), f"unknown GPU {s.target.gpu!r}; known: {', '.join(GPUS)}"))
+    if s.target.gpu not in recipes.TARGET_GPUS:
+        out.append((run.where("target.gpu"), f"unknown GPU {s.target.gpu!r}; known: {', '.join(recipes.TARGET_GPUS)}"))
     if s.target.gpus_per_node < 1 or s.target.nodes < 1:
         out.append((run.where("target.gpus_per_node", "target.nodes"), "GPU and node counts must be at least 1"))
     if s.gradient_accumulation_fusion not in ("auto", "on", "off"):
@@ -272,6 +242,18 @@ def slurm_rules(run: "Run") -> list[Finding]:
     return out
 
 
+@rule
+def memory_rules(run: "Run") -> list[Finding]:
+    """The run's estimated peak memory per GPU must fit its target GPU (fp8suite.memory)."""
+    result = memory.for_run(run)
+    if result is None or result[1].level != "problem":
+        return []
+    return [(run.where("target.gpus_per_node", "target.gpu"), result[1].message)]
+
+
+RULES.append(megatron_rules.check)
+
+
 def _env_value(value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
@@ -285,7 +267,3 @@ def _int(value: Any, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", str(text))[:2]) or (0,)

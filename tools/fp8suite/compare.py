@@ -39,7 +39,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fp8suite import metrics
+from fp8suite import metrics, recipes
 from fp8suite import status as S
 from fp8suite.logvocab import arg_int, arg_value
 from fp8suite.runs import Run
@@ -154,23 +154,30 @@ def build_groups(runs: list[Run], warmup: int, baseline: Optional[str] = None) -
     return groups
 
 
-# Arguments that always differ between runs, that define the recipe (shown in the label), or
-# that only the delayed recipe reads (fp8_amax_*).
-_NOT_SETTINGS = {"fp8", "fp8_recipe", "bf16", "fp16", "params_dtype", "seed", "rank",
-                 "local_rank", "wandb_exp_name", "wandb_project", "exp_name", "run_name"}
+# Arguments that always differ between runs (seeds, ranks, names, paths).
+_NOT_SETTINGS = {"seed", "rank", "local_rank", "wandb_exp_name", "wandb_project", "exp_name",
+                 "run_name", "params_dtype"}
 _PATHLIKE = ("dir", "path", "save", "load", "tensorboard", "wandb")
 
 
+def _recipe_args(args: dict) -> set:
+    """The arguments that make the run's recipe label (format, recipe, base precision, delayed
+    scaling's amax settings); param gather and BF16 first/last layers stay listed as settings."""
+    names = recipes.arg_names(recipes.of_args(args))
+    return {names[0], names[1], *names[6:]}
+
+
 def differences(runs: list[Run]) -> list:
-    """Arguments whose values differ between the runs besides precision and the seed:
+    """Arguments whose values differ between the runs besides the recipe and the seed:
     [(name, [(value text, [run names])])], names sorted."""
     dumps = [(r.name, r.log.args) for r in runs if r.log.args]
     if len(dumps) < 2:
         return []
+    skip = set(_NOT_SETTINGS).union(*(_recipe_args(a) for _, a in dumps))
     keys = sorted({k for _, a in dumps for k in a})
     out = []
     for k in keys:
-        if k in _NOT_SETTINGS or k.startswith("fp8_amax") or any(p in k for p in _PATHLIKE):
+        if k in skip or any(p in k for p in _PATHLIKE):
             continue
         values: dict = {}
         for name, a in dumps:
@@ -207,7 +214,7 @@ def _choose_baseline(group: Group, wanted: Optional[str]) -> None:
         if chosen.status not in S.FINISHED:
             group.baseline_note += f"; it did not complete ({chosen.status})"
     else:
-        bf16_all = [s for s in group.summaries.values() if s.label == "BF16"]
+        bf16_all = [s for s in group.summaries.values() if s.baseline_recipe]
         bf16 = [s for s in bf16_all if s.status in S.FINISHED]
         if not bf16:
             if bf16_all:

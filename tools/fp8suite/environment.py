@@ -17,6 +17,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Optional
 
+from . import recipes
+
 # Distribution names to try for each package, first match wins.
 PACKAGES = {
     "torch": ["torch"],
@@ -26,7 +28,8 @@ PACKAGES = {
     "apex": ["apex"],
     "wandb": ["wandb"],
 }
-RECIPES = ("delayed", "tensorwise", "blockwise", "mxfp8")
+RECIPES = tuple(r.name for r in recipes.probed())
+"""The recipes `recipe_support()` tries (from the recipe registry)."""
 # Environment the generated scripts read or set.
 SCRIPT_ENV = ("CUDA_DEVICE_MAX_CONNECTIONS", "NVTE_FLASH_ATTN", "NVTE_FUSED_ATTN", "NVTE_UNFUSED_ATTN",
               "TRITON_CACHE_DIR", "NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST",
@@ -153,7 +156,7 @@ def apex_fusion() -> bool:
 
 
 def recipe_support() -> dict[str, dict[str, Any]]:
-    """For each FP8 recipe: TE's own verdict, then a tiny Linear forward+backward under it."""
+    """For each FP8/FP4 recipe (`recipes.probed()`): TE's own verdict, then a tiny Linear forward+backward under it."""
     result = {r: {"ok": False, "reason": ""} for r in RECIPES}
     try:
         import torch
@@ -167,15 +170,12 @@ def recipe_support() -> dict[str, dict[str, Any]]:
         for r in RECIPES:
             result[r]["reason"] = "no CUDA GPU visible to torch"
         return result
-    checks = {
-        "delayed": (te.is_fp8_available, lambda: te_recipe.DelayedScaling(
-            fp8_format=te_recipe.Format.HYBRID, amax_history_len=16, amax_compute_algo="max")),
-        "tensorwise": (te.is_fp8_available, lambda: te_recipe.Float8CurrentScaling(
-            fp8_format=te_recipe.Format.HYBRID)),
-        "blockwise": (te.is_fp8_block_scaling_available, lambda: te_recipe.Float8BlockScaling()),
-        "mxfp8": (te.is_mxfp8_available, lambda: te_recipe.MXFP8BlockScaling()),
-    }
-    for name, (available, make_recipe) in checks.items():
+    for r in recipes.probed():
+        probe, name = r.te_probe, r.name
+        available = getattr(te, probe.available, None)
+        if available is None:
+            result[name]["reason"] = f"this Transformer Engine has no {probe.available}()"
+            continue
         ok, reason = available(return_reason=True)
         if not ok:
             result[name]["reason"] = f"Transformer Engine: {reason}"
@@ -183,7 +183,7 @@ def recipe_support() -> dict[str, dict[str, Any]]:
         try:
             layer = te.Linear(256, 256, params_dtype=torch.bfloat16, device="cuda")
             x = torch.randn(128, 256, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-            with te.autocast(enabled=True, recipe=make_recipe()):
+            with te.autocast(enabled=True, recipe=_te_recipe(te_recipe, probe)):
                 y = layer(x)
             y.float().sum().backward()
             torch.cuda.synchronize()
@@ -193,6 +193,14 @@ def recipe_support() -> dict[str, dict[str, Any]]:
         except Exception as err:  # any failure of the recipe is the answer, not a crash
             result[name]["reason"] = f"test layer failed: {_first_line(err)}"
     return result
+
+
+def _te_recipe(te_recipe, probe):
+    """An instance of the probe's Transformer Engine recipe class."""
+    kwargs = dict(probe.kwargs)
+    if probe.format_member:
+        kwargs[probe.format_kwarg] = getattr(te_recipe.Format, probe.format_member)
+    return getattr(te_recipe, probe.recipe_class)(**kwargs)
 
 
 def _first_line(err: BaseException) -> str:

@@ -32,7 +32,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 SCHEMA = 1
 """Version of the kernel-table JSON written by :func:`reduce_trace`."""
@@ -186,22 +186,35 @@ class Category:
 
     name: str
     kernel: re.Pattern
-    """Matched (search, case-insensitive) against the kernel's name."""
+    """Searched (case-insensitive) in the kernel's name."""
+    op: Optional[re.Pattern] = None
+    """When set, the launching CPU operator must match it too."""
+
+    def holds(self, name: str, op: str) -> bool:
+        return bool(self.kernel.search(name)) and (self.op is None or bool(self.op.match(op)))
 
 
-_GEMM = re.compile(r"gemm|nvjet|xmma|cublas|cutlass.*(?:tensorop|wgmma)|sm90_.*_(?:tn|nt|nn)_", re.I)
-_FP8_NAME = re.compile(r"e4m3|e5m2|fp8|f8f6f4|_qq|8bit", re.I)
+_GEMM = re.compile(r"gemm|nvjet|xmma|cublas|cutlass.*(?:tensorop|wgmma)", re.I)
+# cuBLAS's Hopper kernels name their operand types after "nvjet_sm90_": "tst" for BF16,
+# "qqtst" / "qrtst" for FP8 E4M3 x E4M3 / E4M3 x E5M2 (seen in the committed kernel tables).
+_FP8_GEMM = re.compile(r"e4m3|e5m2|fp8|f8f6f4|nvjet_sm\d+_q", re.I)
+_BF16_GEMM = re.compile(r"bf16|bfloat16|nvjet_sm\d+_t", re.I)
 # Operators through which PyTorch runs BF16 GEMMs (Megatron's output layer and any torch Linear).
-_TORCH_GEMM_OPS = re.compile(r"^aten::(mm|addmm|bmm|matmul|linear|baddbmm|_scaled_mm)$")
+_TORCH_GEMM_OPS = re.compile(r"^aten::(mm|addmm|bmm|matmul|linear|baddbmm)$")
 
 CATEGORIES: tuple[Category, ...] = (
     Category("communication (NCCL)", re.compile(r"nccl", re.I)),
-    Category("attention", re.compile(r"flash|fmha|sdpa|attn|attention|softmax", re.I)),
+    # Without apex's fused wgrad accumulation each weight gradient is computed in BF16 and then
+    # added into the FP32 main_grad buffer by a separate kernel.
+    Category("main_grad accumulation (unfused)", re.compile(r"CUDAFunctor_add<float>.*LoadWithCast"),
+             re.compile(r"^aten::add_$")),
+    Category("attention", re.compile(r"flash|fmha|sdpa|attn|attention|softmax|cudnn::fusion", re.I)),
     Category("GEMM", _GEMM),
+    Category("optimizer", re.compile(r"adam|multi_tensor|l2norm|linalg_vector_norm|optimizer", re.I)),
     Category("quantize / cast / amax / transpose",
-             re.compile(r"cast|quantiz|amax|transpose|scale|fp8|e4m3|e5m2|swizzle|blockwise", re.I)),
-    Category("norms", re.compile(r"norm", re.I)),
-    Category("optimizer", re.compile(r"adam|multi_tensor|l2norm|multitensor|optimizer", re.I)),
+             re.compile(r"cast_transpose|quantiz|amax|transpose|fp8|e4m3|e5m2|swizzle|blockwise|"
+                        r"\bcast", re.I)),
+    Category("norms", re.compile(r"norm|^ln_|_ln_", re.I)),
     Category("elementwise and activations",
              re.compile(r"elementwise|vectorized|swiglu|silu|gelu|act|rope|rotary|dropout|reduce|"
                         r"index|copy|fill|cat|memcpy|memset|cross_entropy|log_softmax|triton", re.I)),
@@ -215,25 +228,25 @@ def classify(name: str, op: str = "", fp8_run: bool = False) -> str:
     Args:
         name: the kernel's name as the trace gives it.
         op: the CPU operator that launched it ("" when unknown).
-        fp8_run: the run trains in FP8, so a Transformer Engine GEMM without a type in its name
-            is taken as FP8 (its BF16 GEMMs come through ``aten::*`` operators or carry "bf16").
+        fp8_run: the run trains in FP8, so a GEMM whose name names no type is taken as FP8
+            unless PyTorch launched it (``aten::mm`` and friends run BF16 GEMMs).
     """
     for cat in CATEGORIES:
-        if cat.kernel.search(name):
+        if cat.holds(name, op):
             if cat.name != "GEMM":
                 return cat.name
-            if _FP8_NAME.search(name):
+            if _FP8_GEMM.search(name):
                 return "GEMM FP8"
-            if not fp8_run or _TORCH_GEMM_OPS.match(op) or re.search(r"bf16|bfloat16", name, re.I):
+            if not fp8_run or _TORCH_GEMM_OPS.match(op) or _BF16_GEMM.search(name):
                 return "GEMM BF16"
             return "GEMM FP8"
     return "other"
 
 
 ORDER = ("GEMM BF16", "GEMM FP8", "attention", "quantize / cast / amax / transpose", "norms",
-         "elementwise and activations", "optimizer", "other", "communication exposed",
-         "communication overlapped", "idle")
-"""Row order of a breakdown; the first eight sum to compute time, the last three to the rest."""
+         "elementwise and activations", "main_grad accumulation (unfused)", "optimizer", "other",
+         "communication exposed", "communication overlapped", "idle")
+"""Row order of a breakdown; the first nine sum to compute time, the last three to the rest."""
 
 
 def breakdown(table: dict, fp8_run: bool) -> dict[str, float]:

@@ -13,10 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .checks import parallel, precision
+from . import memory, paths, recipes
+from .checks import parallel
 from .megatron_flags import load_snapshot, snapshot_path, tokens
 from .schema import Matrix
-from .templating import ROOT, Rendered, display_path, label, log_dir
+from .paths import display_path
+from .templating import Rendered, log_dir
 
 
 def manifest(matrix: Matrix, matrix_file: str, rendered: list[Rendered]) -> dict[str, Any]:
@@ -34,17 +36,18 @@ def manifest(matrix: Matrix, matrix_file: str, rendered: list[Rendered]) -> dict
 
 def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
     run, s = r.run, r.run.settings
-    p = precision(run.flags)
+    numerics = recipes.of_flags(run.flags)
     par = parallel(run)
     argv = [t for flag, value in run.flags.items() for t in tokens(flag, value, snapshot.get(flag))[0]]
+    peak = memory.for_run(run)
     return {
         "name": run.name,
         "script": r.script,
         "sbatch": r.sbatch,
         "axes": run.axes,
-        "label": label(p),
-        "recipe": p.label,
-        "fp8_format": p.fp8_format,
+        "label": numerics.label,
+        "recipe": numerics.short,
+        "format": numerics.fmt,
         "gpu": s.target.gpu,
         "nodes": s.target.nodes,
         "gpus_per_node": s.target.gpus_per_node,
@@ -53,6 +56,7 @@ def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
         "micro_batch_size": run.flags.get("--micro-batch-size"),
         "global_batch_size": run.flags.get("--global-batch-size"),
         "train_iters": run.flags.get("--train-iters"),
+        "peak_memory_gib": None if peak is None else round(peak[0].total, 1),
         "log_dir": log_dir(matrix, run),
         "env": {k: str(v) for k, v in s.env.items()},
         "data": {
@@ -78,14 +82,15 @@ def files(matrix: Matrix, matrix_file: str, rendered: list[Rendered], out_dir: P
 
 
 def manifest_path(out_dir: Path, matrix_file: str) -> Path:
-    return out_dir / f"{Path(matrix_file).stem}.manifest.json"
+    """Where a render of `matrix_file` into out_dir writes its manifest (`paths.manifest`)."""
+    return paths.manifest(out_dir, matrix_file)
 
 
 def previous_files(manifest_file: Path) -> list[Path]:
     """Files an earlier render of the same matrix produced (from its manifest)."""
     try:
         data = json.loads(manifest_file.read_text())
-        return [ROOT / p for r in data["runs"] for p in (r["script"], r["sbatch"])]
+        return [paths.suite(p) for r in data["runs"] for p in (r["script"], r["sbatch"])]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from fp8suite import compare, metrics, reference
+from fp8suite import compare, metrics, recipes, reference
 from fp8suite.logvocab import strip_prefixes
 
 BLANK = "–"
@@ -29,7 +29,7 @@ time. *Tokens/s/GPU* (higher is faster) = global batch × seq_length / itr time 
 (`num_floating_point_operations` in megatron/training/training.py) is 3 x the forward pass's \
 matrix-multiply FLOPs (2 per multiply-add: QKV and output projections, MLP, logits, and causal \
 core attention), whatever the precision. *MFU* = that / the GPU's dense \
-peak for the run's precision (H100/H200 SXM: 989 TFLOP/s BF16, 1979 FP8); blank when the GPU is \
+peak for the run's precision{peaks}; blank when the GPU is \
 unknown (no sidecar, no manifest).
 - *Final loss*: the last value of the smoothed loss, the trailing mean of the last W finite \
 `lm loss` values, W = 10% of them and at least 5 (lower is better). *Val loss*: the last \
@@ -58,8 +58,10 @@ def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]],
     out.append(f"Produced by `{command}` from {', '.join(f'`{i}`' for i in inputs)}: "
                f"{n_runs} run{'s' if n_runs != 1 else ''} in {len(groups)} comparison "
                f"group{'s' if len(groups) != 1 else ''}.")
-    out += ["", HOW_TO_READ.format(warmup=warmup, min_iters=metrics.MIN_ITERATIONS_FOR_LOSS,
-                                       iter_ms=metrics.ITER_MS)]
+    peaks = recipes.peaks_text(s.gpu for g in groups for s in g.summaries.values())
+    out += ["", HOW_TO_READ.format(warmup=warmup, peaks=f" ({peaks})" if peaks else "",
+                                   min_iters=metrics.MIN_ITERATIONS_FOR_LOSS,
+                                   iter_ms=metrics.ITER_MS)]
     for g in groups:
         out += _group(g, plots.get(g.slug, []), ref)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -221,7 +223,7 @@ def _reference_table(g, ref) -> list:
                "{:.2f}x"),
             f"{s.tokens_per_s_gpu / same.tokens_per_s_gpu:.2f}x of {_cell(same.label)}" if same else BLANK,
         ])
-    bf16 = published.get("bf16")
+    bf16 = published.get(recipes.BASELINE.precision)
     for row in ref.rows:
         rows.append([
             f"{_cell(row.label)} (published)", _f(row.tokens_per_s_gpu, "{:,.0f}"),
@@ -333,9 +335,7 @@ def _run_section(g, run, plot) -> list:
 def _recipe_detail(s, args) -> str:
     if not args:
         return s.label
-    keys = ("fp8", "fp8_recipe", "fp8_param_gather", "first_last_layers_bf16",
-            "num_layers_at_start_in_bf16", "num_layers_at_end_in_bf16", "bf16",
-            "fp8_amax_history_len", "fp8_amax_compute_algo")
+    keys = recipes.arg_names(recipes.of_args(args))
     return s.label + " (" + ", ".join(f"{k} {args[k]}" for k in keys if k in args) + ")"
 
 

@@ -29,30 +29,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Optional
 
+from fp8suite import recipes
 from fp8suite import status as S
-
-if TYPE_CHECKING:
-    from fp8suite.runs import Run
 from fp8suite.logvocab import (GBS, ITER_MS, LOSS, MAX_ALLOCATED, MAX_RESERVED, NAN_EXIT_CODES,
                                SAMPLES, TFLOPS, VAL_LOSS, arg_int, arg_value, mock_data)
 
-# Dense (no sparsity) peak TFLOP/s per GPU by precision, from NVIDIA's H100/H200 datasheets
-# (the datasheets quote sparse figures; dense is half). First match on the GPU name wins, so
-# the PCIe/NVL parts come before the plain "H100". GH200 carries the H100 SXM figures.
-PEAK_TFLOPS = (
-    ("H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "fp8": 1513.0}),
-    ("H100 NVL", {"bf16": 835.0, "fp16": 835.0, "fp8": 1671.0}),
-    ("H100", {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0}),
-    ("H200", {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0}),
-)
+if TYPE_CHECKING:
+    from fp8suite.runs import Run
 
 # The keys that define a model/batch shape: runs compare only when these agree.
 SHAPE_KEYS = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
               "seq_length", "global_batch_size", "micro_batch_size", "world_size")
-
-_FP8_RECIPES = {"delayed": "FP8 delayed", "tensorwise": "FP8 tensorwise",
-                "blockwise": "FP8 blockwise", "mxfp8": "MXFP8"}
-
 
 # Fewer logged iterations than this make loss comparisons not meaningful (warm-up dominates).
 MIN_ITERATIONS_FOR_LOSS = 100
@@ -64,7 +51,7 @@ class Summary:
 
     name: str
     label: str  # "BF16", "FP8 tensorwise +param-gather", ...
-    precision: Optional[str]  # "bf16", "fp8", "fp16", "fp32"; None without arguments
+    precision: Optional[str]  # "bf16", "fp8", "fp4", "fp16", "fp32"; None without arguments
     seed: Optional[int]
     status: str  # one of status.LOG_STATUSES
     reason: str
@@ -93,6 +80,7 @@ class Summary:
     val_loss: Optional[float] = None
     val_iteration: Optional[int] = None
     notes: list = field(default_factory=list)
+    baseline_recipe: bool = False  # the run's recipe is recipes.BASELINE (plain BF16)
     attempts: list = field(default_factory=list)  # runs.Attempt, oldest first
 
     @property
@@ -105,33 +93,15 @@ class Summary:
 
 
 def precision(args: dict) -> Optional[str]:
-    if not args:
-        return None
-    if arg_value(args, "fp8") is not None:
-        return "fp8"
-    if arg_value(args, "bf16"):
-        return "bf16"
-    if arg_value(args, "fp16"):
-        return "fp16"
-    return "fp32"
+    """Tensor-core precision of the run ("bf16", "fp8", "fp4", "fp16", "fp32"); None without arguments."""
+    numerics = recipes.of_args(args)
+    return numerics.precision if numerics else None
 
 
 def recipe_label(args: dict) -> str:
-    """`BF16`, `FP8 delayed`, `FP8 tensorwise (BF16 first/last 1/1) +param-gather`, ..."""
-    prec = precision(args)
-    if prec is None:
-        return "unknown (no arguments dump)"
-    if prec != "fp8":
-        return prec.upper()
-    recipe = str(arg_value(args, "fp8_recipe") or "delayed")
-    label = _FP8_RECIPES.get(recipe, f"FP8 {recipe}")
-    if arg_value(args, "first_last_layers_bf16"):
-        start = arg_value(args, "num_layers_at_start_in_bf16")
-        end = arg_value(args, "num_layers_at_end_in_bf16")
-        label += f" (BF16 first/last {start}/{end})"
-    if arg_value(args, "fp8_param_gather"):
-        label += " +param-gather"
-    return label
+    """The run's label (`recipes.Numerics.label`), e.g. `FP8 tensorwise (hybrid), FP8 param gather`."""
+    numerics = recipes.of_args(args)
+    return numerics.label if numerics else "unknown (no arguments dump)"
 
 
 def shape(args: dict) -> Optional[tuple]:
@@ -142,12 +112,8 @@ def shape(args: dict) -> Optional[tuple]:
 
 
 def peak_tflops(gpu: Optional[str], prec: Optional[str]) -> Optional[float]:
-    if not gpu or not prec:
-        return None
-    for key, peaks in PEAK_TFLOPS:
-        if key.lower() in gpu.lower():
-            return peaks.get(prec)
-    return None
+    """Dense peak TFLOP/s of a GPU (device or target name) at a precision (`recipes.peak_tflops`)."""
+    return recipes.peak_tflops(gpu, prec)
 
 
 # --- small numeric helpers -----------------------------------------------------------------
@@ -227,6 +193,7 @@ def summarize(run: "Run", warmup: int) -> Summary:
         name=run.name,
         label=recipe_label(args),
         precision=precision(args),
+        baseline_recipe=bool(recipes.of_args(args) and recipes.of_args(args).baseline),
         seed=arg_int(args, "seed"),
         status=name,
         reason=reason,

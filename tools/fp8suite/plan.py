@@ -20,9 +20,10 @@ from typing import Any, Optional
 from . import manifest as manifests
 from .errors import ConfigError, did_you_mean
 from .matrix import load as load_matrix
-from .templating import ROOT, display_path, render_runs
+from . import paths
+from .paths import GENERATED, display_path
+from .templating import render_runs
 
-GENERATED = ROOT / "experiments" / "generated"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The queue picks each attempt's log (and so its sidecar); a launch env must not fix them.
 OWNED_ENV = {"LOG_FILE": "run.py picks a new log per attempt; set LOG_DIR to move the logs",
@@ -61,13 +62,10 @@ class Plan:
     runs: list[Run]
 
 
-def suite(path: Path | str) -> Path:
-    """A path from a manifest: relative ones are taken from the suite's root."""
-    path = Path(path)
-    return path if path.is_absolute() else ROOT / path
 
 
 def shown(path: Path) -> str:
+    """`paths.display_path`: how messages name a path."""
     return display_path(path)
 
 
@@ -98,9 +96,9 @@ def load(target: Path) -> list[Plan]:
 def _from_manifest(path: Path, matrix_file: Optional[Path]) -> Plan:
     try:
         data = json.loads(path.read_text())
-        matrix = matrix_file or suite(data["matrix"])
-        runs = [Run(name=r["name"], script=suite(r["script"]), sbatch=suite(r["sbatch"]),
-                    log_dir=suite(r["log_dir"]), train_iters=r.get("train_iters"), entry=r)
+        matrix = matrix_file or paths.suite(data["matrix"])
+        runs = [Run(name=r["name"], script=paths.suite(r["script"]), sbatch=paths.suite(r["sbatch"]),
+                    log_dir=paths.suite(r["log_dir"]), train_iters=r.get("train_iters"), entry=r)
                 for r in data["runs"]]
         plan = Plan(matrix=shown(matrix), name=data["name"], manifest=path, runs=runs)
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -182,17 +180,6 @@ def planned_iterations(run: Run, extra_args: list[str]) -> Optional[int]:
 
 def log_dir(run: Run, env: dict[str, str]) -> Path:
     """Where the run's logs go: LOG_DIR from --env, else the matrix's log folder."""
-    return suite(env["LOG_DIR"]) if env.get("LOG_DIR") else run.log_dir
+    return paths.suite(env["LOG_DIR"]) if env.get("LOG_DIR") else run.log_dir
 
 
-def next_log(folder: Path, run: str) -> Path:
-    """The launch scripts' rule: <run>.log, then <run>.1.log, <run>.2.log, ... never reused."""
-    path, n = folder / f"{run}.log", 1
-    while path.exists():
-        path, n = folder / f"{run}.{n}.log", n + 1
-    return path
-
-
-def sidecar_of(log: Path) -> Path:
-    """The launch scripts' default META_FILE for a log."""
-    return log.with_name(log.name[: -len(".log")] + ".meta.json")

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Optional
 
+from . import paths
 from . import plan as plans
 from . import sidecar
 from . import status as log_status
@@ -35,13 +36,10 @@ from .logtail import LogTail
 from .plan import Plan, Run, UsageError
 from .progress import Display, duration, training
 from .runstate import RunState, now
-from .templating import ROOT
 
 SAVE_EVERY = 30.0  # seconds between status-file updates of a running run's iteration
-# The launch scripts' environment knobs (see their header): a dry run shows those it inherits.
-KNOBS = ("GPUS_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "MOCK_DATA", "DATA_PATH",
-         "TOKENIZER_MODEL", "LOG_DIR", "TRITON_CACHE_DIR", "PYTHON", "MEGATRON_LM_DIR", "TRAIN_CMD",
-         "WANDB_MODE", "SUITE_DIR")
+# The launch scripts' environment knobs a dry run shows when inherited (LOG_FILE is the queue's).
+KNOBS = tuple(k for k in (*paths.KNOBS, paths.SUITE_DIR) if k not in plans.OWNED_ENV)
 
 
 @dataclass
@@ -148,12 +146,12 @@ def run_queue(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opt
 
 
 def _dry_run(todo, states, opts: Options, display: Display) -> int:
-    display.note(f"dry run: {len(todo)} run(s) would run in turn, from {ROOT}; nothing is written")
+    display.note(f"dry run: {len(todo)} run(s) would run in turn, from {paths.ROOT}; nothing is written")
     inherited = {k: os.environ[k] for k in KNOBS if k in os.environ and k not in opts.env}
     if inherited:
         display.note(f"inherited from this shell: {shell_line([], inherited)}")
     for n, (plan, run) in enumerate(todo, 1):
-        log = plans.next_log(plans.log_dir(run, opts.env), run.name)
+        log = paths.next_log(plans.log_dir(run, opts.env), run.name)
         env = dict(opts.env, LOG_FILE=plans.shown(log))
         display.note(f"[{n}/{len(todo)}] {run.name}\n  {shell_line(command(run, opts), env)}")
     for name, state in states.items():
@@ -222,15 +220,15 @@ class _Escalation:
 
 def _run_one(tag: str, run: Run, state: RunState, opts: Options, display: Display,
              caught: Signals) -> None:
-    log = plans.next_log(plans.log_dir(run, opts.env), run.name)
-    meta = plans.sidecar_of(log)
+    log = paths.next_log(plans.log_dir(run, opts.env), run.name)
+    meta = paths.sidecar_of(log)
     cmd = command(run, opts)
     planned = plans.planned_iterations(run, cmd[2:])
     env = dict(os.environ, **opts.env, LOG_FILE=str(log))
     log.parent.mkdir(parents=True, exist_ok=True)
     stderr = tempfile.TemporaryFile()
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=paths.ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     state.begin(run.name, mode="local", state="running", pid=proc.pid, started=now(), ended=None,
                 log=plans.shown(log), meta=plans.shown(meta), job_id=None, exit_code=None,

@@ -21,10 +21,11 @@ from typing import Optional
 
 import yaml
 
+from fp8suite import recipes
 from fp8suite.logparse import arg_int
 from fp8suite.runs import UsageError
 
-PRECISIONS = ("bf16", "fp8")
+PRECISIONS = recipes.PRECISIONS
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from fp8suite import paths
 from fp8suite import status as S
 from fp8suite.logparse import ParsedLog, Status, Steps, parse_log
 
@@ -103,7 +103,7 @@ def find_logs(inputs: list) -> list:
 
 def load_sidecar(log_path: Path) -> tuple[dict, Optional[str]]:
     """(sidecar dict, note or None) for `X.meta.json` beside `X.log`."""
-    meta = log_path.with_name(log_path.stem + ".meta.json")
+    meta = paths.sidecar_of(log_path)
     if not meta.exists():
         return {}, None
     try:
@@ -136,7 +136,7 @@ def manifest_entry(manifest: dict, stem: str) -> dict:
     for a repeated launch (`RUN.1.log`) or Slurm for the job id (`RUN.<jobid>.log`)."""
     if stem in manifest:
         return manifest[stem]
-    base = re.sub(r"\.\d+$", "", stem)
+    base = paths.run_of_log(stem)[0]
     return manifest.get(base, {})
 
 
@@ -188,13 +188,10 @@ def unreadable_log(reason: str, size: int = 0) -> ParsedLog:
                      args_dumps=0, status=Status(S.UNREADABLE, reason))
 
 
-_ATTEMPT = re.compile(r"^(?P<run>.+?)(?:\.(?P<n>\d+))?$")
-
-
-def attempt_of(stem: str) -> tuple:
-    """(run name, attempt number or -1): `RUN.3` -> ("RUN", 3), `RUN` -> ("RUN", -1)."""
-    m = _ATTEMPT.match(stem)
-    return m.group("run"), int(m.group("n")) if m.group("n") else -1
+def attempt_of(stem: str) -> tuple[str, int]:
+    """(run name, attempt number or -1): `RUN.3` -> ("RUN", 3), `RUN` -> ("RUN", -1)
+    (the naming rule is paths.run_of_log)."""
+    return paths.run_of_log(stem)
 
 
 def group_attempts(runs: list) -> list:

@@ -29,6 +29,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from . import recipes
 from .errors import Problem, did_you_mean
 
 Scalar = Union[str, int, float, bool]
@@ -38,9 +39,10 @@ Scalar = Union[str, int, float, bool]
 class Target:
     """The machines the scripts are rendered for."""
 
-    gpu: str = "H200"
-    """GPU model: H100, H200 (Hopper) or B200, GB200 (Blackwell). Decides which FP8 recipes
-    are allowed (MXFP8 needs Blackwell) and the peak FLOP/s that MFU is measured against."""
+    gpu: str = recipes.DEFAULT_GPU
+    """GPU model, one of `recipes.TARGET_GPUS` (H100, H200, ... B200, GB200, ...). Decides which
+    recipes are allowed (MXFP8 and NVFP4 need Blackwell) and the peak FLOP/s that MFU is
+    measured against (both from fp8suite/recipes.py)."""
 
     gpus_per_node: int = 8
     """Default of the scripts' GPUS_PER_NODE (the environment at launch overrides it)."""
@@ -49,10 +51,10 @@ class Target:
     """Default of the scripts' NNODES, and the node count of the Slurm batch scripts."""
 
     transformer_engine: str = "2.20"
-    """Transformer Engine version on the target machines; blockwise FP8 needs >= 2.3."""
+    """Transformer Engine version on the target machines; each recipe's minimum is in recipes.py."""
 
     cuda: str = "13.0"
-    """CUDA version on the target machines; blockwise FP8 needs >= 12.9."""
+    """CUDA version on the target machines; each recipe's minimum is in recipes.py."""
 
     megatron_core: str = "0.19.2"
     """megatron-core version; when a flag snapshot of it exists in tools/fp8suite/data/,

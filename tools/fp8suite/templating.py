@@ -16,13 +16,12 @@ from typing import Any
 
 import jinja2
 
-from .checks import NVTE_ATTN, Precision, precision
+from . import paths, recipes
+from .checks import NVTE_ATTN
 from .matrix import Run
 from .megatron_flags import load_snapshot, tokens
 from .schema import Matrix
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / "templates"
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class Rendered:
 
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.FileSystemLoader(str(paths.TEMPLATES)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -47,30 +46,9 @@ def environment() -> jinja2.Environment:
     )
 
 
-def display_path(path: Path) -> str:
-    """`path` relative to the suite's root when inside it, else absolute."""
-    path = path.resolve()
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def log_dir(matrix: Matrix, run: Run) -> str:
     """The run's log folder as written in the matrix (relative to the suite's root)."""
-    return run.settings.log_dir or f"logs/{matrix.name}"
-
-
-def label(p: Precision) -> str:
-    """Human name of a run's numerics, e.g. 'FP8 tensorwise (hybrid), first/last 1/1 layers BF16'."""
-    if p.recipe is None:
-        return "BF16"
-    text = f"FP8 {p.recipe} ({p.fp8_format})"
-    if p.first_last_bf16:
-        text += f", first/last {p.layers_bf16[0]}/{p.layers_bf16[1]} layers BF16"
-    if p.param_gather:
-        text += ", FP8 param gather"
-    return text
+    return run.settings.log_dir or paths.default_log_dir(matrix.name)
 
 
 def render_runs(matrix: Matrix, runs: list[Run], matrix_file: str, out_dir: Path) -> list[Rendered]:
@@ -79,8 +57,8 @@ def render_runs(matrix: Matrix, runs: list[Run], matrix_file: str, out_dir: Path
     sbatch = env.get_template("sbatch.sh.j2")
     out = []
     for run in runs:
-        script = display_path(out_dir / f"{run.name}.sh")
-        batch = display_path(out_dir / f"{run.name}.sbatch")
+        script = paths.display_path(paths.script(out_dir, run.name, ".sh"))
+        batch = paths.display_path(paths.script(out_dir, run.name, ".sbatch"))
         ctx = context(matrix, run, matrix_file, script, batch, out_dir)
         out.append(Rendered(run, script, batch, train.render(ctx), sbatch.render(ctx)))
     return out
@@ -89,7 +67,7 @@ def render_runs(matrix: Matrix, runs: list[Run], matrix_file: str, out_dir: Path
 def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
             out_dir: Path) -> dict[str, Any]:
     s = run.settings
-    p = precision(run.flags)
+    numerics = recipes.of_flags(run.flags)
     snapshot = load_snapshot(s.target.megatron_core) or {}
     groups = []
     for group, flags in run.groups.items():
@@ -110,13 +88,14 @@ def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
         "matrix_file": matrix_file,
         "matrix_name": matrix.name,
         "run": run.name,
-        "label": label(p) + "".join(f"; {k}={v}" for k, v in run.axes.items() if k != "recipe"),
+        "label": numerics.label + "".join(f"; {k}={v}" for k, v in run.axes.items() if k != "recipe"),
         "description": textwrap.wrap(matrix.description, 95),
         "script_path": script,
         "sbatch_path": batch,
         "script_arg": shell_word(script),
         "matrix_arg": shell_word(matrix_file),
-        "root_from_script": os.path.relpath(ROOT, out_dir.resolve()),
+        "root_from_script": os.path.relpath(paths.ROOT, out_dir.resolve()),
+        "knobs": " \\\n            ".join(_knob_lines()),
         "gpus_per_node": s.target.gpus_per_node,
         "nodes": s.target.nodes,
         "attention_backend": run.flags.get("--attention-backend", "auto"),
@@ -136,10 +115,22 @@ def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
         "fusion": s.gradient_accumulation_fusion,
         "log_dir": suite_path(logs),
         "log_dir_display": logs,
+        "job_log": paths.job_log(logs, run.name, "%j"),
+        "job_sidecar": paths.job_sidecar(suite_path(logs), run.name, "$SLURM_JOB_ID"),
         "wandb": wandb,
         "slurm": s.slurm,
         "request_gpus": s.slurm.request_gpus,
     }
+
+
+def _knob_lines() -> list[str]:
+    """paths.KNOBS as the lines of the script's `for knob in ...` list: 7 a line, a lone last
+    one joining the line before."""
+    lines = [list(paths.KNOBS[i:i + 7]) for i in range(0, len(paths.KNOBS), 7)]
+    if len(lines) > 1 and len(lines[-1]) == 1:
+        last = lines.pop()
+        lines[-1] += last
+    return [" ".join(line) for line in lines]
 
 
 def shell_word(text: str) -> str:

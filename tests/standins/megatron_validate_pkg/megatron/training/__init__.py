@@ -1,0 +1,3 @@
+"""Records of the stand-in's calls: (sys.argv, WORLD_SIZE, RANK, LOCAL_RANK) per parse_args."""
+
+CALLS: list = []

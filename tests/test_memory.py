@@ -1,0 +1,361 @@
+"""The memory pre-flight: its estimate against every committed real log, and its verdicts.
+
+Every log under logs/ and tests/data/real_h200x2/ with a sidecar naming its matrix is found
+automatically; the estimate for the run the sidecar records (with its launch overrides: extra
+Megatron args and GPUS_PER_NODE / NNODES) must be within 10% of the peak the log measured:
+Megatron's `max allocated`, or for a run killed by CUDA out-of-memory, what PyTorch had
+allocated plus what it asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+import render
+import run as run_cli
+from fp8suite import memory
+from fp8suite.logparse import read_log
+from fp8suite.matrix import load
+
+TOLERANCE = 0.10
+# PyTorch's out-of-memory message: "Tried to allocate 3.91 GiB ... Of the allocated memory
+# 126.02 GiB is allocated by PyTorch"
+OOM = re.compile(r"Tried to allocate ([0-9.]+) GiB.*?Of the allocated memory ([0-9.]+) GiB is allocated by PyTorch")
+
+
+def committed_logs() -> list[Path]:
+    logs = sorted((REPO / "logs").glob("**/*.log")) + sorted((REPO / "tests" / "data" / "real_h200x2").glob("*.log"))
+    return [log for log in logs if _sidecar(log).exists()]
+
+
+def _sidecar(log: Path) -> Path:
+    return log.with_name(log.name[: -len(".log")] + ".meta.json")
+
+
+def measured_peak_gib(log: Path) -> float | None:
+    """The log's peak allocated memory in GiB (Megatron prints MiB as "MB")."""
+    peak = read_log(log).memory_peak_mb.get("max allocated")
+    gib = peak / 1024 if peak else None
+    oom = OOM.search(log.read_text(errors="replace"))
+    if oom:
+        demand = float(oom.group(1)) + float(oom.group(2))
+        gib = max(gib or 0.0, demand)
+    return gib
+
+
+_MATRICES: dict[str, list] = {}
+
+
+def estimate_for(log: Path):
+    meta = json.loads(_sidecar(log).read_text())
+    if meta["matrix"] not in _MATRICES:
+        _MATRICES[meta["matrix"]] = load(REPO / meta["matrix"])[1]
+    run = next(r for r in _MATRICES[meta["matrix"]] if r.name == meta["run"])
+    overrides = meta.get("overrides") or {}
+    return memory.for_run(run, overrides.get("args", []), overrides.get("env", {}))
+
+
+def test_every_committed_log_is_measured():
+    logs = committed_logs()
+    assert len(logs) >= 17
+    assert {p.parent.name for p in logs} >= {"h200_8b", "h200_8b_depth16", "convergence_1gpu", "real_h200x2"}
+
+
+@pytest.mark.parametrize("log", committed_logs(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_estimate_within_ten_percent_of_measured_peak(log):
+    measured = measured_peak_gib(log)
+    assert measured, f"{log} has no memory report"
+    result = estimate_for(log)
+    assert result is not None
+    est, _ = result
+    assert abs(est.total / measured - 1) <= TOLERANCE, (
+        f"{log.name}: estimate {est.describe()} vs measured {measured:.2f} GiB")
+
+
+def test_verdicts_match_what_happened_on_two_h200s():
+    """BF16 without expandable segments ran out of memory (a problem); tensorwise FP8 completed
+    close to the limit (a warning)."""
+    data = REPO / "tests" / "data" / "real_h200x2"
+    bf16 = estimate_for(data / "train_llama3_8b_h200_bf16.1.log")[1]
+    fp8 = estimate_for(data / "train_llama3_8b_h200_fp8_cs.1.log")[1]
+    assert bf16.level == "problem", bf16.message
+    assert "expandable_segments:True (usable 136.5 GiB)" in bf16.message
+    assert "4 GPUs (the distributed optimizer shards its state further) -> 107.4 GiB" in bf16.message
+    assert fp8.level == "warning", fp8.message
+
+
+# Measured on two H200s with experiments/h200x2_8b_bench.yaml before blockwise got BF16 Adam
+# moments (no committed log yet): delayed, tensorwise and tensorwise 1F1L ran; blockwise ran out
+# of memory in iteration 2 with 134 GiB allocated and 3.9 GiB more requested.
+BENCH_BLOCKWISE_FP32_MOMENTS_GIB = 134 + 3.9
+
+
+def test_bench_matrix_runs_measured_on_two_h200s():
+    runs = {r.name.rsplit("h200x2_", 1)[1]: r for r in load(REPO / "experiments" / "h200x2_8b_bench.yaml")[1]}
+    for name in ("fp8", "fp8_cs", "fp8_cs_1F1L"):
+        assert memory.for_run(runs[name])[1].level != "problem", name
+    blockwise = runs["fp8_blockwise"]
+    flags = {k: v for k, v in blockwise.flags.items()
+             if k not in ("--use-precision-aware-optimizer", "--exp-avg-dtype", "--exp-avg-sq-dtype")}
+    e = memory.estimate(flags, 2, VOCAB)
+    assert abs(e.total / BENCH_BLOCKWISE_FP32_MOMENTS_GIB - 1) <= TOLERANCE
+    env = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    assert memory.check(e, "H200", env, flags, 2, VOCAB).level == "problem"
+    assert memory.for_run(blockwise)[1].level == "ok"  # with BF16 moments it fits
+
+
+def test_unmodelled_features_are_named():
+    e = est(num_experts=8)
+    assert e.notes == ("mixture-of-experts layers",)
+    assert "not modelled: mixture-of-experts layers" in memory.check(e, "H100", {}, LLAMA8B, 2).message
+
+
+# --- the model's parts, one behaviour each --------------------------------------------------
+
+LLAMA8B = {
+    "--num-layers": 32, "--hidden-size": 4096, "--ffn-hidden-size": 14336, "--num-attention-heads": 32,
+    "--group-query-attention": True, "--num-query-groups": 8, "--kv-channels": 128, "--seq-length": 8192,
+    "--max-position-embeddings": 8192, "--position-embedding-type": "rope", "--normalization": "RMSNorm",
+    "--swiglu": True, "--untie-embeddings-and-output-weights": True, "--disable-bias-linear": True,
+    "--micro-batch-size": 1, "--global-batch-size": 16, "--bf16": True, "--use-distributed-optimizer": True,
+}
+VOCAB = 128256
+
+
+def est(world=2, **changes):
+    flags = dict(LLAMA8B)
+    for key, value in changes.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None:
+            flags.pop(flag, None)
+        else:
+            flags[flag] = value
+    return memory.estimate(flags, world, VOCAB)
+
+
+def test_parameter_count_is_llama3_8b():
+    e = est(world=1)
+    params = e.parts["weights"] * memory.GIB / 2
+    assert params == pytest.approx(8.03e9, rel=0.002)  # Megatron: "Total number of parameters in billions: 8.03"
+
+
+def test_static_part_is_megatrons_theoretical_count():
+    # theoretical_memory_usage.py: 6 + 12/DP bytes per parameter with the distributed optimizer;
+    # the 2xH200 log prints "weight and optimizer=91899.05 MB".
+    e = est(world=2)
+    static = e.parts["weights"] + e.parts["gradients"] + e.parts["optimizer"]
+    assert static * 1024 == pytest.approx(91899.05, rel=0.001)
+
+
+@pytest.mark.parametrize("world", [1, 2, 4, 8, 16])
+def test_distributed_optimizer_shards_over_data_parallel(world):
+    one = est(world=1).parts["optimizer"]
+    assert est(world=world).parts["optimizer"] == pytest.approx(one / world)
+    assert est(world=world, use_distributed_optimizer=None).parts["optimizer"] == pytest.approx(one)
+
+
+@pytest.mark.parametrize("flags,bytes_per_param", [
+    ({}, 12), ({"use_precision_aware_optimizer": True, "exp_avg_dtype": "bf16", "exp_avg_sq_dtype": "bf16"}, 8),
+    ({"use_precision_aware_optimizer": True, "exp_avg_dtype": "fp8", "exp_avg_sq_dtype": "bf16",
+      "main_params_dtype": "fp16"}, 5),
+    ({"exp_avg_dtype": "bf16"}, 12),  # without --use-precision-aware-optimizer Megatron keeps fp32
+    ({"optimizer": "sgd"}, 8),
+])
+def test_optimizer_state_dtypes(flags, bytes_per_param):
+    e = est(world=1, **flags)
+    assert e.parts["optimizer"] / e.parts["weights"] == pytest.approx(bytes_per_param / 2)
+
+
+@pytest.mark.parametrize("flags,bytes_per_param", [({}, 4), ({"grad_reduce_in_bf16": True}, 2),
+                                                   ({"bf16": None}, 4)])
+def test_gradient_buffer_dtype(flags, bytes_per_param):
+    e = est(world=1, **flags)
+    weight_bytes = 2 if "bf16" not in flags else 4
+    assert e.parts["gradients"] / e.parts["weights"] == pytest.approx(bytes_per_param / weight_bytes)
+
+
+def test_optimizer_cpu_offload_moves_its_share():
+    full = est(world=1).parts["optimizer"]
+    assert est(world=1, optimizer_cpu_offload=True, optimizer_offload_fraction=0.75).parts["optimizer"] == \
+        pytest.approx(full / 4)
+
+
+@pytest.mark.parametrize("recipe,param_gather,copies", [
+    ("delayed", True, 0.0), ("tensorwise", True, 0.0), ("tensorwise", False, 2.0),
+    ("blockwise", False, 2.0), ("mxfp8", False, 2 * (1 + 1 / 32)),
+])
+def test_fp8_weight_copies_per_recipe(recipe, param_gather, copies):
+    e = est(world=2, fp8_format="hybrid", fp8_recipe=recipe, fp8_param_gather=param_gather or None)
+    linear = memory._linear_params_per_layer(memory.shape(memory.Flags(LLAMA8B), 2, VOCAB)) * 32
+    assert e.parts["low-precision weight copies"] * memory.GIB == pytest.approx(linear * copies)
+    assert e.parts["weights"] == pytest.approx(est(world=2).parts["weights"])  # FP8 data + transpose = 2 bytes
+
+
+def test_bf16_first_and_last_layers_have_no_fp8_copies():
+    all_fp8 = est(fp8_format="hybrid", fp8_recipe="blockwise").parts["low-precision weight copies"]
+    one_each = est(fp8_format="hybrid", fp8_recipe="blockwise", first_last_layers_bf16=True,
+                   num_layers_at_start_in_bf16=1, num_layers_at_end_in_bf16=1).parts["low-precision weight copies"]
+    assert one_each == pytest.approx(all_fp8 * 30 / 32)
+
+
+def test_fp8_saves_activations_in_fp8():
+    assert est(fp8_format="hybrid", fp8_recipe="tensorwise").parts["activations"] < est().parts["activations"]
+
+
+def test_activations_follow_megatrons_per_layer_figure():
+    # Megatron's log: "Activation memory footprint per transformer layer (precise, without SP): 1088.0 MB"
+    # for this shape in BF16; the per-layer model here counts the same bytes for Llama-3-8B.
+    per_layer = (est(num_layers=32).parts["activations"] - est(num_layers=16).parts["activations"]) / 16
+    assert per_layer * 1024 == pytest.approx(1088.0, rel=0.01)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_full_recompute_keeps_layer_inputs(n):
+    full = est(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=n)
+    layer = (est().parts["activations"] - est(num_layers=16).parts["activations"]) / 16
+    outside = est().parts["activations"] - 32 * layer  # final norm, token ids
+    inputs = 8192 * 4096 * 2 / memory.GIB
+    assert full.parts["activations"] == pytest.approx(outside + 32 / n * inputs + n * layer, rel=0.001)
+
+
+def test_unfused_attention_stores_the_score_matrix():
+    assert est(attention_backend="unfused").parts["activations"] > 3 * est(attention_backend="fused").parts["activations"]
+
+
+def test_tensor_and_sequence_parallel_divide_activations():
+    base = est(world=2).parts["activations"]
+    tp = est(world=2, tensor_model_parallel_size=2).parts["activations"]
+    sp = est(world=2, tensor_model_parallel_size=2, sequence_parallel=True).parts["activations"]
+    assert base / 2 < tp < base and sp == pytest.approx(base / 2, rel=0.01)
+
+
+def test_pipeline_first_stage_holds_micro_batches_in_flight():
+    e = est(world=4, pipeline_model_parallel_size=4, global_batch_size=64)
+    assert e.rank == "first pipeline stage"
+    last = memory._stage_parts(memory.Flags({**LLAMA8B, "--pipeline-model-parallel-size": 4,
+                                             "--global-batch-size": 64}),
+                               memory.shape(memory.Flags({**LLAMA8B, "--pipeline-model-parallel-size": 4,
+                                                          "--global-batch-size": 64}), 4, VOCAB), False, True)
+    assert e.parts["activations"] > 3 * last["activations"]
+
+
+def test_logits_are_bf16_plus_fp32_copy():
+    assert est().parts["logits"] * memory.GIB == pytest.approx(8192 * VOCAB * 6)
+    assert est(tensor_model_parallel_size=2).parts["logits"] * memory.GIB == pytest.approx(8192 * VOCAB * 3)
+
+
+def test_usable_memory_and_expandable_segments():
+    plain = memory.usable_gib("H200", {})
+    expandable = memory.usable_gib("H200", {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
+    assert expandable == pytest.approx(139.80 - memory.NON_PYTORCH_GIB)
+    assert plain == pytest.approx(expandable - 0.054 * 139.80)
+    assert memory.usable_gib("A100", {}) is None
+
+
+def test_check_levels_and_remedies():
+    e = est()
+    usable = memory.usable_gib("H200", {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
+    env = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    for gpu, level in (("H200", "warning"), ("H100", "problem"), ("B200", "ok")):
+        v = memory.check(e, gpu, env, LLAMA8B, 2)
+        assert v.level == level, (gpu, v.message)
+    v = memory.check(e, "H100", {}, LLAMA8B, 2)
+    for remedy in ("4 GPUs (the distributed optimizer", "--recompute-granularity full", "expandable_segments:True",
+                   "--use-precision-aware-optimizer"):
+        assert remedy in v.message
+    assert f"{e.total:.1f} GiB" in v.message and "79.1 GiB" in v.message
+    assert usable > 0
+
+
+def test_flags_from_argv():
+    switches = {"--bf16", "--swiglu"}
+    assert memory.flags_from_argv(["--num-layers", "4", "--bf16", "--recompute-modules", "core_attn", "mlp",
+                                   "--lr=0.1", "--swiglu"], switches) == {
+        "--num-layers": "4", "--bf16": True, "--recompute-modules": ["core_attn", "mlp"], "--lr": "0.1",
+        "--swiglu": True}
+    assert memory.flags_from_argv(["--min-lr", "-1e-5"]) == {"--min-lr": "-1e-5"}
+
+
+# --- render and run.py ---------------------------------------------------------------------
+
+BENCH = REPO / "experiments" / "h200x2_8b_bench.yaml"
+
+
+def test_manifest_entries_carry_the_estimate():
+    for manifest in (REPO / "experiments" / "generated").glob("*.manifest.json"):
+        for entry in json.loads(manifest.read_text())["runs"]:
+            result = memory.for_entry(entry)
+            assert entry["peak_memory_gib"] == round(result[0].total, 1)
+
+
+def test_committed_matrices_fit_their_targets():
+    for path in sorted((REPO / "experiments").glob("*.yaml")):
+        for r in load(path)[1]:
+            result = memory.for_run(r)
+            assert result is not None and result[1].level != "problem", (path.name, r.name, result[1].message)
+
+
+def _matrix(tmp_path, **target) -> Path:
+    data = yaml.safe_load(BENCH.read_text())
+    data["target"].update(target)
+    data["env"].pop("PYTORCH_CUDA_ALLOC_CONF")
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_render_refuses_a_run_that_cannot_fit(tmp_path, capsys):
+    code = render.main([str(_matrix(tmp_path, gpu="H100")), "--out", str(tmp_path / "gen")])
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "gen").exists()
+    line = next(line for line in err.splitlines() if "bench_llama3_8b_h200x2_bf16:" in line)
+    assert ": target.gpus_per_node: " in line and "against 71.5 GiB usable of the H100's 79.1 GiB" in line
+    assert "to make it fit (estimate with each alone): 4 GPUs" in line and "expandable_segments:True" in line
+
+
+def test_render_prints_estimates_and_warnings(tmp_path, capsys):
+    code = render.main([str(BENCH), "--out", str(tmp_path / "gen")])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "bench_llama3_8b_h200x2_fp8_cs: peak ~125.3 GiB" in out
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "bench_llama3_8b_h200x2_bf16" in warnings[0]
+
+
+def test_run_rechecks_memory_with_the_launch_world_size(capsys):
+    code = run_cli.main([str(REPO / "experiments" / "h200_8b.yaml"), "--dry-run", "--only", "*_bf16",
+                         "--env", "GPUS_PER_NODE=1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "train_llama3_8b_h200_bf16 with GPUS_PER_NODE=1: estimated peak 174.7 GiB" in err
+    assert "2 GPUs (the distributed optimizer shards its state further) -> 129.8 GiB" in err
+
+
+def test_run_accepts_overrides_that_fit(capsys):
+    code = run_cli.main([str(REPO / "experiments" / "h200_8b.yaml"), "--dry-run", "--only", "*_bf16",
+                         "--env", "GPUS_PER_NODE=1", "--", "--num-layers", "4", "--global-batch-size", "2"])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_remedies_quote_the_estimate_each_gives():
+    v = memory.check(est(), "H100", {}, LLAMA8B, 2, VOCAB)
+    moments = est(use_precision_aware_optimizer=True, exp_avg_dtype="bf16", exp_avg_sq_dtype="bf16").total
+    recompute = est(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1).total
+    assert f"--exp-avg-sq-dtype bf16 -> {moments:.1f} GiB" in v.message
+    assert f"--recompute-num-layers 1 -> {recompute:.1f} GiB" in v.message
+    assert f"4 GPUs (the distributed optimizer shards its state further) -> {est(world=4).total:.1f} GiB" in v.message
+
+
+@pytest.mark.parametrize("env,world", [({}, 8), ({"GPUS_PER_NODE": "2"}, 2), ({"NNODES": "2"}, 16),
+                                       ({"GPUS_PER_NODE": "4", "NNODES": "4"}, 16)])
+def test_launch_environment_sets_the_world_size(env, world):
+    entry = json.loads((REPO / "experiments" / "generated" / "h200_8b.manifest.json").read_text())["runs"][0]
+    estimate, _ = memory.for_entry(entry, [], env)
+    flags = memory.flags_from_argv(entry["megatron_args"])
+    assert estimate.total == pytest.approx(memory.estimate(flags, world, VOCAB).total)

@@ -1,0 +1,117 @@
+"""Where the suite's files are and how they are named: the one home of every naming rule.
+
+    ROOT/                                   the suite (this checkout)
+      templates/<launcher template>.j2      launch-script templates
+      experiments/generated/                rendered scripts + <matrix stem>.manifest.json
+        <run><launcher suffix>              one script per run and launcher (.sh, .sbatch)
+      logs/<matrix name>/                   a matrix's logs (its `log_dir` setting overrides)
+        <run>.log, <run>.1.log, ...         one log per attempt, never reused (local runs)
+        <run>.<jobid>.log                   a Slurm job's log (#SBATCH --output)
+        <log stem>.meta.json                the sidecar beside each log
+        runs.json                           the status file of the matrix's runs
+
+Paths inside the suite are written relative to ROOT in generated files and messages
+(`display_path`) and read back from there (`suite`). Pure functions: nothing here touches the
+disk except `next_log`, which looks at which names are taken.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The suite's root folder (the checkout holding tools/, templates/, experiments/)."""
+TEMPLATES = ROOT / "templates"
+GENERATED = ROOT / "experiments" / "generated"
+"""Default output folder of tools/render.py."""
+LOGS = "logs"
+"""Folder of every matrix's default log folder, relative to ROOT."""
+STATUS_FILE = "runs.json"
+
+KNOBS = ("GPUS_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "MOCK_DATA", "DATA_PATH",
+         "TOKENIZER_MODEL", "LOG_DIR", "LOG_FILE", "TRITON_CACHE_DIR", "PYTHON", "MEGATRON_LM_DIR",
+         "TRAIN_CMD", "WANDB_MODE")
+"""Environment variables a launch script reads as launch settings, in its header's order; the
+script records those the caller set as overrides in the log's sidecar."""
+SUITE_DIR = "SUITE_DIR"
+"""Environment variable that tells a launch script where the suite is (default: found from
+the script's own path)."""
+
+PathLike = Union[str, Path]
+
+
+def display_path(path: PathLike) -> str:
+    """`path` relative to ROOT when inside it, else absolute (as generated files write it)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def suite(path: PathLike) -> Path:
+    """A path as written in a manifest or matrix: relative ones are taken from ROOT."""
+    path = Path(path)
+    return path if path.is_absolute() else ROOT / path
+
+
+def default_log_dir(matrix_name: str) -> str:
+    """A matrix's log folder when it sets no `log_dir`: "logs/<matrix name>" (relative to ROOT)."""
+    return f"{LOGS}/{matrix_name}"
+
+
+def script(out_dir: Path, run: str, suffix: str) -> Path:
+    """A run's launch script for one launcher: <out_dir>/<run><suffix> (suffix ".sh", ".sbatch")."""
+    return out_dir / f"{run}{suffix}"
+
+
+def manifest(out_dir: Path, matrix_file: PathLike) -> Path:
+    """The manifest of a matrix rendered into out_dir: <out_dir>/<matrix stem>.manifest.json."""
+    return out_dir / f"{Path(matrix_file).stem}.manifest.json"
+
+
+def attempt_log(folder: Path, run: str, n: int) -> Path:
+    """The log of a run's attempt n: <run>.log for n = 0, then <run>.<n>.log."""
+    return folder / (f"{run}.log" if n == 0 else f"{run}.{n}.log")
+
+
+def next_log(folder: Path, run: str) -> Path:
+    """The first attempt log of `run` in `folder` that does not exist yet (never reused).
+
+    The launch scripts apply the same rule in bash when no LOG_FILE is given."""
+    n = 0
+    while attempt_log(folder, run, n).exists():
+        n += 1
+    return attempt_log(folder, run, n)
+
+
+def run_of_log(stem: str) -> tuple[str, int]:
+    """The inverse of attempt_log and job_log for a log's stem: (run, attempt number or job
+    id), -1 for the first attempt: "RUN.3" -> ("RUN", 3), "RUN.812345" -> ("RUN", 812345),
+    "RUN" -> ("RUN", -1)."""
+    head, dot, tail = stem.rpartition(".")
+    if dot and head and tail.isdigit():
+        return head, int(tail)
+    return stem, -1
+
+
+def job_log(folder: PathLike, run: str, job_id: str) -> str:
+    """A batch job's log: <folder>/<run>.<job_id>.log; job_id may be a placeholder ("%j")."""
+    return f"{folder}/{run}.{job_id}.log"
+
+
+def job_sidecar(folder: PathLike, run: str, job_id: str) -> str:
+    """The sidecar of a batch job's log: <folder>/<run>.<job_id>.meta.json."""
+    return job_log(folder, run, job_id)[: -len(".log")] + ".meta.json"
+
+
+def sidecar_of(log: Path) -> Path:
+    """The sidecar beside a log: X.log -> X.meta.json (the launch scripts' default META_FILE)."""
+    name = log.name[: -len(".log")] if log.name.endswith(".log") else log.name
+    return log.with_name(name + ".meta.json")
+
+
+def status_file(folder: Path) -> Path:
+    """The status file of a matrix's runs in a log folder: <folder>/runs.json."""
+    return folder / STATUS_FILE
