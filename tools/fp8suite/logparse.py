@@ -487,21 +487,14 @@ def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
     return parts, garbled + sum(p.bad for p in parts)
 
 
-# Other phrases with " iteration " in them, so that a literal count (C speed) usually gives the
-# number of iteration anchors without a regex pass.
-_NOT_ANCHORS = (b"per iteration (ms)", b"loss at iteration ", b"program at iteration ",
-                b"checkpoint at iteration ")
-
-
 def _count_anchors(buf: bytes, start: int, end: int, timestamped: bool) -> int:
-    """The ` iteration N/M |` anchors in buf[start:end], counted at C speed: `] iteration `
-    for timestamped lines (one pass), else every ` iteration ` but known other phrases. Exact
-    but for another phrase with " iteration " in it: then the layout's rows fall short of the
-    count and the chunk is walked anchor by anchor, which is exact."""
+    """The ` iteration N/M |` anchors in buf[start:end], counted at C speed in one pass:
+    `] iteration ` for timestamped lines, a line starting ` iteration ` otherwise. A count
+    that differs from the layout's rows (another phrase, a prefixed or glued line) sends the
+    chunk through the anchor-by-anchor walk, which is exact."""
     if timestamped:
         return buf.count(b"] iteration ", start, end)
-    return buf.count(b" iteration ", start, end) - sum(
-        buf.count(p, start, end) for p in _NOT_ANCHORS)
+    return buf.count(b"\n iteration ", max(start - 1, 0), end)
 
 
 def _scan_exact(buf: bytes, start: int, end: int, layout: _Layout, rows: list):
