@@ -589,3 +589,14 @@ def test_two_process_scan_gives_the_serial_parse(tmp_path, monkeypatch, variant)
     monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 16)
     monkeypatch.setattr(logparse, "_CHUNK", 1 << 15)
     assert signature(parse_log(data)) == serial
+
+
+def test_every_cli_in_tools_has_version():
+    import subprocess
+    import sys
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    for cli in sorted(tools.glob("*.py")):
+        done = subprocess.run([sys.executable, str(cli), "--version"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, (cli.name, done.stderr[-300:])
+        assert done.stdout.startswith(f"{cli.name} (fp8suite) "), (cli.name, done.stdout)
