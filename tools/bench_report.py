@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.logparse import parse_log  # noqa: E402
+from fp8suite.logvocab import DONE  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +80,7 @@ def build(path: Path, size_mb: float, variant: str) -> int:
             chunk = b"\n".join(block) + b"\n"
             f.write(chunk)
             written += len(chunk)
-        f.write(b"[after training is done] datetime: 2026-11-23 04:01:55.848437 \n")
+        f.write(DONE + b" datetime: 2026-11-23 04:01:55.848437 \n")
     return it
 
 

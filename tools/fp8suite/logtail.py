@@ -90,6 +90,12 @@ class LogTail:
             else:
                 self.exiting = V.EXITING_STR.match(line).group(0)
 
+    @property
+    def time_limited(self) -> bool:
+        """Megatron stopped itself at --exit-duration-in-mins (`[exiting program after N
+        minutes]`)."""
+        return bool(self.exiting) and V.EXIT_DURATION.match(self.exiting.encode()) is not None
+
     def failure(self) -> str:
         """One line on why training failed, from the whole log; '' when the log does not say."""
         try:

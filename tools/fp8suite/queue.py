@@ -320,7 +320,7 @@ def _outcome(code: int, tail: LogTail, stderr: IO[bytes], opts: Options, stopped
     if hard_killed:
         return "time-limited", (f"killed {opts.grace:g} s after the {opts.time_limit:g} min time limit, "
                                 "after training ignored --exit-duration-in-mins")
-    if tail.exiting.startswith("[exiting program after"):
+    if tail.time_limited:
         return "time-limited", tail.exiting
     if code == 0:
         if tail.done or tail.exiting:
