@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -73,34 +72,3 @@ def test_overlap_without_distributed_optimizer(fake_megatron):
     argv = [a for a in GOOD if a != "--use-distributed-optimizer"]
     assert mv.validate_run(argv, 1) == ("AssertionError: --overlap-param-gather only supported with "
                                         "distributed optimizer")
-
-
-def _entries():
-    for manifest in sorted((ROOT / "experiments" / "generated").glob("*.manifest.json")):
-        for entry in json.loads(manifest.read_text())["runs"]:
-            yield manifest.name, entry
-
-
-@pytest.mark.parametrize("name, entry", list(_entries()), ids=lambda x: x if isinstance(x, str) else x["name"])
-def test_run_argv_is_what_the_script_passes(name, entry):
-    """The script's Megatron arguments: the manifest's flags, then data and fusion arguments."""
-    argv = mv.run_argv(entry, gradient_accumulation_fusion=False)
-    assert argv[:len(entry["megatron_args"])] == [str(a) for a in entry["megatron_args"]]
-    script = (ROOT / entry["script"]).read_text()
-    if entry["data"]["mock_data"]:
-        assert argv[len(entry["megatron_args"]):][:3] == ["--mock-data", "--tokenizer-type", "NullTokenizer"]
-        assert f"--vocab-size {entry['data']['vocab_size']}" in script
-    else:
-        assert "--data-path" in argv and "--data-path" in script
-    if entry["gradient_accumulation_fusion"] != "on":
-        assert argv[-1] == "--no-gradient-accumulation-fusion"
-        assert "--no-gradient-accumulation-fusion" in script
-    assert "--no-gradient-accumulation-fusion" not in mv.run_argv(entry, gradient_accumulation_fusion=None) \
-        or entry["gradient_accumulation_fusion"] == "off"
-
-
-def test_world_size_follows_launch_overrides():
-    entry = {"gpus_per_node": 8, "nodes": 1}
-    assert mv.world_size(entry) == 8
-    assert mv.world_size(entry, {"GPUS_PER_NODE": "2"}) == 2
-    assert mv.world_size(entry, {"GPUS_PER_NODE": "4", "NNODES": "2"}) == 8

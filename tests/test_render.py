@@ -215,8 +215,9 @@ def test_values_are_quoted_for_the_shell(tmp_path, capsys):
     code, lines, out = run_render(tmp_path, capsys, matrix)
     assert (code, lines) == (0, [])
     text = (out / "r_bf16.sh").read_text()
-    assert "--tokenizer-special-tokens '<a b>' 'x'\"'\"'y' '$HOME'" in text
-    assert "export MY_VAR='a b $(touch /tmp/pwned) `x`'" in text
+    # Text with $, backquotes, backslashes or quotes is double-quoted with those escaped.
+    assert "--tokenizer-special-tokens '<a b>' \"x'y\" \"\\$HOME\"" in text
+    assert 'export MY_VAR="a b \\$(touch /tmp/pwned) \\`x\\`"' in text
 
 
 def committed_expected():

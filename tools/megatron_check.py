@@ -20,41 +20,18 @@ which is what `tools/verify_env.py --matrix` does for every run. Prints one line
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fp8suite.megatron_validate import validate_run  # noqa: E402
 
 from fp8suite.version import version_asked  # tools/ is on sys.path: this script lives there
 
 ACCEPTS = "accepts these arguments"
 REFUSES = "refuses these arguments"
-
-
-def check() -> str:
-    """Megatron's message when it refuses ``sys.argv[1:]``, or "" when it accepts them.
-
-    Raises:
-        ImportError: megatron-core is not installed.
-    """
-    from megatron.training.argument_utils import gpt_config_from_args, pretrain_cfg_container_from_args
-    from megatron.training.arguments import parse_args, validate_args
-    from megatron.training.global_vars import set_args
-
-    try:
-        # Megatron prints its whole argument dump while validating; only the verdict matters.
-        with contextlib.redirect_stdout(io.StringIO()):
-            args = parse_args()
-            validate_args(args)
-            set_args(args)
-            model = gpt_config_from_args(args)
-            pretrain_cfg_container_from_args(args, model)
-    except SystemExit as e:  # argparse: unknown flag or bad value (its message went to stderr)
-        return f"argument parser exited with status {e.code} (see the line above)"
-    except (AssertionError, ValueError, TypeError, RuntimeError, NotImplementedError, KeyError) as e:
-        text = " ".join(str(e).split()) or "(no message)"
-        return f"{type(e).__name__}: {text}"
-    return ""
 
 
 def main() -> int:
@@ -66,8 +43,8 @@ def main() -> int:
         print(f"megatron_check: megatron-core is not importable: {e}", file=sys.stderr)
         return 2
     version = getattr(megatron.core, "__version__", "?")
-    world = os.environ.get("WORLD_SIZE", "1")
-    problem = check()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    problem = validate_run(sys.argv[1:], world)
     if problem:
         print(f"megatron-core {version} {REFUSES} (world size {world}): {problem}")
         return 1

@@ -83,8 +83,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"up to date: {sum(len(r) for _, r, _, _ in outputs)} runs in {display_path(args.out)}")
         return 0
 
+    if args.out.exists() and not args.out.is_dir():
+        print(f"render: --out {display_path(args.out)}: not a folder; nothing written", file=sys.stderr)
+        return 2
     for shown, runs, expected, mf in outputs:
-        changed = manifest.write(expected, mf)
+        try:
+            changed = manifest.write(expected, mf)
+        except OSError as err:
+            print(f"render: cannot write to {display_path(args.out)}: {err.strerror or err}", file=sys.stderr)
+            return 2
         print(f"{shown}: {len(runs)} runs -> {display_path(args.out)}/ "
               f"({changed} file(s) changed): {', '.join(r.name for r in runs)}")
         for run in runs:

@@ -12,10 +12,24 @@ cannot fit the GPU).
 
 from __future__ import annotations
 
-import argparse
 import os
+import signal
 import sys
-from pathlib import Path
+
+
+def _stop_quietly(signum, _frame):
+    # Ctrl-C or SIGTERM outside the queue's own handling (while the modules below load, while
+    # the matrix is checked; nothing is written then): exit at once with the usual status.
+    # os._exit, not an exception: one raised inside an import's cleanup would be printed as
+    # "Exception ignored" with a traceback, and the program would go on.
+    os._exit(128 + signum)
+
+
+for _sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_sig, _stop_quietly)
+
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -130,29 +130,41 @@ def parallel_rules(run: "Run") -> list[Finding]:
     f = run.flags
     par = parallel(run)
     out = []
+    mbs = _int(f.get("--micro-batch-size"), 1)
+    if min(par.tp, par.pp, par.cp, par.world, mbs) < 1:
+        return out  # the range checks name the key; nothing to divide by here
     model_parallel = par.tp * par.pp * par.cp
     if par.world % model_parallel:
-        out.append((run.where("megatron.--tensor-model-parallel-size", "megatron.--pipeline-model-parallel-size",
-                              "target.gpus_per_node"),
+        degrees = {"--tensor-model-parallel-size": par.tp, "--pipeline-model-parallel-size": par.pp,
+                   "--context-parallel-size": par.cp}
+        # Name the degree that does not divide the world size; else the one an axis varies.
+        alone = [f"megatron.{k}" for k, v in degrees.items() if par.world % v]
+        used = [f"megatron.{k}" for k, v in degrees.items() if v > 1]
+        out.append((run.where(*alone) or _blame(run, *used, "target.gpus_per_node", "target.nodes"),
                     f"world size {par.world} (target.nodes x target.gpus_per_node) is not divisible by "
                     f"TP x PP x CP = {par.tp} x {par.pp} x {par.cp}"))
         return out
-    mbs = _int(f.get("--micro-batch-size"), 1)
     gbs = f.get("--global-batch-size")
-    if gbs is not None and mbs > 0 and _int(gbs, 0) % (mbs * par.dp):
-        out.append((run.where("megatron.--global-batch-size"),
+    if gbs is not None and _int(gbs, 0) % (mbs * par.dp):
+        out.append((_blame(run, "megatron.--global-batch-size", "megatron.--micro-batch-size"),
                     f"global batch {gbs} is not divisible by micro batch x data-parallel size = "
                     f"{mbs} x {par.dp}"))
     heads = f.get("--num-attention-heads")
+    hidden = f.get("--hidden-size")
+    if heads is not None and hidden is not None and "--kv-channels" not in f and _int(heads, 0) > 0 \
+            and _int(hidden, 0) % _int(heads, 0):
+        out.append((_blame(run, "megatron.--hidden-size", "megatron.--num-attention-heads"),
+                    f"hidden size {hidden} is not divisible by {heads} attention heads (Megatron asserts "
+                    "it unless --kv-channels is set)"))
     if heads is not None and _int(heads, 0) % par.tp:
-        out.append((run.where("megatron.--num-attention-heads", "megatron.--tensor-model-parallel-size"),
+        out.append((_blame(run, "megatron.--num-attention-heads", "megatron.--tensor-model-parallel-size"),
                     f"{heads} attention heads are not divisible by tensor parallel size {par.tp}"))
     # Query groups vs TP: megatron_rules' query-groups-tp (Megatron allows a multiple or a divisor).
     layers = f.get("--num-layers")
     if layers is not None:
         layers = _int(layers, 0)
         if layers % par.pp:
-            out.append((run.where("megatron.--num-layers", "megatron.--pipeline-model-parallel-size"),
+            out.append((_blame(run, "megatron.--num-layers", "megatron.--pipeline-model-parallel-size"),
                         f"{layers} layers are not divisible by pipeline parallel size {par.pp}"))
         n = recipes.of_flags(f)
         per_stage = layers // par.pp
@@ -252,6 +264,14 @@ def memory_rules(run: "Run") -> list[Finding]:
 
 
 RULES.append(megatron_rules.check)
+
+
+def _blame(run: "Run", *keys: str) -> str:
+    """Where the first of `keys` is set, preferring one an axis value sets: of two values that
+    do not fit together, the one that varies between runs is the one that conflicts."""
+    places = [run.where(key) for key in keys]
+    varied = [p for p in places if p.startswith("axes.")]
+    return (varied or [p for p in places if p] or [""])[0]
 
 
 def _env_value(value: Any) -> str:

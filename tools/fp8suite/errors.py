@@ -9,8 +9,12 @@ A matrix file is checked completely before anything is written: every problem be
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Iterable
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}: {self.path}: " if self.path else f"{self.file}: "
-        return where + self.message
+        # One line, whatever the input held: control characters are shown as escapes.
+        return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
+                            where + self.message)
 
 
 class ConfigError(Exception):

@@ -17,18 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
-from . import schema
+from . import limits, loader, schema
 from .checks import check_runs
 from .errors import ConfigError, Problem, did_you_mean
 from .megatron_flags import FLAG_NAME, FlagSpec, load_snapshot, tokens
 from .schema import Matrix, Settings
 
-RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Names are matched whole (re.fullmatch): `$` would accept a final newline.
+RUN_NAME = limits.NAME
+GROUP_NAME = limits.IDENTIFIER
+ENV_NAME = limits.ENV_NAME
+CONTROL = limits.CONTROL
 
 # Set through `data:` or `wandb:` (the scripts build them, with launch-time overrides).
 RESERVED_FLAGS = {
@@ -79,41 +78,46 @@ class Run:
         return None
 
 
-def read_yaml(path: Path) -> Any:
-    """The parsed file, or ConfigError with the parser's position of the first error."""
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError([Problem(str(path), "", f"cannot read: {err.strerror}")]) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError([Problem(str(path), "", f"invalid YAML: {where}{problem}")]) from None
+def read_yaml(path: Path, display: Optional[str] = None) -> Any:
+    """The parsed file, or ConfigError with one line per problem (see loader.read_yaml)."""
+    return loader.read_yaml(path, display)
 
 
 def load(path: Path, display: Optional[str] = None) -> tuple[Matrix, list[Run]]:
-    """Load and expand a matrix file; ConfigError lists every problem found in it."""
-    file = display or str(path)
-    raw = read_yaml(path)
+    """Load and expand a matrix file; ConfigError lists every problem found in it.
+
+    Every failure is a ConfigError (one `Problem` per line: file, dotted key, message), never
+    another exception: unreadable, oversized or non-UTF-8 files, invalid or duplicate-key
+    YAML, unknown keys, wrong types, out-of-range values, unsafe names, bad run-name templates.
+    """
+    file = _printable(display or str(path))
+    raw = read_yaml(path, file)
     problems: list[Problem] = []
     if not isinstance(raw, dict):
         raise ConfigError([Problem(file, "", "expected a mapping of settings at the top level")])
 
+    _check_keys(raw, "", file, problems)
     for key in raw:
+        if not isinstance(key, str) or CONTROL.search(key):
+            continue
         if key not in schema.TOP_LEVEL_KEYS:
             problems.append(Problem(file, str(key), "unknown key"
                                     f"{did_you_mean(str(key), schema.TOP_LEVEL_KEYS)}; valid keys: "
                                     f"{', '.join(schema.TOP_LEVEL_KEYS)}"))
     meta_raw = {k: v for k, v in raw.items() if k in schema.MATRIX_KEYS}
     base_raw = {k: v for k, v in raw.items() if k in schema.SETTINGS_KEYS}
-    meta = schema.build(Matrix, schema.check_fragment(Matrix, meta_raw, "", file, problems))
+    meta_clean = schema.check_fragment(Matrix, meta_raw, "", file, problems)
+    for key in ("name", "description", "run_name"):
+        if isinstance(meta_clean.get(key), str) and CONTROL.search(meta_clean[key]):
+            problems.append(Problem(file, key, "control characters (newlines, tabs) are not allowed"))
+            meta_clean[key] = ""
+    meta = schema.build(Matrix, meta_clean)
     if not meta.name:
-        problems.append(Problem(file, "name", "missing: give the study a short name"))
-    elif not RUN_NAME.match(meta.name):
-        problems.append(Problem(file, "name", f"{meta.name!r} may hold only letters, digits, '_', '.', '-'"))
+        if "name" not in meta_clean:
+            problems.append(Problem(file, "name", "missing: give the study a short name"))
+    elif not RUN_NAME.fullmatch(meta.name) or len(meta.name) > limits.MAX_NAME:
+        problems.append(Problem(file, "name", f"{meta.name!r} may hold only letters, digits, '_', '.', '-' "
+                                f"(at most {limits.MAX_NAME}, starting with a letter or digit)"))
 
     version = str(base_raw.get("target", {}).get("megatron_core", schema.Target.megatron_core)) \
         if isinstance(base_raw.get("target"), dict) else schema.Target.megatron_core
@@ -122,20 +126,32 @@ def load(path: Path, display: Optional[str] = None) -> tuple[Matrix, list[Run]]:
     base = _check_settings(base_raw, "", file, problems, snapshot)
     overlays: dict[tuple[str, str], dict] = {}
     for axis, values in meta.axes.items():
-        if not GROUP_NAME.match(axis):
+        if not GROUP_NAME.fullmatch(axis):
             problems.append(Problem(file, f"axes.{axis}", "axis names are lower-case identifiers"))
         if not values:
             problems.append(Problem(file, f"axes.{axis}", "an axis needs at least one value"))
         for value, overlay in values.items():
             where = f"axes.{axis}.{value}"
-            if not RUN_NAME.match(value):
-                problems.append(Problem(file, where, "value names may hold only letters, digits, '_', '.', '-'"))
+            if not RUN_NAME.fullmatch(value) or len(value) > limits.MAX_NAME:
+                problems.append(Problem(file, where, "value names may hold only letters, digits, '_', '.', '-' "
+                                        f"(at most {limits.MAX_NAME}, starting with a letter or digit)"))
             overlays[(axis, value)] = _check_settings(overlay or {}, where, file, problems, snapshot)
 
+    total = 1
+    for values in meta.axes.values():
+        total *= max(1, len(values))
+    if total > limits.MAX_RUNS:
+        problems.append(Problem(file, "axes", f"the axes make {total} combinations; a matrix expands to "
+                                f"at most {limits.MAX_RUNS} runs: split the study"))
+        raise ConfigError(list(dict.fromkeys(problems)))
     combos = _combinations(meta, file, problems)
+    if not combos and meta.exclude:
+        problems.append(Problem(file, "exclude", "leaves no run: every combination of the axes is excluded"))
     runs = [_merge_run(meta, base, overlays, combo, file, problems, snapshot) for combo in combos]
     runs = [r for r in runs if r is not None]
     _check_unique(runs, file, problems)
+    # Values that failed their own checks were dropped from the runs above, so the consistency
+    # checks (divisions included) only see values in range.
     problems += check_runs(runs, file)
     if problems:
         # A problem of the base shows up once per run: report it once.
@@ -150,7 +166,7 @@ def _check_settings(data: Any, path: str, file: str, problems: list[Problem],
     prefix = f"{path}." if path else ""
     for group, flags in list(clean.get("megatron", {}).items()):
         where = f"{prefix}megatron.{group}"
-        if not GROUP_NAME.match(group):
+        if not GROUP_NAME.fullmatch(group):
             problems.append(Problem(file, where, "group names are lower-case identifiers (model, training, ...)"))
             del clean["megatron"][group]
             continue
@@ -159,24 +175,32 @@ def _check_settings(data: Any, path: str, file: str, problems: list[Problem],
             del clean["megatron"][group]
             continue
         for flag, value in list(flags.items()):
-            reason = _flag_problem(flag, value, snapshot)
+            reason = _flag_problem(str(flag), value, snapshot)
             if reason:
                 problems.append(Problem(file, f"{where}.{flag}", reason))
                 del flags[flag]
     for name, value in list(clean.get("env", {}).items()):
         where = f"{prefix}env.{name}"
-        if not ENV_NAME.match(name):
+        if not ENV_NAME.fullmatch(name):
             problems.append(Problem(file, where, "not a valid environment variable name"))
             del clean["env"][name]
         elif isinstance(value, str) and CONTROL.search(value):
             problems.append(Problem(file, where, "control characters (newlines, tabs) are not allowed"))
             del clean["env"][name]
     _check_strings(clean, prefix.rstrip("."), file, problems)
+    limits.check_settings(clean, path, file, problems)
+    data = clean.get("data")
+    spec = snapshot.get("--tokenizer-type") if snapshot else None
+    if isinstance(data, dict) and isinstance(data.get("tokenizer_type"), str) and spec and spec.choices \
+            and data["tokenizer_type"] not in spec.choices:
+        problems.append(Problem(file, f"{prefix}data.tokenizer_type", f"{data['tokenizer_type']!r} is not one "
+                                f"of: {', '.join(spec.choices)}{did_you_mean(data['tokenizer_type'], spec.choices)}"))
+        del data["tokenizer_type"]
     return clean
 
 
 def _flag_problem(flag: str, value: Any, snapshot: Optional[dict[str, FlagSpec]]) -> str:
-    if not FLAG_NAME.match(flag):
+    if not FLAG_NAME.fullmatch(flag):
         return "not a Megatron flag: flags look like --some-name"
     if flag in RESERVED_FLAGS:
         return f"set it as {RESERVED_FLAGS[flag]} instead (the scripts build it, with launch overrides)"
@@ -185,12 +209,31 @@ def _flag_problem(flag: str, value: Any, snapshot: Optional[dict[str, FlagSpec]]
         spec = snapshot.get(flag)
         if spec is None:
             return f"unknown Megatron flag{did_you_mean(flag, snapshot)}"
+    if any(isinstance(v, str) and CONTROL.search(v) for v in (value if isinstance(value, list) else [value])):
+        return "control characters (newlines, tabs) are not allowed"
     _, reason = tokens(flag, value, spec)
     if reason:
         return reason
-    if isinstance(value, str) and CONTROL.search(value):
-        return "control characters (newlines, tabs) are not allowed"
-    return ""
+    return limits.flag_value_problem(flag, value, spec.type if spec is not None else None)
+
+
+def _check_keys(data: Any, path: str, file: str, problems: list[Problem]) -> None:
+    """Every mapping key anywhere: a string without control characters."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and CONTROL.search(key):
+                problems.append(Problem(file, _printable(where), "control characters (newlines, tabs) "
+                                        "are not allowed in keys"))
+            _check_keys(value, where, file, problems)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            _check_keys(value, f"{path}[{i}]", file, problems)
+
+
+def _printable(text: str) -> str:
+    """`text` for a one-line message: control characters as escapes."""
+    return CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _check_strings(data: Any, path: str, file: str, problems: list[Problem]) -> None:
@@ -282,24 +325,59 @@ def _record(value: dict, keys: tuple[str, ...], path: str, origin: Origin) -> No
 
 
 def _run_name(meta: Matrix, combo: dict[str, str], file: str, problems: list[Problem]) -> Optional[str]:
-    """The run's name from the template; problems of the template itself are found once."""
+    """The run's name from the template; problems of the template itself are found once.
+
+    A template is literal text and `{axis}` placeholders only: no format specs (`{a:x}`),
+    conversions (`{a!r}`), attribute or index access (`{a.x}`, `{a[0]}`), positional fields
+    (`{}`, `{0}`) or unbalanced braces; `{{` and `}}` stand for literal braces, which no file
+    name may hold anyway.
+    """
     if not meta.run_name:
         problems.append(Problem(file, "run_name", "missing: a run-name template such as "
                                 "\"train_{recipe}\" (placeholders are axis names)"))
         return None
-    fields = [f for _, f, _, _ in string.Formatter().parse(meta.run_name) if f is not None]
-    unknown = [f for f in fields if f not in combo]
-    if unknown:
-        problems.append(Problem(file, "run_name", f"placeholder {{{unknown[0]}}} is not an axis"
-                                f"{did_you_mean(unknown[0], combo)}; axes: {', '.join(combo) or 'none'}"))
+    bad = _template_problem(meta.run_name, combo)
+    if bad:
+        problems.append(Problem(file, "run_name", bad))
         return None
-    # Axis value names are checked to be safe, so the template's own text decides.
-    literal = meta.run_name.format(**{f: "x" for f in fields})
-    if not RUN_NAME.match(literal):
+    parts = list(string.Formatter().parse(meta.run_name))
+    name = "".join(text + (combo[field] if field is not None else "") for text, field, _, _ in parts)
+    literal = "".join(text + ("x" if field is not None else "") for text, field, _, _ in parts)
+    if not RUN_NAME.fullmatch(literal):
         problems.append(Problem(file, "run_name", f"{meta.run_name!r} does not make safe file names "
                                 "(letters, digits, '_', '.', '-')"))
         return None
-    return meta.run_name.format(**combo)
+    if len(name) > limits.MAX_NAME:
+        problems.append(Problem(file, "run_name", f"run name {name[:40]}... is {len(name)} characters; "
+                                f"at most {limits.MAX_NAME}"))
+        return None
+    return name
+
+
+def _template_problem(template: str, combo: dict[str, str]) -> str:
+    axes = ", ".join(combo) or "none"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as err:
+        return (f"{template!r} is not a valid template ({err}); placeholders look like {{axis}}, "
+                "and names hold no braces")
+    canonical = "".join(text.replace("{", "{{").replace("}", "}}") + ("" if field is None else f"{{{field}}}")
+                        for text, field, _, _ in parts)
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field == "" or field.isdigit():
+            return f"positional placeholder {{{field}}}: name an axis, e.g. {{{next(iter(combo), 'recipe')}}}"
+        if spec or conversion:
+            return (f"placeholder {{{field}{'!' + conversion if conversion else ''}"
+                    f"{':' + spec if spec else ''}}} has a conversion or format spec; write {{{field}}}")
+        if field not in combo:
+            if not GROUP_NAME.fullmatch(field):
+                return f"placeholder {{{field}}}: only plain axis names are allowed; axes: {axes}"
+            return f"placeholder {{{field}}} is not an axis{did_you_mean(field, combo)}; axes: {axes}"
+    if canonical != template:
+        return f"{template!r}: write placeholders as {{axis}}, without ':' or '!'"
+    return ""
 
 
 def _check_unique(runs: list[Run], file: str, problems: list[Problem]) -> None:

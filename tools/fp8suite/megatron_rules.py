@@ -142,12 +142,6 @@ _rule("attention-backend-local-spec", f"{ARGS}:435",
       "--attention-backend local is only supported with --spec local",
       _m("--attention-backend", "--spec"),
       lambda c: c.str("--attention-backend") == "local" and (c.list("--spec")[:1] != ["local"]))
-_rule("batch-size-positive", f"{ARGS}:676", "assert args.micro_batch_size > 0",
-      "(no message)", _m("--micro-batch-size"),
-      lambda c: c.int("--micro-batch-size", 1) is not None and c.int("--micro-batch-size", 1) <= 0)
-_rule("global-batch-size-positive", f"{ARGS}:687", "assert args.global_batch_size > 0",
-      "(no message)", _m("--global-batch-size"),
-      lambda c: c.int("--global-batch-size") is not None and c.int("--global-batch-size") <= 0)
 _rule("eval-global-batch-size", f"{ARGS}:694",
       "assert args.eval_global_batch_size % (args.eval_micro_batch_size * args.data_parallel_size) == 0 "
       "(they default to --global-batch-size and --micro-batch-size)",

@@ -20,7 +20,7 @@ import contextlib
 import io
 import os
 import sys
-from typing import Any, Iterator, Mapping, Optional
+from typing import Iterator, Optional
 
 # parse_args reads RANK and WORLD_SIZE (megatron/training/arguments.py, parse_args);
 # LOCAL_RANK is read by Megatron's initialisation and set for the same reason.
@@ -28,49 +28,11 @@ ENV_KEYS = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
 PROGRAM = "pretrain_gpt.py"
 
 
-def run_argv(entry: Mapping[str, Any], mock_data: Optional[bool] = None,
-             gradient_accumulation_fusion: Optional[bool] = None) -> list[str]:
-    """The Megatron arguments a rendered script passes for one manifest entry.
-
-    `entry` is one item of `<matrix>.manifest.json`'s "runs". The result is the run's
-    `megatron_args` followed by what the script adds: the data arguments (mock data with a
-    NullTokenizer, or the data path and tokenizer) and --no-gradient-accumulation-fusion when
-    the run turns fusion off. `mock_data` overrides the matrix's data.mock_data (the script's
-    MOCK_DATA); `gradient_accumulation_fusion` decides a run left on "auto" (the script
-    checks for apex at launch; None keeps Megatron's default, fusion on). Raises KeyError
-    when the entry lacks megatron_args or data.
-    """
-    argv = [str(t) for t in entry["megatron_args"]]
-    data = entry["data"]
-    mock = data.get("mock_data") if mock_data is None else mock_data
-    if mock:
-        argv += ["--mock-data", "--tokenizer-type", "NullTokenizer"]
-        if data.get("vocab_size") is not None:
-            argv += ["--vocab-size", str(data["vocab_size"])]
-    else:
-        argv += ["--data-path", *[str(p) for p in data.get("data_path") or []],
-                 "--split", str(data.get("split", "99,1,0")),
-                 "--tokenizer-type", str(data.get("tokenizer_type"))]
-        if data.get("tokenizer_model"):
-            argv += ["--tokenizer-model", str(data["tokenizer_model"])]
-    fusion = entry.get("gradient_accumulation_fusion", "auto")
-    if fusion == "off" or (fusion == "auto" and gradient_accumulation_fusion is False):
-        argv.append("--no-gradient-accumulation-fusion")
-    return argv
-
-
-def world_size(entry: Mapping[str, Any], env: Optional[Mapping[str, str]] = None) -> int:
-    """GPUs of a manifest entry: gpus_per_node x nodes, with GPUS_PER_NODE / NNODES from `env`."""
-    env = env or {}
-    gpus = int(env.get("GPUS_PER_NODE", entry["gpus_per_node"]))
-    nodes = int(env.get("NNODES", entry["nodes"]))
-    return gpus * nodes
-
-
 def validate_run(argv: list[str], world_size: int) -> Optional[str]:
     """Megatron's verdict on one run: None when it accepts `argv`, else its message.
 
-    argv: Megatron's command-line arguments (no program name), as `run_argv` builds them.
+    argv: Megatron's command-line arguments (no program name), as a generated script passes
+        them (tools/megatron_check.py receives them from the script itself).
     world_size: the number of GPUs the run is launched on (torchrun's WORLD_SIZE).
 
     Runs Megatron's own parse_args and validate_args as rank 0 of `world_size`, then builds

@@ -8,7 +8,7 @@ The estimate is what PyTorch's caching allocator reports as `max allocated` (Meg
               "Reducing Activation Recomputation in Large Transformer Models", Table 2,
               recounted for SwiGLU, grouped-query attention, RMSNorm and fused/flash
               attention as Transformer Engine saves tensors)
-              + the vocabulary's logits and their fp32 copy in the cross-entropy loss
+              + the vocabulary's logits and their fp32 copies in the cross-entropy loss
               + cuBLAS workspaces
 
 The static part is Megatron's own count (megatron/training/theoretical_memory_usage.py,
@@ -16,7 +16,7 @@ The static part is Megatron's own count (megatron/training/theoretical_memory_us
 optimizer) extended for the dtypes Megatron lets a run choose. The peak is reached at the
 loss of the last micro-batch's forward pass: every layer's saved activations are alive, and
 the cross entropy holds the bf16 logits and their fp32 copy (Megatron's vocab-parallel cross
-entropy, fused or not, starts with `logits.float()`).
+entropy starts with `logits.float()`; its fused native implementation keeps a second fp32 copy).
 
 `check` compares the estimate with the GPU's usable memory: its capacity, less what the CUDA
 context and NCCL hold outside PyTorch's allocator, less the allocator's fragmentation unless
@@ -34,35 +34,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from . import recipes
+
 GIB = 2**30
 
-# --- GPU memory capacity -----------------------------------------------------------------
-# Capacity as torch.cuda reports it (total_memory), in GiB. The GPU families' data is to
-# move to the recipes module; until then this table is the one place to change.
-# H200: "GPU 0 has a total capacity of 139.80 GiB" (PyTorch's out-of-memory message in
-#   tests/data/real_h200x2/train_llama3_8b_h200_bf16.1.log); nvidia-smi shows 143,771 MiB.
-# H100 / H800 SXM 80GB HBM3: 79.11 GiB, as PyTorch's out-of-memory message prints it.
-# The others: NVIDIA's datasheet figure (GB there are GiB of HBM: 141 for H200) scaled by
-# the H200's measured 139.80/141, the share the driver leaves to CUDA.
-_DRIVER_SHARE = 139.80 / 141
-CAPACITY_GIB: dict[str, float] = {
-    "H100": 79.11, "H800": 79.11, "H200": 139.80,
-    "H20": round(96 * _DRIVER_SHARE, 2),      # H20 datasheet: 96 GB HBM3
-    "GH200": round(96 * _DRIVER_SHARE, 2),    # GH200 datasheet: 96 GB HBM3 (the 144 GB HBM3e model is larger)
-    "B200": round(180 * _DRIVER_SHARE, 2),    # DGX B200 datasheet: 1,440 GB for 8 GPUs
-    "B300": round(288 * _DRIVER_SHARE, 2),    # B300 datasheet: 288 GB HBM3e
-    "GB200": round(186 * _DRIVER_SHARE, 2),   # GB200 NVL72 datasheet: 13.4 TB for 72 GPUs
-    "GB300": round(288 * _DRIVER_SHARE, 2),   # GB300 NVL72 datasheet: 288 GB HBM3e per GPU
-}
-
-# Memory a training process holds outside PyTorch's allocator (CUDA context, cuBLAS/cuDNN
-# handles, NCCL communicators and buffers). Calibrated: the 2xH200 BF16 out-of-memory message
-# (tests/data/real_h200x2/) says the process used 136.91 GiB, of which PyTorch had allocated
-# 126.02 and reserved 7.62 more: 136.91 - 126.02 - 7.62 = 3.27 GiB.
-NON_PYTORCH_GIB = 3.3
+# --- GPU memory --------------------------------------------------------------------------
+# Capacity per GPU comes from fp8suite.recipes (GpuFamily.memory_gib: nvidia-smi's total).
+# Memory PyTorch's allocator cannot use: the driver's share, the CUDA context, cuBLAS/cuDNN
+# handles and NCCL's buffers. Calibrated on the 2xH200 BF16 out-of-memory message
+# (tests/data/real_h200x2/): of nvidia-smi's 143,771 MiB (140.40 GiB), PyTorch accounts for
+# 126.02 GiB allocated + 7.62 reserved + 2.88 free = 136.52 GiB; 140.40 - 136.52 = 3.88 GiB.
+NON_PYTORCH_GIB = 3.9
 # Without expandable segments the caching allocator cannot always reuse freed blocks for a
 # large request. Calibrated on the same message: 7.62 GiB reserved but unallocated at the
-# failure, 5.4% of the 139.80 GiB capacity.
+# failure, 5.4% of the 140.40 GiB.
 FRAGMENTATION_SHARE = 0.054
 # Within this share of the usable memory an estimate is a warning, beyond it a problem.
 WARN_SHARE = 0.05
@@ -72,8 +57,6 @@ WARN_SHARE = 0.05
 # transformer_engine/pytorch/module/base.py get_cublas_workspace_size_bytes).
 WORKSPACE_BYTES = 64 * 2**20
 
-# Bytes of one element by Megatron's dtype names (--exp-avg-dtype etc.).
-DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
 
 
 @dataclass(frozen=True)
@@ -279,9 +262,14 @@ def estimate(flags: Mapping[str, Any], world_size: int, vocab_size: int) -> Esti
     return max(estimates, key=lambda e: e.total)
 
 
+def capacity_gib(gpu: str) -> Optional[float]:
+    """Memory of one `gpu` (a target.gpu name) in GiB, from fp8suite.recipes; None if unknown."""
+    return recipes.memory_gib(gpu)
+
+
 def usable_gib(gpu: str, env: Mapping[str, Any]) -> Optional[float]:
     """Memory PyTorch can allocate on `gpu`, in GiB, or None for an unknown GPU."""
-    capacity = CAPACITY_GIB.get(gpu)
+    capacity = capacity_gib(gpu)
     if capacity is None:
         return None
     usable = capacity - NON_PYTORCH_GIB
@@ -302,7 +290,7 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
     it the message lists what would make the run fit or leave more room, with the estimate each
     gives when `vocab_size` is known: twice the GPUs, full recomputation, expandable segments,
     a precision-aware optimizer with BF16 Adam moments."""
-    capacity = CAPACITY_GIB.get(gpu)
+    capacity = capacity_gib(gpu)
     usable = usable_gib(gpu, env)
     if capacity is None or usable is None:
         return Verdict("ok", est.total, 0.0, 0.0, f"no memory capacity known for {gpu}")
@@ -419,9 +407,7 @@ def _stage_parts(f: Flags, s: Shape, first: bool, last: bool) -> dict[str, float
     logits = 0.0
     if last:
         tokens = s.seq * s.micro_batch / s.cp
-        # bf16 logits + their fp32 copy in the cross entropy (logits.float()); the backward
-        # pass holds the same two (fp32 gradient, then its bf16 cast).
-        logits = tokens * s.vocab / s.tp * (_act_dtype(f) + 4)
+        logits = tokens * s.vocab / s.tp * _logits_bytes(f)
     return {
         "weights": weights / GIB,
         "gradients": grads / GIB,
@@ -431,6 +417,20 @@ def _stage_parts(f: Flags, s: Shape, first: bool, last: bool) -> dict[str, float
         "logits": logits / GIB,
         "workspace": WORKSPACE_BYTES / GIB,
     }
+
+
+def _logits_bytes(f: Flags) -> float:
+    """Bytes per logit held at the loss: the bf16 logits and their fp32 copy (Megatron's
+    vocab-parallel cross entropy starts with `logits.float()` and then works in place; the
+    backward pass holds the same two, the fp32 gradient and its bf16 cast). With
+    --cross-entropy-loss-fusion and the native implementation the steps run as
+    torch.compile'd functions (megatron/core/fusions/fused_cross_entropy.py, `jit_fuser`),
+    which write the shifted and exponentiated logits to a new fp32 buffer rather than in place:
+    one fp32 copy more. The bench logs (logs/h200x2_8b_bench/) show it: BF16 peaks 3.9 GiB,
+    4 bytes x 8192 tokens x 128256 logits, above the same run without the fusion
+    (tests/data/real_h200x2/)."""
+    fused = f.on("--cross-entropy-loss-fusion") and f.str("--cross-entropy-fusion-impl", "native") == "native"
+    return _act_dtype(f) + 4 + (4 if fused else 0)
 
 
 def _linear_params_per_layer(s: Shape) -> float:
@@ -471,7 +471,7 @@ def _optimizer_bytes(f: Flags, s: Shape) -> float:
     precision_aware = f.on("--use-precision-aware-optimizer")
 
     def dtype(flag: str) -> int:
-        return DTYPE_BYTES.get(f.str(flag, "fp32") or "fp32", 4) if precision_aware else 4
+        return recipes.PRECISION_BYTES.get(f.str(flag, "fp32") or "fp32", 4) if precision_aware else 4
 
     mixed = f.on("--bf16") or f.on("--fp16")
     main = dtype("--main-params-dtype") if mixed else 0
@@ -488,56 +488,47 @@ def _optimizer_bytes(f: Flags, s: Shape) -> float:
     return per_param
 
 
+def _numerics(f: Flags) -> recipes.Numerics:
+    return recipes.of_flags(f.flags)
+
+
 def _quantized(f: Flags) -> bool:
-    return bool(f.str("--fp8-format") or f.str("--fp4-format"))
-
-
-def _recipe(f: Flags) -> str:
-    if f.str("--fp4-format"):
-        return f.str("--fp4-recipe", "nvfp4") or "nvfp4"
-    return f.str("--fp8-recipe", "delayed") or "delayed"
+    return _numerics(f).recipe.quantized
 
 
 def _bf16_layer_counts(f: Flags, s: Shape) -> tuple[int, int]:
-    if not (_quantized(f) and f.on("--first-last-layers-bf16")):
+    n = _numerics(f)
+    if not (n.recipe.quantized and n.first_last_bf16):
         return 0, 0
-    return (f.int("--num-layers-at-start-in-bf16", 1) or 0, f.int("--num-layers-at-end-in-bf16", 1) or 0)
+    return n.layers_bf16
+
+
+def _quantized_bytes(recipe: recipes.Recipe) -> float:
+    """Bytes per element of one quantized copy: the FP8 (1) or FP4 (1/2) value, plus a byte of
+    scale per `scale_block` elements (MXFP8 32, NVFP4 16; per-tensor and 128-element block
+    scales are negligible)."""
+    return recipes.PRECISION_BYTES[recipe.precision] + (1 / recipe.scale_block if recipe.scale_block else 0)
 
 
 def _gemm_input_bytes(f: Flags) -> float:
-    """Bytes per element of a GEMM input saved for the backward pass in a quantized layer:
-    the FP8 copy (1), plus the block scales of MXFP8 (one byte per 32) or the FP4 copy (1/2)
-    with NVFP4's scales (one byte per 16)."""
-    recipe = _recipe(f)
-    if recipe == "nvfp4":
-        return 0.5 + 1 / 16
-    if recipe == "mxfp8":
-        return 1 + 1 / 32
-    return 1.0
+    """Bytes per element of a GEMM input a quantized layer saves for the backward pass: its
+    quantized copy (the high-precision tensor is not kept)."""
+    return _quantized_bytes(_numerics(f).recipe)
 
 
 def _low_precision_weight_bytes(f: Flags) -> tuple[Optional[float], float]:
     """(bytes per weight when the weights themselves are FP8/FP4, or None; bytes of the
     quantized copies Transformer Engine keeps beside high-precision weights).
 
-    Hopper's FP8 GEMMs take only the TN layout, so a weight is used in FP8 twice: row-wise
-    for the forward GEMM and column-wise (transposed) for the data-gradient GEMM. With
-    --fp8-param-gather the weight is stored as FP8 and its transpose is cached; otherwise
-    Transformer Engine quantizes the bf16 weight and caches both copies across micro-batches
-    (the `is_first_microbatch` weight cache). MXFP8 adds a byte of scale per 32 elements per
-    copy; NVFP4 stores half a byte plus a byte of scale per 16 elements per copy.
+    Hopper's FP8 GEMMs take only the TN layout, so a weight is used quantized twice: row-wise
+    for the forward GEMM and column-wise (transposed) for the data-gradient GEMM. With the
+    recipe's param gather flag the weight is stored quantized and its transpose is cached;
+    otherwise Transformer Engine quantizes the high-precision weight and caches both copies
+    across micro-batches (the `is_first_microbatch` weight cache).
     """
-    recipe = _recipe(f)
-    if recipe == "nvfp4":
-        pair = 2 * (0.5 + 1 / 16)
-        gather = f.on("--fp4-param-gather")
-    elif recipe == "mxfp8":
-        pair = 2 * (1 + 1 / 32)
-        gather = f.on("--fp8-param-gather")
-    else:
-        pair = 2.0
-        gather = f.on("--fp8-param-gather")
-    return (pair, 0.0) if gather else (None, pair)
+    n = _numerics(f)
+    pair = 2 * _quantized_bytes(n.recipe)
+    return (pair, 0.0) if n.param_gather else (None, pair)
 
 
 def _layer_activation_bytes(f: Flags, s: Shape, quantized: bool) -> float:

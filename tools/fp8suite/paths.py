@@ -17,6 +17,7 @@ disk except `next_log`, which looks at which names are taken.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Union
 
@@ -42,8 +43,12 @@ PathLike = Union[str, Path]
 
 
 def display_path(path: PathLike) -> str:
-    """`path` relative to ROOT when inside it, else absolute (as generated files write it)."""
-    path = Path(path).resolve()
+    """`path` relative to ROOT when inside it, else absolute (as generated files write it); a
+    path that cannot be resolved (a symlink loop) is made absolute without resolving it."""
+    try:
+        path = Path(path).resolve()
+    except (OSError, RuntimeError):
+        path = Path(os.path.abspath(path))
     try:
         return str(path.relative_to(ROOT))
     except ValueError:

@@ -14,16 +14,26 @@ group, and a Ctrl-C at the terminal reaches only the queue, which decides what t
 
 The script picks nothing itself: the queue passes LOG_FILE (the next free <run>.log,
 <run>.1.log, ...) so that it can follow the log while training writes it.
+
+A queue that was killed outright (SIGKILL, a lost machine) leaves its run recorded as
+running while the run goes on in its own session. The next run.py finds it from the
+attempt's token (FP8SUITE_ATTEMPT in the run's environment, recorded before it starts): a run
+still going is refused; one that ended is closed from its evidence, the log's end markers
+and the sidecar's exit code, so a run that completed on its own is recorded completed and
+`--resume` does not train it again.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import signal
 import subprocess
 import tempfile
 import time
+import uuid
+from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Optional
@@ -113,6 +123,8 @@ def shell_line(cmd: list[str], env: dict[str, str]) -> str:
 def run_queue(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
               display: Display) -> int:
     """Run the selected runs in turn; 0 when all completed, 1 if not, 128+N on signal N."""
+    if not opts.dry_run:
+        _close_stale(selected, states)
     todo, skipped = [], []
     for plan, run in selected:
         rec = states[plan.name].record(run.name)
@@ -159,23 +171,105 @@ def _dry_run(todo, states, opts: Options, display: Display) -> int:
     return 0
 
 
+def _close_stale(selected, states) -> None:
+    """Runs recorded as running whose run.py is gone and whose run has ended: record how they
+    ended, from the log and the sidecar (before --resume decides what to skip)."""
+    changed = set()
+    for plan, run in selected:
+        state = states[plan.name]
+        last = state.latest(run.name)
+        if not last or last.get("mode") != "local" or last.get("state") != "running":
+            continue
+        if _attempt_alive(last):
+            continue  # _check_not_running refuses it
+        result, reason, fields = _evidence(last)
+        state.update(run.name, state=result, reason=reason, **fields)
+        changed.add(plan.name)
+    for name in changed:
+        states[name].save()
+
+
+def _evidence(attempt: dict) -> tuple[str, str, dict]:
+    """(state, reason, fields) of an attempt whose runner died, from what it left on disk."""
+    log = paths.suite(attempt["log"]) if attempt.get("log") else None
+    if log is None or not log.exists():
+        return "interrupted", "run.py ended before the run wrote its log", {"ended": now()}
+    meta = paths.suite(attempt["meta"]) if attempt.get("meta") else paths.sidecar_of(log)
+    tail = LogTail(log)
+    tail.finish()
+    side = sidecar.read(meta) or {}
+    fields = {"ended": side.get("ended") or now(), "iteration": tail.iteration,
+              "train_iters": tail.train_iters or attempt.get("train_iters")}
+    note = "recorded from the log and sidecar after run.py ended"
+    code = side.get("exit_code") if "ended" in side else None
+    if isinstance(code, int) and not isinstance(code, bool):
+        fields["exit_code"] = code
+        if side.get("interrupted") and not tail.done:
+            return "interrupted", f"stopped by a signal ({note})", fields
+        result, reason = _outcome(code, tail, io.BytesIO(), Options(), False, False, Signals())
+        return result, f"{reason} ({note})" if reason else note, fields
+    # The script ended without recording its end (killed outright): the log alone decides.
+    if tail.done:
+        return "completed", f"[after training is done] ({note}; no exit status recorded)", fields
+    if tail.exiting:
+        return "time-limited", f"{tail.exiting} ({note})", fields
+    failure = tail.failure()
+    if failure:
+        return "failed", f"{failure} ({note})", fields
+    return "interrupted", (f"run.py and the run ended without recording an end; the log stops at "
+                           f"iteration {tail.iteration or 0}"), fields
+
+
 def _check_not_running(todo, states) -> None:
-    """A run another run.py is running now is refused; one whose runner died is closed."""
+    """A run another run.py is running now is refused (a run whose runner died and that has
+    ended was closed by _close_stale)."""
     problems = []
     for plan, run in todo:
         state = states[plan.name]
         last = state.latest(run.name)
         if not last or last.get("mode") != "local" or last.get("state") != "running":
             continue
-        pid = last.get("pid")
-        if pid and _alive(pid):
+        if _attempt_alive(last):
+            pid = last.get("pid") or "unknown"
             problems.append(f"{run.name} is running now (pid {pid}, log {last.get('log')}) under "
                             f"another run.py; wait for it or stop it first")
         else:
-            state.update(run.name, state="interrupted", ended=now(),
-                         reason="run.py ended while it ran; no end was recorded")
+            result, reason, fields = _evidence(last)
+            state.update(run.name, state=result, reason=reason, **fields)
     if problems:
         raise UsageError(*problems)
+
+
+ATTEMPT_VAR = "FP8SUITE_ATTEMPT"
+"""Environment variable holding an attempt's token in every process of the run."""
+
+
+def _attempt_alive(attempt: dict) -> bool:
+    """Whether any process of the attempt still runs: its recorded pid (when that process
+    carries the attempt's token, so a reused pid does not count), or any process carrying
+    the token (run.py may have died between starting the run and recording its pid)."""
+    token = attempt.get("token")
+    pid = attempt.get("pid")
+    if not token:
+        return bool(pid) and _alive(pid)
+    if pid and _alive(pid) and _has_token(pid, token) is not False:
+        return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return bool(pid) and _alive(pid)
+    for entry in proc.iterdir():
+        if entry.name.isdigit() and _has_token(int(entry.name), token):
+            return True
+    return False
+
+
+def _has_token(pid: int, token: str) -> Optional[bool]:
+    """True/False when the process's environment can be read, None when it cannot."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    return f"{ATTEMPT_VAR}={token}".encode() in environ.split(b"\0")
 
 
 def _alive(pid: int) -> bool:
@@ -224,16 +318,21 @@ def _run_one(tag: str, run: Run, state: RunState, opts: Options, display: Displa
     meta = paths.sidecar_of(log)
     cmd = command(run, opts)
     planned = plans.planned_iterations(run, cmd[2:])
-    env = dict(os.environ, **opts.env, LOG_FILE=str(log))
+    token = uuid.uuid4().hex
+    env = dict(os.environ, **opts.env, LOG_FILE=str(log), **{ATTEMPT_VAR: token})
     log.parent.mkdir(parents=True, exist_ok=True)
     stderr = tempfile.TemporaryFile()
+    # Recorded before the run starts: a run.py killed at any moment leaves the attempt's log
+    # and token on record, so the next run.py can find the run, running or ended.
+    state.begin(run.name, mode="local", state="running", pid=None, token=token, started=now(),
+                ended=None, log=plans.shown(log), meta=plans.shown(meta), job_id=None, exit_code=None,
+                iteration=None, train_iters=planned,
+                command=shell_line(cmd, dict(opts.env, LOG_FILE=plans.shown(log))))
+    state.save()
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=paths.ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
-    state.begin(run.name, mode="local", state="running", pid=proc.pid, started=now(), ended=None,
-                log=plans.shown(log), meta=plans.shown(meta), job_id=None, exit_code=None,
-                iteration=None, train_iters=planned,
-                command=shell_line(cmd, dict(opts.env, LOG_FILE=plans.shown(log))))
+    state.update(run.name, pid=proc.pid)
     state.save()
 
     tail = LogTail(log)

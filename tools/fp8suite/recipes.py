@@ -78,6 +78,9 @@ class Recipe:
     """Whether it may keep the first/last layers in BF16 (--first-last-layers-bf16)."""
     te_probe: Optional[TeProbe] = None
     """How verify_env.py tries it; None: not tried (base precisions, custom recipes)."""
+    scale_block: Optional[int] = None
+    """Elements per one-byte scale of its quantized tensors (MXFP8 32, NVFP4 16); None when the
+    scales are per tensor or per 128-element block (negligible memory). Read by fp8suite.memory."""
 
     @property
     def quantized(self) -> bool:
@@ -111,13 +114,13 @@ RECIPES: tuple[Recipe, ...] = (
            te_probe=TeProbe("is_fp8_block_scaling_available", "Float8BlockScaling")),
     Recipe("mxfp8", "MXFP8", "MXFP8", "fp8", "--fp8-format", "fp8", "mxfp8",
            min_compute_capability=(10, 0), min_transformer_engine=(2, 1), min_cuda=(12, 8),
-           te_probe=TeProbe("is_mxfp8_available", "MXFP8BlockScaling")),
+           scale_block=32, te_probe=TeProbe("is_mxfp8_available", "MXFP8BlockScaling")),
     Recipe("fp8_custom", "FP8 custom", "custom FP8", "fp8", "--fp8-format", "fp8", "custom",
            min_compute_capability=(8, 9)),
     # Megatron: "--fp4-format requires Transformer Engine >= 2.7.0.dev0 for NVFP4BlockScaling".
     Recipe("nvfp4", "FP4 NVFP4", "NVFP4", "fp4", "--fp4-format", "fp4", "nvfp4",
            min_compute_capability=(10, 0), min_transformer_engine=(2, 7), min_cuda=(12, 8),
-           te_probe=TeProbe("is_nvfp4_available", "NVFP4BlockScaling")),
+           scale_block=16, te_probe=TeProbe("is_nvfp4_available", "NVFP4BlockScaling")),
     Recipe("fp4_custom", "FP4 custom", "custom FP4", "fp4", "--fp4-format", "fp4", "custom",
            min_compute_capability=(10, 0), min_transformer_engine=(2, 7), min_cuda=(12, 8)),
 )
@@ -128,6 +131,8 @@ BASELINE: Recipe = BY_NAME["bf16"]
 """The recipe the others are compared against (a comparison group's default baseline)."""
 PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(r.precision for r in RECIPES))
 """Every tensor-core precision: "bf16", "fp16", "fp32", "fp8", "fp4"."""
+PRECISION_BYTES: dict[str, float] = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "fp4": 0.5}
+"""Bytes of one element at each precision (also the values of Megatron's --exp-avg-dtype etc.)."""
 FORMAT_FLAGS: tuple[str, ...] = tuple(dict.fromkeys(r.format_flag for r in RECIPES if r.format_flag))
 """The flags that turn low precision on: "--fp8-format", "--fp4-format"."""
 FORMATS: dict[str, tuple[str, ...]] = {"--fp8-format": ("e4m3", "hybrid"), "--fp4-format": ("e2m1",)}

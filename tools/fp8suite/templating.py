@@ -3,11 +3,23 @@
 All decisions and all shell quoting happen here; the templates only lay out prepared values
 (loops and conditionals, no logic). Output is deterministic: no timestamps, and paths inside
 the suite are written relative to it.
+
+One quoting path: every value a template writes is one of three kinds, made only here,
+and the template environment refuses anything else (a plain string or number from the
+matrix cannot reach a script by mistake):
+
+* `Shell`: shell text, each matrix value in it quoted by `shell_word` (or `_dq` inside a
+  double-quoted string); integers are written by `shell_int`;
+* `Comment`: text for a `#` comment line: control characters escaped (`\n` as the two
+  characters backslash and n), so a comment can never end early and start a command;
+* `Directive`: the value of an `#SBATCH` line, checked to hold no whitespace or control
+  characters (sbatch, not bash, reads those lines).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import textwrap
 from dataclasses import dataclass
@@ -22,6 +34,56 @@ from .matrix import Run
 from .megatron_flags import load_snapshot, tokens
 from .schema import Matrix
 
+
+
+class Shell(str):
+    """Shell text in which every matrix value is quoted."""
+
+
+class Comment(str):
+    """Text safe on a `#` comment line (one line, control characters escaped)."""
+
+
+class Directive(str):
+    """A value safe on an `#SBATCH` line (no whitespace, no control characters)."""
+
+
+class UnquotedValue(TypeError):
+    """A template tried to write a value that did not go through the quoting path."""
+
+
+_UNSAFE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_DIRECTIVE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\\\"'`$;|&<>]+")
+
+
+def comment(text: Any) -> Comment:
+    """`text` for a comment line: control characters (newline included) as escapes."""
+    return Comment(_UNSAFE_LINE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"),
+                                    str(text)))
+
+
+def directive(text: Any) -> Directive:
+    """`text` for an `#SBATCH` line; ValueError when it holds whitespace, quotes or control
+    characters (the matrix checks refuse such values first, naming the key)."""
+    text = str(text)
+    if not _DIRECTIVE.fullmatch(text):
+        raise ValueError(f"not a safe #SBATCH value: {text!r}")
+    return Directive(text)
+
+
+def shell_int(value: Any) -> Shell:
+    """An integer for the script (never a bool, a float or a string)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UnquotedValue(f"expected an integer, got {value!r}")
+    return Shell(str(value))
+
+
+def _finalize(value: Any) -> Any:
+    # Every {{ ... }} of a template passes here: only prepared values may be written.
+    if isinstance(value, (Shell, Comment, Directive)):
+        return value
+    raise UnquotedValue(f"template writes an unquoted value {value!r}: prepare it in "
+                        "templating.context (shell_word, comment, directive, shell_int)")
 
 
 @dataclass(frozen=True)
@@ -43,6 +105,7 @@ def environment() -> jinja2.Environment:
         # bash's ${#array[@]} would open a Jinja comment: use a delimiter bash never writes.
         comment_start_string="<%#",
         comment_end_string="#%>",
+        finalize=_finalize,
     )
 
 
@@ -66,6 +129,7 @@ def render_runs(matrix: Matrix, runs: list[Run], matrix_file: str, out_dir: Path
 
 def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
             out_dir: Path) -> dict[str, Any]:
+    """Every value the templates write, each prepared for where it goes (see the module doc)."""
     s = run.settings
     numerics = recipes.of_flags(run.flags)
     snapshot = load_snapshot(s.target.megatron_core) or {}
@@ -73,52 +137,69 @@ def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
     for group, flags in run.groups.items():
         lines = [" ".join(shell_word(t) for t in tokens(flag, value, snapshot.get(flag))[0])
                  for flag, value in flags.items()]
-        groups.append({"array": f"{group.upper()}_ARGS", "lines": [ln for ln in lines if ln]})
+        array = shell_name(f"{group.upper()}_ARGS")
+        groups.append({"array": array, "ref": Shell(f'"${{{array}[@]}}"'),
+                       "lines": [Shell(ln) for ln in lines if ln]})
     logs = log_dir(matrix, run)
     wandb = None
     if s.wandb is not None:
         wandb = {
             "project": shell_word(s.wandb.project),
-            "entity": shell_word(s.wandb.entity) if s.wandb.entity else "",
-            "save_dir": suite_path(s.wandb.save_dir) if s.wandb.save_dir else '"$LOG_DIR/wandb"',
+            "entity": shell_word(s.wandb.entity) if s.wandb.entity else Shell(""),
+            "save_dir": suite_path(s.wandb.save_dir) if s.wandb.save_dir else Shell('"$LOG_DIR/wandb"'),
             # Megatron logs loss curves to W&B through its TensorBoard writer.
             "tensorboard": "--tensorboard-dir" not in run.flags,
         }
+    slurm = s.slurm
     return {
-        "matrix_file": matrix_file,
-        "matrix_name": matrix.name,
-        "run": run.name,
-        "label": numerics.label + "".join(f"; {k}={v}" for k, v in run.axes.items() if k != "recipe"),
-        "description": textwrap.wrap(matrix.description, 95),
-        "script_path": script,
-        "sbatch_path": batch,
+        "matrix_file": comment(matrix_file),
+        "matrix_name": comment(matrix.name),
+        "run": shell_word(run.name),
+        "run_text": comment(run.name),
+        "run_dq": Shell(_dq(run.name)),
+        "label": comment(numerics.label + "".join(f"; {k}={v}" for k, v in run.axes.items() if k != "recipe")),
+        # A comment line starting "shellcheck" would be read as a shellcheck directive.
+        "description": [comment(re.sub(r"^(?i:shellcheck)", r"(\g<0>)", line))
+                        for line in textwrap.wrap(matrix.description, 95)],
+        "script_path": comment(script),
+        "sbatch_path": comment(batch),
         "script_arg": shell_word(script),
         "matrix_arg": shell_word(matrix_file),
-        "root_from_script": os.path.relpath(paths.ROOT, out_dir.resolve()),
-        "knobs": " \\\n            ".join(_knob_lines()),
-        "gpus_per_node": s.target.gpus_per_node,
-        "nodes": s.target.nodes,
-        "attention_backend": run.flags.get("--attention-backend", "auto"),
-        "unset_env": [name for name in NVTE_ATTN if name not in s.env],
-        "env": [(name, shell_word(env_value(value))) for name, value in s.env.items()],
+        "root_from_script": Shell(_dq(os.path.relpath(paths.ROOT, out_dir.resolve()))),
+        "knobs": Shell(" \\\n            ".join(_knob_lines())),
+        "gpus_per_node": shell_int(s.target.gpus_per_node),
+        "nodes": shell_int(s.target.nodes),
+        "attention_backend": comment(run.flags.get("--attention-backend", "auto")),
+        "unset_env": Shell(" ".join(shell_name(name) for name in NVTE_ATTN if name not in s.env)),
+        "env": [(shell_name(name), shell_word(env_value(value))) for name, value in s.env.items()],
         "triton_cache_dir": suite_path(s.triton_cache_dir),
-        "min_free_mb": int(s.min_free_gb * 1024),
+        "min_free_mb": shell_int(int(s.min_free_gb * 1024)),
         "data": {
-            "mock": "1" if s.data.mock_data else "0",
+            "mock": Shell("1" if s.data.mock_data else "0"),
             "data_path": suite_words(s.data.data_path),
             "split": shell_word(s.data.split),
             "tokenizer_type": shell_word(s.data.tokenizer_type),
             "tokenizer_model": tokenizer_arg(s.data.tokenizer_model),
-            "vocab_size": str(s.data.vocab_size) if s.data.vocab_size is not None else "",
+            "vocab_size": shell_int(s.data.vocab_size) if s.data.vocab_size is not None else Shell(""),
         },
         "groups": groups,
         "fusion": s.gradient_accumulation_fusion,
         "log_dir": suite_path(logs),
-        "log_dir_display": logs,
-        "job_log": paths.job_log(logs, run.name, "%j"),
-        "job_sidecar": paths.job_sidecar(suite_path(logs), run.name, "$SLURM_JOB_ID"),
+        "log_dir_display": comment(logs),
+        "job_log_text": comment(paths.job_log(logs, run.name, "<jobid>")),
+        "output": directive(paths.job_log(logs, run.name, "%j")),
+        "job_name": directive(run.name),
+        "job_sidecar": Shell(paths.job_sidecar(suite_path(logs), shell_word(run.name), "$SLURM_JOB_ID")),
         "wandb": wandb,
-        "slurm": s.slurm,
+        "slurm": {
+            "time": directive(slurm.time),
+            "partition": directive(slurm.partition) if slurm.partition else None,
+            "account": directive(slurm.account) if slurm.account else None,
+            "sbatch_options": [directive(option) for option in slurm.sbatch_options],
+            "container_image": shell_word(slurm.container_image) if slurm.container_image else None,
+            # Inside the double-quoted --container-mounts="$SUITE_DIR:$SUITE_DIR,...".
+            "container_mounts": [Shell(_dq(mount)) for mount in slurm.container_mounts],
+        },
         "request_gpus": s.slurm.request_gpus,
     }
 
@@ -133,10 +214,28 @@ def _knob_lines() -> list[str]:
     return [" ".join(line) for line in lines]
 
 
-def shell_word(text: str) -> str:
-    """`text` as one shell word; commas are quoted too, so shellcheck reads arrays right."""
+def shell_word(text: str) -> Shell:
+    """`text` as one shell word, the single quoting path of every matrix value.
+
+    Plain words stay bare; commas are quoted too, so shellcheck reads arrays right. Text
+    holding `$`, a backquote, a backslash or a single quote is double-quoted with those
+    escaped (`"img\\$(x)"`), which bash reads literally and shellcheck accepts without a
+    note; anything else is single-quoted.
+    """
+    text = str(text)
     quoted = shlex.quote(text)
-    return f"'{text}'" if quoted == text and "," in text else quoted
+    if quoted == text:
+        return Shell(f"'{text}'" if "," in text else text)
+    if any(ch in text for ch in "$`\\'"):
+        return Shell('"' + _dq(text) + '"')
+    return Shell(quoted)
+
+
+def shell_name(name: str) -> Shell:
+    """A variable name for the script; ValueError unless it is one."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"not a shell variable name: {name!r}")
+    return Shell(name)
 
 
 def env_value(value: Any) -> str:
@@ -145,23 +244,23 @@ def env_value(value: Any) -> str:
     return str(value)
 
 
-def suite_path(path: str) -> str:
+def suite_path(path: str) -> Shell:
     """A path for the script: relative ones are taken from the suite's root ($SUITE_DIR)."""
     if os.path.isabs(path):
         return shell_word(path)
-    return '"$SUITE_DIR/' + _dq(path) + '"'
+    return Shell('"$SUITE_DIR/' + _dq(path) + '"')
 
 
-def tokenizer_arg(model: str | None) -> str:
+def tokenizer_arg(model: str | None) -> Shell:
     """A tokenizer path ("./..." is taken from the suite's root) or a Hugging Face name."""
     if not model:
-        return '""'
+        return Shell('""')
     if model.startswith("./"):
         return suite_path(model[2:])
     return shell_word(model)
 
 
-def suite_words(words: list[str]) -> str:
+def suite_words(words: list[str]) -> Shell:
     """--data-path words (prefixes and blend weights) as one double-quoted string."""
     out = []
     for word in words:
@@ -170,7 +269,7 @@ def suite_words(words: list[str]) -> str:
             out.append(_dq(word))
         else:
             out.append("$SUITE_DIR/" + _dq(word))
-    return '"' + " ".join(out) + '"'
+    return Shell('"' + " ".join(out) + '"')
 
 
 def _dq(text: str) -> str:
