@@ -178,6 +178,19 @@ def test_nan_check_exit_without_traceback(message, code, prefix):
     assert f"(exit code {code})" in st.reason and "iteration 31" in st.reason
 
 
+@pytest.mark.parametrize("code", [16, 17])
+def test_nan_check_exit_code_alone_is_divergence(code):
+    cut = B02_BF16[:B02_BF16.index(iteration_lines(B02_BF16)[20])]
+    tail = (b"E0302 09:02:10.000000 4200 torch/distributed/elastic/multiprocessing/api.py:874]"
+            b" failed (exitcode: %d) local_rank: 0 (pid: 4242) of binary: /usr/bin/python3\n" % code
+            + b"torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+            + b"  exitcode  : %d (pid: 4242)\n" % code)
+    st = parse_log(cut + tail).status
+    assert st.name == "diverged" and st.diverged_at == 20 and f"exit code {code}" in st.reason
+    # Any other exit code is a crash.
+    assert parse_log(cut + tail.replace(b"%d" % code, b"1")).status.name == "crashed"
+
+
 def test_exit_code_16_or_17_of_a_log_that_just_stops():
     from fp8suite import metrics
     for code in logvocab.NAN_EXIT_CODES:

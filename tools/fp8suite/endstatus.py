@@ -284,6 +284,16 @@ def _divergence(buf: bytes, steps: Steps, tail: int, args: dict):
         where = f" at iteration {at}" if at is not None else ""
         found.append((at, f"Megatron's NaN check: {text}{where}"
                       + (f" (exit code {code})" if code is not None else "")))
+    if m is None:
+        # Megatron's result validation exits with 16/17 (rerun_state_machine) even when its
+        # message did not reach the log: torchrun's report still carries the code.
+        codes = [int(c) for c in V.CHILD_EXITCODE.findall(buf, tail)
+                 + V.ELASTIC_FAILED.findall(buf, tail)]
+        code = next((c for c in codes if c in V.NAN_EXIT_CODES), None)
+        if code is not None:
+            at = its[-1] + 1 if its else None
+            found.append((at, f"exit code {code}: Megatron's check of NaN/Inf results stopped "
+                              f"training" + (f" in iteration {at}" if at else "")))
     if not found:
         return None
     found.sort(key=lambda f: (f[0] is None, f[0] if f[0] is not None else 0))
