@@ -39,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,12 +242,17 @@ def malformed_cases() -> list[Malformed]:
                 "--num-layers", "--seq-length", "--max-position-embeddings", "--train-iters",
                 "--ffn-hidden-size", "--num-query-groups", "--expert-model-parallel-size", "--log-interval",
                 "--eval-interval"]
+    def group(flag: str) -> str:
+        return next((g for g, flags in BASE["megatron"].items() if flag in flags), "model")
+
     for flag in positive:
         for value in (0, -1):
-            cases.append(_edit(f"{flag} {value}", f"megatron.model.{flag}", **{f"megatron__model__{flag}": value}))
+            g = group(flag)
+            cases.append(_edit(f"{flag} {value}", f"megatron.{g}.{flag}", **{f"megatron__{g}__{flag}": value}))
     for flag in ("--tensor-model-parallel-size", "--micro-batch-size", "--context-parallel-size"):
-        cases.append(_edit(f"{flag} 0 in an axis", f"axes.recipe.fp8.megatron.model.{flag}",
-                           **{f"axes__recipe__fp8__megatron__model__{flag}": 0}))
+        g = group(flag)
+        cases.append(_edit(f"{flag} 0 in an axis", f"axes.recipe.fp8.megatron.{g}.{flag}",
+                           **{f"axes__recipe__fp8__megatron__{g}__{flag}": 0}))
     cases.append(_edit("--hidden-size as text -4096", "megatron.model.--hidden-size",
                        **{"megatron__model__--hidden-size": "-4096"}))
     cases.append(_edit("--num-layers 2^70", "megatron.model.--num-layers", **{"megatron__model__--num-layers": 2 ** 70}))
@@ -317,6 +323,10 @@ def malformed_cases() -> list[Malformed]:
         _edit("axes make 4^8 runs", "axes", run_name="fz_" + "_".join("{%s}" % ax for ax in "abcdefgh"),
               axes={ax: {f"v{i}": {} for i in range(4)} for ax in "abcdefgh"}),
         _edit("an axis without values", "axes.recipe", axes={"recipe": {}}),
+        _text("long list times 256 runs", dump(put(put(put(base(), "megatron/training/--iterations-to-skip",
+                                                            list(range(20000))), "run_name", "fz_{a}_{b}"),
+                                                   "axes", {ax: {f"v{i}": {} for i in range(16)} for ax in "ab"})),
+              "axes"),
     ]
 
     # Wrong types everywhere.
@@ -407,20 +417,41 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _call(main: Callable[[list[str]], int], argv: list[str]) -> tuple[Optional[int], str, str]:
-    """Run a CLI's main in this process: (exit status or None on an escaped exception, stdout, stderr)."""
+class Hang(Exception):
+    """A CLI call ran past its time limit (raised from SIGALRM)."""
+
+
+def _alarm(_signum, _frame):
+    raise Hang()
+
+
+def _call(main: Callable[[list[str]], int], argv: list[str],
+          limit: float = 20.0) -> tuple[Optional[int], str, str]:
+    """Run a CLI's main in this process: (exit status or None on an escaped exception or a
+    hang past `limit` seconds, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     code: Optional[int]
+    timed = threading.current_thread() is threading.main_thread()
+    if timed:
+        old = signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, limit)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(argv)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+        except Hang:
+            code = None
+            err.write(f"\nhang: no answer within {limit:g} s")
         except BaseException as exc:  # noqa: BLE001 -- a traceback is what is being counted
             import traceback
             traceback.print_exc(file=err)
             code = None
             err.write(f"\n{type(exc).__name__}")
+        finally:
+            if timed:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -441,7 +472,9 @@ def check_malformed(case: Malformed, work: Path) -> Outcome:
     code, _, err = _call(render.main, [str(path), "--out", str(out)])
     seconds = time.monotonic() - started
     problems = []
-    if code is None or "Traceback" in err:
+    if code is None and "hang:" in err:
+        problems.append(err.strip().splitlines()[-1])
+    elif code is None or "Traceback" in err:
         problems.append("traceback: " + err.strip().splitlines()[-1][:200])
     elif code != 2:
         problems.append(f"exit status {code}, expected 2")
@@ -460,14 +493,45 @@ def check_malformed(case: Malformed, work: Path) -> Outcome:
             break
     if case.key is not None and not any(line.startswith(f"{shown}: {case.key}") for line in lines):
         problems.append(f"no message names {case.key}: {lines[:3]}")
-    # run.py reads a matrix through the same loader (a matrix must be rendered to be run).
-    import run as run_cli
-    code, _, err = _call(run_cli.main, [str(path), "--dry-run"])
+    # run.py reads a matrix through the same loader: a render's manifest whose matrix is the
+    # malformed file (run.py checks the scripts against the matrix before running any).
+    manifest = _run_manifest(work)
+    data = json.loads(manifest.read_text())
+    data["matrix"] = str(path.absolute())
+    manifest.write_text(json.dumps(data))
+    code, _, err = _call(_run_cli().main, [str(manifest), "--dry-run"])
     if code is None or "Traceback" in err:
         problems.append("run.py traceback: " + err.strip().splitlines()[-1][:200])
     elif code != 2:
         problems.append(f"run.py exit status {code}, expected 2")
+    elif not err.startswith("run.py: error: "):
+        problems.append(f"run.py message: {err[:160]!r}")
     return Outcome(case.name, not problems, "; ".join(problems), seconds)
+
+
+def _run_cli():
+    """tools/run.py as a module, without the signal handlers it installs for its own process."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        import run
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    return run
+
+
+def _run_manifest(work: Path) -> Path:
+    """A render of the base matrix under work/run (made once)."""
+    folder = work / "run"
+    manifest = folder / "out" / "fuzz.manifest.json"
+    if not manifest.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        matrix = folder / "fuzz.yaml"
+        matrix.write_bytes(dump(base()))
+        code, _, err = _call(render.main, [str(matrix), "--out", str(folder / "out")])
+        if code != 0:
+            raise RuntimeError(f"the base matrix does not render: {err}")
+    return manifest
 
 
 def bench_malformed(quick: bool, work: Path, skip: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[Outcome]]:
@@ -476,10 +540,12 @@ def bench_malformed(quick: bool, work: Path, skip: tuple[str, ...] = ()) -> tupl
         cases = cases[::6]
     outcomes = [check_malformed(c, work) for c in cases]
     tracebacks = sum("traceback" in o.why for o in outcomes)
+    hangs = sum("hang:" in o.why for o in outcomes)
     written = sum("written" in o.why for o in outcomes)
     figures = {
         "malformed matrices": len(outcomes),
         "tracebacks": tracebacks,
+        "hangs (no answer within 20 s)": hangs,
         "files written": written,
         "handled (exit 2, each message names the file and key)": sum(o.ok for o in outcomes),
         "slowest case (s)": round(max(o.seconds for o in outcomes), 2),

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from . import megatron_rules, memory, recipes
 from .errors import Problem
 
-if TYPE_CHECKING:  # matrix.py runs these checks, so it cannot be imported here
-    from .matrix import Run
+from .schema import ExpandedRun, parallel
 
 SLURM_WORD = re.compile(r"^[A-Za-z0-9_.,:+-]+$")
 SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
@@ -26,30 +24,7 @@ ATTN_ENV = {
 }
 
 
-@dataclass(frozen=True)
-class Parallel:
-    tp: int
-    pp: int
-    cp: int
-    world: int
-
-    @property
-    def dp(self) -> int:
-        return self.world // (self.tp * self.pp * self.cp)
-
-
-def parallel(run: "Run") -> Parallel:
-    f = run.flags
-    target = run.settings.target
-    return Parallel(
-        tp=_int(f.get("--tensor-model-parallel-size"), 1),
-        pp=_int(f.get("--pipeline-model-parallel-size"), 1),
-        cp=_int(f.get("--context-parallel-size"), 1),
-        world=target.gpus_per_node * target.nodes,
-    )
-
-
-def check_runs(runs: list["Run"], file: str) -> list[Problem]:
+def check_runs(runs: list[ExpandedRun], file: str) -> list[Problem]:
     """All consistency problems of a matrix's runs, one per (key, message)."""
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
     for run in runs:
@@ -64,16 +39,16 @@ def check_runs(runs: list["Run"], file: str) -> list[Problem]:
 
 
 Finding = tuple[str, str]
-RULES: list[Callable[["Run"], list[Finding]]] = []
+RULES: list[Callable[[ExpandedRun], list[Finding]]] = []
 
 
-def rule(fn: Callable[["Run"], list[Finding]]) -> Callable[["Run"], list[Finding]]:
+def rule(fn: Callable[[ExpandedRun], list[Finding]]) -> Callable[[ExpandedRun], list[Finding]]:
     RULES.append(fn)
     return fn
 
 
 @rule
-def recipe_rules(run: "Run") -> list[Finding]:
+def recipe_rules(run: ExpandedRun) -> list[Finding]:
     f = run.flags
     n = recipes.of_flags(f)
     r = n.recipe
@@ -126,7 +101,7 @@ def recipe_rules(run: "Run") -> list[Finding]:
 
 
 @rule
-def parallel_rules(run: "Run") -> list[Finding]:
+def parallel_rules(run: ExpandedRun) -> list[Finding]:
     f = run.flags
     par = parallel(run)
     out = []
@@ -177,7 +152,7 @@ def parallel_rules(run: "Run") -> list[Finding]:
 
 
 @rule
-def launch_rules(run: "Run") -> list[Finding]:
+def launch_rules(run: ExpandedRun) -> list[Finding]:
     f = run.flags
     s = run.settings
     out = []
@@ -214,7 +189,7 @@ def launch_rules(run: "Run") -> list[Finding]:
 
 
 @rule
-def data_rules(run: "Run") -> list[Finding]:
+def data_rules(run: ExpandedRun) -> list[Finding]:
     d = run.settings.data
     out = []
     if d.mock_data and d.vocab_size is None:
@@ -234,7 +209,7 @@ def data_rules(run: "Run") -> list[Finding]:
 
 
 @rule
-def slurm_rules(run: "Run") -> list[Finding]:
+def slurm_rules(run: ExpandedRun) -> list[Finding]:
     s = run.settings.slurm
     out = []
     for key in ("partition", "account"):
@@ -255,7 +230,7 @@ def slurm_rules(run: "Run") -> list[Finding]:
 
 
 @rule
-def memory_rules(run: "Run") -> list[Finding]:
+def memory_rules(run: ExpandedRun) -> list[Finding]:
     """The run's estimated peak memory per GPU must fit its target GPU (fp8suite.memory)."""
     result = memory.for_run(run)
     if result is None or result[1].level != "problem":
@@ -266,7 +241,7 @@ def memory_rules(run: "Run") -> list[Finding]:
 RULES.append(megatron_rules.check)
 
 
-def _blame(run: "Run", *keys: str) -> str:
+def _blame(run: ExpandedRun, *keys: str) -> str:
     """Where the first of `keys` is set, preferring one an axis value sets: of two values that
     do not fit together, the one that varies between runs is the one that conflicts."""
     places = [run.where(key) for key in keys]

@@ -39,10 +39,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fp8suite import metrics, recipes
-from fp8suite import status as S
-from fp8suite.logvocab import arg_int, arg_value
-from fp8suite.runs import Run
+from . import metrics, recipes
+from . import status as S
+from .logvocab import arg_int, arg_value
+from .runs import LoggedRun
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Group:
     slug: str  # safe for file names
     directory: str
     shape: Optional[tuple]
-    runs: list  # runs.Run, baseline first, then by name
+    runs: list  # runs.LoggedRun, baseline first, then by name
     summaries: dict  # name -> metrics.Summary
     baseline: Optional[str] = None
     baseline_note: str = ""
@@ -113,7 +113,7 @@ def slugify(text: str) -> str:
     return slug or "logs"
 
 
-def build_groups(runs: list[Run], warmup: int, baseline: Optional[str] = None) -> list[Group]:
+def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = None) -> list[Group]:
     """Group the runs, summarise each, pick baselines and compare."""
     by_key = {}
     for run in runs:
@@ -167,7 +167,7 @@ def _recipe_args(args: dict) -> set:
     return {names[0], names[1], *names[6:]}
 
 
-def differences(runs: list[Run]) -> list:
+def differences(runs: list[LoggedRun]) -> list:
     """Arguments whose values differ between the runs besides the recipe and the seed:
     [(name, [(value text, [run names])])], names sorted."""
     dumps = [(r.name, r.log.args) for r in runs if r.log.args]
@@ -242,7 +242,7 @@ def _choose_baseline(group: Group, wanted: Optional[str]) -> None:
     group.runs.sort(key=lambda r: (r.name != group.baseline, r.name))
 
 
-def loss_gap(run: Run, base: Run, window: int) -> Optional[Gap]:
+def loss_gap(run: LoggedRun, base: LoggedRun, window: int) -> Optional[Gap]:
     """run - base smoothed `lm loss` over the last quarter of their matched iterations."""
     if not window:
         return None
@@ -256,15 +256,15 @@ def loss_gap(run: Run, base: Run, window: int) -> Optional[Gap]:
     return Gap(statistics.fmean(diffs), largest, abs(largest), q, tail[0][0], tail[-1][0])
 
 
-def matched_losses(run: Run, base: Run, window: int) -> list:
+def matched_losses(run: LoggedRun, base: LoggedRun, window: int) -> list:
     """[(iteration, run smoothed loss, baseline smoothed loss)] where both have one."""
-    def curve(r: Run) -> list:
+    def curve(r: LoggedRun) -> list:
         return metrics.smoothed(r.log.steps.iterations, r.log.steps.column(metrics.LOSS), window)
     b = dict(curve(base))
     return [(it, v, b[it]) for it, v in curve(run) if it in b]
 
 
-def time_to_target(run: Run, window: int, target: float, warmup: int = 0,
+def time_to_target(run: LoggedRun, window: int, target: float, warmup: int = 0,
                    median_ms: Optional[float] = None) -> Optional[tuple]:
     """(iteration, seconds, tokens) where the smoothed loss first reaches `target`, or None.
 

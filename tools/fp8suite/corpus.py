@@ -28,6 +28,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .errors import DebError
+
 # --------------------------------------------------------------------------------------------
 # What the corpus is made of
 # --------------------------------------------------------------------------------------------
@@ -131,10 +133,6 @@ SOURCES: tuple[Source, ...] = (
 # --------------------------------------------------------------------------------------------
 # Reading .deb files
 # --------------------------------------------------------------------------------------------
-
-
-class DebError(ValueError):
-    """A .deb that cannot be read; the message names the file."""
 
 
 def read_ar(data: bytes, name: str = "<deb>") -> dict[str, bytes]:

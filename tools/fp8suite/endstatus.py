@@ -28,15 +28,42 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
-from fp8suite import logvocab as V
-from fp8suite import status as S
-from fp8suite.logparse import Status, Steps, last_iteration_before
-from fp8suite.logvocab import arg_int
+from . import logvocab as V
+from . import status as S
+from .logvocab import arg_int
 
 
-def find_status(buf: bytes, seg_start: int, steps: Steps, segments: list, planned: Optional[int],
+@dataclass
+class Status:
+    """How the log ended. `name` is one of `status.LOG_STATUSES`; `reason` is one line."""
+
+    name: str
+    reason: str
+    last_iteration: Optional[int] = None
+    planned_iterations: Optional[int] = None
+    phase: str = ""  # for crashes: "at start-up", "during evaluation after iteration 20", ...
+    exception: str = ""  # the full final exception line, when there is one
+    context: list = field(default_factory=list)  # the log lines leading to the crash
+    diverged_at: Optional[int] = None  # first iteration with a non-finite loss or gradient
+    notes: list = field(default_factory=list)  # e.g. an abort at teardown after completion
+
+
+def last_iteration_before(buf: bytes, pos: int, start: int):
+    """(iteration, offset) of the last iteration anchor before `pos`, or (None, start)."""
+    p = pos
+    while True:
+        p = buf.rfind(b" iteration ", start, p)
+        if p < 0:
+            return None, start
+        m = V.ANCHOR.match(buf, p)
+        if m:
+            return int(m.group(1)), p
+        # "elapsed time per iteration (ms)" etc.: keep looking further back
+
+
+def find_status(buf: bytes, seg_start: int, steps: Any, segments: list, planned: Optional[int],
                 args: dict):
     """(Status of the last segment, [exception lines of crashes before the last restart])."""
     last_it = segments[-1].last_iteration if segments else None
@@ -224,7 +251,7 @@ def _clean(col: list) -> bool:
         return False
 
 
-def _divergence(buf: bytes, steps: Steps, tail: int, args: dict):
+def _divergence(buf: bytes, steps: Any, tail: int, args: dict):
     """(first bad iteration or None, one line why) when the run went non-finite, else None.
 
     Columns without a problem are cleared at C speed (a finite sum, min/max); only a column

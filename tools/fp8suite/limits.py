@@ -24,6 +24,9 @@ MAX_NAME = 100
 """Longest study, axis-value or run name (run names become file names with suffixes)."""
 MAX_RUNS = 256
 """Most runs one matrix expands to (the product of its axes, before excludes)."""
+MAX_EXPANDED = 500_000
+"""Most values x runs one render expands (each run carries its own copy of the settings):
+keeps a render within seconds and a few hundred MB."""
 MAX_GPUS_PER_NODE = 64
 MAX_NODES = 100_000
 MAX_MIN_FREE_GB = 1e9

@@ -50,9 +50,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
-from fp8suite import logvocab as V
-from fp8suite.logvocab import FAST_KEYS, arg_int, arg_value  # noqa: F401  (re-exported)
-from fp8suite.status import LOG_STATUSES as STATUSES  # noqa: F401  (re-exported)
+from . import logvocab as V
+from .logvocab import FAST_KEYS, arg_int, arg_value  # noqa: F401  (re-exported)
+from .endstatus import Status, find_status, last_iteration_before
+from .status import LOG_STATUSES as STATUSES  # noqa: F401  (re-exported)
 
 _CHUNK = 1 << 20  # bytes per chunk of the iteration scan; only mismatching chunks go slow
 
@@ -134,21 +135,6 @@ class Validation:
 
 
 @dataclass
-class Status:
-    """How the log ended. `name` is one of `status.LOG_STATUSES`; `reason` is one line."""
-
-    name: str
-    reason: str
-    last_iteration: Optional[int] = None
-    planned_iterations: Optional[int] = None
-    phase: str = ""  # for crashes: "at start-up", "during evaluation after iteration 20", ...
-    exception: str = ""  # the full final exception line, when there is one
-    context: list = field(default_factory=list)  # the log lines leading to the crash
-    diverged_at: Optional[int] = None  # first iteration with a non-finite loss or gradient
-    notes: list = field(default_factory=list)  # e.g. an abort at teardown after completion
-
-
-@dataclass
 class ParsedLog:
     size_bytes: int
     steps: Steps
@@ -192,8 +178,6 @@ def parse_log(data: bytes) -> ParsedLog:
 
 
 def _parse(buf: bytes) -> ParsedLog:
-    from fp8suite import endstatus  # the forensics import this module's records
-
     if b"\r" in buf:  # CRLF and CR-only line ends are line ends (two C-speed passes)
         buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     dumps = _dump_offsets(buf)
@@ -204,7 +188,7 @@ def _parse(buf: bytes) -> ParsedLog:
     steps, segments, repeated = _build_steps(parts, arg_int(args, "log_interval"))
     planned = _planned_iterations(buf, args)
     seg_start = dumps[-1] if dumps else 0
-    status, earlier = endstatus.find_status(buf, seg_start, steps, segments, planned, args)
+    status, earlier = find_status(buf, seg_start, steps, segments, planned, args)
     return ParsedLog(
         size_bytes=len(buf),
         steps=steps,
@@ -716,19 +700,6 @@ def _planned_iterations(buf: bytes, args: dict) -> Optional[int]:
     it, at = last_iteration_before(buf, len(buf), 0)
     return int(V.ANCHOR.match(buf, at).group(2)) if it is not None else arg_int(args,
                                                                                  "train_iters")
-
-
-def last_iteration_before(buf: bytes, pos: int, start: int):
-    """(iteration, offset) of the last iteration anchor before `pos`, or (None, start)."""
-    p = pos
-    while True:
-        p = buf.rfind(b" iteration ", start, p)
-        if p < 0:
-            return None, start
-        m = V.ANCHOR.match(buf, p)
-        if m:
-            return int(m.group(1)), p
-        # "elapsed time per iteration (ms)" etc.: keep looking further back
 
 
 # --- other lines ---------------------------------------------------------------------------

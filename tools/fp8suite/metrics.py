@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Optional
 
-from fp8suite import recipes
-from fp8suite import status as S
-from fp8suite.logvocab import (GBS, ITER_MS, LOSS, MAX_ALLOCATED, MAX_RESERVED, NAN_EXIT_CODES,
-                               SAMPLES, TFLOPS, VAL_LOSS, arg_int, arg_value, mock_data)
+from . import recipes
+from . import status as S
+from .logvocab import (GBS, ITER_MS, LOSS, MAX_ALLOCATED, MAX_RESERVED, NAN_EXIT_CODES, SAMPLES,
+                       TFLOPS, VAL_LOSS, arg_int, arg_value, mock_data)
 
 if TYPE_CHECKING:
-    from fp8suite.runs import Run
+    from .runs import LoggedRun
 
 # The keys that define a model/batch shape: runs compare only when these agree.
 SHAPE_KEYS = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
@@ -184,8 +184,8 @@ def _seconds_between(a: Optional[str], b: Optional[str]) -> Optional[float]:
 # --- the per-run summary -------------------------------------------------------------------
 
 
-def summarize(run: "Run", warmup: int) -> Summary:
-    """All per-run figures for one `runs.Run`; never raises on content."""
+def summarize(run: "LoggedRun", warmup: int) -> Summary:
+    """All per-run figures for one `runs.LoggedRun`; never raises on content."""
     log, args = run.log, run.log.args
     st = log.status
     name, reason = with_exit_code(st.name, st.reason, run.sidecar.get("exit_code"))
@@ -212,7 +212,7 @@ def summarize(run: "Run", warmup: int) -> Summary:
     return s
 
 
-def _timing(s: Summary, run: "Run", warmup: int) -> None:
+def _timing(s: Summary, run: "LoggedRun", warmup: int) -> None:
     """Runtime = the sum of segment spans; downtime between segments apart."""
     segs = run.log.segments
     spans = [g.span_s for g in segs if g.span_s is not None and math.isfinite(g.span_s)]
@@ -227,7 +227,7 @@ def _timing(s: Summary, run: "Run", warmup: int) -> None:
     s.launch_s = _seconds_between(_text(side.get("started")), _text(side.get("ended")))
 
 
-def _speed(s: Summary, run: "Run", warmup: int) -> None:
+def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
     args, steps = run.log.args, run.log.steps
     its = steps.iterations
     iter_ms = steps.column(ITER_MS)
@@ -247,7 +247,7 @@ def _speed(s: Summary, run: "Run", warmup: int) -> None:
         s.tokens_per_s_gpu = gbs * seq / (s.median_iter_ms / 1000) / world
 
 
-def _gpu_and_memory(s: Summary, run: "Run", warmup: int) -> None:
+def _gpu_and_memory(s: Summary, run: "LoggedRun", warmup: int) -> None:
     # GPU and MFU: the sidecar names the GPU the run had; the manifest the one it was meant for.
     side = run.sidecar
     env = side.get("environment") if isinstance(side.get("environment"), dict) else {}
@@ -267,7 +267,7 @@ def _gpu_and_memory(s: Summary, run: "Run", warmup: int) -> None:
         s.peak_reserved_gb = mem[MAX_RESERVED] / 1024
 
 
-def _loss(s: Summary, run: "Run", warmup: int) -> None:
+def _loss(s: Summary, run: "LoggedRun", warmup: int) -> None:
     log, steps = run.log, run.log.steps
     its = steps.iterations
     losses = finite(steps.column(LOSS))
@@ -309,7 +309,7 @@ def with_exit_code(status: str, reason: str, code: object) -> tuple[str, str]:
     return "crashed", f"crashed: exit code {code}{how} with no error in the log ({reason})"
 
 
-def _notes(run: "Run") -> list[str]:
+def _notes(run: "LoggedRun") -> list[str]:
     log = run.log
     notes = []
     if log.restarts:

@@ -23,9 +23,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from fp8suite import compare, metrics
-from fp8suite.logvocab import arg_int
-from fp8suite.runs import Run
+from . import compare, metrics
+from .logvocab import arg_int
+from .runs import LoggedRun
 
 MAX_POINTS = 4000
 DPI = 100
@@ -107,12 +107,12 @@ def _label(g, run) -> str:
     return label + " [baseline]" if run.name == g.baseline else label
 
 
-def _series(g: compare.Group, run: Run, key: str) -> tuple:
+def _series(g: compare.Group, run: LoggedRun, key: str) -> tuple:
     xs, ys = _finite_xy(run.log.steps.iterations, run.log.steps.column(key))
     return (_label(g, run), *_thin(xs, ys), run.name == g.baseline)
 
 
-def _timed_series(g: compare.Group, run: Run) -> tuple:
+def _timed_series(g: compare.Group, run: LoggedRun) -> tuple:
     steps, args = run.log.steps, run.log.args
     mask = metrics.timed_mask(steps.iterations, steps.segment_starts, g.warmup,
                               arg_int(args, "eval_interval"), arg_int(args, "save_interval"),

@@ -15,7 +15,7 @@ labels (axes, GPU) to runs it names.
 Attempts: `RUN.log`, `RUN.1.log`, `RUN.2.log`, ... (the launch script's repeat number, or
 Slurm's job id `RUN.<jobid>.log`) in one directory are attempts of one run `RUN`. The report
 shows the run once: its latest completed attempt, else its latest attempt, with every attempt
-listed (`Run.attempts`).
+listed (`LoggedRun.attempts`).
 
 Bad usage (a path that does not exist, no logs at all, a broken manifest) raises `UsageError`
 with one line. A log that cannot be read or parsed becomes a run with status "unreadable".
@@ -30,13 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from fp8suite import paths
-from fp8suite import status as S
-from fp8suite.logparse import ParsedLog, Status, Steps, parse_log
-
-
-class UsageError(Exception):
-    """Bad command-line input; the message is one line for the user."""
+from . import paths
+from . import status as S
+from .errors import UsageError
+from .logparse import ParsedLog, Status, Steps, parse_log
 
 
 @dataclass
@@ -51,7 +48,10 @@ class Attempt:
 
 
 @dataclass
-class Run:
+class LoggedRun:
+    """One log found on disk, with its sidecar and manifest entry (what the report reads);
+    after `group_attempts`, one run with every attempt listed."""
+
     name: str
     path: str  # as found from the command-line input (relative inputs stay relative)
     directory: str  # the log's directory, same convention
@@ -170,7 +170,7 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
         except Exception as e:  # a parser bug must not stop the other runs
             log = unreadable_log(f"cannot parse the log: {type(e).__name__}: {_one_line(e)}",
                                  size)
-        runs.append(Run(
+        runs.append(LoggedRun(
             name=p.stem,
             path=str(p),
             directory=str(p.parent),
@@ -195,7 +195,7 @@ def attempt_of(stem: str) -> tuple[str, int]:
 
 
 def group_attempts(runs: list) -> list:
-    """One Run per (directory, run name): the latest completed attempt, else the latest one;
+    """One LoggedRun per (directory, run name): the latest completed attempt, else the latest one;
     every attempt listed in `attempts`. Order: as the runs came, by their first attempt."""
     by_key: dict = {}
     for r in runs:

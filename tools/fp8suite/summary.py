@@ -21,8 +21,8 @@ import math
 import os
 from typing import Any, Optional
 
-from fp8suite import status as S
-from fp8suite.markdown import hide_paths
+from . import status as S
+from .markdown import hide_paths
 
 SCHEMA = "fp8suite.summary"
 SCHEMA_VERSION = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fp8suite import __version__
+from . import __version__
 
 
 def add_version_option(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
