@@ -72,3 +72,8 @@ class UnquotedValue(TypeError):
     """A template tried to write a value that did not go through the quoting path
     (fp8suite.templating): a bug in the suite, never bad input."""
 
+
+class MarkupError(RuntimeError):
+    """A document converter (BeautifulSoup, docutils, pod2text) is missing or failed; the
+    message says which and how to get it (fp8suite.markup)."""
+
