@@ -15,6 +15,8 @@ import argparse
 import hashlib
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -40,8 +42,24 @@ def start(meta: Path, run: str, script: str, matrix: str, log: str, env: list[st
         "overrides": {"args": args, "env": dict(item.split("=", 1) for item in env if "=" in item)},
         "environment": describe(),
     }
+    env = data["environment"]
+    if isinstance(env, dict):
+        # torch's CUDA (what the kernels were built for) is env["cuda"]; the driver's own
+        # CUDA version says what the machine can run.
+        env.setdefault("cuda_driver", cuda_driver_version())
     _write(meta, data)
     return data
+
+
+def cuda_driver_version() -> Optional[str]:
+    """The CUDA version the NVIDIA driver supports ("13.0", from nvidia-smi's header), or
+    None without nvidia-smi. Never raises."""
+    try:
+        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"CUDA Version:\s*([0-9.]+)", out)
+    return m.group(1) if m else None
 
 
 def end(meta: Path, exit_code: int, interrupted: bool) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from typing import IO, Optional
 from .. import paths
 from .. import plan as plans
 from .. import sidecar
+from .. import status as log_status
 from ..errors import UsageError
 from ..logtail import LogTail
 from ..plan import Plan, RenderedRun
@@ -375,7 +376,7 @@ def _outcome(code: int, tail: LogTail, stderr: IO[bytes], opts: Options, stopped
     if hard_killed:
         return "time-limited", (f"killed {opts.grace:g} s after the {opts.time_limit:g} min time limit, "
                                 "after training ignored --exit-duration-in-mins")
-    if tail.exiting.startswith("[exiting program after"):
+    if tail.time_limited:
         return "time-limited", tail.exiting
     if code == 0:
         if tail.done or tail.exiting:
@@ -386,11 +387,16 @@ def _outcome(code: int, tail: LogTail, stderr: IO[bytes], opts: Options, stopped
         return "failed", (f"exit status 0 at iteration {tail.iteration or 0}/{planned or '?'} "
                           "without Megatron's [after training is done]")
     reason = tail.failure() or _last_line(stderr)
+    # How the log says it ended, in the queue's words (one table: fp8suite.status): a
+    # scheduler's time limit or cancellation is not a failure of the run.
+    state = tail.run_state()
+    state = state if state in (log_status.RUN_STATE[log_status.TIME_LIMIT],
+                               log_status.RUN_STATE[log_status.CANCELLED]) else "failed"
     if code < 0:
         detail = f"killed by {signal.Signals(-code).name}"
     else:
         detail = f"exit status {code}"
-    return "failed", f"{reason}; {detail}" if reason else detail
+    return state, f"{reason}; {detail}" if reason else detail
 
 
 def _last_line(f: IO[bytes]) -> str:

@@ -215,7 +215,7 @@ def _refresh(state: RunState, run: RenderedRun, att: dict, job: Optional[slurm.J
 
 def _ended(result: str, slurm_state: str, code: Optional[int], tail: LogTail) -> tuple[str, str]:
     if result == "completed":
-        if tail.exiting.startswith("[exiting program after"):
+        if tail.time_limited:
             return "time-limited", tail.exiting
         return "completed", tail.exiting
     if result == "time-limited":
