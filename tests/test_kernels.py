@@ -116,3 +116,41 @@ def test_cli_writes_the_table_and_rereads_it(tmp_path):
     bad.write_text("{")
     r = subprocess.run([*cli, str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+# --- in the report ---------------------------------------------------------------------------
+
+BENCH = REPO_TOOLS.parent / "logs" / "h200x2_8b_bench"
+
+
+def _report(inputs, out):
+    import report
+    assert report.main([*map(str, inputs), "--out", str(out)]) == 0
+    return (out / "report.md").read_text()
+
+
+def test_report_shows_each_profiled_runs_breakdown_as_a_table_and_a_plot(tmp_path, capsys):
+    text = _report([BENCH], tmp_path)
+    capsys.readouterr()
+    section = text.split("### Where the step time goes", 1)[1].split("###", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| bench_")]
+    assert len(rows) == 5
+    fp8_cs = next(r for r in rows if r.startswith("| bench_llama3_8b_h200x2_fp8_cs:"))
+    table = json.loads((BENCH / "bench_llama3_8b_h200x2_fp8_cs.kernels.json").read_text())
+    expected = kernels.breakdown(table, fp8_run=True)
+    cells = [c.strip() for c in fp8_cs.strip("|").split("|")]
+    assert cells[2 + kernels.ORDER.index("GEMM FP8")] == f"{expected['GEMM FP8']:,.0f}"
+    assert "(h200x2_8b_bench-breakdown.png)" in text and (tmp_path / "h200x2_8b_bench-breakdown.png").is_file()
+
+
+@pytest.mark.parametrize("content", ["{", "[]", '{"schema": 99, "kernels": []}', '{"schema": 1}'])
+def test_a_broken_kernel_table_is_left_out_and_the_report_still_written(tmp_path, capsys, content):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name in ("bench_llama3_8b_h200x2_bf16", "bench_llama3_8b_h200x2_fp8_cs"):
+        for suffix in (".log", ".meta.json"):
+            (logs / f"{name}{suffix}").write_bytes((BENCH / f"{name}{suffix}").read_bytes())
+    (logs / "bench_llama3_8b_h200x2_bf16.kernels.json").write_text(content)
+    text = _report([logs], tmp_path / "out")
+    capsys.readouterr()
+    assert "### Where the step time goes" not in text

@@ -32,7 +32,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 SCHEMA = 1
 """Version of the kernel-table JSON written by :func:`reduce_trace`."""
@@ -274,17 +274,17 @@ def top_kernels(table: dict, category: str, fp8_run: bool, n: int = 5) -> list[d
     return [k for k in table["kernels"] if classify(k["name"], k.get("op", ""), fp8_run) == category][:n]
 
 
-def tables_beside(logs: Iterable[Path]) -> dict[str, dict]:
-    """``{run name: kernel table}`` for every ``<run>.kernels.json`` next to the given logs."""
-    found = {}
-    for log in logs:
-        path = log.with_name(log.name[:-len(".log")] + ".kernels.json") if log.name.endswith(".log") else None
-        if path is None or not path.is_file():
-            continue
-        try:
-            table = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(table, dict) and table.get("schema") == SCHEMA and isinstance(table.get("kernels"), list):
-            found[log.name[:-len(".log")]] = table
-    return found
+def table_beside(log: Path) -> Optional[dict]:
+    """The kernel table ``<run>.kernels.json`` next to ``<run>.log``, or None when there is none
+    or it is not a readable kernel table (a report never stops for it)."""
+    if not log.name.endswith(".log"):
+        return None
+    path = log.with_name(log.name[:-len(".log")] + ".kernels.json")
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(table, dict) and table.get("schema") == SCHEMA
+            and isinstance(table.get("kernels"), list)):
+        return None
+    return table

@@ -10,7 +10,7 @@ import functools
 import os
 import re
 
-from . import clock, compare, metrics, recipes, reference
+from . import clock, compare, kernels, metrics, plots, recipes, reference
 from .logvocab import strip_prefixes
 
 BLANK = "–"
@@ -96,11 +96,15 @@ def _group(g, files: list, ref=None) -> list:
         out += ["### Beside published figures", ""] + _reference_table(g, ref) + [""]
     if g.baseline and len(g.runs) > 1:
         out += [f"### Against the baseline ({g.baseline})", ""] + _versus_table(g) + [""]
+    profiled = [r for r in g.runs if r.kernel_table]
+    if profiled:
+        out += ["### Where the step time goes", ""] + _breakdown_table(g, profiled) + [""]
     group_plots = [(k, f) for k, f in files if not k.startswith("run:")]
     if group_plots:
         out += ["### Plots", ""]
         captions = {"loss": "Training loss", "iter-time": "Iteration time",
-                    "loss-gap": "Loss gap to the baseline"}
+                    "loss-gap": "Loss gap to the baseline",
+                    "breakdown": "Where a step's GPU time goes"}
         for kind, name in group_plots:
             out += [f"![{captions[kind]}]({name})", ""]
     out += ["### Runs", ""]
@@ -201,6 +205,26 @@ def _versus_table(g) -> list:
                      f"{'; '.join(g.caveats)}."]
         return table(head, rows) + foot
     return table(head, rows) + foot + _verdicts(g)
+
+
+def _breakdown_table(g, profiled: list) -> list:
+    """Milliseconds per profiled step by kernel category, from each run's kernel table."""
+    head = ["Configuration", "GPU timeline (ms)"] + [c for c in kernels.ORDER]
+    rows = []
+    for run in profiled:
+        ms = plots.breakdown_of(g, run)
+        kt = run.kernel_table
+        span = kt["span_us"] / 1000.0 / max(len(kt.get("steps") or []), 1)
+        rows.append([_configuration(g, g.summaries[run.name], run), f"{span:,.0f}"]
+                    + [f"{ms[c]:,.0f}" for c in kernels.ORDER])
+    steps = sorted({s for r in profiled for s in r.kernel_table.get("steps") or []})
+    lead = [f"Rank 0's kernels over the profiled step{'s' if len(steps) != 1 else ''} "
+            f"({', '.join(map(str, steps)) or '?'}), in milliseconds per step, from each run's "
+            "`<run>.kernels.json` (`tools/profile_breakdown.py`). GEMMs are split by operand type; "
+            "communication is split into the part hidden under compute and the part that is "
+            "not; idle is time with no kernel running. Compute rows sum kernel durations, so "
+            "kernels overlapping on several streams can add up to a little more than the timeline.", ""]
+    return lead + table(head, rows)
 
 
 def _reference_table(g, ref) -> list:

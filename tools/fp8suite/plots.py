@@ -14,6 +14,7 @@ draw and look no different.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -23,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from . import compare, metrics
+from . import compare, kernels, metrics
 from .logvocab import arg_int
 from .runs import LoggedRun
 
@@ -34,7 +35,7 @@ _BASELINE_COLOR = "black"
 
 def write_plots(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tuple[str, str]]]:
     """Write every plot; return {group slug: [(kind, file name), ...]} with kind in
-    "loss", "iter-time", "loss-gap", "run:<name>"."""
+    "loss", "iter-time", "loss-gap", "breakdown", "run:<name>"."""
     # The default style, not whatever matplotlibrc the user has: same input, same bytes.
     with matplotlib.style.context("default"):
         return _write_all(groups, out_dir)
@@ -66,6 +67,9 @@ def _write_all(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tup
         times = [s for s in times if s[1]]
         if times:
             add("iter-time", lambda: _time_figure(g, times), f"{g.slug}-iter-time.png")
+        profiled = [(r, breakdown_of(g, r)) for r in g.runs if r.kernel_table]
+        if profiled:
+            add("breakdown", lambda: _breakdown_figure(g, profiled), f"{g.slug}-breakdown.png")
         if g.baseline:
             gaps = _gap_series(g)
             if gaps:
@@ -220,6 +224,40 @@ def _gap_figure(g: compare.Group, series: list) -> Figure:
     _draw(ax, series)
     return _finish(fig, ax, f"{g.title}: lm loss minus baseline ({g.baseline})", "iteration",
                    "loss gap (run - baseline)")
+
+
+def breakdown_of(g: compare.Group, run: LoggedRun) -> dict[str, float]:
+    """Milliseconds per profiled step by category (kernels.breakdown) of a run with a kernel table."""
+    summary = g.summaries.get(run.name)
+    quantized = summary is not None and summary.precision not in (None, "bf16", "fp16", "fp32")
+    return kernels.breakdown(run.kernel_table, quantized)
+
+
+# Stacked in this order; overlapped communication runs under compute, so it is not stacked.
+_STACKED = tuple(c for c in kernels.ORDER if c != "communication overlapped")
+
+
+def _breakdown_figure(g: compare.Group, profiled: list) -> Figure:
+    fig, (ax,) = _figure(13.0, 1.6 + 0.6 * len(profiled))
+    colors = matplotlib.colormaps["tab20"].colors
+    # The recipe label names a bar (the run names are in the report's table beside it).
+    names = [g.summaries[r.name].label + (" [baseline]" if r.name == g.baseline else "")
+             for r, _ in profiled]
+    for row, (_, ms) in enumerate(profiled):
+        left = 0.0
+        for i, category in enumerate(_STACKED):
+            width = ms[category]
+            ax.barh(row, width, left=left, color=colors[i % len(colors)],
+                    label=category if row == 0 else None, height=0.6)
+            left += width
+    ax.set_yticks(range(len(profiled)), [textwrap.fill(n, 34) for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_title("Where a step's GPU time goes (rank 0, profiled step)", fontsize=10)
+    ax.set_xlabel("milliseconds per step")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.subplots_adjust(left=0.22, right=0.78, top=0.88, bottom=0.2)
+    return fig
 
 
 def _run_figure(name: str, loss: tuple, times: tuple) -> Figure:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import paths
+from . import kernels, paths
 from . import status as S
 from .errors import UsageError
 from .logparse import ParsedLog, Status, Steps, parse_log
@@ -60,6 +60,7 @@ class LoggedRun:
     manifest: dict = field(default_factory=dict)  # this run's manifest entry, {} when none
     notes: list = field(default_factory=list)  # problems with side files, one line each
     attempts: list = field(default_factory=list)  # [Attempt], oldest first; [] for one log
+    kernel_table: Optional[dict] = None  # <run>.kernels.json beside the log (fp8suite.kernels)
 
 
 # Folders inside a log directory that hold other tools' logs, not training runs: W&B's offline
@@ -178,6 +179,7 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
             sidecar=sidecar,
             manifest=manifest_entry(manifest, p.stem),
             notes=notes,
+            kernel_table=kernels.table_beside(p),
         ))
     return group_attempts(runs)
 
