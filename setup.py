@@ -28,7 +28,9 @@ setup(
             "torch>=2.6",
             "wandb>=0.17",
         ],
-        "data": ["tokenizers>=0.19", "transformers>=4.40"],
-        "test": ["pytest>=7", "tokenizers>=0.19"],
+        # The corpus builder's converters (tools/fp8suite/markup.py) and the tokenizer tools.
+        "data": ["tokenizers>=0.19", "transformers>=4.40", "beautifulsoup4>=4.11,<5",
+                 "docutils>=0.19,<1"],
+        "test": ["pytest>=7", "tokenizers>=0.19", "beautifulsoup4>=4.11,<5", "docutils>=0.19,<1"],
     },
 )

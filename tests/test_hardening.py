@@ -25,13 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-import jinja2
 import pytest
 import yaml
 
 import fuzz_matrix as fz
 from conftest import REPO
-from fp8suite import templating
+from fp8suite import errors, templating
 from fp8suite.errors import ConfigError
 from fp8suite.matrix import load
 
@@ -81,7 +80,7 @@ def test_double_quoted_fragments_round_trip_through_bash():
 @pytest.mark.parametrize("value", ["raw", 7, 1.5, None, True, ["a"]])
 def test_templates_refuse_unprepared_values(value):
     env = templating.environment()
-    with pytest.raises(templating.UnquotedValue):
+    with pytest.raises(errors.UnquotedValue):
         env.from_string("x={{ v }}").render(v=value)
     assert env.from_string("x={{ v }}").render(v=templating.shell_word("a b")) == "x='a b'"
 
@@ -112,7 +111,7 @@ def test_every_template_variable_is_prepared(tmp_path):
             # Strings used only in {% if %} (gradient_accumulation_fusion) are the exception.
             assert where == ".fusion", f"{where} = {value!r} is not prepared"
 
-    ctx = templating.context(meta, runs[0], "m.yaml", "s.sh", "s.sbatch", tmp_path / "out")
+    ctx = templating.context(meta, runs[0], "m.yaml", "s.sh", tmp_path / "out")
     walk(ctx, "")
 
 
@@ -137,7 +136,7 @@ def test_container_values_are_quoted_in_the_batch_script(tmp_path):
     m = fz.base()
     m["slurm"]["container_mounts"] = ["/a:/b'$(touch${IFS}/tmp/x)'"]
     meta, runs = load(write(tmp_path, m), "m.yaml")
-    text = templating.render_runs(meta, runs, "m.yaml", tmp_path / "out")[0].sbatch_text
+    text = templating.render_runs(meta, runs, "m.yaml", tmp_path / "out")[0].scripts["slurm"][1]
     assert '--container-mounts="$SUITE_DIR:$SUITE_DIR,/a:/b\'\\$(touch\\${IFS}/tmp/x)\'"' in text
 
 

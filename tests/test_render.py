@@ -2,6 +2,7 @@
 determinism, --check, and shell hygiene (bash -n, shellcheck) of every generated script."""
 
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -228,11 +229,46 @@ def committed_expected():
         yield path, manifest.files(matrix, shown, rendered, GENERATED)
 
 
+GOLDEN_MATRIX = REPO / "tests" / "data" / "render_golden.yaml"
+GOLDEN_OUT = REPO / "tests" / "data" / "generated"  # where the scripts would go; never written
+GOLDEN_FILES = ("render_golden.manifest.json", "gold_nvfp4_s2k.sh", "gold_nvfp4_s2k.sbatch",
+                "gold_mxfp8_s4k.sh", "gold_bf16_s4k.sbatch")
+
+
+def golden_render() -> dict:
+    shown = str(GOLDEN_MATRIX.relative_to(REPO))
+    matrix, runs = load(GOLDEN_MATRIX, shown)
+    return manifest.files(matrix, shown, render_runs(matrix, runs, shown, GOLDEN_OUT), GOLDEN_OUT)
+
+
 def test_golden_scripts(golden):
-    """The seed study's tensorwise run, its batch script and the matrix's manifest."""
-    files = dict(committed_expected())[REPO / "experiments" / "h200_8b.yaml"]
-    for name in ("train_llama3_8b_h200_fp8_cs.sh", "train_llama3_8b_h200_fp8_cs.sbatch", "h200_8b.manifest.json"):
-        golden(f"render/{name}", files[GENERATED / name])
+    """tests/data/render_golden.yaml: W&B, a container image and mounts, two-node batch scripts,
+    excludes, real data, MXFP8 and NVFP4 on B200 (the production scripts are pinned by --check)."""
+    files = golden_render()
+    assert sorted(p.name for p in files if p.suffix == ".sh") == [
+        "gold_bf16_s2k.sh", "gold_bf16_s4k.sh", "gold_mxfp8_s2k.sh", "gold_mxfp8_s4k.sh", "gold_nvfp4_s2k.sh"]
+    for name in GOLDEN_FILES:
+        golden(f"render/{name}", files[GOLDEN_OUT / name])
+
+
+def test_golden_matrix_takes_the_branches(tmp_path):
+    files = {p.name: text for p, text in golden_render().items()}
+    sh, sbatch = files["gold_nvfp4_s2k.sh"], files["gold_nvfp4_s2k.sbatch"]
+    assert "# Run gold_nvfp4_s2k of study golden_b200: FP4 NVFP4 (e2m1), first/last 1/2 layers BF16" in sh
+    assert "--fp4-format e2m1" in sh and "--wandb-project" in sh and "--wandb-entity" in sh
+    assert "#SBATCH --nodes=2" in sbatch and "#SBATCH --exclusive" in sbatch
+    assert "--container-image=nvcr.io/nvidia/pytorch:25.09-py3" in sbatch
+    assert '--container-mounts="$SUITE_DIR:$SUITE_DIR,/data:/data,/scratch:/scratch"' in sbatch
+    entries = json.loads(files["render_golden.manifest.json"])["runs"]
+    assert [(e["name"], e["recipe"], e["gpu"]) for e in entries][-1] == ("gold_nvfp4_s2k", "nvfp4-bf16-first1-last2", "B200")
+    for name, text in files.items():
+        if name.endswith((".sh", ".sbatch")):
+            path = tmp_path / name
+            path.write_text(text)
+            subprocess.run(["bash", "-n", str(path)], check=True)
+            if shutil.which("shellcheck"):
+                result = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
+                assert result.returncode == 0, result.stdout
 
 
 def test_seed_study_runs_and_flags():

@@ -278,7 +278,8 @@ def test_log_tail_reads_real_megatron_logs_incrementally(tmp_path):
 
 def test_a_job_slurm_forgot_is_judged_by_its_sidecar_and_log(tmp_path):
     # scontrol forgets finished jobs after MinJobAge; the watch then reads the sidecar's exit.
-    from fp8suite import batch, plan
+    from fp8suite import plan
+    from fp8suite.launchers import slurm as batch
     from fp8suite.logtail import LogTail
     from fp8suite.runstate import RunState
 
@@ -289,7 +290,7 @@ def test_a_job_slurm_forgot_is_judged_by_its_sidecar_and_log(tmp_path):
     state = RunState(tmp_path / "runs.json", "m.yaml", "m")
     att = state.begin("r", mode="slurm", state="running", job_id="41", log=str(log), meta=str(meta),
                       train_iters=4)
-    run = plan.Run("r", tmp_path / "r.sh", tmp_path / "r.sbatch", tmp_path, 4, {})
+    run = plan.RenderedRun("r", {"local": tmp_path / "r.sh", "slurm": tmp_path / "r.sbatch"}, tmp_path, 4, {})
     batch._refresh(state, run, att, None, LogTail(log))
     assert (att["state"], att["exit_code"], att["iteration"]) == ("completed", 0, 4)
     assert att["ended"] == "2026-11-23T04:01:56+00:00"

@@ -3,7 +3,8 @@
 
 The packages are listed in tools/fp8suite/corpus.py (SOURCES). Without --debs they are fetched
 with `apt-get download` into OUT/debs/; with --debs the .deb files already there are used and
-nothing is downloaded, so the corpus can be rebuilt offline, byte for byte.
+nothing is downloaded, so the corpus can be rebuilt offline, byte for byte (with the converters
+that provenance.json names). Needs dpkg-deb, pod2text and `pip install -e '.[data]'`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import corpus  # noqa: E402
+from fp8suite import corpus, markup  # noqa: E402
 
 EPILOG = """examples:
   # fetch the packages with apt and build experiments/data/corpus/{corpus.jsonl,provenance.json}
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     packages = [s.package for s in corpus.SOURCES]
     start = time.monotonic()
     try:
+        markup.check(s.kind for s in corpus.SOURCES)   # before a download of 120 MB
         deb_dir = args.debs
         if deb_dir is None:
             deb_dir = args.out / "debs"
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             raise corpus.DebError(f"--debs {deb_dir}: not a directory")
         debs = {p: corpus.find_deb(deb_dir, p) for p in packages}
         result = corpus.build_corpus(debs, args.out, corpus.SOURCES, args.min_chars, log)
-    except (corpus.DebError, OSError) as err:
+    except (corpus.DebError, markup.MarkupError, OSError) as err:
         print(f"make_corpus: error: {err}", file=sys.stderr)
         return 1
     print(f"{result.documents} documents, {result.text_bytes / 1e6:.1f} MB of text "

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run a matrix's rendered launch scripts: as a queue on this node, or as Slurm batch jobs.
 
-The queue runs each run's experiments/generated/<run>.sh in turn, with one live progress line
+Each way is a launcher (tools/fp8suite/launchers/: local, slurm), picked with --launcher. The
+local queue runs each run's experiments/generated/<run>.sh in turn, with one live progress line
 read from the log it writes (a new <run>.log, <run>.1.log, ... per attempt), and keeps every
 run's state in a status file (default: logs/<matrix name>/runs.json). --slurm submits the
 rendered <run>.sbatch files instead and records the job ids in the same file; --watch follows
@@ -33,7 +34,8 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import batch, memory, paths, plan, queue  # noqa: E402
+from fp8suite import launchers, memory, paths, plan  # noqa: E402
+from fp8suite.launchers.base import seconds  # noqa: E402
 from fp8suite.progress import Display, summary  # noqa: E402
 from fp8suite.runstate import RunState, StateFileError  # noqa: E402
 
@@ -67,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--time-limit", type=_minutes, metavar="MINUTES",
                     help="per run: Megatron's --exit-duration-in-mins, and a hard kill --grace "
                          "seconds later if training has not stopped")
-    ap.add_argument("--grace", type=_seconds, default=60.0, metavar="SECONDS",
+    ap.add_argument("--grace", type=seconds, default=60.0, metavar="SECONDS",
                     help="from the time limit to the hard kill, and between SIGINT, SIGTERM and "
                          "SIGKILL when stopping a run (default 60)")
     ap.add_argument("--state", type=Path, metavar="DIR",
@@ -76,16 +78,16 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="launch environment for the scripts, e.g. GPUS_PER_NODE=1, LOG_DIR=..., "
                          "TRAIN_CMD=... (repeatable)")
-    slurm = ap.add_argument_group("Slurm")
-    slurm.add_argument("--slurm", action="store_true", help="submit the runs' .sbatch files")
-    slurm.add_argument("--watch", action="store_true",
-                       help="follow the recorded jobs until they end (after submitting, with --slurm)")
-    slurm.add_argument("--cancel", action="store_true", help="scancel the recorded pending/running jobs")
-    slurm.add_argument("--partition", help="sbatch --partition")
-    slurm.add_argument("--account", help="sbatch --account")
-    slurm.add_argument("--time", help="sbatch --time (default: the matrix's slurm.time)")
-    slurm.add_argument("--poll", type=_seconds, default=10.0, metavar="SECONDS",
-                       help="seconds between looks at the jobs while watching (default 10)")
+    how = ap.add_argument_group("launchers")
+    how.add_argument("--launcher", choices=launchers.names(), metavar="NAME",
+                     help="how to launch: " + "; ".join(f"{name}: {one.summary}"
+                                                        for name, one in launchers.all().items()))
+    how.add_argument("--watch", action="store_true",
+                     help="follow the recorded jobs until they end (after launching them, with a "
+                          "batch launcher)")
+    how.add_argument("--cancel", action="store_true", help="stop the recorded pending/running jobs")
+    for one in launchers.all().values():
+        one.add_arguments(ap)
     return ap
 
 
@@ -99,32 +101,42 @@ def _minutes(text: str) -> float:
     return value
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+def launcher_of(args: argparse.Namespace) -> tuple[launchers.Launcher, bool]:
+    """The launcher the options ask for, and whether they ask to launch (not only watch/cancel).
+
+    --launcher NAME or a launcher's own switch (--slurm) launches with it; --watch or --cancel
+    alone act on the one launcher that can; otherwise the default (local) launches.
+    """
+    named = [one for one in launchers.all().values() if one.requested(args)]
+    if args.launcher:
+        named.insert(0, launchers.get(args.launcher))
+    if len({one.name for one in named}) > 1:
+        raise plan.UsageError(f"--launcher {args.launcher} and --{named[-1].name} name two launchers: "
+                              "choose one")
+    if named:
+        return named[0], not args.cancel
+    verb = "cancel" if args.cancel else "watch" if args.watch else None
+    if verb is None:
+        return launchers.get(launchers.DEFAULT), True
+    able = [one for one in launchers.all().values() if one.can(verb)]
+    if len(able) != 1:
+        raise plan.UsageError(f"--{verb}: name the launcher with --launcher "
+                              f"({', '.join(one.name for one in able) or 'none can'})")
+    return able[0], False
 
 
 def check(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
     """Combinations of options that cannot work, one line each."""
     problems = []
-    modes = [name for name in ("slurm", "cancel") if getattr(args, name)]
-    if len(modes) > 1:
-        problems.append("--slurm and --cancel exclude each other")
+    chosen, _ = launcher_of(args)
+    for one in launchers.all().values():
+        problems += one.check(args, env, one is chosen)
     if args.cancel and (args.watch or args.dry_run):
         problems.append("--cancel runs alone: no --watch or --dry-run")
-    if not args.slurm:
-        for name in ("partition", "account", "time"):
-            if getattr(args, name):
-                problems.append(f"--{name} is an sbatch option: add --slurm")
-    if args.slurm or args.watch or args.cancel:
-        if "LOG_DIR" in env:
-            problems.append("--env LOG_DIR: a Slurm job's log is its #SBATCH --output "
-                            "(set log_dir in the matrix and render again)")
+    for verb in ("watch", "cancel"):
+        if getattr(args, verb) and not chosen.can(verb):
+            problems.append(f"--{verb}: the {chosen.name} launcher runs in the foreground; "
+                            f"--{verb} is for launchers whose runs outlive run.py")
     tl = args.time_limit
     if tl is not None and tl != int(tl) and not (env.get("TRAIN_CMD") or os.environ.get("TRAIN_CMD")):
         problems.append(f"--time-limit {tl:g}: Megatron's --exit-duration-in-mins takes whole minutes "
@@ -197,21 +209,16 @@ def recheck_memory(selected, extra: list[str], env: dict[str, str]) -> None:
 
 
 def dispatch(args, extra, env, selected, states, display) -> int:
+    """Hand the selected runs to the chosen launcher: launch, then watch, or cancel."""
+    launcher, launching = launcher_of(args)
     if args.cancel:
-        return batch.cancel(selected, states, display)
-    if args.slurm or args.watch:
-        opts = batch.Options(extra_args=extra, env=env, time_limit=args.time_limit, resume=args.resume,
-                             dry_run=args.dry_run, partition=args.partition, account=args.account,
-                             time=args.time, poll=args.poll)
-        code = 0
-        if args.slurm:
-            code = batch.submit(selected, states, opts, display)
-        if args.watch and not args.dry_run:
-            code = max(code, batch.watch(selected, states, opts, display))
-        return code
-    opts = queue.Options(extra_args=extra, env=env, time_limit=args.time_limit, grace=args.grace,
-                         resume=args.resume, dry_run=args.dry_run)
-    return queue.run_queue(selected, states, opts, display)
+        return launcher.cancel(selected, states, display)
+    code = 0
+    if launching:
+        code = launcher.launch(selected, states, args, extra, env, display)
+    if args.watch and not args.dry_run:
+        code = max(code, launcher.watch(selected, states, args, display))
+    return code
 
 
 def status_file(p: plan.Plan, env: dict[str, str], state_dir: Path | None) -> Path:

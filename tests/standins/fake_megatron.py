@@ -21,13 +21,25 @@ What goes wrong is chosen by options or, for runs of a matrix, by the env of a m
                             exit duration (FAKE_MEGATRON_HANG_AT)
     --fake-ignore-sigterm   survive SIGTERM (FAKE_MEGATRON_IGNORE_SIGTERM=1)
     --fake-exit-code C      exit with C after a normal end (FAKE_MEGATRON_EXIT_CODE)
+    --fake-record DIR       write what this node was started with to DIR/node<NODE_RANK>.json
+                            (FAKE_MEGATRON_RECORD)
+
+Several nodes: the launch scripts hand torchrun NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT and
+GPUS_PER_NODE; with TRAIN_CMD the stand-in reads them from its environment instead (the
+.sbatch exports them). With NNODES > 1 the nodes meet as torchrun's would: node 0 listens on
+MASTER_ADDR:MASTER_PORT (that address only) and every other node connects to it and says its
+rank; node 0 refuses a repeated or out-of-range rank and answers everyone with the members,
+once all NNODES have come (within FAKE_MEGATRON_RENDEZVOUS_S seconds, default 60). Only node
+0 prints Megatron's lines, as only one rank of a real run does.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
+import socket
 import signal
 import sys
 import time
@@ -56,6 +68,7 @@ def options(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]:
     fake.add_argument("--fake-ignore-sigterm", action="store_true",
                       default=env("FAKE_MEGATRON_IGNORE_SIGTERM", "0") == "1")
     fake.add_argument("--fake-exit-code", type=int, default=int(env("FAKE_MEGATRON_EXIT_CODE", "0")))
+    fake.add_argument("--fake-record", default=env("FAKE_MEGATRON_RECORD", ""))
     mine, rest = fake.parse_known_args(argv)
 
     # Megatron's own flags; argparse keeps the last value, as Megatron does.
@@ -70,8 +83,111 @@ def options(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]:
     return mine, args
 
 
+RENDEZVOUS_ENV = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "GPUS_PER_NODE")
+
+
+def rendezvous_env() -> dict:
+    """The launch's rendezvous settings as the environment gives them (None when unset)."""
+    return {name: os.environ.get(name) for name in RENDEZVOUS_ENV}
+
+
+def world_size() -> int:
+    return int(os.environ.get("NNODES") or 1) * int(os.environ.get("GPUS_PER_NODE") or 1)
+
+
+def _send(conn: socket.socket, message: dict) -> None:
+    conn.sendall((json.dumps(message) + "\n").encode())
+
+
+def _receive(conn: socket.socket) -> dict:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise ConnectionError("the peer closed the connection")
+        data += chunk
+    return json.loads(data)
+
+
+def rendezvous(timeout: float) -> list[dict]:
+    """Meet the other nodes at MASTER_ADDR:MASTER_PORT; returns every member, by node rank.
+
+    Raises RuntimeError (what torchrun's rendezvous would report) when a node is missing,
+    repeated or out of range after `timeout` seconds.
+    """
+    nnodes, rank = int(os.environ["NNODES"]), int(os.environ["NODE_RANK"])
+    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    me = {"node_rank": rank, "host": socket.gethostname(),
+          "slurm_nodename": os.environ.get("SLURMD_NODENAME")}
+    deadline = time.monotonic() + timeout
+    if not 0 <= rank < nnodes:
+        raise RuntimeError(f"NODE_RANK={rank} is outside 0..{nnodes - 1}")
+    if rank == 0:
+        # On a cluster node 0 can listen only on its own address; on the CI's two nodes of one
+        # host every loopback address would do, so check that MASTER_ADDR names this node.
+        own = os.environ.get("SLURMD_NODENAME")
+        if own and socket.gethostbyname(addr) != socket.gethostbyname(own):
+            raise RuntimeError(f"MASTER_ADDR={addr} is not this node ({own}): cannot listen there")
+        members = {0: me}
+        conns = []
+        try:
+            server = socket.create_server((addr, port))
+        except OSError as err:
+            raise RuntimeError(f"rendezvous at {addr}:{port}: cannot listen: {err}") from None
+        with server:
+            while len(members) < nnodes:
+                server.settimeout(max(0.1, deadline - time.monotonic()))
+                try:
+                    conn, _ = server.accept()
+                except socket.timeout:
+                    raise RuntimeError(f"rendezvous at {addr}:{port}: {len(members)} of {nnodes} "
+                                       f"nodes came within {timeout:g} s") from None
+                peer = _receive(conn)
+                if peer["node_rank"] in members or not 0 < peer["node_rank"] < nnodes:
+                    _send(conn, {"error": f"node rank {peer['node_rank']} repeated or out of range"})
+                    conn.close()
+                    raise RuntimeError(f"rendezvous at {addr}:{port}: node rank "
+                                       f"{peer['node_rank']} repeated or out of range")
+                members[peer["node_rank"]] = peer
+                conns.append(conn)
+        everyone = [members[r] for r in range(nnodes)]
+        for conn in conns:
+            _send(conn, {"members": everyone})
+            conn.close()
+        return everyone
+    while True:
+        try:
+            with socket.create_connection((addr, port), timeout=5) as conn:
+                _send(conn, me)
+                conn.settimeout(max(0.1, deadline - time.monotonic()))
+                answer = _receive(conn)
+            break
+        except OSError as err:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rendezvous at {addr}:{port}: node {rank} could not join "
+                                   f"within {timeout:g} s: {err}") from None
+            time.sleep(0.2)
+    if "error" in answer:
+        raise RuntimeError(f"rendezvous at {addr}:{port}: {answer['error']}")
+    return answer["members"]
+
+
+def record(folder: str, members: list[dict], argv: list[str]) -> None:
+    """What this node was started with, for tests: DIR/node<NODE_RANK>.json."""
+    env = rendezvous_env()
+    path = os.path.join(folder, f"node{env['NODE_RANK'] or 0}.json")
+    os.makedirs(folder, exist_ok=True)
+    slurm = {k: v for k, v in os.environ.items() if k in ("SLURM_JOB_ID", "SLURM_NODEID",
+             "SLURMD_NODENAME", "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES", "SLURM_PROCID")}
+    with open(path + ".tmp", "w") as out:
+        json.dump({"env": env, "slurm": slurm, "world_size": world_size(), "argv": argv,
+                   "members": members, "host": socket.gethostname()}, out, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 def arguments_dump(args: argparse.Namespace) -> None:
-    say("using world size: 1, data-parallel size: 1, context-parallel size: 1")
+    say(f"using world size: {world_size()}, data-parallel size: {world_size()}, "
+        "context-parallel size: 1")
     say("------------------------ arguments ------------------------")
     pairs = []
     words = list(args.all)
@@ -136,6 +252,20 @@ def main(argv: list[str]) -> int:
     fake, args = options(argv)
     if fake.fake_ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    members = []
+    if int(os.environ.get("NNODES") or 1) > 1:
+        try:
+            members = rendezvous(float(os.environ.get("FAKE_MEGATRON_RENDEZVOUS_S", "60")))
+        except RuntimeError as err:
+            print(f"fake_megatron: node {os.environ.get('NODE_RANK')}: {err}", file=sys.stderr,
+                  flush=True)
+            return 1
+    if fake.fake_record:
+        record(fake.fake_record, members, argv)
+    if int(os.environ.get("NODE_RANK") or 0) != 0:
+        # The other nodes train in silence and end with node 0 (a fixed share of the time).
+        time.sleep(fake.fake_sleep * args.train_iters)
+        return fake.fake_exit_code
     arguments_dump(args)
     interval = max(1, args.log_interval)
     last = time.time()

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from . import megatron_rules, memory, recipes
 from .errors import Problem
-
-if TYPE_CHECKING:  # matrix.py runs these checks, so it cannot be imported here
-    from .matrix import Run
+from .megatron_flags import flag_int
+from .schema import ExpandedRun, parallel
 
 SLURM_WORD = re.compile(r"^[A-Za-z0-9_.,:+-]+$")
 SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
@@ -26,30 +24,7 @@ ATTN_ENV = {
 }
 
 
-@dataclass(frozen=True)
-class Parallel:
-    tp: int
-    pp: int
-    cp: int
-    world: int
-
-    @property
-    def dp(self) -> int:
-        return self.world // (self.tp * self.pp * self.cp)
-
-
-def parallel(run: "Run") -> Parallel:
-    f = run.flags
-    target = run.settings.target
-    return Parallel(
-        tp=_int(f.get("--tensor-model-parallel-size"), 1),
-        pp=_int(f.get("--pipeline-model-parallel-size"), 1),
-        cp=_int(f.get("--context-parallel-size"), 1),
-        world=target.gpus_per_node * target.nodes,
-    )
-
-
-def check_runs(runs: list["Run"], file: str) -> list[Problem]:
+def check_runs(runs: list[ExpandedRun], file: str) -> list[Problem]:
     """All consistency problems of a matrix's runs, one per (key, message)."""
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
     for run in runs:
@@ -64,16 +39,16 @@ def check_runs(runs: list["Run"], file: str) -> list[Problem]:
 
 
 Finding = tuple[str, str]
-RULES: list[Callable[["Run"], list[Finding]]] = []
+RULES: list[Callable[[ExpandedRun], list[Finding]]] = []
 
 
-def rule(fn: Callable[["Run"], list[Finding]]) -> Callable[["Run"], list[Finding]]:
+def rule(fn: Callable[[ExpandedRun], list[Finding]]) -> Callable[[ExpandedRun], list[Finding]]:
     RULES.append(fn)
     return fn
 
 
 @rule
-def recipe_rules(run: "Run") -> list[Finding]:
+def recipe_rules(run: ExpandedRun) -> list[Finding]:
     f = run.flags
     n = recipes.of_flags(f)
     r = n.recipe
@@ -126,11 +101,11 @@ def recipe_rules(run: "Run") -> list[Finding]:
 
 
 @rule
-def parallel_rules(run: "Run") -> list[Finding]:
+def parallel_rules(run: ExpandedRun) -> list[Finding]:
     f = run.flags
     par = parallel(run)
     out = []
-    mbs = _int(f.get("--micro-batch-size"), 1)
+    mbs = flag_int(f.get("--micro-batch-size"), 1)
     if min(par.tp, par.pp, par.cp, par.world, mbs) < 1:
         return out  # the range checks name the key; nothing to divide by here
     model_parallel = par.tp * par.pp * par.cp
@@ -145,24 +120,24 @@ def parallel_rules(run: "Run") -> list[Finding]:
                     f"TP x PP x CP = {par.tp} x {par.pp} x {par.cp}"))
         return out
     gbs = f.get("--global-batch-size")
-    if gbs is not None and _int(gbs, 0) % (mbs * par.dp):
+    if gbs is not None and flag_int(gbs, 0) % (mbs * par.dp):
         out.append((_blame(run, "megatron.--global-batch-size", "megatron.--micro-batch-size"),
                     f"global batch {gbs} is not divisible by micro batch x data-parallel size = "
                     f"{mbs} x {par.dp}"))
     heads = f.get("--num-attention-heads")
     hidden = f.get("--hidden-size")
-    if heads is not None and hidden is not None and "--kv-channels" not in f and _int(heads, 0) > 0 \
-            and _int(hidden, 0) % _int(heads, 0):
+    if heads is not None and hidden is not None and "--kv-channels" not in f and flag_int(heads, 0) > 0 \
+            and flag_int(hidden, 0) % flag_int(heads, 0):
         out.append((_blame(run, "megatron.--hidden-size", "megatron.--num-attention-heads"),
                     f"hidden size {hidden} is not divisible by {heads} attention heads (Megatron asserts "
                     "it unless --kv-channels is set)"))
-    if heads is not None and _int(heads, 0) % par.tp:
+    if heads is not None and flag_int(heads, 0) % par.tp:
         out.append((_blame(run, "megatron.--num-attention-heads", "megatron.--tensor-model-parallel-size"),
                     f"{heads} attention heads are not divisible by tensor parallel size {par.tp}"))
     # Query groups vs TP: megatron_rules' query-groups-tp (Megatron allows a multiple or a divisor).
     layers = f.get("--num-layers")
     if layers is not None:
-        layers = _int(layers, 0)
+        layers = flag_int(layers, 0)
         if layers % par.pp:
             out.append((_blame(run, "megatron.--num-layers", "megatron.--pipeline-model-parallel-size"),
                         f"{layers} layers are not divisible by pipeline parallel size {par.pp}"))
@@ -177,7 +152,7 @@ def parallel_rules(run: "Run") -> list[Finding]:
 
 
 @rule
-def launch_rules(run: "Run") -> list[Finding]:
+def launch_rules(run: ExpandedRun) -> list[Finding]:
     f = run.flags
     s = run.settings
     out = []
@@ -185,9 +160,9 @@ def launch_rules(run: "Run") -> list[Finding]:
         out.append((run.where("megatron"),
                     "--eval-interval is required (megatron-core 0.19 crashes computing sample counts "
                     "without it); use --eval-iters 0 to turn evaluation off"))
-    warmup = _int(f.get("--lr-warmup-iters"), 0)
+    warmup = flag_int(f.get("--lr-warmup-iters"), 0)
     decay_flag = "--lr-decay-iters" if "--lr-decay-iters" in f else "--train-iters"
-    decay = _int(f.get(decay_flag), 0)
+    decay = flag_int(f.get(decay_flag), 0)
     if warmup and decay and warmup >= decay:
         out.append((run.where("megatron.--lr-warmup-iters"),
                     f"--lr-warmup-iters {warmup} must be below {decay_flag} {decay} (Megatron's "
@@ -214,7 +189,7 @@ def launch_rules(run: "Run") -> list[Finding]:
 
 
 @rule
-def data_rules(run: "Run") -> list[Finding]:
+def data_rules(run: ExpandedRun) -> list[Finding]:
     d = run.settings.data
     out = []
     if d.mock_data and d.vocab_size is None:
@@ -234,7 +209,7 @@ def data_rules(run: "Run") -> list[Finding]:
 
 
 @rule
-def slurm_rules(run: "Run") -> list[Finding]:
+def slurm_rules(run: ExpandedRun) -> list[Finding]:
     s = run.settings.slurm
     out = []
     for key in ("partition", "account"):
@@ -255,7 +230,7 @@ def slurm_rules(run: "Run") -> list[Finding]:
 
 
 @rule
-def memory_rules(run: "Run") -> list[Finding]:
+def memory_rules(run: ExpandedRun) -> list[Finding]:
     """The run's estimated peak memory per GPU must fit its target GPU (fp8suite.memory)."""
     result = memory.for_run(run)
     if result is None or result[1].level != "problem":
@@ -266,7 +241,7 @@ def memory_rules(run: "Run") -> list[Finding]:
 RULES.append(megatron_rules.check)
 
 
-def _blame(run: "Run", *keys: str) -> str:
+def _blame(run: ExpandedRun, *keys: str) -> str:
     """Where the first of `keys` is set, preferring one an axis value sets: of two values that
     do not fit together, the one that varies between runs is the one that conflicts."""
     places = [run.where(key) for key in keys]
@@ -280,10 +255,3 @@ def _env_value(value: Any) -> str:
     return str(value)
 
 
-def _int(value: Any, default: int) -> int:
-    if value is None or isinstance(value, bool):
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default

@@ -30,8 +30,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fp8suite import metrics
-from fp8suite.logparse import arg_int
+from . import metrics
+from .logparse import arg_int
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Group:
     slug: str  # safe for file names
     directory: str
     shape: Optional[tuple]
-    runs: list  # runs.Run, baseline first, then by name
+    runs: list  # runs.LoggedRun, baseline first, then by name
     summaries: dict  # name -> metrics.Summary
     baseline: Optional[str] = None
     baseline_note: str = ""

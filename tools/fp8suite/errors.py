@@ -42,3 +42,38 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean X?)' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line per problem (`lines`); the CLIs print them and exit 2."""
+
+    def __init__(self, *lines: str):
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+class StateFileError(Exception):
+    """The status file (runs.json) exists but cannot be used; the message is one line."""
+
+
+class SlurmError(Exception):
+    """A Slurm command failed; the message is its first line of complaint."""
+
+
+class PreprocessError(Exception):
+    """Bad preprocessing input or a missing dependency: reported as one line, no traceback."""
+
+
+class DebError(ValueError):
+    """A .deb package that cannot be read; the message names the file."""
+
+
+class UnquotedValue(TypeError):
+    """A template tried to write a value that did not go through the quoting path
+    (fp8suite.templating): a bug in the suite, never bad input."""
+
+
+class MarkupError(RuntimeError):
+    """A document converter (BeautifulSoup, docutils, pod2text) is missing or failed; the
+    message says which and how to get it (fp8suite.markup)."""
+

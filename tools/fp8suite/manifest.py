@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import memory, paths, recipes
-from .checks import parallel
+from .schema import parallel
 from .megatron_flags import load_snapshot, snapshot_path, tokens
 from .schema import Matrix
 from .paths import display_path
@@ -42,8 +42,7 @@ def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
     peak = memory.for_run(run)
     return {
         "name": run.name,
-        "script": r.script,
-        "sbatch": r.sbatch,
+        "scripts": {name: path for name, (path, _) in r.scripts.items()},
         "axes": run.axes,
         "label": numerics.label,
         "recipe": numerics.short,
@@ -74,8 +73,8 @@ def files(matrix: Matrix, matrix_file: str, rendered: list[Rendered], out_dir: P
     """Every file a render produces: path -> content."""
     out: dict[Path, str] = {}
     for r in rendered:
-        out[out_dir / f"{r.run.name}.sh"] = r.script_text
-        out[out_dir / f"{r.run.name}.sbatch"] = r.sbatch_text
+        for path, text in r.scripts.values():
+            out[paths.suite(path)] = text
     data = manifest(matrix, matrix_file, rendered)
     out[manifest_path(out_dir, matrix_file)] = json.dumps(data, indent=2) + "\n"
     return out
@@ -90,7 +89,9 @@ def previous_files(manifest_file: Path) -> list[Path]:
     """Files an earlier render of the same matrix produced (from its manifest)."""
     try:
         data = json.loads(manifest_file.read_text())
-        return [paths.suite(p) for r in data["runs"] for p in (r["script"], r["sbatch"])]
+        # Manifests before per-launcher scripts named them "script" and "sbatch".
+        return [paths.suite(p) for r in data["runs"]
+                for p in (*r.get("scripts", {}).values(), *(r[k] for k in ("script", "sbatch") if k in r))]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 

@@ -6,7 +6,9 @@ number format per quantity, `–` for every blank.
 
 from __future__ import annotations
 
-from fp8suite import compare, metrics, recipes, reference
+import functools
+
+from . import clock, compare, metrics, recipes, reference
 
 BLANK = "–"
 NOTE_CHARS = 160  # a crash reason longer than this is cut in the table (full text per run)
@@ -351,15 +353,7 @@ def _f(value, fmt: str) -> str:
     return BLANK if value is None else fmt.format(value)
 
 
-def duration(seconds) -> str:
-    if seconds is None:
-        return BLANK
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    total = int(round(seconds))
-    h, rem = divmod(total, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+duration = functools.partial(clock.duration, style="report", blank=BLANK)
 
 
 def count(n) -> str:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-import re
 import string
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,7 +19,10 @@ from . import limits, loader, schema
 from .checks import check_runs
 from .errors import ConfigError, Problem, did_you_mean
 from .megatron_flags import FLAG_NAME, FlagSpec, load_snapshot, tokens
-from .schema import Matrix, Settings
+from .schema import ExpandedRun, Matrix, Origin, Settings
+
+Run = ExpandedRun
+"""Former name of `schema.ExpandedRun`, kept for code that imports it from here."""
 
 # Names are matched whole (re.fullmatch): `$` would accept a final newline.
 RUN_NAME = limits.NAME
@@ -40,50 +41,12 @@ RESERVED_FLAGS = {
     "--gradient-accumulation-fusion": "gradient_accumulation_fusion: on",
 }
 
-Origin = dict[tuple[str, ...], str]
-
-
-@dataclass
-class Run:
-    """One expanded run of a matrix: its settings after every overlay was merged."""
-
-    name: str
-    axes: dict[str, str]
-    """Axis -> value name of this run, in the matrix's axis order."""
-    settings: Settings
-    flags: dict[str, Any]
-    """Every Megatron flag of the run (group order), null-valued flags removed."""
-    groups: dict[str, dict[str, Any]]
-    """The same flags by group."""
-    origin: Origin = field(default_factory=dict)
-    """Key path -> dotted position in the file that set it."""
-
-    def where(self, *keys: str) -> str:
-        """File position of the first of `keys` (paths like 'megatron.--fp8-recipe') set."""
-        for key in keys:
-            parts = tuple(key.split("."))
-            if parts[0] == "megatron" and len(parts) == 2:
-                group = self.group_of(parts[1])
-                if group is None:
-                    continue
-                parts = ("megatron", group, parts[1])
-            if parts in self.origin:
-                return self.origin[parts]
-        return ""
-
-    def group_of(self, flag: str) -> Optional[str]:
-        for group, flags in self.groups.items():
-            if flag in flags:
-                return group
-        return None
-
-
 def read_yaml(path: Path, display: Optional[str] = None) -> Any:
     """The parsed file, or ConfigError with one line per problem (see loader.read_yaml)."""
     return loader.read_yaml(path, display)
 
 
-def load(path: Path, display: Optional[str] = None) -> tuple[Matrix, list[Run]]:
+def load(path: Path, display: Optional[str] = None) -> tuple[Matrix, list[ExpandedRun]]:
     """Load and expand a matrix file; ConfigError lists every problem found in it.
 
     Every failure is a ConfigError (one `Problem` per line: file, dotted key, message), never
@@ -291,7 +254,7 @@ def _excluded(combo: dict[str, str], rule: dict[str, Any]) -> bool:
 
 
 def _merge_run(meta: Matrix, base: dict, overlays: dict, combo: dict[str, str], file: str,
-               problems: list[Problem], snapshot: Optional[dict[str, FlagSpec]]) -> Optional[Run]:
+               problems: list[Problem], snapshot: Optional[dict[str, FlagSpec]]) -> Optional[ExpandedRun]:
     merged: dict = {}
     origin: Origin = {}
     _merge(merged, base, (), "", origin)
@@ -314,7 +277,7 @@ def _merge_run(meta: Matrix, base: dict, overlays: dict, combo: dict[str, str], 
     merged["megatron"] = groups
     merged["env"] = {k: v for k, v in merged.get("env", {}).items() if v is not None}
     settings = schema.build(Settings, merged)
-    return Run(name=name, axes=dict(combo), settings=settings, flags=flags, groups=groups, origin=origin)
+    return ExpandedRun(name=name, axes=dict(combo), settings=settings, flags=flags, groups=groups, origin=origin)
 
 
 def _merge(into: dict, overlay: dict, keys: tuple[str, ...], path: str, origin: Origin) -> None:
@@ -394,7 +357,7 @@ def _template_problem(template: str, combo: dict[str, str]) -> str:
     return ""
 
 
-def _check_unique(runs: list[Run], file: str, problems: list[Problem]) -> None:
+def _check_unique(runs: list[ExpandedRun], file: str, problems: list[Problem]) -> None:
     seen: dict[str, dict[str, str]] = {}
     for run in runs:
         if run.name in seen:

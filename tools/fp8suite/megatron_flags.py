@@ -108,3 +108,14 @@ def _check_type(text: str, item: Any, spec: FlagSpec) -> Optional[str]:
         except ValueError:
             return f"expects a number, got {item!r}"
     return None
+
+
+def flag_int(value: Any, default: int) -> int:
+    """A flag's value as an integer; `default` for an unset (None), boolean or non-numeric one."""
+    if value is None or isinstance(value, bool):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+

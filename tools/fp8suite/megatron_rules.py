@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
+from . import recipes
 from .memory import Flags
-
-if TYPE_CHECKING:  # checks.py runs these rules for matrix.py, which defines Run
-    from .matrix import Run
+from .schema import ExpandedRun as Run
 
 ARGS = "megatron/training/arguments.py"
 TC = "megatron/core/transformer/transformer_config.py"
 MPC = "megatron/core/model_parallel_config.py"
 OPT = "megatron/core/optimizer/optimizer_config.py"
 DDP = "megatron/core/distributed/distributed_data_parallel_config.py"
-BLACKWELL = ("B200", "B300", "GB200", "GB300")
+BLACKWELL = tuple(g.name for g in recipes.GPUS if g.architecture == "Blackwell")
 
 
 @dataclass(frozen=True)

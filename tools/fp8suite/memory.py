@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from . import recipes
+from .megatron_flags import flag_int
 
 GIB = 2**30
 
@@ -109,13 +110,7 @@ class Flags:
         return bool(value)
 
     def int(self, flag: str, default: Optional[int] = None) -> Optional[int]:
-        value = self.flags.get(flag)
-        if value is None or isinstance(value, bool):
-            return default
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            return default
+        return flag_int(self.flags.get(flag), default)
 
     def float(self, flag: str, default: float) -> float:
         value = self.flags.get(flag)

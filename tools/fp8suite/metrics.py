@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
-from fp8suite import recipes
-from fp8suite.logparse import arg_int, arg_value
+from . import recipes
+from .logparse import arg_int, arg_value
 
 LOSS = "lm loss"
 ITER_MS = "elapsed time per iteration (ms)"
@@ -168,7 +168,7 @@ def _seconds_between(a: Optional[str], b: Optional[str]) -> Optional[float]:
 
 
 def summarize(run, warmup: int) -> Summary:
-    """All per-run figures for one `runs.Run`."""
+    """All per-run figures for one `runs.LoggedRun`."""
     log, args, steps = run.log, run.log.args, run.log.steps
     st = log.status
     name, reason = with_exit_code(st.name, st.reason, run.sidecar.get("exit_code"))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import manifest as manifests
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, UsageError, did_you_mean
 from .matrix import load as load_matrix
 from . import paths
 from .paths import GENERATED, display_path
@@ -30,21 +30,13 @@ OWNED_ENV = {"LOG_FILE": "run.py picks a new log per attempt; set LOG_DIR to mov
              "META_FILE": "the sidecar goes beside each attempt's log"}
 
 
-class UsageError(Exception):
-    """Bad input to run.py: one line per problem, no traceback."""
-
-    def __init__(self, *lines: str):
-        self.lines = list(lines)
-        super().__init__("\n".join(self.lines))
-
-
 @dataclass
-class Run:
-    """One rendered run: where its scripts and logs are (absolute paths)."""
+class RenderedRun:
+    """One rendered run, as its manifest lists it: where its scripts and logs are (absolute)."""
 
     name: str
-    script: Path
-    sbatch: Path
+    scripts: dict[str, Path]
+    """Launcher name -> the run's script for it."""
     log_dir: Path
     train_iters: Optional[int]
     entry: dict[str, Any] = field(repr=False)
@@ -59,7 +51,7 @@ class Plan:
     """The matrix file as render.py names it (relative to the suite's root)."""
     name: str
     manifest: Path
-    runs: list[Run]
+    runs: list[RenderedRun]
 
 
 
@@ -97,8 +89,8 @@ def _from_manifest(path: Path, matrix_file: Optional[Path]) -> Plan:
     try:
         data = json.loads(path.read_text())
         matrix = matrix_file or paths.suite(data["matrix"])
-        runs = [Run(name=r["name"], script=paths.suite(r["script"]), sbatch=paths.suite(r["sbatch"]),
-                    log_dir=paths.suite(r["log_dir"]), train_iters=r.get("train_iters"), entry=r)
+        runs = [RenderedRun(name=r["name"], scripts={k: paths.suite(v) for k, v in r["scripts"].items()},
+                            log_dir=paths.suite(r["log_dir"]), train_iters=r.get("train_iters"), entry=r)
                 for r in data["runs"]]
         plan = Plan(matrix=shown(matrix), name=data["name"], manifest=path, runs=runs)
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -131,7 +123,7 @@ def _check_fresh(plan: Plan, matrix: Path) -> None:
                          f"run {render}")
 
 
-def select(plans: list[Plan], patterns: list[str]) -> list[tuple[Plan, Run]]:
+def select(plans: list[Plan], patterns: list[str]) -> list[tuple[Plan, RenderedRun]]:
     """The runs named by --only (names or globs), in manifest order; all when none given."""
     every = [(plan, run) for plan in plans for run in plan.runs]
     if not patterns:
@@ -161,7 +153,7 @@ def launch_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def planned_iterations(run: Run, extra_args: list[str]) -> Optional[int]:
+def planned_iterations(run: RenderedRun, extra_args: list[str]) -> Optional[int]:
     """--train-iters of the run, as the extra args override it (argparse keeps the last)."""
     planned = run.train_iters
     for i, arg in enumerate(extra_args):
@@ -178,7 +170,7 @@ def planned_iterations(run: Run, extra_args: list[str]) -> Optional[int]:
     return planned
 
 
-def log_dir(run: Run, env: dict[str, str]) -> Path:
+def log_dir(run: RenderedRun, env: dict[str, str]) -> Path:
     """Where the run's logs go: LOG_DIR from --env, else the matrix's log folder."""
     return paths.suite(env["LOG_DIR"]) if env.get("LOG_DIR") else run.log_dir
 

@@ -17,8 +17,8 @@ import matplotlib.style
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fp8suite import compare, metrics
-from fp8suite.logparse import arg_int
+from . import compare, metrics
+from .logparse import arg_int
 
 MAX_POINTS = 4000
 DPI = 100

@@ -22,14 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, TextIO
 
+from .errors import PreprocessError
+
 EOD_TOKEN = "<|endoftext|>"
 """End of document (also BOS, as in GPT-2); Megatron's `tokenizer.eod` resolves to its id."""
 PAD_TOKEN = "<|pad|>"
 """A pad distinct from EOD: Megatron warns and stops masking pads when the two collide."""
-
-
-class PreprocessError(Exception):
-    """Bad input or a missing dependency: reported as one line, no traceback."""
 
 
 # --------------------------------------------------------------------------------------------

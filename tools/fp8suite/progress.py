@@ -14,21 +14,10 @@ import sys
 import time
 from typing import Optional, TextIO
 
+from .clock import duration
 from .logtail import LogTail
 
 PLAIN_EVERY = 30.0
-
-
-def duration(seconds: float) -> str:
-    """18m02s, 2h05m, 42s."""
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
 
 
 def training(tail: LogTail, planned: Optional[int], eta: bool = True) -> str:

@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
+from .megatron_flags import flag_int
+
 Version = tuple[int, ...]
 
 
@@ -280,23 +282,14 @@ def _read(get: Callable[[str], Any]) -> Numerics:
         return Numerics(
             recipe=recipe, fmt=str(fmt), known=known,
             first_last_bf16=bool(get("--first-last-layers-bf16")),
-            layers_bf16=(_int(get("--num-layers-at-start-in-bf16"), 1),
-                         _int(get("--num-layers-at-end-in-bf16"), 1)),
+            layers_bf16=(flag_int(get("--num-layers-at-start-in-bf16"), 1),
+                         flag_int(get("--num-layers-at-end-in-bf16"), 1)),
             param_gather=bool(get(recipe.param_gather_flag or "")),
         )
     for r in RECIPES:
         if r.base_flag and get(r.base_flag):
             return Numerics(r)
     return Numerics(BY_NAME["fp32"])
-
-
-def _int(value: Any, default: int) -> int:
-    if value is None or isinstance(value, bool):
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
 
 
 # --- GPU families --------------------------------------------------------------------------

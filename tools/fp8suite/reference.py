@@ -21,9 +21,9 @@ from typing import Optional
 
 import yaml
 
-from fp8suite import recipes
-from fp8suite.logparse import arg_int
-from fp8suite.runs import UsageError
+from . import recipes
+from .errors import UsageError
+from .logparse import arg_int
 
 PRECISIONS = recipes.PRECISIONS
 

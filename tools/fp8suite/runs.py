@@ -26,15 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from fp8suite.logparse import ParsedLog, parse_log
-
-
-class UsageError(Exception):
-    """Bad command-line input; the message is one line for the user."""
+from .errors import UsageError
+from .logparse import ParsedLog, parse_log
 
 
 @dataclass
-class Run:
+class LoggedRun:
+    """One log found on disk, with its sidecar and manifest entry (what the report reads)."""
+
     name: str
     path: str  # as found from the command-line input (relative inputs stay relative)
     directory: str  # the log's directory, same convention
@@ -148,7 +147,7 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
         except OSError as e:
             raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
         sidecar, note = load_sidecar(p)
-        runs.append(Run(
+        runs.append(LoggedRun(
             name=p.stem,
             path=str(p),
             directory=str(p.parent),

@@ -15,7 +15,6 @@ in another do not undo each other's records.
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import json
 import os
@@ -24,18 +23,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .clock import now
+from .errors import StateFileError
+
 STATES = ("pending", "running", "completed", "failed", "interrupted", "time-limited")
 ACTIVE = ("pending", "running")
 # Fields of an attempt that are mirrored on its run.
 MIRRORED = ("state", "reason", "iteration", "train_iters", "exit_code", "log", "meta", "job_id")
-
-
-class StateFileError(Exception):
-    """The status file exists but cannot be used; the message is one line."""
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class RunState:

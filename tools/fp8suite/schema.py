@@ -31,6 +31,7 @@ from typing import Any, Optional, Union
 
 from . import recipes
 from .errors import Problem, did_you_mean
+from .megatron_flags import flag_int
 
 Scalar = Union[str, int, float, bool]
 
@@ -190,6 +191,78 @@ class Matrix:
 MATRIX_KEYS = [f.name for f in dataclasses.fields(Matrix)]
 SETTINGS_KEYS = [f.name for f in dataclasses.fields(Settings)]
 TOP_LEVEL_KEYS = MATRIX_KEYS + SETTINGS_KEYS
+
+
+Origin = dict[tuple[str, ...], str]
+"""Key path -> dotted position in the matrix file that set it."""
+
+
+@dataclass
+class ExpandedRun:
+    """One expanded run of a matrix: its settings after every overlay was merged (matrix.load)."""
+
+    name: str
+    axes: dict[str, str]
+    """Axis -> value name of this run, in the matrix's axis order."""
+    settings: Settings
+    flags: dict[str, Any]
+    """Every Megatron flag of the run (group order), null-valued flags removed."""
+    groups: dict[str, dict[str, Any]]
+    """The same flags by group."""
+    origin: Origin = field(default_factory=dict)
+    """Key path -> dotted position in the file that set it."""
+
+    def where(self, *keys: str) -> str:
+        """File position of the first of `keys` (paths like 'megatron.--fp8-recipe') set."""
+        for key in keys:
+            parts = tuple(key.split("."))
+            if parts[0] == "megatron" and len(parts) == 2:
+                group = self.group_of(parts[1])
+                if group is None:
+                    continue
+                parts = ("megatron", group, parts[1])
+            if parts in self.origin:
+                return self.origin[parts]
+        return ""
+
+    def group_of(self, flag: str) -> Optional[str]:
+        for group, flags in self.groups.items():
+            if flag in flags:
+                return group
+        return None
+
+    @property
+    def parallel(self) -> "Parallel":
+        """The run's parallel layout, from its flags and target."""
+        return parallel(self)
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """Parallel layout of a run: tensor, pipeline, context and data parallel sizes (GPUs)."""
+
+    tp: int
+    pp: int
+    cp: int
+    world: int
+    """GPUs in all: target.nodes x target.gpus_per_node."""
+
+    @property
+    def dp(self) -> int:
+        """Data-parallel size: world / (tp x pp x cp), rounded down."""
+        return self.world // (self.tp * self.pp * self.cp)
+
+
+def parallel(run: ExpandedRun) -> Parallel:
+    """A run's parallel layout (unset flags are 1)."""
+    f = run.flags
+    target = run.settings.target
+    return Parallel(
+        tp=flag_int(f.get("--tensor-model-parallel-size"), 1),
+        pp=flag_int(f.get("--pipeline-model-parallel-size"), 1),
+        cp=flag_int(f.get("--context-parallel-size"), 1),
+        world=target.gpus_per_node * target.nodes,
+    )
 
 
 def check_fragment(cls: type, data: Any, path: str, file: str, problems: list[Problem]) -> dict:

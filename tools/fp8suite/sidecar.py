@@ -12,7 +12,6 @@ It must never stop a run: the scripts treat its failure as a warning.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
@@ -21,11 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+from .clock import now
 from .environment import describe
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def start(meta: Path, run: str, script: str, matrix: str, log: str, env: list[str],

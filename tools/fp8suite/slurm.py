@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .errors import SlurmError
+
 # Slurm job states (squeue/scontrol names) -> the suite's run states.
 PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD",
            "POWER_UP_NODE"}
@@ -31,10 +33,6 @@ FINAL = {
     "TIMEOUT": "time-limited",
     "CANCELLED": "interrupted",
 }
-
-
-class SlurmError(Exception):
-    """A Slurm command failed; the message is its first line of complaint."""
 
 
 @dataclass

@@ -28,12 +28,11 @@ from typing import Any
 
 import jinja2
 
-from . import paths, recipes
+from . import launchers, paths, recipes
 from .checks import NVTE_ATTN
-from .matrix import Run
+from .errors import UnquotedValue
 from .megatron_flags import load_snapshot, tokens
-from .schema import Matrix
-
+from .schema import ExpandedRun, Matrix
 
 
 class Shell(str):
@@ -46,10 +45,6 @@ class Comment(str):
 
 class Directive(str):
     """A value safe on an `#SBATCH` line (no whitespace, no control characters)."""
-
-
-class UnquotedValue(TypeError):
-    """A template tried to write a value that did not go through the quoting path."""
 
 
 _UNSAFE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -88,12 +83,17 @@ def _finalize(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Rendered:
-    run: Run
-    script: str
-    """Path of the launch script, relative to the suite's root (or absolute outside it)."""
-    sbatch: str
-    script_text: str
-    sbatch_text: str
+    """The scripts of one run: one per launcher."""
+
+    run: ExpandedRun
+    scripts: dict[str, tuple[str, str]]
+    """Launcher name -> (path of its script, relative to the suite's root or absolute outside
+    it; the script's text), in launcher-name order."""
+
+    @property
+    def script(self) -> str:
+        """Path of the launch script every launcher starts (the default launcher's)."""
+        return self.scripts[launchers.DEFAULT][0]
 
 
 def environment() -> jinja2.Environment:
@@ -109,27 +109,31 @@ def environment() -> jinja2.Environment:
     )
 
 
-def log_dir(matrix: Matrix, run: Run) -> str:
+def log_dir(matrix: Matrix, run: ExpandedRun) -> str:
     """The run's log folder as written in the matrix (relative to the suite's root)."""
     return run.settings.log_dir or paths.default_log_dir(matrix.name)
 
 
-def render_runs(matrix: Matrix, runs: list[Run], matrix_file: str, out_dir: Path) -> list[Rendered]:
+def render_runs(matrix: Matrix, runs: list[ExpandedRun], matrix_file: str, out_dir: Path) -> list[Rendered]:
+    """Every launcher's script for every run, as they would be written into out_dir.
+
+    Pure apart from reading the templates and the flag snapshot: nothing is written.
+    """
     env = environment()
-    train = env.get_template("train.sh.j2")
-    sbatch = env.get_template("sbatch.sh.j2")
+    every = launchers.all()
     out = []
     for run in runs:
-        script = paths.display_path(paths.script(out_dir, run.name, ".sh"))
-        batch = paths.display_path(paths.script(out_dir, run.name, ".sbatch"))
-        ctx = context(matrix, run, matrix_file, script, batch, out_dir)
-        out.append(Rendered(run, script, batch, train.render(ctx), sbatch.render(ctx)))
+        where = {name: paths.display_path(paths.script(out_dir, run.name, one.suffix))
+                 for name, one in every.items()}
+        ctx = context(matrix, run, matrix_file, where[launchers.DEFAULT], out_dir)
+        out.append(Rendered(run, {name: (where[name], one.render(env, dict(ctx, self_path=comment(where[name]))))
+                                  for name, one in every.items()}))
     return out
 
 
-def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
-            out_dir: Path) -> dict[str, Any]:
-    """Every value the templates write, each prepared for where it goes (see the module doc)."""
+def context(matrix: Matrix, run: ExpandedRun, matrix_file: str, script: str, out_dir: Path) -> dict[str, Any]:
+    """The template values of one run, each prepared for where it goes (see the module doc);
+    `script` is the launch script every launcher starts."""
     s = run.settings
     numerics = recipes.of_flags(run.flags)
     snapshot = load_snapshot(s.target.megatron_core) or {}
@@ -162,7 +166,6 @@ def context(matrix: Matrix, run: Run, matrix_file: str, script: str, batch: str,
         "description": [comment(re.sub(r"^(?i:shellcheck)", r"(\g<0>)", line))
                         for line in textwrap.wrap(matrix.description, 95)],
         "script_path": comment(script),
-        "sbatch_path": comment(batch),
         "script_arg": shell_word(script),
         "matrix_arg": shell_word(matrix_file),
         "root_from_script": Shell(_dq(os.path.relpath(paths.ROOT, out_dir.resolve()))),

@@ -27,24 +27,27 @@ from __future__ import annotations
 
 import io
 import os
-import shlex
 import signal
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Iterator, Optional
+from typing import IO, Optional
 
-from . import paths
-from . import plan as plans
-from . import sidecar
-from .logtail import LogTail
-from .plan import Plan, Run, UsageError
-from .progress import Display, duration, training
-from .runstate import RunState, now
+from .. import paths
+from .. import plan as plans
+from .. import sidecar
+from ..errors import UsageError
+from ..logtail import LogTail
+from ..plan import Plan, RenderedRun
+from ..clock import duration, now
+from ..progress import Display, training
+from ..runstate import RunState
+from .base import Launcher, Signals, caught_signals, shell_line, time_limit_args
+
+NAME = "local"
 
 SAVE_EVERY = 30.0  # seconds between status-file updates of a running run's iteration
 # The launch scripts' environment knobs a dry run shows when inherited (LOG_FILE is the queue's).
@@ -67,59 +70,12 @@ class Options:
     """Seconds between looks at the run (its log, its process, a Ctrl-C)."""
 
 
-class Signals:
-    """SIGINT/SIGTERM sent to run.py, counted; the loops below look at it between polls."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: Optional[int] = None
-
-    def handle(self, signum: int, _frame) -> None:
-        self.count += 1
-        self.first = self.first or signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + (self.first or signal.SIGINT)
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.first or signal.SIGINT).name
+def command(run: RenderedRun, opts: Options) -> list[str]:
+    """bash <the run's launch script> [extra args] [time-limit args], from the suite's root."""
+    return ["bash", plans.shown(run.scripts[NAME]), *opts.extra_args, *time_limit_args(opts.time_limit)]
 
 
-@contextmanager
-def caught_signals() -> Iterator[Signals]:
-    caught = Signals()
-    wanted = [signal.SIGINT, signal.SIGTERM]
-    # A closed terminal stops the run like Ctrl-C (the run has its own session, so the hangup
-    # would not reach it); under nohup, SIGHUP stays ignored.
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        wanted.append(signal.SIGHUP)
-    old = {sig: signal.signal(sig, caught.handle) for sig in wanted}
-    try:
-        yield caught
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
-def time_limit_args(minutes: Optional[float]) -> list[str]:
-    if minutes is None:
-        return []
-    return ["--exit-duration-in-mins", f"{minutes:g}"]
-
-
-def command(run: Run, opts: Options) -> list[str]:
-    return ["bash", plans.shown(run.script), *opts.extra_args, *time_limit_args(opts.time_limit)]
-
-
-def shell_line(cmd: list[str], env: dict[str, str]) -> str:
-    """The command as one line to paste into a shell at the suite's root."""
-    assignments = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
-    return " ".join(assignments + [shlex.quote(c) for c in cmd])
-
-
-def run_queue(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
+def run_queue(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], opts: Options,
               display: Display) -> int:
     """Run the selected runs in turn; 0 when all completed, 1 if not, 128+N on signal N."""
     if not opts.dry_run:
@@ -311,7 +267,7 @@ class _Escalation:
         self.next_at = time.monotonic() + self.grace
 
 
-def _run_one(tag: str, run: Run, state: RunState, opts: Options, display: Display,
+def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display: Display,
              caught: Signals) -> None:
     log = paths.next_log(plans.log_dir(run, opts.env), run.name)
     meta = paths.sidecar_of(log)
@@ -323,7 +279,7 @@ def _run_one(tag: str, run: Run, state: RunState, opts: Options, display: Displa
     stderr = tempfile.TemporaryFile()
     # Recorded before the run starts: a run.py killed at any moment leaves the attempt's log
     # and token on record, so the next run.py can find the run, running or ended.
-    state.begin(run.name, mode="local", state="running", pid=None, token=token, started=now(),
+    state.begin(run.name, mode=NAME, state="running", pid=None, token=token, started=now(),
                 ended=None, log=plans.shown(log), meta=plans.shown(meta), job_id=None, exit_code=None,
                 iteration=None, train_iters=planned,
                 command=shell_line(cmd, dict(opts.env, LOG_FILE=plans.shown(log))))
@@ -449,3 +405,17 @@ def _close_sidecar(meta, exit_code: int, interrupted: bool) -> None:
     data = sidecar.read(meta)
     if data is not None and "ended" not in data:
         sidecar.end(meta, exit_code, interrupted)
+
+
+class LocalLauncher(Launcher):
+    """The runs' launch scripts one after another on this node (torchrun per run)."""
+
+    name = NAME
+    template = "train.sh.j2"
+    suffix = ".sh"
+    summary = "run the launch scripts (<run>.sh) one after another on this node (default)"
+
+    def launch(self, selected, states, args, extra, env, display) -> int:
+        opts = Options(extra_args=extra, env=env, time_limit=args.time_limit, grace=args.grace,
+                       resume=args.resume, dry_run=args.dry_run)
+        return run_queue(selected, states, opts, display)

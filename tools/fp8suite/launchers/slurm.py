@@ -9,20 +9,25 @@ and TRAIN_CMD reach the launch scripts on every node. Each job's output file is 
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from . import paths
-from . import plan as plans
-from . import sidecar, slurm
-from .logtail import LogTail
-from .plan import Plan, Run, UsageError
-from .progress import Display, training
-from .queue import caught_signals, shell_line, time_limit_args
-from .runstate import ACTIVE, RunState, now
+from .. import paths
+from .. import plan as plans
+from .. import sidecar, slurm
+from ..errors import UsageError
+from ..logtail import LogTail
+from ..plan import Plan, RenderedRun
+from ..progress import Display, training
+from ..clock import now
+from ..runstate import ACTIVE, RunState
+from .base import Launcher, caught_signals, seconds, shell_line, time_limit_args
+
+NAME = "slurm"
 
 
 @dataclass
@@ -55,13 +60,13 @@ def _require(*tools: str) -> None:
                          "(or without --slurm to run here)")
 
 
-def job_log(run: Run, job_id: str) -> tuple[str, str]:
+def job_log(run: RenderedRun, job_id: str) -> tuple[str, str]:
     """The job's log (#SBATCH --output) and sidecar, as the rendered .sbatch names them."""
     log = Path(paths.job_log(run.log_dir, run.name, job_id))
     return plans.shown(log), plans.shown(paths.sidecar_of(log))
 
 
-def submit(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
+def submit(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], opts: Options,
            display: Display) -> int:
     """sbatch each selected run; 0 when every submission worked, 1 if one failed."""
     if not opts.dry_run:
@@ -81,20 +86,21 @@ def submit(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: 
                          "(--cancel it first to submit again)")
             continue
         args = [*opts.extra_args, *time_limit_args(opts.time_limit)]
-        cmd = ["sbatch", "--parsable", *opts.sbatch_options(), plans.shown(run.sbatch), *args]
+        batch_file = plans.shown(run.scripts[NAME])
+        cmd = ["sbatch", "--parsable", *opts.sbatch_options(), batch_file, *args]
         if opts.dry_run:
             display.note(f"{tag} {run.name}\n  mkdir -p {plans.shown(run.log_dir)} && "
                          f"{shell_line(cmd, opts.env)}")
             continue
         run.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            job_id = slurm.submit(plans.shown(run.sbatch), args, opts.sbatch_options(), env, paths.ROOT)
+            job_id = slurm.submit(batch_file, args, opts.sbatch_options(), env, paths.ROOT)
         except slurm.SlurmError as err:
             failures += 1
             display.note(f"{tag} {run.name}: not submitted: {err}")
             continue
         log, meta = job_log(run, job_id)
-        state.begin(run.name, mode="slurm", state="pending", job_id=job_id, submitted=now(),
+        state.begin(run.name, mode=NAME, state="pending", job_id=job_id, submitted=now(),
                     started=None, ended=None, log=log, meta=meta, exit_code=None, iteration=None,
                     train_iters=plans.planned_iterations(run, args),
                     command=shell_line(cmd, opts.env))
@@ -111,18 +117,18 @@ def _active_jobs(selected, states) -> dict[str, str]:
     recorded = {}
     for plan, run in selected:
         last = states[plan.name].latest(run.name)
-        if last and last.get("mode") == "slurm" and last.get("state") in ACTIVE:
+        if last and last.get("mode") == NAME and last.get("state") in ACTIVE:
             recorded[run.name] = last["job_id"]
     known = slurm.jobs(list(recorded.values()))
     return {name: job for name, job in recorded.items()
             if job in known and known[job].run_state in ACTIVE}
 
 
-def _recorded(selected, states) -> list[tuple[Plan, Run, dict]]:
+def _recorded(selected, states) -> list[tuple[Plan, RenderedRun, dict]]:
     out = []
     for plan, run in selected:
         last = states[plan.name].latest(run.name)
-        if last and last.get("mode") == "slurm":
+        if last and last.get("mode") == NAME:
             out.append((plan, run, last))
     if not out:
         names = ", ".join(sorted({p.name for p, _ in selected}))
@@ -131,7 +137,7 @@ def _recorded(selected, states) -> list[tuple[Plan, Run, dict]]:
     return out
 
 
-def watch(selected: list[tuple[Plan, Run]], states: dict[str, RunState], opts: Options,
+def watch(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], opts: Options,
           display: Display) -> int:
     """Poll the recorded jobs until every one ended; 0 when all completed, 1 if not."""
     _require("scontrol")
@@ -176,7 +182,7 @@ def _sleep(seconds: float, caught) -> None:
         time.sleep(min(0.2, seconds))
 
 
-def _refresh(state: RunState, run: Run, att: dict, job: Optional[slurm.Job], tail: LogTail) -> None:
+def _refresh(state: RunState, run: RenderedRun, att: dict, job: Optional[slurm.Job], tail: LogTail) -> None:
     """Update the run's latest attempt from Slurm's view of its job and from its log."""
     fields = {"iteration": tail.iteration, "train_iters": tail.train_iters or att.get("train_iters")}
     if job is not None and job.run_state in ACTIVE:
@@ -221,7 +227,7 @@ def _ended(result: str, slurm_state: str, code: Optional[int], tail: LogTail) ->
     return "failed", f"{found}; {detail}" if found else detail
 
 
-def _live_line(tag: str, run: Run, att: dict, tail: LogTail) -> str:
+def _live_line(tag: str, run: RenderedRun, att: dict, tail: LogTail) -> str:
     head = f"{tag} {run.name}  job {att['job_id']}"
     if att["state"] == "pending":
         return f"{head} pending" + (f" ({att['reason']})" if att.get("reason") else "")
@@ -230,7 +236,7 @@ def _live_line(tag: str, run: Run, att: dict, tail: LogTail) -> str:
     return f"{head}  {training(tail, att.get('train_iters'))}"
 
 
-def _final_line(run: Run, att: dict, tail: LogTail) -> str:
+def _final_line(run: RenderedRun, att: dict, tail: LogTail) -> str:
     text = f"{run.name}  job {att['job_id']} {att['state']}"
     if tail.iteration is not None or att.get("iteration") is not None:
         done = tail.iteration if tail.iteration is not None else att.get("iteration")
@@ -240,7 +246,7 @@ def _final_line(run: Run, att: dict, tail: LogTail) -> str:
     return text
 
 
-def cancel(selected: list[tuple[Plan, Run]], states: dict[str, RunState], display: Display) -> int:
+def cancel(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], display: Display) -> int:
     """scancel the selected runs' recorded jobs that are still pending or running."""
     _require("scancel", "scontrol")
     items = _recorded(selected, states)
@@ -261,3 +267,54 @@ def cancel(selected: list[tuple[Plan, Run]], states: dict[str, RunState], displa
     for state in states.values():
         state.save()
     return 0
+
+
+class SlurmLauncher(Launcher):
+    """The runs' batch scripts as Slurm jobs: sbatch, then scontrol to watch, scancel to stop."""
+
+    name = NAME
+    template = "sbatch.sh.j2"
+    suffix = ".sbatch"
+    summary = "submit the batch scripts (<run>.sbatch) as Slurm jobs"
+
+    @classmethod
+    def add_arguments(cls, ap: argparse.ArgumentParser) -> None:
+        group = ap.add_argument_group("Slurm")
+        group.add_argument("--slurm", action="store_true", help="submit the runs' .sbatch files "
+                           "(same as --launcher slurm)")
+        group.add_argument("--partition", help="sbatch --partition")
+        group.add_argument("--account", help="sbatch --account")
+        group.add_argument("--time", help="sbatch --time (default: the matrix's slurm.time)")
+        group.add_argument("--poll", type=seconds, default=10.0, metavar="SECONDS",
+                           help="seconds between looks at the jobs while watching (default 10)")
+
+    def requested(self, args: argparse.Namespace) -> bool:
+        return bool(args.slurm)
+
+    def check(self, args: argparse.Namespace, env: dict[str, str], chosen: bool) -> list[str]:
+        problems = []
+        if args.slurm and args.cancel:
+            problems.append("--slurm and --cancel exclude each other")
+        if not (args.slurm or args.launcher == NAME):
+            for option in ("partition", "account", "time"):
+                if getattr(args, option):
+                    problems.append(f"--{option} is an sbatch option: add --slurm")
+        if chosen and "LOG_DIR" in env:
+            problems.append("--env LOG_DIR: a Slurm job's log is its #SBATCH --output "
+                            "(set log_dir in the matrix and render again)")
+        return problems
+
+    def options(self, args: argparse.Namespace, extra: list[str], env: dict[str, str]) -> Options:
+        return Options(extra_args=extra, env=env, time_limit=args.time_limit, resume=args.resume,
+                       dry_run=args.dry_run, partition=args.partition, account=args.account,
+                       time=args.time, poll=args.poll)
+
+    def launch(self, selected, states, args, extra, env, display) -> int:
+        return submit(selected, states, self.options(args, extra, env), display)
+
+    def watch(self, selected, states, args, display) -> int:
+        return watch(selected, states, self.options(args, [], {}), display)
+
+    def cancel(self, selected, states, display) -> int:
+        return cancel(selected, states, display)
+
