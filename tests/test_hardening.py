@@ -317,7 +317,9 @@ def test_signal_while_run_py_loads_exits_without_traceback(sig, tmp_path):
         rest = proc.stderr.read()
         proc.wait(timeout=30)
         assert "Traceback" not in rest, rest[-2000:]
-        assert proc.returncode in (0, 128 + sig), (delay, proc.returncode, rest[-500:])
+        # 128 + N from run.py's handler; 0 when it had finished; -N when the signal came as the
+        # interpreter shut down (it restores the default handlers then).
+        assert proc.returncode in (0, 128 + sig, -sig), (delay, proc.returncode, rest[-500:])
 
 
 def test_sample_of_queue_kills(tmp_path):
