@@ -264,6 +264,25 @@ def test_sigkilled_queue_records_the_real_outcome_and_does_not_retrain(manifest,
     assert sorted(p.name for p in logs.glob("*.log")) == ["fake_ok.log"]
 
 
+@pytest.mark.parametrize("content", ["[" * 100000 + "]" * 100000, '{"runs": {"fake_ok": "done"}}',
+                                     '{"runs": {"fake_ok": {"attempts": [{"log": 5}]}}}', "\xff\xfe",
+                                     '{"runs": []}', "null"],
+                         ids=["deep", "record-a-string", "log-a-number", "not-utf8", "runs-a-list", "null"])
+def test_corrupt_status_file_or_manifest_is_one_line(manifest, tmp_path, content):
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    (logs / "runs.json").write_text(content)
+    out = subprocess.run([sys.executable, str(RUN), str(manifest), "--only", "fake_ok"], cwd=REPO,
+                         env=_env(0.01), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1000:]
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    bad = tmp_path / "bad.manifest.json"
+    bad.write_text(content)
+    out = subprocess.run([sys.executable, str(RUN), str(bad)], cwd=REPO, env=_env(0.01),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-1000:]
+
+
 def _stale_state(tmp_path: Path, log_text: str, token: str = "t0ken") -> Path:
     logs = tmp_path / "logs"
     logs.mkdir(exist_ok=True)
