@@ -345,3 +345,13 @@ def test_sample_of_queue_kills(tmp_path):
     figures, results = fz.bench_kills(1, seed=3, work=tmp_path)
     assert not any(r["problems"] for r in results), results
     assert figures["lost logs"] == figures["corrupt status files"] == figures["completed runs trained again"] == 0
+
+
+def test_benchmark_cli_quick_prints_its_figures():
+    """The command whose full run gives the README's figures, in its --quick form."""
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "fuzz_matrix.py"), "--quick", "--bench", "malformed"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "tracebacks                                                   0" in out.stdout
+    assert "files written                                                0" in out.stdout
+    assert out.stdout.rstrip().endswith("all goals met")
