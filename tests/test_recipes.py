@@ -189,7 +189,7 @@ def test_gpu_families_are_complete():
         assert set(family.peak_tflops) <= set(recipes.PRECISIONS)
         # The family's own name finds it, from a target and from a device name.
         assert recipes.gpu(family.name) is family and recipes.gpu(f"NVIDIA {family.name}") is family
-    assert recipes.memory_gib("NVIDIA H200") == 143771 / 1024  # nvidia-smi memory.total on an H200
+    assert recipes.memory_gib("NVIDIA H200") == pytest.approx(143771 / 1024)  # logs/*/*.meta.json
     assert recipes.memory_gib("nope") is None
     assert recipes.peaks_text(["NVIDIA H200", "H200", "x"]) == "H200: 989 TFLOP/s BF16, 1979 FP8"
     assert recipes.peaks_text(["NVIDIA B200"]) == "B200: 2250 TFLOP/s BF16, 4500 FP8, 9000 FP4"

@@ -71,7 +71,8 @@ def test_missing_path_is_bad_usage(tmp_path, capsys):
 def test_unknown_baseline_is_bad_usage_with_a_suggestion(workdir, capsys):
     assert report.main(["logs", "--baseline", "fp8_cs"]) == 2
     err = capsys.readouterr().err
-    assert err == "report.py: --baseline fp8_cs: no run of that name (did you mean fp8cs?)\n"
+    assert err == ("report.py: --baseline fp8_cs: no run of that name (did you mean fp8cs?); "
+                   "valid: bf16, fp8cs, fp8delayed_1F1L_bad\n")
     assert not (workdir / "assets").exists()  # nothing half-written
 
 
@@ -124,10 +125,12 @@ def test_manifest_labels_and_gpu(workdir):
          "recipe": "tensorwise", "gpu": "H100"}]}))
     assert report.main(["logs", "--out", "assets", "--manifest", "m.json"]) == 0
     text = (workdir / "assets" / "report.md").read_text()
-    assert "| fp8cs.1: FP8 tensorwise (hybrid) |" in text
+    # fp8cs.1.log is an attempt of run fp8cs: shown once, under the run's name.
+    assert "| fp8cs: FP8 tensorwise (hybrid) |" in text
+    assert "- Attempts: `fp8cs.1.log` completed (30/30)" in text
     assert "H100 (from the manifest; no sidecar); dense FP8 peak 1979 TFLOP/s" in text
     assert "- Manifest: axes recipe=fp8_cs, label FP8 tensorwise (hybrid), recipe tensorwise" in text
-    fp8_row = next(line for line in text.splitlines() if line.startswith("| fp8cs.1:"))
+    fp8_row = next(line for line in text.splitlines() if line.startswith("| fp8cs:"))
     assert "| 468.3 | 23.7% |" in fp8_row  # 468.3 / 1979 = 0.2366
 
 

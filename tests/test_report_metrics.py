@@ -34,6 +34,9 @@ def test_iteration_template_is_the_real_format():
 
 
 def set_arg(text: str, name: str, value) -> str:
+    if f"  {name} ." not in text:  # not in the trimmed dump: add it
+        end = text.index("-------------------- end of arguments")
+        return text[:end] + f"  {name} {'.' * (48 - len(name))} {value}\n" + text[end:]
     start = text.index(f"  {name} .")
     end = text.index("\n", start)
     return text[:start] + f"  {name} {'.' * (48 - len(name))} {value}" + text[end:]
@@ -93,7 +96,7 @@ def test_speedup_tokens_and_mfu_by_hand(tmp_path):
     assert b.mfu == pytest.approx(400 / 989) and f.mfu == pytest.approx(500 / 1979)
     row = next(line for line in markdown.render([g], {}, "t", "c", ["d"], 3).splitlines()
                if line.startswith("| fp8:"))
-    assert "| 1000.0 ms |" in row and "| 1.250x | 16,384 | 500.0 | 25.3% |" in row
+    assert "| 1000.0 | 1.250x | 16,384 |" in row and "| 500.0 | 25.3% |" in row
 
 
 def test_unknown_gpu_leaves_mfu_blank(tmp_path):
@@ -122,7 +125,9 @@ def test_nonfinite_values_stay_out_of_aggregates(tmp_path):
     (g,) = groups_of(tmp_path, warmup=0)
     s = g.summaries["bf16"]
     assert s.min_loss == 1.0
-    assert s.final_loss == pytest.approx((3 + 2 + 1 + 1 + 1) / 5)  # the 5 finite values
+    # A NaN loss is divergence: no final loss is presented as valid.
+    assert s.status == "diverged" and s.diverged_at == 3 and s.final_loss is None
+    assert s.smooth_window == 5  # over the 5 finite values
     assert s.median_iter_ms == 1000 and s.timed_iterations == 5
     assert "2 non-finite elapsed time per iteration (ms)" in s.notes
     assert "2 non-finite lm loss" in s.notes
@@ -162,13 +167,15 @@ def test_noise_band_and_time_to_target_by_hand(tmp_path):
     # Gaps are between smoothed curves (trailing mean of 5), which exist from iteration 5:
     # 16 shared points, last quarter 17-20. Seed 5678 is +.04 at even and -.01 at odd
     # iterations, so its 5-mean gap is (2 x .04 - 3 x .01) / 5 = .01 at odd iterations and
-    # (3 x .04 - 2 x .01) / 5 = .02 at even ones: mean .015, band .02.
+    # (3 x .04 - 2 x .01) / 5 = .02 at even ones: mean .015, largest +.02. The band is the
+    # same statistic as each run's gap: |mean| = .015.
     assert (g.noise.first, g.noise.last, g.noise.n) == (17, 20, 4)
-    assert g.noise.mean == pytest.approx(0.015) and g.band == pytest.approx(0.02)
+    assert g.noise.mean == pytest.approx(0.015) and g.band == pytest.approx(0.015)
+    assert g.noise.max == pytest.approx(0.02)
     within, fast = g.versus["fp8_within"], g.versus["fp8_fast"]
-    assert within.gap.mean == pytest.approx(-0.015) and within.verdict == "within noise"
+    assert within.gap.mean == pytest.approx(-0.015) and within.gap.max == pytest.approx(-0.015)
     assert fast.gap.mean == pytest.approx(-0.35)
-    assert fast.verdict == "outside noise (-0.3300)"  # 0.33 beyond the 0.02 band, better
+    assert fast.verdict == "outside noise (-0.3350)"  # 0.335 beyond the 0.015 band, better
     # Target: the baseline's final smoothed loss, mean of its last 5 losses 1.4 ... 1.0.
     assert (g.window, g.target) == (5, pytest.approx(1.2))
     base = g.versus["bf16_s1234"]
@@ -257,3 +264,49 @@ def test_launch_wall_clock_from_the_sidecar(tmp_path):
     assert g.summaries["bf16"].launch_s == 65.0
     text = markdown.render([g], {}, "t", "c", ["d"], 3)
     assert "| 20.0 s (launch 1m 05s) |" in text
+
+
+# --- honest comparisons --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("base_first_ms, run_first_ms", [(9000, 2000), (2000, 9000), (5000, 5000)])
+def test_time_to_target_leaves_out_warmup_as_the_median_does(tmp_path, base_first_ms, run_first_ms):
+    """A 50-iteration pair with the same loss: time to target agrees with the speedup, whatever
+    the first (warm-up) iteration cost."""
+    losses = [5.0 - 0.05 * i for i in range(50)]
+    write_log(tmp_path / "bf16.log", losses, [base_first_ms] + [1000.0] * 49, args=SHAPE)
+    write_log(tmp_path / "fp8.log", losses, [run_first_ms] + [1010.0] * 49,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise"})
+    (g,) = groups_of(tmp_path)
+    v = g.versus["fp8"]
+    assert v.speedup == pytest.approx(1000 / 1010)
+    assert v.ttt_speedup == pytest.approx(v.speedup, rel=1e-6)
+    assert "under 100 iterations (bf16, fp8)" in g.caveats and not g.loss_meaningful
+
+
+def test_mock_data_and_differing_settings_are_listed(tmp_path):
+    write_log(tmp_path / "bf16.log", BASE * 6, [1000] * 120, args={**SHAPE, "mock_data": True})
+    write_log(tmp_path / "fp8_pg.log", BASE * 6, [900] * 120,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise", "fp8_param_gather": True})
+    write_log(tmp_path / "fp8_bw.log", BASE * 6, [800] * 120,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "blockwise"})
+    (g,) = groups_of(tmp_path)
+    assert g.caveats == ["mock data (bf16)"]
+    diffs = dict(g.differences)
+    assert diffs["fp8_param_gather"] == [("False", ["bf16", "fp8_bw"]), ("True", ["fp8_pg"])]
+    assert "fp8" not in diffs and "fp8_recipe" not in diffs and "seed" not in diffs
+    text = markdown.render([g], {}, "t", "c", ["d"], 3)
+    assert "- `fp8_param_gather`: False (bf16, fp8_bw); True (fp8_pg)" in text
+    assert "**Loss comparisons not meaningful here**: mock data (bf16)." in text
+    assert "(not meaningful)" in text and "In words" not in text
+
+
+def test_largest_gap_keeps_its_sign(tmp_path):
+    write_log(tmp_path / "bf16.log", BASE, [1000] * 20, args=SHAPE)
+    worse = [v + (0.1 if i % 2 else -0.3) for i, v in enumerate(BASE)]
+    write_log(tmp_path / "fp8.log", worse, [900] * 20,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise"})
+    (g,) = groups_of(tmp_path, warmup=0)
+    gap = g.versus["fp8"].gap
+    assert gap.max < 0 and abs(gap.max) == gap.max_abs
+    assert all(abs(gap.max) >= abs(d) for d in (gap.mean,))

@@ -5,7 +5,9 @@ The logs are built from the real Megatron-Core 0.19 lines in tests/data/logs/meg
 the real start-up and arguments dump, then the real iteration lines repeated with changing
 iteration numbers, with real non-iteration lines (warnings, memory, validation) interleaved.
 Each scenario is written to a temporary folder, read back as bytes and parsed a few times;
-the best and the median rate are printed. A benchmark, not a test: nothing is asserted.
+the best and the median wall-clock rate are printed, with the CPU model and the load average
+(other processes on the same cores slow it down). Logs over 16 MB are scanned by two processes.
+A benchmark, not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.logparse import parse_log  # noqa: E402
+from fp8suite.logvocab import DONE  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "tests" / "data" / "logs" / "megatron019" / "bf16.log"
@@ -76,7 +80,7 @@ def build(path: Path, size_mb: float, variant: str) -> int:
             chunk = b"\n".join(block) + b"\n"
             f.write(chunk)
             written += len(chunk)
-        f.write(b"[after training is done] datetime: 2026-11-23 04:01:55.848437 \n")
+        f.write(DONE + b" datetime: 2026-11-23 04:01:55.848437 \n")
     return it
 
 
@@ -87,19 +91,33 @@ SCENARIOS = (
 )
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=float, default=300.0, help="size of each log (default 300)")
     ap.add_argument("--repeat", type=int, default=3, help="parses per scenario (default 3)")
+    add_version_option(ap)
     args = ap.parse_args(argv)
     if not SOURCE.exists():
         print(f"bench_report: {SOURCE} is missing (the real log lines the logs are built from)",
               file=sys.stderr)
         return 2
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"bench_report: fp8suite.logparse on generated Megatron-Core 0.19 logs "
-          f"(Python {platform.python_version()}, {os.cpu_count()} CPUs, best of {args.repeat})")
+          f"(Python {platform.python_version()}, {_cpu_model()}, {os.cpu_count()} CPUs, "
+          f"load average {load:.1f}, best of {args.repeat})")
     print(f"{'scenario':38} {'size':>9} {'iterations':>11} {'best s':>7} {'MB/s best':>10} "
           f"{'MB/s median':>12}")
     best_rates = []

@@ -974,6 +974,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--skip", action="append", default=[], metavar="WORDS",
                     help="leave out malformed cases whose name holds WORDS (e.g. 'laughs' when "
                          "measuring an older version that would exhaust memory on them)")
+    from fp8suite.version import add_version_option  # tools/ is this script's folder
+    add_version_option(ap)
     args = ap.parse_args(argv)
     benches = args.bench or ["malformed", "injection", "kills"]
     work = args.keep or Path(tempfile.mkdtemp(prefix="fp8suite-fuzz-"))

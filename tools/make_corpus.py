@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite import corpus, markup  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   # fetch the packages with apt and build experiments/data/corpus/{corpus.jsonl,provenance.json}
@@ -45,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="drop documents shorter than this after markup is stripped "
                              "(index pages, stubs; default: %(default)s)")
     parser.add_argument("--list", action="store_true", help="print the sources and exit")
+    add_version_option(parser)
     return parser.parse_args(argv)
 
 

@@ -28,11 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.megatron_validate import validate_run  # noqa: E402
 
+from fp8suite.version import version_asked  # tools/ is on sys.path: this script lives there
+
 ACCEPTS = "accepts these arguments"
 REFUSES = "refuses these arguments"
 
 
 def main() -> int:
+    if version_asked("megatron_check.py", sys.argv[1:]):
+        return 0
     try:
         import megatron.core
     except ImportError as e:

@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite import preprocess as pp  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   # train a 32,768-token byte-level BPE on the corpus (tokenizer only, no dataset)
@@ -55,6 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-bad-fraction", type=float, default=0.01,
                         help="fail if more than this fraction of lines is malformed "
                              "(default: %(default)s)")
+    add_version_option(parser)
     args = parser.parse_args(argv)
     if args.output_prefix is None and args.train_tokenizer is None:
         parser.error("--output-prefix is required unless --train-tokenizer is given")

@@ -16,6 +16,12 @@ import time
 
 _PROGRAM_START = time.time()  # before the heavy imports, for Megatron's start-up timers
 
+import sys  # noqa: E402
+
+if __name__ == "__main__" and sys.argv[1:] == ["--version"]:  # before torch and megatron
+    from fp8suite.version import version_asked  # tools/ is this script's folder
+    sys.exit(0 if version_asked("pretrain_gpt.py", sys.argv[1:]) else 2)
+
 import warnings  # noqa: E402
 from functools import partial  # noqa: E402
 

@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite import kernels  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   python tools/profile_breakdown.py /tmp/tb/torch_profile/rank-0.json.gz --out run.kernels.json
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the kernel table (JSON) here")
     ap.add_argument("--fp8", action="store_true",
                     help="the run trains in FP8 (Transformer Engine GEMMs count as FP8)")
+    add_version_option(ap)
     args = ap.parse_args(argv)
     try:
         data = kernels.read_trace(args.trace)

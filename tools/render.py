@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite import manifest, memory  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 from fp8suite.errors import ConfigError, Problem  # noqa: E402
 from fp8suite.matrix import load  # noqa: E402
 from fp8suite.paths import GENERATED, display_path  # noqa: E402
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="output folder (default: experiments/generated)")
     ap.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 when the generated files differ from a fresh render")
+    add_version_option(ap)
     args = ap.parse_args(argv)
 
     problems: list[Problem] = []

@@ -6,7 +6,11 @@ file stem. Runs compare within a group: the same directory and the same model/ba
 Each group's baseline is its BF16 run unless --baseline names another. A crashed, cut off or
 garbled log never stops the report: its status and reason become part of it.
 
-Writes OUT/report.md and the PNGs it shows into OUT/, and prints one line on stdout; progress
+`RUN.log`, `RUN.1.log`, ... are attempts of one run RUN, shown once.
+
+Writes OUT/report.md, the PNGs it shows, and the figures as data (OUT/summary.json,
+OUT/summary.csv; schema in fp8suite/summary.py and the README) into OUT/, removes the plots an
+earlier report.md there showed and this one does not, and prints one line on stdout; progress
 goes to stderr.
 """
 
@@ -22,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import compare, markdown, plots, reference, runs  # noqa: E402
+from fp8suite import compare, markdown, plots, reference, runs, summary  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   python tools/report.py logs/                          # every log under logs/ -> assets/
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="published figures to show beside groups of the same model "
                          "(e.g. experiments/reference/nvidia_llama3_8b.yaml)")
     ap.add_argument("--debug", action="store_true", help="show the traceback of internal errors")
+    add_version_option(ap)
     args = ap.parse_args(argv)
     if args.warmup < 0:
         ap.error("--warmup must be >= 0")
@@ -80,34 +86,71 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(args, argv: list) -> int:
     paths = runs.find_logs(args.inputs)
-    names = sorted({p.stem for p in paths})  # a run's name is its log's stem
-    if args.baseline and args.baseline not in names:
-        close = difflib.get_close_matches(args.baseline, names, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise runs.UsageError(f"--baseline {args.baseline}: no run of that name{hint}")
+    # A run's name is its log's stem without the attempt number (RUN.1.log -> RUN).
+    names = sorted({runs.attempt_of(p.stem)[0] for p in paths})
+    baseline = args.baseline
+    if baseline and baseline not in names:
+        if runs.attempt_of(baseline)[0] in names:
+            baseline = runs.attempt_of(baseline)[0]
+        else:
+            close = difflib.get_close_matches(baseline, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            shown = names if len(names) <= 20 else names[:20] + ["..."]
+            raise runs.UsageError(f"--baseline {baseline}: no run of that name{hint}; "
+                                  f"valid: {', '.join(shown)}")
     manifest = runs.load_manifest(args.manifest)
     published = reference.load(args.reference)
     loaded = runs.load_runs(paths, manifest, progress=runs.stderr_progress)
-    groups = compare.build_groups(loaded, args.warmup, args.baseline)
+    groups = compare.build_groups(loaded, args.warmup, baseline)
+    if published is not None and not any(reference.matches(published, g) for g in groups):
+        print(f"report.py: --reference {args.reference}: no comparison group has its model "
+              f"shape ({', '.join(f'{k} {v}' for k, v in published.shape.items())}), so no "
+              "published figures are shown", file=sys.stderr)
 
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise runs.UsageError(f"cannot create {args.out}: {e.strerror or e}") from None
+    earlier = _shown_images(out / "report.md")
     written = plots.write_plots(groups, out)
-    command = shlex.join(["python", "tools/report.py", *argv])
-    text = markdown.render(groups, written, args.title, command, args.inputs, args.warmup,
-                           published)
+    command = shlex.join(["python", "tools/report.py",
+                          *[markdown.shown_path(a) if os.path.exists(a) else a for a in argv]])
+    text = markdown.render(groups, written, args.title, command,
+                           [markdown.shown_path(i) for i in args.inputs], args.warmup, published)
+    data = summary.build(groups, markdown.shown_path)
+    _write(out / "summary.json", summary.to_json(data))
+    _write(out / "summary.csv", summary.to_csv(data))
     # Write the report last and atomically: a half-written report.md never replaces a good one.
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out / "report.md")
+    _write(out / "report.md", text)
+    now = {name for files in written.values() for _, name in files}
+    for name in sorted(earlier - now):
+        try:
+            (out / name).unlink()
+        except OSError:
+            pass
     n_plots = sum(len(files) for files in written.values())
     n_runs = len(loaded)
     print(f"wrote {out / 'report.md'} ({n_runs} run{'s' if n_runs != 1 else ''}, "
           f"{n_plots} plot{'s' if n_plots != 1 else ''})")
     return 0
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _shown_images(report_md: Path) -> set:
+    """The PNG files an earlier report.md in the output folder showed (plain names only)."""
+    try:
+        text = report_md.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    names = {part.split(")")[0] for line in text.splitlines() for part in line.split("](")[1:]}
+    return {n for n in names if n.endswith(".png") and "/" not in n and "\\" not in n
+            and not n.startswith(".")}
 
 
 if __name__ == "__main__":

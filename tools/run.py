@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite import launchers, memory, paths, plan  # noqa: E402
 from fp8suite.launchers.base import seconds  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 from fp8suite.progress import Display, summary  # noqa: E402
 from fp8suite.runstate import RunState, StateFileError  # noqa: E402
 
@@ -88,7 +89,7 @@ def parser() -> argparse.ArgumentParser:
     how.add_argument("--cancel", action="store_true", help="stop the recorded pending/running jobs")
     for one in launchers.all().values():
         one.add_arguments(ap)
-    return ap
+    return add_version_option(ap)
 
 
 def _minutes(text: str) -> float:

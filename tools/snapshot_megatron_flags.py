@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite import megatron_assertions  # noqa: E402
 from fp8suite.megatron_flags import snapshot_path  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 
 # argparse's action classes are private; map them to the plain names the snapshot uses.
 ACTIONS = {
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, help="output file (default: the package's data dir); the "
                     "assertion list goes beside it")
+    add_version_option(ap)
     args = ap.parse_args(argv)
 
     warnings.filterwarnings("ignore")

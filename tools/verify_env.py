@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite import environment, paths  # noqa: E402
+from fp8suite.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   python tools/verify_env.py                          # human-readable report
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="fail unless this FP8 recipe runs here (repeatable)")
     ap.add_argument("--matrix", type=Path, help="fail unless every FP8 recipe of this matrix runs here")
     ap.add_argument("--min-free-gb", type=float, default=5.0, help="space TRITON_CACHE_DIR needs (default 5)")
+    add_version_option(ap)
     args = ap.parse_args(argv)
 
     wanted = list(args.recipe)

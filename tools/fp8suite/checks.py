@@ -43,12 +43,17 @@ RULES: list[Callable[[ExpandedRun], list[Finding]]] = []
 
 
 def rule(fn: Callable[[ExpandedRun], list[Finding]]) -> Callable[[ExpandedRun], list[Finding]]:
+    """Register a rule: a function of one ExpandedRun returning (file position, message)
+    findings."""
     RULES.append(fn)
     return fn
 
 
 @rule
 def recipe_rules(run: ExpandedRun) -> list[Finding]:
+    """The numeric recipe: format and recipe flags together, a recipe the registry knows, --bf16
+    beside FP8/FP4, BF16 first/last layers, the target's compute capability, Transformer
+    Engine and CUDA (recipes.requirements_problems), amax flags, param gather."""
     f = run.flags
     n = recipes.of_flags(f)
     r = n.recipe
@@ -102,6 +107,8 @@ def recipe_rules(run: ExpandedRun) -> list[Finding]:
 
 @rule
 def parallel_rules(run: ExpandedRun) -> list[Finding]:
+    """TP x PP x CP divides the world size; batch, heads, query groups and layers divide by the
+    parallel sizes; BF16 first/last layer counts fit a pipeline stage."""
     f = run.flags
     par = parallel(run)
     out = []
@@ -153,6 +160,8 @@ def parallel_rules(run: ExpandedRun) -> list[Finding]:
 
 @rule
 def launch_rules(run: ExpandedRun) -> list[Finding]:
+    """--eval-interval present, warm-up below decay, a known target GPU, GPU and node counts,
+    fusion setting, NVTE_*_ATTN matching --attention-backend, a W&B project."""
     f = run.flags
     s = run.settings
     out = []
@@ -190,6 +199,8 @@ def launch_rules(run: ExpandedRun) -> list[Finding]:
 
 @rule
 def data_rules(run: ExpandedRun) -> list[Finding]:
+    """Mock data with a vocabulary size; real data with prefixes (no spaces) and a tokenizer
+    model."""
     d = run.settings.data
     out = []
     if d.mock_data and d.vocab_size is None:
@@ -210,6 +221,7 @@ def data_rules(run: ExpandedRun) -> list[Finding]:
 
 @rule
 def slurm_rules(run: ExpandedRun) -> list[Finding]:
+    """Slurm names, time format, container image and mounts, sbatch options as long options."""
     s = run.settings.slurm
     out = []
     for key in ("partition", "account"):

@@ -3,22 +3,31 @@
 Runs compare only within a group: the same directory and the same model/batch shape (the
 SHAPE_KEYS of the arguments dump). A run without an arguments dump (it died before printing
 one) joins its directory's first group. Each group gets its own baseline: `--baseline NAME`
-when that run is in the group, else its BF16 run (lowest seed, then first by name).
+when that run is in the group, else its completed BF16 run (lowest seed, then first by name);
+a failed or unfinished run is never the default baseline. Each group also lists the settings
+that differ between its runs besides precision, and flags runs on mock data or shorter than
+MIN_ITERATIONS_FOR_LOSS, for which loss comparisons are not meaningful.
 
 Against the baseline, for each run:
 
-* speedup = baseline median iteration time / run median iteration time;
+* speedup = baseline median iteration time / run median iteration time (> 1: faster);
 * loss gap = run - baseline smoothed `lm loss` (trailing mean over the baseline's smoothing
   window, which averages out what one small batch happens to contain) at the iterations both
-  logged, over the last quarter of those iterations: mean and max (signed: positive = worse);
+  logged, over the last quarter of those iterations: the mean, and the largest absolute
+  deviation with its sign (positive = worse);
 * time-to-target: the first iteration where the run's smoothed loss (trailing mean over the
-  baseline's smoothing window) reaches the baseline's final smoothed loss, as wall-clock
-  (sum of iteration times up to there) and tokens (consumed samples x seq_length);
+  baseline's smoothing window) reaches the baseline's final smoothed loss, as wall-clock (sum
+  of iteration times up to there, warm-up and other untimed iterations counted at the run's
+  median iteration time, as the median leaves them out) and tokens (consumed samples x
+  seq_length);
 * noise: when the group has a second run with the baseline's recipe and another seed, the
-  baseline-vs-that-run gap is the seed-to-seed noise; its band is the largest |smoothed gap|
-  over the last quarter. (Megatron's --seed moves both the initial weights and the data
-  order, so the band holds both kinds of run-to-run noise.) A run is "within noise" when |its mean gap| <= band, else "outside noise
-  (+x)" with x = how far its mean gap lies beyond the band (negative x: better than BF16).
+  baseline-vs-that-run mean gap is the seed-to-seed noise: the band is its absolute value,
+  the same statistic as each run's mean gap. (Megatron's --seed moves both the initial weights
+  and the data order, so the band holds both kinds of run-to-run noise.) A run is "within
+  noise" when |its mean gap| <= band, else "outside noise (+x)" with x = how far its mean gap
+  lies beyond the band (negative x: better than BF16).
+
+A diverged, crashed or unreadable run gets no speedup, loss gap or time-to-target.
 """
 
 from __future__ import annotations
@@ -30,14 +39,16 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import metrics
-from .logparse import arg_int
+from . import metrics, recipes
+from . import status as S
+from .logvocab import arg_int, arg_value
+from .runs import LoggedRun
 
 
 @dataclass
 class Gap:
     mean: float
-    max: float  # the largest run - baseline difference (signed)
+    max: float  # the run - baseline difference of the largest absolute value, with its sign
     max_abs: float
     n: int  # matched iterations in the last quarter
     first: int  # first and last iteration of that window
@@ -55,6 +66,7 @@ class Versus:
     ttt_s: Optional[float] = None
     ttt_tokens: Optional[float] = None
     ttt_speedup: Optional[float] = None  # baseline time-to-target / run time-to-target
+    invalid: str = ""  # why no comparison is presented ("diverged", ...), "" when valid
 
 
 @dataclass
@@ -73,10 +85,17 @@ class Group:
     window: Optional[int] = None  # the baseline's smoothing window
     versus: dict = field(default_factory=dict)  # name -> Versus
     warmup: int = 3  # logged iterations dropped from timing at the start and after restarts
+    caveats: list = field(default_factory=list)  # why loss comparisons are not meaningful
+    differences: list = field(default_factory=list)  # [(argument, [(value, [run names])])]
 
     @property
     def band(self) -> Optional[float]:
-        return self.noise.max_abs if self.noise else None
+        """The seed-to-seed noise band: |mean gap| of the BF16 seed pair."""
+        return abs(self.noise.mean) if self.noise else None
+
+    @property
+    def loss_meaningful(self) -> bool:
+        return not self.caveats
 
 
 def shape_text(shape: Optional[tuple]) -> str:
@@ -94,7 +113,7 @@ def slugify(text: str) -> str:
     return slug or "logs"
 
 
-def build_groups(runs: list, warmup: int, baseline: Optional[str] = None) -> list:
+def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = None) -> list[Group]:
     """Group the runs, summarise each, pick baselines and compare."""
     by_key = {}
     for run in runs:
@@ -122,10 +141,65 @@ def build_groups(runs: list, warmup: int, baseline: Optional[str] = None) -> lis
         members = sorted(by_key[key], key=lambda r: r.name)
         summaries = {r.name: metrics.summarize(r, warmup) for r in members}
         group = Group(title, slug, directory, shp, members, summaries, warmup=warmup)
+        group.differences = differences(members)
+        group.caveats = caveats(summaries)
         _choose_baseline(group, baseline)
-        _compare(group)
+        try:
+            _compare(group)
+        except (ArithmeticError, ValueError, TypeError) as e:
+            group.versus = {}
+            group.baseline_note += (f"; comparisons blank ({type(e).__name__}: "
+                                    f"{' '.join(str(e).split())})")
         groups.append(group)
     return groups
+
+
+# Arguments that always differ between runs (seeds, ranks, names, paths).
+_NOT_SETTINGS = {"seed", "rank", "local_rank", "wandb_exp_name", "wandb_project", "exp_name",
+                 "run_name", "params_dtype"}
+_PATHLIKE = ("dir", "path", "save", "load", "tensorboard", "wandb")
+
+
+def _recipe_args(args: dict) -> set:
+    """The arguments that make the run's recipe label (format, recipe, base precision, delayed
+    scaling's amax settings); param gather and BF16 first/last layers stay listed as settings."""
+    names = recipes.arg_names(recipes.of_args(args))
+    return {names[0], names[1], *names[6:]}
+
+
+def differences(runs: list[LoggedRun]) -> list:
+    """Arguments whose values differ between the runs besides the recipe and the seed:
+    [(name, [(value text, [run names])])], names sorted."""
+    dumps = [(r.name, r.log.args) for r in runs if r.log.args]
+    if len(dumps) < 2:
+        return []
+    skip = set(_NOT_SETTINGS).union(*(_recipe_args(a) for _, a in dumps))
+    keys = sorted({k for _, a in dumps for k in a})
+    out = []
+    for k in keys:
+        if k in skip or any(p in k for p in _PATHLIKE):
+            continue
+        values: dict = {}
+        for name, a in dumps:
+            values.setdefault(a.get(k, "(absent)"), []).append(name)
+        if len(values) > 1:
+            out.append((k, sorted(values.items())))
+    return out
+
+
+def caveats(summaries: dict) -> list:
+    """Why loss comparisons in a group are not meaningful (empty: they are)."""
+    out = []
+    mock = sorted(s.name for s in summaries.values() if s.mock_data)
+    if mock:
+        out.append("mock data (" + ", ".join(mock) + ")")
+    short = sorted(s.name for s in summaries.values()
+                   if s.iterations_done is not None
+                   and s.iterations_done < metrics.MIN_ITERATIONS_FOR_LOSS)
+    if short:
+        out.append(f"under {metrics.MIN_ITERATIONS_FOR_LOSS} iterations (" + ", ".join(short)
+                   + ")")
+    return out
 
 
 def _has_loss(summary) -> bool:
@@ -136,29 +210,39 @@ def _choose_baseline(group: Group, wanted: Optional[str]) -> None:
     names = [r.name for r in group.runs]
     if wanted and wanted in names:
         group.baseline, group.baseline_note = wanted, "chosen with --baseline"
+        chosen = group.summaries[wanted]
+        if chosen.status not in S.FINISHED:
+            group.baseline_note += f"; it did not complete ({chosen.status})"
     else:
-        bf16 = [s for s in group.summaries.values() if s.baseline_recipe]
+        bf16_all = [s for s in group.summaries.values() if s.baseline_recipe]
+        bf16 = [s for s in bf16_all if s.status in S.FINISHED]
         if not bf16:
-            group.baseline_note = ("no BF16 run in this group, so no baseline: speedups and "
-                                   "loss gaps are blank")
+            if bf16_all:
+                why = ", ".join(f"{s.name}: {s.status}" for s in sorted(bf16_all,
+                                                                        key=lambda s: s.name))
+                group.baseline_note = (f"no completed BF16 run ({why}), so no baseline: "
+                                       "speedups and loss gaps are blank")
+            else:
+                group.baseline_note = ("no BF16 run in this group, so no baseline: speedups "
+                                       "and loss gaps are blank")
             return
         bf16.sort(key=lambda s: (not _has_loss(s), s.seed is None, s.seed or 0, s.name))
         chosen = bf16[0]
         group.baseline = chosen.name
         if len(bf16) == 1:
-            group.baseline_note = "the group's only BF16 run"
+            group.baseline_note = "the group's only completed BF16 run"
         elif len({s.seed for s in bf16}) > 1 and chosen.seed is not None:
-            group.baseline_note = (f"the BF16 run with the lowest seed ({chosen.seed}) "
-                                   f"of {len(bf16)}")
+            group.baseline_note = (f"the completed BF16 run with the lowest seed "
+                                   f"({chosen.seed}) of {len(bf16)}")
         else:
-            group.baseline_note = f"the first BF16 run by name of {len(bf16)}"
+            group.baseline_note = f"the first completed BF16 run by name of {len(bf16)}"
         if not _has_loss(chosen):
             group.baseline_note += "; it logged no loss, so loss comparisons are blank"
     # Baseline first, then the others by name.
     group.runs.sort(key=lambda r: (r.name != group.baseline, r.name))
 
 
-def loss_gap(run, base, window: int) -> Optional[Gap]:
+def loss_gap(run: LoggedRun, base: LoggedRun, window: int) -> Optional[Gap]:
     """run - base smoothed `lm loss` over the last quarter of their matched iterations."""
     if not window:
         return None
@@ -168,32 +252,42 @@ def loss_gap(run, base, window: int) -> Optional[Gap]:
     q = max(1, math.ceil(len(pairs) / 4))
     tail = pairs[-q:]
     diffs = [a - b for _, a, b in tail]
-    return Gap(statistics.fmean(diffs), max(diffs), max(abs(d) for d in diffs), q,
-               tail[0][0], tail[-1][0])
+    largest = max(diffs, key=abs)
+    return Gap(statistics.fmean(diffs), largest, abs(largest), q, tail[0][0], tail[-1][0])
 
 
-def matched_losses(run, base, window: int) -> list:
+def matched_losses(run: LoggedRun, base: LoggedRun, window: int) -> list:
     """[(iteration, run smoothed loss, baseline smoothed loss)] where both have one."""
-    def curve(r):
+    def curve(r: LoggedRun) -> list:
         return metrics.smoothed(r.log.steps.iterations, r.log.steps.column(metrics.LOSS), window)
     b = dict(curve(base))
     return [(it, v, b[it]) for it, v in curve(run) if it in b]
 
 
-def time_to_target(run, window: int, target: float):
-    """(iteration, seconds, tokens) where the smoothed loss first reaches `target`, or None."""
+def time_to_target(run: LoggedRun, window: int, target: float, warmup: int = 0,
+                   median_ms: Optional[float] = None) -> Optional[tuple]:
+    """(iteration, seconds, tokens) where the smoothed loss first reaches `target`, or None.
+
+    Seconds: the sum of iteration times up to there; iterations the median leaves out
+    (warm-up, the one after an evaluation or save) count at `median_ms` when given.
+    """
     steps, args = run.log.steps, run.log.args
     curve = metrics.smoothed(steps.iterations, steps.column(metrics.LOSS), window)
     hit = next((it for it, v in curve if v <= target), None)
     if hit is None:
         return None
     lengths = metrics.interval_lengths(steps.iterations, arg_int(args, "log_interval"))
+    timed = metrics.timed_mask(steps.iterations, steps.segment_starts, warmup,
+                               arg_int(args, "eval_interval"), arg_int(args, "save_interval"),
+                               arg_int(args, "log_interval"))
     seconds = 0.0
     samples = None
-    for it, ms, n, cs in zip(steps.iterations, steps.column(metrics.ITER_MS), lengths,
-                             steps.column(metrics.SAMPLES)):
+    for it, ms, n, cs, keep in zip(steps.iterations, steps.column(metrics.ITER_MS), lengths,
+                                   steps.column(metrics.SAMPLES), timed):
         if it > hit:
             break
+        if not keep and median_ms is not None:
+            ms = median_ms
         if ms is not None and math.isfinite(ms):
             seconds += ms * n / 1000
         samples = cs
@@ -212,21 +306,29 @@ def _compare(group: Group) -> None:
     base, bsum = runs[group.baseline], group.summaries[group.baseline]
     group.target, group.window = bsum.final_loss, bsum.smooth_window
 
-    # Seed-to-seed noise: another run with the baseline's recipe and a different seed.
+    # Seed-to-seed noise: another completed run with the baseline's recipe and another seed.
     partners = [s for s in group.summaries.values()
                 if s.name != bsum.name and s.label == bsum.label and _has_loss(s)
-                and s.seed is not None and bsum.seed is not None and s.seed != bsum.seed]
+                and not s.failed and s.seed is not None and bsum.seed is not None
+                and s.seed != bsum.seed]
     partners.sort(key=lambda s: (s.seed, s.name))
     if partners and _has_loss(bsum):
         group.noise_run = partners[0].name
         group.noise = loss_gap(runs[group.noise_run], base, group.window)
 
-    base_ttt = None
-    if group.target is not None:
-        base_ttt = time_to_target(base, group.window, group.target)
+    def ttt(name: str) -> Optional[tuple]:
+        s = group.summaries[name]
+        return time_to_target(runs[name], group.window, group.target, group.warmup,
+                              s.median_iter_ms)
+
+    base_ttt = ttt(group.baseline) if group.target is not None else None
     for name, run in runs.items():
         s = group.summaries[name]
         v = Versus()
+        if s.failed:
+            v.invalid = s.status
+            group.versus[name] = v
+            continue
         if s.median_iter_ms and bsum.median_iter_ms:
             v.speedup = bsum.median_iter_ms / s.median_iter_ms
         if name != group.baseline:
@@ -236,8 +338,7 @@ def _compare(group: Group) -> None:
         elif v.gap is not None and group.band is not None:
             v.verdict = verdict(v.gap.mean, group.band)
         if group.target is not None:
-            hit = base_ttt if name == group.baseline else time_to_target(run, group.window,
-                                                                         group.target)
+            hit = base_ttt if name == group.baseline else ttt(name)
             if hit:
                 v.ttt_iteration, v.ttt_s, v.ttt_tokens = hit
                 if base_ttt and v.ttt_s > 0:

@@ -38,6 +38,7 @@ SECRET = ("WANDB_API_KEY",)
 
 
 def package_version(name: str) -> Optional[str]:
+    """The installed version of a package (trying each distribution name in PACKAGES), or None."""
     for dist in PACKAGES.get(name, [name]):
         try:
             return importlib.metadata.version(dist)
@@ -113,6 +114,8 @@ def nearest_existing(path: str) -> str:
 
 
 def disk_free_mb(path: str) -> Optional[int]:
+    """Free space in MiB on the filesystem of `path` (or its nearest existing parent); None when
+    it cannot be read."""
     try:
         return shutil.disk_usage(nearest_existing(path)).free // (1024 * 1024)
     except OSError:
@@ -156,7 +159,8 @@ def apex_fusion() -> bool:
 
 
 def recipe_support() -> dict[str, dict[str, Any]]:
-    """For each FP8/FP4 recipe (`recipes.probed()`): TE's own verdict, then a tiny Linear forward+backward under it."""
+    """For each FP8/FP4 recipe (`recipes.probed()`): TE's own verdict, then a tiny Linear
+    forward+backward under it."""
     result = {r: {"ok": False, "reason": ""} for r in RECIPES}
     try:
         import torch

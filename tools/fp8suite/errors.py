@@ -19,6 +19,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 @dataclass(frozen=True)
 class Problem:
+    """One problem of an input file: the file, the dotted key path in it ('' for the whole file)
+    and what is wrong; `str()` gives the one line the CLIs print."""
+
     file: str
     path: str
     message: str

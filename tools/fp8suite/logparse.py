@@ -1,122 +1,61 @@
-"""Parse one raw Megatron-Core training log (bytes) into step records and a run status.
+"""Parse one raw Megatron-Core training log (bytes) into step records, segments and a status.
 
-What a Megatron log holds, keys verbatim (megatron-core 0.19; other versions add or drop keys):
+What a Megatron log holds (the words are declared in `logvocab`; megatron-core 0.19):
 
 * one line per logged iteration, ` | `-separated `key: value` fields, printed by the last rank:
   ` [2026-11-23 04:01:35.321753] iteration        1/      30 | consumed samples:            8 |
   elapsed time per iteration (ms): 6712.4 | ... | lm loss: 1.257090E+01 | ... |`
-* ` validation loss at iteration 20 | lm loss value: ... | lm loss PPL: ... |` (and `... on
-  validation set` / `... on test set` after training),
-* `[Rank 0] (after 1 iterations) memory (MB) | allocated: ... | max allocated: ... | ...`,
+* ` validation loss at iteration 20 | lm loss value: ... | lm loss PPL: ... |`,
+* `[Rank 0] (after 1 iterations) memory (MB) | ... | max allocated: ... |` (Megatron-Bridge:
+  `memory (GB) | mem-max-allocated-gigabytes: ... |`),
 * the arguments dump between `---- arguments ----` and `---- end of arguments ----`,
-* how it ended: `[after training is done]`, `[exiting program after N minutes]`
-  (--exit-duration-in-mins), `[exiting program at iteration N]` (--exit-interval), a Python
-  traceback, torchrun's ChildFailedError, or nothing at all (still running or cut off).
+* how it ended (read by `endstatus`).
+
+Any line may carry launcher prefixes (`[default3]:`, `[rank3]: `, srun's ` 5: `, stacked);
+CR-only and CRLF line ends are line ends.
 
 Design, for speed (hundreds of MB per log) and robustness (a log never stops a report):
 
 * The log is read as bytes and decoded only in the small pieces that become text
   (`errors="replace"`), so non-UTF-8 bytes cannot raise.
 * Iteration lines are found by compiled regexes over the whole buffer, never a Python loop over
-  lines. A layout (field order) gets one specific pattern: 0.19's is compiled at import, any
-  other is learned from the log's first whole iteration line. The buffer is cut into ~1 MB
-  chunks at line ends; in each, `findall` with the layout's pattern must account for every
-  ` iteration N/M |` anchor. Where it does (nearly always), the rows become float columns at
-  once (`map(float, ...)`, which also validates each token). Where it does not, the rows are
-  lined up with the anchors by iteration and timestamp and only the lines left over go to a
-  general `key: value` parser. The cyclic GC is paused meanwhile. About 100-130 MB/s on one
-  core; `tools/bench_report.py` measures it.
-* A line counts only as a whole match: every field `key: number`, ending in `|`. A line that
-  another rank's output was glued into is skipped and counted in `garbled_lines`, never
-  half-parsed into wrong numbers.
-* Values `nan`, `inf`, `-inf`, `NaN`, `NAN`, `INF` are kept as float nan/inf; aggregates
-  elsewhere skip them and the parser counts them per key.
-* Restarts repeat iterations: the last occurrence of each iteration is kept, restarts counted.
+  lines. A layout (field order) gets one specific pattern anchored at the line start: 0.19's
+  is compiled at import, any other is learned from the log's first whole iteration line. The
+  buffer is cut into ~1 MB chunks at line ends (and at each arguments dump, where a new launch
+  begins); in each, the layout's pattern must account for every ` iteration N/M |` anchor.
+  Where it does (nearly always), the rows become float columns at once. Where it does not, the
+  lines left over go to a general `key: value` parser. The cyclic GC is paused meanwhile.
+  `tools/bench_report.py` measures the rate.
+* Open grammar: a line whose fields are whole keeps its numeric fields; a derivative's
+  non-numeric field (`elapsed time: 1d 6h 54m 11s`) is ignored. A line counts as garbled only
+  when another line's text is glued into it: text before its anchor, a field that is no
+  `key: value`, a value with brackets or a second key, a key twice, a key that cannot follow the
+  previous one in Megatron's order. A garbled line is skipped and counted, never half-parsed.
+* Values `nan`, `inf`, `NaN`, ... are kept as float nan/inf and counted per key.
+* Launches within one log are segments: a new arguments dump or an iteration number that goes
+  back starts one. The last occurrence of each iteration is kept; every segment's span and the
+  downtime between segments are kept for the runtime.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import operator
+import os
+import pickle
 import re
+from array import array
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Optional
 
-# --- iteration lines -----------------------------------------------------------------------
-
-# A number as Megatron prints it, plus every non-finite spelling: "{:.3f}" gives nan/inf,
-# "{:.6E}" (lm loss, learning rate) gives NAN/INF, other code NaN/Infinity.
-_NUM = (rb"[-+]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?|"
-        rb"[nN][aA][nN]|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?)")
-# The layout patterns capture values with this looser class, which matches ~1.7x faster than
-# _NUM; float() then checks every captured token, and a row with one it rejects is garbled.
-_LOOSE_NUM = rb"[-+.0-9eEaAfFiInNtTyY]+"
-
-# Megatron-Core 0.19's field order with --log-throughput (the common case, kept fast).
-FAST_KEYS = (
-    "consumed samples",
-    "elapsed time per iteration (ms)",
-    "throughput per GPU (TFLOP/s/GPU)",
-    "learning rate",
-    "global batch size",
-    "lm loss",
-    "loss scale",
-    "grad norm",
-    "number of skipped iterations",
-    "number of nan iterations",
-)
-_TS = rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?"  # " [2026-11-23 04:01:35.321753]"
-_TS_FAST = rb"\d[-0-9 :.]{18,31}"  # the same, looser; fromisoformat() checks it where used
-# Every iteration line, whatever its fields: the anchor the fast pattern must account for.
-_ANCHOR = re.compile(rb" iteration +(\d+)/ *(\d+) \|")
-_ANCHOR_COUNT = re.compile(rb" iteration +\d+/ *\d+ \|")  # no groups: findall allocates less
-_TIMESTAMP_BEFORE = re.compile(rb"\[(" + _TS + rb")\][ \t]*$")
-# One ` | `-separated field. Keys are words, spaces and ()/ (e.g. "throughput per GPU
-# (TFLOP/s/GPU)"); a `[` or `:` inside means another rank's text was glued in.
-_FIELD = re.compile(rb"[ \t]*([A-Za-z][A-Za-z0-9 _()/%.,'-]*?): +(" + _NUM + rb")[ \t]*")
+from . import logvocab as V
+from .logvocab import FAST_KEYS, arg_int, arg_value  # noqa: F401  (re-exported)
+from .endstatus import Status, find_status, last_iteration_before
+from .status import LOG_STATUSES as STATUSES  # noqa: F401  (re-exported)
 
 _CHUNK = 1 << 20  # bytes per chunk of the iteration scan; only mismatching chunks go slow
-
-# --- other lines ---------------------------------------------------------------------------
-
-_VALID = re.compile(rb"validation loss at iteration +(\d+)(?: on ([^|\n]*?))? *\|([^\n]*)")
-_MEMORY = re.compile(rb"\[Rank (\d+)\] \(after (\d+) iterations\) memory \(MB\) \|([^\n]*)")
-_ARGS_BEGIN = b"------------------------ arguments ------------------------"
-_ARGS_END = b"-------------------- end of arguments ---------------------"
-# `  name ..... value`; names of 48+ characters get no dots, just two spaces.
-_ARG_LINE = re.compile(r"^  (\w+) \.* ?(.*?)[ \t\r]*$", re.M)
-
-_DONE = b"[after training is done]"
-_EXIT_DURATION = re.compile(rb"\[exiting program after ([0-9.]+) minutes\]")
-_EXIT_INTERVAL = re.compile(rb"\[exiting program at iteration +(\d+)\]")
-_EXIT_SIGNAL = re.compile(rb"exiting program after receiving (SIG\w+)")
-_SLURM_TIME_LIMIT = re.compile(
-    rb"\*\*\* (?:JOB|STEP) [\w.]+ ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT")
-_SLURM_CANCELLED = re.compile(rb"\*\*\* (?:JOB|STEP) [\w.]+ ON \S+ CANCELLED AT [^\n]*")
-_TRACEBACK = b"Traceback (most recent call last):"
-# torchrun and Slurm prefix worker lines with their rank: "[rank3]: ", "[default3]:", "3: ".
-_RANK_PREFIX = re.compile(r"^(?:\[(?:rank|default)\d+\]:|\d+: )")
-# "ValueError: msg", "torch.OutOfMemoryError: msg", "KeyboardInterrupt". The class name must
-# look like one (CamelCase last part), so log lines such as "WARNING:megatron..." do not pass.
-_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*[a-z]\w*(?::(?: .*)?)?$")
-# glog-style header of C++ messages: "[E1123 04:10:00.123456 ProcessGroupNCCL.cpp:632] "
-_GLOG_HEADER = re.compile(r"^\[[EWIF]\d{4} [^\]]*\] ")
-_CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
-# Searched as plain literals (a leading `[^\n]*` would make the scan quadratic, an alternation
-# would lose the fast literal search); the whole line is cut out around the hit afterwards.
-_OOM = b"CUDA out of memory"
-_NCCL = (b"NCCL error", b"ncclInternalError", b"ncclSystemError", b"ncclUnhandledCudaError",
-         b"ncclRemoteError", b"ncclInvalidUsage", b"Watchdog caught collective operation timeout",
-         b"DistBackendError")
-_CHILD_FAILED = b"ChildFailedError"
-_CHILD_EXITCODE = re.compile(rb"exitcode +: (-?\d+)")
-_ELASTIC_FAILED = re.compile(rb"failed \(exitcode: (-?\d+)\) local_rank")
-_CHILD_SIGNAL = re.compile(rb"Signal (\d+) \((SIG\w+)\) received by PID")
-_EVALUATING = re.compile(rb"Evaluating (?:iter|on) ")
-_SAVING = b"saving checkpoint at iteration"
-_SAVED = b"successfully saved checkpoint"
-
-STATUSES = ("completed", "time-limit", "exit-interval", "crashed", "running/truncated")
 
 
 # --- records -------------------------------------------------------------------------------
@@ -125,35 +64,67 @@ STATUSES = ("completed", "time-limit", "exit-interval", "crashed", "running/trun
 class Steps:
     """Long-format step records, stored column-wise: row i is iteration `iterations[i]`.
 
-    Every `key: value` field of the iteration lines is kept under its verbatim Megatron key:
-    `column(key)` gives one float per row (nan/inf kept as floats), `None` where a row did not
-    log that key (a mixed log), all `None` for a key never logged.
+    Every numeric `key: value` field of the iteration lines is kept under its verbatim Megatron
+    key: `column(key)` gives one float per row (nan/inf kept as floats), `None` where a row did
+    not log that key (a mixed log, or Megatron leaving out a NaN loss), all `None` for a key
+    never logged.
     """
 
-    def __init__(self, iterations=None, timestamps=None, columns=None):
-        self.iterations = iterations or []  # ints, ascending, unique
-        self._timestamps = timestamps or []  # b"2026-11-23 04:01:35.321753" or None per row
-        self._columns = columns or {}
+    def __init__(self, iterations: Optional[list] = None, timestamps: Optional[list] = None,
+                 columns: Optional[dict] = None):
+        self.iterations: list = iterations or []  # ints, ascending, unique
+        self._timestamps: list = timestamps or []  # b"2026-11-23 04:01:35.321753" or None
+        # key -> floats; columns the parse itself does not read stay as the captured bytes
+        # until first asked for (`column` converts them once).
+        self._columns: dict = columns or {}
+        self._raw: set = set()
         # First iteration of the log and of each restart (where a warm-up starts again).
-        self.segment_starts = self.iterations[:1]
+        self.segment_starts: list = self.iterations[:1]
 
     def __len__(self) -> int:
         return len(self.iterations)
 
     def keys(self) -> list:
+        """The numeric keys logged, in first-seen order."""
         return list(self._columns)
 
     def column(self, key: str) -> list:
+        """One float or None per row for `key`."""
+        if key in self._raw:
+            self._columns[key] = _to_floats(self._columns[key])
+            self._raw.discard(key)
         return self._columns.get(key) or [None] * len(self.iterations)
 
     @property
     def fields(self) -> dict:
-        return dict(self._columns)
+        return {k: self.column(k) for k in list(self._columns)}
 
-    def timestamp(self, i: int):
+    def nonfinite(self) -> dict:
+        """{key: count of nan/inf values} for every key that has any."""
+        return {k: n for k in list(self._columns) if (n := _count_nonfinite(self.column(k)))}
+
+    def timestamp(self, i: int) -> Optional[str]:
         """The iteration line's timestamp text, or None (older Megatron prints none)."""
         ts = self._timestamps[i]
-        return ts.decode("ascii") if isinstance(ts, bytes) else ts
+        return ts.decode("ascii", "replace") if isinstance(ts, bytes) else ts
+
+
+@dataclass
+class Segment:
+    """One launch's stretch of iteration lines (a log holds several after restarts).
+
+    `span_s`: wall-clock from the start of its first logged iteration to its last iteration
+    line (timestamps), or the sum of its iteration times where timestamps are missing or the
+    clock stepped back; `downtime_before_s`: from the previous segment's last line to this
+    segment's start, None for the first segment or when unknown.
+    """
+
+    first_iteration: int
+    last_iteration: int
+    rows: int
+    span_s: Optional[float] = None
+    span_from: str = ""  # "timestamps" or "sum of iteration times"
+    downtime_before_s: Optional[float] = None
 
 
 @dataclass
@@ -164,32 +135,24 @@ class Validation:
 
 
 @dataclass
-class Status:
-    """How the log ended. `name` is one of STATUSES; `reason` is one line for a table."""
-
-    name: str
-    reason: str
-    last_iteration: Optional[int] = None
-    planned_iterations: Optional[int] = None
-    phase: str = ""  # for crashes: "at start-up", "during evaluation after iteration 20", ...
-    exception: str = ""  # the full final exception line, when there is one
-    context: list = field(default_factory=list)  # the log lines leading to the crash
-
-
-@dataclass
 class ParsedLog:
     size_bytes: int
     steps: Steps
-    validations: list
-    memory_peak_mb: dict  # {"max allocated": MB, "max reserved": MB, ...} over lines and ranks
+    validations: list  # [Validation]
+    memory_peak_mb: dict  # {"max allocated": MiB, "max reserved": MiB, ...} over lines/ranks
     args: dict  # the last arguments dump, verbatim name -> value text
     args_dumps: int
     status: Status
-    restarts: int = 0  # times the iteration number went back or the arguments were printed again
+    restarts: int = 0  # launches after the first (iteration went back or arguments again)
     repeated_iterations: int = 0  # rows dropped because a later occurrence replaced them
     garbled_lines: int = 0  # iteration lines skipped because they were not whole
-    nonfinite: dict = field(default_factory=dict)  # key -> count of nan/inf values kept
     earlier_failures: list = field(default_factory=list)  # crashes before the last restart
+    segments: list = field(default_factory=list)  # [Segment] in file order
+
+    @property
+    def nonfinite(self) -> dict:
+        """{key: count of nan/inf values kept} (Steps.nonfinite)."""
+        return self.steps.nonfinite()
 
 
 # --- entry points --------------------------------------------------------------------------
@@ -215,24 +178,30 @@ def parse_log(data: bytes) -> ParsedLog:
 
 
 def _parse(buf: bytes) -> ParsedLog:
-    args, args_dumps, last_args_at = _parse_args(buf)
-    parts, garbled = _scan_iterations(buf)
-    steps, restarts_seen, repeated, nonfinite = _build_steps(parts)
+    if b"\r" in buf:  # CRLF and CR-only line ends are line ends (two C-speed passes)
+        buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    dumps = _dump_offsets(buf)
+    args = _parse_args(buf, dumps[-1]) if dumps else {}
+    parts, garbled, others = _scan_iterations(buf, dumps)
+    validations, memory = others if others is not None else (
+        _parse_validations(buf), _parse_memory(buf))
+    steps, segments, repeated = _build_steps(parts, arg_int(args, "log_interval"))
     planned = _planned_iterations(buf, args)
-    status, earlier = _find_status(buf, last_args_at, steps, planned, args)
+    seg_start = dumps[-1] if dumps else 0
+    status, earlier = find_status(buf, seg_start, steps, segments, planned, args)
     return ParsedLog(
         size_bytes=len(buf),
         steps=steps,
-        validations=_parse_validations(buf),
-        memory_peak_mb=_parse_memory(buf),
+        validations=validations,
+        memory_peak_mb=memory,
         args=args,
-        args_dumps=args_dumps,
+        args_dumps=len(dumps),
         status=status,
-        restarts=max(restarts_seen, max(args_dumps - 1, 0)),
+        restarts=max(len(segments) - 1, len(dumps) - 1, 0),
         repeated_iterations=repeated,
         garbled_lines=garbled,
-        nonfinite=nonfinite,
         earlier_failures=earlier,
+        segments=segments,
     )
 
 
@@ -242,21 +211,28 @@ def _parse(buf: bytes) -> ParsedLog:
 class _Layout:
     """One field order of iteration lines and the specific regex that matches it whole.
 
-    Megatron-Core 0.19's order is compiled once; a log in another order (other versions, other
-    logging flags) gets a pattern built from its own first whole iteration line, so it parses
-    just as fast.
+    The pattern starts at the timestamp (or the anchor), so launcher prefixes before it do not
+    matter. Keys in `text_keys` take any non-numeric value and are not captured.
     """
 
-    def __init__(self, keys: tuple, timestamped: bool):
-        self.keys = keys
+    def __init__(self, keys: tuple, timestamped: bool, text_keys: frozenset = frozenset()):
+        self.keys = keys  # every field, in order
+        self.text_keys = text_keys
+        self.numeric = tuple(k for k in keys if k not in text_keys)
         self.timestamped = timestamped
         # The timestamp as one character class and the "/ planned" count uncaptured (only
-        # the last line's is needed) keep the per-line work down: ~10% of the parse time.
-        head = (rb"\[(" + _TS_FAST + rb")\] iteration +(\d+)/ *\d+ \|") if timestamped \
+        # the last line's is needed) keep the per-line work down.
+        head = (rb"\[(" + V.TIMESTAMP_LOOSE + rb")\] iteration +(\d+)/ *\d+ \|") if timestamped \
             else rb" iteration +(\d+)/ *\d+ \|"
-        body = b"".join(b" " + re.escape(k.encode()) + b": +(" + _LOOSE_NUM + b") \\|"
-                        for k in keys)
-        self.regex = re.compile(head + body + rb"[ \t\r]*$", re.M)
+        body = b"".join(
+            b" " + re.escape(k.encode()) + (b": [^|\\n\\[\\]]*? \\|" if k in text_keys
+                                            else b": +(" + V.LOOSE_NUM + b") \\|")
+            for k in keys)
+        self.regex = re.compile(head + body + rb"[ \t]*$", re.M)  # CRs are gone by now
+
+    @property
+    def ident(self) -> tuple:
+        return self.keys, self.timestamped, self.text_keys
 
 
 _LAYOUT_019 = _Layout(FAST_KEYS, True)
@@ -264,13 +240,14 @@ _LAYOUT_019 = _Layout(FAST_KEYS, True)
 
 def _choose_layout(buf: bytes, start: int = 0, end: int = -1) -> _Layout:
     """The layout of the first whole iteration line (0.19's when there is none)."""
-    for n, m in enumerate(_ANCHOR.finditer(buf, start, len(buf) if end < 0 else end)):
+    for n, m in enumerate(V.ANCHOR.finditer(buf, start, len(buf) if end < 0 else end)):
         row = _parse_general(buf, m)
         if row is not None:
-            keys, timestamped = tuple(row[3]), row[2] is not None
-            if keys == FAST_KEYS and timestamped:
+            keys, text_keys = row[4], frozenset(row[5])
+            timestamped = row[2] is not None
+            if keys == FAST_KEYS and timestamped and not text_keys:
                 return _LAYOUT_019
-            return _Layout(keys, timestamped)
+            return _Layout(keys, timestamped, text_keys)
         if n > 100:
             break
     return _LAYOUT_019
@@ -285,16 +262,42 @@ class _Part:
     timestamps: list
     columns: dict  # key -> [float | None]
     bad: int = 0  # rows dropped because float() rejected a captured token ("1.2.3")
+    launch: int = 0  # arguments dumps before this part (a new dump = a new launch)
+    raw: set = field(default_factory=set)  # keys whose column holds captured bytes
 
 
-def _fast_part(layout: "_Layout", rows: list) -> _Part:
+# Keys the parse reads itself (segments, divergence): converted at once, and a row with a token
+# float() rejects ("1.2.3") is dropped as garbled. Other keys convert when first asked for.
+_EAGER = frozenset((V.ITER_MS, V.LOSS, V.GRAD_NORM, V.LOSS_SCALE, V.NAN_ITERS))
+
+
+def _to_floats(col) -> list:
+    """Captured bytes (or floats, or None) -> floats, None for what float() rejects."""
+    try:
+        return list(map(float, col))
+    except (TypeError, ValueError):
+        out = []
+        for v in col:
+            try:
+                out.append(float(v) if v is not None else None)
+            except ValueError:
+                out.append(None)
+        return out
+
+
+def _fast_part(layout: _Layout, rows: list) -> _Part:
     cols = list(zip(*rows))
     off = 1 if layout.timestamped else 0
     iterations = list(map(int, cols[off]))
     timestamps = list(cols[0]) if off else [None] * len(rows)
     columns, bad = {}, set()
-    for j, k in enumerate(layout.keys):
+    raw_keys = set()
+    for j, k in enumerate(layout.numeric):
         raw = cols[off + 1 + j]
+        if k not in _EAGER:
+            columns[k] = raw
+            raw_keys.add(k)
+            continue
         try:
             # float() takes the bytes as captured; it is also the check of the loose pattern.
             columns[k] = list(map(float, raw))
@@ -312,119 +315,304 @@ def _fast_part(layout: "_Layout", rows: list) -> _Part:
         iterations = [iterations[i] for i in keep]
         timestamps = [timestamps[i] for i in keep]
         columns = {k: [col[i] for i in keep] for k, col in columns.items()}
-    return _Part(iterations, timestamps, columns, len(bad))
+    part = _Part(iterations, timestamps, columns, len(bad))
+    part.raw = raw_keys
+    return part
 
 
 def _slow_part(rows: list) -> _Part:
-    keys = []
+    keys: list = []
     for r in rows:
         keys.extend(k for k in r[3] if k not in keys)
     return _Part([r[0] for r in rows], [r[2] for r in rows],
                  {k: [r[3].get(k) for r in rows] for k in keys})
 
 
-def _scan_iterations(buf: bytes):
-    """Iteration rows in file order as a list of `_Part`, and the count of garbled lines."""
-    layout = _choose_layout(buf)
-    parts = []
-    garbled = 0
+def _dump_offsets(buf: bytes) -> list:
+    """Line-start offsets of every arguments dump (each starts a launch)."""
+    out, pos = [], buf.find(V.ARGS_BEGIN)
+    while pos >= 0:
+        out.append(buf.rfind(b"\n", 0, pos) + 1)
+        pos = buf.find(V.ARGS_BEGIN, pos + len(V.ARGS_BEGIN))
+    return out
+
+
+# Logs larger than this are scanned by two processes (the parent and a fork), each over its
+# half: the scan is most of the parse time, and the report's machines have two or more cores.
+PARALLEL_MIN_BYTES = 16 << 20
+
+
+def _scan_iterations(buf: bytes, cuts: list):
+    """Iteration rows in file order as a list of `_Part`, the count of garbled lines, and
+    (validations, memory peaks) when a second process read them (else None)."""
     n = len(buf)
-    start = 0
+    if n >= PARALLEL_MIN_BYTES and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
+        # The child also reads the validation and memory lines; the parent the rest.
+        mid = buf.find(b"\n", n * 9 // 20)
+        if 0 < mid < n - 1:
+            found = _scan_in_two(buf, cuts, mid + 1)
+            if found is not None:
+                return found
+    return (*_scan_range(buf, cuts, 0, n), None)
+
+
+def _scan_in_two(buf: bytes, cuts: list, mid: int):
+    """_scan_range over [0, mid) here and [mid, end) in a forked child; None when the child
+    fails (the caller then scans serially)."""
+    try:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:  # the child: scan, send, exit without running the parent's cleanup
+        code = 1
+        try:
+            os.close(read_fd)
+            packed = _pack(*_scan_range(buf, cuts, mid, len(buf)))
+            others = (_parse_validations(buf), _parse_memory(buf))
+            with os.fdopen(write_fd, "wb") as out:
+                pickle.dump((packed, others), out, protocol=pickle.HIGHEST_PROTOCOL)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    try:
+        first, garbled = _scan_range(buf, cuts, 0, mid)
+    except BaseException:
+        os.close(read_fd)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    with os.fdopen(read_fd, "rb") as inp:
+        try:
+            packed = pickle.load(inp)
+        except Exception:  # the child died: nothing (or half a message) came
+            packed = None
+    _, status = os.waitpid(pid, 0)
+    if packed is None or status != 0:
+        return None
+    second, garbled2 = _unpack(packed[0])
+    return first + second, garbled + garbled2, packed[1]
+
+
+def _pack(parts: list, garbled: int):
+    """Parts as compact arrays and joined bytes, cheap to send between processes."""
+    out = []
+    for p in parts:
+        cols = {}
+        for k, col in p.columns.items():
+            if k in p.raw:
+                cols[k] = ("raw", b"\0".join(col))
+            elif None not in col:
+                cols[k] = ("f", array("d", col))
+            else:
+                cols[k] = ("list", col)
+        ts = ("raw", b"\0".join(p.timestamps)) if p.timestamps and None not in p.timestamps \
+            else ("list", p.timestamps)
+        out.append((array("q", p.iterations), ts, cols, p.bad, p.launch, p.raw))
+    return out, garbled
+
+
+def _unpack(packed):
+    def unlist(kind, value, n):
+        if kind == "raw":
+            return value.split(b"\0") if n else []
+        if kind == "f":
+            return value.tolist()
+        return value
+
+    out, garbled = packed
+    parts = []
+    for its, ts, cols, bad, launch, raw in out:
+        n = len(its)
+        part = _Part(its.tolist(), unlist(*ts, n),
+                     {k: unlist(kind, v, n) for k, (kind, v) in cols.items()}, bad, launch)
+        part.raw = raw
+        parts.append(part)
+    return parts, garbled
+
+
+def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
+    """`_scan_iterations` over buf[lo:hi] (lo, hi at line starts)."""
+    layout = _choose_layout(buf, lo)
+    parts: list = []
+    garbled = 0
+    n = hi
+    cuts = [c for c in cuts if c > 0]
+    launch = 0
+    start = lo
     while start < n:
-        end = buf.find(b"\n", min(start + _CHUNK, n))
+        end = buf.find(b"\n", min(start + _CHUNK, n), n)
         end = n if end < 0 else end + 1
-        rows = layout.regex.findall(buf, start, end)
-        anchors = len(_ANCHOR_COUNT.findall(buf, start, end))
-        if len(rows) != anchors:
-            # A restart under another Megatron version or other logging flags changes the
-            # layout mid-log: try the layout of this chunk's own first whole line.
-            other = _choose_layout(buf, start, end)
-            if (other.keys, other.timestamped) != (layout.keys, layout.timestamped):
-                other_rows = other.regex.findall(buf, start, end)
-                if len(other_rows) > len(rows):
-                    layout, rows = other, other_rows
-        if len(rows) == anchors:
-            if rows:
-                parts.append(_fast_part(layout, rows))
-        else:
-            chunk_parts, chunk_garbled = _scan_exact(buf, start, end, layout, rows)
+        while launch < len(cuts) and cuts[launch] <= start:
+            launch += 1
+        if launch < len(cuts) and cuts[launch] < end:
+            end = cuts[launch]  # a new launch starts here: its own part
+        anchors = _count_anchors(buf, start, end, layout.timestamped)
+        if anchors:
+            rows = layout.regex.findall(buf, start, end)
+            if len(rows) != anchors:
+                # A restart under another Megatron version or other logging flags changes the
+                # layout mid-log: try the layout of this chunk's own first whole line.
+                other = _choose_layout(buf, start, end)
+                if other.ident != layout.ident:
+                    other_rows = other.regex.findall(buf, start, end)
+                    if len(other_rows) > len(rows):
+                        layout, rows = other, other_rows
+            if len(rows) == anchors:
+                chunk_parts = [_fast_part(layout, rows)]
+            else:
+                chunk_parts, chunk_garbled = _scan_exact(buf, start, end, layout, rows)
+                garbled += chunk_garbled
+            for p in chunk_parts:
+                p.launch = launch
             parts.extend(chunk_parts)
-            garbled += chunk_garbled
         start = end
     return parts, garbled + sum(p.bad for p in parts)
 
 
-def _scan_exact(buf: bytes, start: int, end: int, layout: "_Layout", rows: list):
+def _count_anchors(buf: bytes, start: int, end: int, timestamped: bool) -> int:
+    """The ` iteration N/M |` anchors in buf[start:end], counted at C speed in one pass:
+    `] iteration ` for timestamped lines, a line starting ` iteration ` otherwise. A count
+    that differs from the layout's rows (another phrase, a prefixed or glued line) sends the
+    chunk through the anchor-by-anchor walk, which is exact."""
+    if timestamped:
+        return buf.count(b"] iteration ", start, end)
+    return buf.count(b"\n iteration ", max(start - 1, 0), end)
+
+
+def _scan_exact(buf: bytes, start: int, end: int, layout: _Layout, rows: list):
     """A chunk where some iteration lines did not match the layout: walk its anchors in order,
     take the layout's rows where they line up (same iteration and timestamp) and give the
-    others to the general parser, which takes whole lines and counts the rest as garbled."""
-    runs = []  # [("fast" | "slow", [rows])] in file order
+    others to the general parser, which takes whole lines and counts the rest as garbled.
+
+    A line the general parser takes must also fit the layout (`_fits`) unless another line of
+    the chunk has exactly its keys (a restart under other logging flags): a glued line is a
+    one-off splice.
+    """
+    entries: list = []  # ("fast" | "slow", row) in file order
     garbled = 0
     off = 1 if layout.timestamped else 0
     j = 0
-    for m in _ANCHOR.finditer(buf, start, end):
+    for m in V.ANCHOR.finditer(buf, start, end):
         if j < len(rows):
             row = rows[j]
             a = m.start()
             if row[off] == m.group(1) and (not off or buf[a - 1 - len(row[0]):a - 1] == row[0]):
-                if not runs or runs[-1][0] != "fast":
-                    runs.append(("fast", []))
-                runs[-1][1].append(row)
+                entries.append(("fast", row))
                 j += 1
                 continue
         parsed = _parse_general(buf, m)
         if parsed is None:
             garbled += 1
+        else:
+            entries.append(("slow", parsed))
+    seen: dict = {}
+    for kind, row in entries:
+        if kind == "slow":
+            seen[row[4]] = seen.get(row[4], 0) + 1
+    runs: list = []
+    for kind, row in entries:
+        if kind == "slow" and seen[row[4]] < 2 and not _fits(row[4], layout.keys):
+            garbled += 1
             continue
-        if not runs or runs[-1][0] != "slow":
-            runs.append(("slow", []))
-        runs[-1][1].append(parsed)
+        if not runs or runs[-1][0] != kind:
+            runs.append((kind, []))
+        runs[-1][1].append(row)
     parts = [_fast_part(layout, r) if kind == "fast" else _slow_part(r) for kind, r in runs]
     return parts, garbled
 
 
+def _fits(keys: tuple, layout_keys: tuple) -> bool:
+    """Whether a line's keys can be the layout's line: the keys they share in the same order,
+    and none of the layout's keys missing but losses (Megatron leaves out a NaN loss)."""
+    have, known = set(keys), set(layout_keys)
+    if [k for k in keys if k in known] != [k for k in layout_keys if k in have]:
+        return False
+    return all(k in have or V.is_loss_key(k) for k in layout_keys)
+
+
 def _parse_general(buf: bytes, m: re.Match):
-    """Parse an iteration line in any field order, or None when it is not whole."""
+    """Parse an iteration line in any field order, or None when it is not whole.
+
+    Returns (iteration, planned, timestamp bytes or None, {numeric key: float},
+    (every key in order), [non-numeric keys]).
+    """
     line_start = buf.rfind(b"\n", 0, m.start()) + 1
     line_end = buf.find(b"\n", m.end())
     if line_end < 0:
         line_end = len(buf)
-    parts = buf[m.end():line_end].split(b"|")
-    # A whole line ends with "|" (only blanks after it) and has at least one field.
-    if parts[-1].strip() or len(parts) < 2:
+    pieces = buf[m.end():line_end].split(b"|")
+    # A whole record ends with "|" and has at least one field. Another rank's text written
+    # right after the final "|" (no newline between) leaves the record whole: it is ignored.
+    if len(pieces) < 2:
         return None
-    fields = {}
-    for part in parts[:-1]:
-        fm = _FIELD.fullmatch(part)
-        if fm is None:
-            return None
-        fields[fm.group(1).decode("ascii")] = float(fm.group(2))
-    ts = _TIMESTAMP_BEFORE.search(buf, line_start, m.start())
-    return int(m.group(1)), int(m.group(2)), ts.group(1) if ts else None, fields
+    fields: dict = {}
+    keys: list = []
+    text_keys: list = []
+    for piece in pieces[:-1]:
+        fm = V.FIELD.fullmatch(piece)
+        if fm is not None:
+            key = fm.group(1).decode("ascii")
+            value: Optional[float] = float(fm.group(2))
+        else:
+            tm = V.TEXT_FIELD.fullmatch(piece)
+            if tm is None:
+                return None
+            key, value = tm.group(1).decode("ascii"), None
+        if key in keys:
+            return None  # a key twice: two lines in one
+        if key == V.FIRST_KEY and any(k in V.MEGATRON_KEYS or V.is_loss_key(k) for k in keys):
+            return None  # a key that cannot follow the previous one: another line's start
+        keys.append(key)
+        if value is None:
+            text_keys.append(key)
+        else:
+            fields[key] = value
+    if not fields:
+        return None
+    ts = V.TIMESTAMP_BEFORE.search(buf, line_start, m.start())
+    return (int(m.group(1)), int(m.group(2)), ts.group(1) if ts else None, fields, tuple(keys),
+            text_keys)
 
 
-def _build_steps(parts: list):
-    """One `Steps` from the parts, the last occurrence of each iteration kept.
+def _build_steps(parts: list, log_interval: Optional[int]):
+    """One `Steps` (the last occurrence of each iteration kept) and the segments.
 
-    Returns (steps, restarts, repeated rows, {key: non-finite count}).
+    Returns (steps, segments, repeated rows).
     """
-    keys = []  # first-seen order
+    keys: list = []  # first-seen order
     for part in parts:
         keys.extend(k for k in part.columns if k not in keys)
-    iterations, timestamps = [], []
-    columns = {k: [] for k in keys}
+    iterations: list = []
+    timestamps: list = []
+    launches: list = []
+    columns: dict = {k: [] for k in keys}
+    raw = {k for k in keys if all(k in p.raw for p in parts if k in p.columns)}
     for part in parts:
         iterations.extend(part.iterations)
         timestamps.extend(part.timestamps)
+        launches.extend([part.launch] * len(part.iterations))
         for k in keys:
             col = part.columns.get(k)
-            columns[k].extend(col if col is not None else [None] * len(part.iterations))
+            if col is None:
+                col = [None] * len(part.iterations)
+            elif k in part.raw and k not in raw:
+                col = _to_floats(col)
+            columns[k].extend(col)
 
-    # A restart resumes from a checkpoint and logs iterations again: the iteration number
-    # goes back (or repeats). Each resumed segment has its own warm-up.
-    resumed_at = [b for a, b in zip(iterations, iterations[1:]) if b <= a]
+    # A new launch (arguments dump) or an iteration number that goes back starts a segment.
+    ascending = all(map(operator.lt, iterations, iterations[1:]))
+    starts = [] if ascending else [
+        i for i, (a, b) in enumerate(zip(iterations, iterations[1:]), 1) if b <= a]
+    if launches and launches[0] != launches[-1]:
+        starts = sorted(set(starts) | {i for i in range(1, len(launches))
+                                       if launches[i] != launches[i - 1]})
+    segments = _segments(iterations, timestamps, columns.get(V.ITER_MS), [0] + starts,
+                         log_interval)
+
     repeated = 0
-    if resumed_at:
+    if not ascending:
         last = {it: i for i, it in enumerate(iterations)}
         keep = [last[it] for it in sorted(last)]
         repeated = len(iterations) - len(keep)
@@ -432,9 +620,68 @@ def _build_steps(parts: list):
         timestamps = [timestamps[i] for i in keep]
         columns = {k: [col[i] for i in keep] for k, col in columns.items()}
     steps = Steps(iterations, timestamps, columns)
-    steps.segment_starts = iterations[:1] + sorted(set(resumed_at))
-    nonfinite = {k: n for k, col in columns.items() if (n := _count_nonfinite(col))}
-    return steps, len(resumed_at), repeated, nonfinite
+    steps._raw = raw
+    steps.segment_starts = iterations[:1] + sorted(
+        {s.first_iteration for s in segments[1:]} - set(iterations[:1]))
+    return steps, segments, repeated
+
+
+def _seconds(ts) -> Optional[float]:
+    if not ts:
+        return None
+    try:
+        text = ts.decode("ascii") if isinstance(ts, bytes) else ts
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except (ValueError, UnicodeDecodeError, OverflowError, OSError):
+        return None
+
+
+def _segments(iterations, timestamps, iter_ms, starts, log_interval) -> list:
+    """Segments with their spans and the downtime between them (see `Segment`)."""
+    out: list = []
+    bounds = starts + [len(iterations)]
+    prev_end: Optional[float] = None
+    interval = log_interval if log_interval and log_interval > 0 else 1
+    for a, b in zip(bounds, bounds[1:]):
+        if a >= b:
+            continue
+        its = iterations[a:b]
+        ms = iter_ms[a:b] if iter_ms is not None else [None] * (b - a)
+        first_ms = ms[0] if ms[0] is not None and math.isfinite(ms[0]) and 0 <= ms[0] < 1e12 \
+            else None
+        t0, t1 = _seconds(timestamps[a]), _seconds(timestamps[b - 1])
+        seg = Segment(its[0], its[-1], b - a)
+        stamps = timestamps[a:b]
+        try:  # ISO timestamps of one format compare as text; a step back breaks the order
+            monotonic = all(map(operator.le, stamps, stamps[1:]))
+        except TypeError:  # some rows without one
+            monotonic = False
+        start_s = t0 - first_ms * interval / 1000 if t0 is not None and first_ms is not None \
+            else t0
+        if start_s is not None and t1 is not None and monotonic and t1 >= start_s:
+            seg.span_s, seg.span_from = t1 - start_s, "timestamps"
+        else:
+            # No timestamps, or the clock stepped back inside the segment.
+            summed = _summed_seconds(its, ms, interval)
+            if summed > 0:
+                seg.span_s, seg.span_from = summed, "sum of iteration times"
+        if out and prev_end is not None and start_s is not None and start_s >= prev_end:
+            seg.downtime_before_s = start_s - prev_end
+        prev_end = t1
+        out.append(seg)
+    return out
+
+
+def _summed_seconds(its: list, ms: list, interval: int) -> float:
+    """Sum of iteration times: each row's ms times the iterations it covers."""
+    lengths = [interval] + list(map(operator.sub, its[1:], its[:-1]))
+    lengths = [n if n > 0 else interval for n in lengths]
+    try:
+        summed = math.fsum(map(operator.mul, ms, lengths)) / 1000
+    except (TypeError, OverflowError):
+        summed = math.fsum(v * n for v, n in zip(ms, lengths)
+                           if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
+    return summed if math.isfinite(summed) else 0.0
 
 
 def _count_nonfinite(col: list) -> int:
@@ -443,290 +690,87 @@ def _count_nonfinite(col: list) -> int:
     try:
         if math.isfinite(sum(col)):
             return 0
-    except TypeError:
+    except (TypeError, OverflowError):
         pass
     return sum(1 for v in col if v is not None and not math.isfinite(v))
 
 
-def _planned_iterations(buf: bytes, args) -> Optional[int]:
+def _planned_iterations(buf: bytes, args: dict) -> Optional[int]:
     """The `/ N` of the last iteration line, else --train-iters from the arguments."""
-    it, at = _last_iteration_before(buf, len(buf), 0)
-    return int(_ANCHOR.match(buf, at).group(2)) if it is not None else arg_int(args, "train_iters")
+    it, at = last_iteration_before(buf, len(buf), 0)
+    return int(V.ANCHOR.match(buf, at).group(2)) if it is not None else arg_int(args,
+                                                                                 "train_iters")
 
 
 # --- other lines ---------------------------------------------------------------------------
 
 
-def _parse_fields(text: bytes) -> dict:
+def parse_fields(text: bytes) -> dict:
     """`key: number | key: number |` -> {key: float}, skipping pieces that are not fields."""
     out = {}
     for part in text.split(b"|"):
-        fm = _FIELD.fullmatch(part)
+        fm = V.FIELD.fullmatch(part)
         if fm:
             out[fm.group(1).decode("ascii")] = float(fm.group(2))
     return out
 
 
+def _matches(buf: bytes, literal: bytes, pattern: re.Pattern):
+    """`pattern` matched at each line holding `literal`: a C-speed find per line instead of a
+    regex scan of the whole log (these lines are few)."""
+    pos = buf.find(literal)
+    while pos >= 0:
+        start = buf.rfind(b"\n", 0, pos) + 1
+        end = buf.find(b"\n", pos)
+        end = len(buf) if end < 0 else end
+        m = pattern.search(buf, start, end)
+        if m:
+            yield m
+        pos = buf.find(literal, end)
+
+
 def _parse_validations(buf: bytes) -> list:
     out = []
-    for m in _VALID.finditer(buf):
+    for m in _matches(buf, V.VALIDATION_LITERAL, V.VALIDATION):
         split = m.group(2).decode("utf-8", "replace").strip() if m.group(2) else ""
         split = split[: -len(" set")] if split.endswith(" set") else split
-        fields = _parse_fields(m.group(3))
+        fields = parse_fields(m.group(3))
         if fields:
             out.append(Validation(int(m.group(1)), split or "validation", fields))
     return out
 
 
 def _parse_memory(buf: bytes) -> dict:
-    peak = {}
-    for m in _MEMORY.finditer(buf):
-        for k, v in _parse_fields(m.group(3)).items():
-            if math.isfinite(v) and v > peak.get(k, -math.inf):
-                peak[k] = v
+    """Peak memory per key in MiB over every memory line and rank."""
+    peak: dict = {}
+
+    def keep(key: str, mib: float) -> None:
+        if math.isfinite(mib) and mib > peak.get(key, -math.inf):
+            peak[key] = mib
+
+    seen: set = set()  # many memory lines repeat the same figures: parse each text once
+    for m in _matches(buf, V.MEMORY_MB_LITERAL, V.MEMORY_MB):
+        if m.group(3) not in seen:
+            seen.add(m.group(3))
+            for k, v in parse_fields(m.group(3)).items():
+                keep(k, v)
+    if not peak and V.MEMORY_GB_LITERAL in buf:  # Megatron-Bridge's lines instead
+        for m in _matches(buf, V.MEMORY_GB_LITERAL, V.MEMORY_GB):
+            for k, v in parse_fields(m.group(1)).items():
+                if k in V.MEMORY_GB_KEYS:
+                    keep(V.MEMORY_GB_KEYS[k], v * 1e9 / 2**20)  # 10^9 bytes -> MiB
     return peak
 
 
-def _parse_args(buf: bytes):
-    """The last arguments dump as {name: value text}, the number of dumps, and its offset."""
-    begin = buf.rfind(_ARGS_BEGIN)
-    if begin < 0:
-        return {}, 0, 0
-    end = buf.find(_ARGS_END, begin)
-    stop = end if end >= 0 else min(len(buf), begin + (1 << 20))
-    text = buf[begin + len(_ARGS_BEGIN):stop].decode("utf-8", "replace")
-    args = {m.group(1): m.group(2) for m in _ARG_LINE.finditer(text)}
-    return args, buf.count(_ARGS_BEGIN), begin
-
-
-def arg_value(args: dict, name: str):
-    """An argument as Python: None, bool, int, float or the text as printed."""
-    text = args.get(name)
-    if text is None or text == "None":
-        return None
-    if text in ("True", "False"):
-        return text == "True"
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
-
-
-def arg_int(args: dict, name: str) -> Optional[int]:
-    value = arg_value(args, name)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-# --- how the log ended ---------------------------------------------------------------------
-
-
-def _lines_of(buf: bytes, start: int, limit: int):
-    """Up to `limit` decoded lines from offset `start`, with their start offsets."""
-    out = []
-    pos = start
-    while pos < len(buf) and len(out) < limit:
-        nl = buf.find(b"\n", pos)
-        nl = len(buf) if nl < 0 else nl
-        out.append((pos, buf[pos:nl].decode("utf-8", "replace").rstrip("\r")))
-        pos = nl + 1
-    return out
-
-
-def _lines_before(buf: bytes, pos: int, count: int) -> list:
-    """The `count` lines ending just before offset `pos`."""
-    start = pos
-    for _ in range(count):
-        if start <= 0:
-            break
-        start = buf.rfind(b"\n", 0, start - 1) + 1
-    text = buf[start:pos].decode("utf-8", "replace")
-    return [line.rstrip("\r") for line in text.split("\n")[:count] if line.strip()]
-
-
-@dataclass
-class _Traceback:
-    at: int  # offset of the "Traceback" line
-    end: int  # offset just past the exception line
-    exception: str  # "ValueError: message" ("" when the log ends inside the traceback)
-    chained_to_next: bool = False
-
-
-def _tracebacks(buf: bytes, start: int) -> list:
-    """Every Python traceback from offset `start`, with its final exception line."""
-    out = []
-    pos = buf.find(_TRACEBACK, start)
-    while pos >= 0:
-        line_start = buf.rfind(b"\n", 0, pos) + 1
-        head = buf[line_start:pos].decode("utf-8", "replace")
-        prefix_m = _RANK_PREFIX.match(head)
-        prefix = prefix_m.group(0) if prefix_m else ""
-        exception, end = "", len(buf)
-        for off, line in _lines_of(buf, pos, 2000)[1:]:
-            # With several ranks interleaved, follow only this rank's lines.
-            if prefix and not line.startswith(prefix):
-                continue
-            body = line[len(prefix):] if prefix else line
-            body = body[1:] if prefix and body.startswith(" ") else body
-            if not body.strip() or body[0] in " \t":
-                continue
-            if _EXCEPTION_LINE.match(body.rstrip()):
-                exception, end = body.strip(), off + len(line)
-                break
-        out.append(_Traceback(line_start, end, exception))
-        pos = buf.find(_TRACEBACK, end if exception else pos + 1)
-    # Python prints chained exceptions as consecutive tracebacks joined by a marker line.
-    for a, b in zip(out, out[1:]):
-        between = buf[a.end:b.at].decode("utf-8", "replace")
-        if any(marker in between for marker in _CHAINED) and len(between) < 4096:
-            a.chained_to_next = True
-    return out
-
-
-def _root_cause(tracebacks: list):
-    """The traceback that explains the crash: the first one that is not torchrun's wrapper,
-    followed to the end of its exception chain."""
-    i = 0
-    while i < len(tracebacks):
-        tb = tracebacks[i]
-        while tb.chained_to_next and i + 1 < len(tracebacks):
-            i += 1
-            tb = tracebacks[i]
-        if tb.exception and "ChildFailedError" not in tb.exception:
-            return tb
-        i += 1
-    return None
-
-
-def _last_iteration_before(buf: bytes, pos: int, start: int):
-    """(iteration, offset) of the last iteration line before `pos`, or (None, start)."""
-    p = pos
-    while True:
-        p = buf.rfind(b" iteration ", start, p)
-        if p < 0:
-            return None, start
-        m = _ANCHOR.match(buf, p)
+def _parse_args(buf: bytes, begin: int) -> dict:
+    """The arguments dump starting at line offset `begin` as {name: value text}."""
+    at = buf.find(V.ARGS_BEGIN, begin)
+    end = buf.find(V.ARGS_END, at)
+    stop = end if end >= 0 else min(len(buf), at + (1 << 20))
+    text = buf[at + len(V.ARGS_BEGIN):stop].decode("utf-8", "replace")
+    args = {}
+    for line in text.split("\n")[1:]:
+        m = V.ARG_LINE.match(V.strip_prefixes(line))
         if m:
-            return int(m.group(1)), p
-        # "elapsed time per iteration (ms)" etc.: keep looking further back
-
-
-def _crash_phase(buf, crash_at, seg_start, args, done_at) -> tuple:
-    """Where in training a crash happened, as (phase text, last iteration before it)."""
-    last_it, last_at = _last_iteration_before(buf, crash_at, seg_start)
-    if done_at >= 0 and done_at < crash_at:
-        if _EVALUATING.search(buf, done_at, crash_at):
-            return "after training, during the final evaluation", last_it
-        return "after training", last_it
-    if last_it is None:
-        return "at start-up", None
-    between = buf[last_at:crash_at]
-    eval_interval = arg_int(args, "eval_interval")
-    save_interval = arg_int(args, "save_interval")
-    validated = re.search(rb"validation loss at iteration +%d\b" % last_it, between)
-    if _EVALUATING.search(between) and not validated:
-        return f"during evaluation after iteration {last_it}", last_it
-    if eval_interval and last_it % eval_interval == 0 and not validated:
-        # Megatron evaluates right after logging a multiple of --eval-interval; 0.19 prints
-        # nothing before the validation line, so this is the only sign of an evaluation.
-        return f"during evaluation after iteration {last_it}", last_it
-    if _SAVING in between and _SAVED not in between.split(_SAVING)[-1]:
-        return f"during the checkpoint save after iteration {last_it}", last_it
-    if save_interval and last_it % save_interval == 0 and _SAVED not in between:
-        return f"during the checkpoint save after iteration {last_it}", last_it
-    return f"in iteration {last_it + 1}", last_it
-
-
-def _find_status(buf: bytes, seg_start: int, steps: Steps, planned, args):
-    """The status of the last segment (after the last arguments dump) and earlier crashes.
-
-    Order of evidence: a worker's Python traceback; Megatron's own exit markers; NCCL / CUDA
-    OOM messages and torchrun's ChildFailedError without a worker traceback; the
-    `[after training is done]` marker; otherwise the log just stops.
-    """
-    last_it = steps.iterations[-1] if steps.iterations else None
-    tracebacks = _tracebacks(buf, 0)
-    earlier = [tb.exception for tb in tracebacks
-               if tb.at < seg_start and tb.exception and "ChildFailedError" not in tb.exception]
-    root = _root_cause([tb for tb in tracebacks if tb.at >= seg_start])
-    # Training stops at whatever ends it, so end markers and fatal messages come after the
-    # last iteration line; searching only from just before it keeps large logs fast. The
-    # margin covers other ranks' output that lands a little before the last rank's line.
-    _, last_at = _last_iteration_before(buf, len(buf), seg_start)
-    tail = max(seg_start, last_at - (64 << 10))
-    done_at = buf.find(_DONE, tail)
-
-    def crashed(reason: str, at: int, exception: str, context: list) -> Status:
-        phase, _ = _crash_phase(buf, at, seg_start, args, done_at)
-        return Status("crashed", f"crashed {phase}: {reason}", last_it, planned, phase,
-                      exception, context)
-
-    def ended(name: str, reason: str) -> Status:
-        return Status(name, reason, last_it, planned)
-
-    if root is not None:
-        tb_lines = [line for off, line in _lines_of(buf, root.at, 400) if off < root.end]
-        context = _lines_before(buf, root.at, 8) + tb_lines[:1] + ["  ..."] + tb_lines[-3:]
-        return crashed(root.exception, root.at, root.exception, context), earlier
-    if m := _EXIT_DURATION.search(buf, tail):
-        limit = args.get("exit_duration_in_mins", "?")
-        return ended("time-limit", f"exited after {float(m.group(1)):.1f} min "
-                     f"(--exit-duration-in-mins {limit})"), earlier
-    if m := _EXIT_INTERVAL.search(buf, tail):
-        return ended("exit-interval", f"exited at iteration {int(m.group(1))} "
-                     f"(--exit-interval {args.get('exit_interval', '?')})"), earlier
-    if m := _EXIT_SIGNAL.search(buf, tail):
-        return ended("time-limit", f"exited on {m.group(1).decode()} (--exit-signal-handler, "
-                     "usually the scheduler's time limit)"), earlier
-    if _SLURM_TIME_LIMIT.search(buf, tail):
-        return ended("time-limit", "Slurm cancelled the job at its time limit"), earlier
-    child = buf.find(_CHILD_FAILED, tail)
-    if done_at < 0 or child >= 0:
-        nccl = [p for p in (buf.find(lit, tail) for lit in _NCCL) if p >= 0]
-        oom = buf.find(_OOM, tail)
-        for hit in (min(nccl, default=-1), oom):
-            if hit >= 0:
-                at, line = _line_at(buf, hit)
-                line = _GLOG_HEADER.sub("", _strip_rank(line)).strip()
-                return crashed(line, at, line, _lines_before(buf, at, 8) + [line]), earlier
-    if child >= 0:
-        elastic = _ELASTIC_FAILED.search(buf, tail)
-        code = _CHILD_EXITCODE.search(buf, child)
-        sig = _CHILD_SIGNAL.search(buf, tail)
-        detail = f"exitcode {code.group(1).decode()}" if code else "worker failed"
-        if sig:
-            detail += f", {sig.group(2).decode()}"
-        at, line = _line_at(buf, elastic.start() if elastic else child)
-        context = _lines_before(buf, at, 10) + [line]
-        reason = f"torchrun ChildFailedError ({detail}), no worker traceback in the log"
-        return crashed(reason, at, "", context), earlier
-    if done_at >= 0:
-        if planned is None or (last_it is not None and last_it >= planned):
-            return ended("completed", f"completed {last_it}/{planned}" if planned
-                         else "completed"), earlier
-        return ended("completed", f"training ended at iteration {last_it} of {planned}"), earlier
-    if m := _SLURM_CANCELLED.search(buf, tail):
-        return ended("running/truncated",
-                     m.group(0).decode("utf-8", "replace").strip("* ")), earlier
-    if not re.search(rb"\S", buf):
-        reason = "empty log"
-    elif last_it is None and not args:
-        reason = "no Megatron output recognised"
-    elif last_it is None:
-        reason = "log ends before the first iteration (no end marker)"
-    else:
-        reason = f"log ends after iteration {last_it} of {planned or '?'} (no end marker)"
-    return ended("running/truncated", reason), earlier
-
-
-def _line_at(buf: bytes, pos: int):
-    """(start offset, decoded text) of the line containing offset `pos`."""
-    start = buf.rfind(b"\n", 0, pos) + 1
-    end = buf.find(b"\n", pos)
-    return start, buf[start:len(buf) if end < 0 else end].decode("utf-8", "replace").rstrip()
-
-
-def _strip_rank(line: str) -> str:
-    m = _RANK_PREFIX.match(line)
-    return line[m.end():] if m else line
+            args[m.group(1)] = m.group(2)
+    return args

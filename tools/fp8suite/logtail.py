@@ -8,8 +8,10 @@ reads the bytes added since the last poll and keeps a few facts, never the log i
 * the end markers: `[after training is done]`, `[exiting program after N minutes]`
   (--exit-duration-in-mins) and `[exiting program at iteration N]` (--exit-interval).
 
-Why a run failed is read once, at the end, by the report's parser (tools/fp8suite/logparse.py),
-so the queue's status file and the report describe a crash in the same words.
+Why a run failed is read once, at the end, by the report's parser (fp8suite.logparse and
+fp8suite.endstatus), so the queue's status file and the report describe a crash in the same
+words; `run_state()` gives the queue's state for the log's status (fp8suite.status). The words
+of the log (anchor, keys, markers, prefixes) come from fp8suite.logvocab.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from pathlib import Path
 from typing import Optional
 
 from . import logparse
+from . import logvocab as V
+from . import status as S
 
-_ITERATION = re.compile(r" iteration +(\d+)/ *(\d+) \|")
-_MS_PER_ITER = re.compile(r"\| elapsed time per iteration \(ms\): +([0-9.eE+-]+) \|")
-_LOSS = re.compile(r"\| lm loss: +([-+0-9.eEnaNif]+) \|")
-_EXITING = re.compile(r"\[exiting program (?:after [0-9.]+ minutes|at iteration +\d+)\]")
-_DONE = "[after training is done]"
+_ITERATION = re.compile(V.ANCHOR.pattern.decode())
+_MS_PER_ITER = re.compile(r"\| " + re.escape(V.ITER_MS) + r": +([0-9.eE+-]+) \|")
+_LOSS = re.compile(r"\| " + re.escape(V.LOSS) + r": +([-+0-9.eEnaNif]+) \|")
 
 # Bytes read per poll: a log that is far behind (a long job watched late) catches up over a
 # few polls instead of stalling the display.
@@ -81,11 +83,18 @@ class LogTail:
             if loss := _LOSS.search(line):
                 self.loss = _number(loss.group(1))
             return
-        if line.startswith("[") and (_DONE in line[:40] or _EXITING.match(line)):
-            if _DONE in line[:40]:
+        line = V.strip_prefixes(line)
+        if line.startswith("[") and (V.DONE_STR in line[:40] or V.EXITING_STR.match(line)):
+            if V.DONE_STR in line[:40]:
                 self.done = True
             else:
-                self.exiting = _EXITING.match(line).group(0)
+                self.exiting = V.EXITING_STR.match(line).group(0)
+
+    @property
+    def time_limited(self) -> bool:
+        """Megatron stopped itself at --exit-duration-in-mins (`[exiting program after N
+        minutes]`)."""
+        return bool(self.exiting) and V.EXIT_DURATION.match(self.exiting.encode()) is not None
 
     def failure(self) -> str:
         """One line on why training failed, from the whole log; '' when the log does not say."""
@@ -93,9 +102,17 @@ class LogTail:
             status = logparse.read_log(self.path).status
         except OSError:
             return ""
-        if status.name != "crashed":
+        if status.name not in (S.CRASHED, S.DIVERGED):
             return ""
         return status.exception or status.reason
+
+    def run_state(self) -> Optional[str]:
+        """The queue's run state for how the whole log ended (status.RUN_STATE), None when
+        the log cannot be read."""
+        try:
+            return S.run_state(logparse.read_log(self.path).status.name)
+        except OSError:
+            return None
 
 
 def _number(text: str) -> Optional[float]:

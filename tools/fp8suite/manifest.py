@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import memory, paths, recipes
+from . import launchers, memory, paths, recipes
 from .schema import parallel
 from .megatron_flags import load_snapshot, snapshot_path, tokens
 from .schema import Matrix
@@ -22,6 +22,9 @@ from .templating import Rendered, log_dir
 
 
 def manifest(matrix: Matrix, matrix_file: str, rendered: list[Rendered]) -> dict[str, Any]:
+    """The manifest of one render as a JSON-ready dict: the matrix, its flag snapshot and one
+    entry per run (scripts per launcher, label, recipe, GPU, parallel layout, shape, log
+    folder, Megatron argv)."""
     version = rendered[0].run.settings.target.megatron_core if rendered else ""
     snapshot = load_snapshot(version) if version else None
     return {
@@ -114,6 +117,7 @@ def write(expected: dict[Path, str], manifest_file: Path) -> int:
     """Write changed files atomically, remove left-overs; returns how many files changed."""
     leftovers = [p for p in previous_files(manifest_file) if p not in expected and p.exists()]
     staged = []
+    scripts = {one.suffix for one in launchers.all().values()}
     for path, text in expected.items():
         if path.exists() and path.read_text() == text:
             continue
@@ -121,7 +125,7 @@ def write(expected: dict[Path, str], manifest_file: Path) -> int:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o755 if path.suffix in (".sh", ".sbatch") else 0o644)
+        os.chmod(tmp, 0o755 if path.suffix in scripts else 0o644)
         staged.append((tmp, path))
     for tmp, path in staged:
         os.replace(tmp, path)

@@ -7,8 +7,11 @@ number format per quantity, `–` for every blank.
 from __future__ import annotations
 
 import functools
+import os
+import re
 
 from . import clock, compare, metrics, recipes, reference
+from .logvocab import strip_prefixes
 
 BLANK = "–"
 NOTE_CHARS = 160  # a crash reason longer than this is cut in the table (full text per run)
@@ -16,31 +19,40 @@ NOTE_CHARS = 160  # a crash reason longer than this is cut in the table (full te
 HOW_TO_READ = """\
 **How to read this**
 
-- *itr time*: median `elapsed time per iteration (ms)`, leaving out the first {warmup} logged \
-iterations (also after each restart) and the iteration right after an evaluation or checkpoint \
-save. *Speedup* = baseline itr time / run itr time. *Tokens/s/GPU* = global batch × seq_length \
-/ itr time / world_size.
+- *Status*: how the log ended (completed, time-limit, exit-interval, diverged, crashed, \
+cancelled, running/truncated, unreadable) and why. A diverged, crashed or unreadable run gets \
+no speedup, loss gap or time to target.
+- *itr time* (lower is faster): median `{iter_ms}`, leaving out the first \
+{warmup} logged iterations (also after each restart) and the iteration right after an \
+evaluation or checkpoint save. *Speedup* (above 1 is faster) = baseline itr time / run itr \
+time. *Tokens/s/GPU* (higher is faster) = global batch × seq_length / itr time / world_size.
 - *TFLOP/s/GPU*: median of Megatron's own `throughput per GPU`, whose FLOP count \
 (`num_floating_point_operations` in megatron/training/training.py) is 3 x the forward pass's \
 matrix-multiply FLOPs (2 per multiply-add: QKV and output projections, MLP, logits, and causal \
 core attention), whatever the precision. *MFU* = that / the GPU's dense \
 peak for the run's precision{peaks}; blank when the GPU is \
 unknown (no sidecar, no manifest).
-- *Smoothed loss*: trailing mean of the last W finite `lm loss` values, W = 10% of them and at \
-least 5. *Final loss* is its last value.
-- *Loss gap*: run − baseline smoothed `lm loss` (the baseline's W) at the iterations both \
-logged, over the last quarter of them (positive: the run is worse). The noise band is the \
-largest \\|gap\\| between the baseline and a BF16 run with another seed (Megatron's `--seed` \
-moves both the initial weights and the data order); a run is within noise when \\|its mean \
-gap\\| ≤ band. One seed pair gives a rough band, not a confidence interval.
-- *Time to target*: wall-clock (sum of iteration times) and tokens until the run's smoothed \
-loss (with the baseline's W) first reaches the baseline's final smoothed loss.
-- *Runtime*: start of the first logged iteration to the last iteration line (launch: the \
-sidecar's started to ended). Memory: Megatron's peak over ranks, in GiB.
+- *Final loss*: the last value of the smoothed loss, the trailing mean of the last W finite \
+`lm loss` values, W = 10% of them and at least 5 (lower is better). *Val loss*: the last \
+validation `lm loss value`.
+- *Loss gap* (lower is better): run − baseline smoothed `lm loss` (the baseline's W) at the \
+iterations both logged, over the last quarter of them; *mean* and *largest* (the largest \
+absolute deviation, with its sign). The noise band is \\|mean gap\\| between the baseline and a \
+BF16 run with another seed (Megatron's `--seed` moves both the initial weights and the data \
+order), the same statistic as each run's mean gap; a run is within noise when \\|its mean \
+gap\\| ≤ band. One seed pair gives a rough band, not a confidence interval. Runs on mock data \
+or under {min_iters} iterations make loss gaps and times to target not meaningful.
+- *Time to target*: wall-clock (sum of iteration times; warm-up iterations counted at the \
+median itr time, as the median leaves them out) and tokens until the run's smoothed loss (with \
+the baseline's W) first reaches the baseline's final smoothed loss.
+- *Runtime*: the sum of the log's segments (one per launch: start of its first logged iteration \
+to its last iteration line); downtime between segments (a crash and its requeue) is shown \
+apart. Launch: the sidecar's started to ended. Memory: Megatron's peak over ranks, in GiB.
 """
 
 
-def render(groups: list, plots: dict, title: str, command: str, inputs: list,
+def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]], title: str,
+           command: str, inputs: list[str],
            warmup: int, ref=None) -> str:
     n_runs = sum(len(g.runs) for g in groups)
     out = [f"# {title}", ""]
@@ -48,7 +60,9 @@ def render(groups: list, plots: dict, title: str, command: str, inputs: list,
                f"{n_runs} run{'s' if n_runs != 1 else ''} in {len(groups)} comparison "
                f"group{'s' if len(groups) != 1 else ''}.")
     peaks = recipes.peaks_text(s.gpu for g in groups for s in g.summaries.values())
-    out += ["", HOW_TO_READ.format(warmup=warmup, peaks=f" ({peaks})" if peaks else "")]
+    out += ["", HOW_TO_READ.format(warmup=warmup, peaks=f" ({peaks})" if peaks else "",
+                                   min_iters=metrics.MIN_ITERATIONS_FOR_LOSS,
+                                   iter_ms=metrics.ITER_MS)]
     for g in groups:
         out += _group(g, plots.get(g.slug, []), ref)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -59,17 +73,24 @@ def render(groups: list, plots: dict, title: str, command: str, inputs: list,
 
 def _group(g, files: list, ref=None) -> list:
     out = [f"## {g.title}", ""]
-    out.append(f"Directory `{g.directory}`; {compare.shape_text(g.shape)}.")
+    out.append(f"Directory `{shown_path(g.directory)}`; {compare.shape_text(g.shape)}.")
     if g.baseline:
         out.append(f"Baseline: **{g.baseline}** ({g.baseline_note}).")
     else:
         out.append(f"Baseline: none ({g.baseline_note}).")
     if g.noise:
         out.append(f"Seed-to-seed noise: {g.noise_run} vs {g.baseline} differ by "
-                   f"{g.noise.mean:+.4f} on average and at most ±{g.noise.max_abs:.4f} "
-                   f"over iterations {g.noise.first}–{g.noise.last}.")
+                   f"{g.noise.mean:+.4f} on average (the noise band: ±{g.band:.4f}) and by "
+                   f"{g.noise.max:+.4f} at most over iterations {g.noise.first}–{g.noise.last}.")
     elif g.baseline:
         out.append("Seed-to-seed noise: unknown (no second BF16 run with another seed).")
+    if g.caveats:
+        out.append(f"**Loss comparisons not meaningful here**: {'; '.join(g.caveats)}.")
+    if g.differences:
+        out += ["", "Settings that differ besides precision:", ""]
+        for key, values in g.differences:
+            out.append(f"- `{key}`: " + "; ".join(
+                f"{_cell(v, False)} ({', '.join(names)})" for v, names in values))
     out += [""] + _main_table(g) + [""]
     if ref is not None and reference.matches(ref, g):
         out += ["### Beside published figures", ""] + _reference_table(g, ref) + [""]
@@ -106,61 +127,79 @@ def status_text(s) -> str:
     return s.reason if s.reason.startswith(s.status) else f"{s.status}: {s.reason}"
 
 
-def _notes(s) -> str:
-    reason = status_text(s)
-    reason = reason if len(reason) <= NOTE_CHARS else reason[:NOTE_CHARS - 1] + "…"
-    return "; ".join([reason] + s.notes)
+def _status_cell(s) -> str:
+    reason = hide_paths(status_text(s))
+    return reason if len(reason) <= NOTE_CHARS else reason[:NOTE_CHARS - 1] + "…"
+
+
+def _runtime(s) -> str:
+    text = duration(s.runtime_s)
+    if s.downtime_s:
+        text += f" (+{duration(s.downtime_s)} down between {s.segments} segments)"
+    if s.launch_s is not None:
+        text += f" (launch {duration(s.launch_s)})"
+    return text
 
 
 def _main_table(g) -> list:
-    head = ["Configuration", "Min Loss", "Runtime", "itr time", "Notes", "Iters", "Speedup",
-            "Tokens/s/GPU", "TFLOP/s/GPU", "MFU", "Peak alloc GiB", "Peak reserved GiB",
-            "Final loss (smoothed)", "Val loss"]
+    head = ["Configuration", "Status", "Iters", "itr time (ms, lower is faster)",
+            "Speedup (above 1 is faster)", "Tokens/s/GPU (higher is faster)",
+            "Final loss (smoothed)", "Val loss", "TFLOP/s/GPU", "MFU", "Peak alloc GiB",
+            "Peak reserved GiB", "Runtime", "Min loss", "Notes"]
     rows = []
     for run in g.runs:
         s, v = g.summaries[run.name], g.versus.get(run.name)
         rows.append([
             _configuration(g, s, run),
-            _f(s.min_loss, "{:.4f}"),
-            duration(s.runtime_s) + (f" (launch {duration(s.launch_s)})"
-                                     if s.launch_s is not None else ""),
-            _f(s.median_iter_ms, "{:.1f} ms"),
-            _notes(s),
+            _status_cell(s),
             f"{_f(s.iterations_done, '{}')}/{_f(s.iterations_planned, '{}')}",
+            _f(s.median_iter_ms, "{:.1f}"),
             _f(v.speedup if v else None, "{:.3f}x"),
             _f(s.tokens_per_s_gpu, "{:,.0f}"),
+            _f(s.final_loss, "{:.4f}") if s.status != "diverged" else "not valid (diverged)",
+            f"{s.val_loss:.4f} @{s.val_iteration}" if s.val_loss is not None else BLANK,
             _f(s.tflops_gpu, "{:.1f}"),
             _f(s.mfu * 100 if s.mfu is not None else None, "{:.1f}%"),
             _f(s.peak_alloc_gb, "{:.1f}"),
             _f(s.peak_reserved_gb, "{:.1f}"),
-            _f(s.final_loss, "{:.4f}"),
-            f"{s.val_loss:.4f} @{s.val_iteration}" if s.val_loss is not None else BLANK,
+            _runtime(s),
+            _f(s.min_loss, "{:.4f}"),
+            hide_paths("; ".join(s.notes)) or BLANK,
         ])
     return table(head, rows)
 
 
 def _versus_table(g) -> list:
-    head = ["Configuration", "Loss gap mean", "Loss gap max", "Gap iterations", "vs noise",
+    head = ["Configuration", "Loss gap mean", "Loss gap largest", "Gap iterations", "vs noise",
             "Time to target", "Tokens to target", "Sooner than baseline"]
     rows = []
     for run in g.runs:
         s, v = g.summaries[run.name], g.versus.get(run.name)
         if v is None:
             continue
+        if v.invalid:
+            rows.append([_configuration(g, s, run)] + [f"not valid ({v.invalid})"]
+                        + [BLANK] * (len(head) - 2))
+            continue
+        marked = "" if g.loss_meaningful else " (not meaningful)"
         rows.append([
             _configuration(g, s, run),
-            _f(v.gap.mean if v.gap else None, "{:+.4f}"),
+            _f(v.gap.mean if v.gap else None, "{:+.4f}" + marked),
             _f(v.gap.max if v.gap else None, "{:+.4f}"),
             f"{v.gap.first}–{v.gap.last}" if v.gap else BLANK,
-            v.verdict or BLANK,
-            f"{duration(v.ttt_s)} @{v.ttt_iteration}" if v.ttt_s is not None else BLANK,
+            (v.verdict + marked) if v.verdict else BLANK,
+            f"{duration(v.ttt_s)} @{v.ttt_iteration}{marked}" if v.ttt_s is not None else BLANK,
             count(v.ttt_tokens),
-            _f(v.ttt_speedup, "{:.3f}x"),
+            _f(v.ttt_speedup, "{:.3f}x" + marked),
         ])
     foot = []
     if g.target is not None:
         foot = ["", f"Target: the baseline's final smoothed loss {g.target:.4f} "
                     f"(window {g.window} logged iterations)."]
+    if not g.loss_meaningful:
+        foot += ["", f"Loss gaps and times to target are not meaningful here: "
+                     f"{'; '.join(g.caveats)}."]
+        return table(head, rows) + foot
     return table(head, rows) + foot + _verdicts(g)
 
 
@@ -206,7 +245,7 @@ def _verdicts(g) -> list:
     lines = ["", "In words, against the noise band and the target:", ""]
     for run in g.runs:
         v = g.versus.get(run.name)
-        if run.name in (g.baseline, g.noise_run) or v is None or v.gap is None:
+        if run.name in (g.baseline, g.noise_run) or v is None or v.gap is None or v.invalid:
             continue
         s = g.summaries[run.name]
         where = (f"stays within the seed-to-seed noise band (mean gap {v.gap.mean:+.4f}, band "
@@ -240,8 +279,13 @@ def _run_section(g, run, plot) -> list:
     s, log, args = g.summaries[run.name], run.log, run.log.args
     side = run.sidecar
     out = [f"#### {run.name}", ""]
-    items = [("Log", f"`{run.path}` ({log.size_bytes / 1e6:.2f} MB)"),
+    items = [("Log", f"`{shown_path(run.path)}` ({log.size_bytes / 1e6:.2f} MB)"),
              ("Status", status_text(s))]
+    if s.attempts:
+        items.append(("Attempts", "; ".join(
+            f"`{os.path.basename(a.path)}` {a.status} "
+            f"({_f(a.iterations_done, '{}')}/{_f(a.iterations_planned, '{}')})"
+            for a in s.attempts) + f" (shown: `{os.path.basename(run.path)}`)"))
     code = side.get("exit_code")
     if code is not None:
         items.append(("Exit code", f"{code} (sidecar)"))
@@ -267,6 +311,10 @@ def _run_section(g, run, plot) -> list:
     timing = f"runtime {duration(s.runtime_s)}"
     if s.runtime_from:
         timing += f" (from {s.runtime_from})"
+    if s.segments > 1:
+        timing += f", {s.segments} segments"
+        if s.downtime_s:
+            timing += f" with {duration(s.downtime_s)} of downtime between them"
     timing += f", {s.timed_iterations} timed iterations"
     if log.steps.segment_starts[1:]:
         resumed = ", ".join(map(str, log.steps.segment_starts[1:]))
@@ -274,11 +322,11 @@ def _run_section(g, run, plot) -> list:
     items.append(("Timing", timing))
     if s.notes:
         items.append(("Notes", "; ".join(s.notes)))
-    out += [f"- {k}: {_cell(v, table_cell=False)}" for k, v in items]
-    context = log.status.context if s.status == "crashed" else []
+    out += [f"- {k}: {hide_paths(_cell(v, table_cell=False))}" for k, v in items]
+    context = log.status.context if s.status in ("crashed", "diverged") else []
     if context:
         out += ["", "Last lines before the crash:", "", "```text"]
-        out += [line.replace("```", "'''") for line in context]
+        out += [hide_paths(strip_prefixes(line)).replace("```", "'''") for line in context]
         out += ["```"]
     if plot:
         out += ["", f"![{run.name}]({plot})"]
@@ -327,6 +375,7 @@ def _gpu(s, side) -> str:
 def _versions(side) -> str:
     env = side.get("environment") if isinstance(side.get("environment"), dict) else {}
     names = (("python", "python"), ("torch", "torch"), ("cuda", "CUDA"),
+             ("cuda_driver", "driver's CUDA"),
              ("transformer_engine", "Transformer Engine"), ("megatron_core", "Megatron-Core"),
              ("apex", "apex"))
     parts = [f"{label} {env[k] if env[k] is not None else 'none'}" for k, label in names
@@ -347,6 +396,29 @@ def _overrides(side) -> str:
 
 
 # --- formatting ----------------------------------------------------------------------------
+
+
+def shown_path(path: str) -> str:
+    """A path as the report shows it: as given when relative, else relative to the working
+    directory (an absolute path names one machine's folders)."""
+    if not os.path.isabs(path):
+        return path
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return os.path.basename(path)
+
+
+# An absolute path in text: /home/u/x/..., /workspace/megatron/...; the last parts stay.
+_ABS_PATH = re.compile(r"(?<![\w.~/:…])/(?:[\w.+-]+/)+(?=[\w.+-]+)")
+
+
+def hide_paths(text: str) -> str:
+    """Text with absolute paths cut to their last parts ("…/megatron/training/training.py")."""
+    def cut(m: re.Match) -> str:
+        parts = [p for p in m.group(0).split("/") if p]
+        return "…/" + "/".join(parts[-2:]) + "/"
+    return _ABS_PATH.sub(cut, text)
 
 
 def _f(value, fmt: str) -> str:

@@ -32,14 +32,18 @@ class FlagSpec:
 
     @property
     def is_switch(self) -> bool:
+        """True for a flag that takes no value (store_true/store_false)."""
         return self.action in ("store_true", "store_false", "store_const", "boolean_optional")
 
     @property
     def takes_list(self) -> bool:
+        """True for a flag that takes several values (nargs * or +)."""
         return self.nargs in ("*", "+") or (isinstance(self.nargs, int) and self.nargs > 1)
 
 
 def snapshot_path(version: str) -> Path:
+    """tools/fp8suite/data/megatron_flags_<version>.json: the flag snapshot of a megatron-core
+    version."""
     return DATA_DIR / f"megatron_flags_{version}.json"
 
 

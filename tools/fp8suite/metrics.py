@@ -11,9 +11,14 @@ Definitions (the report's "How to read this" repeats them):
   `--log-throughput`). MFU = that / the GPU's dense peak for the run's precision.
 * Smoothed loss: trailing mean of the last W finite `lm loss` values, W = 10% of the logged
   values, at least 5 (all of them when fewer). The final smoothed loss is its last value.
-* Runtime: from the start of the first logged iteration to the last iteration line (iteration
-  timestamps), so evaluations and saves in between count and start-up does not; the sum of
-  iteration times when the log has no timestamps.
+* Runtime: the sum of the log's segments' spans (a segment is one launch: from the start of its
+  first logged iteration to its last iteration line, by the iteration timestamps), so
+  evaluations and saves in between count and start-up does not; the sum of iteration times
+  where the log has no timestamps or the clock stepped back. Downtime: the time between
+  segments (a crash and its requeue), shown separately.
+
+No input makes these functions raise: a figure that cannot be computed (an overflow, a value
+out of range) is blank with a note.
 """
 
 from __future__ import annotations
@@ -22,21 +27,23 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import recipes
-from .logparse import arg_int, arg_value
+from . import status as S
+from .logvocab import (GBS, ITER_MS, LOSS, MAX_ALLOCATED, MAX_RESERVED, NAN_EXIT_CODES, SAMPLES,
+                       TFLOPS, VAL_LOSS, arg_int, arg_value, mock_data)
 
-LOSS = "lm loss"
-ITER_MS = "elapsed time per iteration (ms)"
-TFLOPS = "throughput per GPU (TFLOP/s/GPU)"
-SAMPLES = "consumed samples"
-GBS = "global batch size"
-VAL_LOSS = "lm loss value"
+if TYPE_CHECKING:
+    from .runs import LoggedRun
 
 # The keys that define a model/batch shape: runs compare only when these agree.
 SHAPE_KEYS = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
               "seq_length", "global_batch_size", "micro_batch_size", "world_size")
+
+# Fewer logged iterations than this make loss comparisons not meaningful (warm-up dominates).
+MIN_ITERATIONS_FOR_LOSS = 100
+
 
 @dataclass
 class Summary:
@@ -46,12 +53,16 @@ class Summary:
     label: str  # "BF16", "FP8 tensorwise +param-gather", ...
     precision: Optional[str]  # "bf16", "fp8", "fp4", "fp16", "fp32"; None without arguments
     seed: Optional[int]
-    status: str
+    status: str  # one of status.LOG_STATUSES
     reason: str
     iterations_done: Optional[int]
     iterations_planned: Optional[int]
-    runtime_s: Optional[float] = None
-    runtime_from: str = ""  # "timestamps" or "sum of iteration times"
+    runtime_s: Optional[float] = None  # sum of segment spans
+    runtime_from: str = ""  # "timestamps", "sum of iteration times" or both
+    downtime_s: Optional[float] = None  # between segments (crash to requeue), None if none
+    segments: int = 0
+    diverged_at: Optional[int] = None
+    mock_data: bool = False
     launch_s: Optional[float] = None  # sidecar ended - started
     median_iter_ms: Optional[float] = None
     timed_iterations: int = 0
@@ -70,6 +81,12 @@ class Summary:
     val_iteration: Optional[int] = None
     notes: list = field(default_factory=list)
     baseline_recipe: bool = False  # the run's recipe is recipes.BASELINE (plain BF16)
+    attempts: list = field(default_factory=list)  # runs.Attempt, oldest first
+
+    @property
+    def failed(self) -> bool:
+        """Diverged, crashed or unreadable: its figures are no valid comparison."""
+        return self.status in S.FAILED
 
 
 # --- labels --------------------------------------------------------------------------------
@@ -167,9 +184,9 @@ def _seconds_between(a: Optional[str], b: Optional[str]) -> Optional[float]:
 # --- the per-run summary -------------------------------------------------------------------
 
 
-def summarize(run, warmup: int) -> Summary:
-    """All per-run figures for one `runs.LoggedRun`."""
-    log, args, steps = run.log, run.log.args, run.log.steps
+def summarize(run: "LoggedRun", warmup: int) -> Summary:
+    """All per-run figures for one `runs.LoggedRun`; never raises on content."""
+    log, args = run.log, run.log.args
     st = log.status
     name, reason = with_exit_code(st.name, st.reason, run.sidecar.get("exit_code"))
     s = Summary(
@@ -182,44 +199,59 @@ def summarize(run, warmup: int) -> Summary:
         reason=reason,
         iterations_done=st.last_iteration,
         iterations_planned=st.planned_iterations,
+        diverged_at=st.diverged_at,
+        mock_data=mock_data(args),
+        attempts=list(getattr(run, "attempts", [])),
     )
-    its = steps.iterations
-    iter_ms = steps.column(ITER_MS)
-    log_interval = arg_int(args, "log_interval")
-    lengths = interval_lengths(its, log_interval)
+    for part in (_timing, _speed, _gpu_and_memory, _loss):
+        try:
+            part(s, run, warmup)
+        except (ArithmeticError, ValueError, TypeError) as e:
+            s.notes.append(f"some figures blank ({type(e).__name__}: {' '.join(str(e).split())})")
+    s.notes = _notes(run) + s.notes
+    return s
 
-    # Runtime: iteration timestamps when present, else the sum of iteration times.
-    if its:
-        span = _seconds_between(steps.timestamp(0), steps.timestamp(len(its) - 1))
-        first = iter_ms[0]
-        if span is not None and first is not None and math.isfinite(first):
-            s.runtime_s, s.runtime_from = span + first * lengths[0] / 1000, "timestamps"
-        else:
-            total = [ms * n for ms, n in zip(iter_ms, lengths) if ms is not None
-                     and math.isfinite(ms)]
-            if total:
-                s.runtime_s, s.runtime_from = sum(total) / 1000, "sum of iteration times"
+
+def _timing(s: Summary, run: "LoggedRun", warmup: int) -> None:
+    """Runtime = the sum of segment spans; downtime between segments apart."""
+    segs = run.log.segments
+    spans = [g.span_s for g in segs if g.span_s is not None and math.isfinite(g.span_s)]
+    if spans:
+        s.runtime_s = math.fsum(spans)
+        s.runtime_from = " and ".join(sorted({g.span_from for g in segs if g.span_from}))
+    s.segments = len(segs)
+    gaps = [g.downtime_before_s for g in segs[1:] if g.downtime_before_s is not None]
+    if gaps:
+        s.downtime_s = math.fsum(gaps)
     side = run.sidecar
     s.launch_s = _seconds_between(_text(side.get("started")), _text(side.get("ended")))
 
-    # Speed.
+
+def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
+    args, steps = run.log.args, run.log.steps
+    its = steps.iterations
+    iter_ms = steps.column(ITER_MS)
     mask = timed_mask(its, steps.segment_starts, warmup, arg_int(args, "eval_interval"),
-                      arg_int(args, "save_interval"), log_interval)
+                      arg_int(args, "save_interval"), arg_int(args, "log_interval"))
     times = finite(ms for ms, keep in zip(iter_ms, mask) if keep)
     s.timed_iterations = len(times)
-    if times:
-        s.median_iter_ms = statistics.median(times)
-        tflops = finite(t for t, keep in zip(steps.column(TFLOPS), mask) if keep)
-        s.tflops_gpu = statistics.median(tflops) if tflops else None
-        gbs = arg_int(args, "global_batch_size") or _last(finite(steps.column(GBS)))
-        seq = arg_int(args, "seq_length")
-        world = arg_int(args, "world_size")
-        if gbs and seq and world and s.median_iter_ms > 0:
-            s.tokens_per_s_gpu = gbs * seq / (s.median_iter_ms / 1000) / world
+    if not times:
+        return
+    s.median_iter_ms = statistics.median(times)
+    tflops = finite(t for t, keep in zip(steps.column(TFLOPS), mask) if keep)
+    s.tflops_gpu = statistics.median(tflops) if tflops else None
+    gbs = arg_int(args, "global_batch_size") or _last(finite(steps.column(GBS)))
+    seq = arg_int(args, "seq_length")
+    world = arg_int(args, "world_size")
+    if gbs and seq and world and s.median_iter_ms > 0:
+        s.tokens_per_s_gpu = gbs * seq / (s.median_iter_ms / 1000) / world
 
+
+def _gpu_and_memory(s: Summary, run: "LoggedRun", warmup: int) -> None:
     # GPU and MFU: the sidecar names the GPU the run had; the manifest the one it was meant for.
-    gpu = (side.get("environment") or {}).get("gpu") if isinstance(side.get("environment"),
-                                                                      dict) else None
+    side = run.sidecar
+    env = side.get("environment") if isinstance(side.get("environment"), dict) else {}
+    gpu = env.get("gpu")
     if isinstance(gpu, dict) and _text(gpu.get("name")):
         s.gpu, s.gpu_from = _text(gpu.get("name")), "sidecar"
     elif _text(run.manifest.get("gpu")):
@@ -227,53 +259,57 @@ def summarize(run, warmup: int) -> Summary:
     s.peak_tflops = peak_tflops(s.gpu, s.precision)
     if s.peak_tflops and s.tflops_gpu is not None:
         s.mfu = s.tflops_gpu / s.peak_tflops
-
     # Memory: Megatron's "MB" are MiB (bytes / 2**20), so / 1024 gives GiB.
-    mem = log.memory_peak_mb
-    if "max allocated" in mem:
-        s.peak_alloc_gb = mem["max allocated"] / 1024
-    if "max reserved" in mem:
-        s.peak_reserved_gb = mem["max reserved"] / 1024
+    mem = run.log.memory_peak_mb
+    if MAX_ALLOCATED in mem:
+        s.peak_alloc_gb = mem[MAX_ALLOCATED] / 1024
+    if MAX_RESERVED in mem:
+        s.peak_reserved_gb = mem[MAX_RESERVED] / 1024
 
-    # Loss.
+
+def _loss(s: Summary, run: "LoggedRun", warmup: int) -> None:
+    log, steps = run.log, run.log.steps
+    its = steps.iterations
     losses = finite(steps.column(LOSS))
     if losses:
         s.min_loss = min(losses)
         s.smooth_window = smoothing_window(len(losses))
         # The last point of the same curve time-to-target walks, so a baseline always
-        # reaches its own final smoothed loss.
-        s.final_loss = smoothed(its, steps.column(LOSS), s.smooth_window)[-1][1]
+        # reaches its own final smoothed loss. A diverged run has no valid final loss.
+        curve = smoothed(its, steps.column(LOSS), s.smooth_window)
+        if curve and s.status != S.DIVERGED:
+            s.final_loss = curve[-1][1]
     vals = [v for v in log.validations if v.split == "validation" and VAL_LOSS in v.fields
             and math.isfinite(v.fields[VAL_LOSS])]
-    if vals:
+    if vals and s.status != S.DIVERGED:
         last = max(vals, key=lambda v: v.iteration)  # the final one when several share it
         last = [v for v in vals if v.iteration == last.iteration][-1]
         s.val_loss, s.val_iteration = last.fields[VAL_LOSS], last.iteration
-
-    s.notes = _notes(run)
-    return s
 
 
 _SIGNALS = {6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
 
 
-def with_exit_code(status: str, reason: str, code) -> tuple:
+def with_exit_code(status: str, reason: str, code: object) -> tuple[str, str]:
     """(status, reason) once the launcher's exit code is known.
 
     A log that just stops says nothing about how the process ended; the sidecar's exit code
     does: non-zero is a crash the log could not show (killed, segfault), zero a finished
     process whose log was cut.
     """
-    if not isinstance(code, int) or isinstance(code, bool) or status != "running/truncated":
+    if not isinstance(code, int) or isinstance(code, bool) or status != S.TRUNCATED:
         return status, reason
     if code == 0:
         return status, reason + "; the process exited with code 0"
+    if code in NAN_EXIT_CODES:
+        return S.DIVERGED, (f"exit code {code}: Megatron's check of NaN/Inf results stopped "
+                            f"training ({reason})")
     sig = -code if code < 0 else code - 128 if code > 128 else None
     how = f" ({_SIGNALS[sig]})" if sig in _SIGNALS else ""
     return "crashed", f"crashed: exit code {code}{how} with no error in the log ({reason})"
 
 
-def _notes(run) -> list:
+def _notes(run: "LoggedRun") -> list[str]:
     log = run.log
     notes = []
     if log.restarts:
@@ -289,13 +325,14 @@ def _notes(run) -> list:
         notes.append(f"{n} non-finite {key}")
     code = run.sidecar.get("exit_code")
     if isinstance(code, int) and not isinstance(code, bool):
-        failed = log.status.name == "crashed"
-        if code != 0 and log.status.name in ("completed", "time-limit", "exit-interval"):
+        failed = log.status.name == S.CRASHED
+        if code != 0 and log.status.name in (S.COMPLETED, S.TIME_LIMIT, S.EXIT_INTERVAL):
             notes.append(f"exit code {code} from the sidecar, but the log shows no crash")
         elif code == 0 and failed:
             notes.append("exit code 0 from the sidecar despite the crash in the log")
     if run.sidecar.get("interrupted") is True:
         notes.append("interrupted (Ctrl-C or TERM reached the launch script)")
+    notes.extend(log.status.notes)
     notes.extend(run.notes)
     return notes
 
@@ -304,5 +341,5 @@ def _text(value) -> Optional[str]:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _last(values: list):
+def _last(values: list) -> Optional[float]:
     return values[-1] if values else None

@@ -91,6 +91,16 @@ def next_log(folder: Path, run: str) -> Path:
     return attempt_log(folder, run, n)
 
 
+def run_of_log(stem: str) -> tuple[str, int]:
+    """The inverse of attempt_log and job_log for a log's stem: (run, attempt number or job
+    id), -1 for the first attempt: "RUN.3" -> ("RUN", 3), "RUN.812345" -> ("RUN", 812345),
+    "RUN" -> ("RUN", -1)."""
+    head, dot, tail = stem.rpartition(".")
+    if dot and head and tail.isdigit():
+        return head, int(tail)
+    return stem, -1
+
+
 def job_log(folder: PathLike, run: str, job_id: str) -> str:
     """A batch job's log: <folder>/<run>.<job_id>.log; job_id may be a placeholder ("%j")."""
     return f"{folder}/{run}.{job_id}.log"

@@ -1,5 +1,9 @@
 """PNG plots for a report: per group loss, iteration time and loss gap; per run a small pair.
 
+Loss curves are drawn twice: the raw logged values faint, the smoothed curve (the trailing
+mean the tables use, metrics.smoothed) solid. Legends stand outside the axes, so no curve
+hides behind them.
+
 Deterministic: matplotlib's default style (not the user's matplotlibrc), a fixed figure size
 and dpi, the Agg canvas of the object API (no pyplot state), and no "Software" PNG metadata,
 so identical input gives identical bytes on the same matplotlib version. Series longer than
@@ -11,21 +15,24 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable, Optional
 
 import matplotlib
 import matplotlib.style
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from . import compare, metrics
-from .logparse import arg_int
+from .logvocab import arg_int
+from .runs import LoggedRun
 
 MAX_POINTS = 4000
 DPI = 100
 _BASELINE_COLOR = "black"
 
 
-def write_plots(groups: list, out_dir: Path) -> dict:
+def write_plots(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tuple[str, str]]]:
     """Write every plot; return {group slug: [(kind, file name), ...]} with kind in
     "loss", "iter-time", "loss-gap", "run:<name>"."""
     # The default style, not whatever matplotlibrc the user has: same input, same bytes.
@@ -33,42 +40,55 @@ def write_plots(groups: list, out_dir: Path) -> dict:
         return _write_all(groups, out_dir)
 
 
-def _write_all(groups: list, out_dir: Path) -> dict:
-    written = {}
+def _save_safely(make: Callable[[], Figure], out_dir: Path, name: str) -> Optional[str]:
+    """Draw and save one plot; None when matplotlib cannot draw these values."""
+    try:
+        return _save(make(), out_dir, name)
+    except (ValueError, OverflowError, ArithmeticError):
+        return None
+
+
+def _write_all(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tuple[str, str]]]:
+    written: dict = {}
     for g in groups:
         files = written.setdefault(g.slug, [])
+
+        def add(kind: str, make, name: str) -> None:
+            saved = _save_safely(make, out_dir, name)
+            if saved:
+                files.append((kind, saved))
+
         loss = [_series(g, r, metrics.LOSS) for r in g.runs]
         loss = [s for s in loss if s[1]]
         if loss:
-            files.append(("loss", _save(_loss_figure(g, loss), out_dir, f"{g.slug}-loss.png")))
+            add("loss", lambda: _loss_figure(g, loss), f"{g.slug}-loss.png")
         times = [_timed_series(g, r) for r in g.runs]
         times = [s for s in times if s[1]]
         if times:
-            files.append(("iter-time", _save(_time_figure(g, times), out_dir,
-                                             f"{g.slug}-iter-time.png")))
+            add("iter-time", lambda: _time_figure(g, times), f"{g.slug}-iter-time.png")
         if g.baseline:
             gaps = _gap_series(g)
             if gaps:
-                files.append(("loss-gap", _save(_gap_figure(g, gaps), out_dir,
-                                                f"{g.slug}-loss-gap.png")))
+                add("loss-gap", lambda: _gap_figure(g, gaps), f"{g.slug}-loss-gap.png")
         for r in g.runs:
             lo = _series(g, r, metrics.LOSS)
             ti = _timed_series(g, r)
             if lo[1] or ti[1]:
-                name = f"{g.slug}-run-{compare.slugify(r.name)}.png"
-                files.append((f"run:{r.name}", _save(_run_figure(r.name, lo, ti), out_dir, name)))
+                add(f"run:{r.name}", lambda: _run_figure(r.name, lo, ti),
+                    f"{g.slug}-run-{compare.slugify(r.name)}.png")
     return written
 
 
 # --- data ----------------------------------------------------------------------------------
 
 
-def _finite_xy(xs, ys):
-    pts = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
+def _finite_xy(xs: list, ys: list) -> tuple[list, list]:
+    # Values beyond 1e300 are as good as infinite for a plot (axis limits overflow).
+    pts = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y) and abs(y) < 1e300]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def _thin(xs, ys):
+def _thin(xs: list, ys: list) -> tuple[list, list]:
     """Bucket means down to MAX_POINTS points (deterministic)."""
     n = len(xs)
     if n <= MAX_POINTS:
@@ -87,12 +107,12 @@ def _label(g, run) -> str:
     return label + " [baseline]" if run.name == g.baseline else label
 
 
-def _series(g, run, key):
+def _series(g: compare.Group, run: LoggedRun, key: str) -> tuple:
     xs, ys = _finite_xy(run.log.steps.iterations, run.log.steps.column(key))
     return (_label(g, run), *_thin(xs, ys), run.name == g.baseline)
 
 
-def _timed_series(g, run):
+def _timed_series(g: compare.Group, run: LoggedRun) -> tuple:
     steps, args = run.log.steps, run.log.args
     mask = metrics.timed_mask(steps.iterations, steps.segment_starts, g.warmup,
                               arg_int(args, "eval_interval"), arg_int(args, "save_interval"),
@@ -103,7 +123,7 @@ def _timed_series(g, run):
     return (_label(g, run), *_thin(xs, ys), run.name == g.baseline)
 
 
-def _gap_series(g):
+def _gap_series(g: compare.Group) -> list:
     base = next(r for r in g.runs if r.name == g.baseline)
     out = []
     for r in g.runs:
@@ -119,58 +139,72 @@ def _gap_series(g):
 # --- figures -------------------------------------------------------------------------------
 
 
-def _figure(width=8.0, height=4.5, ncols=1):
+def _figure(width: float = 13.0, height: float = 4.5, ncols: int = 1) -> tuple:
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
     return fig, axes
 
 
-def _draw(ax, series):
-    for label, xs, ys, is_base in series:
-        kw = {"color": _BASELINE_COLOR, "linewidth": 1.6} if is_base else {"linewidth": 1.2}
+def _draw(ax: Axes, series: list, smooth: bool = False) -> None:
+    """One line per series; with `smooth`, the raw values faint and the trailing mean solid."""
+    for n, (label, xs, ys, is_base) in enumerate(series):
+        color = _BASELINE_COLOR if is_base else f"C{n % 10}"
+        width = 1.6 if is_base else 1.2
+        if smooth and len(xs) >= 10:
+            window = metrics.smoothing_window(len(ys))
+            curve = metrics.smoothed(xs, ys, window)
+            ax.plot(xs, ys, color=color, linewidth=0.5, alpha=0.18)
+            ax.plot([p[0] for p in curve], [p[1] for p in curve], color=color, linewidth=width,
+                    label=f"{label}, mean of {window}")
+            continue
         marker = "o" if len(xs) <= 40 else None
-        ax.plot(xs, ys, label=label, marker=marker, markersize=3, **kw)
+        ax.plot(xs, ys, label=label, marker=marker, markersize=3, color=color, linewidth=width)
 
 
-def _log_y_if_wide(ax, series):
+def _log_y_if_wide(ax: Axes, series: list) -> None:
     ys = [y for _, _, s_ys, _ in series for y in s_ys if y > 0]
     if ys and len(ys) == sum(len(s[2]) for s in series) and max(ys) / min(ys) > 20:
         ax.set_yscale("log")
 
 
-def _from_zero(ax, ys):
+def _from_zero(ax: Axes, ys: list) -> None:
     """Times from 0 with headroom above the highest point (autoscale would clip it at 0..max)."""
-    ax.set_ylim(0, max(ys) * 1.08 if ys and max(ys) > 0 else 1)
+    top = max(ys) * 1.08 if ys and max(ys) > 0 else 1.0
+    ax.set_ylim(0, top if math.isfinite(top) else max(ys))
 
 
-def _finish(fig, ax, title, xlabel, ylabel, legend=True):
+def _finish(fig: Figure, ax: Axes, title: str, xlabel: str, ylabel: str,
+            legend: bool = True) -> Figure:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+        # Outside the axes, on the right: the room is kept by tight_layout's rect.
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        fig.subplots_adjust(left=0.07, right=0.50, top=0.92, bottom=0.12)
+    else:
+        fig.tight_layout()
     return fig
 
 
-def _loss_figure(g, series):
+def _loss_figure(g: compare.Group, series: list) -> Figure:
     fig, (ax,) = _figure()
-    _draw(ax, series)
+    _draw(ax, series, smooth=True)
     _log_y_if_wide(ax, series)
-    return _finish(fig, ax, f"{g.title}: training loss", "iteration", "lm loss")
+    return _finish(fig, ax, f"{g.title}: training loss", "iteration", metrics.LOSS)
 
 
-def _time_figure(g, series):
+def _time_figure(g: compare.Group, series: list) -> Figure:
     fig, (ax,) = _figure()
     _draw(ax, series)
     _from_zero(ax, [y for s in series for y in s[2]])
     return _finish(fig, ax, f"{g.title}: iteration time (timed iterations)", "iteration",
-                   "elapsed time per iteration (ms)")
+                   metrics.ITER_MS)
 
 
-def _gap_figure(g, series):
+def _gap_figure(g: compare.Group, series: list) -> Figure:
     fig, (ax,) = _figure()
     ax.axhline(0.0, color=_BASELINE_COLOR, linewidth=0.8, label=f"baseline ({g.baseline})")
     # Shade the window of the noise band, else of the longest comparison: a run that stopped
@@ -188,13 +222,12 @@ def _gap_figure(g, series):
                    "loss gap (run - baseline)")
 
 
-def _run_figure(name, loss, times):
+def _run_figure(name: str, loss: tuple, times: tuple) -> Figure:
     fig, (ax1, ax2) = _figure(9.0, 3.2, ncols=2)
     if loss[1]:
-        ax1.plot(loss[1], loss[2], linewidth=1.2, marker="o" if len(loss[1]) <= 40 else None,
-                 markersize=3)
+        _draw(ax1, [(loss[0], loss[1], loss[2], False)], smooth=True)
         _log_y_if_wide(ax1, [loss])
-    _finish(fig, ax1, f"{name}: lm loss", "iteration", "lm loss", legend=False)
+    _finish(fig, ax1, f"{name}: {metrics.LOSS}", "iteration", metrics.LOSS, legend=False)
     if times[1]:
         ax2.plot(times[1], times[2], linewidth=1.2, color="tab:orange",
                  marker="o" if len(times[1]) <= 40 else None, markersize=3)

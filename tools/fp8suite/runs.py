@@ -12,27 +12,45 @@ Any field may be missing; a sidecar that is not valid JSON becomes a note on the
 error. A manifest (`experiments/generated/<matrix>.manifest.json`) is optional and only adds
 labels (axes, GPU) to runs it names.
 
-Bad usage (a path that does not exist or cannot be read, no logs at all, a broken manifest)
-raises `UsageError` with one line.
+Attempts: `RUN.log`, `RUN.1.log`, `RUN.2.log`, ... (the launch script's repeat number, or
+Slurm's job id `RUN.<jobid>.log`) in one directory are attempts of one run `RUN`. The report
+shows the run once: its latest completed attempt, else its latest attempt, with every attempt
+listed (`LoggedRun.attempts`).
+
+Bad usage (a path that does not exist, no logs at all, a broken manifest) raises `UsageError`
+with one line. A log that cannot be read or parsed becomes a run with status "unreadable".
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from . import paths
+from . import status as S
 from .errors import UsageError
-from .logparse import ParsedLog, parse_log
+from .logparse import ParsedLog, Status, Steps, parse_log
+
+
+@dataclass
+class Attempt:
+    """One launch of a run: its own log."""
+
+    path: str
+    status: str
+    reason: str
+    iterations_done: Optional[int]
+    iterations_planned: Optional[int]
 
 
 @dataclass
 class LoggedRun:
-    """One log found on disk, with its sidecar and manifest entry (what the report reads)."""
+    """One log found on disk, with its sidecar and manifest entry (what the report reads);
+    after `group_attempts`, one run with every attempt listed."""
 
     name: str
     path: str  # as found from the command-line input (relative inputs stay relative)
@@ -41,6 +59,7 @@ class LoggedRun:
     sidecar: dict = field(default_factory=dict)  # {} when absent or unreadable
     manifest: dict = field(default_factory=dict)  # this run's manifest entry, {} when none
     notes: list = field(default_factory=list)  # problems with side files, one line each
+    attempts: list = field(default_factory=list)  # [Attempt], oldest first; [] for one log
 
 
 # Folders inside a log directory that hold other tools' logs, not training runs: W&B's offline
@@ -82,14 +101,14 @@ def find_logs(inputs: list) -> list:
     return found
 
 
-def load_sidecar(log_path: Path):
+def load_sidecar(log_path: Path) -> tuple[dict, Optional[str]]:
     """(sidecar dict, note or None) for `X.meta.json` beside `X.log`."""
-    meta = log_path.with_name(log_path.stem + ".meta.json")
+    meta = paths.sidecar_of(log_path)
     if not meta.exists():
         return {}, None
     try:
         data = json.loads(meta.read_bytes().decode("utf-8", "replace"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         return {}, f"sidecar {meta.name} unreadable ({_one_line(e)}); launch details missing"
     if not isinstance(data, dict):
         return {}, f"sidecar {meta.name} is not a JSON object; launch details missing"
@@ -117,7 +136,7 @@ def manifest_entry(manifest: dict, stem: str) -> dict:
     for a repeated launch (`RUN.1.log`) or Slurm for the job id (`RUN.<jobid>.log`)."""
     if stem in manifest:
         return manifest[stem]
-    base = re.sub(r"\.\d+$", "", stem)
+    base = paths.run_of_log(stem)[0]
     return manifest.get(base, {})
 
 
@@ -132,8 +151,8 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
     for p in paths:
         try:
             sizes.append(p.stat().st_size)
-        except OSError as e:
-            raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
+        except OSError:
+            sizes.append(0)  # reported on the run itself
     if len(paths) < PROGRESS_MIN_LOGS and sum(sizes) < PROGRESS_MIN_BYTES:
         progress = None
     if progress:
@@ -142,24 +161,67 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
     for i, (p, size) in enumerate(zip(paths, sizes), 1):
         if progress:
             progress(f"[{i}/{len(paths)}] {p.stem} {_mb(size)}")
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
         sidecar, note = load_sidecar(p)
+        notes = [note] if note else []
+        try:
+            log = parse_log(p.read_bytes())
+        except OSError as e:
+            log = unreadable_log(f"cannot read the log: {e.strerror or _one_line(e)}", size)
+        except Exception as e:  # a parser bug must not stop the other runs
+            log = unreadable_log(f"cannot parse the log: {type(e).__name__}: {_one_line(e)}",
+                                 size)
         runs.append(LoggedRun(
             name=p.stem,
             path=str(p),
             directory=str(p.parent),
-            log=parse_log(data),
+            log=log,
             sidecar=sidecar,
             manifest=manifest_entry(manifest, p.stem),
-            notes=[note] if note else [],
+            notes=notes,
         ))
-    return runs
+    return group_attempts(runs)
+
+
+def unreadable_log(reason: str, size: int = 0) -> ParsedLog:
+    """A ParsedLog with status "unreadable" and nothing else."""
+    return ParsedLog(size_bytes=size, steps=Steps(), validations=[], memory_peak_mb={}, args={},
+                     args_dumps=0, status=Status(S.UNREADABLE, reason))
+
+
+def attempt_of(stem: str) -> tuple[str, int]:
+    """(run name, attempt number or -1): `RUN.3` -> ("RUN", 3), `RUN` -> ("RUN", -1)
+    (the naming rule is paths.run_of_log)."""
+    return paths.run_of_log(stem)
+
+
+def group_attempts(runs: list) -> list:
+    """One LoggedRun per (directory, run name): the latest completed attempt, else the latest one;
+    every attempt listed in `attempts`. Order: as the runs came, by their first attempt."""
+    by_key: dict = {}
+    for r in runs:
+        name, n = attempt_of(r.name)
+        by_key.setdefault((r.directory, name), []).append((n, r))
+    out = []
+    for (directory, name), found in by_key.items():
+        found.sort(key=lambda x: x[0])
+        tries = [r for _, r in found]
+        if len(tries) == 1 and found[0][0] < 0:
+            out.append(tries[0])
+            continue
+        done = [r for r in tries if r.log.status.name in S.FINISHED]
+        chosen = (done or tries)[-1]
+        chosen.attempts = [Attempt(r.path, r.log.status.name, r.log.status.reason,
+                                   r.log.status.last_iteration, r.log.status.planned_iterations)
+                           for r in tries]
+        if not chosen.manifest:
+            chosen.manifest = next((r.manifest for r in tries if r.manifest), {})
+        chosen.name = name
+        out.append(chosen)
+    return out
 
 
 def stderr_progress(line: str) -> None:
+    """A progress callback for `load_runs`: print its line to stderr."""
     print(line, file=sys.stderr, flush=True)
 
 

@@ -33,6 +33,9 @@ MIRRORED = ("state", "reason", "iteration", "train_iters", "exit_code", "log", "
 
 
 class RunState:
+    """The status file of one matrix's runs, in memory: `runs` maps run names to records whose
+    fields mirror their latest attempt. Changes are written by `save()`."""
+
     def __init__(self, path: Path, matrix: str, name: str):
         self.path = Path(path)
         self.data: dict[str, Any] = {"matrix": matrix, "name": name, "updated": None, "runs": {}}
@@ -40,6 +43,8 @@ class RunState:
 
     @classmethod
     def load(cls, path: Path, matrix: str, name: str) -> "RunState":
+        """The status file at `path` (empty when it does not exist yet); StateFileError when it
+        exists but cannot be used."""
         state = cls(path, matrix, name)
         found = _read(state.path)
         if found is not None:
@@ -48,6 +53,8 @@ class RunState:
 
     @property
     def runs(self) -> dict[str, dict[str, Any]]:
+        """Run name -> record ({state, reason, iteration, train_iters, exit_code, log, meta,
+        job_id, attempts})."""
         return self.data["runs"]
 
     def record(self, run: str) -> dict[str, Any]:
@@ -55,6 +62,8 @@ class RunState:
         return self.runs.setdefault(run, {"state": "pending", "reason": "", "attempts": []})
 
     def latest(self, run: str) -> Optional[dict[str, Any]]:
+        """The run's latest attempt (a dict: mode, state, log, meta, job_id, ...), None before
+        the first."""
         attempts = self.record(run)["attempts"]
         return attempts[-1] if attempts else None
 

@@ -52,7 +52,8 @@ class Target:
     """Default of the scripts' NNODES, and the node count of the Slurm batch scripts."""
 
     transformer_engine: str = "2.20"
-    """Transformer Engine version on the target machines; each recipe's minimum is in recipes.py."""
+    """Transformer Engine version on the target machines; each recipe's minimum is in
+    recipes.py."""
 
     cuda: str = "13.0"
     """CUDA version on the target machines; each recipe's minimum is in recipes.py."""
@@ -226,6 +227,7 @@ class ExpandedRun:
         return ""
 
     def group_of(self, flag: str) -> Optional[str]:
+        """The flag group (model, training, ...) that sets `flag`, or None."""
         for group, flags in self.groups.items():
             if flag in flags:
                 return group

@@ -15,6 +15,8 @@ import argparse
 import hashlib
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +28,9 @@ from .environment import describe
 
 def start(meta: Path, run: str, script: str, matrix: str, log: str, env: list[str],
           args: list[str]) -> dict[str, Any]:
+    """Write the sidecar at `meta` as a run starts: the run, its script (and SHA-256), matrix,
+    log, launch overrides (env NAME=VALUE words, extra Megatron args) and the machine
+    (environment.describe()); returns what was written."""
     data = {
         "run": run,
         "script": script,
@@ -37,11 +42,29 @@ def start(meta: Path, run: str, script: str, matrix: str, log: str, env: list[st
         "overrides": {"args": args, "env": dict(item.split("=", 1) for item in env if "=" in item)},
         "environment": describe(),
     }
+    env = data["environment"]
+    if isinstance(env, dict):
+        # torch's CUDA (what the kernels were built for) is env["cuda"]; the driver's own
+        # CUDA version says what the machine can run.
+        env.setdefault("cuda_driver", cuda_driver_version())
     _write(meta, data)
     return data
 
 
+def cuda_driver_version() -> Optional[str]:
+    """The CUDA version the NVIDIA driver supports ("13.0", from nvidia-smi's header), or
+    None without nvidia-smi. Never raises."""
+    try:
+        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"CUDA Version:\s*([0-9.]+)", out)
+    return m.group(1) if m else None
+
+
 def end(meta: Path, exit_code: int, interrupted: bool) -> dict[str, Any]:
+    """Record how the run ended in its sidecar: ended (UTC ISO time), exit_code (the script's
+    status), interrupted."""
     data = read(meta) or {}
     data.update(ended=now(), exit_code=exit_code, interrupted=interrupted)
     _write(meta, data)
@@ -49,6 +72,7 @@ def end(meta: Path, exit_code: int, interrupted: bool) -> dict[str, Any]:
 
 
 def read(meta: Path) -> Optional[dict[str, Any]]:
+    """The sidecar at `meta` as a dict, or None when it is missing or not valid JSON."""
     try:
         data = json.loads(meta.read_text())
     except (OSError, ValueError):
@@ -73,6 +97,8 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Command line of the launch scripts (python -m fp8suite.sidecar ... start|end); returns
+    the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after "--" is the run's extra Megatron args, verbatim (they start with "--").
     extra: list[str] = []

@@ -37,6 +37,8 @@ FINAL = {
 
 @dataclass
 class Job:
+    """One Slurm job as `scontrol show job` reports it."""
+
     job_id: str
     state: str
     """Slurm's JobState, e.g. PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT."""
@@ -48,6 +50,8 @@ class Job:
 
     @property
     def run_state(self) -> str:
+        """The suite's run state of the job: pending, running, completed, failed, time-limited
+        or interrupted."""
         if self.state in PENDING:
             return "pending"
         if self.state in RUNNING:
@@ -56,6 +60,7 @@ class Job:
 
 
 def missing(*tools: str) -> list[str]:
+    """The tools among `tools` that are not on PATH."""
     return [tool for tool in tools if shutil.which(tool) is None]
 
 
@@ -97,6 +102,7 @@ def jobs(job_ids: list[str]) -> dict[str, Job]:
 
 
 def cancel(job_ids: list[str]) -> None:
+    """scancel the jobs; SlurmError when scancel fails."""
     if job_ids:
         _run(["scancel", *job_ids], None, None)
 

@@ -97,6 +97,8 @@ class Rendered:
 
 
 def environment() -> jinja2.Environment:
+    """The Jinja2 environment of templates/: StrictUndefined (a missing value is an error),
+    trailing newlines kept, no autoescaping, comments as <%# ... #%>."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(paths.TEMPLATES)),
         undefined=jinja2.StrictUndefined,
@@ -132,8 +134,8 @@ def render_runs(matrix: Matrix, runs: list[ExpandedRun], matrix_file: str, out_d
 
 
 def context(matrix: Matrix, run: ExpandedRun, matrix_file: str, script: str, out_dir: Path) -> dict[str, Any]:
-    """The template values of one run, each prepared for where it goes (see the module doc);
-    `script` is the launch script every launcher starts."""
+    """Every value the templates write, each prepared for where it goes (see the module doc);
+    `script` is the launch script every launcher starts. Each launcher adds `self_path`."""
     s = run.settings
     numerics = recipes.of_flags(run.flags)
     snapshot = load_snapshot(s.target.megatron_core) or {}
@@ -165,7 +167,6 @@ def context(matrix: Matrix, run: ExpandedRun, matrix_file: str, script: str, out
         # A comment line starting "shellcheck" would be read as a shellcheck directive.
         "description": [comment(re.sub(r"^(?i:shellcheck)", r"(\g<0>)", line))
                         for line in textwrap.wrap(matrix.description, 95)],
-        "script_path": comment(script),
         "script_arg": shell_word(script),
         "matrix_arg": shell_word(matrix_file),
         "root_from_script": Shell(_dq(os.path.relpath(paths.ROOT, out_dir.resolve()))),
@@ -242,6 +243,7 @@ def shell_name(name: str) -> Shell:
 
 
 def env_value(value: Any) -> str:
+    """A matrix env value as the script exports it: booleans as 1/0, the rest as text."""
     if isinstance(value, bool):
         return "1" if value else "0"
     return str(value)

@@ -89,6 +89,7 @@ class Signals:
         self.first: Optional[int] = None
 
     def handle(self, signum: int, _frame) -> None:
+        """Signal handler: count the signal and remember the first one."""
         self.count += 1
         self.first = self.first or signum
 
@@ -99,6 +100,7 @@ class Signals:
 
     @property
     def name(self) -> str:
+        """Name of the first signal caught (SIGINT when none)."""
         return signal.Signals(self.first or signal.SIGINT).name
 
 

@@ -39,6 +39,7 @@ from typing import IO, Optional
 from .. import paths
 from .. import plan as plans
 from .. import sidecar
+from .. import status as log_status
 from ..errors import UsageError
 from ..logtail import LogTail
 from ..plan import Plan, RenderedRun
@@ -56,6 +57,7 @@ KNOBS = tuple(k for k in (*paths.KNOBS, paths.SUITE_DIR) if k not in plans.OWNED
 
 @dataclass
 class Options:
+    """How the local launcher runs the queue (from run.py's options)."""
     extra_args: list[str] = field(default_factory=list)
     """Megatron args appended to every run's command (they override the script's)."""
     env: dict[str, str] = field(default_factory=dict)
@@ -133,7 +135,7 @@ def _close_stale(selected, states) -> None:
     for plan, run in selected:
         state = states[plan.name]
         last = state.latest(run.name)
-        if not last or last.get("mode") != "local" or last.get("state") != "running":
+        if not last or last.get("mode") != NAME or last.get("state") != "running":
             continue
         if _attempt_alive(last):
             continue  # _check_not_running refuses it
@@ -182,7 +184,7 @@ def _check_not_running(todo, states) -> None:
     for plan, run in todo:
         state = states[plan.name]
         last = state.latest(run.name)
-        if not last or last.get("mode") != "local" or last.get("state") != "running":
+        if not last or last.get("mode") != NAME or last.get("state") != "running":
             continue
         if _attempt_alive(last):
             pid = last.get("pid") or "unknown"
@@ -374,7 +376,7 @@ def _outcome(code: int, tail: LogTail, stderr: IO[bytes], opts: Options, stopped
     if hard_killed:
         return "time-limited", (f"killed {opts.grace:g} s after the {opts.time_limit:g} min time limit, "
                                 "after training ignored --exit-duration-in-mins")
-    if tail.exiting.startswith("[exiting program after"):
+    if tail.time_limited:
         return "time-limited", tail.exiting
     if code == 0:
         if tail.done or tail.exiting:
@@ -385,11 +387,16 @@ def _outcome(code: int, tail: LogTail, stderr: IO[bytes], opts: Options, stopped
         return "failed", (f"exit status 0 at iteration {tail.iteration or 0}/{planned or '?'} "
                           "without Megatron's [after training is done]")
     reason = tail.failure() or _last_line(stderr)
+    # How the log says it ended, in the queue's words (one table: fp8suite.status): a
+    # scheduler's time limit or cancellation is not a failure of the run.
+    state = tail.run_state()
+    state = state if state in (log_status.RUN_STATE[log_status.TIME_LIMIT],
+                               log_status.RUN_STATE[log_status.CANCELLED]) else "failed"
     if code < 0:
         detail = f"killed by {signal.Signals(-code).name}"
     else:
         detail = f"exit status {code}"
-    return "failed", f"{reason}; {detail}" if reason else detail
+    return state, f"{reason}; {detail}" if reason else detail
 
 
 def _last_line(f: IO[bytes]) -> str:
@@ -416,6 +423,7 @@ class LocalLauncher(Launcher):
     summary = "run the launch scripts (<run>.sh) one after another on this node (default)"
 
     def launch(self, selected, states, args, extra, env, display) -> int:
+        """Run the selected runs' scripts in turn; see `run_queue`."""
         opts = Options(extra_args=extra, env=env, time_limit=args.time_limit, grace=args.grace,
                        resume=args.resume, dry_run=args.dry_run)
         return run_queue(selected, states, opts, display)

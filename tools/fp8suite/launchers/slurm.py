@@ -32,6 +32,7 @@ NAME = "slurm"
 
 @dataclass
 class Options:
+    """How the Slurm launcher submits and watches (from run.py's options)."""
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     time_limit: Optional[float] = None
@@ -45,6 +46,7 @@ class Options:
     """Seconds between looks at the jobs while watching."""
 
     def sbatch_options(self) -> list[str]:
+        """--partition/--account/--time given on run.py's command line, as sbatch options."""
         out = []
         for name in ("partition", "account", "time"):
             value = getattr(self, name)
@@ -213,7 +215,7 @@ def _refresh(state: RunState, run: RenderedRun, att: dict, job: Optional[slurm.J
 
 def _ended(result: str, slurm_state: str, code: Optional[int], tail: LogTail) -> tuple[str, str]:
     if result == "completed":
-        if tail.exiting.startswith("[exiting program after"):
+        if tail.time_limited:
             return "time-limited", tail.exiting
         return "completed", tail.exiting
     if result == "time-limited":
@@ -279,6 +281,7 @@ class SlurmLauncher(Launcher):
 
     @classmethod
     def add_arguments(cls, ap: argparse.ArgumentParser) -> None:
+        """--slurm, and the sbatch options --partition, --account, --time, --poll."""
         group = ap.add_argument_group("Slurm")
         group.add_argument("--slurm", action="store_true", help="submit the runs' .sbatch files "
                            "(same as --launcher slurm)")
@@ -289,9 +292,11 @@ class SlurmLauncher(Launcher):
                            help="seconds between looks at the jobs while watching (default 10)")
 
     def requested(self, args: argparse.Namespace) -> bool:
+        """True with --slurm."""
         return bool(args.slurm)
 
     def check(self, args: argparse.Namespace, env: dict[str, str], chosen: bool) -> list[str]:
+        """sbatch options without --slurm, --slurm with --cancel, LOG_DIR for a job log."""
         problems = []
         if args.slurm and args.cancel:
             problems.append("--slurm and --cancel exclude each other")
@@ -305,16 +310,20 @@ class SlurmLauncher(Launcher):
         return problems
 
     def options(self, args: argparse.Namespace, extra: list[str], env: dict[str, str]) -> Options:
+        """The submission and watch options from run.py's arguments."""
         return Options(extra_args=extra, env=env, time_limit=args.time_limit, resume=args.resume,
                        dry_run=args.dry_run, partition=args.partition, account=args.account,
                        time=args.time, poll=args.poll)
 
     def launch(self, selected, states, args, extra, env, display) -> int:
+        """sbatch each run's batch script; see `submit`."""
         return submit(selected, states, self.options(args, extra, env), display)
 
     def watch(self, selected, states, args, display) -> int:
+        """Follow the recorded jobs; see `watch`."""
         return watch(selected, states, self.options(args, [], {}), display)
 
     def cancel(self, selected, states, display) -> int:
+        """scancel the recorded pending/running jobs; see `cancel`."""
         return cancel(selected, states, display)
 

@@ -1,0 +1,144 @@
+"""Field reports: situations users of Megatron-Core met, each read by tools/report.py and held to
+what its `expected.txt` says (tests/data/field-reports/<ID>/), and the real two-H200 attempts.
+
+Each test runs the whole CLI on the folder and reads both report.md and summary.json.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import report
+
+DATA = Path(__file__).parent / "data"
+FIELD = DATA / "field-reports"
+REAL_H200X2 = DATA / "real_h200x2"
+MEGATRON019 = DATA / "logs" / "megatron019"
+
+
+def make_report(src: Path, out: Path, *extra: str):
+    assert report.main([str(src), "--out", str(out), *extra]) == 0
+    text = (out / "report.md").read_text()
+    data = json.loads((out / "summary.json").read_text())
+    return text, {r["name"]: r for r in data["runs"]}, data
+
+
+def test_every_field_report_is_tested():
+    tested = {"B01", "B02", "B04", "B07", "B11"}
+    assert {p.name for p in FIELD.iterdir() if p.is_dir()} == tested
+    for case in tested:
+        assert (FIELD / case / "expected.txt").read_text().strip()
+
+
+def test_b01_tee_and_rank_prefixes(tmp_path, capsys):
+    """Recipe label 'FP8 delayed +param-gather' (arguments dump read through the '[default0]:'
+    prefix) and status 'crashed in iteration 6: torch.OutOfMemoryError: CUDA out of memory'
+    with no leftover '[rank3]:'."""
+    text, runs, _ = make_report(FIELD / "B01", tmp_path)
+    (run,) = runs.values()
+    # The label's spelling is recipes.py's ("FP8 delayed (hybrid), FP8 param gather"; the field
+    # report wrote "FP8 delayed +param-gather"): both name the recipe and the param gather.
+    label = run["label"].replace("-", " ").replace("+", "")
+    assert label.startswith("FP8 delayed") and "param gather" in label
+    assert run["status"] == "crashed"
+    assert run["reason"].startswith(
+        "crashed in iteration 6: torch.OutOfMemoryError: CUDA out of memory")
+    assert run["tokens_per_s_per_gpu"] is not None  # the shape came from the arguments dump
+    assert "[rank3]:" not in text and "[default" not in text
+    assert "[rank3]:" not in json.dumps(runs)
+
+
+def test_b02_nan_loss_left_out_of_the_line_is_divergence(tmp_path):
+    """fp8_delayed flagged as diverged: lm loss missing (NaN) from iteration 31 on (20 of 50
+    logged iterations), with no loss gap / final loss presented as a valid comparison."""
+    text, runs, data = make_report(FIELD / "B02", tmp_path)
+    fp8 = runs["fp8_delayed"]
+    assert fp8["status"] == "diverged" and fp8["diverged_at_iteration"] == 31
+    assert "lm loss missing (NaN) from iteration 31 on (20 of 50 logged iterations)" in fp8["reason"]
+    assert fp8["final_loss"] is None and fp8["speedup"] is None
+    (cmp,) = data["comparisons"]
+    assert cmp["run"] == "fp8_delayed" and cmp["valid"] is False
+    assert cmp["loss_gap_mean"] is None and cmp["time_to_target_s"] is None
+    assert runs["bf16"]["status"] == "completed" and runs["bf16"]["baseline"] == "bf16"
+    row = next(line for line in text.splitlines() if line.startswith("| fp8_delayed:"))
+    assert "not valid (diverged)" in row
+
+
+def test_b04_non_numeric_fields_of_a_derivative(tmp_path):
+    """30/30 iterations parsed (itr time about 85,500 ms, lm loss values) with the non-numeric
+    fields (elapsed time, remaining time) ignored and 0 garbled lines."""
+    text, runs, _ = make_report(FIELD / "B04", tmp_path)
+    (run,) = runs.values()
+    assert (run["iterations_done"], run["iterations_planned"]) == (30, 30)
+    assert run["median_iteration_ms"] == pytest.approx(85500, abs=500)
+    assert run["final_loss"] is not None and run["min_loss"] is not None
+    assert "garbled" not in text
+
+
+def test_b07_slurm_time_limit_is_not_a_crash(tmp_path):
+    """time-limit: Slurm cancelled the job at its time limit (40/1000), not crashed with
+    SignalException."""
+    text, runs, _ = make_report(FIELD / "B07", tmp_path)
+    (run,) = runs.values()
+    assert run["status"] == "time-limit" and run["run_state"] == "time-limited"
+    assert run["reason"] == "Slurm cancelled the job at its time limit (40/1000)"
+    assert "SignalException" not in run["reason"]
+
+
+def test_b11_runtime_is_the_sum_of_segments(tmp_path):
+    """runtime about 1m 42s (sum of the two segments' spans; the 6 h gap between the crash at
+    iteration 23 and the restart excluded or called out), 1 restart, 3 repeated iterations
+    replaced."""
+    text, runs, _ = make_report(FIELD / "B11", tmp_path)
+    (run,) = runs.values()
+    assert run["runtime_s"] == pytest.approx(102, abs=3)
+    assert run["downtime_s"] == pytest.approx(6 * 3600, rel=0.01)
+    assert run["segments"] == 2
+    assert "1 restart, 3 repeated iterations replaced" in run["notes"]
+    assert "1m 42s (+6h" in text
+
+
+# --- attempts ----------------------------------------------------------------------------------
+
+
+def test_real_h200x2_failed_bf16_attempt_is_no_baseline(tmp_path):
+    text, runs, data = make_report(REAL_H200X2, tmp_path / "out")
+    assert set(runs) == {"train_llama3_8b_h200_bf16", "train_llama3_8b_h200_fp8_cs"}
+    assert runs["train_llama3_8b_h200_bf16"]["status"] == "crashed"
+    assert all(r["baseline"] != "train_llama3_8b_h200_bf16" for r in runs.values())
+    assert "no completed BF16 run (train_llama3_8b_h200_bf16: crashed)" in text
+
+
+@pytest.mark.parametrize("order", ["failed-first", "failed-last"])
+def test_a_run_shows_once_with_its_attempts_and_never_a_failed_baseline(tmp_path, order):
+    d = tmp_path / "logs" / "h200_8b"
+    d.mkdir(parents=True)
+    oom = REAL_H200X2 / "train_llama3_8b_h200_bf16.1.log"
+    good = MEGATRON019 / "bf16.log"
+    # The same run launched twice: one attempt OOMed, the other completed.
+    first, second = (oom, good) if order == "failed-first" else (good, oom)
+    shutil.copy(first, d / "bf16.log")
+    shutil.copy(second, d / "bf16.1.log")
+    shutil.copy(MEGATRON019 / "fp8cs.log", d / "fp8cs.2.log")
+    _, runs, _ = make_report(tmp_path / "logs", tmp_path / "out")
+    assert set(runs) == {"bf16", "fp8cs"}
+    bf16 = runs["bf16"]
+    assert bf16["status"] == "completed"
+    assert [a["status"] for a in bf16["attempts"]] == (
+        ["crashed", "completed"] if order == "failed-first" else ["completed", "crashed"])
+    assert len(runs["fp8cs"]["attempts"]) == 1
+
+
+def test_only_failed_attempts_mean_no_baseline(tmp_path):
+    d = tmp_path / "logs"
+    d.mkdir()
+    oom = REAL_H200X2 / "train_llama3_8b_h200_bf16.1.log"
+    for n in ("", ".1", ".2"):
+        shutil.copy(oom, d / f"train_bf16{n}.log")
+    shutil.copy(REAL_H200X2 / "train_llama3_8b_h200_fp8_cs.1.log", d / "fp8.log")
+    _, runs, data = make_report(d, tmp_path / "out")
+    assert len(runs["train_bf16"]["attempts"]) == 3
+    assert all(r["baseline"] is None for r in runs.values())
+    assert data["comparisons"] == []

@@ -1,0 +1,228 @@
+"""Megatron-Core's log vocabulary, declared once: key names, the iteration anchor, end markers,
+launcher prefixes, the arguments dump and its readers.
+
+Every reader of a Megatron log (the report's parser `logparse`, its end-status forensics
+`endstatus`, the run queue's live tail `logtail`, `metrics` and `markdown`) imports its words
+from here; a renamed key is a one-line change. Formats are those of megatron-core 0.19
+(`megatron/training/training.py`: `training_log`, `print_datetime`, `report_memory`; the
+rerun state machine's NaN checks in `megatron/core/rerun_state_machine.py`).
+
+Patterns on bytes (`rb"..."`) run over whole logs; patterns on `str` run over decoded lines.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional, Union
+
+# --- keys of the iteration line, verbatim ----------------------------------------------------
+
+ITERATION = "iteration"
+SAMPLES = "consumed samples"
+SKIPPED_SAMPLES = "skipped samples"
+ITER_MS = "elapsed time per iteration (ms)"
+TFLOPS = "throughput per GPU (TFLOP/s/GPU)"
+ENERGY = "energy per GPU (J/iter/GPU)"
+POWER = "power per GPU (W/GPU)"
+LR = "learning rate"
+GBS = "global batch size"
+LOSS = "lm loss"
+LOSS_SCALE = "loss scale"
+GRAD_NORM = "grad norm"
+NUM_ZEROS = "num zeros"
+PARAMS_NORM = "params norm"
+SKIPPED_ITERS = "number of skipped iterations"
+NAN_ITERS = "number of nan iterations"
+VAL_LOSS = "lm loss value"  # in "validation loss at iteration N | lm loss value: ... |"
+
+# Megatron-Core 0.19's field order with --log-throughput: the common layout, matched fastest.
+FAST_KEYS = (SAMPLES, ITER_MS, TFLOPS, LR, GBS, LOSS, LOSS_SCALE, GRAD_NORM, SKIPPED_ITERS,
+             NAN_ITERS)
+
+# training_log() starts every iteration line with `consumed samples`: after one of its other
+# keys it is the start of another line glued in.
+FIRST_KEY = SAMPLES
+MEGATRON_KEYS = frozenset((SKIPPED_SAMPLES, ITER_MS, TFLOPS, ENERGY, POWER, LR, GBS, LOSS,
+                           LOSS_SCALE, GRAD_NORM, NUM_ZEROS, PARAMS_NORM, SKIPPED_ITERS,
+                           NAN_ITERS))
+
+
+def is_loss_key(key: str) -> bool:
+    """A key of the loss dict ("lm loss", "mtp_1 loss", "load_balancing_loss"): Megatron
+    prints its average only when it is >= 0, so a NaN loss leaves the line."""
+    return key.endswith("loss")
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+# A number as Megatron prints it, plus every non-finite spelling: "{:.3f}" gives nan/inf,
+# "{:.6E}" (lm loss, learning rate) gives NAN/INF, other code NaN/Infinity.
+NUM = (rb"[-+]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?|"
+       rb"[nN][aA][nN]|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?)")
+# A looser class that matches ~1.7x faster; float() then checks every captured token.
+LOOSE_NUM = rb"[-+.0-9eEaAfFiInNtTyY]+"
+
+# --- launcher prefixes -------------------------------------------------------------------------
+
+# torchrun --tee adds "[default3]:" (its role name and local rank), PyTorch "[rank3]: " (often
+# stacked on it), `srun -l` a right-aligned task label (" 5: ", "15: "). Any number of them, in
+# any order, may precede a line.
+PREFIX = rb"(?:\[[A-Za-z_][A-Za-z_-]*\d+\]: ?| *\d+: )"
+_PREFIX_STR = re.compile(r"^(?:\[[A-Za-z_][A-Za-z_-]*\d+\]: ?| *\d+: )+")
+# The c10 / glog header of C++ and torch.distributed.elastic messages, with or without its
+# brackets; the month is not zero-padded in every build: "[E302 09:10:00.153 ...] ",
+# "E0302 09:02:10.000000 4200 torch/distributed/elastic/...:874] ".
+_C10_HEADER = re.compile(r"^\[?[EWIF]\d{3,4} \d\d:\d\d:\d\d(?:\.\d+)?(?: [^\]]*)?\] ?")
+
+
+def strip_prefixes(line: str) -> str:
+    """The line without launcher prefixes (any depth) and without a c10 log header."""
+    m = _PREFIX_STR.match(line)
+    if m:
+        line = line[m.end():]
+    h = _C10_HEADER.match(line)
+    if h:
+        line = line[h.end():]
+        m = _PREFIX_STR.match(line)
+        if m:
+            line = line[m.end():]
+    return line
+
+
+def prefix_of(line: str) -> str:
+    """The launcher prefixes a line starts with ('' when none)."""
+    m = _PREFIX_STR.match(line)
+    return m.group(0) if m else ""
+
+
+# --- the iteration line ------------------------------------------------------------------------
+
+TIMESTAMP = rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?"  # " [2026-11-23 04:01:35.321753]"
+TIMESTAMP_LOOSE = rb"\d[-0-9 :.]{18,31}"  # the same, looser; fromisoformat() checks it
+# The anchor of every iteration line, whatever its fields: " iteration   12/  100 |".
+ANCHOR = re.compile(rb" iteration +(\d+)/ *(\d+) \|")
+ANCHOR_COUNT = re.compile(rb" iteration +\d+/ *\d+ \|")  # no groups: findall allocates less
+# The timestamp just before the anchor.
+TIMESTAMP_BEFORE = re.compile(rb"\[(" + TIMESTAMP + rb")\][ \t]*$")
+# One ` | `-separated field. Keys are words, spaces and ()/ (e.g. "throughput per GPU
+# (TFLOP/s/GPU)", "memory(GiB)", "mem-max-allocated-gigabytes").
+FIELD = re.compile(rb"[ \t]*([A-Za-z][A-Za-z0-9 _()/%.,'-]*?): +(" + NUM + rb")[ \t]*")
+# A field a derivative adds with a non-numeric value ("elapsed time: 1d 6h 54m 11s"). Text
+# with brackets, a second "key: " or a prefix in it is another line glued in.
+TEXT_FIELD = re.compile(rb"[ \t]*([A-Za-z][A-Za-z0-9 _()/%.,'-]*?): +([^\[\]:|\n]{0,64}?)[ \t]*")
+
+# --- other lines -------------------------------------------------------------------------------
+
+VALIDATION_LITERAL = b"validation loss at iteration"
+VALIDATION = re.compile(rb"validation loss at iteration +(\d+)(?: on ([^|\n]*?))? *\|([^\n]*)")
+# report_memory(): "[Rank 0] (after 2 iterations) memory (MB) | max allocated: ... |" (MiB).
+MEMORY_MB_LITERAL = b"memory (MB) |"
+MEMORY_MB = re.compile(rb"\[Rank (\d+)\] \(after (\d+) iterations\) memory \(MB\) \|([^\n]*)")
+# Megatron-Bridge: "memory (GB) | mem-max-allocated-gigabytes: 71.2 | ..." (10^9 bytes).
+MEMORY_GB_LITERAL = b"memory (GB)"
+MEMORY_GB = re.compile(rb"memory \(GB\) *\|([^\n]*)")
+MEMORY_GB_KEYS = {"mem-max-allocated-gigabytes": "max allocated",
+                  "mem-max-reserved-gigabytes": "max reserved",
+                  "mem-allocated-gigabytes": "allocated",
+                  "mem-reserved-gigabytes": "reserved"}
+MAX_ALLOCATED = "max allocated"
+MAX_RESERVED = "max reserved"
+
+ARGS_BEGIN = b"------------------------ arguments ------------------------"
+ARGS_END = b"-------------------- end of arguments ---------------------"
+# `  name ..... value`; names of 48+ characters get no dots. Read after prefixes are stripped.
+ARG_LINE = re.compile(r"^[ \t]*(\w+) +(?:\.+ ?)?(.*?)[ \t\r]*$")
+
+# --- how training ends -------------------------------------------------------------------------
+
+DONE = b"[after training is done]"
+EXIT_DURATION = re.compile(rb"\[exiting program after ([0-9.]+) minutes\]")
+EXIT_INTERVAL = re.compile(rb"\[exiting program at iteration +(\d+)\]")
+EXIT_SIGNAL = re.compile(rb"exiting program after receiving (SIG\w+)")
+# The same markers as the live tail reads them, on one decoded line.
+EXITING_STR = re.compile(r"\[exiting program (?:after [0-9.]+ minutes|at iteration +\d+)\]")
+DONE_STR = DONE.decode()
+
+# slurmstepd: "*** JOB 812345 ON node-a CANCELLED AT 2026-03-02T09:02:10 DUE TO TIME LIMIT ***",
+# "... DUE TO PREEMPTION ***", "... DUE TO NODE FAILURE ***", "... CANCELLED AT ... ***".
+SLURM_CANCELLED = re.compile(
+    rb"\*\*\* (?:JOB|STEP) [\w.+]+ (?:ON \S+ )?CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))?(?: \*\*\*|\s*$)",
+    re.M)
+SLURM_NODE_FAIL = re.compile(rb"srun: error: Node failure on (\S+)|NODE_FAIL")
+
+TRACEBACK = b"Traceback (most recent call last):"
+# "ValueError: msg", "torch.OutOfMemoryError: msg", "KeyboardInterrupt". The class name must
+# look like one (CamelCase last part), so lines such as "WARNING:megatron..." do not pass.
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*[a-z]\w*(?::(?: .*)?)?$")
+# An exception printed without its traceback (python -c, a launcher's last word).
+BARE_EXCEPTION = re.compile(
+    rb"^(?:" + PREFIX + rb")*((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Interrupt)(?:: [^\n]*)?)[ \t\r]*$",
+    re.M)
+CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
+# Launcher exceptions and frames: torchrun's report of a failed worker, its own signal handler.
+LAUNCHER_EXCEPTIONS = ("ChildFailedError", "SignalException")
+LAUNCHER_FRAMES = ("torch/distributed/elastic/", "torch/distributed/run.py", "bin/torchrun",
+                   "torch/distributed/launch.py")
+OOM = b"CUDA out of memory"
+NCCL = (b"NCCL error", b"ncclInternalError", b"ncclSystemError", b"ncclUnhandledCudaError",
+        b"ncclRemoteError", b"ncclInvalidUsage", b"Watchdog caught collective operation timeout",
+        b"DistBackendError")
+CHILD_FAILED = b"ChildFailedError"
+CHILD_EXITCODE = re.compile(rb"exitcode +: (-?\d+)")
+ELASTIC_FAILED = re.compile(rb"failed \(exitcode: (-?\d+)\) local_rank")
+CHILD_SIGNAL = re.compile(rb"Signal (\d+) \((SIG\w+)\) received by PID")
+EVALUATING = re.compile(rb"Evaluating (?:iter|on) ")
+SAVING = b"saving checkpoint at iteration"
+SAVED = b"successfully saved checkpoint"
+
+# NaN / Inf checks (--check-for-nan-in-loss-and-grad, on by default in 0.19): the rerun state
+# machine logs "Unexpected result nan on rank 3 at iteration #31 invocation #1 (message='found
+# NaN in local grad norm ...')" and exits with code 16 or 17, without a traceback.
+NAN_MESSAGE = re.compile(
+    rb"(?:found (?:NaN|Inf) in [^\n'\"]*|Unexpected result (?:nan|inf|-inf|NaN|Inf)\b[^\n]*"
+    rb"|[Ll]oss is (?:NaN|Inf)\b[^\n]*)")
+NAN_ITERATION = re.compile(rb"iteration #?(\d+)")
+EXIT_CODE_RESUME_TO_DISAMBIGUATE = 16  # megatron.core.rerun_state_machine
+EXIT_CODE_FAILED_ON_RESULT_VALIDATION = 17
+NAN_EXIT_CODES = (EXIT_CODE_RESUME_TO_DISAMBIGUATE, EXIT_CODE_FAILED_ON_RESULT_VALIDATION)
+
+# --- argument readers --------------------------------------------------------------------------
+
+ArgValue = Union[None, bool, int, float, str]
+
+
+def arg_value(args: dict, name: str) -> ArgValue:
+    """An argument of the dump as Python: None, bool, int, float or the text as printed.
+
+    Never raises: an integer too long for int() (Python's 4300-digit limit) or a float that
+    overflows stays text.
+    """
+    text = args.get(name)
+    if text is None or text == "None":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    if len(text) > 40:
+        return text
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except (ValueError, OverflowError):
+            pass
+    return text
+
+
+def arg_int(args: dict, name: str) -> Optional[int]:
+    """An integer argument, None when absent, None or not an integer."""
+    value = arg_value(args, name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def mock_data(args: dict) -> bool:
+    """True when the run trained on Megatron's mock (random) data: --mock-data, or no data."""
+    if not args:
+        return False
+    if arg_value(args, "mock_data") is True:
+        return True
+    keys = [k for k in ("data_path", "train_data_path", "per_split_data_args_path") if k in args]
+    return bool(keys) and all(arg_value(args, k) is None for k in keys)
