@@ -93,7 +93,7 @@ def _from_manifest(path: Path, matrix_file: Optional[Path]) -> Plan:
                             log_dir=paths.suite(r["log_dir"]), train_iters=r.get("train_iters"), entry=r)
                 for r in data["runs"]]
         plan = Plan(matrix=shown(matrix), name=data["name"], manifest=path, runs=runs)
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise UsageError(f"{shown(path)}: not a manifest written by tools/render.py ({err!r}); "
                          "render the matrix again") from None
     _check_fresh(plan, matrix)

@@ -130,12 +130,18 @@ def _read(path: Path) -> Optional[dict[str, Any]]:
         raise StateFileError(f"{path}: cannot read the run status file: {err.strerror}") from None
     try:
         data = json.loads(text)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise StateFileError(f"{path}: not a run status file (invalid JSON: {err}); "
                              "move it away to start afresh") from None
     if not isinstance(data, dict) or not isinstance(data.get("runs", {}), dict):
         raise StateFileError(f"{path}: not a run status file (no 'runs' mapping); "
                              "move it away to start afresh")
+    for name, rec in data.get("runs", {}).items():
+        attempts = rec.get("attempts") if isinstance(rec, dict) else None
+        if not (isinstance(attempts, list) and all(isinstance(a, dict) for a in attempts)
+                and all(isinstance(a.get(k), (str, type(None))) for a in attempts for k in ("log", "meta", "state"))):
+            raise StateFileError(f"{path}: runs.{name} is not a run record (a mapping with a list of "
+                                 "attempts); move the file away to start afresh")
     return data
 
 
