@@ -27,8 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.megatron_validate import validate_run  # noqa: E402
-
-from fp8suite.version import version_asked  # tools/ is on sys.path: this script lives there
+from fp8suite.version import version_asked  # noqa: E402
 
 ACCEPTS = "accepts these arguments"
 REFUSES = "refuses these arguments"
@@ -36,6 +35,9 @@ REFUSES = "refuses these arguments"
 
 def main() -> int:
     if version_asked("megatron_check.py", sys.argv[1:]):
+        return 0
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(__doc__)
         return 0
     try:
         import megatron.core

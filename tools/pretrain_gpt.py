@@ -22,6 +22,14 @@ if __name__ == "__main__" and sys.argv[1:] == ["--version"]:  # before torch and
     from fp8suite.version import version_asked  # tools/ is this script's folder
     sys.exit(0 if version_asked("pretrain_gpt.py", sys.argv[1:]) else 2)
 
+if __name__ == "__main__":  # one line, not an ImportError traceback, where the GPU side is missing
+    import importlib.util
+
+    _missing = [m for m in ("torch", "megatron", "transformer_engine") if importlib.util.find_spec(m) is None]
+    if _missing:
+        sys.exit(f"pretrain_gpt.py: {', '.join(_missing)} not importable: this is the training side "
+                 "(pip install -e '.[gpu]', Python >= 3.12); python tools/verify_env.py checks a host")
+
 import warnings  # noqa: E402
 from functools import partial  # noqa: E402
 

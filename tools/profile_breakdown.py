@@ -52,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         data = kernels.read_trace(args.trace)
         table = data if isinstance(data, dict) and data.get("schema") == kernels.SCHEMA \
             else kernels.reduce_trace(data)
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, EOFError) as e:
         print(f"profile_breakdown.py: {args.trace}: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # not JSON, or JSON that is no profiler trace
+        print(f"profile_breakdown.py: {args.trace}: not a PyTorch profiler trace or kernel table ({e})",
+              file=sys.stderr)
         return 2
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -68,4 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `| head` closed the pipe: not an error of this tool
+        sys.stderr.close()
+        sys.exit(0)
