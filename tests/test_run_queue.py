@@ -187,14 +187,14 @@ def test_resume_skips_completed_runs_and_retries_the_rest_with_a_new_log(manifes
 
 def test_only_takes_globs_and_launch_overrides_reach_the_script(manifest, tmp_path):
     logs = tmp_path / "logs"
-    out = run_cli(str(manifest), "--only", "fake_o*", "--env", "GPUS_PER_NODE=3",
+    out = run_cli(str(manifest), "--only", "fake_o*", "--env", "GPUS_PER_NODE=2",
                   "--", "--train-iters", "4", train=train_cmd())
     assert out.returncode == 0, out.stdout + out.stderr
     runs = read_state(logs)
     assert list(runs) == ["fake_ok"]
     assert (runs["fake_ok"]["iteration"], runs["fake_ok"]["train_iters"]) == (4, 4)
     meta = json.loads((logs / "fake_ok.meta.json").read_text())
-    assert meta["overrides"]["env"]["GPUS_PER_NODE"] == "3"
+    assert meta["overrides"]["env"]["GPUS_PER_NODE"] == "2"
     assert meta["overrides"]["args"] == ["--train-iters", "4"]
 
 

@@ -34,7 +34,9 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import launchers, memory, paths, plan  # noqa: E402
+from fp8suite import launch_check, launchers, memory, paths, plan  # noqa: E402
+from fp8suite.errors import ConfigError  # noqa: E402
+from fp8suite.matrix import load as load_matrix  # noqa: E402
 from fp8suite.launchers.base import seconds  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 from fp8suite.progress import Display, summary  # noqa: E402
@@ -45,7 +47,7 @@ EPILOG = """examples:
   python tools/run.py experiments/h200_8b.yaml --only '*fp8_cs*' --dry-run
   python tools/run.py experiments/h200_8b.yaml --resume         # skip completed, retry the rest
   python tools/run.py experiments/generated/ --time-limit 30 --env GPUS_PER_NODE=1 \\
-      -- --num-layers 4 --train-iters 50                        # shrink every run
+      -- --num-layers 4 --train-iters 50 --lr-warmup-iters 5   # shrink every run
   python tools/run.py --slurm experiments/h200_8b.yaml --partition gpu --account proj --watch
   python tools/run.py --watch experiments/h200_8b.yaml          # follow jobs submitted before
   python tools/run.py --cancel experiments/h200_8b.yaml --only train_llama3_8b_h200_fp8
@@ -165,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             raise plan.UsageError(f"--state takes one matrix; {args.target} holds "
                                   f"{', '.join(p.name for p in used)}: use --only or the default")
         if not args.cancel and (args.slurm or not args.watch):
+            recheck_launch(selected, extra, env)
             recheck_memory(selected, extra, env)
         states = {p.name: RunState.load(status_file(p, env, args.state), p.matrix, p.name) for p in used}
         display = Display()
@@ -186,6 +189,26 @@ def main(argv: list[str] | None = None) -> int:
         # `run.py ... | head`: the reader left; say nothing more (not even at exit).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code
+
+
+def recheck_launch(selected, extra: list[str], env: dict[str, str]) -> None:
+    """The matrix's pre-flight on what the launch changes (fp8suite.launch_check): the launch
+    knobs in --env and the Megatron args after `--`; UsageError with one line per problem."""
+    problems = launch_check.knob_problems(env)
+    if not problems and (extra or "GPUS_PER_NODE" in env or "NNODES" in env):
+        expanded: dict[str, object] = {}
+        for p in {id(p): p for p, _ in selected}.values():
+            matrix_file = paths.suite(p.matrix)
+            if matrix_file.is_file():
+                try:
+                    expanded.update({r.name: r for r in load_matrix(matrix_file)[1]})
+                except ConfigError as err:  # plan.load already refuses a stale render
+                    raise plan.UsageError(*(str(x) for x in err.problems)) from None
+        runs = [expanded[run.name] for _, run in selected if run.name in expanded]
+        version = next((r.settings.target.megatron_core for r in runs), "0.19.2")
+        problems = launch_check.problems(runs, extra, env, version)
+    if problems:
+        raise plan.UsageError(*problems)
 
 
 def recheck_memory(selected, extra: list[str], env: dict[str, str]) -> None:

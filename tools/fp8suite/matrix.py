@@ -143,7 +143,7 @@ def _check_settings(data: Any, path: str, file: str, problems: list[Problem],
             del clean["megatron"][group]
             continue
         for flag, value in list(flags.items()):
-            reason = _flag_problem(str(flag), value, snapshot)
+            reason = flag_problem(str(flag), value, snapshot)
             if reason:
                 problems.append(Problem(file, f"{where}.{flag}", reason))
                 del flags[flag]
@@ -167,7 +167,7 @@ def _check_settings(data: Any, path: str, file: str, problems: list[Problem],
     return clean
 
 
-def _flag_problem(flag: str, value: Any, snapshot: Optional[dict[str, FlagSpec]]) -> str:
+def flag_problem(flag: str, value: Any, snapshot: Optional[dict[str, FlagSpec]]) -> str:
     if not FLAG_NAME.fullmatch(flag):
         return "not a Megatron flag: flags look like --some-name"
     if flag in RESERVED_FLAGS:

@@ -1,0 +1,90 @@
+"""run.py checks what a launch changes (--env knobs, Megatron args after `--`) like a matrix."""
+
+import itertools
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from fp8suite import launch_check, limits
+from fp8suite.matrix import load
+from fp8suite.megatron_flags import load_snapshot
+
+SNAPSHOT = load_snapshot("0.19.2")
+_, RUNS = load(REPO / "experiments" / "h200_8b.yaml")
+
+
+def run_py(*args):
+    return subprocess.run([sys.executable, str(REPO / "tools" / "run.py"), "experiments/h200_8b.yaml",
+                           "--only", "*fp8_cs", "--dry-run", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("flag", sorted(f for f in limits.POSITIVE_FLAGS if f in SNAPSHOT)[:40])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_counts_below_one_are_refused(flag, value):
+    _, problems = launch_check.parse_args([flag, value], SNAPSHOT)
+    assert len(problems) == 1 and problems[0].startswith(f"-- {flag} {value}: ")
+
+
+@pytest.mark.parametrize("words, expected", [
+    (["--hiden-size", "4096"], "-- --hiden-size: unknown Megatron flag (did you mean --hidden-size?)"),
+    (["--fp8-recipe", "tensorwize"], "-- --fp8-recipe tensorwize: 'tensorwize' is not one of"),
+    (["--lr", "nan"], "-- --lr nan: must be a finite number"),
+    (["--num-layers", "x"], "-- --num-layers x: expects an integer"),
+    (["--num-layers"], "-- --num-layers: expects a value"),
+    (["4096"], "-- 4096: expected a Megatron flag"),
+    (["--seq-length=0"], "-- --seq-length 0: must be at least 1"),
+])
+def test_bad_arguments_are_one_line_each(words, expected):
+    _, problems = launch_check.parse_args(words, SNAPSHOT)
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+def test_good_arguments_parse_to_typed_flags():
+    flags, problems = launch_check.parse_args(
+        ["--num-layers", "4", "--lr=3e-4", "--bf16", "--fp8-recipe", "tensorwise", "--recompute-modules", "core_attn", "mlp"],
+        SNAPSHOT)
+    assert problems == []
+    assert flags == {"--num-layers": 4, "--lr": 3e-4, "--bf16": True, "--fp8-recipe": "tensorwise",
+                     "--recompute-modules": ["core_attn", "mlp"]}
+
+
+@pytest.mark.parametrize("name, value", list(itertools.product(
+    ["GPUS_PER_NODE", "NNODES"], ["0", "-1", "abc", "1.5", "", " "])) + [
+    ("NODE_RANK", "-1"), ("MASTER_PORT", "0"), ("MASTER_PORT", "70000"), ("GPUS_PER_NODE", "100000")])
+def test_bad_launch_knobs_are_refused(name, value):
+    assert len(launch_check.knob_problems({name: value})) == 1
+
+
+def test_node_rank_must_be_below_nnodes():
+    assert launch_check.knob_problems({"NNODES": "2", "NODE_RANK": "2"})
+    assert not launch_check.knob_problems({"NNODES": "2", "NODE_RANK": "1"})
+
+
+def test_rules_see_the_run_as_launched():
+    # 128 sequences over 3 GPUs do not split; over 4 they do.
+    bad = launch_check.problems(RUNS, [], {"GPUS_PER_NODE": "3"}, "0.19.2")
+    assert bad and all("as launched" in p and "not divisible" in p for p in bad)
+    assert launch_check.problems(RUNS, [], {"GPUS_PER_NODE": "4"}, "0.19.2") == []
+    # Megatron's own rule, through the launch: TE's cross-entropy fusion is refused.
+    te = launch_check.problems(RUNS, ["--cross-entropy-loss-fusion", "--cross-entropy-fusion-impl", "te"],
+                               {}, "0.19.2")
+    assert any(p.startswith("-- --cross-entropy-fusion-impl") and "stability issues" in p for p in te), te
+
+
+@pytest.mark.parametrize("args", [
+    ["--", "--micro-batch-size", "0"], ["--env", "GPUS_PER_NODE=abc"], ["--", "--hiden-size", "4096"],
+    ["--env", "GPUS_PER_NODE=1", "--", "--num-layers", "4", "--train-iters", "50"],  # warm-up 100 > 50
+])
+def test_run_py_refuses_a_bad_launch_in_one_line_each(args):
+    out = run_py(*args)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert all(line.startswith("run.py: error: ") for line in out.stderr.splitlines()), out.stderr
+
+
+def test_run_py_accepts_the_documented_shrunk_launch():
+    out = run_py("--env", "GPUS_PER_NODE=1", "--", "--num-layers", "4", "--global-batch-size", "2",
+                 "--train-iters", "50", "--lr-warmup-iters", "5")
+    assert out.returncode == 0, out.stderr

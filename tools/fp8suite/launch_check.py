@@ -1,0 +1,138 @@
+"""The pre-flight again, for what a launch changes: `run.py --env ... -- <Megatron args>`.
+
+A matrix is checked when it is rendered; a launch can still change a run's world size
+(GPUS_PER_NODE, NNODES) and any Megatron flag (arguments after `--` override the script's,
+argparse keeping the last). `problems` checks those the way the matrix loader checks a matrix:
+each launch knob and each flag on its own (names against the flag snapshot, types, choices,
+ranges), then every rule of `checks` (Megatron's own rules included) on the run as launched.
+Memory is left to `memory` (run.py estimates it again separately).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+from . import checks, limits, matrix
+from .errors import did_you_mean
+from .megatron_flags import FlagSpec, load_snapshot
+from .schema import ExpandedRun
+
+# Launch knobs that must be whole numbers, with their least value.
+INT_KNOBS = {"GPUS_PER_NODE": 1, "NNODES": 1, "NODE_RANK": 0, "MASTER_PORT": 1}
+MAX_PORT = 65535
+
+
+def knob_problems(env: dict[str, str]) -> list[str]:
+    """One line per launch knob in `env` that is not a whole number in its range."""
+    out = []
+    for name, least in INT_KNOBS.items():
+        if name not in env:
+            continue
+        text = env[name].strip()
+        if not text.isdigit() or int(text) < least or int(text) > limits.MAX_INT:
+            out.append(f"--env {name}={env[name]}: expected a whole number >= {least}")
+        elif name == "MASTER_PORT" and int(text) > MAX_PORT:
+            out.append(f"--env {name}={env[name]}: a TCP port is at most {MAX_PORT}")
+        elif name == "GPUS_PER_NODE" and int(text) > limits.MAX_GPUS_PER_NODE:
+            out.append(f"--env {name}={env[name]}: at most {limits.MAX_GPUS_PER_NODE} GPUs per node")
+    if not out and "NODE_RANK" in env and "NNODES" in env and int(env["NODE_RANK"]) >= int(env["NNODES"]):
+        out.append(f"--env NODE_RANK={env['NODE_RANK']}: node ranks run from 0 to NNODES - 1 "
+                   f"(NNODES={env['NNODES']})")
+    return out
+
+
+def parse_args(extra: list[str], snapshot: Optional[dict[str, FlagSpec]]) -> tuple[dict[str, Any], list[str]]:
+    """Megatron arguments after `--` as {flag: value} (switches True, lists as lists), and one
+    line per argument that is no flag, an unknown flag or a bad value."""
+    flags: dict[str, Any] = {}
+    problems = []
+    i = 0
+    while i < len(extra):
+        word = extra[i]
+        flag, eq, inline = word.partition("=")
+        if not flag.startswith("--"):
+            problems.append(f"-- {word}: expected a Megatron flag (--name [value])")
+            i += 1
+            continue
+        spec = snapshot.get(flag) if snapshot else None
+        if snapshot is not None and spec is None:
+            problems.append(f"-- {flag}: unknown Megatron flag{did_you_mean(flag, snapshot)}")
+            i += 1
+            while i < len(extra) and not extra[i].startswith("--"):
+                i += 1
+            continue
+        values = [inline] if eq else []
+        i += 1
+        if spec is None or not spec.is_switch:
+            while not eq and i < len(extra) and not extra[i].startswith("--"):
+                values.append(extra[i])
+                i += 1
+                if spec is not None and not spec.takes_list:
+                    break
+        value: Any = True if spec is not None and spec.is_switch else (
+            values if spec is not None and spec.takes_list else (values[0] if values else None))
+        if value is None:
+            problems.append(f"-- {flag}: expects a value")
+            continue
+        reason = matrix.flag_problem(flag, value, snapshot)
+        if reason:
+            problems.append(f"-- {flag} {' '.join(values)}: {reason}".rstrip())
+            continue
+        flags[flag] = _typed(value, spec)
+    return flags, problems
+
+
+def problems(runs: list[ExpandedRun], extra: list[str], env: dict[str, str], version: str) -> list[str]:
+    """Every problem of the launch: its knobs, its Megatron arguments, and the rules on each run
+    as launched (one line each, naming the run)."""
+    out = knob_problems(env)
+    snapshot = load_snapshot(version)
+    flags, flag_problems = parse_args(extra, snapshot)
+    out += flag_problems
+    if out or not runs or not (flags or "GPUS_PER_NODE" in env or "NNODES" in env):
+        return out
+    launched = [as_launched(run, flags, env) for run in runs]
+    found: dict[tuple[str, str], list[str]] = {}
+    for run in launched:
+        for rule in checks.RULES:
+            if rule is checks.memory_rules:
+                continue
+            for where, message in rule(run):
+                found.setdefault((where, message), []).append(run.name)
+    for (where, message), names in found.items():
+        who = f"run {names[0]}" if len(names) == 1 else f"runs {', '.join(names)}"
+        out.append(f"{where or 'launch'}: {who} as launched: {message}")
+    return out
+
+
+def as_launched(run: ExpandedRun, flags: dict[str, Any], env: dict[str, str]) -> ExpandedRun:
+    """`run` with the launch's flags and world size; their positions read `-- --flag` and
+    `--env NAME`, so a problem names what the launch set."""
+    target = run.settings.target
+    target = dataclasses.replace(target, gpus_per_node=int(env.get("GPUS_PER_NODE", target.gpus_per_node)),
+                                 nodes=int(env.get("NNODES", target.nodes)))
+    settings = dataclasses.replace(run.settings, target=target)
+    merged = {**run.flags, **flags}
+    groups = {g: {f: v for f, v in fl.items() if f not in flags} for g, fl in run.groups.items()}
+    groups["launch"] = dict(flags)
+    origin = dict(run.origin)
+    for flag in flags:
+        origin[("megatron", "launch", flag)] = f"-- {flag}"
+    for name, key in (("GPUS_PER_NODE", "gpus_per_node"), ("NNODES", "nodes")):
+        if name in env:
+            origin[("target", key)] = f"--env {name}"
+    return dataclasses.replace(run, settings=settings, flags=merged, groups=groups, origin=origin)
+
+
+def _typed(value: Any, spec: Optional[FlagSpec]) -> Any:
+    """A flag's text as the matrix would hold it: int or float by the parser's type."""
+    if spec is None or isinstance(value, bool):
+        return value
+    convert = {"int": int, "float": float}.get(spec.type or "")
+    if convert is None:
+        return value
+    try:
+        return [convert(v) for v in value] if isinstance(value, list) else convert(value)
+    except ValueError:
+        return value
