@@ -254,7 +254,7 @@ def test_golden_scripts(golden):
 def test_golden_matrix_takes_the_branches(tmp_path):
     files = {p.name: text for p, text in golden_render().items()}
     sh, sbatch = files["gold_nvfp4_s2k.sh"], files["gold_nvfp4_s2k.sbatch"]
-    assert "# Run gold_nvfp4_s2k of study golden_b200: FP4 NVFP4 (e2m1), first/last 1/2 layers BF16" in sh
+    assert "# Run gold_nvfp4_s2k of study golden_b200: FP4 NVFP4 (BF16 first/last 1/2) (e2m1)" in sh
     assert "--fp4-format e2m1" in sh and "--wandb-project" in sh and "--wandb-entity" in sh
     assert "#SBATCH --nodes=2" in sbatch and "#SBATCH --exclusive" in sbatch
     assert "--container-image=nvcr.io/nvidia/pytorch:25.09-py3" in sbatch

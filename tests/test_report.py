@@ -80,7 +80,7 @@ def test_baseline_option(workdir):
     assert report.main(["logs", "--out", "assets", "--baseline", "fp8cs"]) == 0
     text = (workdir / "assets" / "report.md").read_text()
     assert "Baseline: **fp8cs** (chosen with --baseline)." in text
-    assert "| fp8cs: FP8 tensorwise (hybrid), FP8 param gather (baseline) |" in text
+    assert "| fp8cs: FP8 tensorwise +param-gather (hybrid) (baseline) |" in text
 
 
 def test_internal_error_is_one_line_unless_debug(workdir, monkeypatch, capsys):

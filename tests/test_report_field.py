@@ -38,10 +38,9 @@ def test_b01_tee_and_rank_prefixes(tmp_path, capsys):
     with no leftover '[rank3]:'."""
     text, runs, _ = make_report(FIELD / "B01", tmp_path)
     (run,) = runs.values()
-    # The label's spelling is recipes.py's ("FP8 delayed (hybrid), FP8 param gather"; the field
-    # report wrote "FP8 delayed +param-gather"): both name the recipe and the param gather.
-    label = run["label"].replace("-", " ").replace("+", "")
-    assert label.startswith("FP8 delayed") and "param gather" in label
+    # recipes.py's one label, the field report's words followed by the format.
+    assert run["label"] == "FP8 delayed +param-gather (hybrid)"
+    assert "| train_fp8_delayed: FP8 delayed +param-gather (hybrid) |" in text
     assert run["status"] == "crashed"
     assert run["reason"].startswith(
         "crashed in iteration 6: torch.OutOfMemoryError: CUDA out of memory")

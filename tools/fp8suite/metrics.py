@@ -99,7 +99,7 @@ def precision(args: dict) -> Optional[str]:
 
 
 def recipe_label(args: dict) -> str:
-    """The run's label (`recipes.Numerics.label`), e.g. `FP8 tensorwise (hybrid), FP8 param gather`."""
+    """The run's label (`recipes.Numerics.label`), e.g. `FP8 tensorwise +param-gather (hybrid)`."""
     numerics = recipes.of_args(args)
     return numerics.label if numerics else "unknown (no arguments dump)"
 

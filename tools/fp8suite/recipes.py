@@ -194,15 +194,16 @@ class Numerics:
 
     @property
     def label(self) -> str:
-        """The run's one human label, e.g. "FP8 tensorwise (hybrid), first/last 1/1 layers BF16"."""
+        """The run's one human label: the recipe, its BF16 first/last layers, +param-gather, then
+        the format, e.g. "FP8 tensorwise (BF16 first/last 1/1) +param-gather (hybrid)"."""
         if not self.recipe.quantized:
             return self.recipe.label
-        text = f"{self.recipe.label} ({self.fmt})"
+        text = self.recipe.label
         if self.first_last_bf16:
-            text += f", first/last {self.layers_bf16[0]}/{self.layers_bf16[1]} layers BF16"
+            text += f" (BF16 first/last {self.layers_bf16[0]}/{self.layers_bf16[1]})"
         if self.param_gather:
-            text += f", {self.recipe.precision.upper()} param gather"
-        return text
+            text += " +param-gather"
+        return f"{text} ({self.fmt})"
 
     @property
     def short(self) -> str:
