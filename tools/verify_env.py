@@ -119,8 +119,8 @@ def problems_of(report: dict[str, Any], wanted: list[str]) -> list[str]:
     m = report["machine"]
     for package in ("torch", "transformer_engine", "megatron_core"):
         if not m.get(package):
-            out.append(f"{package} is not installed (pip install -e .[gpu])")
-    if not report["torch"].get("cuda_available"):
+            out.append(f"{package} is not installed (pip install -e '.[gpu]', Python >= 3.12)")
+    if m.get("torch") and not report["torch"].get("cuda_available"):
         out.append("torch sees no CUDA GPU")
     for recipe in wanted:
         verdict = report["recipes"].get(recipe)
@@ -142,12 +142,14 @@ def verdict_problems(verdicts: dict[str, str]) -> list[str]:
 def human(report: dict[str, Any], problems: list[str]) -> str:
     m, t = report["machine"], report["torch"]
     gpu = m.get("gpu") or {}
+    gpu_line = (f"GPU              {gpu.get('name')} x{gpu.get('count', 0)}, compute capability "
+                f"{t.get('compute_capability', gpu.get('compute_capability', '?'))}, "
+                f"{gpu.get('memory_mib', '?')} MiB, driver {gpu.get('driver', '?')}"
+                if gpu.get("name") else "GPU              none found (nvidia-smi lists no NVIDIA GPU here)")
     lines = [
-        f"GPU              {gpu.get('name', 'none')} x{gpu.get('count', 0)}, compute capability "
-        f"{t.get('compute_capability', gpu.get('compute_capability', '?'))}, "
-        f"{gpu.get('memory_mib', '?')} MiB, driver {gpu.get('driver', '?')}",
-        f"CUDA / cuDNN     {t.get('cuda', m.get('cuda'))} / torch: {t.get('cudnn', '?')}, "
-        f"Transformer Engine: {t.get('cudnn_transformer_engine', '?')}",
+        gpu_line,
+        f"CUDA / cuDNN     {t.get('cuda', m.get('cuda')) or '-'} / torch: {t.get('cudnn', '-')}, "
+        f"Transformer Engine: {t.get('cudnn_transformer_engine', '-')}",
         f"Python           {m['python']}",
         f"torch            {m.get('torch') or 'not installed'}",
         f"TransformerEngine {m.get('transformer_engine') or 'not installed'}",
@@ -165,6 +167,8 @@ def human(report: dict[str, Any], problems: list[str]) -> str:
     lines.append("Environment:")
     for key, value in report["env"].items():
         lines.append(f"  {key}={'' if value is None else value}")
+    if report.get("requested_matrix") and "megatron" not in report:
+        lines.append("Megatron's own validation: skipped (megatron-core is not installed here)")
     if "megatron" in report:
         lines.append("Megatron's own validation (parse_args, validate_args, TransformerConfig, "
                      "optimizer/DDP configs):")
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         report["megatron"] = megatron_verdicts(args.matrix)
         problems += verdict_problems(report["megatron"])
     report["requested_recipes"] = wanted
+    report["requested_matrix"] = str(args.matrix) if args.matrix else None
     report["problems"] = problems
     print(json.dumps(report, indent=2) if args.json else human(report, problems))
     return 1 if problems else 0
