@@ -300,3 +300,25 @@ def test_a_job_slurm_forgot_is_judged_by_its_sidecar_and_log(tmp_path):
     batch._refresh(state, run, state.latest("r"), None, LogTail(tmp_path / "missing.log"))
     assert state.record("r")["state"] == "failed"
     assert "job 42 is unknown to Slurm" in state.record("r")["reason"]
+
+
+def test_resume_skips_only_runs_completed_with_the_same_launch(manifest, tmp_path):
+    """A run completed by a shrunk launch (other args after `--`, another world size) is no
+    completed run for a different launch: --resume runs it again and says why."""
+    logs = tmp_path / "logs"
+    shrunk = run_cli(str(manifest), "--only", "fake_ok", "--time-limit", "5", "--", "--train-iters", "4",
+                     train=train_cmd())
+    assert shrunk.returncode == 0, shrunk.stderr
+    same = run_cli(str(manifest), "--only", "fake_ok", "--resume", "--", "--train-iters", "4", train=train_cmd())
+    assert "skip fake_ok: completed" in same.stdout  # the time limit only stops a run: same launch
+    full = run_cli(str(manifest), "--only", "fake_ok", "--resume", train=train_cmd())
+    assert full.returncode == 0
+    assert "completed with other launch settings (then: --train-iters 4)" in full.stdout
+    assert len(read_state(logs)["fake_ok"]["attempts"]) == 2
+    wider = run_cli(str(manifest), "--only", "fake_ok", "--resume", "--env", "GPUS_PER_NODE=2",
+                    train=train_cmd())
+    assert "completed with other launch settings (then: no overrides)" in wider.stdout
+    assert len(read_state(logs)["fake_ok"]["attempts"]) == 3
+    again = run_cli(str(manifest), "--only", "fake_ok", "--resume", "--env", "GPUS_PER_NODE=2",
+                    train=train_cmd())
+    assert "skip fake_ok: completed" in again.stdout

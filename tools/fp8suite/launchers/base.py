@@ -132,11 +132,14 @@ def seconds(text: str) -> float:
     return value
 
 
+TIME_LIMIT_FLAG = "--exit-duration-in-mins"
+
+
 def time_limit_args(minutes: Optional[float]) -> list[str]:
     """Megatron args that stop training after `minutes` (none without a limit)."""
     if minutes is None:
         return []
-    return ["--exit-duration-in-mins", f"{minutes:g}"]
+    return [TIME_LIMIT_FLAG, f"{minutes:g}"]
 
 
 def shell_line(cmd: list[str], env: dict[str, str]) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -46,7 +47,7 @@ from ..plan import Plan, RenderedRun
 from ..clock import duration, now
 from ..progress import Display, training
 from ..runstate import RunState
-from .base import Launcher, Signals, caught_signals, shell_line, time_limit_args
+from .base import TIME_LIMIT_FLAG, Launcher, Signals, caught_signals, shell_line, time_limit_args
 
 NAME = "local"
 
@@ -86,9 +87,13 @@ def run_queue(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunSta
     for plan, run in selected:
         rec = states[plan.name].record(run.name)
         if opts.resume and rec["state"] == "completed":
-            skipped.append((plan, run))
-        else:
-            todo.append((plan, run))
+            other = _other_launch(rec, run, opts)
+            if not other:
+                skipped.append((plan, run))
+                continue
+            display.note(f"{run.name}: completed with other launch settings ({other}); running it "
+                         "again with these")
+        todo.append((plan, run))
     for plan, run in skipped:
         display.note(f"skip {run.name}: completed ({states[plan.name].record(run.name).get('log')})")
     if opts.dry_run:
@@ -112,6 +117,50 @@ def run_queue(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunSta
             display.note(f"stopped by {caught.name}: {len(todo) - started} run(s) not started")
         return caught.exit_code
     return 0 if all(states[p.name].record(r.name)["state"] == "completed" for p, r in selected) else 1
+
+
+# Launch settings that change what a run trains (not only where its files go).
+TRAINING_KNOBS = ("GPUS_PER_NODE", "NNODES", "MOCK_DATA", "DATA_PATH", "TOKENIZER_MODEL",
+                  "TRAIN_CMD", "MEGATRON_LM_DIR", "PYTHON")
+
+
+def _launch(env: dict[str, str], args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The part of a launch that changes the training: knobs of TRAINING_KNOBS and the Megatron
+    args after `--`, without the time limit's --exit-duration-in-mins (it only stops a run)."""
+    kept, skip = [], False
+    for word in args:
+        if skip:
+            skip = False
+        elif word == TIME_LIMIT_FLAG:
+            skip = True
+        else:
+            kept.append(word)
+    return {k: v for k, v in env.items() if k in TRAINING_KNOBS}, kept
+
+
+def _other_launch(rec: dict, run: RenderedRun, opts: Options) -> str:
+    """How the launch of a run's last completed attempt differs from this one ("" when it does
+    not, or when the attempt recorded no command): --resume skips only a run completed the same
+    way, so shrunk test launches are never taken for the real run."""
+    done = [a for a in rec.get("attempts") or [] if a.get("state") == "completed" and a.get("command")]
+    if not done:
+        return ""
+    try:
+        words = shlex.split(done[-1]["command"])
+    except ValueError:
+        return "an unreadable recorded command"
+    env = {}
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    script = str(plans.shown(run.scripts[NAME]))
+    args = words[words.index(script) + 1:] if script in words else words[2:]
+    then = _launch(env, args)
+    now_ = _launch(opts.env, opts.extra_args)
+    if then == now_:
+        return ""
+    was = " ".join([*(f"{k}={v}" for k, v in then[0].items()), *then[1]]) or "no overrides"
+    return f"then: {was}"
 
 
 def _dry_run(todo, states, opts: Options, display: Display) -> int:
