@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from . import megatron_rules, memory, recipes
 from .errors import Problem
@@ -24,11 +24,12 @@ ATTN_ENV = {
 }
 
 
-def check_runs(runs: list[ExpandedRun], file: str) -> list[Problem]:
-    """All consistency problems of a matrix's runs, one per (key, message)."""
+def check_runs(runs: list[ExpandedRun], file: str, rules: Optional[list] = None) -> list[Problem]:
+    """All consistency problems of a matrix's runs, one per (key, message); `rules` defaults to
+    every rule (RULES)."""
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
     for run in runs:
-        for rule in RULES:
+        for rule in RULES if rules is None else rules:
             for where, message in rule(run):
                 found[(where, message)].append(run.name)
     problems = []

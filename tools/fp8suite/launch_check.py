@@ -93,16 +93,10 @@ def problems(runs: list[ExpandedRun], extra: list[str], env: dict[str, str], ver
     if out or not runs or not (flags or "GPUS_PER_NODE" in env or "NNODES" in env):
         return out
     launched = [as_launched(run, flags, env) for run in runs]
-    found: dict[tuple[str, str], list[str]] = {}
-    for run in launched:
-        for rule in checks.RULES:
-            if rule is checks.memory_rules:
-                continue
-            for where, message in rule(run):
-                found.setdefault((where, message), []).append(run.name)
-    for (where, message), names in found.items():
-        who = f"run {names[0]}" if len(names) == 1 else f"runs {', '.join(names)}"
-        out.append(f"{where or 'launch'}: {who} as launched: {message}")
+    rules = [rule for rule in checks.RULES if rule is not checks.memory_rules]
+    for p in checks.check_runs(launched, "", rules):
+        who, _, message = p.message.partition(": ")
+        out.append(f"{p.path or 'launch'}: {who} as launched: {message}")
     return out
 
 
