@@ -306,10 +306,13 @@ def _run_section(g, run, plot) -> list:
     items = [("Log", f"`{shown_path(run.path)}` ({log.size_bytes / 1e6:.2f} MB)"),
              ("Status", status_text(s))]
     if s.attempts:
+        shown = " + ".join(f"`{os.path.basename(p)}`" for p in run.stitched) + ", stitched" \
+            if run.stitched else f"`{os.path.basename(run.path)}`"
         items.append(("Attempts", "; ".join(
             f"`{os.path.basename(a.path)}` {a.status} "
-            f"({_f(a.iterations_done, '{}')}/{_f(a.iterations_planned, '{}')})"
-            for a in s.attempts) + f" (shown: `{os.path.basename(run.path)}`)"))
+            f"({_f(a.iterations_done, '{}')}/{_f(a.iterations_planned, '{}')}"
+            + (f", resumed at {a.resumed_at}" if a.resumed_at is not None else "") + ")"
+            for a in s.attempts) + f" (shown: {shown})"))
     code = side.get("exit_code")
     if code is not None:
         items.append(("Exit code", f"{code} (sidecar)"))

@@ -15,7 +15,11 @@ labels (axes, GPU) to runs it names.
 Attempts: `RUN.log`, `RUN.1.log`, `RUN.2.log`, ... (the launch script's repeat number, or
 Slurm's job id `RUN.<jobid>.log`) in one directory are attempts of one run `RUN`. The report
 shows the run once: its latest completed attempt, else its latest attempt, with every attempt
-listed (`LoggedRun.attempts`).
+listed (`LoggedRun.attempts`). When that attempt resumed from a checkpoint an earlier attempt
+saved (`--save`/`--load` on one folder after a time limit or a kill), the attempts it continues
+are segments of the same run and are stitched into one (`resume`): one set of steps, one
+segment per launch, runtime without the downtime between them, the last attempt's status.
+Attempts that started afresh (a restart after a crash) stay apart, listed.
 
 Bad usage (a path that does not exist, no logs at all, a broken manifest) raises `UsageError`
 with one line. A log that cannot be read or parsed becomes a run with status "unreadable".
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import kernels, paths
+from . import kernels, paths, resume
 from . import status as S
 from .errors import UsageError
 from .logparse import ParsedLog, Status, Steps, parse_log
@@ -45,6 +49,8 @@ class Attempt:
     reason: str
     iterations_done: Optional[int]
     iterations_planned: Optional[int]
+    resumed_at: Optional[int] = None  # the checkpoint iteration it loaded, None when fresh
+    segment: bool = False  # a segment of the run shown (stitched), not a separate attempt
 
 
 @dataclass
@@ -60,6 +66,7 @@ class LoggedRun:
     manifest: dict = field(default_factory=dict)  # this run's manifest entry, {} when none
     notes: list = field(default_factory=list)  # problems with side files, one line each
     attempts: list = field(default_factory=list)  # [Attempt], oldest first; [] for one log
+    stitched: list = field(default_factory=list)  # paths of the logs stitched into it, or []
     kernel_table: Optional[dict] = None  # <run>.kernels.json beside the log (fp8suite.kernels)
 
 
@@ -196,9 +203,12 @@ def attempt_of(stem: str) -> tuple[str, int]:
     return paths.run_of_log(stem)
 
 
-def group_attempts(runs: list) -> list:
+def group_attempts(runs: list, read: Optional[Callable] = None) -> list:
     """One LoggedRun per (directory, run name): the latest completed attempt, else the latest one;
-    every attempt listed in `attempts`. Order: as the runs came, by their first attempt."""
+    every attempt listed in `attempts`. When that attempt continues earlier ones from their
+    checkpoints, they are stitched into it (`resume.stitch`; `read(path) -> bytes` reads their
+    logs again, by default from disk). Order: as the runs came, by their first attempt."""
+    read = read or _read_bytes
     by_key: dict = {}
     for r in runs:
         name, n = attempt_of(r.name)
@@ -208,18 +218,57 @@ def group_attempts(runs: list) -> list:
         found.sort(key=lambda x: x[0])
         tries = [r for _, r in found]
         if len(tries) == 1 and found[0][0] < 0:
+            note = resume.unmatched_load(tries[0].log, False)
+            if note:
+                tries[0].notes.append(note)
             out.append(tries[0])
             continue
-        done = [r for r in tries if r.log.status.name in S.FINISHED]
-        chosen = (done or tries)[-1]
+        done = [j for j, r in enumerate(tries) if r.log.status.name in S.FINISHED]
+        shown = (done or list(range(len(tries))))[-1]
+        links = resume.chain(resume.predecessors([r.log for r in tries]), shown)
+        chosen = tries[shown]
         chosen.attempts = [Attempt(r.path, r.log.status.name, r.log.status.reason,
-                                   r.log.status.last_iteration, r.log.status.planned_iterations)
-                           for r in tries]
+                                   r.log.status.last_iteration, r.log.status.planned_iterations,
+                                   (resume.resumed_at(r.log) or (None,))[0],
+                                   len(links) > 1 and j in links)
+                           for j, r in enumerate(tries)]
+        note = resume.unmatched_load(tries[links[0]].log, False)
+        if len(links) > 1:
+            _stitch(chosen, [tries[j] for j in links], read)
+        if note:
+            chosen.notes.append(note)
         if not chosen.manifest:
             chosen.manifest = next((r.manifest for r in tries if r.manifest), {})
         chosen.name = name
         out.append(chosen)
     return out
+
+
+def _stitch(chosen: LoggedRun, parts: list, read: Callable) -> None:
+    """Make `chosen` (the last of `parts`) the one run its resumed launches make up."""
+    names = ", ".join(f"`{os.path.basename(r.path)}`" for r in parts)
+    try:
+        blobs = [read(r.path) for r in parts]
+    except OSError as e:
+        chosen.notes.append(f"continues {names} from their checkpoints, but a log could not "
+                            f"be read again ({e.strerror or _one_line(e)}); shown alone")
+        return
+    at = ", ".join(str(resume.resumed_at(r.log)[0]) for r in parts[1:])
+    log, lost = resume.stitch([r.log for r in parts], blobs)
+    chosen.log = log
+    chosen.stitched = [r.path for r in parts]
+    chosen.notes.append(
+        f"one run in {len(parts)} segments ({names}), each resumed from the previous one's "
+        f"checkpoint (at iteration {at})"
+        + (f"; {lost} iteration{'s' if lost != 1 else ''} logged after a segment's last save "
+           f"{'were' if lost != 1 else 'was'} lost and redone by the next" if lost else "")
+        + "; runtime is the sum of the segments, without the downtime between launches")
+    for r in parts[:-1]:
+        chosen.notes.extend(n for n in r.notes if n not in chosen.notes)
+
+
+def _read_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
 
 
 def stderr_progress(line: str) -> None:

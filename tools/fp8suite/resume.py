@@ -1,0 +1,161 @@
+"""One run from several logs: launches that continued from a checkpoint, stitched together.
+
+A launch cut short (`--exit-duration-in-mins`, Slurm's wall time, a killed job) and launched
+again with `--save`/`--load` on the same checkpoint folder continues where its last save was.
+Megatron-Core says so in its logs (`megatron/training/checkpointing.py`; the words are in
+`logvocab`):
+
+* the earlier launch: `successfully saved checkpoint from iteration     100 to DIR [ ... ]`,
+  after which it may log iterations 101, 102, ... that are lost when it dies;
+* the later launch: `successfully loaded checkpoint from DIR [ ... ] at iteration 100`, and its
+  first logged iteration is 101.
+
+Chaining (`predecessors`, `chain`): an attempt that loaded a checkpoint at iteration N > 0
+continues the latest earlier attempt of the same run that saved one at iteration N (in the same
+checkpoint folder, when both lines name one); that attempt may itself continue an earlier one,
+so a chain has any number of segments. An attempt whose loaded iteration no earlier attempt
+saved (a checkpoint from elsewhere) starts a chain; `unmatched_load` says so.
+
+Stitching (`stitch`): the chain is one run.
+
+* steps: each attempt's iterations up to the iteration the next one loaded (what it logged past
+  its last save was lost), then the next attempt's; the later attempt wins per iteration;
+* segments: one per launch, read from the logs in order as if they were one log (`logparse`
+  does this for several launches in one log), so each segment's span and the downtime between
+  launches are measured the same way; runtime = the sum of the spans (downtime excluded);
+* status, arguments, planned iterations: the last attempt's (a divergence found only in
+  iterations that were lost does not count); peak memory: the largest over all attempts;
+* validations: each attempt's up to the iteration the next one loaded;
+* restarts, repeated and garbled lines: those inside each log (the resumes are the segments);
+  earlier failures: each earlier attempt's crash, if it crashed; checkpoints loaded: the first
+  attempt's (where the run itself started), saved: all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+from . import status as S
+from .logparse import ParsedLog, Steps, parse_log
+
+
+def resumed_at(log: ParsedLog) -> Optional[tuple]:
+    """(iteration, checkpoint folder) of the checkpoint the log's first launch loaded, when that
+    iteration is > 0; None for a launch that started fresh."""
+    if not log.checkpoint_loads:
+        return None
+    it, where = log.checkpoint_loads[0]
+    return (it, where) if it > 0 else None
+
+
+def _same_folder(a: str, b: str) -> bool:
+    """Whether two printed checkpoint folders are one: equal once normalised, or one a trailing
+    part of the other (a relative --load beside an absolute --save). Unknown is the same."""
+    if not a or not b:
+        return True
+    a, b = os.path.normpath(a), os.path.normpath(b)
+    return a == b or a.endswith(os.sep + b) or b.endswith(os.sep + a)
+
+
+def predecessors(logs: list) -> list:
+    """For each attempt (oldest first), the index of the attempt it continues, or None.
+
+    Attempt j continues i < j when j loaded a checkpoint at iteration N > 0 and i is the latest
+    earlier attempt that saved one at N (in the same folder)."""
+    out: list = []
+    for j, log in enumerate(logs):
+        load = resumed_at(log)
+        found = None
+        if load is not None:
+            it, where = load
+            for i in range(j - 1, -1, -1):
+                if any(n == it and _same_folder(d, where) for n, d in logs[i].checkpoint_saves):
+                    found = i
+                    break
+        out.append(found)
+    return out
+
+
+def chain(preds: list, j: int) -> list:
+    """Indices of the attempts attempt j ends, oldest first (`[j]` when it continues none)."""
+    out = [j]
+    while preds[out[0]] is not None and preds[out[0]] not in out:
+        out.insert(0, preds[out[0]])
+    return out
+
+
+def unmatched_load(log: ParsedLog, continued: bool) -> str:
+    """A note when the log resumed from a checkpoint no earlier attempt saved, else ""."""
+    load = resumed_at(log)
+    if load is None or continued:
+        return ""
+    it, where = load
+    return (f"resumed from a checkpoint at iteration {it} ({where or 'folder not printed'}) "
+            f"that no earlier log of this run saved; its iterations start at {it + 1}")
+
+
+def stitch(logs: list, blobs: list) -> tuple:
+    """(one ParsedLog for the chain, lost iterations): `logs` are the chain's parsed logs,
+    oldest first, and `blobs` their raw bytes; lost iterations = rows that earlier attempts
+    logged past the iteration the next attempt loaded (replaced or dropped)."""
+    # Read as one log: a new arguments dump starts a launch, so segments, their spans and the
+    # downtime between them are measured as for restarts inside one log. A log cut mid-line
+    # gets its line end, so the next log's first line is not glued to it.
+    joined = b"".join(b if not b or b.endswith((b"\n", b"\r")) else b + b"\n" for b in blobs)
+    whole = parse_log(joined)
+    cuts = [resumed_at(nxt)[0] for nxt in logs[1:]] + [None]
+    steps, lost = _merged_steps(logs, cuts)
+
+    last = logs[-1]
+    status = whole.status
+    if status.name != last.status.name and (
+            status.name != S.DIVERGED or status.diverged_at is None
+            or status.diverged_at not in set(steps.iterations)):
+        # What the whole read sees differently from the last attempt's own log comes from
+        # iterations that were lost: the last attempt's status stands.
+        status = last.status
+    earlier = []
+    for log in logs[:-1]:
+        earlier += log.earlier_failures
+        if log.status.name == S.CRASHED:
+            earlier.append(log.status.exception or log.status.reason)
+    earlier += last.earlier_failures
+    validations = [v for log, cut in zip(logs, cuts) for v in log.validations
+                   if cut is None or v.iteration <= cut]
+    merged = dataclasses.replace(
+        whole, steps=steps, status=status, validations=validations,
+        restarts=sum(log.restarts for log in logs),
+        repeated_iterations=sum(log.repeated_iterations for log in logs),
+        garbled_lines=sum(log.garbled_lines for log in logs),
+        earlier_failures=earlier, checkpoint_loads=logs[0].checkpoint_loads)
+    return merged, lost
+
+
+def _merged_steps(logs: list, cuts: list) -> tuple:
+    """(Steps over the chain, rows dropped past a cut): the later attempt wins per iteration."""
+    origin: dict = {}  # iteration -> (attempt, row)
+    lost = 0
+    for k, (log, cut) in enumerate(zip(logs, cuts)):
+        for i, it in enumerate(log.steps.iterations):
+            if cut is not None and it > cut:
+                lost += 1
+                continue
+            origin[it] = (k, i)
+    order = sorted(origin)
+    keys: list = []
+    for log in logs:
+        keys.extend(key for key in log.steps.keys() if key not in keys)
+    picks = [origin[it] for it in order]
+    columns = {}
+    for key in keys:
+        per_log = [log.steps.column(key) for log in logs]
+        columns[key] = [per_log[k][i] for k, i in picks]
+    timestamps = [logs[k].steps.timestamp(i) for k, i in picks]
+    steps = Steps(order, timestamps, columns)
+    # Where a warm-up starts again: each attempt's first iteration and its own restarts.
+    starts = {s for k, log in enumerate(logs) for s in log.steps.segment_starts
+              if origin.get(s, (None,))[0] == k}
+    steps.segment_starts = order[:1] + sorted(starts - set(order[:1]))
+    return steps, lost
