@@ -156,6 +156,8 @@ def check_stitched(run, launches: list, names: list, planned: int) -> None:
     assert s.iterations_done == launches[-1].last and s.iterations_planned == planned
     assert log.steps.segment_starts == [ln.first for ln in launches]
     assert kept_until[-1] == launches[-1].last
+    # The resumes are segments, not restarts inside a log: no "1 restart" note.
+    assert log.restarts == 0 and not any(n[0].isdigit() and "restart" in n for n in s.notes)
     # The status is the last launch's own.
     assert s.status == parse_log((run_path_bytes(run))).status.name
     assert run.stitched == [str(Path(run.directory) / n) for n in names]
@@ -281,6 +283,33 @@ def test_a_single_log_that_resumed_from_elsewhere_says_so(tmp_path):
     assert any("at iteration 500" in n and "start at 501" in n for n in run.notes)
 
 
+def test_a_chain_that_began_from_elsewhere_is_stitched_with_the_note(tmp_path):
+    first = Launch(501, 540, [540], "exit-duration", T0, load=500,
+                   load_dir="/lustre/ckpt/pretrained")
+    second = Launch(541, 600, [], "done", T0 + timedelta(hours=1), load=540)
+    write(tmp_path, ["run.log", "run.1.log"], [first, second], 600)
+    (run,) = loaded(tmp_path)
+    assert [Path(p).name for p in run.stitched] == ["run.log", "run.1.log"]
+    assert run.log.steps.iterations == list(range(501, 601))
+    assert resume.resumed_at(run.log) == (500, "/lustre/ckpt/pretrained")
+    assert any("at iteration 500 (/lustre/ckpt/pretrained) that no earlier log of this run "
+               "saved; its iterations start at 501" in n for n in run.notes)
+
+
+def test_a_segment_that_crashed_after_its_save_is_an_earlier_failure(tmp_path):
+    launches = plan([30], [4], [900], 60, ["crashed", "done"])
+    names = ["run.log", "run.1.log"]
+    write(tmp_path, names, launches, 60)
+    (run,) = loaded(tmp_path)
+    check_stitched(run, launches, names, 60)
+    s = metrics.summarize(run, 3)
+    assert s.status == "completed"
+    assert "before a restart: RuntimeError: CUDA error: an illegal memory access was encountered" \
+        in s.notes
+    assert run.log.earlier_failures == [
+        "RuntimeError: CUDA error: an illegal memory access was encountered"]
+
+
 def test_the_same_iteration_saved_to_another_folder_is_no_match(tmp_path):
     first = Launch(1, 50, [50], "exit-duration", T0, save_dir="/lustre/ckpt/other_run")
     second = Launch(51, 80, [], "done", T0 + timedelta(hours=1), load=50)
@@ -368,7 +397,8 @@ def test_generated_chains(tmp_path, seed):
     lost = [rng.choice([0, 0, rng.randint(1, 9)]) for _ in saves]
     gaps = [rng.choice([rng.uniform(1, 7200), -rng.uniform(1, 600)]) for _ in saves]
     planned = saves[-1] + rng.randint(12, 40)
-    ends = [rng.choice(["exit-duration", "slurm-time-limit", "killed"]) for _ in saves]
+    ends = [rng.choice(["exit-duration", "slurm-time-limit", "killed", "crashed"])
+            for _ in saves]
     last_end = rng.choice(["done", "done", "exit-duration", "crashed"])
     launches = plan(saves, lost, gaps, planned, ends + [last_end])
     if last_end != "done":
@@ -393,6 +423,11 @@ def test_generated_chains(tmp_path, seed):
     assert len(gaps_known) == len(known)
     assert s.status == {"done": "completed", "exit-duration": "time-limit",
                         "crashed": "crashed"}[last_end]
+    # A segment that crashed after its save is a failure before a restart; the fresh attempt
+    # that crashed before the chain is not.
+    assert len(run.log.earlier_failures) == ends.count("crashed")
+    assert ("before a restart: RuntimeError: CUDA error: an illegal memory access was "
+            "encountered" in s.notes) == ("crashed" in ends)
 
 
 # --- the report reads the stitched steps ---------------------------------------------------------
@@ -430,6 +465,11 @@ def test_report_time_to_target_and_median_use_the_stitched_steps(tmp_path):
     assert ("one run in 3 segments (`bf16.log`, `bf16.1.log`, `bf16.2.log`), each resumed from "
             "the previous one's checkpoint (at iteration 40, 80)") in text
     assert "without the downtime between launches" in text
+    assert "bf16.1.log` + `" in text  # the Log item names every segment's log
+    assert ("`bf16.1.log` running/truncated (89/120, resumed at 40); `bf16.2.log` completed "
+            "(120/120, resumed at 80) (shown: `bf16.log` + `bf16.1.log` + `bf16.2.log`, "
+            "stitched)") in text
+    assert "3m 15s (+45m 00s down between 3 segments)" in text
     # The groups' own arithmetic, straight from the stitched run.
     (g,) = compare.build_groups(runs.load_runs(runs.find_logs([str(d)]), {}), 3)
     base = next(r for r in g.runs if r.name == "bf16")

@@ -303,7 +303,8 @@ def _run_section(g, run, plot) -> list:
     s, log, args = g.summaries[run.name], run.log, run.log.args
     side = run.sidecar
     out = [f"#### {run.name}", ""]
-    items = [("Log", f"`{shown_path(run.path)}` ({log.size_bytes / 1e6:.2f} MB)"),
+    logs = " + ".join(f"`{shown_path(p)}`" for p in run.stitched or [run.path])
+    items = [("Log", f"{logs} ({log.size_bytes / 1e6:.2f} MB)"),
              ("Status", status_text(s))]
     if s.attempts:
         shown = " + ".join(f"`{os.path.basename(p)}`" for p in run.stitched) + ", stitched" \
