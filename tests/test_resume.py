@@ -52,6 +52,7 @@ class Launch:
     lost_after: Optional[int] = None  # rows past this iteration are lost (a later launch redoes them)
     save_dir: str = CKPT
     extra: dict = field(default_factory=dict)
+    nan_at: tuple = ()  # iterations whose loss is NaN
 
 
 def launch_text(ln: Launch, planned: int, seed: int = 1234, bf16: bool = True) -> str:
@@ -76,7 +77,8 @@ def launch_text(ln: Launch, planned: int, seed: int = 1234, bf16: bool = True) -
         t += timedelta(milliseconds=ms)
         stamp = t.isoformat(" ", "microseconds")
         lines.append(ITER.format(ts=stamp, it=it, total=planned, samples=it * GBS, ms=ms,
-                                 tflops=100.0, lr=3e-4, gbs=GBS, loss=loss_of(it, lost),
+                                 tflops=100.0, lr=3e-4, gbs=GBS,
+                                 loss=math.nan if it in ln.nan_at else loss_of(it, lost),
                                  scale=1.0, gnorm=1.0, skip=0, nan=0))
         if it in ln.saves:
             lines.append(f"[{stamp}] saving checkpoint at iteration {it:7d} to {ln.save_dir} "
@@ -201,8 +203,8 @@ def test_killed_after_a_save_loses_what_it_logged_past_it(tmp_path):
     (run,) = loaded(tmp_path)
     launches[0].last = 57  # the cut line is not whole: its iteration never logged
     check_stitched(run, launches, names, 90)
-    assert ("7 iterations logged after a segment's last save were lost and redone by the next"
-            in " ".join(run.notes))
+    assert ("7 iterations logged past the checkpoint the next segment resumed from were lost "
+            "and left out" in " ".join(run.notes))
     s = metrics.summarize(run, 3)
     assert s.runtime_s == pytest.approx(50 + 7 * 5 + 40)
     assert s.downtime_s == pytest.approx(120 + 5.0, abs=1e-3)  # from the last whole line
@@ -316,6 +318,65 @@ def test_the_same_iteration_saved_to_another_folder_is_no_match(tmp_path):
     write(tmp_path, ["run.log", "run.1.log"], [first, second], 80)
     (run,) = loaded(tmp_path)
     assert run.stitched == [] and run.log.steps.iterations[0] == 51
+
+
+def test_a_segment_that_restarts_inside_its_log_from_an_older_checkpoint(tmp_path):
+    # run.log saved at 30 and 40, lost 41-50; run.1.log resumed at 40, logged 41-70 (all
+    # lost), then restarted inside the same log from the checkpoint of 30 and went to 90.
+    a = Launch(1, 50, [30, 40], "killed", T0, lost_after=40)
+    b1 = Launch(41, 70, [], "killed", T0 + timedelta(hours=1), load=40, lost_after=40)
+    b2 = Launch(31, 90, [], "done", T0 + timedelta(hours=2), load=30)
+    (tmp_path / "run.log").write_text(launch_text(a, 90))
+    (tmp_path / "run.1.log").write_text(launch_text(b1, 90) + launch_text(b2, 90))
+    (run,) = loaded(tmp_path)
+    log = run.log
+    assert [Path(p).name for p in run.stitched] == ["run.log", "run.1.log"]
+    assert log.steps.iterations == list(range(1, 91))
+    assert log.steps.column(metrics.LOSS) == pytest.approx([loss_of(it) for it in range(1, 91)],
+                                                           abs=1e-6)
+    assert [(g.first_iteration, g.last_iteration) for g in log.segments] == [
+        (1, 50), (41, 70), (31, 90)]
+    assert log.steps.segment_starts == [1, 31]
+    assert log.restarts == 1 and log.status.name == "completed"
+
+
+def test_a_completed_attempt_that_a_later_one_continues_is_a_segment(tmp_path):
+    # run.log completed its 60 iterations (saving at 60); run.1.log extended the run to 100
+    # from that checkpoint and hit its time limit at 80: the run is both, time-limited.
+    a = Launch(1, 60, [60], "done", T0)
+    b = Launch(61, 80, [80], "exit-duration", T0 + timedelta(hours=1), load=60)
+    write(tmp_path, ["run.log", "run.1.log"], [a, b], 100)
+    (run,) = loaded(tmp_path)
+    assert [Path(p).name for p in run.stitched] == ["run.log", "run.1.log"]
+    assert run.log.status.name == "time-limit" and run.log.steps.iterations == list(range(1, 81))
+
+
+def test_two_resumes_from_one_checkpoint_the_completed_one_is_shown(tmp_path):
+    # run.1 and run.2 both resumed from run.log's save at 40; run.1 crashed, run.2 completed.
+    a = Launch(1, 44, [40], "killed", T0, lost_after=40)
+    b = Launch(41, 52, [], "crashed", T0 + timedelta(hours=1), load=40, lost_after=40)
+    c = Launch(41, 70, [], "done", T0 + timedelta(hours=2), load=40)
+    write(tmp_path, ["run.log", "run.1.log", "run.2.log"], [a, b, c], 70)
+    (run,) = loaded(tmp_path)
+    assert [Path(p).name for p in run.stitched] == ["run.log", "run.2.log"]
+    assert [a.segment for a in run.attempts] == [True, False, True]
+    assert run.log.status.name == "completed"
+    assert run.log.steps.column(metrics.LOSS) == pytest.approx(
+        [loss_of(it) for it in range(1, 71)], abs=1e-6)
+
+
+@pytest.mark.parametrize("nan_at, diverged", [((35, 36), 35), ((44, 45), None)])
+def test_divergence_counts_only_in_kept_iterations(tmp_path, nan_at, diverged):
+    # NaN losses in run.log at iterations it kept (35) make the run diverged; at iterations
+    # past its save at 40 (lost, 44) they do not.
+    a = Launch(1, 46, [40], "killed", T0, lost_after=40, nan_at=nan_at)
+    b = Launch(41, 70, [], "done", T0 + timedelta(hours=1), load=40)
+    write(tmp_path, ["run.log", "run.1.log"], [a, b], 70)
+    (run,) = loaded(tmp_path)
+    assert run.attempts[0].status == "diverged"
+    st = run.log.status
+    assert (st.name, st.diverged_at) == (("diverged", diverged) if diverged else
+                                         ("completed", None))
 
 
 def test_clock_going_back_between_launches(tmp_path):

@@ -23,8 +23,10 @@ Stitching (`stitch`): the chain is one run.
 * segments: one per launch, read from the logs in order as if they were one log (`logparse`
   does this for several launches in one log), so each segment's span and the downtime between
   launches are measured the same way; runtime = the sum of the spans (downtime excluded);
-* status, arguments, planned iterations: the last attempt's (a divergence found only in
-  iterations that were lost does not count); peak memory: the largest over all attempts;
+* status, arguments, planned iterations: the last attempt's, except that a loss or gradient
+  that went non-finite in an earlier segment's kept iterations makes the run diverged (as in
+  one log); a divergence only in lost iterations does not count; peak memory: the largest over
+  all attempts;
 * validations: each attempt's up to the iteration the next one loaded;
 * restarts, repeated and garbled lines: those inside each log (the resumes are the segments);
   earlier failures: each earlier attempt's crash, if it crashed; checkpoints loaded: the first
@@ -33,6 +35,7 @@ Stitching (`stitch`): the chain is one run.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import os
 from typing import Optional
@@ -135,27 +138,39 @@ def stitch(logs: list, blobs: list) -> tuple:
 
 def _merged_steps(logs: list, cuts: list) -> tuple:
     """(Steps over the chain, rows dropped past a cut): the later attempt wins per iteration."""
-    origin: dict = {}  # iteration -> (attempt, row)
-    lost = 0
-    for k, (log, cut) in enumerate(zip(logs, cuts)):
-        for i, it in enumerate(log.steps.iterations):
-            if cut is not None and it > cut:
-                lost += 1
-                continue
-            origin[it] = (k, i)
-    order = sorted(origin)
+    # Each log's rows up to its cut (iterations ascend within a log's Steps).
+    kept = [bisect.bisect_right(log.steps.iterations, cut) if cut is not None
+            else len(log.steps.iterations) for log, cut in zip(logs, cuts)]
+    lost = sum(len(log.steps.iterations) - n for log, n in zip(logs, kept))
     keys: list = []
     for log in logs:
         keys.extend(key for key in log.steps.keys() if key not in keys)
-    picks = [origin[it] for it in order]
-    columns = {}
-    for key in keys:
-        per_log = [log.steps.column(key) for log in logs]
-        columns[key] = [per_log[k][i] for k, i in picks]
-    timestamps = [logs[k].steps.timestamp(i) for k, i in picks]
+    spans = [(log.steps.iterations[0], log.steps.iterations[n - 1])
+             for log, n in zip(logs, kept) if n]
+    if all(a[1] < b[0] for a, b in zip(spans, spans[1:])):
+        # The usual chain: each attempt's kept rows come after the previous one's, so the
+        # columns are slices laid end to end.
+        order = [it for log, n in zip(logs, kept) for it in log.steps.iterations[:n]]
+        timestamps = [log.steps.timestamp(i) for log, n in zip(logs, kept) for i in range(n)]
+        columns = {key: [v for log, n in zip(logs, kept) for v in log.steps.column(key)[:n]]
+                   for key in keys}
+        starts = {s for log, n in zip(logs, kept) if n
+                  for s in log.steps.segment_starts if s <= log.steps.iterations[n - 1]}
+    else:
+        # A log that went back below an earlier one's rows (a restart inside it from an older
+        # checkpoint): the later row wins, iteration by iteration.
+        origin: dict = {}  # iteration -> (attempt, row)
+        for k, (log, n) in enumerate(zip(logs, kept)):
+            for i, it in enumerate(log.steps.iterations[:n]):
+                origin[it] = (k, i)
+        order = sorted(origin)
+        picks = [origin[it] for it in order]
+        per_log = {key: [log.steps.column(key) for log in logs] for key in keys}
+        columns = {key: [per_log[key][k][i] for k, i in picks] for key in keys}
+        timestamps = [logs[k].steps.timestamp(i) for k, i in picks]
+        starts = {s for k, log in enumerate(logs) for s in log.steps.segment_starts
+                  if origin.get(s, (None,))[0] == k}
     steps = Steps(order, timestamps, columns)
     # Where a warm-up starts again: each attempt's first iteration and its own restarts.
-    starts = {s for k, log in enumerate(logs) for s in log.steps.segment_starts
-              if origin.get(s, (None,))[0] == k}
     steps.segment_starts = order[:1] + sorted(starts - set(order[:1]))
     return steps, lost

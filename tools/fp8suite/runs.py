@@ -15,11 +15,12 @@ labels (axes, GPU) to runs it names.
 Attempts: `RUN.log`, `RUN.1.log`, `RUN.2.log`, ... (the launch script's repeat number, or
 Slurm's job id `RUN.<jobid>.log`) in one directory are attempts of one run `RUN`. The report
 shows the run once: its latest completed attempt, else its latest attempt, with every attempt
-listed (`LoggedRun.attempts`). When that attempt resumed from a checkpoint an earlier attempt
-saved (`--save`/`--load` on one folder after a time limit or a kill), the attempts it continues
-are segments of the same run and are stitched into one (`resume`): one set of steps, one
-segment per launch, runtime without the downtime between them, the last attempt's status.
-Attempts that started afresh (a restart after a crash) stay apart, listed.
+listed (`LoggedRun.attempts`). An attempt that resumed from a checkpoint an earlier attempt
+saved (`--save`/`--load` on one folder after a time limit or a kill) continues it: together
+they are one candidate, judged by its last attempt, and when shown they are stitched into one
+run (`resume`): one set of steps, one segment per launch, runtime without the downtime between
+them, the last attempt's status. Attempts that started afresh (a restart after a crash) stay
+apart, listed.
 
 Bad usage (a path that does not exist, no logs at all, a broken manifest) raises `UsageError`
 with one line. A log that cannot be read or parsed becomes a run with status "unreadable".
@@ -223,9 +224,13 @@ def group_attempts(runs: list, read: Optional[Callable] = None) -> list:
                 tries[0].notes.append(note)
             out.append(tries[0])
             continue
-        done = [j for j, r in enumerate(tries) if r.log.status.name in S.FINISHED]
-        shown = (done or list(range(len(tries))))[-1]
-        links = resume.chain(resume.predecessors([r.log for r in tries]), shown)
+        # Candidates: the attempts no later attempt continues, each with the attempts it
+        # continues (a chain is judged by its last attempt).
+        preds = resume.predecessors([r.log for r in tries])
+        ends = [j for j in range(len(tries)) if j not in preds]
+        done = [j for j in ends if tries[j].log.status.name in S.FINISHED]
+        shown = (done or ends)[-1]
+        links = resume.chain(preds, shown)
         chosen = tries[shown]
         chosen.attempts = [Attempt(r.path, r.log.status.name, r.log.status.reason,
                                    r.log.status.last_iteration, r.log.status.planned_iterations,
@@ -260,8 +265,9 @@ def _stitch(chosen: LoggedRun, parts: list, read: Callable) -> None:
     chosen.notes.append(
         f"one run in {len(parts)} segments ({names}), each resumed from the previous one's "
         f"checkpoint (at iteration {at})"
-        + (f"; {lost} iteration{'s' if lost != 1 else ''} logged after a segment's last save "
-           f"{'were' if lost != 1 else 'was'} lost and redone by the next" if lost else "")
+        + (f"; {lost} iteration{'s' if lost != 1 else ''} logged past the checkpoint the next "
+           f"segment resumed from {'were' if lost != 1 else 'was'} lost and left out"
+           if lost else "")
         + "; runtime is the sum of the segments, without the downtime between launches")
     for r in parts[:-1]:
         chosen.notes.extend(n for n in r.notes if n not in chosen.notes)
