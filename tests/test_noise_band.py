@@ -130,3 +130,25 @@ def test_the_verdict_flips_exactly_at_the_band(band):
     assert compare.verdict(-band, band) == "within noise"
     assert compare.verdict(above, band).startswith("outside noise (+")
     assert compare.verdict(-above, band).startswith("outside noise (-")
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_the_loss_gap_plot_draws_the_band(tmp_path, k):
+    from fp8suite import plots
+    offsets = [0.02, -0.03, 0.01][:k - 1]
+    study(tmp_path, offsets)
+    (g,) = groups_of(tmp_path)
+    fig = plots._gap_figure(g, plots._gap_series(g))
+    (ax,) = fig.axes
+    labels = ax.get_legend_handles_labels()[1]
+    band = next(label for label in labels if label.startswith("seed-to-seed noise band"))
+    widest = "bf16_s2345" if k == 2 else "bf16_s3456"
+    assert band == (f"seed-to-seed noise band (±{max(map(abs, offsets)):.4f}, {widest})"
+                    if k == 2 else
+                    f"seed-to-seed noise band (±0.0300, the largest of {k - 1} other BF16 "
+                    f"seeds: {widest})")
+    span = next(p for p in ax.patches if p.get_label() == band)
+    # A Rectangle (matplotlib >= 3.9) or a Polygon (older) spanning -band..band.
+    ys = ([span.get_y(), span.get_y() + span.get_height()] if hasattr(span, "get_height")
+          else [y for _, y in span.get_xy()])
+    assert min(ys) == pytest.approx(-g.band) and max(ys) == pytest.approx(g.band)
