@@ -53,6 +53,7 @@ class Launch:
     save_dir: str = CKPT
     extra: dict = field(default_factory=dict)
     nan_at: tuple = ()  # iterations whose loss is NaN
+    max_allocated_mb: float = 60000.0  # report_memory's peak after its first iteration
 
 
 def launch_text(ln: Launch, planned: int, seed: int = 1234, bf16: bool = True) -> str:
@@ -80,6 +81,10 @@ def launch_text(ln: Launch, planned: int, seed: int = 1234, bf16: bool = True) -
                                  tflops=100.0, lr=3e-4, gbs=GBS,
                                  loss=math.nan if it in ln.nan_at else loss_of(it, lost),
                                  scale=1.0, gnorm=1.0, skip=0, nan=0))
+        if it == ln.first:
+            lines.append(f"[Rank 0] (after {it} iterations) memory (MB) | allocated: 50000.00 | "
+                         f"max allocated: {ln.max_allocated_mb:.2f} | reserved: 70000.00 | "
+                         "max reserved: 72000.00")
         if it in ln.saves:
             lines.append(f"[{stamp}] saving checkpoint at iteration {it:7d} to {ln.save_dir} "
                          "in torch_dist format")
@@ -213,6 +218,7 @@ def test_killed_after_a_save_loses_what_it_logged_past_it(tmp_path):
 def test_three_segments_slurm_job_ids_and_time_limits(tmp_path):
     launches = plan([40, 80], [3, 5], [3600, 60], 120,
                     ["slurm-time-limit", "slurm-time-limit", "done"])
+    launches[1].max_allocated_mb = 65536.0  # the peak memory of the run: the largest
     names = ["run.812345.log", "run.812399.log", "run.813002.log"]
     write(tmp_path, names, launches, 120)
     (run,) = loaded(tmp_path)
@@ -221,6 +227,7 @@ def test_three_segments_slurm_job_ids_and_time_limits(tmp_path):
     assert s.runtime_s == pytest.approx(43 + 3 * 4 + 45 + 5 * 4 + 40)
     assert s.downtime_s == pytest.approx(3660)
     assert run.name == "run"
+    assert s.peak_alloc_gb == pytest.approx(64.0)
 
 
 def test_the_last_segment_still_cut_is_the_runs_status(tmp_path):
