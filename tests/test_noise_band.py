@@ -108,8 +108,8 @@ def test_report_words_for_k_seeds(tmp_path, k):
                    for line in text.splitlines())
     if k == 2:
         # Two seeds read as before: one pair, no rule for k.
-        assert (f"Seed-to-seed noise: bf16_s2345 vs bf16_s1234 differ by +0.0200 on average "
-                f"(the noise band: ±0.0200)") in text
+        assert ("Seed-to-seed noise: bf16_s2345 vs bf16_s1234 differ by +0.0200 on average "
+                "(the noise band: ±0.0200)") in text
         assert rule not in text and foot not in text
     else:
         assert rule in text

@@ -384,6 +384,11 @@ def test_divergence_counts_only_in_kept_iterations(tmp_path, nan_at, diverged):
     st = run.log.status
     assert (st.name, st.diverged_at) == (("diverged", diverged) if diverged else
                                          ("completed", None))
+    if diverged:
+        assert st.reason == ("lm loss non-finite from iteration 35 on (2 of 46 logged "
+                             "iterations); the run was resumed from a later checkpoint and then "
+                             "says completed 70/70")
+        assert metrics.summarize(run, 3).final_loss is None
 
 
 def test_clock_going_back_between_launches(tmp_path):
@@ -407,6 +412,16 @@ def test_the_latest_save_at_the_loaded_iteration_is_the_one_continued(tmp_path):
     write(tmp_path, ["run.log", "run.1.log", "run.2.log"], [a, b, c], 70)
     (run,) = loaded(tmp_path)
     assert [Path(p).name for p in run.stitched] == ["run.1.log", "run.2.log"]
+
+
+def test_runs_held_in_memory_are_stitched_without_their_files():
+    launches = plan([30], [2], [60], 50, ["exit-duration", "done"])
+    found = [runs.LoggedRun(name, f"/nowhere/{name}.log", "/nowhere",
+                            parse_log(launch_text(ln, 50).encode()))
+             for name, ln in zip(["run", "run.1"], launches)]
+    (run,) = runs.group_attempts(found)
+    assert run.stitched == ["/nowhere/run.log", "/nowhere/run.1.log"]
+    assert run.log.steps.iterations == list(range(1, 51)) and len(run.log.segments) == 2
 
 
 def test_predecessors_and_chains():
@@ -491,6 +506,20 @@ def test_generated_chains(tmp_path, seed):
     assert len(gaps_known) == len(known)
     assert s.status == {"done": "completed", "exit-duration": "time-limit",
                         "crashed": "crashed"}[last_end]
+    # The same segments, spans, downtimes, memory and status as parsing the logs as one log
+    # (the parser's own reading of several launches in one file).
+    joined = b"".join((tmp_path / n).read_bytes().rstrip(b"\n") + b"\n" for n in names)
+    whole = parse_log(joined)
+
+    def seg(g):
+        return (g.first_iteration, g.last_iteration, g.rows, round(g.span_s, 6), g.span_from,
+                None if g.downtime_before_s is None else round(g.downtime_before_s, 6))
+    assert [seg(g) for g in run.log.segments] == [seg(g) for g in whole.segments]
+    assert run.log.memory_peak_mb == whole.memory_peak_mb
+    assert (run.log.status.name, run.log.status.reason) == (whole.status.name, whole.status.reason)
+    # Steps differ only where an earlier launch logged past the point the last one stopped:
+    # those rows were lost, the stitched run leaves them out.
+    assert whole.steps.iterations[:len(run.log.steps)] == run.log.steps.iterations
     # A segment that crashed after its save is a failure before a restart; the fresh attempt
     # that crashed before the chain is not.
     assert len(run.log.earlier_failures) == ends.count("crashed")

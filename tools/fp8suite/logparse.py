@@ -125,6 +125,10 @@ class Segment:
     span_s: Optional[float] = None
     span_from: str = ""  # "timestamps" or "sum of iteration times"
     downtime_before_s: Optional[float] = None
+    # Wall-clock (POSIX seconds) of its start and of its last iteration line, None when the
+    # lines carry no timestamp: what the downtime to a neighbouring segment is measured from.
+    start_s: Optional[float] = None
+    end_s: Optional[float] = None
 
 
 @dataclass
@@ -675,6 +679,7 @@ def _segments(iterations, timestamps, iter_ms, starts, log_interval) -> list:
                 seg.span_s, seg.span_from = summed, "sum of iteration times"
         if out and prev_end is not None and start_s is not None and start_s >= prev_end:
             seg.downtime_before_s = start_s - prev_end
+        seg.start_s, seg.end_s = start_s, t1
         prev_end = t1
         out.append(seg)
     return out

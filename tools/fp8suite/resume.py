@@ -20,9 +20,10 @@ Stitching (`stitch`): the chain is one run.
 
 * steps: each attempt's iterations up to the iteration the next one loaded (what it logged past
   its last save was lost), then the next attempt's; the later attempt wins per iteration;
-* segments: one per launch, read from the logs in order as if they were one log (`logparse`
-  does this for several launches in one log), so each segment's span and the downtime between
-  launches are measured the same way; runtime = the sum of the spans (downtime excluded);
+* segments: each log's, in order (one per launch), with the downtime between launches measured
+  as `logparse` measures it between launches in one log (from the previous launch's last
+  iteration line to the start of the next one's first iteration; none when the clock went
+  back); runtime = the sum of the spans (downtime excluded);
 * status, arguments, planned iterations: the last attempt's, except that a loss or gradient
   that went non-finite in an earlier segment's kept iterations makes the run diverged (as in
   one log); a divergence only in lost iterations does not count; peak memory: the largest over
@@ -41,7 +42,7 @@ import os
 from typing import Optional
 
 from . import status as S
-from .logparse import ParsedLog, Steps, parse_log
+from .logparse import ParsedLog, Steps
 
 
 def resumed_at(log: ParsedLog) -> Optional[tuple]:
@@ -99,41 +100,74 @@ def unmatched_load(log: ParsedLog, continued: bool) -> str:
             f"that no earlier log of this run saved; its iterations start at {it + 1}")
 
 
-def stitch(logs: list, blobs: list) -> tuple:
+def stitch(logs: list) -> tuple:
     """(one ParsedLog for the chain, lost iterations): `logs` are the chain's parsed logs,
-    oldest first, and `blobs` their raw bytes; lost iterations = rows that earlier attempts
-    logged past the iteration the next attempt loaded (replaced or dropped)."""
-    # Read as one log: a new arguments dump starts a launch, so segments, their spans and the
-    # downtime between them are measured as for restarts inside one log. A log cut mid-line
-    # gets its line end, so the next log's first line is not glued to it.
-    joined = b"".join(b if not b or b.endswith((b"\n", b"\r")) else b + b"\n" for b in blobs)
-    whole = parse_log(joined)
+    oldest first; lost iterations = rows that earlier attempts logged past the iteration the
+    next attempt loaded (left out; the next attempt's rows stand)."""
     cuts = [resumed_at(nxt)[0] for nxt in logs[1:]] + [None]
     steps, lost = _merged_steps(logs, cuts)
-
+    segments = _merged_segments(logs)
     last = logs[-1]
-    status = whole.status
-    if status.name != last.status.name and (
-            status.name != S.DIVERGED or status.diverged_at is None
-            or status.diverged_at not in set(steps.iterations)):
-        # What the whole read sees differently from the last attempt's own log comes from
-        # iterations that were lost: the last attempt's status stands.
-        status = last.status
+    status = _status(logs, cuts, steps)
     earlier = []
     for log in logs[:-1]:
         earlier += log.earlier_failures
         if log.status.name == S.CRASHED:
             earlier.append(log.status.exception or log.status.reason)
     earlier += last.earlier_failures
-    validations = [v for log, cut in zip(logs, cuts) for v in log.validations
-                   if cut is None or v.iteration <= cut]
+    memory: dict = {}
+    for log in logs:
+        for key, mib in log.memory_peak_mb.items():
+            memory[key] = max(mib, memory.get(key, mib))
     merged = dataclasses.replace(
-        whole, steps=steps, status=status, validations=validations,
+        last, size_bytes=sum(log.size_bytes for log in logs), steps=steps,
+        validations=[v for log, cut in zip(logs, cuts) for v in log.validations
+                     if cut is None or v.iteration <= cut],
+        memory_peak_mb=memory, args_dumps=sum(log.args_dumps for log in logs), status=status,
         restarts=sum(log.restarts for log in logs),
         repeated_iterations=sum(log.repeated_iterations for log in logs),
-        garbled_lines=sum(log.garbled_lines for log in logs),
-        earlier_failures=earlier, checkpoint_loads=logs[0].checkpoint_loads)
+        garbled_lines=sum(log.garbled_lines for log in logs), earlier_failures=earlier,
+        segments=segments, checkpoint_loads=logs[0].checkpoint_loads,
+        checkpoint_saves=[c for log in logs for c in log.checkpoint_saves])
     return merged, lost
+
+
+def _merged_segments(logs: list) -> list:
+    """Every log's segments in order; the downtime before each log's first one measured from
+    the previous log's last iteration line, as `logparse` does between launches in one log."""
+    out: list = []
+    for log in logs:
+        for n, seg in enumerate(log.segments):
+            seg = dataclasses.replace(seg)
+            if n == 0 and out:
+                seg.downtime_before_s = None
+                prev_end = out[-1].end_s
+                if prev_end is not None and seg.start_s is not None and seg.start_s >= prev_end:
+                    seg.downtime_before_s = seg.start_s - prev_end
+            out.append(seg)
+    return out
+
+
+def _status(logs: list, cuts: list, steps: Steps):
+    """The last attempt's status; diverged instead when an earlier attempt's loss or gradient
+    went non-finite in iterations the run kept (before the checkpoint the next one loaded)."""
+    last = logs[-1].status
+    if last.last_iteration is None and steps.iterations:
+        # It loaded and stopped before its first iteration: the run got as far as it kept.
+        last = dataclasses.replace(last, last_iteration=steps.iterations[-1])
+    if last.name == S.DIVERGED:
+        return last
+    for log, cut in zip(logs[:-1], cuts):
+        st = log.status
+        if st.name == S.DIVERGED and st.diverged_at is not None and st.diverged_at <= cut:
+            what = st.reason.split("; the log then says ")[0]
+            then = last.reason if last.reason.startswith(last.name) else \
+                f"{last.name}: {last.reason}"
+            return dataclasses.replace(
+                last, name=S.DIVERGED, diverged_at=st.diverged_at,
+                reason=f"{what}; the run was resumed from a later checkpoint and then says "
+                       f"{then}")
+    return last
 
 
 def _merged_steps(logs: list, cuts: list) -> tuple:

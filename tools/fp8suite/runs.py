@@ -204,12 +204,11 @@ def attempt_of(stem: str) -> tuple[str, int]:
     return paths.run_of_log(stem)
 
 
-def group_attempts(runs: list, read: Optional[Callable] = None) -> list:
+def group_attempts(runs: list) -> list:
     """One LoggedRun per (directory, run name): the latest completed attempt, else the latest one;
     every attempt listed in `attempts`. When that attempt continues earlier ones from their
-    checkpoints, they are stitched into it (`resume.stitch`; `read(path) -> bytes` reads their
-    logs again, by default from disk). Order: as the runs came, by their first attempt."""
-    read = read or _read_bytes
+    checkpoints, they are stitched into it (`resume.stitch`). Order: as the runs came, by their
+    first attempt."""
     by_key: dict = {}
     for r in runs:
         name, n = attempt_of(r.name)
@@ -239,7 +238,7 @@ def group_attempts(runs: list, read: Optional[Callable] = None) -> list:
                            for j, r in enumerate(tries)]
         note = resume.unmatched_load(tries[links[0]].log, False)
         if len(links) > 1:
-            _stitch(chosen, [tries[j] for j in links], read)
+            _stitch(chosen, [tries[j] for j in links])
         if note:
             chosen.notes.append(note)
         if not chosen.manifest:
@@ -249,17 +248,11 @@ def group_attempts(runs: list, read: Optional[Callable] = None) -> list:
     return out
 
 
-def _stitch(chosen: LoggedRun, parts: list, read: Callable) -> None:
+def _stitch(chosen: LoggedRun, parts: list) -> None:
     """Make `chosen` (the last of `parts`) the one run its resumed launches make up."""
     names = ", ".join(f"`{os.path.basename(r.path)}`" for r in parts)
-    try:
-        blobs = [read(r.path) for r in parts]
-    except OSError as e:
-        chosen.notes.append(f"continues {names} from their checkpoints, but a log could not "
-                            f"be read again ({e.strerror or _one_line(e)}); shown alone")
-        return
     at = ", ".join(str(resume.resumed_at(r.log)[0]) for r in parts[1:])
-    log, lost = resume.stitch([r.log for r in parts], blobs)
+    log, lost = resume.stitch([r.log for r in parts])
     chosen.log = log
     chosen.stitched = [r.path for r in parts]
     chosen.notes.append(
@@ -271,10 +264,6 @@ def _stitch(chosen: LoggedRun, parts: list, read: Callable) -> None:
         + "; runtime is the sum of the segments, without the downtime between launches")
     for r in parts[:-1]:
         chosen.notes.extend(n for n in r.notes if n not in chosen.notes)
-
-
-def _read_bytes(path: str) -> bytes:
-    return Path(path).read_bytes()
 
 
 def stderr_progress(line: str) -> None:
