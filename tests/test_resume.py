@@ -391,6 +391,21 @@ def test_divergence_counts_only_in_kept_iterations(tmp_path, nan_at, diverged):
         assert metrics.summarize(run, 3).final_loss is None
 
 
+def test_a_load_by_a_later_launch_inside_a_fresh_log_is_no_resume(tmp_path):
+    # run.log saved at 20; run.1.log started afresh (1-25, saving at 20 too) and, within the
+    # same file, restarted from its own checkpoint of 20: it continues nothing.
+    a = Launch(1, 22, [20], "exit-duration", T0, lost_after=20)
+    b1 = Launch(1, 25, [20], "killed", T0 + timedelta(hours=1), lost_after=20)
+    b2 = Launch(21, 40, [], "done", T0 + timedelta(hours=2), load=20)
+    (tmp_path / "run.log").write_text(launch_text(a, 40))
+    (tmp_path / "run.1.log").write_text(launch_text(b1, 40) + launch_text(b2, 40))
+    (run,) = loaded(tmp_path)
+    assert run.stitched == [] and Path(run.path).name == "run.1.log"
+    assert resume.resumed_at(run.log) is None
+    assert not any("resumed from a checkpoint" in n for n in run.notes)
+    assert run.log.steps.iterations == list(range(1, 41)) and run.log.restarts == 1
+
+
 def test_clock_going_back_between_launches(tmp_path):
     # The second launch's clock reads 10 minutes before the first one's last line (another
     # node, a clock reset): no negative downtime, the runtime still the sum of the spans.
@@ -426,7 +441,7 @@ def test_runs_held_in_memory_are_stitched_without_their_files():
 
 def test_predecessors_and_chains():
     def log(load=None, saves=()):
-        p = parse_log(b"")
+        p = parse_log(b"")  # no segments: the load is where its training began
         p.checkpoint_loads = [(load, CKPT)] if load is not None else []
         p.checkpoint_saves = [(n, CKPT) for n in saves]
         return p

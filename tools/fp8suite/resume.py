@@ -46,12 +46,15 @@ from .logparse import ParsedLog, Steps
 
 
 def resumed_at(log: ParsedLog) -> Optional[tuple]:
-    """(iteration, checkpoint folder) of the checkpoint the log's first launch loaded, when that
-    iteration is > 0; None for a launch that started fresh."""
+    """(iteration N, checkpoint folder) of the checkpoint the log's training began from, when
+    N > 0: its first load line, unless the log's first segment starts at or before N (a fresh
+    first launch; a later launch in the same log loaded). None for a log that started fresh."""
     if not log.checkpoint_loads:
         return None
     it, where = log.checkpoint_loads[0]
-    return (it, where) if it > 0 else None
+    if it <= 0 or (log.segments and log.segments[0].first_iteration <= it):
+        return None
+    return it, where
 
 
 def _same_folder(a: str, b: str) -> bool:
