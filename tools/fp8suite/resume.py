@@ -93,10 +93,11 @@ def chain(preds: list, j: int) -> list:
     return out
 
 
-def unmatched_load(log: ParsedLog, continued: bool) -> str:
-    """A note when the log resumed from a checkpoint no earlier attempt saved, else ""."""
+def unmatched_load(log: ParsedLog) -> str:
+    """The note on a log that begins a run (continues no earlier attempt) but resumed from a
+    checkpoint, which no earlier log of the run saved; "" for a log that started fresh."""
     load = resumed_at(log)
-    if load is None or continued:
+    if load is None:
         return ""
     it, where = load
     return (f"resumed from a checkpoint at iteration {it} ({where or 'folder not printed'}) "

@@ -205,10 +205,10 @@ def attempt_of(stem: str) -> tuple[str, int]:
 
 
 def group_attempts(runs: list) -> list:
-    """One LoggedRun per (directory, run name): the latest completed attempt, else the latest one;
-    every attempt listed in `attempts`. When that attempt continues earlier ones from their
-    checkpoints, they are stitched into it (`resume.stitch`). Order: as the runs came, by their
-    first attempt."""
+    """One LoggedRun per (directory, run name): the latest completed attempt, else the latest one,
+    among the attempts no later attempt continues; every attempt listed in `attempts`. When that
+    attempt continues earlier ones from their checkpoints, they are stitched into it
+    (`resume.stitch`). Order: as the runs came, by their first attempt."""
     by_key: dict = {}
     for r in runs:
         name, n = attempt_of(r.name)
@@ -218,7 +218,7 @@ def group_attempts(runs: list) -> list:
         found.sort(key=lambda x: x[0])
         tries = [r for _, r in found]
         if len(tries) == 1 and found[0][0] < 0:
-            note = resume.unmatched_load(tries[0].log, False)
+            note = resume.unmatched_load(tries[0].log)
             if note:
                 tries[0].notes.append(note)
             out.append(tries[0])
@@ -236,7 +236,7 @@ def group_attempts(runs: list) -> list:
                                    (resume.resumed_at(r.log) or (None,))[0],
                                    len(links) > 1 and j in links)
                            for j, r in enumerate(tries)]
-        note = resume.unmatched_load(tries[links[0]].log, False)
+        note = resume.unmatched_load(tries[links[0]].log)
         if len(links) > 1:
             _stitch(chosen, [tries[j] for j in links])
         if note:
