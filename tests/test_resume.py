@@ -257,6 +257,17 @@ def test_a_fresh_restart_after_a_crash_stays_a_separate_attempt(tmp_path):
     assert not any(n.startswith("before a restart") for n in run.notes)
 
 
+def test_a_later_fresh_attempt_that_crashed_does_not_hide_the_completed_chain(tmp_path):
+    launches = plan([40], [5], [300], 80, ["slurm-time-limit", "done"])
+    names = ["run.812345.log", "run.812399.log"]
+    write(tmp_path, names, launches, 80)
+    write(tmp_path, ["run.812500.log"], [Launch(1, 12, [], "crashed", T0 + timedelta(days=1))], 80)
+    (run,) = loaded(tmp_path)
+    check_stitched(run, launches, names, 80)
+    assert [(a.status, a.segment) for a in run.attempts] == [
+        ("time-limit", True), ("completed", True), ("crashed", False)]
+
+
 def test_fresh_attempts_without_checkpoints_are_as_before(tmp_path):
     crash = Launch(1, 25, [], "crashed", T0)
     again = Launch(1, 60, [], "done", T0 + timedelta(hours=1))
