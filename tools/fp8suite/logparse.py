@@ -125,6 +125,10 @@ class Segment:
     span_s: Optional[float] = None
     span_from: str = ""  # "timestamps" or "sum of iteration times"
     downtime_before_s: Optional[float] = None
+    # Wall-clock (POSIX seconds) of its start and of its last iteration line, None when the
+    # lines carry no timestamp: what the downtime to a neighbouring segment is measured from.
+    start_s: Optional[float] = None
+    end_s: Optional[float] = None
 
 
 @dataclass
@@ -148,6 +152,11 @@ class ParsedLog:
     garbled_lines: int = 0  # iteration lines skipped because they were not whole
     earlier_failures: list = field(default_factory=list)  # crashes before the last restart
     segments: list = field(default_factory=list)  # [Segment] in file order
+    # Checkpoints, in file order: [(iteration, directory as printed)] of every
+    # `successfully loaded checkpoint ... at iteration N` and `successfully saved checkpoint
+    # from iteration N to DIR` line (`runs` chains a resumed launch to the log that saved).
+    checkpoint_loads: list = field(default_factory=list)
+    checkpoint_saves: list = field(default_factory=list)
 
     @property
     def nonfinite(self) -> dict:
@@ -202,6 +211,8 @@ def _parse(buf: bytes) -> ParsedLog:
         garbled_lines=garbled,
         earlier_failures=earlier,
         segments=segments,
+        checkpoint_loads=_checkpoints(buf, V.CKPT_LOADED_LITERAL, V.CKPT_LOADED, 2, 1),
+        checkpoint_saves=_checkpoints(buf, V.SAVED, V.CKPT_SAVED, 1, 2),
     )
 
 
@@ -668,6 +679,7 @@ def _segments(iterations, timestamps, iter_ms, starts, log_interval) -> list:
                 seg.span_s, seg.span_from = summed, "sum of iteration times"
         if out and prev_end is not None and start_s is not None and start_s >= prev_end:
             seg.downtime_before_s = start_s - prev_end
+        seg.start_s, seg.end_s = start_s, t1
         prev_end = t1
         out.append(seg)
     return out
@@ -739,6 +751,12 @@ def _parse_validations(buf: bytes) -> list:
         if fields:
             out.append(Validation(int(m.group(1)), split or "validation", fields))
     return out
+
+
+def _checkpoints(buf: bytes, literal: bytes, pattern: re.Pattern, it: int, where: int) -> list:
+    """[(iteration, directory)] of the checkpoint lines `pattern` matches, in file order."""
+    return [(int(m.group(it)), m.group(where).decode("utf-8", "replace").strip())
+            for m in _matches(buf, literal, pattern)]
 
 
 def _parse_memory(buf: bytes) -> dict:
