@@ -154,14 +154,20 @@ if ! "$PYTHON" -c "import torch, fused_weight_gradient_mlp_cuda" 2>/dev/null; th
   echo "$RUN_NAME: apex's fused_weight_gradient_mlp_cuda is not importable: adding --no-gradient-accumulation-fusion"
 fi
 
-# Where the output goes: a new log per launch, never overwriting an earlier one.
+# Where the output goes: a new log per launch, never overwriting an earlier one. Node k > 0
+# of a run launched by hand as several nodes writes <run>.node<k>.log beside node 0's <run>.log
+# (the report joins them: Megatron prints its arguments on node 0, iterations on the last).
 default_log_dir="$SUITE_DIR/logs/h200x2_8b_bench"
 LOG_DIR="${LOG_DIR:-$default_log_dir}"
 if [[ -z "${LOG_FILE:-}" ]]; then
   mkdir -p "$LOG_DIR"
-  LOG_FILE="$LOG_DIR/$RUN_NAME.log"
+  log_stem="$RUN_NAME"
+  if [[ "$NODE_RANK" =~ ^[0-9]+$ ]] && (( 10#$NODE_RANK > 0 )); then
+    log_stem="$RUN_NAME.node$((10#$NODE_RANK))"
+  fi
+  LOG_FILE="$LOG_DIR/$log_stem.log"
   n=1
-  while [[ -e "$LOG_FILE" ]]; do LOG_FILE="$LOG_DIR/$RUN_NAME.$n.log"; n=$((n + 1)); done
+  while [[ -e "$LOG_FILE" ]]; do LOG_FILE="$LOG_DIR/$log_stem.$n.log"; n=$((n + 1)); done
 elif [[ "$LOG_FILE" != - && -e "$LOG_FILE" ]]; then
   echo "$RUN_NAME: LOG_FILE=$LOG_FILE exists; refusing to overwrite it" >&2
   exit 1

@@ -25,14 +25,25 @@ What goes wrong is chosen by options or, for runs of a matrix, by the env of a m
     --fake-exit-code C      exit with C after a normal end (FAKE_MEGATRON_EXIT_CODE)
     --fake-record DIR       write what this node was started with to DIR/node<NODE_RANK>.json
                             (FAKE_MEGATRON_RECORD)
+    --fake-crash-node K     with several nodes, the node whose worker raises (default: the
+                            last, which logs the iterations) (FAKE_MEGATRON_CRASH_NODE)
+    --fake-memory-mb MB     print Megatron's `[Rank N] (after K iterations) memory (MB)` line
+                            on every node after the first logged iteration, `max allocated`
+                            MB + 100 x node rank (FAKE_MEGATRON_MEMORY_MB; default 0: none)
 
 Several nodes: the launch scripts hand torchrun NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT and
 GPUS_PER_NODE; with TRAIN_CMD the stand-in reads them from its environment instead (the
 .sbatch exports them). With NNODES > 1 the nodes meet as torchrun's would: node 0 listens on
 MASTER_ADDR:MASTER_PORT (that address only) and every other node connects to it and says its
 rank; node 0 refuses a repeated or out-of-range rank and answers everyone with the members,
-once all NNODES have come (within FAKE_MEGATRON_RENDEZVOUS_S seconds, default 60). Only node
-0 prints Megatron's lines, as only one rank of a real run does.
+once all NNODES have come (within FAKE_MEGATRON_RENDEZVOUS_S seconds, default 60). The nodes
+then print what Megatron prints on them (megatron/training/training.py): node 0 (rank 0,
+`print_rank_0`) the arguments dump and `print_datetime`'s markers (`[before the start of
+training step]`, `[after training is done]`, `[exiting program after X minutes]`); the last
+node (the last rank, `print_rank_last`) the iteration lines; every node its own memory line.
+The nodes stay in step as a real run's collectives keep them: the last node starts its
+iterations after node 0's dump and tells node 0 how training ended, so both end together; a
+node whose worker crashed leaves, and the others then exit with status 1 without a word.
 """
 
 from __future__ import annotations
@@ -73,6 +84,8 @@ def options(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]:
                       default=env("FAKE_MEGATRON_IGNORE_SIGTERM", "0") == "1")
     fake.add_argument("--fake-exit-code", type=int, default=int(env("FAKE_MEGATRON_EXIT_CODE", "0")))
     fake.add_argument("--fake-record", default=env("FAKE_MEGATRON_RECORD", ""))
+    fake.add_argument("--fake-crash-node", type=int, default=int(env("FAKE_MEGATRON_CRASH_NODE", "-1")))
+    fake.add_argument("--fake-memory-mb", type=float, default=float(env("FAKE_MEGATRON_MEMORY_MB", "0")))
     mine, rest = fake.parse_known_args(argv)
 
     # Megatron's own flags; argparse keeps the last value, as Megatron does.
@@ -103,18 +116,40 @@ def _send(conn: socket.socket, message: dict) -> None:
     conn.sendall((json.dumps(message) + "\n").encode())
 
 
+class Link:
+    """One node's connection to another: JSON messages, one a line."""
+
+    def __init__(self, conn: socket.socket):
+        self.conn = conn
+        self.lines = conn.makefile("rb")
+
+    def send(self, message: dict) -> None:
+        try:
+            _send(self.conn, message)
+        except OSError:
+            pass  # the peer is gone: it finds out by itself
+
+    def receive(self) -> dict:
+        line = self.lines.readline()
+        if not line:
+            raise ConnectionError("the peer closed the connection")
+        return json.loads(line)
+
+
 def _receive(conn: socket.socket) -> dict:
     data = b""
     while not data.endswith(b"\n"):
-        chunk = conn.recv(4096)
+        chunk = conn.recv(1)  # byte by byte: later messages stay for the Link
         if not chunk:
             raise ConnectionError("the peer closed the connection")
         data += chunk
     return json.loads(data)
 
 
-def rendezvous(timeout: float) -> list[dict]:
-    """Meet the other nodes at MASTER_ADDR:MASTER_PORT; returns every member, by node rank.
+def rendezvous(timeout: float) -> tuple[list[dict], dict]:
+    """Meet the other nodes at MASTER_ADDR:MASTER_PORT; returns (every member, by node rank;
+    {node rank: Link} of the connections kept open: node 0 has one to every other node, the
+    others one to node 0).
 
     Raises RuntimeError (what torchrun's rendezvous would report) when a node is missing,
     repeated or out of range after `timeout` seconds.
@@ -155,25 +190,38 @@ def rendezvous(timeout: float) -> list[dict]:
                 members[peer["node_rank"]] = peer
                 conns.append(conn)
         everyone = [members[r] for r in range(nnodes)]
-        for conn in conns:
+        links = {}
+        for r, conn in zip([m["node_rank"] for m in everyone[1:]], conns_by_rank(conns, members)):
             _send(conn, {"members": everyone})
-            conn.close()
-        return everyone
+            conn.settimeout(None)
+            links[r] = Link(conn)
+        return everyone, links
     while True:
+        conn = None
         try:
-            with socket.create_connection((addr, port), timeout=5) as conn:
-                _send(conn, me)
-                conn.settimeout(max(0.1, deadline - time.monotonic()))
-                answer = _receive(conn)
+            conn = socket.create_connection((addr, port), timeout=5)
+            _send(conn, me)
+            conn.settimeout(max(0.1, deadline - time.monotonic()))
+            answer = _receive(conn)
             break
         except OSError as err:
+            if conn is not None:
+                conn.close()
             if time.monotonic() > deadline:
                 raise RuntimeError(f"rendezvous at {addr}:{port}: node {rank} could not join "
                                    f"within {timeout:g} s: {err}") from None
             time.sleep(0.2)
     if "error" in answer:
+        conn.close()
         raise RuntimeError(f"rendezvous at {addr}:{port}: {answer['error']}")
-    return answer["members"]
+    conn.settimeout(None)
+    return answer["members"], {0: Link(conn)}
+
+
+def conns_by_rank(conns: list, members: dict) -> list:
+    """The connections of nodes 1, 2, ... in node-rank order (they came in any order)."""
+    ranks = [r for r in members if r != 0]  # insertion order = arrival order = conns order
+    return [conn for _, conn in sorted(zip(ranks, conns), key=lambda x: x[0])]
 
 
 def record(folder: str, members: list[dict], argv: list[str]) -> None:
@@ -252,53 +300,148 @@ def crash(kind: str, it: int) -> int:
     return 1
 
 
+def memory_line(it: int, base_mb: float) -> str:
+    """Megatron's report_memory line of this node's first rank (`[Rank N] ...`)."""
+    node = int(os.environ.get("NODE_RANK") or 0)
+    rank = node * int(os.environ.get("GPUS_PER_NODE") or 1)
+    peak = base_mb + 100 * node
+    return (f"[Rank {rank}] (after {it} iterations) memory (MB) | allocated: {peak * 0.6:.1f} |"
+            f" max allocated: {peak:.1f} | reserved: {peak * 1.1:.1f} | max reserved:"
+            f" {peak * 1.1:.1f}")
+
+
+def train(fake: argparse.Namespace, args: argparse.Namespace, crashes_here: bool,
+          tell=lambda message: None):
+    """The training loop of the node that logs the iterations: ("done", None),
+    ("exit", minutes) at the exit duration, ("crash", iteration) when another node's worker
+    raises there; returns the exit status when this node's worker crashed. `tell` passes
+    ("memory", iteration) to node 0 after the first logged iteration."""
+    interval = max(1, args.log_interval)
+    last = time.time()
+    for it in range(1, args.train_iters + 1):
+        if it == fake.fake_crash_at:
+            return crash(fake.fake_crash, it) if crashes_here else ("crash", it)
+        if it == fake.fake_hang_at:
+            while True:
+                time.sleep(3600)
+        time.sleep(fake.fake_sleep)
+        if it % interval == 0:
+            now = time.time()
+            say(iteration_line(it, args, 1000 * (now - last) / interval))
+            last = now
+            if it == interval and fake.fake_memory_mb:
+                say(memory_line(it, fake.fake_memory_mb))
+                tell({"memory": it})
+        # Megatron compares the minutes since start with the limit after every iteration.
+        minutes = (time.time() - START) / 60
+        if args.exit_duration_in_mins is not None and minutes > args.exit_duration_in_mins:
+            return "exit", minutes
+    return "done", None
+
+
+def finish(fake: argparse.Namespace, outcome: tuple) -> int:
+    """Node 0's (rank 0's) last words for how training ended; the exit status."""
+    how, value = outcome
+    if how == "exit":
+        say(f"[exiting program after {value} minutes] datetime: {stamp()[:-7]} ")
+        while fake.fake_hang_on_exit:  # a teardown that never ends
+            time.sleep(3600)
+        return fake.fake_exit_code
+    say(f"[after training is done] datetime: {stamp()[:-7]} ")
+    return fake.fake_exit_code
+
+
+def one_node(fake: argparse.Namespace, args: argparse.Namespace) -> int:
+    arguments_dump(args)
+    outcome = train(fake, args, True)
+    return outcome if isinstance(outcome, int) else finish(fake, outcome)
+
+
+def several_nodes(fake: argparse.Namespace, args: argparse.Namespace, links: dict) -> int:
+    """This node's part of a run over NNODES > 1 nodes (see the module doc)."""
+    nnodes, rank = int(os.environ["NNODES"]), int(os.environ["NODE_RANK"])
+    last = nnodes - 1
+    crash_node = last if fake.fake_crash_node < 0 else fake.fake_crash_node
+    if rank == 0:
+        arguments_dump(args)
+        for link in links.values():
+            link.send({"start": True})
+        while True:
+            try:
+                message = links[last].receive()
+            except ConnectionError:
+                # The last node's worker died: this node's collectives fail with it.
+                for r, link in links.items():
+                    if r != last:
+                        link.send({"end": "gone"})
+                print(f"fake_megatron: node 0: node {last} left the run", file=sys.stderr,
+                      flush=True)
+                return 1
+            if "memory" in message:
+                say(memory_line(message["memory"], fake.fake_memory_mb))
+                for r, link in links.items():
+                    if r != last:
+                        link.send(message)
+                continue
+            for r, link in links.items():
+                if r != last:
+                    link.send(message)
+            how, value = message["end"], message.get("value")
+            if how == "crash":
+                return crash(fake.fake_crash, value) if crash_node == 0 else 1
+            return finish(fake, (how, value))
+    to_zero = links[0]
+    try:
+        to_zero.receive()  # the start: node 0 has printed its dump
+    except ConnectionError:
+        return 1
+    if rank == last:
+        outcome = train(fake, args, crash_node == rank, tell=to_zero.send)
+        if isinstance(outcome, int):
+            return outcome  # this node's worker crashed: its connection closes
+        to_zero.send({"end": outcome[0], "value": outcome[1]})
+        if outcome[0] == "crash":
+            return 1
+        if outcome[0] == "exit":
+            while fake.fake_hang_on_exit:
+                time.sleep(3600)
+        return fake.fake_exit_code
+    while True:  # a node in between: hears from node 0 how training goes
+        try:
+            message = to_zero.receive()
+        except ConnectionError:
+            return 1
+        if "memory" in message:
+            say(memory_line(message["memory"], fake.fake_memory_mb))
+            continue
+        if message["end"] == "crash":
+            return crash(fake.fake_crash, message["value"]) if crash_node == rank else 1
+        if message["end"] == "gone":
+            return 1
+        return fake.fake_exit_code
+
+
 def main(argv: list[str]) -> int:
     fake, args = options(argv)
     if fake.fake_ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    members = []
+    members, links = [], {}
     if int(os.environ.get("NNODES") or 1) > 1:
         try:
-            members = rendezvous(float(os.environ.get("FAKE_MEGATRON_RENDEZVOUS_S", "60")))
+            members, links = rendezvous(float(os.environ.get("FAKE_MEGATRON_RENDEZVOUS_S", "60")))
         except RuntimeError as err:
             print(f"fake_megatron: node {os.environ.get('NODE_RANK')}: {err}", file=sys.stderr,
                   flush=True)
             return 1
     if fake.fake_record:
         record(fake.fake_record, members, argv)
-    if int(os.environ.get("NODE_RANK") or 0) != 0:
-        # The other nodes train in silence and end with node 0 (a fixed share of the time).
-        time.sleep(fake.fake_sleep * args.train_iters)
-        return fake.fake_exit_code
-    arguments_dump(args)
-    interval = max(1, args.log_interval)
-    last = time.time()
     try:
-        for it in range(1, args.train_iters + 1):
-            if it == fake.fake_crash_at:
-                return crash(fake.fake_crash, it)
-            if it == fake.fake_hang_at:
-                while True:
-                    time.sleep(3600)
-            time.sleep(fake.fake_sleep)
-            if it % interval == 0:
-                now = time.time()
-                say(iteration_line(it, args, 1000 * (now - last) / interval))
-                last = now
-            # Megatron compares the minutes since start with the limit after every iteration.
-            minutes = (time.time() - START) / 60
-            if args.exit_duration_in_mins is not None and minutes > args.exit_duration_in_mins:
-                say(f"[exiting program after {minutes} minutes] datetime: {stamp()[:-7]} ")
-                while fake.fake_hang_on_exit:  # a teardown that never ends
-                    time.sleep(3600)
-                return fake.fake_exit_code
-        say(f"[after training is done] datetime: {stamp()[:-7]} ")
+        return several_nodes(fake, args, links) if links else one_node(fake, args)
     except KeyboardInterrupt:
         # What Ctrl-C does to a real run: a KeyboardInterrupt traceback and status 1.
         traceback.print_exc(file=sys.stdout)
         sys.stdout.flush()
         return 1
-    return fake.fake_exit_code
 
 
 if __name__ == "__main__":

@@ -316,14 +316,16 @@ def _run_section(g, run, plot) -> list:
     s, log, args = g.summaries[run.name], run.log, run.log.args
     side = run.sidecar
     out = [f"#### {run.name}", ""]
-    logs = " + ".join(f"`{shown_path(p)}`" for p in run.stitched or [run.path])
+    joined = getattr(run, "nodes", [])  # a launch on several nodes: every node's log
+    logs = " + ".join(f"`{shown_path(p)}`" for p in run.stitched or joined or [run.path])
     items = [("Log", f"{logs} ({log.size_bytes / 1e6:.2f} MB)"),
              ("Status", status_text(s))]
     if s.attempts:
         shown = " + ".join(f"`{os.path.basename(p)}`" for p in run.stitched) + ", stitched" \
-            if run.stitched else f"`{os.path.basename(run.path)}`"
+            if run.stitched else " + ".join(f"`{os.path.basename(p)}`" for p in joined or [run.path])
         items.append(("Attempts", "; ".join(
-            f"`{os.path.basename(a.path)}` {a.status} "
+            " + ".join(f"`{os.path.basename(p)}`" for p in getattr(a, "nodes", []) or [a.path])
+            + f" {a.status} "
             f"({_f(a.iterations_done, '{}')}/{_f(a.iterations_planned, '{}')}"
             + (f", resumed at {a.resumed_at}" if a.resumed_at is not None else "") + ")"
             for a in s.attempts) + f" (shown: {shown})"))

@@ -6,6 +6,9 @@
         <run><launcher suffix>              one script per run and launcher (.sh, .sbatch)
       logs/<matrix name>/                   a matrix's logs (its `log_dir` setting overrides)
         <run>.log, <run>.1.log, ...         one log per attempt, never reused (local runs)
+        <run>.node<k>.log, <run>.node<k>.1.log, ...
+                                            node k's log of a run launched by hand as several
+                                            nodes (NODE_RANK=k > 0; node 0 writes <run>.log)
         <run>.<jobid>.log                   a Slurm job's log (#SBATCH --output)
         <log stem>.meta.json                the sidecar beside each log
         runs.json                           the status file of the matrix's runs
@@ -76,29 +79,59 @@ def manifest(out_dir: Path, matrix_file: PathLike) -> Path:
     return out_dir / f"{Path(matrix_file).stem}.manifest.json"
 
 
-def attempt_log(folder: Path, run: str, n: int) -> Path:
-    """The log of a run's attempt n: <run>.log for n = 0, then <run>.<n>.log."""
-    return folder / (f"{run}.log" if n == 0 else f"{run}.{n}.log")
+NODE_MARK = "node"
+"""A node log's stem: <run>.node<k>[.<n>] for node rank k > 0 (`node_log`)."""
 
 
-def next_log(folder: Path, run: str) -> Path:
-    """The first attempt log of `run` in `folder` that does not exist yet (never reused).
+def attempt_log(folder: Path, run: str, n: int, node: int = 0) -> Path:
+    """The log of a run's attempt n: <run>.log for n = 0, then <run>.<n>.log; for node rank
+    node > 0 of a launch by hand as several nodes, <run>.node<node>.log, then
+    <run>.node<node>.<n>.log."""
+    stem = run if node == 0 else f"{run}.{NODE_MARK}{node}"
+    return folder / (f"{stem}.log" if n == 0 else f"{stem}.{n}.log")
 
-    The launch scripts apply the same rule in bash when no LOG_FILE is given."""
+
+def next_log(folder: Path, run: str, node: int = 0) -> Path:
+    """The first attempt log of `run` (of node rank `node`) in `folder` that does not exist
+    yet (never reused).
+
+    The launch scripts apply the same rule in bash when no LOG_FILE is given (with their
+    NODE_RANK)."""
     n = 0
-    while attempt_log(folder, run, n).exists():
+    while attempt_log(folder, run, n, node).exists():
         n += 1
-    return attempt_log(folder, run, n)
+    return attempt_log(folder, run, n, node)
+
+
+def log_name(stem: str) -> tuple[str, int, int]:
+    """The inverse of attempt_log and job_log for a log's stem: (run, node rank, attempt
+    number or job id, -1 for the first attempt): "RUN" -> ("RUN", 0, -1), "RUN.3" ->
+    ("RUN", 0, 3), "RUN.812345" -> ("RUN", 0, 812345), "RUN.node1" -> ("RUN", 1, -1),
+    "RUN.node2.4" -> ("RUN", 2, 4)."""
+    head, dot, tail = stem.rpartition(".")
+    n = -1
+    if dot and head and tail.isdigit():
+        stem, n = head, int(tail)
+    head, dot, tail = stem.rpartition(".")
+    mark = tail[len(NODE_MARK):]
+    if dot and head and tail.startswith(NODE_MARK) and mark.isdigit() and int(mark) > 0 \
+            and mark == str(int(mark)):
+        return head, int(mark), n
+    return stem, 0, n
 
 
 def run_of_log(stem: str) -> tuple[str, int]:
-    """The inverse of attempt_log and job_log for a log's stem: (run, attempt number or job
-    id), -1 for the first attempt: "RUN.3" -> ("RUN", 3), "RUN.812345" -> ("RUN", 812345),
-    "RUN" -> ("RUN", -1)."""
-    head, dot, tail = stem.rpartition(".")
-    if dot and head and tail.isdigit():
-        return head, int(tail)
-    return stem, -1
+    """(run, attempt number or job id) of a log's stem, -1 for the first attempt, whichever
+    node wrote it (`log_name`): "RUN.3" -> ("RUN", 3), "RUN.812345" -> ("RUN", 812345),
+    "RUN" -> ("RUN", -1), "RUN.node1.2" -> ("RUN", 2)."""
+    run, _, n = log_name(stem)
+    return run, n
+
+
+def node_run_name(run: str, node: int) -> str:
+    """The name a node log is shown under when it has no node-0 log to join: <run>.node<k>
+    (<run> for node 0)."""
+    return run if node == 0 else f"{run}.{NODE_MARK}{node}"
 
 
 def job_log(folder: PathLike, run: str, job_id: str) -> str:

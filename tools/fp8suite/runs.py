@@ -12,6 +12,12 @@ Any field may be missing; a sidecar that is not valid JSON becomes a note on the
 error. A manifest (`experiments/generated/<matrix>.manifest.json`) is optional and only adds
 labels (axes, GPU) to runs it names.
 
+Nodes: a run launched by hand as several nodes writes one log per node, `RUN.log` on node 0
+and `RUN.node<k>.log` on node k (then `RUN.1.log`, `RUN.node<k>.1.log`, ... ); the logs of one
+launch are joined into one run (`nodes`), named by node 0's log and listing every node's
+(`LoggedRun.nodes`). A node log with no node-0 log of its launch is a run of its own,
+`RUN.node<k>`, with a note.
+
 Attempts: `RUN.log`, `RUN.1.log`, `RUN.2.log`, ... (the launch script's repeat number, or
 Slurm's job id `RUN.<jobid>.log`) in one directory are attempts of one run `RUN`. The report
 shows the run once: its latest completed attempt, else its latest attempt, with every attempt
@@ -35,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import kernels, paths, resume
+from . import kernels, nodes, paths, resume
 from . import status as S
 from .errors import UsageError
 from .logparse import ParsedLog, Status, Steps, parse_log
@@ -52,6 +58,7 @@ class Attempt:
     iterations_planned: Optional[int]
     resumed_at: Optional[int] = None  # the checkpoint iteration it loaded, None when fresh
     segment: bool = False  # a segment of the run shown (stitched), not a separate attempt
+    nodes: list = field(default_factory=list)  # every node's log of the launch, or []
 
 
 @dataclass
@@ -68,6 +75,7 @@ class LoggedRun:
     notes: list = field(default_factory=list)  # problems with side files, one line each
     attempts: list = field(default_factory=list)  # [Attempt], oldest first; [] for one log
     stitched: list = field(default_factory=list)  # paths of the logs stitched into it, or []
+    nodes: list = field(default_factory=list)  # its nodes' logs (node 0 first) when joined, or []
     kernel_table: Optional[dict] = None  # <run>.kernels.json beside the log (fp8suite.kernels)
 
 
@@ -155,7 +163,8 @@ PROGRESS_MIN_BYTES = 50_000_000
 
 
 def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) -> list:
-    """Parse every log (reading bytes) and attach its sidecar and manifest entry."""
+    """Parse every log (reading bytes) and attach its sidecar and manifest entry; the logs of
+    one launch on several nodes are joined into one run (`nodes`)."""
     sizes = []
     for p in paths:
         try:
@@ -166,19 +175,32 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
         progress = None
     if progress:
         progress(f"parsing {len(paths)} logs, {_mb(sum(sizes))}")
+    sidecars = [load_sidecar(p) for p in paths]
+    launches = [nodes.launch_of(p, side) for p, (side, _) in zip(paths, sidecars)]
+    for i in nodes.candidates(launches):
+        nodes.add_log_span(launches[i], paths[i])
+    joined, strays = nodes.pair(launches)
+    members = {j for js in joined.values() for j in js}
     runs = []
-    for i, (p, size) in enumerate(zip(paths, sizes), 1):
+    for i, (p, size) in enumerate(zip(paths, sizes)):
+        if i in members:
+            continue  # parsed with its node 0
         if progress:
-            progress(f"[{i}/{len(paths)}] {p.stem} {_mb(size)}")
-        sidecar, note = load_sidecar(p)
+            progress(f"[{i + 1}/{len(paths)}] {p.stem} {_mb(size)}")
+        sidecar, note = sidecars[i]
         notes = [note] if note else []
-        try:
-            log = parse_log(p.read_bytes())
-        except OSError as e:
-            log = unreadable_log(f"cannot read the log: {e.strerror or _one_line(e)}", size)
-        except Exception as e:  # a parser bug must not stop the other runs
-            log = unreadable_log(f"cannot parse the log: {type(e).__name__}: {_one_line(e)}",
-                                 size)
+        logs = [str(p)]
+        if i in joined:
+            group = [i] + joined[i]
+            log, sidecar, logs, more = _join([(launches[k].node, paths[k], sidecars[k][0])
+                                              for k in group])
+            notes += more + [n for k in joined[i] if (n := sidecars[k][1])]
+        else:
+            log = _parse(p, size)
+            if i in strays:
+                notes.append(nodes.stray_note(launches[i].run, launches[i].node))
+            elif launches[i].node == 0 and (missing := nodes.missing_nodes_note(sidecar)):
+                notes.append(missing)
         runs.append(LoggedRun(
             name=p.stem,
             path=str(p),
@@ -187,9 +209,44 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
             sidecar=sidecar,
             manifest=manifest_entry(manifest, p.stem),
             notes=notes,
+            nodes=logs if len(logs) > 1 else [],
             kernel_table=kernels.table_beside(p),
         ))
     return group_attempts(runs)
+
+
+def _parse(p: Path, size: int) -> ParsedLog:
+    try:
+        return parse_log(p.read_bytes())
+    except OSError as e:
+        return unreadable_log(f"cannot read the log: {e.strerror or _one_line(e)}", size)
+    except Exception as e:  # a parser bug must not stop the other runs
+        return unreadable_log(f"cannot parse the log: {type(e).__name__}: {_one_line(e)}", size)
+
+
+def _join(parts: list) -> tuple:
+    """(ParsedLog, sidecar, [log paths joined], notes) of one launch's node logs: `parts` is
+    [(node rank, path, sidecar)], node 0 first."""
+    read, used, notes = [], [], []
+    for node, path, side in parts:
+        try:
+            read.append((node, path.read_bytes(), side))
+            used.append((node, str(path)))
+        except OSError as e:
+            if node == 0:
+                return (unreadable_log(f"cannot read the log: {e.strerror or _one_line(e)}"),
+                        side, [str(path)], [])
+            notes.append(f"node {node}'s log {path.name} cannot be read "
+                         f"({e.strerror or _one_line(e)}); joined without it")
+    try:
+        log, more = nodes.join(read)
+    except Exception as e:  # a parser bug must not stop the other runs
+        log, more = unreadable_log(f"cannot parse the log: {type(e).__name__}: {_one_line(e)}",
+                                   sum(len(data) for _, data, _ in read)), []
+    sidecar = nodes.joined_sidecar([(node, side) for node, _, side in read])
+    names = ", ".join(f"`{os.path.basename(p)}` (node {node})" for node, p in used)
+    notes.insert(0, f"one launch on {len(used)} nodes, its logs joined: {names}")
+    return log, sidecar, [p for _, p in used], notes + more
 
 
 def unreadable_log(reason: str, size: int = 0) -> ParsedLog:
@@ -205,14 +262,15 @@ def attempt_of(stem: str) -> tuple[str, int]:
 
 
 def group_attempts(runs: list) -> list:
-    """One LoggedRun per (directory, run name): the latest completed attempt, else the latest one,
-    among the attempts no later attempt continues; every attempt listed in `attempts`. When that
-    attempt continues earlier ones from their checkpoints, they are stitched into it
+    """One LoggedRun per (directory, run name; a node log shown alone is run RUN.node<k>): the
+    latest completed attempt, else the latest one, among the attempts no later attempt
+    continues; every attempt listed in `attempts`. When that attempt continues earlier ones from their checkpoints, they are stitched into it
     (`resume.stitch`). Order: as the runs came, by their first attempt."""
     by_key: dict = {}
     for r in runs:
-        name, n = attempt_of(r.name)
-        by_key.setdefault((r.directory, name), []).append((n, r))
+        run, node, n = paths.log_name(r.name)
+        # A node log shown alone (no node-0 log to join) is a run of its own: RUN.node<k>.
+        by_key.setdefault((r.directory, paths.node_run_name(run, node)), []).append((n, r))
     out = []
     for (directory, name), found in by_key.items():
         found.sort(key=lambda x: x[0])
@@ -234,7 +292,7 @@ def group_attempts(runs: list) -> list:
         chosen.attempts = [Attempt(r.path, r.log.status.name, r.log.status.reason,
                                    r.log.status.last_iteration, r.log.status.planned_iterations,
                                    (resume.resumed_at(r.log) or (None,))[0],
-                                   len(links) > 1 and j in links)
+                                   len(links) > 1 and j in links, list(r.nodes))
                            for j, r in enumerate(tries)]
         note = resume.unmatched_load(tries[links[0]].log)
         if len(links) > 1:
@@ -254,7 +312,7 @@ def _stitch(chosen: LoggedRun, parts: list) -> None:
     at = ", ".join(str(resume.resumed_at(r.log)[0]) for r in parts[1:])
     log, lost = resume.stitch([r.log for r in parts])
     chosen.log = log
-    chosen.stitched = [r.path for r in parts]
+    chosen.stitched = [p for r in parts for p in (r.nodes or [r.path])]
     chosen.notes.append(
         f"one run in {len(parts)} segments ({names}), each resumed from the previous one's "
         f"checkpoint (at iteration {at})"
