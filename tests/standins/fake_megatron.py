@@ -251,6 +251,8 @@ def arguments_dump(args: argparse.Namespace) -> None:
         if words and not words[0].startswith("--"):
             value = words.pop(0)
         pairs.append((word[2:].replace("-", "_"), value))
+    if "world_size" not in dict(pairs):  # Megatron's dump has it (it computes it)
+        pairs.append(("world_size", str(world_size())))
     for name, value in sorted(pairs):
         say(f"  {name} {'.' * max(1, 48 - len(name))} {value}")
     say("-------------------- end of arguments ---------------------")
