@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from fp8suite.logparse import parse_log
 from test_run_queue import MATRIX, read_state, render_queue_matrix, run_cli, train_cmd
 
 REQUIRED = os.environ.get("FP8SUITE_REQUIRE_SLURM") == "1"
@@ -207,9 +208,14 @@ def test_two_node_job_meets_at_one_rendezvous_with_node_ranks_from_slurm(two_nod
         assert [m["slurm_nodename"] for m in node["members"]] == names
     assert names[0] == hostnames[0]
 
-    # One log for the job: node 0 prints Megatron's lines, once; node 0 writes the sidecar.
+    # One log for the job, both nodes' lines in it as Megatron prints them: node 0 the
+    # arguments and the end, node 1 (the last) the iterations; node 0 writes the sidecar. The
+    # report reads it as one completed run.
     text = log.read_text()
     assert text.count("[after training is done]") == 1 and text.count(" iteration        8/") == 1
     assert f"using world size: {2 * gpus_per_node}," in text
+    parsed = parse_log(log.read_bytes())
+    assert parsed.status.name == "completed" and parsed.steps.iterations == list(range(1, 9))
+    assert parsed.args["world_size"] == str(2 * gpus_per_node)
     meta = json.loads((logs / f"fake_ok.{job}.meta.json").read_text())
     assert meta["slurm_job_id"] == job and meta["exit_code"] == 0

@@ -7,7 +7,9 @@ Each group's baseline is its BF16 run unless --baseline names another. A crashed
 garbled log never stops the report: its status and reason become part of it.
 
 `RUN.log`, `RUN.1.log`, ... are attempts of one run RUN, shown once; attempts that resumed
-from each other's checkpoints are stitched into one run, one segment per launch.
+from each other's checkpoints are stitched into one run, one segment per launch. The node logs
+of a launch by hand as several nodes (`RUN.node1.log`, ... beside node 0's `RUN.log`) are
+joined into one run.
 
 Writes OUT/report.md, the PNGs it shows, and the figures as data (OUT/summary.json,
 OUT/summary.csv; schema in fp8suite/summary.py and the README) into OUT/, removes the plots an
