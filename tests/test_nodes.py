@@ -402,3 +402,14 @@ def test_without_times_node_logs_join_by_attempt_number(tmp_path):
                  for r in loaded)
     assert got == [("r", ["r.log", "r.node1.log", "r.1.log", "r.node1.1.log"]),
                    ("r.node1", ["r.node1.2.log"])]
+
+
+def test_the_queue_names_a_node_log_as_the_scripts_do(tmp_path):
+    """run.py on node k > 0 (NODE_RANK=k) gives each run <run>.node<k>.log, not node 0's name."""
+    from test_run_queue import render_queue_matrix, run_cli, train_cmd
+    manifest = render_queue_matrix(tmp_path)
+    for env, name in ((["--env", "NNODES=2", "--env", "NODE_RANK=1"], "fake_ok.node1.log"),
+                      (["--env", "NNODES=2", "--env", "NODE_RANK=0"], "fake_ok.log")):
+        out = run_cli(str(manifest), "--dry-run", "--only", "fake_ok", *env, train=train_cmd())
+        assert out.returncode == 0, out.stderr
+        assert f"LOG_FILE={tmp_path / 'logs' / name} " in out.stdout, out.stdout

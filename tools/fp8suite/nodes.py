@@ -218,8 +218,10 @@ def join(parts: list) -> tuple:
     last_order = sorted(range(len(parts)), key=lambda k: (ended[k] is None, ended[k] or 0, k)) \
         if all(e is not None for e in ended) else None
     log = parse_log(interleave([data for _, data, _ in parts], last_order))
-    own = [parse_log(data) for _, data, _ in parts]
-    log.status = _status(log.status, [(node, one.status) for (node, _, _), one in zip(parts, own)])
+    # Each node's own status, for the crashes in it; a log with no word of a failure (most
+    # of them: the iteration lines) cannot have crashed and is not parsed twice.
+    own = [(node, parse_log(data).status) for node, data, _ in parts if _may_crash(data)]
+    log.status = _status(log.status, own)
     notes = []
     code0 = parts[0][2].get("exit_code")
     for node, _, side in parts[1:]:
@@ -240,6 +242,16 @@ def joined_sidecar(sidecars: list) -> dict:
                 side["exit_code"] = code
                 break
     return side
+
+
+# Every sign of a crash endstatus reads contains one of these (tracebacks, exception lines,
+# CUDA OOM, NCCL, torchrun's report, Slurm's node failure).
+_CRASH_WORDS = (V.TRACEBACK, b"Error", b"Exception", b"Interrupt", b"error", V.OOM, *V.NCCL,
+                V.CHILD_FAILED, b"NODE_FAIL")
+
+
+def _may_crash(data: bytes) -> bool:
+    return any(word in data for word in _CRASH_WORDS)
 
 
 def _status(joined, own: list):

@@ -119,6 +119,13 @@ def run_queue(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunSta
     return 0 if all(states[p.name].record(r.name)["state"] == "completed" for p, r in selected) else 1
 
 
+def _node_rank(env: dict[str, str]) -> int:
+    """NODE_RANK of the launches (`--env`, else this shell; 0 when unset): node k > 0 of a run
+    on several nodes logs to <run>.node<k>.log, as the launch scripts name it."""
+    value = env.get("NODE_RANK", os.environ.get("NODE_RANK", "0")).strip()
+    return int(value) if value.isdigit() else 0
+
+
 # Launch settings that change what a run trains (not only where its files go).
 TRAINING_KNOBS = ("GPUS_PER_NODE", "NNODES", "MOCK_DATA", "DATA_PATH", "TOKENIZER_MODEL",
                   "TRAIN_CMD", "MEGATRON_LM_DIR", "PYTHON")
@@ -169,7 +176,7 @@ def _dry_run(todo, states, opts: Options, display: Display) -> int:
     if inherited:
         display.note(f"inherited from this shell: {shell_line([], inherited)}")
     for n, (plan, run) in enumerate(todo, 1):
-        log = paths.next_log(plans.log_dir(run, opts.env), run.name)
+        log = paths.next_log(plans.log_dir(run, opts.env), run.name, _node_rank(opts.env))
         env = dict(opts.env, LOG_FILE=plans.shown(log))
         display.note(f"[{n}/{len(todo)}] {run.name}\n  {shell_line(command(run, opts), env)}")
     for name, state in states.items():
@@ -320,7 +327,7 @@ class _Escalation:
 
 def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display: Display,
              caught: Signals) -> None:
-    log = paths.next_log(plans.log_dir(run, opts.env), run.name)
+    log = paths.next_log(plans.log_dir(run, opts.env), run.name, _node_rank(opts.env))
     meta = paths.sidecar_of(log)
     cmd = command(run, opts)
     planned = plans.planned_iterations(run, cmd[2:])
