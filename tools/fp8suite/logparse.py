@@ -40,6 +40,7 @@ Design, for speed (hundreds of MB per log) and robustness (a log never stops a r
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import operator
 import os
@@ -451,19 +452,21 @@ def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
             end = cuts[launch]  # a new launch starts here: its own part
         anchors = _count_anchors(buf, start, end, layout.timestamped)
         if anchors:
-            rows = layout.regex.findall(buf, start, end)
+            pieces = _pieces(buf, start, end, layout, _PIECE)
+            rows = _rows_of(pieces)
             if len(rows) != anchors:
                 # A restart under another Megatron version or other logging flags changes the
                 # layout mid-log: try the layout of this chunk's own first whole line.
                 other = _choose_layout(buf, start, end)
                 if other.ident != layout.ident:
-                    other_rows = other.regex.findall(buf, start, end)
+                    other_pieces = _pieces(buf, start, end, other, _PIECE)
+                    other_rows = _rows_of(other_pieces)
                     if len(other_rows) > len(rows):
-                        layout, rows = other, other_rows
+                        layout, rows, pieces = other, other_rows, other_pieces
             if len(rows) == anchors:
                 chunk_parts = [_fast_part(layout, rows)]
             else:
-                chunk_parts, chunk_garbled = _scan_exact(buf, start, end, layout, rows)
+                chunk_parts, chunk_garbled = _scan_exact(buf, layout, pieces)
                 garbled += chunk_garbled
             for p in chunk_parts:
                 p.launch = launch
@@ -482,32 +485,44 @@ def _count_anchors(buf: bytes, start: int, end: int, timestamped: bool) -> int:
     return buf.count(b"\n iteration ", max(start - 1, 0), end)
 
 
-def _scan_exact(buf: bytes, start: int, end: int, layout: _Layout, rows: list):
-    """A chunk where some iteration lines did not match the layout: walk its anchors in order,
-    take the layout's rows where they line up (same iteration and timestamp) and give the
-    others to the general parser, which takes whole lines and counts the rest as garbled.
+# The layout's regex runs over pieces of a chunk of about this many bytes (cut at line ends):
+# where a chunk holds a line the layout does not match, only the pieces that hold one are
+# walked anchor by anchor, the others' rows are taken as they are.
+_PIECE = 1 << 16
+
+
+def _pieces(buf: bytes, start: int, end: int, layout: _Layout, size: int) -> list:
+    """[(piece start, piece end, the layout's rows there)] over buf[start:end], each piece
+    about `size` bytes and cut at a line end. A match never spans a line, so the pieces'
+    rows, joined, are the rows of one regex pass over the whole range."""
+    out = []
+    a = start
+    while a < end:
+        b = buf.find(b"\n", min(a + size, end), end)
+        b = end if b < 0 else b + 1
+        out.append((a, b, layout.regex.findall(buf, a, b)))
+        a = b
+    return out
+
+
+def _rows_of(pieces: list) -> list:
+    return pieces[0][2] if len(pieces) == 1 else list(
+        itertools.chain.from_iterable(p[2] for p in pieces))
+
+
+def _scan_exact(buf: bytes, layout: _Layout, pieces: list):
+    """A chunk where some iteration lines did not match the layout: take the layout's rows
+    where they line up with the anchors and give the other lines to the general parser, which
+    takes whole lines and counts the rest as garbled.
 
     A line the general parser takes must also fit the layout (`_fits`) unless another line of
     the chunk has exactly its keys (a restart under other logging flags): a glued line is a
     one-off splice.
     """
-    entries: list = []  # ("fast" | "slow", row) in file order
+    entries: list = []  # ("fast", [rows]) | ("slow", row) in file order
     garbled = 0
-    off = 1 if layout.timestamped else 0
-    j = 0
-    for m in V.ANCHOR.finditer(buf, start, end):
-        if j < len(rows):
-            row = rows[j]
-            a = m.start()
-            if row[off] == m.group(1) and (not off or buf[a - 1 - len(row[0]):a - 1] == row[0]):
-                entries.append(("fast", row))
-                j += 1
-                continue
-        parsed = _parse_general(buf, m)
-        if parsed is None:
-            garbled += 1
-        else:
-            entries.append(("slow", parsed))
+    for a, b, rows in pieces:
+        garbled += _walk(buf, a, b, layout, rows, entries)
     seen: dict = {}
     for kind, row in entries:
         if kind == "slow":
@@ -519,9 +534,55 @@ def _scan_exact(buf: bytes, start: int, end: int, layout: _Layout, rows: list):
             continue
         if not runs or runs[-1][0] != kind:
             runs.append((kind, []))
-        runs[-1][1].append(row)
+        if kind == "fast":
+            runs[-1][1].extend(row)
+        else:
+            runs[-1][1].append(row)
     parts = [_fast_part(layout, r) if kind == "fast" else _slow_part(r) for kind, r in runs]
     return parts, garbled
+
+
+def _walk(buf: bytes, start: int, end: int, layout: _Layout, rows: list, entries: list) -> int:
+    """Append buf[start:end]'s rows to `entries` in file order; return the anchors that are no
+    whole line (garbled). `rows` are the layout's matches in that range.
+
+    Each row holds one anchor, so where the rows are as many as the anchors they are the
+    anchors' lines, in order: taken at once. Elsewhere the range is cut in smaller pieces
+    (one more C-speed regex pass over a few kB), so the Python walk reads only the lines
+    around the one that does not match.
+    """
+    if len(rows) == len(V.ANCHOR_COUNT.findall(buf, start, end)):
+        if rows:
+            entries.append(("fast", rows))
+        return 0
+    if end - start > _PIECE // 16:
+        pieces = _pieces(buf, start, end, layout, _PIECE // 16)
+        if len(pieces) > 1:
+            return sum(_walk(buf, a, b, layout, r, entries) for a, b, r in pieces)
+    return _walk_anchors(buf, start, end, layout, rows, entries)
+
+
+def _walk_anchors(buf: bytes, start: int, end: int, layout: _Layout, rows: list,
+                  entries: list) -> int:
+    """`_walk` anchor by anchor: a layout row that lines up with the anchor (same iteration
+    and timestamp) is taken, any other anchor goes to the general parser."""
+    garbled = 0
+    off = 1 if layout.timestamped else 0
+    j = 0
+    for m in V.ANCHOR.finditer(buf, start, end):
+        if j < len(rows):
+            row = rows[j]
+            a = m.start()
+            if row[off] == m.group(1) and (not off or buf[a - 1 - len(row[0]):a - 1] == row[0]):
+                entries.append(("fast", [row]))
+                j += 1
+                continue
+        parsed = _parse_general(buf, m)
+        if parsed is None:
+            garbled += 1
+        else:
+            entries.append(("slow", parsed))
+    return garbled
 
 
 def _fits(keys: tuple, layout_keys: tuple) -> bool:
