@@ -736,11 +736,20 @@ def _segments(iterations, timestamps, iter_ms, starts, log_interval) -> list:
 
 def _summed_seconds(its: list, ms: list, interval: int) -> float:
     """Sum of iteration times: each row's ms times the iterations it covers."""
-    lengths = [interval] + list(map(operator.sub, its[1:], its[:-1]))
-    lengths = [n if n > 0 else interval for n in lengths]
+    gaps = list(map(operator.sub, its[1:], its[:-1]))
+    # Every row one log interval after the previous (the usual case): the products need no
+    # per-row lengths list, and with an interval of 1 none at all (x * 1 is x, bit for bit).
+    uniform = bool(gaps) and min(gaps) == interval == max(gaps)
+    lengths = [n if n > 0 else interval for n in [interval] + gaps] if not uniform else None
     try:
-        summed = math.fsum(map(operator.mul, ms, lengths)) / 1000
+        if uniform:
+            terms = ms if interval == 1 else map(operator.mul, ms, itertools.repeat(interval))
+        else:
+            terms = map(operator.mul, ms, lengths)
+        summed = math.fsum(terms) / 1000
     except (TypeError, OverflowError):
+        if lengths is None:
+            lengths = [interval] * len(its)
         summed = math.fsum(v * n for v, n in zip(ms, lengths)
                            if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
     return summed if math.isfinite(summed) else 0.0
