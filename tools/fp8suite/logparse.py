@@ -42,6 +42,7 @@ from __future__ import annotations
 import gc
 import itertools
 import math
+import mmap
 import operator
 import os
 import pickle
@@ -181,26 +182,24 @@ def parse_log(data: bytes) -> ParsedLog:
 def _parse(buf: bytes) -> ParsedLog:
     if b"\r" in buf:  # CRLF and CR-only line ends are line ends (two C-speed passes)
         buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    dumps = _dump_offsets(buf)
+    scan = _read_lines(buf)
+    dumps = scan.dumps
     args = _parse_args(buf, dumps[-1]) if dumps else {}
-    parts, garbled, others = _scan_iterations(buf, dumps)
-    validations, memory = others if others is not None else (
-        _parse_validations(buf), _parse_memory(buf))
-    steps, segments, repeated = _build_steps(parts, arg_int(args, "log_interval"))
+    steps, segments, repeated = _build_steps(scan.parts, arg_int(args, "log_interval"))
     planned = _planned_iterations(buf, args)
     seg_start = dumps[-1] if dumps else 0
     status, earlier = find_status(buf, seg_start, steps, segments, planned, args)
     return ParsedLog(
         size_bytes=len(buf),
         steps=steps,
-        validations=validations,
-        memory_peak_mb=memory,
+        validations=scan.validations,
+        memory_peak_mb=scan.memory_mb or scan.memory_gb,
         args=args,
         args_dumps=len(dumps),
         status=status,
         restarts=max(len(segments) - 1, len(dumps) - 1, 0),
         repeated_iterations=repeated,
-        garbled_lines=garbled,
+        garbled_lines=scan.garbled,
         earlier_failures=earlier,
         segments=segments,
     )
@@ -329,75 +328,142 @@ def _slow_part(rows: list) -> _Part:
                  {k: [r[3].get(k) for r in rows] for k in keys})
 
 
-def _dump_offsets(buf: bytes) -> list:
-    """Line-start offsets of every arguments dump (each starts a launch)."""
-    out, pos = [], buf.find(V.ARGS_BEGIN)
+def _dump_offsets(buf: bytes, lo: int, hi: int) -> list:
+    """Line-start offsets of every arguments dump in buf[lo:hi] (each starts a launch)."""
+    out, pos = [], buf.find(V.ARGS_BEGIN, lo, hi)
     while pos >= 0:
         out.append(buf.rfind(b"\n", 0, pos) + 1)
-        pos = buf.find(V.ARGS_BEGIN, pos + len(V.ARGS_BEGIN))
+        pos = buf.find(V.ARGS_BEGIN, pos + len(V.ARGS_BEGIN), hi)
     return out
 
 
-# Logs larger than this are scanned by two processes (the parent and a fork), each over its
-# half: the scan is most of the parse time, and the report's machines have two or more cores.
+# --- one or two processes ------------------------------------------------------------------
+
+# Logs larger than this are read by two processes (the parent and a fork), each over its own
+# range: the line scans are most of the parse time, and the report's machines have two or
+# more cores.
 PARALLEL_MIN_BYTES = 16 << 20
 
+# The forked child's share of the log. Both processes read their range at the same rate; the
+# child also packs its rows for the parent (about a fifth of its scan time), so it takes a
+# little less than half and both finish about together (measured with tools/bench_report.py).
+_CHILD_SHARE = 0.45
 
-def _scan_iterations(buf: bytes, cuts: list):
-    """Iteration rows in file order as a list of `_Part`, the count of garbled lines, and
-    (validations, memory peaks) when a second process read them (else None)."""
+
+@dataclass
+class _Scan:
+    """What one process reads from its range of the log (its lines only)."""
+
+    dumps: list  # line offsets of the arguments dumps
+    parts: list  # [_Part] in file order; `launch` counts the range's own dumps
+    garbled: int
+    validations: list  # [Validation] in file order
+    memory_mb: dict  # peaks (MiB) from `memory (MB)` lines
+    memory_gb: dict  # peaks (MiB) from `memory (GB)` lines; read only where no MB line was
+
+
+def _read_range(buf: bytes, lo: int, hi: int) -> _Scan:
+    """Every line kind the parse reads, over buf[lo:hi] (lo, hi at line starts)."""
+    dumps = _dump_offsets(buf, lo, hi)
+    parts, garbled = _scan_range(buf, dumps, lo, hi)
+    return _Scan(dumps, parts, garbled, _parse_validations(buf, lo, hi),
+                 *_parse_memory(buf, lo, hi))
+
+
+def _read_lines(buf: bytes) -> _Scan:
+    """`_read_range` over the whole log: in two processes where it is large."""
     n = len(buf)
     if n >= PARALLEL_MIN_BYTES and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
-        # The child also reads the validation and memory lines and sends its rows over a pipe:
-        # it takes the last 40% of the scan, so both processes finish about together.
-        mid = buf.find(b"\n", n * 3 // 5)
+        mid = buf.find(b"\n", int(n * (1 - _CHILD_SHARE)))
         if 0 < mid < n - 1:
-            found = _scan_in_two(buf, cuts, mid + 1)
+            found = _read_in_two(buf, mid + 1)
             if found is not None:
                 return found
-    return (*_scan_range(buf, cuts, 0, n), None)
+    return _read_range(buf, 0, n)
 
 
-def _scan_in_two(buf: bytes, cuts: list, mid: int):
-    """_scan_range over [0, mid) here and [mid, end) in a forked child; None when the child
-    fails (the caller then scans serially)."""
+def _merged(first: _Scan, second: _Scan) -> _Scan:
+    """Two adjacent ranges' scans as the scan of both: the second's launches count on from
+    the first's dumps, memory peaks are the larger value (first-seen key order kept)."""
+    launches = sum(1 for c in first.dumps if c > 0)  # `_scan_range` counts those
+    for p in second.parts:
+        p.launch += launches
+    peaks = []
+    for a, b in ((first.memory_mb, second.memory_mb), (first.memory_gb, second.memory_gb)):
+        merged = dict(a)
+        for k, v in b.items():
+            if v > merged.get(k, -math.inf):
+                merged[k] = v
+        peaks.append(merged)
+    return _Scan(first.dumps + second.dumps, first.parts + second.parts,
+                 first.garbled + second.garbled, first.validations + second.validations,
+                 *peaks)
+
+
+def _read_in_two(buf: bytes, mid: int) -> Optional[_Scan]:
+    """`_read_range` over [0, mid) here and [mid, end) in a forked child; None when the child
+    fails (the caller then reads serially).
+
+    The child writes its scan, rows packed as arrays (`_pack`), into an anonymous shared
+    memory map made before the fork, and only a small header through a pipe: it does not wait
+    for the parent to read, and the parent takes the data without a pipe's copies. A scan
+    larger than the map (it is sized with room to spare) goes through the pipe instead.
+    """
+    try:
+        shared = mmap.mmap(-1, 2 * (len(buf) - mid) + (1 << 20))  # pages are used as written
+    except (OSError, ValueError):
+        return None
     try:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
     except OSError:
+        shared.close()
         return None
     if pid == 0:  # the child: scan, send, exit without running the parent's cleanup
         code = 1
         try:
             os.close(read_fd)
-            packed = _pack(*_scan_range(buf, cuts, mid, len(buf)))
-            others = (_parse_validations(buf), _parse_memory(buf))
+            scan = _read_range(buf, mid, len(buf))
+            scan.parts = _pack(scan.parts)
+            try:
+                pickle.dump(scan, shared, protocol=pickle.HIGHEST_PROTOCOL)
+                message = b"M" + shared.tell().to_bytes(8, "little")
+            except ValueError:  # did not fit
+                message = b"P" + pickle.dumps(scan, protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(write_fd, "wb") as out:
-                pickle.dump((packed, others), out, protocol=pickle.HIGHEST_PROTOCOL)
+                out.write(message)
             code = 0
         finally:
             os._exit(code)
     os.close(write_fd)
     try:
-        first, garbled = _scan_range(buf, cuts, 0, mid)
+        first = _read_range(buf, 0, mid)
     except BaseException:
         os.close(read_fd)
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+        shared.close()
         raise
+    second = None
     with os.fdopen(read_fd, "rb") as inp:
         try:
-            packed = pickle.load(inp)
+            kind = inp.read(1)
+            if kind == b"M" and len(inp.read(8)) == 8:
+                shared.seek(0)
+                second = pickle.load(shared)
+            elif kind == b"P":
+                second = pickle.load(inp)
         except Exception:  # the child died: nothing (or half a message) came
-            packed = None
+            second = None
     _, status = os.waitpid(pid, 0)
-    if packed is None or status != 0:
+    shared.close()
+    if second is None or status != 0:
         return None
-    second, garbled2 = _unpack(packed[0])
-    return first + second, garbled + garbled2, packed[1]
+    second.parts = _unpack(second.parts)
+    return _merged(first, second)
 
 
-def _pack(parts: list, garbled: int):
+def _pack(parts: list) -> list:
     """Parts as compact arrays and joined bytes, cheap to send between processes."""
     out = []
     for p in parts:
@@ -412,30 +478,31 @@ def _pack(parts: list, garbled: int):
         ts = ("raw", b"\0".join(p.timestamps)) if p.timestamps and None not in p.timestamps \
             else ("list", p.timestamps)
         out.append((array("q", p.iterations), ts, cols, p.bad, p.launch, p.raw))
-    return out, garbled
+    return out
 
 
-def _unpack(packed):
+def _unpack(packed: list) -> list:
+    """`_pack`'s parts as `_Part`s again. Number columns stay arrays: `_build_steps` extends
+    its lists from them directly, making each float or int once."""
     def unlist(kind, value, n):
         if kind == "raw":
             return value.split(b"\0") if n else []
-        if kind == "f":
-            return value.tolist()
         return value
 
-    out, garbled = packed
     parts = []
-    for its, ts, cols, bad, launch, raw in out:
+    for its, ts, cols, bad, launch, raw in packed:
         n = len(its)
-        part = _Part(its.tolist(), unlist(*ts, n),
+        part = _Part(its, unlist(*ts, n),
                      {k: unlist(kind, v, n) for k, (kind, v) in cols.items()}, bad, launch)
         part.raw = raw
         parts.append(part)
-    return parts, garbled
+    return parts
 
 
 def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
-    """`_scan_iterations` over buf[lo:hi] (lo, hi at line starts)."""
+    """Iteration rows of buf[lo:hi] (lo, hi at line starts) in file order as `_Part`s, and
+    the count of garbled lines. `cuts`: line offsets where a launch starts (arguments dumps);
+    a part's `launch` counts those (but one at offset 0) up to its start."""
     layout = _choose_layout(buf, lo)
     parts: list = []
     garbled = 0
@@ -648,13 +715,17 @@ def _build_steps(parts: list, log_interval: Optional[int]):
         keys.extend(k for k in part.columns if k not in keys)
     iterations: list = []
     timestamps: list = []
-    launches: list = []
+    new_launch: list = []  # row indices where a part of a later launch begins
     columns: dict = {k: [] for k in keys}
     raw = {k for k in keys if all(k in p.raw for p in parts if k in p.columns)}
+    launch = None
     for part in parts:
+        if part.launch != launch and len(part.iterations):
+            if iterations:
+                new_launch.append(len(iterations))
+            launch = part.launch
         iterations.extend(part.iterations)
         timestamps.extend(part.timestamps)
-        launches.extend([part.launch] * len(part.iterations))
         for k in keys:
             col = part.columns.get(k)
             if col is None:
@@ -667,9 +738,8 @@ def _build_steps(parts: list, log_interval: Optional[int]):
     ascending = all(map(operator.lt, iterations, iterations[1:]))
     starts = [] if ascending else [
         i for i, (a, b) in enumerate(zip(iterations, iterations[1:]), 1) if b <= a]
-    if launches and launches[0] != launches[-1]:
-        starts = sorted(set(starts) | {i for i in range(1, len(launches))
-                                       if launches[i] != launches[i - 1]})
+    if new_launch:
+        starts = sorted(set(starts) | set(new_launch))
     segments = _segments(iterations, timestamps, columns.get(V.ITER_MS), [0] + starts,
                          log_interval)
 
@@ -786,10 +856,10 @@ def parse_fields(text: bytes) -> dict:
     return out
 
 
-def _matches(buf: bytes, literal: bytes, pattern: re.Pattern):
-    """`pattern` matched at each line holding `literal`: a C-speed find per line instead of a
-    regex scan of the whole log (these lines are few)."""
-    pos = buf.find(literal)
+def _matches(buf: bytes, literal: bytes, pattern: re.Pattern, lo: int, hi: int):
+    """`pattern` matched at each line of buf[lo:hi] holding `literal`: a C-speed find per
+    line instead of a regex scan of the whole log (these lines are few)."""
+    pos = buf.find(literal, lo, hi)
     while pos >= 0:
         start = buf.rfind(b"\n", 0, pos) + 1
         end = buf.find(b"\n", pos)
@@ -797,12 +867,12 @@ def _matches(buf: bytes, literal: bytes, pattern: re.Pattern):
         m = pattern.search(buf, start, end)
         if m:
             yield m
-        pos = buf.find(literal, end)
+        pos = buf.find(literal, end, hi)
 
 
-def _parse_validations(buf: bytes) -> list:
+def _parse_validations(buf: bytes, lo: int, hi: int) -> list:
     out = []
-    for m in _matches(buf, V.VALIDATION_LITERAL, V.VALIDATION):
+    for m in _matches(buf, V.VALIDATION_LITERAL, V.VALIDATION, lo, hi):
         split = m.group(2).decode("utf-8", "replace").strip() if m.group(2) else ""
         split = split[: -len(" set")] if split.endswith(" set") else split
         fields = parse_fields(m.group(3))
@@ -811,8 +881,10 @@ def _parse_validations(buf: bytes) -> list:
     return out
 
 
-def _parse_memory(buf: bytes) -> dict:
-    """Peak memory per key in MiB over every memory line and rank."""
+def _parse_memory(buf: bytes, lo: int, hi: int) -> tuple:
+    """Peak memory per key in MiB over every memory line and rank of buf[lo:hi]: ({from
+    `memory (MB)` lines}, {from Megatron-Bridge's `memory (GB)` lines, read only where the
+    first is empty}). The log's peaks are the first unless it is empty."""
     peak: dict = {}
 
     def keep(key: str, mib: float) -> None:
@@ -820,17 +892,18 @@ def _parse_memory(buf: bytes) -> dict:
             peak[key] = mib
 
     seen: set = set()  # many memory lines repeat the same figures: parse each text once
-    for m in _matches(buf, V.MEMORY_MB_LITERAL, V.MEMORY_MB):
+    for m in _matches(buf, V.MEMORY_MB_LITERAL, V.MEMORY_MB, lo, hi):
         if m.group(3) not in seen:
             seen.add(m.group(3))
             for k, v in parse_fields(m.group(3)).items():
                 keep(k, v)
-    if not peak and V.MEMORY_GB_LITERAL in buf:  # Megatron-Bridge's lines instead
-        for m in _matches(buf, V.MEMORY_GB_LITERAL, V.MEMORY_GB):
-            for k, v in parse_fields(m.group(1)).items():
-                if k in V.MEMORY_GB_KEYS:
-                    keep(V.MEMORY_GB_KEYS[k], v * 1e9 / 2**20)  # 10^9 bytes -> MiB
-    return peak
+    if peak or buf.find(V.MEMORY_GB_LITERAL, lo, hi) < 0:
+        return peak, {}
+    for m in _matches(buf, V.MEMORY_GB_LITERAL, V.MEMORY_GB, lo, hi):
+        for k, v in parse_fields(m.group(1)).items():
+            if k in V.MEMORY_GB_KEYS:
+                keep(V.MEMORY_GB_KEYS[k], v * 1e9 / 2**20)  # 10^9 bytes -> MiB
+    return {}, peak
 
 
 def _parse_args(buf: bytes, begin: int) -> dict:
