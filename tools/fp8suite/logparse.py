@@ -182,10 +182,10 @@ def parse_log(data: bytes) -> ParsedLog:
 def _parse(buf: bytes) -> ParsedLog:
     if b"\r" in buf:  # CRLF and CR-only line ends are line ends (two C-speed passes)
         buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    scan = _read_lines(buf)
+    scan, rows = _read_lines(buf)
     dumps = scan.dumps
     args = _parse_args(buf, dumps[-1]) if dumps else {}
-    steps, segments, repeated = _build_steps(scan.parts, arg_int(args, "log_interval"))
+    steps, segments, repeated = _build_steps(rows, arg_int(args, "log_interval"))
     planned = _planned_iterations(buf, args)
     seg_start = dumps[-1] if dumps else 0
     status, earlier = find_status(buf, seg_start, steps, segments, planned, args)
@@ -370,8 +370,9 @@ def _read_range(buf: bytes, lo: int, hi: int) -> _Scan:
                  *_parse_memory(buf, lo, hi))
 
 
-def _read_lines(buf: bytes) -> _Scan:
-    """`_read_range` over the whole log: in two processes where it is large."""
+def _read_lines(buf: bytes):
+    """`_read_range` over the whole log, in two processes where it is large: its `_Scan` and
+    the rows of its parts as `_Columns`."""
     n = len(buf)
     if n >= PARALLEL_MIN_BYTES and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
         mid = buf.find(b"\n", int(n * (1 - _CHILD_SHARE)))
@@ -379,7 +380,10 @@ def _read_lines(buf: bytes) -> _Scan:
             found = _read_in_two(buf, mid + 1)
             if found is not None:
                 return found
-    return _read_range(buf, 0, n)
+    scan = _read_range(buf, 0, n)
+    rows = _Columns()
+    rows.add(scan.parts)
+    return scan, rows
 
 
 def _merged(first: _Scan, second: _Scan) -> _Scan:
@@ -400,9 +404,12 @@ def _merged(first: _Scan, second: _Scan) -> _Scan:
                  *peaks)
 
 
-def _read_in_two(buf: bytes, mid: int) -> Optional[_Scan]:
-    """`_read_range` over [0, mid) here and [mid, end) in a forked child; None when the child
-    fails (the caller then reads serially).
+def _read_in_two(buf: bytes, mid: int):
+    """`_read_lines` with `_read_range` over [0, mid) here and [mid, end) in a forked child;
+    None when the child fails (the caller then reads serially).
+
+    The parent gathers its own rows into columns before it waits for the child, so that work
+    overlaps the child's reading too.
 
     The child writes its scan, rows packed as arrays (`_pack`), into an anonymous shared
     memory map made before the fork, and only a small header through a pipe: it does not wait
@@ -438,6 +445,8 @@ def _read_in_two(buf: bytes, mid: int) -> Optional[_Scan]:
     os.close(write_fd)
     try:
         first = _read_range(buf, 0, mid)
+        rows = _Columns()
+        rows.add(first.parts)
     except BaseException:
         os.close(read_fd)
         os.kill(pid, 9)
@@ -460,7 +469,9 @@ def _read_in_two(buf: bytes, mid: int) -> Optional[_Scan]:
     if second is None or status != 0:
         return None
     second.parts = _unpack(second.parts)
-    return _merged(first, second)
+    scan = _merged(first, second)
+    rows.add(second.parts)
+    return scan, rows
 
 
 def _pack(parts: list) -> list:
@@ -705,34 +716,61 @@ def _parse_general(buf: bytes, m: re.Match):
             text_keys)
 
 
-def _build_steps(parts: list, log_interval: Optional[int]):
-    """One `Steps` (the last occurrence of each iteration kept) and the segments.
+class _Columns:
+    """The rows of consecutive `_Part`s gathered into one list per column, part by part (the
+    parent adds its own parts while the forked child still reads).
+
+    A key first seen in a later part gets None for the rows before; a key's captured bytes
+    stay bytes while every part that has the key left them so, else they become floats.
+    """
+
+    def __init__(self):
+        self.iterations: list = []
+        self.timestamps: list = []
+        self.columns: dict = {}  # key -> list, first-seen order
+        self.raw: set = set()
+        self.new_launch: list = []  # row indices where a part of a later launch begins
+        self._launch = None
+
+    def add(self, parts: list) -> None:
+        columns = self.columns
+        for part in parts:
+            n = len(part.iterations)
+            for k in part.columns:
+                if k not in columns:
+                    columns[k] = [None] * len(self.iterations)
+                    if k in part.raw:
+                        self.raw.add(k)
+                elif k in self.raw and k not in part.raw:
+                    self.raw.discard(k)
+                    columns[k] = _to_floats(columns[k])
+            if part.launch != self._launch and n:
+                if self.iterations:
+                    self.new_launch.append(len(self.iterations))
+                self._launch = part.launch
+            self.iterations.extend(part.iterations)
+            self.timestamps.extend(part.timestamps)
+            for k, out in columns.items():
+                col = part.columns.get(k)
+                if col is None:
+                    col = [None] * n
+                elif k in part.raw and k not in self.raw:
+                    col = _to_floats(col)
+                out.extend(col)
+
+
+def _build_steps(parts, log_interval: Optional[int]):
+    """One `Steps` (the last occurrence of each iteration kept) and the segments, from a
+    list of `_Part`s or their `_Columns`.
 
     Returns (steps, segments, repeated rows).
     """
-    keys: list = []  # first-seen order
-    for part in parts:
-        keys.extend(k for k in part.columns if k not in keys)
-    iterations: list = []
-    timestamps: list = []
-    new_launch: list = []  # row indices where a part of a later launch begins
-    columns: dict = {k: [] for k in keys}
-    raw = {k for k in keys if all(k in p.raw for p in parts if k in p.columns)}
-    launch = None
-    for part in parts:
-        if part.launch != launch and len(part.iterations):
-            if iterations:
-                new_launch.append(len(iterations))
-            launch = part.launch
-        iterations.extend(part.iterations)
-        timestamps.extend(part.timestamps)
-        for k in keys:
-            col = part.columns.get(k)
-            if col is None:
-                col = [None] * len(part.iterations)
-            elif k in part.raw and k not in raw:
-                col = _to_floats(col)
-            columns[k].extend(col)
+    if not isinstance(parts, _Columns):
+        gathered = _Columns()
+        gathered.add(parts)
+        parts = gathered
+    iterations, timestamps, columns = parts.iterations, parts.timestamps, parts.columns
+    raw, new_launch = parts.raw, parts.new_launch
 
     # A new launch (arguments dump) or an iteration number that goes back starts a segment.
     ascending = all(map(operator.lt, iterations, iterations[1:]))
