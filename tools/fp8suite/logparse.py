@@ -239,18 +239,25 @@ _LAYOUT_019 = _Layout(FAST_KEYS, True)
 
 
 def _choose_layout(buf: bytes, start: int = 0, end: int = -1) -> _Layout:
-    """The layout of the first whole iteration line (0.19's when there is none)."""
+    """The layout most of the first whole iteration lines share (up to 8 lines; the first
+    one's on a tie; 0.19's when there is none). One line alone can mislead: a line cut by
+    another rank's output right after one of its `|` reads as whole, with fewer keys."""
+    votes: dict = {}
     for n, m in enumerate(V.ANCHOR.finditer(buf, start, len(buf) if end < 0 else end)):
         row = _parse_general(buf, m)
         if row is not None:
-            keys, text_keys = row[4], frozenset(row[5])
-            timestamped = row[2] is not None
-            if keys == FAST_KEYS and timestamped and not text_keys:
-                return _LAYOUT_019
-            return _Layout(keys, timestamped, text_keys)
+            ident = (row[4], row[2] is not None, frozenset(row[5]))
+            votes[ident] = votes.get(ident, 0) + 1
+            if sum(votes.values()) >= 8:
+                break
         if n > 100:
             break
-    return _LAYOUT_019
+    if not votes:
+        return _LAYOUT_019
+    keys, timestamped, text_keys = max(votes, key=votes.get)  # the first-seen on a tie
+    if keys == FAST_KEYS and timestamped and not text_keys:
+        return _LAYOUT_019
+    return _Layout(keys, timestamped, text_keys)
 
 
 @dataclass
@@ -404,6 +411,12 @@ def _merged(first: _Scan, second: _Scan) -> _Scan:
                  *peaks)
 
 
+def _shared_map_size(child_bytes: int) -> int:
+    """Bytes of the shared map for a child reading `child_bytes` of log: its packed scan is
+    about a third of that; only the pages written take memory."""
+    return 2 * child_bytes + (1 << 20)
+
+
 def _read_in_two(buf: bytes, mid: int):
     """`_read_lines` with `_read_range` over [0, mid) here and [mid, end) in a forked child;
     None when the child fails (the caller then reads serially).
@@ -417,7 +430,7 @@ def _read_in_two(buf: bytes, mid: int):
     larger than the map (it is sized with room to spare) goes through the pipe instead.
     """
     try:
-        shared = mmap.mmap(-1, 2 * (len(buf) - mid) + (1 << 20))  # pages are used as written
+        shared = mmap.mmap(-1, _shared_map_size(len(buf) - mid))
     except (OSError, ValueError):
         return None
     try:
@@ -530,6 +543,13 @@ def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
         if launch < len(cuts) and cuts[launch] < end:
             end = cuts[launch]  # a new launch starts here: its own part
         anchors = _count_anchors(buf, start, end, layout.timestamped)
+        if not anchors and _count_anchors(buf, start, end, not layout.timestamped):
+            # Iteration lines of the other kind only (a restart under a Megatron that does,
+            # or does not, print timestamps): counted with their own layout, not skipped.
+            other = _choose_layout(buf, start, end)
+            if other.timestamped != layout.timestamped:
+                layout = other
+                anchors = _count_anchors(buf, start, end, layout.timestamped)
         if anchors:
             pieces = _pieces(buf, start, end, layout, _PIECE)
             rows = _rows_of(pieces)
@@ -861,7 +881,7 @@ def _summed_seconds(its: list, ms: list, interval: int) -> float:
         else:
             terms = map(operator.mul, ms, lengths)
         summed = math.fsum(terms) / 1000
-    except (TypeError, OverflowError):
+    except (TypeError, OverflowError, ValueError):  # None; too large; inf and -inf
         if lengths is None:
             lengths = [interval] * len(its)
         summed = math.fsum(v * n for v, n in zip(ms, lengths)
