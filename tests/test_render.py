@@ -80,7 +80,7 @@ def test_base_matrix_is_valid(tmp_path, capsys):
 RULES = [
     # (changes, expected lines) -- every message exactly as the user sees it
     ({"tagret": {}}, ["tagret: unknown key (did you mean target?); valid keys: name, description, "
-                      "run_name, axes, exclude, target, env, data, megatron, wandb, slurm, "
+                      "run_name, axes, exclude, target, env, data, megatron, wandb, checkpoint, slurm, "
                       "triton_cache_dir, min_free_gb, gradient_accumulation_fusion, log_dir"]),
     ({"target/gpus_per_nod": 2}, ["target.gpus_per_nod: unknown key (did you mean gpus_per_node?); valid keys: "
                                   "gpu, gpus_per_node, nodes, transformer_engine, cuda, megatron_core"]),

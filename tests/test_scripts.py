@@ -155,8 +155,12 @@ def test_wandb_flags_and_key_from_the_environment_only(launch, tmp_path):
     script = tmp_path / "gen" / "r_cs.sh"
     assert "WANDB_API_KEY=" not in script.read_text()
 
-    # Without the wandb package the run goes on, without W&B, and says so.
-    result = launch(script=script)
+    # Without the wandb package the run goes on, without W&B, and says so (a module that
+    # fails to import stands for a missing package, whatever this machine has installed).
+    missing = tmp_path / "no_wandb"
+    missing.mkdir()
+    (missing / "wandb.py").write_text("raise ImportError('No module named wandb')\n")
+    result = launch(script=script, PYTHONPATH=str(missing))
     assert result.returncode == 0, result.stderr
     assert "wandb is not importable (pip install wandb): no W&B logging" in result.stderr
     assert not any(a.startswith("--wandb") for a in launch.record()["argv"])

@@ -182,6 +182,13 @@ def check_settings(clean: dict, prefix: str, file: str, problems: list[Problem])
         if isinstance(value, (int, float)) and not (math.isfinite(value) and 0 <= value <= MAX_MIN_FREE_GB):
             bad(None, "min_free_gb", f"must be a number of GB between 0 and {MAX_MIN_FREE_GB:g}, "
                 f"got {value!r}")
+    checkpoint = clean.get("checkpoint")
+    if isinstance(checkpoint, dict):
+        interval = checkpoint.get("save_interval")
+        if isinstance(interval, int) and not 1 <= interval < 2 ** 31:
+            bad("checkpoint", "save_interval", f"must be between 1 and 2^31 - 1 iterations, got {interval}")
+        if checkpoint.get("dir") == "":
+            bad("checkpoint", "dir", "must not be empty")
     if clean.get("triton_cache_dir") == "":
         bad(None, "triton_cache_dir", "must not be empty")
     log_dir = clean.get("log_dir")

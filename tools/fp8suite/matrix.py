@@ -30,13 +30,14 @@ GROUP_NAME = limits.IDENTIFIER
 ENV_NAME = limits.ENV_NAME
 CONTROL = limits.CONTROL
 
-# Set through `data:` or `wandb:` (the scripts build them, with launch-time overrides).
+# Set through `data:`, `wandb:` or `checkpoint:` (the scripts build them, with launch-time overrides).
 RESERVED_FLAGS = {
     "--data-path": "data.data_path", "--mock-data": "data.mock_data", "--split": "data.split",
     "--tokenizer-type": "data.tokenizer_type", "--tokenizer-model": "data.tokenizer_model",
     "--vocab-size": "data.vocab_size", "--wandb-project": "wandb.project",
     "--wandb-entity": "wandb.entity", "--wandb-exp-name": "wandb (the run name)",
     "--wandb-save-dir": "wandb.save_dir",
+    "--save": "checkpoint.dir", "--load": "checkpoint.dir", "--save-interval": "checkpoint.save_interval",
     "--no-gradient-accumulation-fusion": "gradient_accumulation_fusion: off",
     "--gradient-accumulation-fusion": "gradient_accumulation_fusion: on",
 }

@@ -32,7 +32,7 @@ STATUS_FILE = "runs.json"
 
 KNOBS = ("GPUS_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "MOCK_DATA", "DATA_PATH",
          "TOKENIZER_MODEL", "LOG_DIR", "LOG_FILE", "TRITON_CACHE_DIR", "PYTHON", "MEGATRON_LM_DIR",
-         "TRAIN_CMD", "WANDB_MODE")
+         "TRAIN_CMD", "WANDB_MODE", "CHECKPOINT_DIR")
 """Environment variables a launch script reads as launch settings, in its header's order; the
 script records those the caller set as overrides in the log's sidecar."""
 SUITE_DIR = "SUITE_DIR"

@@ -104,6 +104,24 @@ class Wandb:
 
 
 @dataclass
+class Checkpoint:
+    """Megatron checkpoints, so that a run cut by a time limit continues where it stopped.
+
+    Each run saves to and loads from its own folder, `<dir>/<run name>` (Megatron's --save and
+    --load point at the same folder: a launch that finds a checkpoint there continues from it,
+    one that finds none starts from scratch). Megatron also saves when --exit-duration-in-mins
+    or a SIGTERM stops it, and at the end of training."""
+
+    dir: str = "checkpoints"
+    """Folder holding one checkpoint folder per run, relative to the suite's root unless
+    absolute. Launch override: CHECKPOINT_DIR (e.g. a fast local disk)."""
+
+    save_interval: int = 1000
+    """--save-interval: iterations between checkpoints (each one a full copy of the weights
+    and optimizer state)."""
+
+
+@dataclass
 class Slurm:
     """Settings of the rendered Slurm batch scripts (one torchrun per node)."""
 
@@ -149,6 +167,9 @@ class Settings:
 
     wandb: Optional[Wandb] = None
     """W&B logging; off when absent."""
+
+    checkpoint: Optional[Checkpoint] = None
+    """Checkpoints to save and resume from (--save/--load/--save-interval); off when absent."""
 
     slurm: Slurm = field(default_factory=Slurm)
     """Slurm batch-script settings."""

@@ -195,6 +195,8 @@ def context(matrix: Matrix, run: ExpandedRun, matrix_file: str, script: str, out
         "job_name": directive(run.name),
         "job_sidecar": Shell(paths.job_sidecar(suite_path(logs), shell_word(run.name), "$SLURM_JOB_ID")),
         "wandb": wandb,
+        "checkpoint": {"dir": suite_path(s.checkpoint.dir),
+                       "save_interval": shell_int(s.checkpoint.save_interval)} if s.checkpoint else None,
         "slurm": {
             "time": directive(slurm.time),
             "partition": directive(slurm.partition) if slurm.partition else None,

@@ -13,6 +13,7 @@
 #   MOCK_DATA=1|0 DATA_PATH TOKENIZER_MODEL                  training data
 #   LOG_DIR, LOG_FILE ("-": stdout only), META_FILE          where the log and its sidecar go
 #   TRITON_CACHE_DIR, PYTHON, MEGATRON_LM_DIR (use its pretrain_gpt.py), WANDB_MODE
+#   CHECKPOINT_DIR: unused (the matrix has no checkpoint: section)
 #   TRAIN_CMD: a command that replaces `torchrun <entry>` (tests use a CPU stand-in)
 set -euo pipefail
 
@@ -22,7 +23,8 @@ SUITE_DIR="${SUITE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}"
 # Launch settings the caller chose: recorded as overrides in the log's sidecar.
 OVERRIDES=()
 for knob in GPUS_PER_NODE NNODES NODE_RANK MASTER_ADDR MASTER_PORT MOCK_DATA DATA_PATH \
-            TOKENIZER_MODEL LOG_DIR LOG_FILE TRITON_CACHE_DIR PYTHON MEGATRON_LM_DIR TRAIN_CMD WANDB_MODE; do
+            TOKENIZER_MODEL LOG_DIR LOG_FILE TRITON_CACHE_DIR PYTHON MEGATRON_LM_DIR TRAIN_CMD \
+            WANDB_MODE CHECKPOINT_DIR; do
   if [[ -n "${!knob+set}" ]]; then OVERRIDES+=("$knob=${!knob}"); fi
 done
 

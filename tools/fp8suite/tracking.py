@@ -1,0 +1,219 @@
+"""Check what a run sent to W&B and TensorBoard against its training log.
+
+Megatron writes each logged iteration's scalars to TensorBoard (`--tensorboard-dir`) and W&B
+(`--wandb-project`, offline without an API key) under its own names: `lm loss` per iteration
+and, with `--log-timers-to-tensorboard`, `iteration-time` in seconds (not for the first
+iteration of a launch). The launch scripts put them under the run's log folder:
+
+    <log dir>/wandb/wandb/offline-run-<time>-<id>/run-<id>.wandb   one per launch (W&B offline)
+    <log dir>/tensorboard/<run>/events.out.tfevents.*               one file per launch
+
+`check_dir(log_dir)` reads both with the tools' own readers (wandb's record store and
+tensorboard's EventAccumulator; both optional dependencies: `pip install -e '.[tracking]'`)
+and compares, for every run log in the folder, each iteration's `lm loss` and iteration time
+with the log's line: the log prints the loss with 7 significant digits and the time in ms
+with one decimal, so values agree when within that rounding. Later launches of a run (a
+resume) replace the iterations they repeat, as in the report.
+
+Errors: `UsageError` (one line) when the folder has no logs or a reader is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from . import logvocab as V
+from .errors import UsageError
+from .logparse import parse_log
+from .runs import attempt_of
+
+LOSS = V.LOSS
+"""Megatron's TensorBoard/W&B name of the training loss (the log's `lm loss`)."""
+ITERATION_TIME = "iteration-time"
+"""Megatron's TensorBoard/W&B name of the time per iteration, in seconds."""
+
+LOSS_RTOL = 1e-6
+"""The log's `lm loss: 6.487388E-01` keeps 7 significant digits: half a unit of the last one
+is at most 5e-7 of the value."""
+TIME_ATOL_MS = 0.05 + 1e-6
+"""The log's `elapsed time per iteration (ms): 1723.9` is rounded to 0.1 ms."""
+
+
+@dataclass
+class Series:
+    """One metric of one run as a tracker holds it and as the log prints it."""
+
+    name: str
+    log_steps: int = 0  # iterations whose log line has the metric
+    found: int = 0  # of those, how many the tracker holds
+    differing: list = field(default_factory=list)  # [(iteration, log value, tracker value)]
+
+    @property
+    def ok(self) -> bool:
+        return self.log_steps > 0 and self.found == self.log_steps and not self.differing
+
+
+@dataclass
+class RunCheck:
+    """One run's check against one tracker ("W&B" or "TensorBoard")."""
+
+    run: str
+    tracker: str
+    source: str  # the files read, relative to the log folder
+    series: list  # [Series]: lm loss, iteration time
+    problem: str = ""  # why nothing could be compared ("no offline run named ...")
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem and all(s.ok for s in self.series)
+
+
+def wandb_history(run_file: Path) -> tuple[str, dict]:
+    """(run name, {metric: {step: value}}) from one W&B offline run file (`run-<id>.wandb`).
+
+    Reads the records with wandb's own store reader; raises UsageError when wandb is not
+    installed."""
+    try:
+        from wandb.proto import wandb_internal_pb2 as pb
+        from wandb.sdk.internal.datastore import DataStore
+    except ImportError as e:
+        raise UsageError(f"reading W&B offline runs needs wandb ({e}): pip install -e '.[tracking]'")
+    store = DataStore()
+    store.open_for_scan(str(run_file))
+    name, history = "", {}
+    while (data := store.scan_data()) is not None:
+        record = pb.Record()
+        record.ParseFromString(data)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            name = record.run.display_name
+        elif kind == "history":
+            step = record.history.step.num
+            for item in record.history.item:
+                key = item.key or "/".join(item.nested_key)
+                if not key.startswith("_"):
+                    history.setdefault(key, {})[step] = json.loads(item.value_json)
+    return name, history
+
+
+def tensorboard_scalars(run_dir: Path) -> dict:
+    """{tag: {step: value}} from the event files of one folder, read by tensorboard's
+    EventAccumulator (a later launch's events replace the steps it repeats). Raises
+    UsageError when tensorboard is not installed."""
+    try:
+        from tensorboard.backend.event_processing import event_accumulator as ea
+    except ImportError as e:
+        raise UsageError(f"reading TensorBoard event files needs tensorboard ({e}): "
+                         "pip install -e '.[tracking]'")
+    acc = ea.EventAccumulator(str(run_dir), size_guidance={ea.SCALARS: 0})
+    acc.Reload()
+    return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
+
+
+def log_series(log_paths: list) -> dict:
+    """{metric: {iteration: value}} from a run's logs, oldest launch first (later ones win):
+    `lm loss` as printed, iteration time in ms."""
+    out: dict = {LOSS: {}, ITERATION_TIME: {}}
+    for path in log_paths:
+        steps = parse_log(Path(path).read_bytes()).steps
+        for key, metric in ((V.LOSS, LOSS), (V.ITER_MS, ITERATION_TIME)):
+            for it, value in zip(steps.iterations, steps.column(key)):
+                if value is not None:
+                    out[metric][it] = value
+    return out
+
+
+def compare(run: str, tracker: str, source: str, logged: dict, tracked: dict,
+            launches: int = 1) -> RunCheck:
+    """Compare one run's log series with a tracker's ({metric: {step: value}}, iteration time
+    in seconds as Megatron writes it). Every logged loss must be there; every logged time but
+    the first of each of the run's `launches` (Megatron writes none for it)."""
+    series = []
+    for metric in (LOSS, ITERATION_TIME):
+        s = Series(metric)
+        have = tracked.get(metric, {})
+        values = logged.get(metric, {})
+        s.log_steps = len(values) - (launches if metric == ITERATION_TIME and values else 0)
+        for it, value in sorted(values.items()):
+            if it in have:
+                s.found += 1
+                got = have[it] * (1000.0 if metric == ITERATION_TIME else 1.0)
+                if not _agree(metric, value, got):
+                    s.differing.append((it, value, got))
+        s.found = min(s.found, s.log_steps)
+        series.append(s)
+    return RunCheck(run, tracker, source, series)
+
+
+def _agree(metric: str, log_value: float, tracked: float) -> bool:
+    if math.isnan(log_value) or math.isnan(tracked):
+        return math.isnan(log_value) and math.isnan(tracked)
+    if metric == LOSS:
+        return abs(log_value - tracked) <= LOSS_RTOL * max(abs(log_value), abs(tracked)) + 1e-12
+    return abs(log_value - tracked) <= TIME_ATOL_MS
+
+
+def check_dir(log_dir: Path) -> list:
+    """One RunCheck per (run, tracker) for every run log in `log_dir` (see the module doc)."""
+    log_dir = Path(log_dir)
+    logs = sorted(p for p in log_dir.glob("*.log") if p.is_file())
+    if not logs:
+        raise UsageError(f"{log_dir}: no training logs (*.log) here")
+    by_run: dict = {}
+    for p in logs:
+        name, n = attempt_of(p.stem)
+        by_run.setdefault(name, []).append((n, p))
+    wandb_runs: dict = {}
+    for f in sorted(log_dir.glob("wandb/wandb/offline-run-*/run-*.wandb")):
+        name, history = wandb_history(f)
+        wandb_runs.setdefault(name, []).append((f, history))
+    checks = []
+    for run, found in by_run.items():
+        paths = [p for _, p in sorted(found, key=lambda x: x[0])]
+        logged = log_series(paths)
+        files = wandb_runs.get(run, [])
+        if files:
+            merged: dict = {}
+            for _, history in files:  # file names sort by start time: later launches win
+                for key, values in history.items():
+                    merged.setdefault(key, {}).update(values)
+            source = ", ".join(str(f.relative_to(log_dir)) for f, _ in files)
+            checks.append(compare(run, "W&B", source, logged, merged, len(paths)))
+        else:
+            checks.append(RunCheck(run, "W&B", "", [], f"no W&B offline run named {run} under "
+                                                      f"{log_dir / 'wandb'}"))
+        tb = log_dir / "tensorboard" / run
+        if tb.is_dir():
+            checks.append(compare(run, "TensorBoard", str(tb.relative_to(log_dir)), logged,
+                                  tensorboard_scalars(tb), len(paths)))
+        else:
+            checks.append(RunCheck(run, "TensorBoard", "", [], f"no event files in {tb}"))
+    return checks
+
+
+def markdown(checks: list) -> str:
+    """A table: run, tracker, per metric found/logged and differing values, verdict."""
+    lines = ["| Run | Tracker | lm loss (found / logged) | iteration time (found / logged) | "
+             "Differing values | Verdict |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        if c.problem:
+            lines.append(f"| {c.run} | {c.tracker} | – | – | – | {c.problem} |")
+            continue
+        cells = [f"{s.found} / {s.log_steps}" for s in c.series]
+        diff = "; ".join(f"{s.name} at {it}: log {a:g} vs {b:g}"
+                         for s in c.series for it, a, b in s.differing[:3]) or "none"
+        lines.append(f"| {c.run} | {c.tracker} | {cells[0]} | {cells[1]} | {diff} | "
+                     f"{'matches the log' if c.ok else 'DIFFERS'} |")
+    return "\n".join(lines) + "\n"
+
+
+def first_problem(checks: list) -> Optional[str]:
+    """A one-line reason when any check failed, else None."""
+    for c in checks:
+        if not c.ok:
+            return f"{c.run} ({c.tracker}): {c.problem or 'values missing or differing'}"
+    return None
