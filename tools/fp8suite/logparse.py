@@ -490,18 +490,18 @@ def _read_in_two(buf: bytes, mid: int):
 
 def _pack(parts: list) -> list:
     """Parts as compact arrays and joined bytes, cheap to send between processes."""
+    def packed(kind, col):
+        # A None (a row without the key or the timestamp) makes array() and join() raise:
+        # cheaper than looking for one first.
+        try:
+            return (kind, array("d", col) if kind == "f" else b"\0".join(col))
+        except TypeError:
+            return ("list", col)
+
     out = []
     for p in parts:
-        cols = {}
-        for k, col in p.columns.items():
-            if k in p.raw:
-                cols[k] = ("raw", b"\0".join(col))
-            elif None not in col:
-                cols[k] = ("f", array("d", col))
-            else:
-                cols[k] = ("list", col)
-        ts = ("raw", b"\0".join(p.timestamps)) if p.timestamps and None not in p.timestamps \
-            else ("list", p.timestamps)
+        cols = {k: packed("raw" if k in p.raw else "f", col) for k, col in p.columns.items()}
+        ts = packed("raw", p.timestamps) if p.timestamps else ("list", p.timestamps)
         out.append((array("q", p.iterations), ts, cols, p.bad, p.launch, p.raw))
     return out
 
