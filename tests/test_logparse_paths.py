@@ -35,7 +35,8 @@ def everything(log):
             list(log.memory_peak_mb.items()), log.args, log.args_dumps,
             (st.name, st.reason, st.last_iteration, st.planned_iterations, st.diverged_at),
             log.restarts, log.repeated_iterations, log.garbled_lines,
-            [vars(s) for s in log.segments], len(log.earlier_failures))
+            [vars(s) for s in log.segments], len(log.earlier_failures),
+            log.checkpoint_loads, log.checkpoint_saves)
 
 
 def generated(tmp_path, variant: str, size_mb: float = 0.15) -> bytes:
@@ -109,14 +110,27 @@ def test_narrowed_walk_reads_a_garbled_line_split_at_a_chunk_boundary(tmp_path, 
 # --- two processes: the split anywhere, the rows handed over through shared memory ------------
 
 
+def with_checkpoints(data: bytes) -> bytes:
+    """Megatron's checkpoint save and load lines every few dozen lines."""
+    lines = data.split(b"\n")
+    for i in range(len(lines) - 1, 0, -37):
+        lines.insert(i, b"  [2026-11-23 04:01:50.637773] successfully saved checkpoint from "
+                     b"iteration %7d to /c/run [ t 1/1, gtp_remat 1/1, p 1/1 ]" % i)
+        if i % 3 == 0:
+            lines.insert(i, b"  successfully loaded checkpoint from /c/run [ t 1/1, "
+                         b"gtp_remat 1/1, p 1/1 ] at iteration %d" % i)
+    return b"\n".join(lines)
+
+
 def two_process_cases(tmp_path):
     """Logs with restarts (iterations going back, new arguments dumps, another layout after a
-    restart), validation and memory lines in both halves, and garbled lines."""
-    clean = generated(tmp_path, "clean", 0.1)
+    restart), validation, memory and checkpoint lines in both halves, and garbled lines."""
+    clean = with_checkpoints(generated(tmp_path, "clean", 0.1))
     other = generated(tmp_path, "other-order", 0.1)
-    bridge = clean.replace(b"[Rank 0] (after 1 iterations) memory (MB)", b"[Rank 0] memory (GB) | "
-                           b"mem-max-allocated-gigabytes: 71.20 | mem-max-reserved-gigabytes: 75.0 |"
-                           b"\n[Rank 0] (after 1 iterations) memory (Mb)")
+    bridge = clean.replace(
+        b"[Rank 0] (after 1 iterations) memory (MB)",
+        b"[Rank 0] memory (GB) | mem-max-allocated-gigabytes: 71.20 | "
+        b"mem-max-reserved-gigabytes: 75.0 |\n[Rank 0] (after 1 iterations) memory (Mb)")
     return {
         "restarts": B11 * 6,
         "layout change": clean + other,
@@ -156,6 +170,8 @@ def test_two_processes_give_the_serial_parse_wherever_the_split(tmp_path, monkey
     serial = everything(parse_log(data))
     if case.startswith("memory"):
         assert serial[7], "the case has memory peaks"
+    if case != "restarts":
+        assert serial[16] and serial[17], "the case has checkpoint lines"
     # Split points: around arguments dumps, iterations that go back, garbled lines and
     # memory (GB) lines, and a few anywhere.
     dumps, goes_back, garbled, gb = [], [], [], []

@@ -6,7 +6,8 @@ file stem. Runs compare within a group: the same directory and the same model/ba
 Each group's baseline is its BF16 run unless --baseline names another. A crashed, cut off or
 garbled log never stops the report: its status and reason become part of it.
 
-`RUN.log`, `RUN.1.log`, ... are attempts of one run RUN, shown once.
+`RUN.log`, `RUN.1.log`, ... are attempts of one run RUN, shown once; attempts that resumed
+from each other's checkpoints are stitched into one run, one segment per launch.
 
 Writes OUT/report.md, the PNGs it shows, and the figures as data (OUT/summary.json,
 OUT/summary.csv; schema in fp8suite/summary.py and the README) into OUT/, removes the plots an

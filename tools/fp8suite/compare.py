@@ -20,12 +20,14 @@ Against the baseline, for each run:
   of iteration times up to there, warm-up and other untimed iterations counted at the run's
   median iteration time, as the median leaves them out) and tokens (consumed samples x
   seq_length);
-* noise: when the group has a second run with the baseline's recipe and another seed, the
-  baseline-vs-that-run mean gap is the seed-to-seed noise: the band is its absolute value,
-  the same statistic as each run's mean gap. (Megatron's --seed moves both the initial weights
-  and the data order, so the band holds both kinds of run-to-run noise.) A run is "within
-  noise" when |its mean gap| <= band, else "outside noise (+x)" with x = how far its mean gap
-  lies beyond the band (negative x: better than BF16).
+* noise: every other run with the baseline's recipe and another seed (not failed, with a loss)
+  is a noise reference; its mean gap to the baseline (the same statistic, window and baseline
+  as each run's mean gap) is seed-to-seed noise. With k BF16 seeds, band = max over the k-1
+  other BF16 seeds of |mean gap to the baseline| (k = 2: the one seed pair's |mean gap|).
+  (Megatron's --seed moves both the initial weights and the data order, so the band holds both
+  kinds of run-to-run noise.) A run is "within noise" when |its mean gap| <= band, else
+  "outside noise (+x)" with x = how far its mean gap lies beyond the band (negative x: better
+  than BF16).
 
 A diverged, crashed or unreadable run gets no speedup, loss gap or time-to-target.
 """
@@ -79,8 +81,9 @@ class Group:
     summaries: dict  # name -> metrics.Summary
     baseline: Optional[str] = None
     baseline_note: str = ""
-    noise_run: Optional[str] = None
-    noise: Optional[Gap] = None
+    noise_run: Optional[str] = None  # the noise reference that sets the band (largest |mean|)
+    noise: Optional[Gap] = None  # its gap
+    noise_gaps: dict = field(default_factory=dict)  # every noise reference: name -> Gap
     target: Optional[float] = None  # the baseline's final smoothed loss
     window: Optional[int] = None  # the baseline's smoothing window
     versus: dict = field(default_factory=dict)  # name -> Versus
@@ -90,8 +93,15 @@ class Group:
 
     @property
     def band(self) -> Optional[float]:
-        """The seed-to-seed noise band: |mean gap| of the BF16 seed pair."""
+        """The seed-to-seed noise band: the largest |mean gap| of the other BF16 seeds to the
+        baseline (of the one seed pair with two seeds); None without a noise reference."""
         return abs(self.noise.mean) if self.noise else None
+
+    @property
+    def seeds(self) -> int:
+        """k: the BF16 seeds the band rests on (the baseline and its noise references); 0
+        without a noise reference."""
+        return len(self.noise_gaps) + 1 if self.noise_gaps else 0
 
     @property
     def loss_meaningful(self) -> bool:
@@ -313,8 +323,13 @@ def _compare(group: Group) -> None:
                 and s.seed != bsum.seed]
     partners.sort(key=lambda s: (s.seed, s.name))
     if partners and _has_loss(bsum):
-        group.noise_run = partners[0].name
-        group.noise = loss_gap(runs[group.noise_run], base, group.window)
+        for p in partners:
+            gap = loss_gap(runs[p.name], base, group.window)
+            if gap is not None:
+                group.noise_gaps[p.name] = gap
+        if group.noise_gaps:  # the band: the largest |mean gap| (the first such, by seed)
+            group.noise_run = max(group.noise_gaps, key=lambda n: abs(group.noise_gaps[n].mean))
+            group.noise = group.noise_gaps[group.noise_run]
 
     def ttt(name: str) -> Optional[tuple]:
         s = group.summaries[name]
@@ -333,7 +348,7 @@ def _compare(group: Group) -> None:
             v.speedup = bsum.median_iter_ms / s.median_iter_ms
         if name != group.baseline:
             v.gap = loss_gap(run, base, group.window)
-        if name == group.noise_run:
+        if name in group.noise_gaps:
             v.verdict = "noise reference"
         elif v.gap is not None and group.band is not None:
             v.verdict = verdict(v.gap.mean, group.band)

@@ -127,6 +127,10 @@ class Segment:
     span_s: Optional[float] = None
     span_from: str = ""  # "timestamps" or "sum of iteration times"
     downtime_before_s: Optional[float] = None
+    # Wall-clock (POSIX seconds) of its start and of its last iteration line, None when the
+    # lines carry no timestamp: what the downtime to a neighbouring segment is measured from.
+    start_s: Optional[float] = None
+    end_s: Optional[float] = None
 
 
 @dataclass
@@ -150,6 +154,11 @@ class ParsedLog:
     garbled_lines: int = 0  # iteration lines skipped because they were not whole
     earlier_failures: list = field(default_factory=list)  # crashes before the last restart
     segments: list = field(default_factory=list)  # [Segment] in file order
+    # Checkpoints, in file order: [(iteration, directory as printed)] of every
+    # `successfully loaded checkpoint ... at iteration N` and `successfully saved checkpoint
+    # from iteration N to DIR` line (`runs` chains a resumed launch to the log that saved).
+    checkpoint_loads: list = field(default_factory=list)
+    checkpoint_saves: list = field(default_factory=list)
 
     @property
     def nonfinite(self) -> dict:
@@ -202,6 +211,8 @@ def _parse(buf: bytes) -> ParsedLog:
         garbled_lines=scan.garbled,
         earlier_failures=earlier,
         segments=segments,
+        checkpoint_loads=scan.checkpoint_loads,
+        checkpoint_saves=scan.checkpoint_saves,
     )
 
 
@@ -367,6 +378,8 @@ class _Scan:
     validations: list  # [Validation] in file order
     memory_mb: dict  # peaks (MiB) from `memory (MB)` lines
     memory_gb: dict  # peaks (MiB) from `memory (GB)` lines; read only where no MB line was
+    checkpoint_loads: list  # [(iteration, directory)] in file order (ParsedLog's)
+    checkpoint_saves: list
 
 
 def _read_range(buf: bytes, lo: int, hi: int) -> _Scan:
@@ -374,7 +387,9 @@ def _read_range(buf: bytes, lo: int, hi: int) -> _Scan:
     dumps = _dump_offsets(buf, lo, hi)
     parts, garbled = _scan_range(buf, dumps, lo, hi)
     return _Scan(dumps, parts, garbled, _parse_validations(buf, lo, hi),
-                 *_parse_memory(buf, lo, hi))
+                 *_parse_memory(buf, lo, hi),
+                 _checkpoints(buf, V.CKPT_LOADED_LITERAL, V.CKPT_LOADED, 2, 1, lo, hi),
+                 _checkpoints(buf, V.SAVED, V.CKPT_SAVED, 1, 2, lo, hi))
 
 
 def _read_lines(buf: bytes):
@@ -408,7 +423,8 @@ def _merged(first: _Scan, second: _Scan) -> _Scan:
         peaks.append(merged)
     return _Scan(first.dumps + second.dumps, first.parts + second.parts,
                  first.garbled + second.garbled, first.validations + second.validations,
-                 *peaks)
+                 *peaks, first.checkpoint_loads + second.checkpoint_loads,
+                 first.checkpoint_saves + second.checkpoint_saves)
 
 
 def _shared_map_size(child_bytes: int) -> int:
@@ -858,6 +874,7 @@ def _segments(iterations, timestamps, iter_ms, starts, log_interval) -> list:
                 seg.span_s, seg.span_from = summed, "sum of iteration times"
         if out and prev_end is not None and start_s is not None and start_s >= prev_end:
             seg.downtime_before_s = start_s - prev_end
+        seg.start_s, seg.end_s = start_s, t1
         prev_end = t1
         out.append(seg)
     return out
@@ -943,6 +960,14 @@ def _parse_validations(buf: bytes, lo: int, hi: int) -> list:
         if fields:
             out.append(Validation(int(m.group(1)), split or "validation", fields))
     return out
+
+
+def _checkpoints(buf: bytes, literal: bytes, pattern: re.Pattern, it: int, where: int,
+                 lo: int, hi: int) -> list:
+    """[(iteration, directory)] of the checkpoint lines of buf[lo:hi] `pattern` matches, in
+    file order."""
+    return [(int(m.group(it)), m.group(where).decode("utf-8", "replace").strip())
+            for m in _matches(buf, literal, pattern, lo, hi)]
 
 
 def _parse_memory(buf: bytes, lo: int, hi: int) -> tuple:

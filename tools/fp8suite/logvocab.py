@@ -175,6 +175,23 @@ EVALUATING = re.compile(rb"Evaluating (?:iter|on) ")
 SAVING = b"saving checkpoint at iteration"
 SAVED = b"successfully saved checkpoint"
 
+# --- checkpoints: where a launch resumed, what it saved ------------------------------------------
+
+# megatron/training/checkpointing.py, printed by rank 0 once a save is complete (its tracker file
+# written): "  [2026-11-23 04:05:01.123456] successfully saved checkpoint from iteration     100
+# to /ckpt/run [ t 1/1, gtp_remat 1/1, p 1/1 ]" (0.19; older releases print "[ t 1/1, p 1/1 ]"
+# or no brackets, and "at iteration"). The iteration is the next launch's `at iteration N`.
+CKPT_SAVED = re.compile(
+    rb"successfully saved checkpoint (?:from|at) iteration +(\d+) to (.*?)"
+    rb"(?: \[ t [^\]\n]*\])?[ \t]*$", re.M)
+# "  successfully loaded checkpoint from /ckpt/run [ t 1/1, gtp_remat 1/1, p 1/1 ] at iteration
+# 100" (older releases: without gtp_remat, or without the brackets). Training goes on with
+# iteration N+1; N is 0 for a checkpoint without an iteration (--finetune, a release).
+CKPT_LOADED = re.compile(
+    rb"successfully loaded checkpoint from (.*?)(?: \[ t [^\]\n]*\])? at iteration +(\d+)[ \t]*$",
+    re.M)
+CKPT_LOADED_LITERAL = b"successfully loaded checkpoint from"
+
 # NaN / Inf checks (--check-for-nan-in-loss-and-grad, on by default in 0.19): the rerun state
 # machine logs "Unexpected result nan on rank 3 at iteration #31 invocation #1 (message='found
 # NaN in local grad norm ...')" and exits with code 16 or 17, without a traceback.

@@ -40,8 +40,8 @@ iterations both logged, over the last quarter of them; *mean* and *largest* (the
 absolute deviation, with its sign). The noise band is \\|mean gap\\| between the baseline and a \
 BF16 run with another seed (Megatron's `--seed` moves both the initial weights and the data \
 order), the same statistic as each run's mean gap; a run is within noise when \\|its mean \
-gap\\| ≤ band. One seed pair gives a rough band, not a confidence interval. Runs on mock data \
-or under {min_iters} iterations make loss gaps and times to target not meaningful.
+gap\\| ≤ band.{band_rule} One seed pair gives a rough band, not a confidence interval. Runs on \
+mock data or under {min_iters} iterations make loss gaps and times to target not meaningful.
 - *Time to target*: wall-clock (sum of iteration times; warm-up iterations counted at the \
 median itr time, as the median leaves them out) and tokens until the run's smoothed loss (with \
 the baseline's W) first reaches the baseline's final smoothed loss.
@@ -60,9 +60,11 @@ def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]],
                f"{n_runs} run{'s' if n_runs != 1 else ''} in {len(groups)} comparison "
                f"group{'s' if len(groups) != 1 else ''}.")
     peaks = recipes.peaks_text(s.gpu for g in groups for s in g.summaries.values())
+    band_rule = (" With k BF16 seeds, the band is the largest \\|mean gap\\| of the k − 1 other "
+                 "seeds to the baseline." if any(g.seeds > 2 for g in groups) else "")
     out += ["", HOW_TO_READ.format(warmup=warmup, peaks=f" ({peaks})" if peaks else "",
                                    min_iters=metrics.MIN_ITERATIONS_FOR_LOSS,
-                                   iter_ms=metrics.ITER_MS)]
+                                   iter_ms=metrics.ITER_MS, band_rule=band_rule)]
     for g in groups:
         out += _group(g, plots.get(g.slug, []), ref)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -78,7 +80,13 @@ def _group(g, files: list, ref=None) -> list:
         out.append(f"Baseline: **{g.baseline}** ({g.baseline_note}).")
     else:
         out.append(f"Baseline: none ({g.baseline_note}).")
-    if g.noise:
+    if g.noise and g.seeds > 2:
+        each = ", ".join(f"{name} {gap.mean:+.4f}" for name, gap in g.noise_gaps.items())
+        out.append(f"Seed-to-seed noise: {g.seeds - 1} other BF16 seeds vs {g.baseline} differ "
+                   f"on average by {each}; the noise band is the largest \\|mean gap\\|: "
+                   f"±{g.band:.4f} ({g.noise_run}, which differs by {g.noise.max:+.4f} at most "
+                   f"over iterations {g.noise.first}–{g.noise.last}).")
+    elif g.noise:
         out.append(f"Seed-to-seed noise: {g.noise_run} vs {g.baseline} differ by "
                    f"{g.noise.mean:+.4f} on average (the noise band: ±{g.band:.4f}) and by "
                    f"{g.noise.max:+.4f} at most over iterations {g.noise.first}–{g.noise.last}.")
@@ -200,6 +208,10 @@ def _versus_table(g) -> list:
     if g.target is not None:
         foot = ["", f"Target: the baseline's final smoothed loss {g.target:.4f} "
                     f"(window {g.window} logged iterations)."]
+    if g.seeds > 2:
+        foot += ["", f"*vs noise*: band = max over the k − 1 other BF16 seeds of \\|mean gap to "
+                     f"the baseline\\| (k = {g.seeds} here): ±{g.band:.4f}, from {g.noise_run}; "
+                     f"each seed's gap is its noise reference row."]
     if not g.loss_meaningful:
         foot += ["", f"Loss gaps and times to target are not meaningful here: "
                      f"{'; '.join(g.caveats)}."]
@@ -269,7 +281,8 @@ def _verdicts(g) -> list:
     lines = ["", "In words, against the noise band and the target:", ""]
     for run in g.runs:
         v = g.versus.get(run.name)
-        if run.name in (g.baseline, g.noise_run) or v is None or v.gap is None or v.invalid:
+        if run.name == g.baseline or run.name in g.noise_gaps or v is None or v.gap is None \
+                or v.invalid:
             continue
         s = g.summaries[run.name]
         where = (f"stays within the seed-to-seed noise band (mean gap {v.gap.mean:+.4f}, band "
@@ -303,13 +316,17 @@ def _run_section(g, run, plot) -> list:
     s, log, args = g.summaries[run.name], run.log, run.log.args
     side = run.sidecar
     out = [f"#### {run.name}", ""]
-    items = [("Log", f"`{shown_path(run.path)}` ({log.size_bytes / 1e6:.2f} MB)"),
+    logs = " + ".join(f"`{shown_path(p)}`" for p in run.stitched or [run.path])
+    items = [("Log", f"{logs} ({log.size_bytes / 1e6:.2f} MB)"),
              ("Status", status_text(s))]
     if s.attempts:
+        shown = " + ".join(f"`{os.path.basename(p)}`" for p in run.stitched) + ", stitched" \
+            if run.stitched else f"`{os.path.basename(run.path)}`"
         items.append(("Attempts", "; ".join(
             f"`{os.path.basename(a.path)}` {a.status} "
-            f"({_f(a.iterations_done, '{}')}/{_f(a.iterations_planned, '{}')})"
-            for a in s.attempts) + f" (shown: `{os.path.basename(run.path)}`)"))
+            f"({_f(a.iterations_done, '{}')}/{_f(a.iterations_planned, '{}')}"
+            + (f", resumed at {a.resumed_at}" if a.resumed_at is not None else "") + ")"
+            for a in s.attempts) + f" (shown: {shown})"))
     code = side.get("exit_code")
     if code is not None:
         items.append(("Exit code", f"{code} (sidecar)"))

@@ -220,7 +220,9 @@ def _gap_figure(g: compare.Group, series: list) -> Figure:
                    label="last quarter (where gaps are measured)")
     if g.band is not None:
         ax.axhspan(-g.band, g.band, color="tab:gray", alpha=0.25,
-                   label=f"seed-to-seed noise band (±{g.band:.4f}, {g.noise_run})")
+                   label=f"seed-to-seed noise band (±{g.band:.4f}, "
+                         + (f"the largest of {g.seeds - 1} other BF16 seeds: {g.noise_run})"
+                            if g.seeds > 2 else f"{g.noise_run})"))
     _draw(ax, series)
     return _finish(fig, ax, f"{g.title}: lm loss minus baseline ({g.baseline})", "iteration",
                    "loss gap (run - baseline)")

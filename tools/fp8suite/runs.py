@@ -15,7 +15,12 @@ labels (axes, GPU) to runs it names.
 Attempts: `RUN.log`, `RUN.1.log`, `RUN.2.log`, ... (the launch script's repeat number, or
 Slurm's job id `RUN.<jobid>.log`) in one directory are attempts of one run `RUN`. The report
 shows the run once: its latest completed attempt, else its latest attempt, with every attempt
-listed (`LoggedRun.attempts`).
+listed (`LoggedRun.attempts`). An attempt that resumed from a checkpoint an earlier attempt
+saved (`--save`/`--load` on one folder after a time limit or a kill) continues it: together
+they are one candidate, judged by its last attempt, and when shown they are stitched into one
+run (`resume`): one set of steps, one segment per launch, runtime without the downtime between
+them, the last attempt's status. Attempts that started afresh (a restart after a crash) stay
+apart, listed.
 
 Bad usage (a path that does not exist, no logs at all, a broken manifest) raises `UsageError`
 with one line. A log that cannot be read or parsed becomes a run with status "unreadable".
@@ -30,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import kernels, paths
+from . import kernels, paths, resume
 from . import status as S
 from .errors import UsageError
 from .logparse import ParsedLog, Status, Steps, parse_log
@@ -45,6 +50,8 @@ class Attempt:
     reason: str
     iterations_done: Optional[int]
     iterations_planned: Optional[int]
+    resumed_at: Optional[int] = None  # the checkpoint iteration it loaded, None when fresh
+    segment: bool = False  # a segment of the run shown (stitched), not a separate attempt
 
 
 @dataclass
@@ -60,6 +67,7 @@ class LoggedRun:
     manifest: dict = field(default_factory=dict)  # this run's manifest entry, {} when none
     notes: list = field(default_factory=list)  # problems with side files, one line each
     attempts: list = field(default_factory=list)  # [Attempt], oldest first; [] for one log
+    stitched: list = field(default_factory=list)  # paths of the logs stitched into it, or []
     kernel_table: Optional[dict] = None  # <run>.kernels.json beside the log (fp8suite.kernels)
 
 
@@ -197,8 +205,10 @@ def attempt_of(stem: str) -> tuple[str, int]:
 
 
 def group_attempts(runs: list) -> list:
-    """One LoggedRun per (directory, run name): the latest completed attempt, else the latest one;
-    every attempt listed in `attempts`. Order: as the runs came, by their first attempt."""
+    """One LoggedRun per (directory, run name): the latest completed attempt, else the latest one,
+    among the attempts no later attempt continues; every attempt listed in `attempts`. When that
+    attempt continues earlier ones from their checkpoints, they are stitched into it
+    (`resume.stitch`). Order: as the runs came, by their first attempt."""
     by_key: dict = {}
     for r in runs:
         name, n = attempt_of(r.name)
@@ -208,18 +218,52 @@ def group_attempts(runs: list) -> list:
         found.sort(key=lambda x: x[0])
         tries = [r for _, r in found]
         if len(tries) == 1 and found[0][0] < 0:
+            note = resume.unmatched_load(tries[0].log)
+            if note:
+                tries[0].notes.append(note)
             out.append(tries[0])
             continue
-        done = [r for r in tries if r.log.status.name in S.FINISHED]
-        chosen = (done or tries)[-1]
+        # Candidates: the attempts no later attempt continues, each with the attempts it
+        # continues (a chain is judged by its last attempt).
+        preds = resume.predecessors([r.log for r in tries])
+        ends = [j for j in range(len(tries)) if j not in preds]
+        done = [j for j in ends if tries[j].log.status.name in S.FINISHED]
+        shown = (done or ends)[-1]
+        links = resume.chain(preds, shown)
+        chosen = tries[shown]
         chosen.attempts = [Attempt(r.path, r.log.status.name, r.log.status.reason,
-                                   r.log.status.last_iteration, r.log.status.planned_iterations)
-                           for r in tries]
+                                   r.log.status.last_iteration, r.log.status.planned_iterations,
+                                   (resume.resumed_at(r.log) or (None,))[0],
+                                   len(links) > 1 and j in links)
+                           for j, r in enumerate(tries)]
+        note = resume.unmatched_load(tries[links[0]].log)
+        if len(links) > 1:
+            _stitch(chosen, [tries[j] for j in links])
+        if note:
+            chosen.notes.append(note)
         if not chosen.manifest:
             chosen.manifest = next((r.manifest for r in tries if r.manifest), {})
         chosen.name = name
         out.append(chosen)
     return out
+
+
+def _stitch(chosen: LoggedRun, parts: list) -> None:
+    """Make `chosen` (the last of `parts`) the one run its resumed launches make up."""
+    names = ", ".join(f"`{os.path.basename(r.path)}`" for r in parts)
+    at = ", ".join(str(resume.resumed_at(r.log)[0]) for r in parts[1:])
+    log, lost = resume.stitch([r.log for r in parts])
+    chosen.log = log
+    chosen.stitched = [r.path for r in parts]
+    chosen.notes.append(
+        f"one run in {len(parts)} segments ({names}), each resumed from the previous one's "
+        f"checkpoint (at iteration {at})"
+        + (f"; {lost} iteration{'s' if lost != 1 else ''} logged past the checkpoint the next "
+           f"segment resumed from {'were' if lost != 1 else 'was'} lost and left out"
+           if lost else "")
+        + "; runtime is the sum of the segments, without the downtime between launches")
+    for r in parts[:-1]:
+        chosen.notes.extend(n for n in r.notes if n not in chosen.notes)
 
 
 def stderr_progress(line: str) -> None:

@@ -78,12 +78,14 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
                 "log": shown_path(run.path),
                 "attempts": [{"log": shown_path(a.path), "status": a.status, "reason": hide_paths(a.reason),
                               "iterations_done": a.iterations_done,
-                              "iterations_planned": a.iterations_planned}
+                              "iterations_planned": a.iterations_planned,
+                              "segment": a.segment}
                              for a in s.attempts] or [
                     {"log": shown_path(run.path), "status": run.log.status.name,
                      "reason": hide_paths(run.log.status.reason),
                      "iterations_done": run.log.status.last_iteration,
-                     "iterations_planned": run.log.status.planned_iterations}],
+                     "iterations_planned": run.log.status.planned_iterations,
+                     "segment": False}],
                 "notes": [hide_paths(n) for n in s.notes],
             })
             if v is None or run.name == g.baseline:

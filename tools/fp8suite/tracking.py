@@ -15,6 +15,11 @@ with the log's line: the log prints the loss with 7 significant digits and the t
 with one decimal, so values agree when within that rounding. Later launches of a run (a
 resume) replace the iterations they repeat, as in the report.
 
+One difference is Megatron's own: the log line after a launch's first iteration averages the
+loss over that line's interval *and* the first iteration (megatron/training/training.py,
+`training_log`: "On first iteration, log stats but don't reset accumulators"), while the
+trackers get each iteration's own loss. The check expects that mean there.
+
 Errors: `UsageError` (one line) when the folder has no logs or a reader is not installed.
 """
 
@@ -114,37 +119,58 @@ def tensorboard_scalars(run_dir: Path) -> dict:
     return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
 
 
-def log_series(log_paths: list) -> dict:
-    """{metric: {iteration: value}} from a run's logs, oldest launch first (later ones win):
-    `lm loss` as printed, iteration time in ms."""
+def log_series(log_paths: list) -> tuple:
+    """({metric: {iteration: value}}, launch starts) from a run's logs, oldest launch first
+    (later ones win): `lm loss` as printed, iteration time in ms; launch starts are the first
+    iteration of every launch (each log, and each restart inside one)."""
     out: dict = {LOSS: {}, ITERATION_TIME: {}}
+    starts: list = []
     for path in log_paths:
         steps = parse_log(Path(path).read_bytes()).steps
+        starts += steps.segment_starts
         for key, metric in ((V.LOSS, LOSS), (V.ITER_MS, ITERATION_TIME)):
             for it, value in zip(steps.iterations, steps.column(key)):
                 if value is not None:
                     out[metric][it] = value
-    return out
+    return out, sorted(set(starts))
+
+
+def _expected_loss(it: int, logged: dict, tracked: dict, starts: list) -> Optional[float]:
+    """The loss the log line at `it` should show given the tracker's per-iteration values:
+    the tracker's own, or, for the first line after a launch's first iteration, the mean from
+    that first iteration to `it` (see the module doc). None when the tracker lacks a value."""
+    previous = max((i for i in logged if i < it), default=None)
+    first = previous if previous in starts else None
+    span = range(first, it + 1) if first is not None else [it]
+    if any(i not in tracked for i in span):
+        return None
+    return sum(tracked[i] for i in span) / len(span)
 
 
 def compare(run: str, tracker: str, source: str, logged: dict, tracked: dict,
-            launches: int = 1) -> RunCheck:
+            starts: list = ()) -> RunCheck:
     """Compare one run's log series with a tracker's ({metric: {step: value}}, iteration time
-    in seconds as Megatron writes it). Every logged loss must be there; every logged time but
-    the first of each of the run's `launches` (Megatron writes none for it)."""
+    in seconds as Megatron writes it). `starts`: the first iteration of each launch, for which
+    Megatron writes no time, and after which the log averages the loss (module doc). Every
+    other logged value must be there and agree."""
     series = []
     for metric in (LOSS, ITERATION_TIME):
         s = Series(metric)
         have = tracked.get(metric, {})
         values = logged.get(metric, {})
-        s.log_steps = len(values) - (launches if metric == ITERATION_TIME and values else 0)
         for it, value in sorted(values.items()):
-            if it in have:
-                s.found += 1
-                got = have[it] * (1000.0 if metric == ITERATION_TIME else 1.0)
-                if not _agree(metric, value, got):
-                    s.differing.append((it, value, got))
-        s.found = min(s.found, s.log_steps)
+            if metric == ITERATION_TIME:
+                if it in starts:
+                    continue
+                got = have[it] * 1000.0 if it in have else None
+            else:
+                got = _expected_loss(it, values, have, list(starts))
+            s.log_steps += 1
+            if got is None:
+                continue
+            s.found += 1
+            if not _agree(metric, value, got):
+                s.differing.append((it, value, got))
         series.append(s)
     return RunCheck(run, tracker, source, series)
 
@@ -174,7 +200,7 @@ def check_dir(log_dir: Path) -> list:
     checks = []
     for run, found in by_run.items():
         paths = [p for _, p in sorted(found, key=lambda x: x[0])]
-        logged = log_series(paths)
+        logged, starts = log_series(paths)
         files = wandb_runs.get(run, [])
         if files:
             merged: dict = {}
@@ -182,14 +208,14 @@ def check_dir(log_dir: Path) -> list:
                 for key, values in history.items():
                     merged.setdefault(key, {}).update(values)
             source = ", ".join(str(f.relative_to(log_dir)) for f, _ in files)
-            checks.append(compare(run, "W&B", source, logged, merged, len(paths)))
+            checks.append(compare(run, "W&B", source, logged, merged, starts))
         else:
             checks.append(RunCheck(run, "W&B", "", [], f"no W&B offline run named {run} under "
                                                       f"{log_dir / 'wandb'}"))
         tb = log_dir / "tensorboard" / run
         if tb.is_dir():
             checks.append(compare(run, "TensorBoard", str(tb.relative_to(log_dir)), logged,
-                                  tensorboard_scalars(tb), len(paths)))
+                                  tensorboard_scalars(tb), starts))
         else:
             checks.append(RunCheck(run, "TensorBoard", "", [], f"no event files in {tb}"))
     return checks
