@@ -156,9 +156,10 @@ def line_starts_near(data: bytes, marks: list, spread: int = 3) -> list:
 
 
 def split_at(monkeypatch, data: bytes, line_start: int):
-    """Make the two-process read split `data` at `line_start` (the child reads from there)."""
+    """Make the two-process read split `data` at the start of the chunk that holds
+    `line_start` (with one line per chunk, there)."""
     monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1)
-    monkeypatch.setattr(logparse, "_CHILD_SHARE", 1 - (line_start - 0.5) / len(data))
+    monkeypatch.setattr(logparse, "_CHILD_SHARE", 1 - (line_start + 0.5) / len(data))
 
 
 @pytest.mark.parametrize("case", ["restarts", "layout change", "garbled",
@@ -166,7 +167,6 @@ def split_at(monkeypatch, data: bytes, line_start: int):
 def test_two_processes_give_the_serial_parse_wherever_the_split(tmp_path, monkeypatch, case):
     data = two_process_cases(tmp_path)[case]
     monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 40)
-    monkeypatch.setattr(logparse, "_CHUNK", 8192)
     serial = everything(parse_log(data))
     if case.startswith("memory"):
         assert serial[7], "the case has memory peaks"
@@ -194,17 +194,31 @@ def test_two_processes_give_the_serial_parse_wherever_the_split(tmp_path, monkey
     rng = random.Random(case)
     marks = dumps[:3] + goes_back[:3] + garbled[:3] + gb[:2] + [
         rng.randrange(len(data)) for _ in range(3)]
-    starts = line_starts_near(data, marks, spread=2)
-    assert len(starts) >= 10
-    for start in starts:
-        split_at(monkeypatch, data, start)
-        assert everything(parse_log(data)) == serial, (case, start)
-    monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 40)
+    splits = []
+    real_read_in_two = logparse._read_in_two
+    monkeypatch.setattr(logparse, "_read_in_two",
+                        lambda buf, mid, dumps: splits.append(mid) or real_read_in_two(
+                            buf, mid, dumps))
+    # One line per chunk puts the split at exactly those lines; larger chunks near them.
+    for chunk, spread in ((1, 1), (3000, 2)):
+        monkeypatch.setattr(logparse, "_CHUNK", chunk)
+        monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 40)
+        assert everything(parse_log(data)) == serial
+        starts = line_starts_near(data, marks, spread)
+        assert len(starts) >= 10
+        for start in starts:
+            split_at(monkeypatch, data, start)
+            assert everything(parse_log(data)) == serial, (case, chunk, start)
+            if chunk == 1:
+                assert splits.pop() == start
+            elif splits:  # none where the chunk that holds `start` is the first
+                assert start - 6000 < splits.pop() <= start
 
 
 def test_the_child_scan_goes_through_the_pipe_when_the_shared_map_is_too_small(
         tmp_path, monkeypatch):
     data = two_process_cases(tmp_path)["layout change"]
+    monkeypatch.setattr(logparse, "_CHUNK", 4096)
     monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 40)
     serial = everything(parse_log(data))
     monkeypatch.setattr(logparse, "_shared_map_size", lambda n: 64)
@@ -220,6 +234,7 @@ def test_the_child_scan_goes_through_the_pipe_when_the_shared_map_is_too_small(
 def test_a_failing_child_leaves_the_serial_parse(tmp_path, monkeypatch):
     """The child dies before it sends anything: the parent reads the whole log itself."""
     data = two_process_cases(tmp_path)["restarts"]
+    monkeypatch.setattr(logparse, "_CHUNK", 4096)
     monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 40)
     serial = everything(parse_log(data))
 
@@ -233,6 +248,7 @@ def test_a_failing_child_leaves_the_serial_parse(tmp_path, monkeypatch):
 def test_the_shared_map_handoff_is_taken(tmp_path, monkeypatch):
     """The default path: the child's rows come through the shared map, not the pipe."""
     data = two_process_cases(tmp_path)["restarts"]
+    monkeypatch.setattr(logparse, "_CHUNK", 4096)
     monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 40)
     serial = everything(parse_log(data))
     loads = []

@@ -382,9 +382,10 @@ class _Scan:
     checkpoint_saves: list
 
 
-def _read_range(buf: bytes, lo: int, hi: int) -> _Scan:
-    """Every line kind the parse reads, over buf[lo:hi] (lo, hi at line starts)."""
-    dumps = _dump_offsets(buf, lo, hi)
+def _read_range(buf: bytes, lo: int, hi: int, dumps: Optional[list] = None) -> _Scan:
+    """Every line kind the parse reads, over buf[lo:hi] (lo, hi at line starts); `dumps`:
+    the range's arguments dumps where already found."""
+    dumps = _dump_offsets(buf, lo, hi) if dumps is None else dumps
     parts, garbled = _scan_range(buf, dumps, lo, hi)
     return _Scan(dumps, parts, garbled, _parse_validations(buf, lo, hi),
                  *_parse_memory(buf, lo, hi),
@@ -397,9 +398,17 @@ def _read_lines(buf: bytes):
     the rows of its parts as `_Columns`."""
     n = len(buf)
     if n >= PARALLEL_MIN_BYTES and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
-        mid = buf.find(b"\n", int(n * (1 - _CHILD_SHARE)))
-        if 0 < mid < n - 1:
-            found = _read_in_two(buf, mid + 1)
+        # The child starts where one process's scan would start a chunk anyway, so each
+        # chunk, and so the parse, is the same as one process's.
+        target = int(n * (1 - _CHILD_SHARE))
+        dumps = _dump_offsets(buf, 0, target)
+        mid = 0
+        for start, end, _ in _chunks(buf, dumps, 0, n):
+            if end > target:
+                mid = start
+                break
+        if mid > 0:
+            found = _read_in_two(buf, mid, [c for c in dumps if c < mid])
             if found is not None:
                 return found
     scan = _read_range(buf, 0, n)
@@ -433,9 +442,9 @@ def _shared_map_size(child_bytes: int) -> int:
     return 2 * child_bytes + (1 << 20)
 
 
-def _read_in_two(buf: bytes, mid: int):
-    """`_read_lines` with `_read_range` over [0, mid) here and [mid, end) in a forked child;
-    None when the child fails (the caller then reads serially).
+def _read_in_two(buf: bytes, mid: int, dumps: list):
+    """`_read_lines` with `_read_range` over [0, mid) here (`dumps`: its arguments dumps) and
+    [mid, end) in a forked child; None when the child fails (the caller then reads serially).
 
     The parent gathers its own rows into columns before it waits for the child, so that work
     overlaps the child's reading too.
@@ -473,7 +482,7 @@ def _read_in_two(buf: bytes, mid: int):
             os._exit(code)
     os.close(write_fd)
     try:
-        first = _read_range(buf, 0, mid)
+        first = _read_range(buf, 0, mid, dumps)
         rows = _Columns()
         rows.add(first.parts)
         first.parts = []  # free the parts' own lists now, not after the child's data came
@@ -540,6 +549,25 @@ def _unpack(packed: list) -> list:
     return parts
 
 
+def _chunks(buf: bytes, cuts: list, lo: int, hi: int):
+    """(start, end, launch) of each chunk of buf[lo:hi]: about `_CHUNK` bytes, cut at a line
+    end and where a launch starts (an offset in `cuts`: its lines are a part of their own);
+    `launch` counts the cuts (but one at offset 0) up to the chunk's start. A chunk's end
+    depends only on the cuts before it."""
+    cuts = [c for c in cuts if c > 0]
+    launch = 0
+    start = lo
+    while start < hi:
+        end = buf.find(b"\n", min(start + _CHUNK, hi), hi)
+        end = hi if end < 0 else end + 1
+        while launch < len(cuts) and cuts[launch] <= start:
+            launch += 1
+        if launch < len(cuts) and cuts[launch] < end:
+            end = cuts[launch]
+        yield start, end, launch
+        start = end
+
+
 def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
     """Iteration rows of buf[lo:hi] (lo, hi at line starts) in file order as `_Part`s, and
     the count of garbled lines. `cuts`: line offsets where a launch starts (arguments dumps);
@@ -547,17 +575,7 @@ def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
     layout = _choose_layout(buf, lo)
     parts: list = []
     garbled = 0
-    n = hi
-    cuts = [c for c in cuts if c > 0]
-    launch = 0
-    start = lo
-    while start < n:
-        end = buf.find(b"\n", min(start + _CHUNK, n), n)
-        end = n if end < 0 else end + 1
-        while launch < len(cuts) and cuts[launch] <= start:
-            launch += 1
-        if launch < len(cuts) and cuts[launch] < end:
-            end = cuts[launch]  # a new launch starts here: its own part
+    for start, end, launch in _chunks(buf, cuts, lo, hi):
         anchors = _count_anchors(buf, start, end, layout.timestamped)
         if not anchors and _count_anchors(buf, start, end, not layout.timestamped):
             # Iteration lines of the other kind only (a restart under a Megatron that does,
@@ -632,7 +650,8 @@ def _scan_exact(buf: bytes, layout: _Layout, pieces: list):
 
     A line the general parser takes must also fit the layout (`_fits`) unless another line of
     the chunk has exactly its keys (a restart under other logging flags): a glued line is a
-    one-off splice.
+    one-off splice. A line with other output after its final `|` is a splice whatever its
+    neighbours: two lines cut after the same field are not a restart.
     """
     entries: list = []  # ("fast", [rows]) | ("slow", row) in file order
     garbled = 0
@@ -640,11 +659,11 @@ def _scan_exact(buf: bytes, layout: _Layout, pieces: list):
         garbled += _walk(buf, a, b, layout, rows, entries)
     seen: dict = {}
     for kind, row in entries:
-        if kind == "slow":
+        if kind == "slow" and not row[6]:
             seen[row[4]] = seen.get(row[4], 0) + 1
     runs: list = []
     for kind, row in entries:
-        if kind == "slow" and seen[row[4]] < 2 and not _fits(row[4], layout.keys):
+        if kind == "slow" and (row[6] or seen[row[4]] < 2) and not _fits(row[4], layout.keys):
             garbled += 1
             continue
         if not runs or runs[-1][0] != kind:
@@ -713,7 +732,7 @@ def _parse_general(buf: bytes, m: re.Match):
     """Parse an iteration line in any field order, or None when it is not whole.
 
     Returns (iteration, planned, timestamp bytes or None, {numeric key: float},
-    (every key in order), [non-numeric keys]).
+    (every key in order), [non-numeric keys], whether other text follows the final `|`).
     """
     line_start = buf.rfind(b"\n", 0, m.start()) + 1
     line_end = buf.find(b"\n", m.end())
@@ -750,7 +769,7 @@ def _parse_general(buf: bytes, m: re.Match):
         return None
     ts = V.TIMESTAMP_BEFORE.search(buf, line_start, m.start())
     return (int(m.group(1)), int(m.group(2)), ts.group(1) if ts else None, fields, tuple(keys),
-            text_keys)
+            text_keys, bool(pieces[-1].strip()))
 
 
 class _Columns:
