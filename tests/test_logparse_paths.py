@@ -303,3 +303,21 @@ def test_untimed_segment_with_odd_iteration_times_gets_a_span(tmp_path, values):
         data = data[:at] + b"elapsed time per iteration (ms): " + value + data[end:]
     log = parse_log(data)
     assert log.segments and log.segments[0].span_s is not None and log.segments[0].span_s > 0
+
+
+@pytest.mark.parametrize("field", [b"| learning rate:", b"| lm loss:", b"| grad norm:"])
+def test_lines_cut_after_the_same_field_are_garbled_not_a_restart(tmp_path, field):
+    """Two iteration lines of one chunk cut by another rank's output right after the same
+    field have the same keys, like the lines of a restart under other logging flags: they
+    are still splices (other text follows their final `|`), never half-parsed rows."""
+    data = generated(tmp_path, "clean", 0.1)
+    anchors = list(logparse.V.ANCHOR.finditer(data))
+    cut_its = []
+    for m in reversed([anchors[40], anchors[90]]):
+        cut = data.index(field, m.end()) + 1
+        data = data[:cut] + b"[rank1]: interleaved output\n" + data[cut:]
+        cut_its.append(int(m.group(1)))
+    log = parse_log(data)
+    assert log.garbled_lines == 2
+    assert not set(cut_its) & set(log.steps.iterations)
+    assert len(log.steps) == len(anchors) - 2
