@@ -20,11 +20,15 @@ Design, for speed (hundreds of MB per log) and robustness (a log never stops a r
   (`errors="replace"`), so non-UTF-8 bytes cannot raise.
 * Iteration lines are found by compiled regexes over the whole buffer, never a Python loop over
   lines. A layout (field order) gets one specific pattern anchored at the line start: 0.19's
-  is compiled at import, any other is learned from the log's first whole iteration line. The
+  is compiled at import, any other is learned from the log's first whole iteration lines. The
   buffer is cut into ~1 MB chunks at line ends (and at each arguments dump, where a new launch
   begins); in each, the layout's pattern must account for every ` iteration N/M |` anchor.
-  Where it does (nearly always), the rows become float columns at once. Where it does not, the
-  lines left over go to a general `key: value` parser. The cyclic GC is paused meanwhile.
+  Where it does (nearly always), the rows become float columns at once. Where it does not, only
+  the few kB around the lines left over are walked anchor by anchor, and those lines go to a
+  general `key: value` parser. The cyclic GC is paused meanwhile.
+* A large log is read by two processes, each over its own range (every line kind: iterations,
+  dumps, validation, memory, checkpoints); the forked one starts where a chunk starts, so the
+  result is exactly one process's, and hands its rows back as arrays through shared memory.
   `tools/bench_report.py` measures the rate.
 * Open grammar: a line whose fields are whole keeps its numeric fields; a derivative's
   non-numeric field (`elapsed time: 1d 6h 54m 11s`) is ignored. A line counts as garbled only
