@@ -33,6 +33,7 @@ setup(
                  "docutils>=0.19,<1"],
         # tools/check_tracking.py: W&B offline runs and TensorBoard event files against the logs.
         "tracking": ["wandb>=0.17", "tensorboard>=2.10"],
-        "test": ["pytest>=7", "tokenizers>=0.19", "beautifulsoup4>=4.11,<5", "docutils>=0.19,<1"],
+        "test": ["pytest>=7", "tokenizers>=0.19", "beautifulsoup4>=4.11,<5", "docutils>=0.19,<1",
+                 "wandb>=0.17", "tensorboard>=2.10"],
     },
 )

@@ -355,3 +355,22 @@ def test_benchmark_cli_quick_prints_its_figures():
     assert "tracebacks                                                   0" in out.stdout
     assert "files written                                                0" in out.stdout
     assert out.stdout.rstrip().endswith("all goals met")
+
+
+def test_a_closed_output_pipe_ends_every_cli_quietly(tmp_path):
+    """`render.py ... | head -1`: no BrokenPipeError traceback, the status of a tool killed by
+    SIGPIPE (141), from every command-line tool (pretrain_gpt.py is torchrun's, not a CLI's)."""
+    import subprocess
+    import sys
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    for cli in sorted(tools.glob("*.py")):
+        if cli.name == "pretrain_gpt.py":
+            continue
+        assert cli.read_text().rstrip().endswith("sys.exit(exit_status(main))"), cli.name
+    matrix = tools.parent / "experiments" / "convergence_8b_width.yaml"
+    # `true` exits without reading: the tool's first write finds the pipe closed.
+    done = subprocess.run(["bash", "-c", f'"{sys.executable}" "{tools / "render.py"}" "{matrix}" '
+                           f'--out "{tmp_path}" | true; echo "${{PIPESTATUS[0]}}"'],
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.stdout.strip() == "141", done.stdout

@@ -124,6 +124,20 @@ def test_hung_run_is_killed_after_the_time_limit_and_grace(manifest, tmp_path):
     assert "--exit-duration-in-mins 0.02" in hang["attempts"][-1]["command"]
 
 
+def test_stopped_at_the_time_limit_but_hung_in_teardown_says_so(manifest, tmp_path):
+    # Megatron printed "[exiting program after N minutes]" (and saved), then its processes did
+    # not end: the kill is not "training ignored --exit-duration-in-mins".
+    out = run_cli(str(manifest), "--only", "fake_ok", "--time-limit", "0.01", "--grace", "0.5",
+                  "--", "--train-iters", "100000",
+                  train=train_cmd(0.01, "--fake-hang-on-exit", "--fake-ignore-sigterm"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    run = read_state(tmp_path / "logs")["fake_ok"]
+    assert run["state"] == "time-limited"
+    assert run["reason"].startswith("[exiting program after ")
+    assert run["reason"].endswith("its processes had not exited 0.5 s later and were killed")
+    assert "ignored" not in run["reason"]
+
+
 def test_megatron_exit_duration_is_time_limited(manifest, tmp_path):
     # 0.01 min: the stand-in, like Megatron, stops itself after the iteration that passes it.
     out = run_cli(str(manifest), "--only", "fake_ok", "--time-limit", "0.01",

@@ -177,4 +177,20 @@ def test_wandb_flags_and_key_from_the_environment_only(launch, tmp_path):
     assert argv[at:at + 4] == ["--wandb-project", "fp8 study", "--wandb-exp-name", "r_cs"]
     assert argv[argv.index("--wandb-entity") + 1] == "team"
     assert argv[argv.index("--wandb-save-dir") + 1] == str(tmp_path / "logs" / "wandb")
-    assert argv[argv.index("--tensorboard-dir") + 1] == str(tmp_path / "logs" / "tensorboard" / "r_cs")
+    assert argv[argv.index("--tensorboard-dir") + 1] == str(tmp_path / "logs" / "tensorboard" / "r_cs" / "events")
+
+
+def test_sidecar_names_the_megatron_core_of_a_megatron_lm_checkout(launch, tmp_path):
+    # MEGATRON_LM_DIR puts a checkout first on PYTHONPATH: the run imports the checkout's
+    # megatron.core, so the sidecar must record that version and folder, not the wheel's.
+    checkout = tmp_path / "Megatron-LM"
+    (checkout / "megatron" / "core").mkdir(parents=True)
+    (checkout / "pretrain_gpt.py").write_text("")
+    (checkout / "megatron" / "core" / "package_info.py").write_text(
+        'MAJOR = 0\nMINOR = 17\nPATCH = 3\nPRE_RELEASE = "rc1"\n')
+    result = launch(MEGATRON_LM_DIR=str(checkout))
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(next(launch.logs.glob("*.meta.json")).read_text())
+    assert meta["environment"]["megatron_core"] == "0.17.3rc1"
+    assert meta["environment"]["megatron_core_path"] == str(checkout / "megatron" / "core")
+    assert meta["overrides"]["env"]["MEGATRON_LM_DIR"] == str(checkout)

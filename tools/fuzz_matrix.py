@@ -51,6 +51,8 @@ TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 
+from fp8suite.errors import exit_status  # noqa: E402
+
 import render  # noqa: E402
 
 STANDIN = ROOT / "tests" / "standins" / "fake_megatron.py"
@@ -1015,4 +1017,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

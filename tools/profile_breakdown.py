@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite import kernels  # noqa: E402
+from fp8suite.errors import exit_status  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
@@ -72,8 +73,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BrokenPipeError:  # `| head` closed the pipe: not an error of this tool
-        sys.stderr.close()
-        sys.exit(0)
+    sys.exit(exit_status(main))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fp8suite.errors import exit_status  # noqa: E402
 from fp8suite import manifest, memory  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 from fp8suite.errors import ConfigError, Problem  # noqa: E402
@@ -111,4 +112,4 @@ def _memory_line(run) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

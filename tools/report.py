@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fp8suite.errors import exit_status  # noqa: E402
 from fp8suite import compare, markdown, plots, reference, runs, summary  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 
@@ -155,4 +156,4 @@ def _shown_images(report_md: Path) -> set:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

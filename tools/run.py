@@ -34,6 +34,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fp8suite.errors import exit_status  # noqa: E402
 from fp8suite import launch_check, launchers, memory, paths, plan  # noqa: E402
 from fp8suite.errors import ConfigError  # noqa: E402
 from fp8suite.matrix import load as load_matrix  # noqa: E402
@@ -252,4 +253,4 @@ def status_file(p: plan.Plan, env: dict[str, str], state_dir: Path | None) -> Pa
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

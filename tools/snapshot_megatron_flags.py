@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fp8suite.errors import exit_status  # noqa: E402
 from fp8suite import megatron_assertions  # noqa: E402
 from fp8suite.megatron_flags import snapshot_path  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
@@ -111,4 +112,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

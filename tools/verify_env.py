@@ -27,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fp8suite.errors import exit_status  # noqa: E402
 from fp8suite import environment, paths  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 
@@ -215,4 +216,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main))

@@ -161,6 +161,8 @@ if [[ "$LOG_FILE" != - ]]; then
 fi
 
 # W&B: the key comes from WANDB_API_KEY only. Without it the run logs offline (wandb sync).
+# TensorBoard events go to $LOG_DIR/tensorboard/<run>/events; Megatron's --profile writes its
+# trace beside them, to $LOG_DIR/tensorboard/<run>/torch_profile/.
 WANDB_ARGS=()
 if [[ "${WANDB_MODE:-}" == disabled ]]; then
   echo "$RUN_NAME: WANDB_MODE=disabled: no W&B logging"
@@ -173,7 +175,7 @@ else
   fi
   WANDB_ARGS=(--wandb-project fp8suite-convergence --wandb-exp-name "$RUN_NAME"
               --wandb-save-dir "$LOG_DIR/wandb"
-              --tensorboard-dir "$LOG_DIR/tensorboard/$RUN_NAME"
+              --tensorboard-dir "$LOG_DIR/tensorboard/$RUN_NAME/events"
   )
 fi
 

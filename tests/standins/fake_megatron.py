@@ -19,6 +19,8 @@ What goes wrong is chosen by options or, for runs of a matrix, by the env of a m
                             (a worker traceback followed by torchrun's ChildFailedError)
     --fake-hang-at N        stop printing in iteration N and sleep forever, ignoring the
                             exit duration (FAKE_MEGATRON_HANG_AT)
+    --fake-hang-on-exit     stop at the exit duration as Megatron does, then never exit
+                            (FAKE_MEGATRON_HANG_ON_EXIT)
     --fake-ignore-sigterm   survive SIGTERM (FAKE_MEGATRON_IGNORE_SIGTERM=1)
     --fake-exit-code C      exit with C after a normal end (FAKE_MEGATRON_EXIT_CODE)
     --fake-record DIR       write what this node was started with to DIR/node<NODE_RANK>.json
@@ -65,6 +67,8 @@ def options(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]:
     fake.add_argument("--fake-crash", choices=("value-error", "oom", "child-failed"),
                       default=env("FAKE_MEGATRON_CRASH", "value-error"))
     fake.add_argument("--fake-hang-at", type=int, default=int(env("FAKE_MEGATRON_HANG_AT", "0")))
+    fake.add_argument("--fake-hang-on-exit", action="store_true",
+                      default=env("FAKE_MEGATRON_HANG_ON_EXIT", "0") == "1")
     fake.add_argument("--fake-ignore-sigterm", action="store_true",
                       default=env("FAKE_MEGATRON_IGNORE_SIGTERM", "0") == "1")
     fake.add_argument("--fake-exit-code", type=int, default=int(env("FAKE_MEGATRON_EXIT_CODE", "0")))
@@ -285,6 +289,8 @@ def main(argv: list[str]) -> int:
             minutes = (time.time() - START) / 60
             if args.exit_duration_in_mins is not None and minutes > args.exit_duration_in_mins:
                 say(f"[exiting program after {minutes} minutes] datetime: {stamp()[:-7]} ")
+                while fake.fake_hang_on_exit:  # a teardown that never ends
+                    time.sleep(3600)
                 return fake.fake_exit_code
         say(f"[after training is done] datetime: {stamp()[:-7]} ")
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -81,7 +82,29 @@ def describe() -> dict[str, Any]:
         "torch": torch_version,
         "cuda": torch_cuda_version(),
         **{name: package_version(name) for name in ("transformer_engine", "megatron_core", "apex", "wandb")},
+        **megatron_core_source(),
     }
+
+
+def megatron_core_source() -> dict[str, Any]:
+    """{"megatron_core": version, "megatron_core_path": folder} of the megatron.core that
+    `import megatron.core` loads on this PYTHONPATH, read from its package_info.py without
+    importing it; {} when there is none. With MEGATRON_LM_DIR first on the path (as the launch
+    scripts put it) that is the checkout's, which the installed wheel's metadata would not say."""
+    for entry in [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p] + \
+            [p for p in sys.path if p]:
+        info = Path(entry) / "megatron" / "core" / "package_info.py"
+        try:
+            text = info.read_text()
+        except OSError:
+            continue
+        parts = dict(re.findall(r"^(MAJOR|MINOR|PATCH|PRE_RELEASE)\s*=\s*['\"]?([^'\"\n]*)['\"]?\s*$",
+                                text, re.M))
+        if not {"MAJOR", "MINOR", "PATCH"} <= set(parts):
+            continue
+        version = f"{parts['MAJOR']}.{parts['MINOR']}.{parts['PATCH']}{parts.get('PRE_RELEASE', '')}"
+        return {"megatron_core": version, "megatron_core_path": str(info.parent)}
+    return {}
 
 
 def torch_cuda_version() -> Optional[str]:

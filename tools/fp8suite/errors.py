@@ -9,9 +9,11 @@ A matrix file is checked completely before anything is written: every problem be
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import sys
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -80,3 +82,14 @@ class MarkupError(RuntimeError):
     """A document converter (BeautifulSoup, docutils, pod2text) is missing or failed; the
     message says which and how to get it (fp8suite.markup)."""
 
+
+def exit_status(main: Callable[[], Optional[int]]) -> int:
+    """Run a command-line tool's `main()` and return its exit status. A reader that closed the
+    output early (`render.py ... | head`) ends the tool quietly, as Unix tools end, with status
+    141 (128 + SIGPIPE) instead of a BrokenPipeError traceback."""
+    try:
+        return main() or 0
+    except BrokenPipeError:
+        # Python would report the error again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

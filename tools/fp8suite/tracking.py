@@ -6,7 +6,8 @@ and, with `--log-timers-to-tensorboard`, `iteration-time` in seconds (not for th
 iteration of a launch). The launch scripts put them under the run's log folder:
 
     <log dir>/wandb/wandb/offline-run-<time>-<id>/run-<id>.wandb   one per launch (W&B offline)
-    <log dir>/tensorboard/<run>/events.out.tfevents.*               one file per launch
+    <log dir>/tensorboard/<run>/events/events.out.tfevents.*        one file per launch
+                                                       (<log dir>/tensorboard/<run>/ before 2026-11-30)
 
 `check_dir(log_dir)` reads both with the tools' own readers (wandb's record store and
 tensorboard's EventAccumulator; both optional dependencies: `pip install -e '.[tracking]'`)
@@ -213,6 +214,8 @@ def check_dir(log_dir: Path) -> list:
             checks.append(RunCheck(run, "W&B", "", [], f"no W&B offline run named {run} under "
                                                       f"{log_dir / 'wandb'}"))
         tb = log_dir / "tensorboard" / run
+        if (tb / "events").is_dir():
+            tb = tb / "events"
         if tb.is_dir():
             checks.append(compare(run, "TensorBoard", str(tb.relative_to(log_dir)), logged,
                                   tensorboard_scalars(tb), starts))

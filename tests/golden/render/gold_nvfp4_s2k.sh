@@ -132,6 +132,8 @@ if [[ "$LOG_FILE" != - ]]; then
 fi
 
 # W&B: the key comes from WANDB_API_KEY only. Without it the run logs offline (wandb sync).
+# TensorBoard events go to $LOG_DIR/tensorboard/<run>/events; Megatron's --profile writes its
+# trace beside them, to $LOG_DIR/tensorboard/<run>/torch_profile/.
 WANDB_ARGS=()
 if [[ "${WANDB_MODE:-}" == disabled ]]; then
   echo "$RUN_NAME: WANDB_MODE=disabled: no W&B logging"
@@ -145,7 +147,7 @@ else
   WANDB_ARGS=(--wandb-project fp8-golden --wandb-exp-name "$RUN_NAME"
               --wandb-save-dir "$LOG_DIR/wandb"
               --wandb-entity suite-team
-              --tensorboard-dir "$LOG_DIR/tensorboard/$RUN_NAME"
+              --tensorboard-dir "$LOG_DIR/tensorboard/$RUN_NAME/events"
   )
 fi
 

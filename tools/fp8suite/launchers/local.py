@@ -423,6 +423,11 @@ def _outcome(code: int, tail: LogTail, stderr: IO[bytes], opts: Options, stopped
     if stopped_by_user:
         return "interrupted", f"stopped by {caught.name} to run.py"
     if hard_killed:
+        if tail.time_limited:
+            # Megatron stopped at the limit (and saved a checkpoint when --save is set), but
+            # its processes did not end (a hang in teardown).
+            return "time-limited", (f"{tail.exiting}; its processes had not exited {opts.grace:g} s "
+                                    "later and were killed")
         return "time-limited", (f"killed {opts.grace:g} s after the {opts.time_limit:g} min time limit, "
                                 "after training ignored --exit-duration-in-mins")
     if tail.time_limited:

@@ -1,0 +1,157 @@
+"""tools/check_tracking.py: W&B offline runs and TensorBoard event files against the logs.
+
+The trackers are written here with wandb's and tensorboard's own writers, the way Megatron
+writes them (each iteration's own loss; the time in seconds, none for a launch's first
+iteration), and the logs the way Megatron prints them (the line after a launch's first
+iteration averages the two). The committed real runs are checked too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+wandb = pytest.importorskip("wandb")
+pytest.importorskip("tensorboard")
+
+from tensorboard.compat.proto import event_pb2, summary_pb2  # noqa: E402
+from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = ROOT / "tools" / "check_tracking.py"
+RUN = "conv_x_fp8_cs_s1"
+SAVED = 20  # the first launch saves here; the second loads it and goes on to 40
+
+
+def loss(it: int) -> float:
+    return 10.0 / (1 + 0.05 * it) + 0.001 * (it % 7)
+
+
+def seconds(it: int) -> float:
+    return 0.2 + 0.001 * (it % 5)
+
+
+def launches() -> list:
+    """[(first iteration, last iteration)] of the run's two launches; the first logged 5
+    iterations past its checkpoint before it stopped (the second launch redoes them)."""
+    return [(1, SAVED + 5), (SAVED + 1, 40)]
+
+
+def log_text(first: int, last: int) -> str:
+    lines = []
+    if first > 1:
+        lines.append(f"  successfully loaded checkpoint from /ck/{RUN} [ t 1/1, gtp_remat 1/1, "
+                     f"p 1/1 ] at iteration {first - 1}")
+    for it in range(first, last + 1):
+        # Megatron does not reset its accumulators after a launch's first iteration.
+        shown = (loss(first) + loss(it)) / 2 if it == first + 1 else loss(it)
+        ms = 1000 * ((seconds(first) + seconds(it)) / 2 if it == first + 1 else seconds(it))
+        lines.append(f" [2026-11-30 12:00:{it % 60:02d}.000000] iteration {it:8d}/      40 | "
+                     f"consumed samples: {4 * it:12d} | elapsed time per iteration (ms): {ms:.1f} | "
+                     f"learning rate: 3.000000E-04 | global batch size:     4 | lm loss: {shown:.6E} | "
+                     "loss scale: 1.0 | number of skipped iterations:   0 | "
+                     "number of nan iterations:   0 |")
+        if it == SAVED and first == 1:
+            lines.append(f"  [2026-11-30 12:00:20.500000] successfully saved checkpoint from iteration "
+                         f"{SAVED:7d} to /ck/{RUN} [ t 1/1, gtp_remat 1/1, p 1/1 ]")
+    return "\n".join(lines) + "\n"
+
+
+def write_trackers(log_dir: Path, tamper: dict | None = None, drop: int | None = None) -> None:
+    """One W&B offline run and one TensorBoard event file per launch, as Megatron writes them."""
+    tamper = tamper or {}
+    tb = log_dir / "tensorboard" / RUN / "events"
+    for n, (first, last) in enumerate(launches()):
+        run = wandb.init(project="p", name=RUN, dir=str(log_dir / "wandb"), mode="offline",
+                         settings=wandb.Settings(silent=True, console="off"))
+        writer = EventFileWriter(str(tb), filename_suffix=f".{n}")
+        for it in range(first, last + 1):
+            if it == drop:
+                continue
+            values = {"lm loss": tamper.get(it, loss(it))}
+            if it != first:
+                values["iteration-time"] = seconds(it) if it != first + 1 else \
+                    (seconds(first) + seconds(it)) / 2
+            run.log(values, step=it)
+            summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v)
+                                                 for k, v in values.items()])
+            writer.add_event(event_pb2.Event(step=it, wall_time=1.8e9 + it, summary=summary))
+        writer.close()
+        run.finish()
+
+
+def write_logs(log_dir: Path) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for n, (first, last) in enumerate(launches()):
+        name = f"{RUN}.log" if n == 0 else f"{RUN}.{n}.log"
+        (log_dir / name).write_text(log_text(first, last))
+
+
+def check(log_dir: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CLI), str(log_dir)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "WANDB_SILENT": "true", **env})
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("good") / "logs"
+    write_logs(log_dir)
+    write_trackers(log_dir)
+    return log_dir
+
+
+def test_a_resumed_run_matches_both_trackers(good):
+    out = check(good)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # 40 losses (the second launch's 21-25 replace the first's), 38 times (none for 1 and 21).
+    assert f"| {RUN} | W&B | 40 / 40 | 38 / 38 | none | matches the log |" in out.stdout
+    assert f"| {RUN} | TensorBoard | 40 / 40 | 38 / 38 | none | matches the log |" in out.stdout
+
+
+@pytest.mark.parametrize("case", ["changed loss", "missing step", "no W&B run"])
+def test_a_difference_fails_and_names_the_run(tmp_path, case):
+    log_dir = tmp_path / "logs"
+    write_logs(log_dir)
+    if case == "changed loss":
+        write_trackers(log_dir, tamper={33: loss(33) + 1e-4})
+    elif case == "missing step":
+        write_trackers(log_dir, drop=12)
+    else:
+        write_trackers(log_dir)
+        for f in (log_dir / "wandb").rglob("*.wandb"):
+            f.unlink()
+    out = check(log_dir)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"check_tracking.py: {RUN} (" in out.stderr
+    if case == "changed loss":
+        assert "lm loss at 33" in out.stdout and "DIFFERS" in out.stdout
+    elif case == "missing step":
+        assert "| 39 / 40 | 37 / 38 |" in out.stdout
+    else:
+        assert "no W&B offline run named" in out.stdout
+
+
+def test_without_the_readers_it_says_what_to_install(good, tmp_path):
+    shadow = tmp_path / "shadow"
+    (shadow / "wandb").mkdir(parents=True)
+    (shadow / "wandb" / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
+    out = check(good, PYTHONPATH=str(shadow))
+    assert out.returncode == 2 and "pip install -e '.[tracking]'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_no_logs_is_one_line(tmp_path):
+    out = check(tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no training logs" in out.stderr
+
+
+def test_the_committed_convergence_runs_match_their_trackers():
+    log_dir = ROOT / "logs" / "convergence_8b_width"
+    out = check(log_dir)
+    assert out.returncode == 0, out.stdout + out.stderr
+    runs = {p.name.split(".")[0] for p in log_dir.glob("*.log")}  # RUN.log, RUN.1.log: one run
+    assert out.stdout.count("matches the log") == 2 * len(runs) == 12
