@@ -128,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
             n_iters = build(path, args.size_mb, variant)
             size = path.stat().st_size
             times = []
-            log = None
             for _ in range(max(1, args.repeat)):
                 log = None  # freeing the previous parse's rows is no part of this one's time
                 t0 = time.perf_counter()
