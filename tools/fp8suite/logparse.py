@@ -367,8 +367,9 @@ def _dump_offsets(buf: bytes, lo: int, hi: int) -> list:
 PARALLEL_MIN_BYTES = 16 << 20
 
 # The forked child's share of the log. Both processes read their range at the same rate; the
-# child also packs its rows for the parent (about a fifth of its scan time), so it takes a
-# little less than half and both finish about together (measured with tools/bench_report.py).
+# child then packs its rows for the parent while the parent gathers its own into columns,
+# about the same work, so each takes half and both finish about together (measured with
+# tools/bench_report.py). The child's range starts at the chunk that holds this point.
 _CHILD_SHARE = 0.5
 
 
@@ -442,7 +443,7 @@ def _merged(first: _Scan, second: _Scan) -> _Scan:
 
 def _shared_map_size(child_bytes: int) -> int:
     """Bytes of the shared map for a child reading `child_bytes` of log: its packed scan is
-    about a third of that; only the pages written take memory."""
+    about a quarter of that; only the pages written take memory."""
     return 2 * child_bytes + (1 << 20)
 
 
@@ -556,8 +557,8 @@ def _unpack(packed: list) -> list:
 def _chunks(buf: bytes, cuts: list, lo: int, hi: int):
     """(start, end, launch) of each chunk of buf[lo:hi]: about `_CHUNK` bytes, cut at a line
     end and where a launch starts (an offset in `cuts`: its lines are a part of their own);
-    `launch` counts the cuts (but one at offset 0) up to the chunk's start. A chunk's end
-    depends only on the cuts before it."""
+    `launch` counts the cuts (but one at offset 0) up to the chunk's start. Where a chunk
+    ends depends only on the cuts before that end."""
     cuts = [c for c in cuts if c > 0]
     launch = 0
     start = lo
