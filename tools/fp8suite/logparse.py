@@ -443,8 +443,9 @@ def _merged(first: _Scan, second: _Scan) -> _Scan:
 
 def _shared_map_size(child_bytes: int) -> int:
     """Bytes of the shared map for a child reading `child_bytes` of log: its packed scan is
-    about a quarter of that; only the pages written take memory."""
-    return 2 * child_bytes + (1 << 20)
+    about a quarter of that (more goes through the pipe). Only the pages written take memory,
+    but the whole map must be granted, so it is not made larger than that needs."""
+    return child_bytes // 2 + (1 << 20)
 
 
 def _read_in_two(buf: bytes, mid: int, dumps: list):
