@@ -20,11 +20,15 @@ Design, for speed (hundreds of MB per log) and robustness (a log never stops a r
   (`errors="replace"`), so non-UTF-8 bytes cannot raise.
 * Iteration lines are found by compiled regexes over the whole buffer, never a Python loop over
   lines. A layout (field order) gets one specific pattern anchored at the line start: 0.19's
-  is compiled at import, any other is learned from the log's first whole iteration line. The
+  is compiled at import, any other is learned from the log's first whole iteration lines. The
   buffer is cut into ~1 MB chunks at line ends (and at each arguments dump, where a new launch
   begins); in each, the layout's pattern must account for every ` iteration N/M |` anchor.
-  Where it does (nearly always), the rows become float columns at once. Where it does not, the
-  lines left over go to a general `key: value` parser. The cyclic GC is paused meanwhile.
+  Where it does (nearly always), the rows become float columns at once. Where it does not, only
+  the few kB around the lines left over are walked anchor by anchor, and those lines go to a
+  general `key: value` parser. The cyclic GC is paused meanwhile.
+* A large log is read by two processes, each over its own range (every line kind: iterations,
+  dumps, validation, memory, checkpoints); the forked one starts where a chunk starts, so the
+  result is exactly one process's, and hands its rows back as arrays through shared memory.
   `tools/bench_report.py` measures the rate.
 * Open grammar: a line whose fields are whole keeps its numeric fields; a derivative's
   non-numeric field (`elapsed time: 1d 6h 54m 11s`) is ignored. A line counts as garbled only
@@ -40,7 +44,9 @@ Design, for speed (hundreds of MB per log) and robustness (a log never stops a r
 from __future__ import annotations
 
 import gc
+import itertools
 import math
+import mmap
 import operator
 import os
 import pickle
@@ -189,30 +195,28 @@ def parse_log(data: bytes) -> ParsedLog:
 def _parse(buf: bytes) -> ParsedLog:
     if b"\r" in buf:  # CRLF and CR-only line ends are line ends (two C-speed passes)
         buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    dumps = _dump_offsets(buf)
+    scan, rows = _read_lines(buf)
+    dumps = scan.dumps
     args = _parse_args(buf, dumps[-1]) if dumps else {}
-    parts, garbled, others = _scan_iterations(buf, dumps)
-    validations, memory = others if others is not None else (
-        _parse_validations(buf), _parse_memory(buf))
-    steps, segments, repeated = _build_steps(parts, arg_int(args, "log_interval"))
+    steps, segments, repeated = _build_steps(rows, arg_int(args, "log_interval"))
     planned = _planned_iterations(buf, args)
     seg_start = dumps[-1] if dumps else 0
     status, earlier = find_status(buf, seg_start, steps, segments, planned, args)
     return ParsedLog(
         size_bytes=len(buf),
         steps=steps,
-        validations=validations,
-        memory_peak_mb=memory,
+        validations=scan.validations,
+        memory_peak_mb=scan.memory_mb or scan.memory_gb,
         args=args,
         args_dumps=len(dumps),
         status=status,
         restarts=max(len(segments) - 1, len(dumps) - 1, 0),
         repeated_iterations=repeated,
-        garbled_lines=garbled,
+        garbled_lines=scan.garbled,
         earlier_failures=earlier,
         segments=segments,
-        checkpoint_loads=_checkpoints(buf, V.CKPT_LOADED_LITERAL, V.CKPT_LOADED, 2, 1),
-        checkpoint_saves=_checkpoints(buf, V.SAVED, V.CKPT_SAVED, 1, 2),
+        checkpoint_loads=scan.checkpoint_loads,
+        checkpoint_saves=scan.checkpoint_saves,
     )
 
 
@@ -250,18 +254,25 @@ _LAYOUT_019 = _Layout(FAST_KEYS, True)
 
 
 def _choose_layout(buf: bytes, start: int = 0, end: int = -1) -> _Layout:
-    """The layout of the first whole iteration line (0.19's when there is none)."""
+    """The layout most of the first whole iteration lines share (up to 8 lines; the first
+    one's on a tie; 0.19's when there is none). One line alone can mislead: a line cut by
+    another rank's output right after one of its `|` reads as whole, with fewer keys."""
+    votes: dict = {}
     for n, m in enumerate(V.ANCHOR.finditer(buf, start, len(buf) if end < 0 else end)):
         row = _parse_general(buf, m)
         if row is not None:
-            keys, text_keys = row[4], frozenset(row[5])
-            timestamped = row[2] is not None
-            if keys == FAST_KEYS and timestamped and not text_keys:
-                return _LAYOUT_019
-            return _Layout(keys, timestamped, text_keys)
+            ident = (row[4], row[2] is not None, frozenset(row[5]))
+            votes[ident] = votes.get(ident, 0) + 1
+            if sum(votes.values()) >= 8:
+                break
         if n > 100:
             break
-    return _LAYOUT_019
+    if not votes:
+        return _LAYOUT_019
+    keys, timestamped, text_keys = max(votes, key=votes.get)  # the first-seen on a tie
+    if keys == FAST_KEYS and timestamped and not text_keys:
+        return _LAYOUT_019
+    return _Layout(keys, timestamped, text_keys)
 
 
 @dataclass
@@ -339,142 +350,262 @@ def _slow_part(rows: list) -> _Part:
                  {k: [r[3].get(k) for r in rows] for k in keys})
 
 
-def _dump_offsets(buf: bytes) -> list:
-    """Line-start offsets of every arguments dump (each starts a launch)."""
-    out, pos = [], buf.find(V.ARGS_BEGIN)
+def _dump_offsets(buf: bytes, lo: int, hi: int) -> list:
+    """Line-start offsets of every arguments dump in buf[lo:hi] (each starts a launch)."""
+    out, pos = [], buf.find(V.ARGS_BEGIN, lo, hi)
     while pos >= 0:
         out.append(buf.rfind(b"\n", 0, pos) + 1)
-        pos = buf.find(V.ARGS_BEGIN, pos + len(V.ARGS_BEGIN))
+        pos = buf.find(V.ARGS_BEGIN, pos + len(V.ARGS_BEGIN), hi)
     return out
 
 
-# Logs larger than this are scanned by two processes (the parent and a fork), each over its
-# half: the scan is most of the parse time, and the report's machines have two or more cores.
+# --- one or two processes ------------------------------------------------------------------
+
+# Logs larger than this are read by two processes (the parent and a fork), each over its own
+# range: the line scans are most of the parse time, and the report's machines have two or
+# more cores.
 PARALLEL_MIN_BYTES = 16 << 20
 
+# The forked child's share of the log. Both processes read their range at the same rate; the
+# child then packs its rows for the parent while the parent gathers its own into columns,
+# about the same work, so each takes half and both finish about together (measured with
+# tools/bench_report.py). The child's range starts at the chunk that holds this point.
+_CHILD_SHARE = 0.5
 
-def _scan_iterations(buf: bytes, cuts: list):
-    """Iteration rows in file order as a list of `_Part`, the count of garbled lines, and
-    (validations, memory peaks) when a second process read them (else None)."""
+
+@dataclass
+class _Scan:
+    """What one process reads from its range of the log (its lines only)."""
+
+    dumps: list  # line offsets of the arguments dumps
+    parts: list  # [_Part] in file order; `launch` counts the range's own dumps
+    garbled: int
+    validations: list  # [Validation] in file order
+    memory_mb: dict  # peaks (MiB) from `memory (MB)` lines
+    memory_gb: dict  # peaks (MiB) from `memory (GB)` lines; read only where no MB line was
+    checkpoint_loads: list  # [(iteration, directory)] in file order (ParsedLog's)
+    checkpoint_saves: list
+
+
+def _read_range(buf: bytes, lo: int, hi: int, dumps: Optional[list] = None) -> _Scan:
+    """Every line kind the parse reads, over buf[lo:hi] (lo, hi at line starts); `dumps`:
+    the range's arguments dumps where already found."""
+    dumps = _dump_offsets(buf, lo, hi) if dumps is None else dumps
+    parts, garbled = _scan_range(buf, dumps, lo, hi)
+    return _Scan(dumps, parts, garbled, _parse_validations(buf, lo, hi),
+                 *_parse_memory(buf, lo, hi),
+                 _checkpoints(buf, V.CKPT_LOADED_LITERAL, V.CKPT_LOADED, 2, 1, lo, hi),
+                 _checkpoints(buf, V.SAVED, V.CKPT_SAVED, 1, 2, lo, hi))
+
+
+def _read_lines(buf: bytes):
+    """`_read_range` over the whole log, in two processes where it is large: its `_Scan` and
+    the rows of its parts as `_Columns`."""
     n = len(buf)
     if n >= PARALLEL_MIN_BYTES and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
-        # The child also reads the validation and memory lines and sends its rows over a pipe:
-        # it takes the last 40% of the scan, so both processes finish about together.
-        mid = buf.find(b"\n", n * 3 // 5)
-        if 0 < mid < n - 1:
-            found = _scan_in_two(buf, cuts, mid + 1)
+        # The child starts where one process's scan would start a chunk anyway, so each
+        # chunk, and so the parse, is the same as one process's.
+        target = int(n * (1 - _CHILD_SHARE))
+        dumps = _dump_offsets(buf, 0, target)
+        mid = 0
+        for start, end, _ in _chunks(buf, dumps, 0, n):
+            if end > target:
+                mid = start
+                break
+        if mid > 0:
+            found = _read_in_two(buf, mid, [c for c in dumps if c < mid])
             if found is not None:
                 return found
-    return (*_scan_range(buf, cuts, 0, n), None)
+    scan = _read_range(buf, 0, n)
+    rows = _Columns()
+    rows.add(scan.parts)
+    return scan, rows
 
 
-def _scan_in_two(buf: bytes, cuts: list, mid: int):
-    """_scan_range over [0, mid) here and [mid, end) in a forked child; None when the child
-    fails (the caller then scans serially)."""
+def _merged(first: _Scan, second: _Scan) -> _Scan:
+    """Two adjacent ranges' scans as the scan of both: the second's launches count on from
+    the first's dumps, memory peaks are the larger value (first-seen key order kept)."""
+    launches = sum(1 for c in first.dumps if c > 0)  # `_scan_range` counts those
+    for p in second.parts:
+        p.launch += launches
+    peaks = []
+    for a, b in ((first.memory_mb, second.memory_mb), (first.memory_gb, second.memory_gb)):
+        merged = dict(a)
+        for k, v in b.items():
+            if v > merged.get(k, -math.inf):
+                merged[k] = v
+        peaks.append(merged)
+    return _Scan(first.dumps + second.dumps, first.parts + second.parts,
+                 first.garbled + second.garbled, first.validations + second.validations,
+                 *peaks, first.checkpoint_loads + second.checkpoint_loads,
+                 first.checkpoint_saves + second.checkpoint_saves)
+
+
+def _shared_map_size(child_bytes: int) -> int:
+    """Bytes of the shared map for a child reading `child_bytes` of log: its packed scan is
+    about a quarter of that (more goes through the pipe). Only the pages written take memory,
+    but the whole map must be granted, so it is not made larger than that needs."""
+    return child_bytes // 2 + (1 << 20)
+
+
+def _read_in_two(buf: bytes, mid: int, dumps: list):
+    """`_read_lines` with `_read_range` over [0, mid) here (`dumps`: its arguments dumps) and
+    [mid, end) in a forked child; None when the child fails (the caller then reads serially).
+
+    The parent gathers its own rows into columns before it waits for the child, so that work
+    overlaps the child's reading too.
+
+    The child writes its scan, rows packed as arrays (`_pack`), into an anonymous shared
+    memory map made before the fork, and only a small header through a pipe: it does not wait
+    for the parent to read, and the parent takes the data without a pipe's copies. A scan
+    larger than the map (it is sized with room to spare) goes through the pipe instead.
+    """
+    try:
+        shared = mmap.mmap(-1, _shared_map_size(len(buf) - mid))
+    except (OSError, ValueError):
+        return None
     try:
         read_fd, write_fd = os.pipe()
         pid = os.fork()
     except OSError:
+        shared.close()
         return None
     if pid == 0:  # the child: scan, send, exit without running the parent's cleanup
         code = 1
         try:
             os.close(read_fd)
-            packed = _pack(*_scan_range(buf, cuts, mid, len(buf)))
-            others = (_parse_validations(buf), _parse_memory(buf))
+            scan = _read_range(buf, mid, len(buf))
+            scan.parts = _pack(scan.parts)
+            try:
+                pickle.dump(scan, shared, protocol=pickle.HIGHEST_PROTOCOL)
+                message = b"M" + shared.tell().to_bytes(8, "little")
+            except ValueError:  # did not fit
+                message = b"P" + pickle.dumps(scan, protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(write_fd, "wb") as out:
-                pickle.dump((packed, others), out, protocol=pickle.HIGHEST_PROTOCOL)
+                out.write(message)
             code = 0
         finally:
             os._exit(code)
     os.close(write_fd)
     try:
-        first, garbled = _scan_range(buf, cuts, 0, mid)
+        first = _read_range(buf, 0, mid, dumps)
+        rows = _Columns()
+        rows.add(first.parts)
+        first.parts = []  # free the parts' own lists now, not after the child's data came
     except BaseException:
         os.close(read_fd)
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+        shared.close()
         raise
+    second = None
     with os.fdopen(read_fd, "rb") as inp:
         try:
-            packed = pickle.load(inp)
+            kind = inp.read(1)
+            if kind == b"M" and len(inp.read(8)) == 8:
+                shared.seek(0)
+                second = pickle.load(shared)
+            elif kind == b"P":
+                second = pickle.load(inp)
         except Exception:  # the child died: nothing (or half a message) came
-            packed = None
+            second = None
     _, status = os.waitpid(pid, 0)
-    if packed is None or status != 0:
+    shared.close()
+    if second is None or status != 0:
         return None
-    second, garbled2 = _unpack(packed[0])
-    return first + second, garbled + garbled2, packed[1]
+    second.parts = _unpack(second.parts)
+    scan = _merged(first, second)
+    rows.add(second.parts)
+    return scan, rows
 
 
-def _pack(parts: list, garbled: int):
+def _pack(parts: list) -> list:
     """Parts as compact arrays and joined bytes, cheap to send between processes."""
+    def packed(kind, col):
+        # A None (a row without the key or the timestamp) makes array() and join() raise:
+        # cheaper than looking for one first.
+        try:
+            return (kind, array("d", col) if kind == "f" else b"\0".join(col))
+        except TypeError:
+            return ("list", col)
+
     out = []
     for p in parts:
-        cols = {}
-        for k, col in p.columns.items():
-            if k in p.raw:
-                cols[k] = ("raw", b"\0".join(col))
-            elif None not in col:
-                cols[k] = ("f", array("d", col))
-            else:
-                cols[k] = ("list", col)
-        ts = ("raw", b"\0".join(p.timestamps)) if p.timestamps and None not in p.timestamps \
-            else ("list", p.timestamps)
+        cols = {k: packed("raw" if k in p.raw else "f", col) for k, col in p.columns.items()}
+        ts = packed("raw", p.timestamps) if p.timestamps else ("list", p.timestamps)
         out.append((array("q", p.iterations), ts, cols, p.bad, p.launch, p.raw))
-    return out, garbled
+    return out
 
 
-def _unpack(packed):
+def _unpack(packed: list) -> list:
+    """`_pack`'s parts as `_Part`s again. Number columns stay arrays: `_build_steps` extends
+    its lists from them directly, making each float or int once."""
     def unlist(kind, value, n):
         if kind == "raw":
             return value.split(b"\0") if n else []
-        if kind == "f":
-            return value.tolist()
         return value
 
-    out, garbled = packed
     parts = []
-    for its, ts, cols, bad, launch, raw in out:
+    for its, ts, cols, bad, launch, raw in packed:
         n = len(its)
-        part = _Part(its.tolist(), unlist(*ts, n),
+        part = _Part(its, unlist(*ts, n),
                      {k: unlist(kind, v, n) for k, (kind, v) in cols.items()}, bad, launch)
         part.raw = raw
         parts.append(part)
-    return parts, garbled
+    return parts
 
 
-def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
-    """`_scan_iterations` over buf[lo:hi] (lo, hi at line starts)."""
-    layout = _choose_layout(buf, lo)
-    parts: list = []
-    garbled = 0
-    n = hi
+def _chunks(buf: bytes, cuts: list, lo: int, hi: int):
+    """(start, end, launch) of each chunk of buf[lo:hi]: about `_CHUNK` bytes, cut at a line
+    end and where a launch starts (an offset in `cuts`: its lines are a part of their own);
+    `launch` counts the cuts (but one at offset 0) up to the chunk's start. Where a chunk
+    ends depends only on the cuts before that end."""
     cuts = [c for c in cuts if c > 0]
     launch = 0
     start = lo
-    while start < n:
-        end = buf.find(b"\n", min(start + _CHUNK, n), n)
-        end = n if end < 0 else end + 1
+    while start < hi:
+        end = buf.find(b"\n", min(start + _CHUNK, hi), hi)
+        end = hi if end < 0 else end + 1
         while launch < len(cuts) and cuts[launch] <= start:
             launch += 1
         if launch < len(cuts) and cuts[launch] < end:
-            end = cuts[launch]  # a new launch starts here: its own part
+            end = cuts[launch]
+        yield start, end, launch
+        start = end
+
+
+def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
+    """Iteration rows of buf[lo:hi] (lo, hi at line starts) in file order as `_Part`s, and
+    the count of garbled lines. `cuts`: line offsets where a launch starts (arguments dumps);
+    a part's `launch` counts those (but one at offset 0) up to its start."""
+    layout = _choose_layout(buf, lo)
+    parts: list = []
+    garbled = 0
+    for start, end, launch in _chunks(buf, cuts, lo, hi):
         anchors = _count_anchors(buf, start, end, layout.timestamped)
+        if not anchors and _count_anchors(buf, start, end, not layout.timestamped):
+            # Iteration lines of the other kind only (a restart under a Megatron that does,
+            # or does not, print timestamps): counted with their own layout, not skipped.
+            other = _choose_layout(buf, start, end)
+            if other.timestamped != layout.timestamped:
+                layout = other
+                anchors = _count_anchors(buf, start, end, layout.timestamped)
         if anchors:
-            rows = layout.regex.findall(buf, start, end)
+            pieces = _pieces(buf, start, end, layout, _PIECE)
+            rows = _rows_of(pieces)
             if len(rows) != anchors:
                 # A restart under another Megatron version or other logging flags changes the
                 # layout mid-log: try the layout of this chunk's own first whole line.
                 other = _choose_layout(buf, start, end)
                 if other.ident != layout.ident:
-                    other_rows = other.regex.findall(buf, start, end)
+                    other_pieces = _pieces(buf, start, end, other, _PIECE)
+                    other_rows = _rows_of(other_pieces)
                     if len(other_rows) > len(rows):
-                        layout, rows = other, other_rows
+                        layout, rows, pieces = other, other_rows, other_pieces
             if len(rows) == anchors:
                 chunk_parts = [_fast_part(layout, rows)]
             else:
-                chunk_parts, chunk_garbled = _scan_exact(buf, start, end, layout, rows)
+                chunk_parts, chunk_garbled = _scan_exact(buf, layout, pieces)
                 garbled += chunk_garbled
             for p in chunk_parts:
                 p.launch = launch
@@ -493,16 +624,88 @@ def _count_anchors(buf: bytes, start: int, end: int, timestamped: bool) -> int:
     return buf.count(b"\n iteration ", max(start - 1, 0), end)
 
 
-def _scan_exact(buf: bytes, start: int, end: int, layout: _Layout, rows: list):
-    """A chunk where some iteration lines did not match the layout: walk its anchors in order,
-    take the layout's rows where they line up (same iteration and timestamp) and give the
-    others to the general parser, which takes whole lines and counts the rest as garbled.
+# The layout's regex runs over pieces of a chunk of about this many bytes (cut at line ends):
+# where a chunk holds a line the layout does not match, only the pieces that hold one are
+# walked anchor by anchor, the others' rows are taken as they are.
+_PIECE = 1 << 16
+
+
+def _pieces(buf: bytes, start: int, end: int, layout: _Layout, size: int) -> list:
+    """[(piece start, piece end, the layout's rows there)] over buf[start:end], each piece
+    about `size` bytes and cut at a line end. A match never spans a line, so the pieces'
+    rows, joined, are the rows of one regex pass over the whole range."""
+    out = []
+    a = start
+    while a < end:
+        b = buf.find(b"\n", min(a + size, end), end)
+        b = end if b < 0 else b + 1
+        out.append((a, b, layout.regex.findall(buf, a, b)))
+        a = b
+    return out
+
+
+def _rows_of(pieces: list) -> list:
+    return pieces[0][2] if len(pieces) == 1 else list(
+        itertools.chain.from_iterable(p[2] for p in pieces))
+
+
+def _scan_exact(buf: bytes, layout: _Layout, pieces: list):
+    """A chunk where some iteration lines did not match the layout: take the layout's rows
+    where they line up with the anchors and give the other lines to the general parser, which
+    takes whole lines and counts the rest as garbled.
 
     A line the general parser takes must also fit the layout (`_fits`) unless another line of
     the chunk has exactly its keys (a restart under other logging flags): a glued line is a
-    one-off splice.
+    one-off splice. A line with other output after its final `|` is a splice whatever its
+    neighbours: two lines cut after the same field are not a restart.
     """
-    entries: list = []  # ("fast" | "slow", row) in file order
+    entries: list = []  # ("fast", [rows]) | ("slow", row) in file order
+    garbled = 0
+    for a, b, rows in pieces:
+        garbled += _walk(buf, a, b, layout, rows, entries)
+    seen: dict = {}
+    for kind, row in entries:
+        if kind == "slow" and not row[6]:
+            seen[row[4]] = seen.get(row[4], 0) + 1
+    runs: list = []
+    for kind, row in entries:
+        if kind == "slow" and (row[6] or seen[row[4]] < 2) and not _fits(row[4], layout.keys):
+            garbled += 1
+            continue
+        if not runs or runs[-1][0] != kind:
+            runs.append((kind, []))
+        if kind == "fast":
+            runs[-1][1].extend(row)
+        else:
+            runs[-1][1].append(row)
+    parts = [_fast_part(layout, r) if kind == "fast" else _slow_part(r) for kind, r in runs]
+    return parts, garbled
+
+
+def _walk(buf: bytes, start: int, end: int, layout: _Layout, rows: list, entries: list) -> int:
+    """Append buf[start:end]'s rows to `entries` in file order; return the anchors that are no
+    whole line (garbled). `rows` are the layout's matches in that range.
+
+    Each row holds one anchor, so where the rows are as many as the anchors they are the
+    anchors' lines, in order: taken at once. Elsewhere the range is cut in smaller pieces
+    (one more C-speed regex pass over a few kB), so the Python walk reads only the lines
+    around the one that does not match.
+    """
+    if len(rows) == len(V.ANCHOR_COUNT.findall(buf, start, end)):
+        if rows:
+            entries.append(("fast", rows))
+        return 0
+    if end - start > _PIECE // 16:
+        pieces = _pieces(buf, start, end, layout, _PIECE // 16)
+        if len(pieces) > 1:
+            return sum(_walk(buf, a, b, layout, r, entries) for a, b, r in pieces)
+    return _walk_anchors(buf, start, end, layout, rows, entries)
+
+
+def _walk_anchors(buf: bytes, start: int, end: int, layout: _Layout, rows: list,
+                  entries: list) -> int:
+    """`_walk` anchor by anchor: a layout row that lines up with the anchor (same iteration
+    and timestamp) is taken, any other anchor goes to the general parser."""
     garbled = 0
     off = 1 if layout.timestamped else 0
     j = 0
@@ -511,7 +714,7 @@ def _scan_exact(buf: bytes, start: int, end: int, layout: _Layout, rows: list):
             row = rows[j]
             a = m.start()
             if row[off] == m.group(1) and (not off or buf[a - 1 - len(row[0]):a - 1] == row[0]):
-                entries.append(("fast", row))
+                entries.append(("fast", [row]))
                 j += 1
                 continue
         parsed = _parse_general(buf, m)
@@ -519,20 +722,7 @@ def _scan_exact(buf: bytes, start: int, end: int, layout: _Layout, rows: list):
             garbled += 1
         else:
             entries.append(("slow", parsed))
-    seen: dict = {}
-    for kind, row in entries:
-        if kind == "slow":
-            seen[row[4]] = seen.get(row[4], 0) + 1
-    runs: list = []
-    for kind, row in entries:
-        if kind == "slow" and seen[row[4]] < 2 and not _fits(row[4], layout.keys):
-            garbled += 1
-            continue
-        if not runs or runs[-1][0] != kind:
-            runs.append((kind, []))
-        runs[-1][1].append(row)
-    parts = [_fast_part(layout, r) if kind == "fast" else _slow_part(r) for kind, r in runs]
-    return parts, garbled
+    return garbled
 
 
 def _fits(keys: tuple, layout_keys: tuple) -> bool:
@@ -548,7 +738,7 @@ def _parse_general(buf: bytes, m: re.Match):
     """Parse an iteration line in any field order, or None when it is not whole.
 
     Returns (iteration, planned, timestamp bytes or None, {numeric key: float},
-    (every key in order), [non-numeric keys]).
+    (every key in order), [non-numeric keys], whether other text follows the final `|`).
     """
     line_start = buf.rfind(b"\n", 0, m.start()) + 1
     line_end = buf.find(b"\n", m.end())
@@ -585,41 +775,71 @@ def _parse_general(buf: bytes, m: re.Match):
         return None
     ts = V.TIMESTAMP_BEFORE.search(buf, line_start, m.start())
     return (int(m.group(1)), int(m.group(2)), ts.group(1) if ts else None, fields, tuple(keys),
-            text_keys)
+            text_keys, bool(pieces[-1].strip()))
 
 
-def _build_steps(parts: list, log_interval: Optional[int]):
-    """One `Steps` (the last occurrence of each iteration kept) and the segments.
+class _Columns:
+    """The rows of consecutive `_Part`s gathered into one list per column, part by part (the
+    parent adds its own parts while the forked child still reads).
+
+    A key first seen in a later part gets None for the rows before; a key's captured bytes
+    stay bytes while every part that has the key left them so, else they become floats.
+    """
+
+    def __init__(self):
+        self.iterations: list = []
+        self.timestamps: list = []
+        self.columns: dict = {}  # key -> list, first-seen order
+        self.raw: set = set()
+        self.new_launch: list = []  # row indices where a part of a later launch begins
+        self._launch = None
+
+    def add(self, parts: list) -> None:
+        columns = self.columns
+        for part in parts:
+            n = len(part.iterations)
+            for k in part.columns:
+                if k not in columns:
+                    columns[k] = [None] * len(self.iterations)
+                    if k in part.raw:
+                        self.raw.add(k)
+                elif k in self.raw and k not in part.raw:
+                    self.raw.discard(k)
+                    columns[k] = _to_floats(columns[k])
+            if part.launch != self._launch and n:
+                if self.iterations:
+                    self.new_launch.append(len(self.iterations))
+                self._launch = part.launch
+            self.iterations.extend(part.iterations)
+            self.timestamps.extend(part.timestamps)
+            for k, out in columns.items():
+                col = part.columns.get(k)
+                if col is None:
+                    col = [None] * n
+                elif k in part.raw and k not in self.raw:
+                    col = _to_floats(col)
+                out.extend(col)
+
+
+def _build_steps(parts, log_interval: Optional[int]):
+    """One `Steps` (the last occurrence of each iteration kept) and the segments, from a
+    list of `_Part`s or their `_Columns`.
 
     Returns (steps, segments, repeated rows).
     """
-    keys: list = []  # first-seen order
-    for part in parts:
-        keys.extend(k for k in part.columns if k not in keys)
-    iterations: list = []
-    timestamps: list = []
-    launches: list = []
-    columns: dict = {k: [] for k in keys}
-    raw = {k for k in keys if all(k in p.raw for p in parts if k in p.columns)}
-    for part in parts:
-        iterations.extend(part.iterations)
-        timestamps.extend(part.timestamps)
-        launches.extend([part.launch] * len(part.iterations))
-        for k in keys:
-            col = part.columns.get(k)
-            if col is None:
-                col = [None] * len(part.iterations)
-            elif k in part.raw and k not in raw:
-                col = _to_floats(col)
-            columns[k].extend(col)
+    if not isinstance(parts, _Columns):
+        gathered = _Columns()
+        gathered.add(parts)
+        parts = gathered
+    iterations, timestamps, columns = parts.iterations, parts.timestamps, parts.columns
+    raw, new_launch = parts.raw, parts.new_launch
 
     # A new launch (arguments dump) or an iteration number that goes back starts a segment.
     ascending = all(map(operator.lt, iterations, iterations[1:]))
     starts = [] if ascending else [
         i for i, (a, b) in enumerate(zip(iterations, iterations[1:]), 1) if b <= a]
-    if launches and launches[0] != launches[-1]:
-        starts = sorted(set(starts) | {i for i in range(1, len(launches))
-                                       if launches[i] != launches[i - 1]})
+    if new_launch:
+        starts = sorted(set(starts) | set(new_launch))
     segments = _segments(iterations, timestamps, columns.get(V.ITER_MS), [0] + starts,
                          log_interval)
 
@@ -686,12 +906,26 @@ def _segments(iterations, timestamps, iter_ms, starts, log_interval) -> list:
 
 
 def _summed_seconds(its: list, ms: list, interval: int) -> float:
-    """Sum of iteration times: each row's ms times the iterations it covers."""
-    lengths = [interval] + list(map(operator.sub, its[1:], its[:-1]))
-    lengths = [n if n > 0 else interval for n in lengths]
+    """Sum of iteration times: each row's ms times the iterations it covers (the first row
+    one log interval). `its`: one segment's iterations, so strictly ascending."""
+    # Every row one log interval after the previous (the usual case): the products need no
+    # per-row lengths list, and with an interval of 1 none at all (x * 1 is x, bit for bit).
+    # Ascending integers that span len - 1 are all one apart.
+    if interval == 1 and len(its) > 1 and its[-1] - its[0] == len(its) - 1:
+        gaps, uniform = None, True
+    else:
+        gaps = list(map(operator.sub, its[1:], its[:-1]))
+        uniform = bool(gaps) and min(gaps) == interval == max(gaps)
+    lengths = [n if n > 0 else interval for n in [interval] + gaps] if not uniform else None
     try:
-        summed = math.fsum(map(operator.mul, ms, lengths)) / 1000
-    except (TypeError, OverflowError):
+        if uniform:
+            terms = ms if interval == 1 else map(operator.mul, ms, itertools.repeat(interval))
+        else:
+            terms = map(operator.mul, ms, lengths)
+        summed = math.fsum(terms) / 1000
+    except (TypeError, OverflowError, ValueError):  # None; too large; inf and -inf
+        if lengths is None:
+            lengths = [interval] * len(its)
         summed = math.fsum(v * n for v, n in zip(ms, lengths)
                            if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
     return summed if math.isfinite(summed) else 0.0
@@ -728,10 +962,10 @@ def parse_fields(text: bytes) -> dict:
     return out
 
 
-def _matches(buf: bytes, literal: bytes, pattern: re.Pattern):
-    """`pattern` matched at each line holding `literal`: a C-speed find per line instead of a
-    regex scan of the whole log (these lines are few)."""
-    pos = buf.find(literal)
+def _matches(buf: bytes, literal: bytes, pattern: re.Pattern, lo: int, hi: int):
+    """`pattern` matched at each line of buf[lo:hi] holding `literal`: a C-speed find per
+    line instead of a regex scan of the whole log (these lines are few)."""
+    pos = buf.find(literal, lo, hi)
     while pos >= 0:
         start = buf.rfind(b"\n", 0, pos) + 1
         end = buf.find(b"\n", pos)
@@ -739,12 +973,12 @@ def _matches(buf: bytes, literal: bytes, pattern: re.Pattern):
         m = pattern.search(buf, start, end)
         if m:
             yield m
-        pos = buf.find(literal, end)
+        pos = buf.find(literal, end, hi)
 
 
-def _parse_validations(buf: bytes) -> list:
+def _parse_validations(buf: bytes, lo: int, hi: int) -> list:
     out = []
-    for m in _matches(buf, V.VALIDATION_LITERAL, V.VALIDATION):
+    for m in _matches(buf, V.VALIDATION_LITERAL, V.VALIDATION, lo, hi):
         split = m.group(2).decode("utf-8", "replace").strip() if m.group(2) else ""
         split = split[: -len(" set")] if split.endswith(" set") else split
         fields = parse_fields(m.group(3))
@@ -753,14 +987,18 @@ def _parse_validations(buf: bytes) -> list:
     return out
 
 
-def _checkpoints(buf: bytes, literal: bytes, pattern: re.Pattern, it: int, where: int) -> list:
-    """[(iteration, directory)] of the checkpoint lines `pattern` matches, in file order."""
+def _checkpoints(buf: bytes, literal: bytes, pattern: re.Pattern, it: int, where: int,
+                 lo: int, hi: int) -> list:
+    """[(iteration, directory)] of the checkpoint lines of buf[lo:hi] `pattern` matches, in
+    file order."""
     return [(int(m.group(it)), m.group(where).decode("utf-8", "replace").strip())
-            for m in _matches(buf, literal, pattern)]
+            for m in _matches(buf, literal, pattern, lo, hi)]
 
 
-def _parse_memory(buf: bytes) -> dict:
-    """Peak memory per key in MiB over every memory line and rank."""
+def _parse_memory(buf: bytes, lo: int, hi: int) -> tuple:
+    """Peak memory per key in MiB over every memory line and rank of buf[lo:hi]: ({from
+    `memory (MB)` lines}, {from Megatron-Bridge's `memory (GB)` lines, read only where the
+    first is empty}). The log's peaks are the first unless it is empty."""
     peak: dict = {}
 
     def keep(key: str, mib: float) -> None:
@@ -768,17 +1006,18 @@ def _parse_memory(buf: bytes) -> dict:
             peak[key] = mib
 
     seen: set = set()  # many memory lines repeat the same figures: parse each text once
-    for m in _matches(buf, V.MEMORY_MB_LITERAL, V.MEMORY_MB):
+    for m in _matches(buf, V.MEMORY_MB_LITERAL, V.MEMORY_MB, lo, hi):
         if m.group(3) not in seen:
             seen.add(m.group(3))
             for k, v in parse_fields(m.group(3)).items():
                 keep(k, v)
-    if not peak and V.MEMORY_GB_LITERAL in buf:  # Megatron-Bridge's lines instead
-        for m in _matches(buf, V.MEMORY_GB_LITERAL, V.MEMORY_GB):
-            for k, v in parse_fields(m.group(1)).items():
-                if k in V.MEMORY_GB_KEYS:
-                    keep(V.MEMORY_GB_KEYS[k], v * 1e9 / 2**20)  # 10^9 bytes -> MiB
-    return peak
+    if peak or buf.find(V.MEMORY_GB_LITERAL, lo, hi) < 0:
+        return peak, {}
+    for m in _matches(buf, V.MEMORY_GB_LITERAL, V.MEMORY_GB, lo, hi):
+        for k, v in parse_fields(m.group(1)).items():
+            if k in V.MEMORY_GB_KEYS:
+                keep(V.MEMORY_GB_KEYS[k], v * 1e9 / 2**20)  # 10^9 bytes -> MiB
+    return {}, peak
 
 
 def _parse_args(buf: bytes, begin: int) -> dict:
