@@ -20,8 +20,9 @@ partner is shown as a run of its own, `<run>.node<k>`, with a note.
 Joining (`join`): the node logs' lines are merged into one log by time (`interleave`), as a
 Slurm job's output file holds every node's lines, and parsed as one log. So the arguments come
 from node 0, the iterations (and with them the runtime) from the node that logged them, the
-peak memory is the largest any rank printed. Status: the joined log's, except that a crash in
-any node's own log makes the run crashed, with that node's reason; the reason names the node.
+peak memory is the largest any rank printed; the nodes' clocks are taken to agree (NTP).
+Status: the joined log's, except that a crash in any node's own log makes the run crashed,
+with that node's reason; the reason names the node.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class Launch:
 
 
 def launch_of(path: Path, sidecar: dict) -> Launch:
-    """The Launch of the log at `path` with its sidecar ({} when none); reads only the log's
-    head and tail, and only for a node log or a node-0 log another node log may join."""
+    """The Launch of the log at `path` with its sidecar ({} when none), without its log span
+    (`add_log_span` reads that, for the `candidates` only)."""
     run, node, attempt = paths.log_name(path.stem)
     return Launch(str(path.parent), run, node, attempt, _sidecar_span(sidecar))
 
