@@ -413,3 +413,54 @@ def test_the_queue_names_a_node_log_as_the_scripts_do(tmp_path):
         out = run_cli(str(manifest), "--dry-run", "--only", "fake_ok", *env, train=train_cmd())
         assert out.returncode == 0, out.stderr
         assert f"LOG_FILE={tmp_path / 'logs' / name} " in out.stdout, out.stdout
+
+
+def crash_logs() -> tuple:
+    """Node 0: arguments, then an NCCL error (its collectives failed); node 1: three
+    iterations, then its worker's ValueError."""
+    from test_report_metrics import ITER
+    node0 = ("------------------------ arguments ------------------------\n"
+             "  train_iters ..................................... 10\n"
+             "-------------------- end of arguments ---------------------\n"
+             "[before the start of training step] datetime: 2026-11-23 04:00:00.000000 \n"
+             "Traceback (most recent call last):\n"
+             '  File "/workspace/pretrain_gpt.py", line 41, in <module>\n'
+             "torch.distributed.DistBackendError: NCCL error in: ProcessGroupNCCL.cpp:1969\n")
+    node1 = "".join(ITER.format(ts=f"2026-11-23 04:00:0{it}.000000", it=it, total=10,
+                                samples=8 * it, ms=1000.0, tflops=100.0, lr=3e-4, gbs=8,
+                                loss=5.0, scale=1.0, gnorm=1.0, skip=0, nan=0) + "\n"
+                    for it in (1, 2, 3))
+    node1 += ("Traceback (most recent call last):\n"
+              '  File "/workspace/pretrain_gpt.py", line 41, in <module>\n'
+              "ValueError: bad batch\n")
+    return node0.encode(), node1.encode()
+
+
+@pytest.mark.parametrize("first_to_end", [0, 1])
+def test_crashes_on_both_nodes_name_the_one_that_ended_first(first_to_end):
+    """Both nodes' logs end in a traceback: the run is crashed with the reason of the node
+    whose launch ended first (the sidecars' `ended`), the other named in a note."""
+    node0, node1 = crash_logs()
+    ended = ["2026-11-23T04:00:10+00:00", "2026-11-23T04:00:20+00:00"]
+    if first_to_end == 1:
+        ended.reverse()
+    sides = [{"started": "2026-11-23T03:59:50+00:00", "ended": e} for e in ended]
+    log, _ = nodes.join([(0, node0, sides[0]), (1, node1, sides[1])])
+    assert log.status.name == "crashed" and log.steps.iterations == [1, 2, 3]
+    other = 1 - first_to_end
+    what = ["DistBackendError: NCCL error", "ValueError: bad batch"]
+    assert log.status.reason.startswith(f"crashed on node {first_to_end} ")
+    assert what[first_to_end] in log.status.reason
+    assert any(n.startswith(f"also crashed: node {other}: ") and what[other] in n
+               for n in log.status.notes), log.status.notes
+
+
+def test_a_late_exit_code_on_another_node_reaches_the_run():
+    node0, node1 = crash_logs()
+    node0 = node0[:node0.index(b"Traceback")]
+    node1 = node1[:node1.index(b"Traceback")]
+    log, notes = nodes.join([(0, node0, {"exit_code": 0}), (1, node1, {"exit_code": 137})])
+    assert log.status.name == "running/truncated"
+    assert notes == ["node 1 exited with code 137 (its sidecar)"]
+    assert nodes.joined_sidecar([(0, {"exit_code": 0}), (1, {"exit_code": 137})])["exit_code"] == 137
+    assert nodes.joined_sidecar([(0, {"exit_code": 2}), (1, {"exit_code": 137})])["exit_code"] == 2
