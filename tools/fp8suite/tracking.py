@@ -78,8 +78,9 @@ class RunCheck:
         return not self.problem and all(s.ok for s in self.series)
 
 
-def wandb_history(run_file: Path) -> tuple[str, dict]:
-    """(run name, {metric: {step: value}}) from one W&B offline run file (`run-<id>.wandb`).
+def wandb_history(run_file: Path) -> tuple[str, float, dict]:
+    """(run name, start time in s since the epoch, {metric: {step: value}}) from one W&B
+    offline run file (`run-<id>.wandb`).
 
     Reads the records with wandb's own store reader; raises UsageError when wandb is not
     installed."""
@@ -90,20 +91,21 @@ def wandb_history(run_file: Path) -> tuple[str, dict]:
         raise UsageError(f"reading W&B offline runs needs wandb ({e}): pip install -e '.[tracking]'")
     store = DataStore()
     store.open_for_scan(str(run_file))
-    name, history = "", {}
+    name, started, history = "", 0.0, {}
     while (data := store.scan_data()) is not None:
         record = pb.Record()
         record.ParseFromString(data)
         kind = record.WhichOneof("record_type")
         if kind == "run":
             name = record.run.display_name
+            started = record.run.start_time.seconds + record.run.start_time.nanos / 1e9
         elif kind == "history":
             step = record.history.step.num
             for item in record.history.item:
                 key = item.key or "/".join(item.nested_key)
                 if not key.startswith("_"):
                     history.setdefault(key, {})[step] = json.loads(item.value_json)
-    return name, history
+    return name, started, history
 
 
 def tensorboard_scalars(run_dir: Path) -> dict:
@@ -196,19 +198,20 @@ def check_dir(log_dir: Path) -> list:
         by_run.setdefault(name, []).append((n, p))
     wandb_runs: dict = {}
     for f in sorted(log_dir.glob("wandb/wandb/offline-run-*/run-*.wandb")):
-        name, history = wandb_history(f)
-        wandb_runs.setdefault(name, []).append((f, history))
+        name, started, history = wandb_history(f)
+        wandb_runs.setdefault(name, []).append((started, f, history))
     checks = []
     for run, found in by_run.items():
         paths = [p for _, p in sorted(found, key=lambda x: x[0])]
         logged, starts = log_series(paths)
         files = wandb_runs.get(run, [])
         if files:
+            files.sort(key=lambda x: x[0])  # by start time (folder names keep only the second)
             merged: dict = {}
-            for _, history in files:  # file names sort by start time: later launches win
+            for _, _, history in files:  # later launches win
                 for key, values in history.items():
                     merged.setdefault(key, {}).update(values)
-            source = ", ".join(str(f.relative_to(log_dir)) for f, _ in files)
+            source = ", ".join(str(f.relative_to(log_dir)) for _, f, _ in files)
             checks.append(compare(run, "W&B", source, logged, merged, starts))
         else:
             checks.append(RunCheck(run, "W&B", "", [], f"no W&B offline run named {run} under "
