@@ -464,3 +464,32 @@ def test_a_late_exit_code_on_another_node_reaches_the_run():
     assert notes == ["node 1 exited with code 137 (its sidecar)"]
     assert nodes.joined_sidecar([(0, {"exit_code": 0}), (1, {"exit_code": 137})])["exit_code"] == 137
     assert nodes.joined_sidecar([(0, {"exit_code": 2}), (1, {"exit_code": 137})])["exit_code"] == 2
+
+
+@pytest.mark.parametrize("node,time_limit,iterations,expected", [
+    (1, 1.0, (1, 2, 3), "time-limited"),   # the last node stopped early with a time limit set
+    (1, None, (1, 2, 3), "completed"),     # no time limit: node 0's log says how it ended
+    (2, 1.0, (), "completed"),             # a middle node prints no iteration lines at all
+    (0, 1.0, (1, 2, 3), "failed"),         # node 0 has the end lines: without them, a failure
+])
+def test_the_queue_on_a_node_without_megatrons_end_lines(tmp_path, node, time_limit, iterations,
+                                                         expected):
+    """Megatron prints "[after training is done]" and "[exiting program ...]" on rank 0 only: a
+    clean exit on node k > 0 is not a failure for lack of them."""
+    import io
+
+    from fp8suite.launchers import local
+    from fp8suite.logtail import LogTail
+    from test_report_metrics import ITER
+    log = tmp_path / f"r.node{node}.log"
+    log.write_text("".join(ITER.format(ts=f"2026-11-23 04:00:0{it}.000000", it=it, total=10,
+                                       samples=8 * it, ms=1000.0, tflops=100.0, lr=3e-4, gbs=8,
+                                       loss=5.0, scale=1.0, gnorm=1.0, skip=0, nan=0) + "\n"
+                           for it in iterations))
+    tail = LogTail(log)
+    tail.finish()
+    opts = local.Options(env={"NNODES": "3", "NODE_RANK": str(node)}, time_limit=time_limit)
+    state, reason = local._outcome(0, tail, io.BytesIO(), opts, False, False, local.Signals())
+    assert state == expected, reason
+    if node:
+        assert reason.endswith(f"on node {node}; Megatron's end line is in node 0's log")

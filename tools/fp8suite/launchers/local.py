@@ -445,6 +445,13 @@ def _outcome(code: int, tail: LogTail, stderr: IO[bytes], opts: Options, stopped
         planned = tail.train_iters
         if planned and tail.iteration == planned:
             return "completed", ""
+        node = _node_rank(opts.env)
+        if node > 0:
+            # Megatron prints its end lines on rank 0 only: this node's log cannot say how
+            # training ended, node 0's does (the report joins the two).
+            where = f"at iteration {tail.iteration}/{planned or '?'} " if tail.iteration else ""
+            said = f"exit status 0 {where}on node {node}; Megatron's end line is in node 0's log"
+            return ("time-limited" if opts.time_limit and tail.iteration else "completed"), said
         return "failed", (f"exit status 0 at iteration {tail.iteration or 0}/{planned or '?'} "
                           "without Megatron's [after training is done]")
     reason = tail.failure() or _last_line(stderr)
