@@ -12,7 +12,7 @@ import yaml
 
 from conftest import REPO
 import render
-from fp8suite import manifest
+from fp8suite import manifest, paths
 from fp8suite.matrix import load
 from fp8suite.templating import render_runs
 
@@ -328,3 +328,13 @@ def test_shellcheck_clean(script):
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
     result = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("name", [*paths.KNOBS, "WANDB_API_KEY"])
+def test_matrix_env_cannot_set_a_launch_setting_or_the_wandb_key(name, tmp_path, capsys):
+    """Every launch setting the scripts read (one list: paths.KNOBS) is set at launch, never by a
+    matrix's env (the script's export would override the caller's value while the sidecar records
+    the caller's); the W&B key never sits in a file."""
+    code, lines, _ = run_render(tmp_path, capsys, broken(**{f"env/{name}": "x"}))
+    assert code == 2
+    assert any(line.startswith(f"env.{name}: ") for line in lines), lines

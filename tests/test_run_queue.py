@@ -138,6 +138,19 @@ def test_stopped_at_the_time_limit_but_hung_in_teardown_says_so(manifest, tmp_pa
     assert "ignored" not in run["reason"]
 
 
+def test_the_grace_runs_from_megatrons_exit_line_not_from_launch(manifest, tmp_path):
+    # Megatron counts --exit-duration-in-mins from its own start: 1 s of start-up here, then
+    # the limit (1.2 s), then 1.5 s of checkpoint save. From launch that is past limit + grace
+    # (3.2 s), but the save must not be killed: the grace (2 s) runs from the exit line.
+    out = run_cli(str(manifest), "--only", "fake_ok", "--time-limit", "0.02", "--grace", "2",
+                  "--", "--train-iters", "100000",
+                  train=train_cmd(0.01, "--fake-startup", "1", "--fake-exit-sleep", "1.5"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    run = read_state(tmp_path / "logs")["fake_ok"]
+    assert run["state"] == "time-limited" and run["exit_code"] == 0, run
+    assert run["reason"].startswith("[exiting program after ") and "killed" not in run["reason"]
+
+
 def test_megatron_exit_duration_is_time_limited(manifest, tmp_path):
     # 0.01 min: the stand-in, like Megatron, stops itself after the iteration that passes it.
     out = run_cli(str(manifest), "--only", "fake_ok", "--time-limit", "0.01",

@@ -21,6 +21,8 @@ What goes wrong is chosen by options or, for runs of a matrix, by the env of a m
                             exit duration (FAKE_MEGATRON_HANG_AT)
     --fake-hang-on-exit     stop at the exit duration as Megatron does, then never exit
                             (FAKE_MEGATRON_HANG_ON_EXIT)
+    --fake-startup S        S seconds of start-up before the exit duration's clock starts
+    --fake-exit-sleep S     S seconds from the exit-duration line to the exit (a save)
     --fake-ignore-sigterm   survive SIGTERM (FAKE_MEGATRON_IGNORE_SIGTERM=1)
     --fake-exit-code C      exit with C after a normal end (FAKE_MEGATRON_EXIT_CODE)
     --fake-record DIR       write what this node was started with to DIR/node<NODE_RANK>.json
@@ -78,6 +80,8 @@ def options(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]:
     fake.add_argument("--fake-crash", choices=("value-error", "oom", "child-failed"),
                       default=env("FAKE_MEGATRON_CRASH", "value-error"))
     fake.add_argument("--fake-hang-at", type=int, default=int(env("FAKE_MEGATRON_HANG_AT", "0")))
+    fake.add_argument("--fake-startup", type=float, default=0.0)
+    fake.add_argument("--fake-exit-sleep", type=float, default=0.0)
     fake.add_argument("--fake-hang-on-exit", action="store_true",
                       default=env("FAKE_MEGATRON_HANG_ON_EXIT", "0") == "1")
     fake.add_argument("--fake-ignore-sigterm", action="store_true",
@@ -346,6 +350,7 @@ def finish(fake: argparse.Namespace, outcome: tuple) -> int:
     how, value = outcome
     if how == "exit":
         say(f"[exiting program after {value} minutes] datetime: {stamp()[:-7]} ")
+        time.sleep(fake.fake_exit_sleep)  # the checkpoint save Megatron makes before exiting
         while fake.fake_hang_on_exit:  # a teardown that never ends
             time.sleep(3600)
         return fake.fake_exit_code
@@ -424,7 +429,12 @@ def several_nodes(fake: argparse.Namespace, args: argparse.Namespace, links: dic
 
 
 def main(argv: list[str]) -> int:
+    global START
     fake, args = options(argv)
+    if fake.fake_startup:
+        # Megatron's --exit-duration-in-mins counts from pretrain()'s start, after start-up.
+        time.sleep(fake.fake_startup)
+        START = time.time()
     if fake.fake_ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     members, links = [], {}

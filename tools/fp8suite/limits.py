@@ -17,7 +17,7 @@ import math
 import re
 from typing import Any, Optional
 
-from . import recipes
+from . import paths, recipes
 from .errors import Problem
 
 MAX_NAME = 100
@@ -56,10 +56,10 @@ RESERVED_ENV = {
     "PROMPT_COMMAND": "bash may run it", "CDPATH": "it changes where `cd` goes",
     "GLOBIGNORE": "it changes the script's globbing", "BASH_XTRACEFD": "it redirects traces",
     "LOG_FILE": "the queue picks each attempt's log", "META_FILE": "the sidecar goes beside the log",
+    "WANDB_API_KEY": "a secret: it comes from the environment at launch, never from a file",
 }
-KNOB_ENV = ("GPUS_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "MOCK_DATA",
-            "DATA_PATH", "TOKENIZER_MODEL", "LOG_DIR", "TRITON_CACHE_DIR", "PYTHON",
-            "MEGATRON_LM_DIR", "TRAIN_CMD", "WANDB_MODE")
+KNOB_ENV = paths.KNOBS
+"""The scripts' launch settings (one list, in paths.py): set at launch, never by a matrix."""
 
 POSITIVE_FLAGS = frozenset("""
 --num-layers --hidden-size --ffn-hidden-size --num-attention-heads --num-query-groups --kv-channels

@@ -9,7 +9,8 @@ group, and a Ctrl-C at the terminal reaches only the queue, which decides what t
   kept, and the queue does not start the next run.
 * --time-limit M: Megatron stops itself through --exit-duration-in-mins M (it checks after
   every iteration, then saves a checkpoint if --save is set); when it has not ended a grace
-  period after M minutes, the group gets SIGTERM, then SIGKILL: a hung NCCL collective never
+  period after M minutes (or, once its log says it stops, a grace period after that line, for
+  the save and exit), the group gets SIGTERM, then SIGKILL: a hung NCCL collective never
   reaches that check.
 
 The script picks nothing itself: the queue passes LOG_FILE (the next free <run>.log,
@@ -392,10 +393,16 @@ def _follow(tag, run, proc, tail, stop, started, planned, state, opts, display, 
     deadline = started + opts.time_limit * 60 + opts.grace if opts.time_limit else None
     stopped_by_user = hard_killed = False
     presses = 0
+    exit_seen = None  # when the log first said Megatron stops at the time limit
     saved_at = time.monotonic()
     while proc.poll() is None:
         tail.poll()
         now_s = time.monotonic()
+        if deadline is not None and tail.time_limited and exit_seen is None:
+            # Megatron counts the limit from its own start, after start-up: once it says it
+            # stops, the grace runs from then (its checkpoint save and exit), not from launch.
+            exit_seen = now_s
+            deadline = max(deadline, now_s + opts.grace)
         if caught.count > presses:
             # First Ctrl-C: SIGINT; each further one escalates without waiting.
             if not stopped_by_user and not hard_killed:
