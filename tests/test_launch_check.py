@@ -88,3 +88,28 @@ def test_run_py_accepts_the_documented_shrunk_launch():
     out = run_py("--env", "GPUS_PER_NODE=1", "--", "--num-layers", "4", "--global-batch-size", "2",
                  "--train-iters", "50", "--lr-warmup-iters", "5")
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("name", ["CHECKPOINTS_DIR", "checkpoint_dir", "LOGDIR", "GPU_PER_NODE",
+                                  "TRITON_CACHE", "MEGATRON_LMDIR"])
+def test_a_misspelt_launch_setting_is_refused_with_the_right_name(name):
+    lines = launch_check.knob_problems({name: "x"})
+    assert len(lines) == 1 and lines[0].startswith(f"--env {name}: not a launch setting") \
+        and "did you mean" in lines[0], lines
+
+
+def test_other_environment_passes_and_empty_paths_are_refused():
+    assert launch_check.knob_problems({"NCCL_DEBUG": "INFO", "PYTORCH_CUDA_ALLOC_CONF": "x"}) == []
+    for name in launch_check.NON_EMPTY_KNOBS:
+        assert launch_check.knob_problems({name: " "}) == [
+            f"--env {name}=: must not be empty (leave it out for the script's default)"]
+
+
+@pytest.mark.parametrize("flag,expected", [
+    ("--save", "set --env CHECKPOINT_DIR=... instead"), ("--load", "set --env CHECKPOINT_DIR=... instead"),
+    ("--data-path", "set --env DATA_PATH=... instead"),
+    ("--save-interval", "from the matrix's checkpoint.save_interval"),
+])
+def test_reserved_flags_at_launch_say_how_to_change_them(flag, expected):
+    _, lines = launch_check.parse_args([flag, "7"], load_snapshot("0.19.2"))
+    assert len(lines) == 1 and lines[0].endswith(expected), lines

@@ -155,3 +155,12 @@ def test_the_committed_convergence_runs_match_their_trackers():
     assert out.returncode == 0, out.stdout + out.stderr
     runs = {p.name.split(".")[0] for p in log_dir.glob("*.log")}  # RUN.log, RUN.1.log: one run
     assert out.stdout.count("matches the log") == 2 * len(runs) == 12
+
+
+def test_a_folder_without_trackers_or_missing_is_one_line(tmp_path):
+    (tmp_path / "r.log").write_text(log_text(1, 3))
+    out = check(tmp_path)
+    assert out.returncode == 2 and "no wandb/ or tensorboard/ folder" in out.stderr
+    out = check(tmp_path / "nope")
+    assert out.returncode == 2 and out.stderr.strip().endswith("no such folder")
+    assert "Warning" not in check(tmp_path).stderr

@@ -3,7 +3,8 @@
 
 For every run log in a log folder, reads the run's W&B offline history
 (<folder>/wandb/wandb/offline-run-*/run-*.wandb, matched by the run's name) and its TensorBoard
-event files (<folder>/tensorboard/<run>/), and compares each iteration's `lm loss` and
+event files (<folder>/tensorboard/<run>/events/, or <folder>/tensorboard/<run>/ in logs written
+before that layout), and compares each iteration's `lm loss` and
 iteration time with the log's line. The launch scripts write both when the matrix has a
 `wandb:` section (TensorBoard follows `--tensorboard-dir`; the time needs
 `--log-timers-to-tensorboard`). Needs `pip install -e '.[tracking]'` (wandb, tensorboard).

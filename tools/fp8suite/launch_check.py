@@ -11,9 +11,10 @@ Memory is left to `memory` (run.py estimates it again separately).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any, Optional
 
-from . import checks, limits, matrix
+from . import checks, limits, matrix, paths
 from .errors import did_you_mean
 from .megatron_flags import FlagSpec, load_snapshot
 from .schema import ExpandedRun
@@ -21,6 +22,8 @@ from .schema import ExpandedRun
 # Launch knobs that must be whole numbers, with their least value.
 INT_KNOBS = {"GPUS_PER_NODE": 1, "NNODES": 1, "NODE_RANK": 0, "MASTER_PORT": 1}
 MAX_PORT = 65535
+# Launch knobs whose empty value would silently mean the default.
+NON_EMPTY_KNOBS = ("CHECKPOINT_DIR", "LOG_DIR", "TRITON_CACHE_DIR", "PYTHON")
 
 
 def knob_problems(env: dict[str, str]) -> list[str]:
@@ -36,6 +39,14 @@ def knob_problems(env: dict[str, str]) -> list[str]:
             out.append(f"--env {name}={env[name]}: a TCP port is at most {MAX_PORT}")
         elif name == "GPUS_PER_NODE" and int(text) > limits.MAX_GPUS_PER_NODE:
             out.append(f"--env {name}={env[name]}: at most {limits.MAX_GPUS_PER_NODE} GPUs per node")
+    for name, value in env.items():
+        if name in paths.KNOBS:
+            if name in NON_EMPTY_KNOBS and not value.strip():
+                out.append(f"--env {name}=: must not be empty (leave it out for the script's default)")
+            continue
+        close = difflib.get_close_matches(name.upper(), paths.KNOBS, n=1, cutoff=0.8)
+        if close:  # other names are passed on as they are (NCCL_DEBUG=INFO, ...)
+            out.append(f"--env {name}: not a launch setting of the scripts; did you mean {close[0]}?")
     if not out and "NODE_RANK" in env and "NNODES" in env and int(env["NODE_RANK"]) >= int(env["NNODES"]):
         out.append(f"--env NODE_RANK={env['NODE_RANK']}: node ranks run from 0 to NNODES - 1 "
                    f"(NNODES={env['NNODES']})")
@@ -76,6 +87,10 @@ def parse_args(extra: list[str], snapshot: Optional[dict[str, FlagSpec]]) -> tup
             problems.append(f"-- {flag}: expects a value")
             continue
         reason = matrix.flag_problem(flag, value, snapshot)
+        if flag in matrix.RESERVED_FLAGS:
+            knob = matrix.RESERVED_AT_LAUNCH.get(flag)
+            reason = (f"the scripts build it: set --env {knob}=... instead" if knob else
+                      f"the scripts build it from the matrix's {matrix.RESERVED_FLAGS[flag]}")
         if reason:
             problems.append(f"-- {flag} {' '.join(values)}: {reason}".rstrip())
             continue

@@ -361,7 +361,7 @@ def _run_section(g, run, plot) -> list:
     timing += f", {s.timed_iterations} timed iterations"
     if log.steps.segment_starts[1:]:
         resumed = ", ".join(map(str, log.steps.segment_starts[1:]))
-        timing += f", restarts resumed at iteration {resumed}"
+        timing += f", later segments start at iteration {resumed}"
     items.append(("Timing", timing))
     if s.notes:
         items.append(("Notes", "; ".join(s.notes)))

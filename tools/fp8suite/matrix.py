@@ -168,6 +168,11 @@ def _check_settings(data: Any, path: str, file: str, problems: list[Problem],
     return clean
 
 
+RESERVED_AT_LAUNCH = {"--save": "CHECKPOINT_DIR", "--load": "CHECKPOINT_DIR", "--data-path": "DATA_PATH",
+                      "--tokenizer-model": "TOKENIZER_MODEL", "--mock-data": "MOCK_DATA"}
+"""The launch setting that changes a reserved flag at launch time (run.py --env NAME=...)."""
+
+
 def flag_problem(flag: str, value: Any, snapshot: Optional[dict[str, FlagSpec]]) -> str:
     if not FLAG_NAME.fullmatch(flag):
         return "not a Megatron flag: flags look like --some-name"

@@ -7,7 +7,7 @@ iteration of a launch). The launch scripts put them under the run's log folder:
 
     <log dir>/wandb/wandb/offline-run-<time>-<id>/run-<id>.wandb   one per launch (W&B offline)
     <log dir>/tensorboard/<run>/events/events.out.tfevents.*        one file per launch
-                                                       (<log dir>/tensorboard/<run>/ before 2026-11-30)
+                                   (logs written before this layout: <log dir>/tensorboard/<run>/)
 
 `check_dir(log_dir)` reads both with the tools' own readers (wandb's record store and
 tensorboard's EventAccumulator; both optional dependencies: `pip install -e '.[tracking]'`)
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -85,8 +86,10 @@ def wandb_history(run_file: Path) -> tuple[str, float, dict]:
     Reads the records with wandb's own store reader; raises UsageError when wandb is not
     installed."""
     try:
-        from wandb.proto import wandb_internal_pb2 as pb
-        from wandb.sdk.internal.datastore import DataStore
+        with warnings.catch_warnings():  # wandb's own pydantic models warn on import
+            warnings.simplefilter("ignore")
+            from wandb.proto import wandb_internal_pb2 as pb
+            from wandb.sdk.internal.datastore import DataStore
     except ImportError as e:
         raise UsageError(f"reading W&B offline runs needs wandb ({e}): pip install -e '.[tracking]'")
     store = DataStore()
@@ -189,9 +192,14 @@ def _agree(metric: str, log_value: float, tracked: float) -> bool:
 def check_dir(log_dir: Path) -> list:
     """One RunCheck per (run, tracker) for every run log in `log_dir` (see the module doc)."""
     log_dir = Path(log_dir)
+    if not log_dir.is_dir():
+        raise UsageError(f"{log_dir}: no such folder")
     logs = sorted(p for p in log_dir.glob("*.log") if p.is_file())
     if not logs:
         raise UsageError(f"{log_dir}: no training logs (*.log) here")
+    if not (log_dir / "wandb").is_dir() and not (log_dir / "tensorboard").is_dir():
+        raise UsageError(f"{log_dir}: no wandb/ or tensorboard/ folder: these runs logged to neither "
+                         "(a matrix's wandb: section turns both on)")
     by_run: dict = {}
     for p in logs:
         name, n = attempt_of(p.stem)
