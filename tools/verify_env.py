@@ -27,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fp8suite.schema import Settings  # noqa: E402
 from fp8suite.errors import exit_status  # noqa: E402
 from fp8suite import environment, paths  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
@@ -101,7 +102,8 @@ def collect(min_free_gb: float) -> dict[str, Any]:
     # mismatched system copy and fail to import.
     recipes = environment.recipe_support()
     torch = environment.torch_facts()
-    cache = os.environ.get("TRITON_CACHE_DIR") or os.path.expanduser("~/.triton/cache")
+    # The launch scripts' default unless the environment sets one (a matrix may set another).
+    cache = os.environ.get("TRITON_CACHE_DIR") or Settings().triton_cache_dir
     free = environment.disk_free_mb(cache)
     writable = os.access(environment.nearest_existing(cache), os.W_OK)
     return {
