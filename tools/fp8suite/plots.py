@@ -111,9 +111,18 @@ def _label(g, run) -> str:
     return label + " [baseline]" if run.name == g.baseline else label
 
 
+def _color(g: compare.Group, name: str) -> str:
+    """One colour per run in every figure of its group: the baseline's, else by its place
+    among the group's other runs."""
+    if name == g.baseline:
+        return _BASELINE_COLOR
+    others = [r.name for r in g.runs if r.name != g.baseline]
+    return f"C{others.index(name) % 10}" if name in others else "C9"
+
+
 def _series(g: compare.Group, run: LoggedRun, key: str) -> tuple:
     xs, ys = _finite_xy(run.log.steps.iterations, run.log.steps.column(key))
-    return (_label(g, run), *_thin(xs, ys), run.name == g.baseline)
+    return (_label(g, run), *_thin(xs, ys), run.name == g.baseline, _color(g, run.name))
 
 
 def _timed_series(g: compare.Group, run: LoggedRun) -> tuple:
@@ -124,7 +133,7 @@ def _timed_series(g: compare.Group, run: LoggedRun) -> tuple:
     its = [it for it, keep in zip(steps.iterations, mask) if keep]
     ms = [v for v, keep in zip(steps.column(metrics.ITER_MS), mask) if keep]
     xs, ys = _finite_xy(its, ms)
-    return (_label(g, run), *_thin(xs, ys), run.name == g.baseline)
+    return (_label(g, run), *_thin(xs, ys), run.name == g.baseline, _color(g, run.name))
 
 
 def _gap_series(g: compare.Group) -> list:
@@ -136,7 +145,7 @@ def _gap_series(g: compare.Group) -> list:
         pairs = compare.matched_losses(r, base, g.window)
         if pairs:
             xs, ys = _thin([p[0] for p in pairs], [p[1] - p[2] for p in pairs])
-            out.append((_label(g, r), xs, ys, False))
+            out.append((_label(g, r), xs, ys, False, _color(g, r.name)))
     return out
 
 
@@ -152,8 +161,7 @@ def _figure(width: float = 13.0, height: float = 4.5, ncols: int = 1) -> tuple:
 
 def _draw(ax: Axes, series: list, smooth: bool = False) -> None:
     """One line per series; with `smooth`, the raw values faint and the trailing mean solid."""
-    for n, (label, xs, ys, is_base) in enumerate(series):
-        color = _BASELINE_COLOR if is_base else f"C{n % 10}"
+    for label, xs, ys, is_base, color in series:
         width = 1.6 if is_base else 1.2
         if smooth and len(xs) >= 10:
             window = metrics.smoothing_window(len(ys))
@@ -167,7 +175,7 @@ def _draw(ax: Axes, series: list, smooth: bool = False) -> None:
 
 
 def _log_y_if_wide(ax: Axes, series: list) -> None:
-    ys = [y for _, _, s_ys, _ in series for y in s_ys if y > 0]
+    ys = [y for _, _, s_ys, *_ in series for y in s_ys if y > 0]
     if ys and len(ys) == sum(len(s[2]) for s in series) and max(ys) / min(ys) > 20:
         ax.set_yscale("log")
 
@@ -265,7 +273,7 @@ def _breakdown_figure(g: compare.Group, profiled: list) -> Figure:
 def _run_figure(name: str, loss: tuple, times: tuple) -> Figure:
     fig, (ax1, ax2) = _figure(9.0, 3.2, ncols=2)
     if loss[1]:
-        _draw(ax1, [(loss[0], loss[1], loss[2], False)], smooth=True)
+        _draw(ax1, [(loss[0], loss[1], loss[2], False, "C0")], smooth=True)
         _log_y_if_wide(ax1, [loss])
     _finish(fig, ax1, f"{name}: {metrics.LOSS}", "iteration", metrics.LOSS, legend=False)
     if times[1]:
@@ -277,5 +285,7 @@ def _run_figure(name: str, loss: tuple, times: tuple) -> Figure:
 
 def _save(fig, out_dir: Path, name: str) -> str:
     # "Software" would embed the matplotlib version; dropping it keeps bytes reproducible.
-    fig.savefig(out_dir / name, format="png", dpi=DPI, metadata={"Software": None})
+    # "tight" trims the empty margin the legend outside the axes would leave on the right.
+    fig.savefig(out_dir / name, format="png", dpi=DPI, metadata={"Software": None},
+                bbox_inches="tight", pad_inches=0.15)
     return name
