@@ -250,6 +250,13 @@ def test_errors_are_one_line_with_exit_status_2(manifest, tmp_path):
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "has not been rendered" in out.stderr and "python tools/render.py" in out.stderr
 
+    # An unrendered matrix that could not render says why, as render.py does, not "render it".
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((tmp_path / "queue_matrix.yaml").read_text().replace("--train-iters", "--train-iter", 1))
+    out = run_cli(str(broken))
+    assert out.returncode == 2 and "has not been rendered" not in out.stderr, out.stderr
+    assert "--train-iter: unknown Megatron flag (did you mean --train-iters?)" in out.stderr
+
     out = run_cli(str(manifest), "--time-limit", "0.5")
     assert out.returncode == 2 and "takes whole minutes" in out.stderr
 

@@ -74,6 +74,10 @@ def load(target: Path) -> list[Plan]:
             raise UsageError(f"{target}: no such matrix file")
         mf = manifests.manifest_path(GENERATED, str(target))
         if not mf.is_file():
+            try:  # a matrix that cannot render says why, as render.py would
+                load_matrix(target, shown(target))
+            except ConfigError as err:
+                raise UsageError(*(str(x) for x in err.problems)) from None
             raise UsageError(f"{shown(target)} has not been rendered ({shown(mf)} is missing): "
                              f"run python tools/render.py {shown(target)}")
         return [_from_manifest(mf, target)]
