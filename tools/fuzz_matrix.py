@@ -302,7 +302,7 @@ def malformed_cases() -> list[Malformed]:
         _edit("env name with newline", "env.X\\n", env={"X\n": 1}),
         _edit("env value with newline", "env.X", env={"X": "a\nb"}),
         _edit("flag with newline", "megatron.model.--num-layers\\n", **{"megatron__model__--num-layers\n": 4}),
-        _edit("flag value with newline", "megatron.training.--save", **{"megatron__training__--save": "/c\nx"}),
+        _edit("flag value with newline", "megatron.training.--data-cache-path", **{"megatron__training__--data-cache-path": "/c\nx"}),
         _edit("group name with newline", "megatron.mo\\ndel", megatron={"mo\ndel": {"--num-layers": 4}}),
         _edit("data path with newline", "data.data_path", data__data_path=["a\nb"], data__mock_data=False),
         _edit("slurm time with newline", "slurm.time", slurm__time="00:05:00\n"),
@@ -342,7 +342,7 @@ def malformed_cases() -> list[Malformed]:
         _edit("megatron group a list", "megatron.model", megatron__model=["--num-layers"]),
         _edit("megatron group a string", "megatron.model", megatron__model="--num-layers 4"),
         _edit("flag value a mapping", "megatron.model.--num-layers", **{"megatron__model__--num-layers": {"a": 1}}),
-        _edit("flag value a list of lists", "megatron.training.--save", **{"megatron__training__--save": [[1]]}),
+        _edit("flag value a list of lists", "megatron.training.--data-cache-path", **{"megatron__training__--data-cache-path": [[1]]}),
         _edit("target a string", "target", target="H100"),
         _edit("env a list", "env", env=["A=1"]),
         _edit("env value a mapping", "env.X", env={"X": {"a": 1}}),
@@ -625,6 +625,7 @@ def _matrix_setters() -> dict[str, Callable[[dict, str], None]]:
         "wandb.project": lambda m, p: put(m, "wandb/project", "w" + p),
         "wandb.entity": lambda m, p: put(m, "wandb/entity", "e" + p),
         "wandb.save_dir": lambda m, p: put(m, "wandb/save_dir", "wd" + p),
+        "checkpoint.dir": lambda m, p: put(m, "checkpoint/dir", "ck" + p),
         "slurm.partition": lambda m, p: put(m, "slurm/partition", "gpu" + p),
         "slurm.account": lambda m, p: put(m, "slurm/account", "acct" + p),
         "slurm.time": lambda m, p: put(m, "slurm/time", "00:05:00" + p),
@@ -633,19 +634,20 @@ def _matrix_setters() -> dict[str, Callable[[dict, str], None]]:
         "slurm.sbatch_options": lambda m, p: put(m, "slurm/sbatch_options", ["--qos=" + p]),
         "triton_cache_dir": lambda m, p: put(m, "triton_cache_dir", "{scratch}/t" + p),
         "log_dir": lambda m, p: put(m, "log_dir", "{scratch}/l" + p),
-        "flag value (str)": flag("training", "--save"),
+        "flag value (str)": flag("training", "--data-cache-path"),
         "flag value (list)": lambda m, p: put(m, "megatron/training/--iterations-to-skip", ["1", p]),
         "flag value (choice)": flag("model", "--attention-backend"),
         "flag value (int)": flag("model", "--num-layers"),
         "flag value (float)": flag("training", "--lr"),
-        "flag name": lambda m, p: put(m, "megatron/training/--save" + p, "x"),
+        "flag name": lambda m, p: put(m, "megatron/training/--data-cache-path" + p, "x"),
         "group name": lambda m, p: put(m, "megatron/g" + p, {"--seed": 1}),
     }
 
 
 LAUNCH_VARS = ["GPUS_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "MOCK_DATA",
                "DATA_PATH", "TOKENIZER_MODEL", "LOG_DIR", "LOG_FILE", "META_FILE", "TRITON_CACHE_DIR",
-               "MEGATRON_LM_DIR", "WANDB_MODE", "TRAIN_CMD", "PYTHON", "SLURM_JOB_NODELIST", "SLURM_JOB_ID"]
+               "MEGATRON_LM_DIR", "WANDB_MODE", "TRAIN_CMD", "PYTHON", "SLURM_JOB_NODELIST", "SLURM_JOB_ID",
+               "CHECKPOINT_DIR"]
 
 
 def injection_cases() -> list[Injection]:

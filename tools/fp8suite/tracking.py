@@ -141,13 +141,12 @@ def log_series(log_paths: list) -> tuple:
     return out, sorted(set(starts))
 
 
-def _expected_loss(it: int, logged: dict, tracked: dict, starts: list) -> Optional[float]:
+def _expected_loss(it: int, previous: Optional[int], tracked: dict, starts: set) -> Optional[float]:
     """The loss the log line at `it` should show given the tracker's per-iteration values:
-    the tracker's own, or, for the first line after a launch's first iteration, the mean from
-    that first iteration to `it` (see the module doc). None when the tracker lacks a value."""
-    previous = max((i for i in logged if i < it), default=None)
-    first = previous if previous in starts else None
-    span = range(first, it + 1) if first is not None else [it]
+    the tracker's own, or, for the first line after a launch's first iteration (`previous`, the
+    log's line before this one, is a launch start), the mean from that first iteration to `it`
+    (see the module doc). None when the tracker lacks a value."""
+    span = range(previous, it + 1) if previous in starts else [it]
     if any(i not in tracked for i in span):
         return None
     return sum(tracked[i] for i in span) / len(span)
@@ -164,13 +163,16 @@ def compare(run: str, tracker: str, source: str, logged: dict, tracked: dict,
         s = Series(metric)
         have = tracked.get(metric, {})
         values = logged.get(metric, {})
+        launch_starts = set(starts)
+        previous = None
         for it, value in sorted(values.items()):
             if metric == ITERATION_TIME:
-                if it in starts:
+                if it in launch_starts:
                     continue
                 got = have[it] * 1000.0 if it in have else None
             else:
-                got = _expected_loss(it, values, have, list(starts))
+                got = _expected_loss(it, previous, have, launch_starts)
+                previous = it
             s.log_steps += 1
             if got is None:
                 continue
