@@ -35,8 +35,7 @@ from typing import Optional
 
 from . import logvocab as V
 from .errors import UsageError
-from .logparse import parse_log
-from .runs import attempt_of
+from .runs import LoggedRun, load_runs
 
 LOSS = V.LOSS
 """Megatron's TensorBoard/W&B name of the training loss (the log's `lm loss`)."""
@@ -125,20 +124,16 @@ def tensorboard_scalars(run_dir: Path) -> dict:
     return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
 
 
-def log_series(log_paths: list) -> tuple:
-    """({metric: {iteration: value}}, launch starts) from a run's logs, oldest launch first
-    (later ones win): `lm loss` as printed, iteration time in ms; launch starts are the first
-    iteration of every launch (each log, and each restart inside one)."""
-    out: dict = {LOSS: {}, ITERATION_TIME: {}}
-    starts: list = []
-    for path in log_paths:
-        steps = parse_log(Path(path).read_bytes()).steps
-        starts += steps.segment_starts
-        for key, metric in ((V.LOSS, LOSS), (V.ITER_MS, ITERATION_TIME)):
-            for it, value in zip(steps.iterations, steps.column(key)):
-                if value is not None:
-                    out[metric][it] = value
-    return out, sorted(set(starts))
+def log_series(run: LoggedRun) -> tuple:
+    """({metric: {iteration: value}}, launch starts) of one run as the report reads it (its
+    launches stitched, later ones winning): `lm loss` as printed, iteration time in ms; launch
+    starts are the first iteration of every launch (each log, and each restart inside one)."""
+    steps = run.log.steps
+    out: dict = {}
+    for key, metric in ((V.LOSS, LOSS), (V.ITER_MS, ITERATION_TIME)):
+        out[metric] = {it: value for it, value in zip(steps.iterations, steps.column(key))
+                       if value is not None}
+    return out, sorted(set(steps.segment_starts))
 
 
 def _expected_loss(it: int, previous: Optional[int], tracked: dict, starts: set) -> Optional[float]:
@@ -202,18 +197,14 @@ def check_dir(log_dir: Path) -> list:
     if not (log_dir / "wandb").is_dir() and not (log_dir / "tensorboard").is_dir():
         raise UsageError(f"{log_dir}: no wandb/ or tensorboard/ folder: these runs logged to neither "
                          "(a matrix's wandb: section turns both on)")
-    by_run: dict = {}
-    for p in logs:
-        name, n = attempt_of(p.stem)
-        by_run.setdefault(name, []).append((n, p))
     wandb_runs: dict = {}
     for f in sorted(log_dir.glob("wandb/wandb/offline-run-*/run-*.wandb")):
         name, started, history = wandb_history(f)
         wandb_runs.setdefault(name, []).append((started, f, history))
     checks = []
-    for run, found in by_run.items():
-        paths = [p for _, p in sorted(found, key=lambda x: x[0])]
-        logged, starts = log_series(paths)
+    for found in load_runs(logs, {}):
+        run = found.name
+        logged, starts = log_series(found)
         files = wandb_runs.get(run, [])
         if files:
             files.sort(key=lambda x: x[0])  # by start time (folder names keep only the second)
