@@ -91,8 +91,7 @@ def megatron_core_source() -> dict[str, Any]:
     `import megatron.core` loads on this PYTHONPATH, read from its package_info.py without
     importing it; {} when there is none. With MEGATRON_LM_DIR first on the path (as the launch
     scripts put it) that is the checkout's, which the installed wheel's metadata would not say."""
-    for entry in [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p] + \
-            [p for p in sys.path if p]:
+    for entry in (p or "." for p in sys.path):  # PYTHONPATH's entries are in it, in import order
         info = Path(entry) / "megatron" / "core" / "package_info.py"
         try:
             text = info.read_text()

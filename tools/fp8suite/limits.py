@@ -58,8 +58,6 @@ RESERVED_ENV = {
     "LOG_FILE": "the queue picks each attempt's log", "META_FILE": "the sidecar goes beside the log",
     "WANDB_API_KEY": "a secret: it comes from the environment at launch, never from a file",
 }
-KNOB_ENV = paths.KNOBS
-"""The scripts' launch settings (one list, in paths.py): set at launch, never by a matrix."""
 
 POSITIVE_FLAGS = frozenset("""
 --num-layers --hidden-size --ffn-hidden-size --num-attention-heads --num-query-groups --kv-channels
@@ -213,7 +211,7 @@ def check_settings(clean: dict, prefix: str, file: str, problems: list[Problem])
         for name in list(env):
             if name in RESERVED_ENV:
                 bad("env", name, f"cannot be set by the matrix: {RESERVED_ENV[name]}")
-            elif name in KNOB_ENV:
+            elif name in paths.KNOBS:  # launch settings: set at launch, never by a matrix
                 bad("env", name, "a launch setting of the scripts: set it when launching "
                     f"({name}=... bash <run>.sh, or run.py --env {name}=...)")
             elif name.startswith("BASH_FUNC"):
