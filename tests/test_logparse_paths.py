@@ -215,47 +215,49 @@ def test_two_processes_give_the_serial_parse_wherever_the_split(tmp_path, monkey
                 assert start - 6000 < splits.pop() <= start
 
 
-def test_the_child_scan_goes_through_the_pipe_when_the_shared_map_is_too_small(
-        tmp_path, monkeypatch):
-    data = two_process_cases(tmp_path)["layout change"]
+def serial_then_two_processes(tmp_path, monkeypatch, case: str) -> tuple:
+    """(log bytes, its one-process parse), with small chunks and the two-process read then
+    forced for the next parse, split in the middle of the log."""
+    data = two_process_cases(tmp_path)[case]
     monkeypatch.setattr(logparse, "_CHUNK", 4096)
     monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 40)
     serial = everything(parse_log(data))
-    monkeypatch.setattr(logparse, "_shared_map_size", lambda n: 64)
+    split_at(monkeypatch, data, data.index(b"\n", len(data) // 2) + 1)
+    return data, serial
+
+
+def recorded_loads(monkeypatch) -> list:
+    """The type of each file the parent unpickles the child's rows from ("mmap": the shared map)."""
     loads = []
     real_load = logparse.pickle.load
     monkeypatch.setattr(logparse.pickle, "load",
                         lambda f: loads.append(type(f).__name__) or real_load(f))
-    split_at(monkeypatch, data, data.index(b"\n", len(data) // 2) + 1)
+    return loads
+
+
+def test_the_child_scan_goes_through_the_pipe_when_the_shared_map_is_too_small(
+        tmp_path, monkeypatch):
+    data, serial = serial_then_two_processes(tmp_path, monkeypatch, "layout change")
+    monkeypatch.setattr(logparse, "_shared_map_size", lambda n: 64)
+    loads = recorded_loads(monkeypatch)
     assert everything(parse_log(data)) == serial
     assert len(loads) == 1 and loads != ["mmap"]
 
 
 def test_a_failing_child_leaves_the_serial_parse(tmp_path, monkeypatch):
     """The child dies before it sends anything: the parent reads the whole log itself."""
-    data = two_process_cases(tmp_path)["restarts"]
-    monkeypatch.setattr(logparse, "_CHUNK", 4096)
-    monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 40)
-    serial = everything(parse_log(data))
+    data, serial = serial_then_two_processes(tmp_path, monkeypatch, "restarts")
 
     def broken(parts):
         raise MemoryError("in the child")
     monkeypatch.setattr(logparse, "_pack", broken)
-    split_at(monkeypatch, data, data.index(b"\n", len(data) // 2) + 1)
     assert everything(parse_log(data)) == serial
 
 
 def test_the_shared_map_handoff_is_taken(tmp_path, monkeypatch):
     """The default path: the child's rows come through the shared map, not the pipe."""
-    data = two_process_cases(tmp_path)["restarts"]
-    monkeypatch.setattr(logparse, "_CHUNK", 4096)
-    monkeypatch.setattr(logparse, "PARALLEL_MIN_BYTES", 1 << 40)
-    serial = everything(parse_log(data))
-    loads = []
-    real_load = logparse.pickle.load
-    monkeypatch.setattr(logparse.pickle, "load",
-                        lambda f: loads.append(type(f).__name__) or real_load(f))
-    split_at(monkeypatch, data, data.index(b"\n", len(data) // 2) + 1)
+    data, serial = serial_then_two_processes(tmp_path, monkeypatch, "restarts")
+    loads = recorded_loads(monkeypatch)
     assert everything(parse_log(data)) == serial
     assert loads == ["mmap"]
 
