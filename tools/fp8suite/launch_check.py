@@ -86,11 +86,12 @@ def parse_args(extra: list[str], snapshot: Optional[dict[str, FlagSpec]]) -> tup
         if value is None:
             problems.append(f"-- {flag}: expects a value")
             continue
-        reason = matrix.flag_problem(flag, value, snapshot)
-        if flag in matrix.RESERVED_FLAGS:
+        if flag in matrix.RESERVED_FLAGS:  # at launch, the way to change it is a launch setting
             knob = matrix.RESERVED_AT_LAUNCH.get(flag)
             reason = (f"the scripts build it: set --env {knob}=... instead" if knob else
                       f"the scripts build it from the matrix's {matrix.RESERVED_FLAGS[flag]}")
+        else:
+            reason = matrix.flag_problem(flag, value, snapshot)
         if reason:
             problems.append(f"-- {flag} {' '.join(values)}: {reason}".rstrip())
             continue
