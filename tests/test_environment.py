@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import sys
 
 import pytest
@@ -39,3 +40,41 @@ def test_verify_env_fails_without_the_gpu_stack(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["recipes"]["tensorwise"]["ok"] is False
     assert any(p.startswith("recipe tensorwise cannot run here") for p in report["problems"])
+
+
+FAKE_SMI = """#!/usr/bin/env python3
+import sys
+cards = ["NVIDIA H200, 580.159.04, 143771, 9.0", "NVIDIA H200, 580.159.04, 143771, 9.0",
+         "NVIDIA H100 80GB HBM3, 580.159.04, 81559, 9.0"]
+args = sys.argv[1:]
+if "-i" in args:
+    wanted = args[args.index("-i") + 1].split(",")
+    if not all(w.isdigit() and int(w) < len(cards) for w in wanted):
+        sys.exit("No devices were found")  # nvidia-smi's answer to an id it does not know
+    cards = [cards[int(w)] for w in wanted]
+print("\\n".join(cards))
+"""
+
+
+@pytest.mark.parametrize("visible, expected", [
+    (None, ["NVIDIA H200", "NVIDIA H200", "NVIDIA H100 80GB HBM3"]),
+    ("1", ["NVIDIA H200"]),
+    ("2,0", ["NVIDIA H100 80GB HBM3", "NVIDIA H200"]),
+    ("", []),
+    ("-1", []),
+    # An id nvidia-smi does not take (a MIG UUID): the host's GPUs rather than none.
+    ("MIG-4b1c", ["NVIDIA H200", "NVIDIA H200", "NVIDIA H100 80GB HBM3"]),
+])
+def test_gpus_are_the_ones_cuda_visible_devices_lets_the_run_use(visible, expected, tmp_path,
+                                                                  monkeypatch):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(FAKE_SMI)
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert [g["name"] for g in environment.gpus()] == expected
+    gpu = environment.describe()["gpu"]
+    assert (gpu or {}).get("count", 0) == len(expected)

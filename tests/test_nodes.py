@@ -493,3 +493,33 @@ def test_the_queue_on_a_node_without_megatrons_end_lines(tmp_path, node, time_li
     assert state == expected, reason
     if node:
         assert reason.endswith(f"on node {node}; Megatron's end line is in node 0's log")
+
+
+# --- the committed two-node run on two H200s ---------------------------------------------------
+
+
+def test_the_committed_two_node_h200_launch_reads_as_one_completed_run(tmp_path, capsys):
+    """logs/h200x2_two_nodes: the bench script launched twice on one 2xH200 host (NNODES=2,
+    GPUS_PER_NODE=1, NODE_RANK=0/1, MASTER_ADDR=127.0.0.1, one GPU each), 4 layers, 30 steps."""
+    logs = REPO / "logs" / "h200x2_two_nodes"
+    node0, node1 = sorted(logs.glob("*.log"), key=lambda p: ".node1." in p.name)
+    sidecars = [json.loads(paths.sidecar_of(p).read_text()) for p in (node0, node1)]
+    assert [s["overrides"]["env"]["NODE_RANK"] for s in sidecars] == ["0", "1"]
+    assert {s["overrides"]["env"]["NNODES"] for s in sidecars} == {"2"}
+    assert {s["exit_code"] for s in sidecars} == {0}
+    assert {s["environment"]["gpu"]["name"] for s in sidecars} == {"NVIDIA H200"}
+    # Megatron wrote its arguments on node 0 and its iterations on node 1, as on two hosts.
+    alone = [parse_log(p.read_bytes()) for p in (node0, node1)]
+    assert alone[0].steps.iterations == [] and alone[0].args["world_size"] == "2"
+    assert alone[1].steps.iterations == list(range(1, 31)) and not alone[1].args
+
+    loaded, text, data = report_of(logs, tmp_path / "out", capsys)
+    (run,) = loaded
+    assert run.nodes == [str(node0), str(node1)]
+    s = metrics.summarize(run, 3)
+    assert (s.status, s.iterations_done, s.iterations_planned) == ("completed", 30, 30)
+    assert run.log.args["num_layers"] == "4" and run.log.args["world_size"] == "2"
+    gbs, seq = int(run.log.args["global_batch_size"]), int(run.log.args["seq_length"])
+    assert s.tokens_per_s_gpu == pytest.approx(gbs * seq / (s.median_iter_ms / 1000) / 2)
+    (entry,) = data["runs"]
+    assert entry["status"] == "completed" and entry["gpu"] == "NVIDIA H200"

@@ -49,15 +49,26 @@ def package_version(name: str) -> Optional[str]:
 
 
 def gpus() -> list[dict[str, Any]]:
-    """One entry per GPU from nvidia-smi; empty where there is none (or no driver)."""
+    """One entry per GPU this process may use, from nvidia-smi; empty where there is none (or no
+    driver). CUDA_VISIBLE_DEVICES (indices or UUIDs) limits the list as it limits CUDA: a node
+    of a launch by hand given one of the host's GPUs records one GPU, not the host's count."""
     if not shutil.which("nvidia-smi"):
         return []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap",
-             "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return []  # CUDA sees no GPU
+    query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap",
+             "--format=csv,noheader,nounits"]
+    out = None
+    # nvidia-smi -i takes the same comma-separated indices and UUIDs; where it refuses a
+    # value CUDA accepts (a MIG UUID, a partial list), the host's GPUs are recorded instead.
+    for cmd in ([*query, "-i", visible.strip()], query) if visible else (query,):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+            break
+        except (OSError, subprocess.SubprocessError):
+            continue
+    if out is None:
         return []
     found = []
     for line in out.strip().splitlines():
