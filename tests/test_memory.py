@@ -19,7 +19,7 @@ import yaml
 from conftest import REPO
 import render
 import run as run_cli
-from fp8suite import memory
+from fp8suite import memory, paths
 from fp8suite.logparse import read_log
 from fp8suite.matrix import load
 
@@ -30,8 +30,10 @@ OOM = re.compile(r"Tried to allocate ([0-9.]+) GiB.*?Of the allocated memory ([0
 
 
 def committed_logs() -> list[Path]:
+    """Every committed real log with a sidecar, one per launch: a node k > 0 log of a launch by
+    hand as several nodes is left out (Megatron's rank 0, on node 0, prints the memory lines)."""
     logs = sorted((REPO / "logs").glob("**/*.log")) + sorted((REPO / "tests" / "data" / "real_h200x2").glob("*.log"))
-    return [log for log in logs if _sidecar(log).exists()]
+    return [log for log in logs if _sidecar(log).exists() and paths.log_name(log.stem)[1] == 0]
 
 
 def _sidecar(log: Path) -> Path:

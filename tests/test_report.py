@@ -27,7 +27,7 @@ def test_golden_report_of_the_real_logs(workdir, golden, capsys):
     assert report.main(["logs", "--out", "assets"]) == 0
     golden("report/megatron019.md", (workdir / "assets" / "report.md").read_text())
     out, err = capsys.readouterr()
-    assert out == "wrote assets/report.md (3 runs, 5 plots)\n"  # nothing else on stdout
+    assert out == "wrote assets/report.md (3 runs, 6 plots)\n"  # nothing else on stdout
     assert err == ""  # three small logs: no progress
 
 
@@ -35,7 +35,7 @@ def test_progress_on_stderr_for_many_or_large_logs(workdir, monkeypatch, capsys)
     monkeypatch.setattr(runs, "PROGRESS_MIN_LOGS", 3)
     assert report.main(["logs", "--out", "assets"]) == 0
     out, err = capsys.readouterr()
-    assert out == "wrote assets/report.md (3 runs, 5 plots)\n"
+    assert out == "wrote assets/report.md (3 runs, 6 plots)\n"
     assert err.splitlines() == ["parsing 3 logs, 0.05 MB", "[1/3] bf16 0.02 MB",
                                 "[2/3] fp8cs 0.02 MB", "[3/3] fp8delayed_1F1L_bad 0.01 MB"]
 
@@ -45,7 +45,7 @@ def test_every_linked_plot_exists_and_is_deterministic(workdir):
     assert report.main(["logs", "--out", "b"]) == 0
     text = (workdir / "a" / "report.md").read_text()
     pngs = sorted(p.name for p in (workdir / "a").glob("*.png"))
-    assert len(pngs) == 5
+    assert len(pngs) == 6  # loss, iteration time, step time, one per run
     for name in pngs:
         assert f"]({name})" in text
         assert (workdir / "a" / name).read_bytes() == (workdir / "b" / name).read_bytes()

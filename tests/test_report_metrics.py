@@ -310,3 +310,39 @@ def test_largest_gap_keeps_its_sign(tmp_path):
     gap = g.versus["fp8"].gap
     assert gap.max < 0 and abs(gap.max) == gap.max_abs
     assert all(abs(gap.max) >= abs(d) for d in (gap.mean,))
+
+
+def test_step_time_bars_are_the_tables_medians_with_their_speedups(tmp_path):
+    from fp8suite import plots
+    loss = [3.0] * 8
+    write_log(tmp_path / "bf16.log", loss, [5000] * 3 + [1300, 1250, 1200, 1250, 1300], args=SHAPE)
+    write_log(tmp_path / "fp8.log", loss, [5000] * 3 + [1000, 900, 1200, 1000, 1000],
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise"})
+    # Diverged at iteration 6: its times are real, its speedup is not given.
+    write_log(tmp_path / "fp8_nan.log", [3.0] * 5 + [math.nan] * 3, [900] * 8,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "delayed"})
+    (g,) = groups_of(tmp_path)
+    bars = [r for r in g.runs if plots._timed_ms(g, r)]
+    fig = plots._step_time_figure(g, bars)
+    (ax,) = fig.axes
+    widths = {label.get_text().split(" (")[0]: p.get_width()
+              for label, p in zip(ax.get_yticklabels(), ax.patches)}
+    assert widths == {name: g.summaries[name].median_iter_ms for name in ("bf16", "fp8", "fp8_nan")}
+    assert widths["fp8"] == 1000 and widths["bf16"] == 1250
+    notes = [t.get_text().split("ms")[1].strip() for t in ax.texts]
+    assert notes == ["baseline", "1.25x", f"{g.summaries['fp8_nan'].status}: no speedup"]
+    assert g.summaries["fp8_nan"].status == "diverged"
+    # The whisker spans the middle half of the timed iterations: fp8's 900-1100 ms quartiles.
+    (low, high), = [seg[:, 0] for seg in ax.collections[1].get_segments()]
+    assert (low, high) == (950.0, 1100.0)
+
+
+def test_a_group_of_one_run_has_no_step_time_bars(tmp_path):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 8, [1000] * 8, args=SHAPE)
+    assert report.main([str(tmp_path / "logs"), "--out", str(tmp_path / "out")]) == 0
+    assert not list((tmp_path / "out").glob("*step-time*"))
+    write_log(tmp_path / "logs" / "fp8.log", [3.0] * 8, [900] * 8,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise"})
+    assert report.main([str(tmp_path / "logs"), "--out", str(tmp_path / "out")]) == 0
+    (png,) = (tmp_path / "out").glob("*step-time*")
+    assert f"![Step time per run]({png.name})" in (tmp_path / "out" / "report.md").read_text()

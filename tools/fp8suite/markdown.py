@@ -111,6 +111,7 @@ def _group(g, files: list, ref=None) -> list:
     if group_plots:
         out += ["### Plots", ""]
         captions = {"loss": "Training loss", "iter-time": "Iteration time",
+                    "step-time": "Step time per run",
                     "loss-gap": "Loss gap to the baseline",
                     "breakdown": "Where a step's GPU time goes"}
         for kind, name in group_plots:

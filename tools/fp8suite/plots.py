@@ -1,4 +1,5 @@
-"""PNG plots for a report: per group loss, iteration time and loss gap; per run a small pair.
+"""PNG plots for a report: per group loss, iteration time, step time per run (bars), loss gap
+and kernel-time breakdown; per run a small pair.
 
 Loss curves are drawn twice: the raw logged values faint, the smoothed curve (the trailing
 mean the tables use, metrics.smoothed) solid. Legends stand outside the axes, so no curve
@@ -14,6 +15,7 @@ draw and look no different.
 from __future__ import annotations
 
 import math
+import statistics
 import textwrap
 from pathlib import Path
 from typing import Callable, Optional
@@ -35,7 +37,7 @@ _BASELINE_COLOR = "black"
 
 def write_plots(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tuple[str, str]]]:
     """Write every plot; return {group slug: [(kind, file name), ...]} with kind in
-    "loss", "iter-time", "loss-gap", "breakdown", "run:<name>"."""
+    "loss", "iter-time", "step-time", "loss-gap", "breakdown", "run:<name>"."""
     # The default style, not whatever matplotlibrc the user has: same input, same bytes.
     with matplotlib.style.context("default"):
         return _write_all(groups, out_dir)
@@ -67,6 +69,9 @@ def _write_all(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tup
         times = [s for s in times if s[1]]
         if times:
             add("iter-time", lambda: _time_figure(g, times), f"{g.slug}-iter-time.png")
+        bars = [r for r in g.runs if _timed_ms(g, r)]
+        if len(bars) > 1:
+            add("step-time", lambda: _step_time_figure(g, bars), f"{g.slug}-step-time.png")
         profiled = [(r, breakdown_of(g, r)) for r in g.runs if r.kernel_table]
         if profiled:
             add("breakdown", lambda: _breakdown_figure(g, profiled), f"{g.slug}-breakdown.png")
@@ -125,14 +130,23 @@ def _series(g: compare.Group, run: LoggedRun, key: str) -> tuple:
     return (_label(g, run), *_thin(xs, ys), run.name == g.baseline, _color(g, run.name))
 
 
-def _timed_series(g: compare.Group, run: LoggedRun) -> tuple:
+def _timed_xy(g: compare.Group, run: LoggedRun) -> tuple[list, list]:
+    """(iterations, ms) of the iterations the tables time (metrics.timed_mask), finite only."""
     steps, args = run.log.steps, run.log.args
     mask = metrics.timed_mask(steps.iterations, steps.segment_starts, g.warmup,
                               arg_int(args, "eval_interval"), arg_int(args, "save_interval"),
                               arg_int(args, "log_interval"))
     its = [it for it, keep in zip(steps.iterations, mask) if keep]
     ms = [v for v, keep in zip(steps.column(metrics.ITER_MS), mask) if keep]
-    xs, ys = _finite_xy(its, ms)
+    return _finite_xy(its, ms)
+
+
+def _timed_ms(g: compare.Group, run: LoggedRun) -> list:
+    return _timed_xy(g, run)[1]
+
+
+def _timed_series(g: compare.Group, run: LoggedRun) -> tuple:
+    xs, ys = _timed_xy(g, run)
     return (_label(g, run), *_thin(xs, ys), run.name == g.baseline, _color(g, run.name))
 
 
@@ -234,6 +248,41 @@ def _gap_figure(g: compare.Group, series: list) -> Figure:
     _draw(ax, series)
     return _finish(fig, ax, f"{g.title}: lm loss minus baseline ({g.baseline})", "iteration",
                    "loss gap (run - baseline)")
+
+
+def _step_time_figure(g: compare.Group, bars: list) -> Figure:
+    """One bar per run: the median of its timed iterations (the tables' itr time), a whisker
+    over their middle half (25th-75th percentile), and the speedup over the baseline; a run
+    that gets no speedup (failed, or no baseline) says why instead."""
+    fig, (ax,) = _figure(13.0, 1.4 + 0.45 * len(bars))
+    top = 0.0
+    for row, run in enumerate(bars):
+        ms = sorted(_timed_ms(g, run))
+        median = statistics.median(ms)
+        low, high = (statistics.quantiles(ms, n=4)[::2] if len(ms) > 1 else (median, median))
+        ax.barh(row, median, color=_color(g, run.name), height=0.6)
+        ax.errorbar(median, row, xerr=[[median - low], [high - median]], color="0.25",
+                    capsize=3, linewidth=1.0)
+        summary, versus = g.summaries[run.name], g.versus.get(run.name)
+        if run.name == g.baseline:
+            note = "baseline"
+        elif versus is not None and versus.speedup is not None:
+            note = f"{versus.speedup:.2f}x"
+        elif summary.failed:
+            note = f"{summary.status}: no speedup"
+        else:
+            note = ""
+        ax.text(high, row, f"  {median:,.0f} ms  {note}", va="center", fontsize=8)
+        top = max(top, high)
+    ax.set_xlim(0, top * 1.35 if top > 0 else 1.0)
+    ax.set_yticks(range(len(bars)), [textwrap.fill(_label(g, r), 60) for r in bars], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_title(f"{g.title}: step time (median of timed iterations, whisker: middle half; "
+                 "shorter is faster)", fontsize=10)
+    ax.set_xlabel(metrics.ITER_MS)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def breakdown_of(g: compare.Group, run: LoggedRun) -> dict[str, float]:
