@@ -61,3 +61,27 @@ def test_recipe_trains(recipe, rendered, support, tmp_path):
     meta = json.loads(log.with_suffix(".meta.json").read_text())
     assert meta["exit_code"] == 0
     assert meta["environment"]["gpu"]["name"].startswith("NVIDIA")
+
+
+def test_te_wgrad_adds_the_weight_gradient_into_main_grad_as_apex_does():
+    """tools/te_wgrad against torch: main_grad += d_output^T @ input, in place, in FP32."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformer_engine.pytorch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "fused_weight_gradient_mlp_cuda", environment.TE_WGRAD / "fused_weight_gradient_mlp_cuda.py")
+    shim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shim)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(4096, 1024, device="cuda", generator=gen).bfloat16()
+    dy = torch.randn(4096, 3072, device="cuda", generator=gen).bfloat16()
+    main_grad = torch.randn(3072, 1024, device="cuda", generator=gen)
+    expected = main_grad + dy.float().t() @ x.float()
+    buffer = main_grad.data_ptr()
+    shim.wgrad_gemm_accum_fp32(x, dy, main_grad)
+    assert main_grad.data_ptr() == buffer and main_grad.dtype == torch.float32
+    torch.testing.assert_close(main_grad, expected, rtol=1e-3, atol=1e-2)
+    with pytest.raises(ValueError, match="cannot take"):
+        shim.wgrad_gemm_accum_fp32(x, dy, main_grad.t())

@@ -110,6 +110,7 @@ def collect(min_free_gb: float) -> dict[str, Any]:
         "machine": environment.describe(),
         "torch": torch,
         "apex_gradient_accumulation_fusion": environment.apex_fusion(),
+        "te_gradient_accumulation_fusion": environment.te_wgrad_fusion(),
         "env": environment.script_env(),
         "triton_cache_dir": {"path": cache, "writable": writable, "free_mb": free,
                              "enough_space": free is not None and free >= min_free_gb * 1024},
@@ -142,6 +143,16 @@ def verdict_problems(verdicts: dict[str, str]) -> list[str]:
     return [f"run {name}: megatron-core refuses it: {why}" for name, why in verdicts.items() if why]
 
 
+def _fusion(report: dict) -> str:
+    """How the scripts accumulate weight gradients into main_grad on this machine."""
+    if report["apex_gradient_accumulation_fusion"]:
+        return "yes"
+    if report["te_gradient_accumulation_fusion"]:
+        return ("through Transformer Engine's GEMM in scripts rendered with gradient_accumulation_fusion: "
+                "te (tools/te_wgrad); the others add --no-gradient-accumulation-fusion")
+    return "no: scripts add --no-gradient-accumulation-fusion"
+
+
 def human(report: dict[str, Any], problems: list[str]) -> str:
     m, t = report["machine"], report["torch"]
     gpu = m.get("gpu") or {}
@@ -157,8 +168,7 @@ def human(report: dict[str, Any], problems: list[str]) -> str:
         f"torch            {m.get('torch') or 'not installed'}",
         f"TransformerEngine {m.get('transformer_engine') or 'not installed'}",
         f"megatron-core    {m.get('megatron_core') or 'not installed'}",
-        f"apex             {m.get('apex') or 'not installed'} (fused wgrad accumulation: "
-        f"{'yes' if report['apex_gradient_accumulation_fusion'] else 'no: scripts add --no-gradient-accumulation-fusion'})",
+        f"apex             {m.get('apex') or 'not installed'} (fused wgrad accumulation: {_fusion(report)})",
         f"wandb            {m.get('wandb') or 'not installed'}",
         "FP8/FP4 recipes:",
     ]

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 from . import megatron_rules, memory, recipes
 from .errors import Problem
 from .megatron_flags import flag_int
-from .schema import ExpandedRun, parallel
+from .schema import FUSION_MODES, ExpandedRun, parallel
 
 SLURM_WORD = re.compile(r"^[A-Za-z0-9_.,:+-]+$")
 SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
@@ -181,9 +181,9 @@ def launch_rules(run: ExpandedRun) -> list[Finding]:
         out.append((run.where("target.gpu"), f"unknown GPU {s.target.gpu!r}; known: {', '.join(recipes.TARGET_GPUS)}"))
     if s.target.gpus_per_node < 1 or s.target.nodes < 1:
         out.append((run.where("target.gpus_per_node", "target.nodes"), "GPU and node counts must be at least 1"))
-    if s.gradient_accumulation_fusion not in ("auto", "on", "off"):
+    if s.gradient_accumulation_fusion not in FUSION_MODES:
         out.append((run.where("gradient_accumulation_fusion"),
-                    f"{s.gradient_accumulation_fusion!r} is not one of: auto, on, off"))
+                    f"{s.gradient_accumulation_fusion!r} is not one of: {', '.join(FUSION_MODES)}"))
     if s.min_free_gb < 0:
         out.append((run.where("min_free_gb"), "must be zero or more"))
     backend = str(f.get("--attention-backend", "auto"))

@@ -191,6 +191,23 @@ def apex_fusion() -> bool:
     return True
 
 
+TE_WGRAD = Path(__file__).resolve().parents[1] / "te_wgrad"
+"""tools/te_wgrad: apex's fused_weight_gradient_mlp_cuda written with Transformer Engine's GEMM."""
+
+
+def te_wgrad_fusion() -> bool:
+    """Whether tools/te_wgrad's module imports here (torch and Transformer Engine's GEMM), so
+    scripts rendered with `gradient_accumulation_fusion: te` keep the fusion without apex."""
+    spec = importlib.util.spec_from_file_location(
+        "fused_weight_gradient_mlp_cuda", TE_WGRAD / "fused_weight_gradient_mlp_cuda.py")
+    try:
+        import torch  # noqa: F401
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    except ImportError:
+        return False
+    return True
+
+
 def recipe_support() -> dict[str, dict[str, Any]]:
     """For each FP8/FP4 recipe (`recipes.probed()`): TE's own verdict, then a tiny Linear
     forward+backward under it."""

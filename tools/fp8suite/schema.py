@@ -148,6 +148,10 @@ class Slurm:
     clusters that hand out whole nodes without GPU GRES."""
 
 
+FUSION_MODES = ("auto", "te", "on", "off")
+"""Values of Settings.gradient_accumulation_fusion."""
+
+
 @dataclass
 class Settings:
     """Everything one run needs. A matrix's top level is the base; axes overlay parts of it."""
@@ -182,7 +186,9 @@ class Settings:
 
     gradient_accumulation_fusion: str = "auto"
     """auto: use apex's fused wgrad accumulation when importable on the machine, else pass
-    --no-gradient-accumulation-fusion (needed without apex); on / off: always / never."""
+    --no-gradient-accumulation-fusion (needed without apex); te: apex's when importable, else
+    the same module written with Transformer Engine's GEMM (tools/te_wgrad), else
+    --no-gradient-accumulation-fusion; on / off: always / never."""
 
     log_dir: Optional[str] = None
     """Where logs go, relative to the suite's root; default logs/<matrix name>. Launch
