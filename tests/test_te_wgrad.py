@@ -45,11 +45,13 @@ def package(root, name: str, source: str = "") -> None:
     (root.joinpath(*parts) / "__init__.py").write_text(source)
 
 
-@pytest.fixture
-def shim(tmp_path, monkeypatch):
-    """tools/te_wgrad's module over a recording transformer_engine."""
-    package(tmp_path, "transformer_engine.pytorch.cpp_extensions", RECORDING_TE)
-    monkeypatch.syspath_prepend(str(tmp_path))
+def load_shim(root, monkeypatch, **more):
+    """tools/te_wgrad's module over a recording transformer_engine under root (plus the stand-in
+    packages in `more`: dotted name -> source); its GEMM calls are in .calls."""
+    package(root, "transformer_engine.pytorch.cpp_extensions", RECORDING_TE)
+    for name, source in more.items():
+        package(root, name, source)
+    monkeypatch.syspath_prepend(str(root))
     for name in list(sys.modules):
         if name.startswith("transformer_engine"):
             monkeypatch.delitem(sys.modules, name)
@@ -59,6 +61,11 @@ def shim(tmp_path, monkeypatch):
     spec.loader.exec_module(module)
     module.calls = sys.modules["transformer_engine.pytorch.cpp_extensions"].calls
     return module
+
+
+@pytest.fixture
+def shim(tmp_path, monkeypatch):
+    return load_shim(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("entry, dtype", [("wgrad_gemm_accum_fp32", "float32"),
@@ -87,17 +94,10 @@ def test_shapes_that_do_not_match_are_a_one_line_error(shim, shapes):
 
 
 def test_a_transformer_engine_that_wants_the_workspace_gets_it(tmp_path, monkeypatch):
-    package(tmp_path, "transformer_engine.pytorch.cpp_extensions", RECORDING_TE)
-    package(tmp_path, "transformer_engine.pytorch.module.base", "def get_workspace():\n    return 'ws'\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    for name in list(sys.modules):
-        if name.startswith("transformer_engine"):
-            monkeypatch.delitem(sys.modules, name)
-    spec = importlib.util.spec_from_file_location("m", environment.TE_WGRAD / "fused_weight_gradient_mlp_cuda.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.wgrad_gemm_accum_fp32(tensor(4, 2), tensor(4, 3), tensor(3, 2, dtype="float32"))
-    ((_, _, kwargs),) = sys.modules["transformer_engine.pytorch.cpp_extensions"].calls
+    shim = load_shim(tmp_path, monkeypatch, **{
+        "transformer_engine.pytorch.module.base": "def get_workspace():\n    return 'ws'\n"})
+    shim.wgrad_gemm_accum_fp32(tensor(4, 2), tensor(4, 3), tensor(3, 2, dtype="float32"))
+    ((_, _, kwargs),) = shim.calls
     assert kwargs["workspace"] == "ws"
 
 
