@@ -3,16 +3,18 @@
 step time goes (GEMM BF16 / FP8, attention, quantize/cast/amax/transpose, norms, elementwise,
 optimizer, communication exposed vs overlapped, idle).
 
-Profile a few steady-state steps of any run on rank 0 with Megatron's own flags after `--`:
+The queue does this itself: `python tools/run.py <matrix> --profile-step 20` profiles iteration
+20 of each run on rank 0 and writes <log>.kernels.json beside its log. By hand (a Slurm job, a
+trace from elsewhere), profile with Megatron's own flags after `--`:
 
-    python tools/run.py experiments/h200x2_8b_bench.yaml --only bench_llama3_8b_h200x2_fp8_cs -- \\
+    python tools/run.py experiments/h200x2_8b_bench.yaml --slurm --only bench_llama3_8b_h200x2_fp8_cs -- \\
         --profile --use-pytorch-profiler --profile-step-start 20 --profile-step-end 21 \\
-        --profile-ranks 0 --tensorboard-dir /tmp/tb/fp8_cs
+        --profile-ranks 0 --tensorboard-dir /tmp/tb/fp8_cs/events
 
 Megatron writes the trace to <tensorboard-dir>/../torch_profile/rank-0.json.gz (beside the
 TensorBoard folder, not in it). Then, on the same host:
 
-    python tools/profile_breakdown.py /tmp/tb/torch_profile/rank-0.json.gz --fp8 \\
+    python tools/profile_breakdown.py /tmp/tb/fp8_cs/torch_profile/rank-0.json.gz --fp8 \\
         --out logs/h200x2_8b_bench/bench_llama3_8b_h200x2_fp8_cs.kernels.json
 
 The kernel table (a few hundred rows, a few tens of kB) sits beside the run's log; report.py
@@ -22,7 +24,6 @@ shows it as a table and a stacked bar per run. The trace itself can stay on the 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -50,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     add_version_option(ap)
     args = ap.parse_args(argv)
     try:
-        data = kernels.read_trace(args.trace)
-        table = data if isinstance(data, dict) and data.get("schema") == kernels.SCHEMA \
-            else kernels.reduce_trace(data)
+        table = kernels.table_of(args.trace)
     except (OSError, EOFError) as e:
         print(f"profile_breakdown.py: {args.trace}: {e}", file=sys.stderr)
         return 2
@@ -61,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(table, indent=1) + "\n")
+        kernels.write_table(table, args.out)
     steps = table["steps"] or ["?"]
     ms = kernels.breakdown(table, args.fp8)
     span = table["span_us"] / 1000.0 / max(len(table["steps"]), 1)

@@ -8,7 +8,11 @@ The launch scripts take it through TRAIN_CMD and hand it every Megatron argument
 It honours --train-iters, --log-interval, --global-batch-size, --lr and --exit-duration-in-mins
 (fractions of a minute are accepted here, so tests can hit the limit in seconds; Megatron
 itself takes whole minutes) and prints the real lines: the arguments dump, ` [date] iteration
-N/ M | ... |`, `[after training is done]` or `[exiting program after X minutes]`.
+N/ M | ... |`, `[after training is done]` or `[exiting program after X minutes]`. With
+--profile --use-pytorch-profiler and rank 0 among --profile-ranks, a one-node launch writes,
+after iteration --profile-step-end, a small PyTorch-profiler trace (one `ProfilerStep#N` per
+profiled iteration, a GEMM, an attention and an NCCL kernel each) where Megatron's
+trace_handler writes it: <--tensorboard-dir>/../torch_profile/rank-0.json.gz.
 
 What goes wrong is chosen by options or, for runs of a matrix, by the env of a matrix axis
 (`env: {FAKE_MEGATRON_CRASH_AT: 3}`); every option has an FAKE_MEGATRON_* twin:
@@ -99,6 +103,12 @@ def options(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]:
     meg.add_argument("--global-batch-size", type=int, default=8)
     meg.add_argument("--lr", type=float, default=3e-4)
     meg.add_argument("--exit-duration-in-mins", type=float, default=None)
+    meg.add_argument("--profile", action="store_true")
+    meg.add_argument("--use-pytorch-profiler", action="store_true")
+    meg.add_argument("--profile-step-start", type=int, default=10)
+    meg.add_argument("--profile-step-end", type=int, default=12)
+    meg.add_argument("--profile-ranks", type=int, nargs="+", default=[0])
+    meg.add_argument("--tensorboard-dir", default=None)
     args, _ = meg.parse_known_args(rest)
     args.all = rest
     return mine, args
@@ -338,11 +348,38 @@ def train(fake: argparse.Namespace, args: argparse.Namespace, crashes_here: bool
             if it == interval and fake.fake_memory_mb:
                 say(memory_line(it, fake.fake_memory_mb))
                 tell({"memory": it})
+        if it == args.profile_step_end and profiles_rank_0(args):
+            write_trace(args)
         # Megatron compares the minutes since start with the limit after every iteration.
         minutes = (time.time() - START) / 60
         if args.exit_duration_in_mins is not None and minutes > args.exit_duration_in_mins:
             return "exit", minutes
     return "done", None
+
+
+def write_trace(args: argparse.Namespace) -> None:
+    """Rank 0's profiler trace of iterations profile_step_start .. profile_step_end - 1, where
+    Megatron writes it (its trace_handler, megatron/training/training.py)."""
+    folder = os.path.join(f"{args.tensorboard_dir}", "..", "torch_profile")
+    os.makedirs(folder, exist_ok=True)
+    events, ts = [], 0
+    for n, step in enumerate(range(args.profile_step_start, args.profile_step_end)):
+        events.append({"ph": "X", "cat": "user_annotation", "name": f"ProfilerStep#{step}",
+                       "ts": ts, "dur": 1000, "pid": 1, "tid": 1})
+        for name, start, dur in (("nvjet_sm90_tst_128x256_64x4_1x2_h_bz_coopA_NNT", 0, 500),
+                                 ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16", 500, 300),
+                                 ("ncclDevKernel_ReduceScatter_Sum_f32_RING_LL", 600, 300)):
+            events.append({"ph": "X", "cat": "kernel", "name": name, "ts": ts + start, "dur": dur,
+                           "pid": 0, "tid": 7, "args": {"correlation": 3 * n + len(events)}})
+        ts += 1000
+    import gzip
+    with gzip.open(os.path.join(folder, "rank-0.json.gz"), "wt") as f:
+        json.dump({"traceEvents": events}, f)
+
+
+def profiles_rank_0(args: argparse.Namespace) -> bool:
+    return (args.profile and args.use_pytorch_profiler and 0 in args.profile_ranks
+            and os.environ.get("NODE_RANK", "0") == "0")
 
 
 def finish(fake: argparse.Namespace, outcome: tuple) -> int:

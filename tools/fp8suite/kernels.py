@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from . import paths
+
 SCHEMA = 1
 """Version of the kernel-table JSON written by :func:`reduce_trace`."""
 
@@ -178,6 +180,23 @@ def read_trace(path: Path) -> dict:
         return json.load(f)
 
 
+def table_of(path: Path) -> dict:
+    """The kernel table of a profiler trace (reduced) or of a kernel table written before.
+
+    Raises:
+        OSError, EOFError: the file cannot be read (a truncated .gz).
+        ValueError: not JSON, or JSON that is neither a trace with GPU kernels nor a table.
+    """
+    data = read_trace(path)
+    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else reduce_trace(data)
+
+
+def write_table(table: dict, path: Path) -> None:
+    """Write a kernel table as JSON (``<run>.kernels.json`` beside the run's log)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=1) + "\n")
+
+
 # --- classification -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -279,7 +298,7 @@ def table_beside(log: Path) -> Optional[dict]:
     or it is not a readable kernel table (a report never stops for it)."""
     if not log.name.endswith(".log"):
         return None
-    path = log.with_name(log.name[:-len(".log")] + ".kernels.json")
+    path = paths.kernel_table_of(log)
     try:
         table = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -150,6 +150,27 @@ def sidecar_of(log: Path) -> Path:
     return log.with_name(name + ".meta.json")
 
 
+TENSORBOARD = "tensorboard"
+
+
+def tensorboard_dir(log_dir: Path, run: str) -> Path:
+    """A run's --tensorboard-dir, as the launch scripts pass it: <log dir>/tensorboard/<run>/events."""
+    return log_dir / TENSORBOARD / run / "events"
+
+
+def profiler_trace(log_dir: Path, run: str, rank: int = 0) -> Path:
+    """Where Megatron's PyTorch profiler writes rank `rank`'s trace for a run whose
+    --tensorboard-dir is `tensorboard_dir(log_dir, run)`: <tensorboard-dir>/../torch_profile/
+    rank-<rank>.json.gz (trace_handler in megatron/training/training.py)."""
+    return log_dir / TENSORBOARD / run / "torch_profile" / f"rank-{rank}.json.gz"
+
+
+def kernel_table_of(log: Path) -> Path:
+    """The kernel table beside a log: X.log -> X.kernels.json (fp8suite.kernels)."""
+    name = log.name[: -len(".log")] if log.name.endswith(".log") else log.name
+    return log.with_name(name + ".kernels.json")
+
+
 def status_file(folder: Path) -> Path:
     """The status file of a matrix's runs in a log folder: <folder>/runs.json."""
     return folder / STATUS_FILE

@@ -26,6 +26,7 @@ and the sidecar's exit code, so a run that completed on its own is recorded comp
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import shlex
@@ -38,7 +39,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import IO, Optional
 
-from .. import paths
+from .. import kernels, paths
 from .. import plan as plans
 from .. import sidecar
 from .. import status as log_status
@@ -66,6 +67,9 @@ class Options:
     """Launch environment for the scripts (GPUS_PER_NODE=1, LOG_DIR=..., TRAIN_CMD=...)."""
     time_limit: Optional[float] = None
     """Minutes per run: Megatron's --exit-duration-in-mins, then the hard kill."""
+    profile_step: Optional[int] = None
+    """Iteration to profile on rank 0 (Megatron's PyTorch profiler), reduced to a kernel table
+    beside the log when the run ends; None: no profiling."""
     grace: float = 60.0
     """Seconds from the time limit to the hard kill, and between escalating signals."""
     resume: bool = False
@@ -75,8 +79,74 @@ class Options:
 
 
 def command(run: RenderedRun, opts: Options) -> list[str]:
-    """bash <the run's launch script> [extra args] [time-limit args], from the suite's root."""
-    return ["bash", plans.shown(run.scripts[NAME]), *opts.extra_args, *time_limit_args(opts.time_limit)]
+    """bash <the run's launch script> [extra args] [profiler args] [time-limit args], from the
+    suite's root."""
+    return ["bash", plans.shown(run.scripts[NAME]), *opts.extra_args, *profile_args(run, opts),
+            *time_limit_args(opts.time_limit)]
+
+
+def profile_args(run: RenderedRun, opts: Options) -> list[str]:
+    """Megatron's flags that profile iteration opts.profile_step on rank 0 with PyTorch's
+    profiler; its trace goes to paths.profiler_trace (the TensorBoard folder is the one the
+    launch scripts use, so a matrix's `wandb:` TensorBoard events land in the same place)."""
+    if opts.profile_step is None:
+        return []
+    step = opts.profile_step
+    tensorboard = paths.tensorboard_dir(plans.log_dir(run, opts.env), run.name)
+    return ["--profile", "--use-pytorch-profiler", "--profile-step-start", str(step),
+            "--profile-step-end", str(step + 1), "--profile-ranks", "0",
+            "--tensorboard-dir", plans.shown(tensorboard)]
+
+
+_PROFILE_FLAGS = ("--profile", "--use-pytorch-profiler", "--profile-step-start", "--profile-step-end",
+                  "--profile-ranks", "--tensorboard-dir")
+
+
+def _iteration(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an iteration number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("iterations count from 1")
+    return value
+
+
+def profile_problems(selected: list[tuple[Plan, RenderedRun]], opts: Options) -> list[str]:
+    """Runs that would end before the profiled iteration, one line each."""
+    if opts.profile_step is None:
+        return []
+    out = []
+    given = sorted({a.split("=")[0] for a in opts.extra_args} & set(_PROFILE_FLAGS))
+    if given:
+        out.append(f"--profile-step sets {', '.join(given)} itself: drop them after `--`")
+    for _, run in selected:
+        planned = plans.planned_iterations(run, opts.extra_args)
+        if planned is not None and opts.profile_step >= planned:
+            out.append(f"--profile-step {opts.profile_step}: {run.name} trains {planned} iterations; "
+                       f"profile one before its last (Megatron writes the trace after iteration "
+                       f"{opts.profile_step + 1})")
+    return out
+
+
+def _kernel_table(run: RenderedRun, log: Path, opts: Options, since: float) -> str:
+    """After a profiled run: rank 0's trace from this launch reduced to <log>.kernels.json
+    (report.py shows it per run); one line saying what was written or why nothing was."""
+    trace = paths.profiler_trace(plans.log_dir(run, opts.env), run.name)
+    try:
+        fresh = trace.stat().st_mtime >= since
+    except OSError:
+        fresh = False
+    if not fresh:
+        return (f"profile: no trace from this launch at {plans.shown(trace)} (Megatron writes it "
+                f"once training passes iteration {opts.profile_step + 1})")
+    try:
+        table = kernels.table_of(trace)
+    except (OSError, EOFError, ValueError) as e:
+        return f"profile: {plans.shown(trace)} is not a readable profiler trace ({e})"
+    out = paths.kernel_table_of(log)
+    kernels.write_table(table, out)
+    return f"profile: iteration {opts.profile_step} -> {plans.shown(out)} (trace {plans.shown(trace)})"
 
 
 def run_queue(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], opts: Options,
@@ -343,7 +413,7 @@ def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display
                 iteration=None, train_iters=planned,
                 command=shell_line(cmd, dict(opts.env, LOG_FILE=plans.shown(log))))
     state.save()
-    started = time.monotonic()
+    started, launched_at = time.monotonic(), time.time()
     proc = subprocess.Popen(cmd, cwd=paths.ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     state.update(run.name, pid=proc.pid)
@@ -385,6 +455,8 @@ def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display
     state.save()
     display.note(f"{tag} {run.name}  {result}  {training(tail, planned, eta=False)}  in {duration(elapsed)}"
                  + (f"  ({reason})" if reason else ""), key=run.name)
+    if opts.profile_step is not None and not stopped_by_user:
+        display.note(f"{tag} {run.name}  {_kernel_table(run, log, opts, launched_at)}")
 
 
 def _follow(tag, run, proc, tail, stop, started, planned, state, opts, display, caught):
@@ -497,8 +569,29 @@ class LocalLauncher(Launcher):
     suffix = ".sh"
     summary = "run the launch scripts (<run>.sh) one after another on this node (default)"
 
+    @classmethod
+    def add_arguments(cls, ap: argparse.ArgumentParser) -> None:
+        """--profile-step."""
+        group = ap.add_argument_group("profiling (local queue)")
+        group.add_argument("--profile-step", type=_iteration, metavar="N",
+                           help="profile iteration N of each run on rank 0 (Megatron's PyTorch "
+                                "profiler) and write the kernel table <log>.kernels.json beside "
+                                "its log when it ends; report.py shows where the step time goes")
+
+    def check(self, args: argparse.Namespace, env: dict[str, str], chosen: bool) -> list[str]:
+        """--profile-step with another launcher."""
+        if args.profile_step is not None and not chosen:
+            return ["--profile-step profiles runs of the local queue; for a batch job pass "
+                    "Megatron's flags after `--` (--profile --use-pytorch-profiler "
+                    "--profile-step-start N --profile-step-end N+1 --profile-ranks 0 "
+                    "--tensorboard-dir DIR) and run tools/profile_breakdown.py on the trace"]
+        return []
+
     def launch(self, selected, states, args, extra, env, display) -> int:
         """Run the selected runs' scripts in turn; see `run_queue`."""
         opts = Options(extra_args=extra, env=env, time_limit=args.time_limit, grace=args.grace,
-                       resume=args.resume, dry_run=args.dry_run)
+                       resume=args.resume, dry_run=args.dry_run, profile_step=args.profile_step)
+        problems = profile_problems(selected, opts)
+        if problems:
+            raise UsageError(*problems)
         return run_queue(selected, states, opts, display)
