@@ -132,6 +132,17 @@ def seconds(text: str) -> float:
     return value
 
 
+def iteration(text: str) -> int:
+    """An argparse type: an iteration number (Megatron counts from 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an iteration number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("iterations count from 1")
+    return value
+
+
 TIME_LIMIT_FLAG = "--exit-duration-in-mins"
 
 

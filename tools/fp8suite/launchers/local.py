@@ -49,7 +49,8 @@ from ..plan import Plan, RenderedRun
 from ..clock import duration, now
 from ..progress import Display, training
 from ..runstate import RunState
-from .base import TIME_LIMIT_FLAG, Launcher, Signals, caught_signals, shell_line, time_limit_args
+from .base import (TIME_LIMIT_FLAG, Launcher, Signals, caught_signals, iteration, shell_line,
+                   time_limit_args)
 
 NAME = "local"
 
@@ -100,16 +101,6 @@ def profile_args(run: RenderedRun, opts: Options) -> list[str]:
 
 _PROFILE_FLAGS = ("--profile", "--use-pytorch-profiler", "--profile-step-start", "--profile-step-end",
                   "--profile-ranks", "--tensorboard-dir")
-
-
-def _iteration(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an iteration number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("iterations count from 1")
-    return value
 
 
 def profile_problems(selected: list[tuple[Plan, RenderedRun]], opts: Options) -> list[str]:
@@ -573,7 +564,7 @@ class LocalLauncher(Launcher):
     def add_arguments(cls, ap: argparse.ArgumentParser) -> None:
         """--profile-step."""
         group = ap.add_argument_group("profiling (local queue)")
-        group.add_argument("--profile-step", type=_iteration, metavar="N",
+        group.add_argument("--profile-step", type=iteration, metavar="N",
                            help="profile iteration N of each run on rank 0 (Megatron's PyTorch "
                                 "profiler) and write the kernel table <log>.kernels.json beside "
                                 "its log when it ends; report.py shows where the step time goes")
