@@ -78,3 +78,11 @@ def test_the_dry_run_shows_the_profiler_flags(manifest, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "--profile-step-start 5 --profile-step-end 6 --profile-ranks 0" in out.stdout
     assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").glob("*.log"))
+
+
+def test_on_a_node_other_than_0_the_queue_leaves_the_table_to_node_0(tmp_path):
+    from fp8suite.launchers import local
+    opts = local.Options(env={"NODE_RANK": "1"}, profile_step=3)
+    assert local._kernel_table(None, tmp_path / "r.node1.log", opts, 0.0) == (
+        "profile: rank 0 runs on node 0; the queue there writes the kernel table")
+    assert not list(tmp_path.iterdir())

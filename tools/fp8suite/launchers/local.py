@@ -123,6 +123,8 @@ def profile_problems(selected: list[tuple[Plan, RenderedRun]], opts: Options) ->
 def _kernel_table(run: RenderedRun, log: Path, opts: Options, since: float) -> str:
     """After a profiled run: rank 0's trace from this launch reduced to <log>.kernels.json
     (report.py shows it per run); one line saying what was written or why nothing was."""
+    if _node_rank(opts.env) > 0:
+        return "profile: rank 0 runs on node 0; the queue there writes the kernel table"
     trace = paths.profiler_trace(plans.log_dir(run, opts.env), run.name)
     try:
         fresh = trace.stat().st_mtime >= since
