@@ -32,8 +32,8 @@ setup(
         "data": ["tokenizers>=0.19", "transformers>=4.40", "beautifulsoup4>=4.11,<5",
                  "docutils>=0.19,<1"],
         # tools/check_tracking.py: W&B offline runs and TensorBoard event files against the logs.
-        "tracking": ["wandb>=0.17", "tensorboard>=2.10"],
+        "tracking": ["wandb>=0.17,<0.30", "tensorboard>=2.10"],  # 0.30 dropped the offline-run reader
         "test": ["pytest>=7", "tokenizers>=0.19", "beautifulsoup4>=4.11,<5", "docutils>=0.19,<1",
-                 "wandb>=0.17", "tensorboard>=2.10"],
+                 "wandb>=0.17,<0.30", "tensorboard>=2.10"],
     },
 )

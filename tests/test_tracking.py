@@ -144,6 +144,28 @@ def test_without_the_readers_it_says_what_to_install(good, tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_a_wandb_without_the_offline_reader_says_which_to_install(good, tmp_path):
+    # wandb 0.30 dropped wandb.sdk.internal.datastore: a wandb that imports but lacks it.
+    shadow = tmp_path / "shadow"
+    package = shadow / "wandb"
+    (package / "proto").mkdir(parents=True)
+    (package / "__init__.py").write_text("__version__ = '0.31.0'\n")
+    (package / "proto" / "__init__.py").write_text("")
+    (package / "proto" / "wandb_internal_pb2.py").write_text("")
+    out = check(good, PYTHONPATH=str(shadow))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert ("wandb 0.31.0 has no offline-run reader (wandb.sdk.internal.datastore, removed in "
+            "wandb 0.30): pip install 'wandb>=0.17,<0.30'") in out.stderr
+
+
+def test_the_install_extras_ask_for_a_wandb_with_the_reader():
+    from fp8suite import tracking
+    setup = (ROOT / "setup.py").read_text()
+    for extra in ("tracking", "test"):
+        body = setup[setup.index(f'"{extra}": ['):]
+        assert f'"wandb{tracking.WANDB_READER}"' in body[:body.index("]")], extra
+
+
 def test_no_logs_is_one_line(tmp_path):
     out = check(tmp_path)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no training logs" in out.stderr

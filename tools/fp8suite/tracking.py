@@ -78,19 +78,29 @@ class RunCheck:
         return not self.problem and all(s.ok for s in self.series)
 
 
+WANDB_READER = ">=0.17,<0.30"
+"""The wandb versions whose offline-run reader this module uses (setup.py's tracking extra)."""
+
+
 def wandb_history(run_file: Path) -> tuple[str, float, dict]:
     """(run name, start time in s since the epoch, {metric: {step: value}}) from one W&B
     offline run file (`run-<id>.wandb`).
 
-    Reads the records with wandb's own store reader; raises UsageError when wandb is not
-    installed."""
+    Reads the records with wandb's own store reader (`wandb.sdk.internal.datastore`, in wandb
+    0.17-0.29; 0.30 removed it); raises UsageError when wandb is missing or has no such reader."""
     try:
         with warnings.catch_warnings():  # wandb's own pydantic models warn on import
             warnings.simplefilter("ignore")
+            import wandb
             from wandb.proto import wandb_internal_pb2 as pb
-            from wandb.sdk.internal.datastore import DataStore
     except ImportError as e:
         raise UsageError(f"reading W&B offline runs needs wandb ({e}): pip install -e '.[tracking]'")
+    try:
+        from wandb.sdk.internal.datastore import DataStore
+    except ImportError:
+        raise UsageError(f"wandb {getattr(wandb, '__version__', '?')} has no offline-run reader "
+                         f"(wandb.sdk.internal.datastore, removed in wandb 0.30): "
+                         f"pip install 'wandb{WANDB_READER}'") from None
     store = DataStore()
     store.open_for_scan(str(run_file))
     name, started, history = "", 0.0, {}
