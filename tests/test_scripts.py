@@ -57,8 +57,13 @@ def test_arguments_reach_training(launch):
     text = " ".join(argv)
     assert "--num-layers 32" in text and "--fp8-recipe tensorwise --fp8-param-gather" in text
     assert "--mock-data --tokenizer-type NullTokenizer --vocab-size 128256" in text
-    # No apex on this machine: the script falls back to unfused accumulation.
+    # No apex on this machine: the script falls back to unfused accumulation, and its log says so
+    # before training's own output.
     assert "--no-gradient-accumulation-fusion" in argv
+    log = next(launch.logs.glob("*.log")).read_text().splitlines()
+    assert log[0] == (f"{SCRIPT.stem}: apex's fused_weight_gradient_mlp_cuda is not importable: "
+                      "adding --no-gradient-accumulation-fusion")
+    assert log[1].startswith(" [2026-11-23 04:01:35.321753] iteration")
     assert argv[-4:] == ["--num-layers", "4", "--train-iters", "50"], "extra args must come last"
 
 

@@ -21,6 +21,7 @@ set -euo pipefail
 
 RUN_NAME=abl_llama3_8b_h200x2_fp8_cs_fused_wgrad_te
 SUITE_DIR="${SUITE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+NOTES=()  # the script's own choices, written at the head of the log
 
 # Launch settings the caller chose: recorded as overrides in the log's sidecar.
 OVERRIDES=()
@@ -152,10 +153,10 @@ if ! "$PYTHON" -c "import torch, fused_weight_gradient_mlp_cuda" 2>/dev/null; th
   te_wgrad="$SUITE_DIR/tools/te_wgrad${PYTHONPATH:+:$PYTHONPATH}"
   if PYTHONPATH="$te_wgrad" "$PYTHON" -c "import torch, fused_weight_gradient_mlp_cuda" 2>/dev/null; then
     export PYTHONPATH="$te_wgrad"
-    echo "$RUN_NAME: apex's fused_weight_gradient_mlp_cuda is not importable: fusing weight-gradient accumulation with Transformer Engine's GEMM (tools/te_wgrad)"
+    NOTES+=("$RUN_NAME: apex's fused_weight_gradient_mlp_cuda is not importable: fusing weight-gradient accumulation with Transformer Engine's GEMM (tools/te_wgrad)")
   else
     FUSION_ARGS=(--no-gradient-accumulation-fusion)
-    echo "$RUN_NAME: neither apex's fused_weight_gradient_mlp_cuda nor Transformer Engine's GEMM is importable: adding --no-gradient-accumulation-fusion"
+    NOTES+=("$RUN_NAME: neither apex's fused_weight_gradient_mlp_cuda nor Transformer Engine's GEMM is importable: adding --no-gradient-accumulation-fusion")
   fi
 fi
 
@@ -217,11 +218,14 @@ interrupted=0
 trap 'interrupted=1' INT TERM
 set +e
 if [[ "$LOG_FILE" == - ]]; then
+  if (( ${#NOTES[@]} )); then printf '%s\n' "${NOTES[@]}"; fi
   "${LAUNCH[@]}" "${ARGS[@]}"
   status=$?
 else
   echo "$RUN_NAME: logging to $LOG_FILE"
-  "${LAUNCH[@]}" "${ARGS[@]}" 2>&1 | tee -i "$LOG_FILE"
+  # The script's own choices (fusion, W&B) head the log, then training's output.
+  if (( ${#NOTES[@]} )); then printf '%s\n' "${NOTES[@]}" | tee "$LOG_FILE"; else : > "$LOG_FILE"; fi
+  "${LAUNCH[@]}" "${ARGS[@]}" 2>&1 | tee -i -a "$LOG_FILE"
   status=${PIPESTATUS[0]}
 fi
 set -e

@@ -20,6 +20,7 @@ set -euo pipefail
 
 RUN_NAME=train_llama3_8b_h200_fp8
 SUITE_DIR="${SUITE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+NOTES=()  # the script's own choices, written at the head of the log
 
 # Launch settings the caller chose: recorded as overrides in the log's sidecar.
 OVERRIDES=()
@@ -147,7 +148,7 @@ LOGGING_ARGS=(
 FUSION_ARGS=()
 if ! "$PYTHON" -c "import torch, fused_weight_gradient_mlp_cuda" 2>/dev/null; then
   FUSION_ARGS=(--no-gradient-accumulation-fusion)
-  echo "$RUN_NAME: apex's fused_weight_gradient_mlp_cuda is not importable: adding --no-gradient-accumulation-fusion"
+  NOTES+=("$RUN_NAME: apex's fused_weight_gradient_mlp_cuda is not importable: adding --no-gradient-accumulation-fusion")
 fi
 
 # Where the output goes: a new log per launch, never overwriting an earlier one. Node k > 0
@@ -208,11 +209,14 @@ interrupted=0
 trap 'interrupted=1' INT TERM
 set +e
 if [[ "$LOG_FILE" == - ]]; then
+  if (( ${#NOTES[@]} )); then printf '%s\n' "${NOTES[@]}"; fi
   "${LAUNCH[@]}" "${ARGS[@]}"
   status=$?
 else
   echo "$RUN_NAME: logging to $LOG_FILE"
-  "${LAUNCH[@]}" "${ARGS[@]}" 2>&1 | tee -i "$LOG_FILE"
+  # The script's own choices (fusion, W&B) head the log, then training's output.
+  if (( ${#NOTES[@]} )); then printf '%s\n' "${NOTES[@]}" | tee "$LOG_FILE"; else : > "$LOG_FILE"; fi
+  "${LAUNCH[@]}" "${ARGS[@]}" 2>&1 | tee -i -a "$LOG_FILE"
   status=${PIPESTATUS[0]}
 fi
 set -e
