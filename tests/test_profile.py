@@ -57,10 +57,13 @@ def test_a_launch_that_never_reaches_the_step_writes_no_table_from_an_older_trac
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--profile-step", "8"], "--profile-step 8: fake_ok trains 8 iterations; profile one before its last"),
-    (["--profile-step", "3", "--", "--train-iters", "3"], "fake_ok trains 3 iterations"),
+    (["--profile-step", "8"], "--profile-step 8: fake_ok trains 8 iterations; pick a step from 1 to 7"),
+    (["--profile-step", "3", "--", "--train-iters", "3"], "fake_ok trains 3 iterations; pick a step from 1 to 2"),
+    (["--profile-step", "3", "--", "--train-iters", "1"], "fake_ok trains 1 iteration; too few to profile one"),
     (["--profile-step", "3", "--", "--profile", "--tensorboard-dir", "/tmp/x"],
      "--profile-step sets --profile, --tensorboard-dir itself: drop them after `--`"),
+    (["--profile-step", "3", "--", "--profile-ranks", "1"],
+     "--profile-step sets --profile-ranks itself: drop it after `--`"),
     (["--profile-step", "0"], "iterations count from 1"),
     (["--profile-step", "x"], "'x' is not an iteration number"),
     (["--profile-step", "3", "--slurm"], "--profile-step profiles runs of the local queue"),

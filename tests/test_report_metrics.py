@@ -346,3 +346,41 @@ def test_a_group_of_one_run_has_no_step_time_bars(tmp_path):
     assert report.main([str(tmp_path / "logs"), "--out", str(tmp_path / "out")]) == 0
     (png,) = (tmp_path / "out").glob("*step-time*")
     assert f"![Step time per run]({png.name})" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("log_interval", [1, 2, 5])
+def test_the_iterations_a_profiler_slowed_are_not_timed(tmp_path, log_interval):
+    # Megatron's PyTorch profiler records iterations start..end-1 and exports its trace as
+    # iteration `end` starts (megatron/training/training.py): those rows are slow.
+    n = 40
+    ms = [1000.0] * n
+    ms[20 - 1] = 1100.0   # profiled
+    ms[21 - 1] = 9000.0   # trace export
+    iters = list(range(log_interval, n + 1, log_interval))
+    rows = [sum(ms[i - log_interval:i]) / log_interval for i in iters]
+    args = {**SHAPE, "log_interval": log_interval, "profile": "True", "use_pytorch_profiler": "True",
+            "profile_step_start": 20, "profile_step_end": 21}
+    mask = metrics.timed_mask(iters, [], 3, 1000, None, log_interval, metrics.profiled_span(
+        {k: str(v) for k, v in args.items()}))
+    slowed = [it for it, keep, r in zip(iters, mask, rows) if r != 1000.0]
+    assert slowed and not any(keep for it, keep, r in zip(iters, mask, rows) if r != 1000.0)
+    # Only rows covering iterations 20-21 are dropped, besides the warm-up.
+    assert [it for it, keep in zip(iters, mask) if not keep] == iters[:3] + [
+        it for it in iters[3:] if it - log_interval < 21 and it >= 20]
+    # Without --profile in the arguments nothing else is dropped.
+    assert metrics.profiled_span({"profile": "False", "profile_step_start": "20",
+                                  "profile_step_end": "21"}) is None
+
+
+def test_a_profiled_run_times_as_its_unprofiled_twin(tmp_path):
+    base = [1000.0 + (i % 3) for i in range(30)]
+    slow = list(base)
+    slow[20 - 1], slow[21 - 1] = 1090.0, 9500.0
+    write_log(tmp_path / "bf16.log", [3.0] * 30, base, args=SHAPE)
+    write_log(tmp_path / "fp8.log", [3.0] * 30, slow,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise", "profile": True,
+                    "use_pytorch_profiler": True, "profile_step_start": 20, "profile_step_end": 21})
+    (g,) = groups_of(tmp_path)
+    b, f = g.summaries["bf16"], g.summaries["fp8"]
+    assert f.timed_iterations == b.timed_iterations - 2
+    assert f.median_iter_ms == 1001.0 and b.median_iter_ms == 1001.0

@@ -287,9 +287,7 @@ def time_to_target(run: LoggedRun, window: int, target: float, warmup: int = 0,
     if hit is None:
         return None
     lengths = metrics.interval_lengths(steps.iterations, arg_int(args, "log_interval"))
-    timed = metrics.timed_mask(steps.iterations, steps.segment_starts, warmup,
-                               arg_int(args, "eval_interval"), arg_int(args, "save_interval"),
-                               arg_int(args, "log_interval"))
+    timed = metrics.timed_rows(steps, args, warmup)
     seconds = 0.0
     samples = None
     for it, ms, n, cs, keep in zip(steps.iterations, steps.column(metrics.ITER_MS), lengths,

@@ -203,7 +203,7 @@ def te_wgrad_fusion() -> bool:
     try:
         import torch  # noqa: F401
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    except ImportError:
+    except (ImportError, OSError, RuntimeError):  # missing, or a broken CUDA / TE install
         return False
     return True
 

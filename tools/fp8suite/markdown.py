@@ -23,8 +23,9 @@ HOW_TO_READ = """\
 cancelled, running/truncated, unreadable) and why. A diverged, crashed or unreadable run gets \
 no speedup, loss gap or time to target.
 - *itr time* (lower is faster): median `{iter_ms}`, leaving out the first \
-{warmup} logged iterations (also after each restart) and the iteration right after an \
-evaluation or checkpoint save. *Speedup* (above 1 is faster) = baseline itr time / run itr \
+{warmup} logged iterations (also after each restart), the iteration right after an \
+evaluation or checkpoint save, and the iterations a profiler slowed (`--profile-step-start` to \
+`--profile-step-end`, the end included: the trace is exported as it starts). *Speedup* (above 1 is faster) = baseline itr time / run itr \
 time. *Tokens/s/GPU* (higher is faster) = global batch × seq_length / itr time / world_size.
 - *TFLOP/s/GPU*: median of Megatron's own `throughput per GPU`, whose FLOP count \
 (`num_floating_point_operations` in megatron/training/training.py) is 3 x the forward pass's \

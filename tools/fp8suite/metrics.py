@@ -4,7 +4,9 @@ Definitions (the report's "How to read this" repeats them):
 
 * Timed iterations: the logged iterations minus the first `warmup` of the log and of each
   restart, minus the iteration right after each evaluation / checkpoint-save boundary (its
-  interval can hold the evaluation or save), minus non-finite times.
+  interval can hold the evaluation or save), minus the iterations a profiler slowed (Megatron's
+  --profile-step-start to --profile-step-end, the end included: PyTorch's profiler exports its
+  trace as that iteration starts), minus non-finite times.
 * Iteration time: the median `elapsed time per iteration (ms)` of the timed iterations.
 * Tokens/s/GPU = global batch size x seq_length / median iteration seconds / world_size.
 * TFLOP/s/GPU: the median of Megatron's own `throughput per GPU (TFLOP/s/GPU)` (needs
@@ -152,10 +154,28 @@ def interval_lengths(iterations: list, log_interval: Optional[int]) -> list:
     return out
 
 
+def profiled_span(args: dict) -> Optional[tuple[int, int]]:
+    """(first, last) iteration Megatron's --profile slowed: --profile-step-start to
+    --profile-step-end, both included (with --use-pytorch-profiler the trace is exported when
+    the end iteration starts: megatron/training/training.py); None without --profile."""
+    if arg_value(args, "profile") is not True:
+        return None
+    start, end = arg_int(args, "profile_step_start"), arg_int(args, "profile_step_end")
+    return (start, end) if start is not None and end is not None else None
+
+
+def timed_rows(steps, args: dict, warmup: int) -> list:
+    """`timed_mask` of a parsed log's step records, its settings read from its arguments."""
+    return timed_mask(steps.iterations, steps.segment_starts, warmup, arg_int(args, "eval_interval"),
+                      arg_int(args, "save_interval"), arg_int(args, "log_interval"),
+                      profiled_span(args))
+
+
 def timed_mask(iterations: list, segment_starts: list, warmup: int,
                eval_interval: Optional[int], save_interval: Optional[int],
-               log_interval: Optional[int]) -> list:
-    """True for rows that count for iteration-time medians (see the module docstring)."""
+               log_interval: Optional[int], profiled: Optional[tuple[int, int]] = None) -> list:
+    """True for rows that count for iteration-time medians (see the module docstring);
+    `profiled`: the (first, last) iterations a profiler slowed (`profiled_span`)."""
     starts = set(segment_starts)
     mask, since_start, prev = [], 0, None
     for it in iterations:
@@ -169,6 +189,8 @@ def timed_mask(iterations: list, segment_starts: list, warmup: int,
             # lo <= b < it, i.e. the evaluation/save ran inside this row's interval.
             if k and k > 0 and (it - 1) // k >= 1 and (it - 1) // k > (lo - 1) // k:
                 keep = False
+        if profiled and lo < profiled[1] and it >= profiled[0]:  # rows cover lo+1..it
+            keep = False
         mask.append(keep)
         prev = it
     return mask
@@ -231,8 +253,7 @@ def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
     args, steps = run.log.args, run.log.steps
     its = steps.iterations
     iter_ms = steps.column(ITER_MS)
-    mask = timed_mask(its, steps.segment_starts, warmup, arg_int(args, "eval_interval"),
-                      arg_int(args, "save_interval"), arg_int(args, "log_interval"))
+    mask = timed_rows(steps, args, warmup)
     times = finite(ms for ms, keep in zip(iter_ms, mask) if keep)
     s.timed_iterations = len(times)
     if not times:

@@ -27,7 +27,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from . import compare, kernels, metrics
-from .logvocab import arg_int
 from .runs import LoggedRun
 
 MAX_POINTS = 4000
@@ -133,9 +132,7 @@ def _series(g: compare.Group, run: LoggedRun, key: str) -> tuple:
 def _timed_xy(g: compare.Group, run: LoggedRun) -> tuple[list, list]:
     """(iterations, ms) of the iterations the tables time (metrics.timed_mask), finite only."""
     steps, args = run.log.steps, run.log.args
-    mask = metrics.timed_mask(steps.iterations, steps.segment_starts, g.warmup,
-                              arg_int(args, "eval_interval"), arg_int(args, "save_interval"),
-                              arg_int(args, "log_interval"))
+    mask = metrics.timed_rows(steps, args, g.warmup)
     its = [it for it, keep in zip(steps.iterations, mask) if keep]
     ms = [v for v, keep in zip(steps.column(metrics.ITER_MS), mask) if keep]
     return _finite_xy(its, ms)
@@ -275,7 +272,11 @@ def _step_time_figure(g: compare.Group, bars: list) -> Figure:
         ax.text(high, row, f"  {median:,.0f} ms  {note}", va="center", fontsize=8)
         top = max(top, high)
     ax.set_xlim(0, top * 1.35 if top > 0 else 1.0)
-    ax.set_yticks(range(len(bars)), [textwrap.fill(_label(g, r), 60) for r in bars], fontsize=7)
+    # Runs that share one recipe (settings one at a time) are told apart by their names alone.
+    shared = len({g.summaries[r.name].label for r in bars}) == 1
+    names = [r.name + (" [baseline]" if r.name == g.baseline else "") if shared else _label(g, r)
+             for r in bars]
+    ax.set_yticks(range(len(bars)), [textwrap.fill(n, 60) for n in names], fontsize=7)
     ax.invert_yaxis()
     ax.set_title(f"{g.title}: step time (median of timed iterations, whisker: middle half; "
                  "shorter is faster)", fontsize=10)

@@ -200,7 +200,8 @@ class Matrix:
     """A matrix file: base settings at the top level plus axes expanded as a product."""
 
     name: str = ""
-    """Short name of the study (manifest name, default log folder)."""
+    """Short name of the study: the manifest's "name" and the default log folder logs/<name> (the
+    manifest file itself is named after the matrix file: <matrix stem>.manifest.json)."""
 
     description: str = ""
     """One or two sentences on what the study compares."""

@@ -110,13 +110,15 @@ def profile_problems(selected: list[tuple[Plan, RenderedRun]], opts: Options) ->
     out = []
     given = sorted({a.split("=")[0] for a in opts.extra_args} & set(_PROFILE_FLAGS))
     if given:
-        out.append(f"--profile-step sets {', '.join(given)} itself: drop them after `--`")
+        out.append(f"--profile-step sets {', '.join(given)} itself: drop "
+                   f"{'it' if len(given) == 1 else 'them'} after `--`")
     for _, run in selected:
         planned = plans.planned_iterations(run, opts.extra_args)
         if planned is not None and opts.profile_step >= planned:
-            out.append(f"--profile-step {opts.profile_step}: {run.name} trains {planned} iterations; "
-                       f"profile one before its last (Megatron writes the trace after iteration "
-                       f"{opts.profile_step + 1})")
+            out.append(f"--profile-step {opts.profile_step}: {run.name} trains {planned} "
+                       f"iteration{'' if planned == 1 else 's'}; "
+                       + (f"pick a step from 1 to {planned - 1} (Megatron writes the trace as the "
+                          "next iteration starts)" if planned > 1 else "too few to profile one"))
     return out
 
 
