@@ -523,3 +523,13 @@ def test_the_committed_two_node_h200_launch_reads_as_one_completed_run(tmp_path,
     assert s.tokens_per_s_gpu == pytest.approx(gbs * seq / (s.median_iter_ms / 1000) / 2)
     (entry,) = data["runs"]
     assert entry["status"] == "completed" and entry["gpu"] == "NVIDIA H200"
+
+
+def test_progress_counts_a_launchs_node_logs_with_its_node_0(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "PROGRESS_MIN_LOGS", 1)
+    logs = tmp_path / "logs"
+    assert launch_nodes(logs) == [0, 0]
+    lines = []
+    runs.load_runs(runs.find_logs([str(logs)]), {}, progress=lines.append)
+    assert lines[0].startswith("parsing 2 logs")
+    assert re.fullmatch(rf"\[2/2\] {RUN} \+ 1 node log [0-9.]+ MB", lines[1]), lines

@@ -182,16 +182,20 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
     joined, strays = nodes.pair(launches)
     members = {j for js in joined.values() for j in js}
     runs = []
+    done = 0  # logs read so far, a launch's node logs with its node 0
     for i, (p, size) in enumerate(zip(paths, sizes)):
         if i in members:
             continue  # parsed with its node 0
+        group = [i] + joined.get(i, [])
+        done += len(group)
         if progress:
-            progress(f"[{i + 1}/{len(paths)}] {p.stem} {_mb(size)}")
+            others = len(group) - 1
+            with_nodes = f" + {others} node log{'s' if others > 1 else ''}" if others else ""
+            progress(f"[{done}/{len(paths)}] {p.stem}{with_nodes} {_mb(sum(sizes[k] for k in group))}")
         sidecar, note = sidecars[i]
         notes = [note] if note else []
         logs = [str(p)]
         if i in joined:
-            group = [i] + joined[i]
             log, sidecar, logs, more = _join([(launches[k].node, paths[k], sidecars[k][0])
                                               for k in group])
             notes += more + [n for k in joined[i] if (n := sidecars[k][1])]
