@@ -38,7 +38,7 @@ from fp8suite.errors import exit_status  # noqa: E402
 from fp8suite import launch_check, launchers, memory, paths, plan  # noqa: E402
 from fp8suite.errors import ConfigError  # noqa: E402
 from fp8suite.matrix import load as load_matrix  # noqa: E402
-from fp8suite.launchers.base import seconds  # noqa: E402
+from fp8suite.launchers.base import minutes, seconds  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 from fp8suite.progress import Display, summary  # noqa: E402
 from fp8suite.runstate import RunState, StateFileError  # noqa: E402
@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--resume", action="store_true", help="skip completed runs, retry the rest")
     ap.add_argument("--dry-run", action="store_true",
                     help="print the exact commands and environment; run and write nothing")
-    ap.add_argument("--time-limit", type=_minutes, metavar="MINUTES",
+    ap.add_argument("--time-limit", type=minutes, metavar="MINUTES",
                     help="per run: Megatron's --exit-duration-in-mins, and a hard kill --grace "
                          "seconds later if training has not stopped")
     ap.add_argument("--grace", type=seconds, default=60.0, metavar="SECONDS",
@@ -93,16 +93,6 @@ def parser() -> argparse.ArgumentParser:
     for one in launchers.all().values():
         one.add_arguments(ap)
     return add_version_option(ap)
-
-
-def _minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0 minutes")
-    return value
 
 
 def launcher_of(args: argparse.Namespace) -> tuple[launchers.Launcher, bool]:

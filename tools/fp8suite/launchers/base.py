@@ -18,7 +18,7 @@ import argparse
 import shlex
 import signal
 from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 from ..errors import UsageError
 
@@ -121,26 +121,27 @@ def caught_signals() -> Iterator[Signals]:
             signal.signal(sig, handler)
 
 
-def seconds(text: str) -> float:
-    """An argparse type: a number of seconds, zero or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+def number_type(convert: Callable[[str], Any], what: str, ok: Callable[[Any], bool],
+                rule: str) -> Callable[[str], Any]:
+    """An argparse type: `convert(text)`, refused as "'text' is not <what>" when it cannot be
+    converted and with `rule` when `ok(value)` is false."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(rule)
+        return value
+    return parse
 
 
-def iteration(text: str) -> int:
-    """An argparse type: an iteration number (Megatron counts from 1)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an iteration number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("iterations count from 1")
-    return value
+seconds = number_type(float, "a number of seconds", lambda v: not v < 0, "must not be negative")
+"""An argparse type: a number of seconds, zero or more."""
+minutes = number_type(float, "a number of minutes", lambda v: v > 0, "must be more than 0 minutes")
+"""An argparse type: a number of minutes, more than zero."""
+iteration = number_type(int, "an iteration number", lambda v: v >= 1, "iterations count from 1")
+"""An argparse type: an iteration number (Megatron counts from 1)."""
 
 
 TIME_LIMIT_FLAG = "--exit-duration-in-mins"
