@@ -155,6 +155,7 @@ def context(matrix: Matrix, run: ExpandedRun, matrix_file: str, script: str, out
             "save_dir": suite_path(s.wandb.save_dir) if s.wandb.save_dir else Shell('"$LOG_DIR/wandb"'),
             # Megatron logs loss curves to W&B through its TensorBoard writer.
             "tensorboard": "--tensorboard-dir" not in run.flags,
+            "tensorboard_dir": Shell(f'"{paths.tensorboard_dir(Path("$LOG_DIR"), "$RUN_NAME")}"'),
         }
     slurm = s.slurm
     return {

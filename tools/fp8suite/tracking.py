@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import logvocab as V
+from . import paths
 from .errors import UsageError
 from .runs import LoggedRun, load_runs
 
@@ -204,7 +205,7 @@ def check_dir(log_dir: Path) -> list:
     logs = sorted(p for p in log_dir.glob("*.log") if p.is_file())
     if not logs:
         raise UsageError(f"{log_dir}: no training logs (*.log) here")
-    if not (log_dir / "wandb").is_dir() and not (log_dir / "tensorboard").is_dir():
+    if not (log_dir / "wandb").is_dir() and not (log_dir / paths.TENSORBOARD).is_dir():
         raise UsageError(f"{log_dir}: no wandb/ or tensorboard/ folder: these runs logged to neither "
                          "(a matrix's wandb: section turns both on)")
     wandb_runs: dict = {}
@@ -227,9 +228,9 @@ def check_dir(log_dir: Path) -> list:
         else:
             checks.append(RunCheck(run, "W&B", "", [], f"no W&B offline run named {run} under "
                                                       f"{log_dir / 'wandb'}"))
-        tb = log_dir / "tensorboard" / run
-        if (tb / "events").is_dir():
-            tb = tb / "events"
+        tb = paths.tensorboard_dir(log_dir, run)
+        if not tb.is_dir():
+            tb = tb.parent  # logs written before the events/ folder: tensorboard/<run>/
         if tb.is_dir():
             checks.append(compare(run, "TensorBoard", str(tb.relative_to(log_dir)), logged,
                                   tensorboard_scalars(tb), starts))
