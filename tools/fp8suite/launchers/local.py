@@ -254,11 +254,7 @@ def _close_stale(selected, states) -> None:
     """Runs recorded as running whose run.py is gone and whose run has ended: record how they
     ended, from the log and the sidecar (before --resume decides what to skip)."""
     changed = set()
-    for plan, run in selected:
-        state = states[plan.name]
-        last = state.latest(run.name)
-        if not last or last.get("mode") != NAME or last.get("state") != "running":
-            continue
+    for plan, run, state, last in _recorded_running(selected, states):
         if _attempt_alive(last):
             continue  # _check_not_running refuses it
         result, reason, fields = _evidence(last)
@@ -266,6 +262,16 @@ def _close_stale(selected, states) -> None:
         changed.add(plan.name)
     for name in changed:
         states[name].save()
+
+
+def _recorded_running(selected, states):
+    """(plan, run, its state file, its last attempt) for each selected run whose last attempt
+    this launcher recorded as running."""
+    for plan, run in selected:
+        state = states[plan.name]
+        last = state.latest(run.name)
+        if last and last.get("mode") == NAME and last.get("state") == "running":
+            yield plan, run, state, last
 
 
 def _evidence(attempt: dict) -> tuple[str, str, dict]:
@@ -303,11 +309,7 @@ def _check_not_running(todo, states) -> None:
     """A run another run.py is running now is refused (a run whose runner died and that has
     ended was closed by _close_stale)."""
     problems = []
-    for plan, run in todo:
-        state = states[plan.name]
-        last = state.latest(run.name)
-        if not last or last.get("mode") != NAME or last.get("state") != "running":
-            continue
+    for _, run, state, last in _recorded_running(todo, states):
         if _attempt_alive(last):
             pid = last.get("pid") or "unknown"
             problems.append(f"{run.name} is running now (pid {pid}, log {last.get('log')}) under "
