@@ -69,11 +69,7 @@ def test_te_wgrad_adds_the_weight_gradient_into_main_grad_as_apex_does():
     pytest.importorskip("transformer_engine.pytorch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "fused_weight_gradient_mlp_cuda", environment.TE_WGRAD / "fused_weight_gradient_mlp_cuda.py")
-    shim = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(shim)
+    shim = environment.load_te_wgrad()
     gen = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(4096, 1024, device="cuda", generator=gen).bfloat16()
     dy = torch.randn(4096, 3072, device="cuda", generator=gen).bfloat16()

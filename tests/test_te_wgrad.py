@@ -8,7 +8,6 @@ running a generated script with stand-in modules on PYTHONPATH.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -55,10 +54,7 @@ def load_shim(root, monkeypatch, **more):
     for name in list(sys.modules):
         if name.startswith("transformer_engine"):
             monkeypatch.delitem(sys.modules, name)
-    spec = importlib.util.spec_from_file_location(
-        "fused_weight_gradient_mlp_cuda", environment.TE_WGRAD / "fused_weight_gradient_mlp_cuda.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = environment.load_te_wgrad()
     module.calls = sys.modules["transformer_engine.pytorch.cpp_extensions"].calls
     return module
 

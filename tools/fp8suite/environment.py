@@ -195,14 +195,23 @@ TE_WGRAD = Path(__file__).resolve().parents[1] / "te_wgrad"
 """tools/te_wgrad: apex's fused_weight_gradient_mlp_cuda written with Transformer Engine's GEMM."""
 
 
+def load_te_wgrad():
+    """tools/te_wgrad's `fused_weight_gradient_mlp_cuda` module, loaded from its file (it is on
+    PYTHONPATH only inside launch scripts that choose it). Raises ImportError without
+    Transformer Engine."""
+    spec = importlib.util.spec_from_file_location(
+        "fused_weight_gradient_mlp_cuda", TE_WGRAD / "fused_weight_gradient_mlp_cuda.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def te_wgrad_fusion() -> bool:
     """Whether tools/te_wgrad's module imports here (torch and Transformer Engine's GEMM), so
     scripts rendered with `gradient_accumulation_fusion: te` keep the fusion without apex."""
-    spec = importlib.util.spec_from_file_location(
-        "fused_weight_gradient_mlp_cuda", TE_WGRAD / "fused_weight_gradient_mlp_cuda.py")
     try:
         import torch  # noqa: F401
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        load_te_wgrad()
     except (ImportError, OSError, RuntimeError):  # missing, or a broken CUDA / TE install
         return False
     return True
