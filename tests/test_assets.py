@@ -36,3 +36,23 @@ def test_committed_report_is_current(committed_path, tmp_path, capsys, monkeypat
 def test_the_main_report_is_built_from_every_log():
     assert REPO / "assets" / "report.md" in REPORTS
     assert "from `logs/`" in (REPO / "assets" / "report.md").read_text().splitlines()[2]
+
+
+def test_the_committed_ablations_compare_each_run_with_the_base_of_its_own_sitting():
+    """The ablation matrix ran in two sittings on 2xH200 with its base launched in each: runs of
+    the first sitting are measured against the first base launch, the rest against the second."""
+    from fp8suite import compare, runs
+
+    logs = runs.load_runs(runs.find_logs([str(REPO / "logs" / "h200x2_8b_ablations")]), {})
+    (g,) = compare.build_groups(logs, 3, "abl_llama3_8b_h200x2_fp8_cs_base")
+    base = g.summaries["abl_llama3_8b_h200x2_fp8_cs_base"]
+    assert [a.path.rsplit("/", 1)[1] for a in base.repeats] == [
+        "abl_llama3_8b_h200x2_fp8_cs_base.log", "abl_llama3_8b_h200x2_fp8_cs_base.1.log"]
+    first = {"no_manual_gc", "no_overlap", "no_cudnn_norm", "bf16_moments", "tp2_sp", "te_cuda_graphs"}
+    for name, v in g.versus.items():
+        setting = name.split("_h200x2_", 1)[1].split("_", 2)[-1] if "fp8_cs" in name else ""
+        if setting in first:
+            assert v.baseline_log == "abl_llama3_8b_h200x2_fp8_cs_base.log", name
+        else:
+            assert v.baseline_log == "", name
+    assert g.spread is not None and g.spread < 0.05

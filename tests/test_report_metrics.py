@@ -384,3 +384,62 @@ def test_a_profiled_run_times_as_its_unprofiled_twin(tmp_path):
     b, f = g.summaries["bf16"], g.summaries["fp8"]
     assert f.timed_iterations == b.timed_iterations - 2
     assert f.median_iter_ms == 1001.0 and b.median_iter_ms == 1001.0
+
+
+# --- repeated launches ---------------------------------------------------------------------
+
+
+def launch(path: Path, ms: float, started: str, args=None) -> None:
+    """A completed launch of 8 iterations at `ms` each after warm-up, with its sidecar."""
+    write_log(path, [3.0] * 8, [5000] * 3 + [ms] * 5, args={**SHAPE, **(args or {})})
+    path.with_name(path.stem + ".meta.json").write_text(json.dumps(
+        {"run": path.stem, "exit_code": 0, "started": started}))
+
+
+FP8 = {"fp8": "hybrid", "fp8_recipe": "tensorwise"}
+
+
+def test_each_run_is_compared_with_the_baseline_launch_of_its_own_sitting(tmp_path):
+    # Two sittings hours apart: the baseline ran 1000 ms in the first and 1020 ms in the second.
+    launch(tmp_path / "bf16.log", 1000, "2026-11-23T10:00:00+00:00")
+    launch(tmp_path / "early.log", 800, "2026-11-23T10:05:00+00:00", FP8)
+    launch(tmp_path / "same.log", 1005, "2026-11-23T10:10:00+00:00", FP8)
+    launch(tmp_path / "bf16.1.log", 1020, "2026-11-23T14:00:00+00:00")
+    launch(tmp_path / "late.log", 850, "2026-11-23T13:55:00+00:00", FP8)
+    (g,) = groups_of(tmp_path)
+    assert g.baseline == "bf16" and g.summaries["bf16"].median_iter_ms == 1020  # the latest shown
+    assert [a.median_iter_ms for a in g.summaries["bf16"].repeats] == [1000, 1020]
+    assert g.spread == pytest.approx(0.02) and g.spread_run == "bf16"
+    early, same, late = g.versus["early"], g.versus["same"], g.versus["late"]
+    assert (early.speedup, early.baseline_log) == (1000 / 800, "bf16.log")
+    assert (late.speedup, late.baseline_log) == (1020 / 850, "")  # the shown launch is nearest
+    # 1000 / 1005 = 0.995: within the 2% the baseline itself moved between sittings.
+    assert same.within_spread and not early.within_spread and not late.within_spread
+    text = markdown.render([g], {}, "t", "c", ["d"], 3)
+    assert "| 0.995x (within spread) vs `bf16.log` |" in text
+    assert "| 1.250x vs `bf16.log` |" in text and "| 1.200x |" in text
+    assert "Step-time spread: ±2.0%" in text and "1,000.0 ms (`bf16.log`)" in text
+
+
+def test_one_launch_of_each_run_changes_nothing(tmp_path):
+    launch(tmp_path / "bf16.log", 1000, "2026-11-23T10:00:00+00:00")
+    launch(tmp_path / "fp8.log", 995, "2026-11-23T10:05:00+00:00", FP8)
+    (g,) = groups_of(tmp_path)
+    v = g.versus["fp8"]
+    assert g.spread is None and (v.baseline_log, v.within_spread) == ("", False)
+    assert "Step-time spread:" not in markdown.render([g], {}, "t", "c", ["d"], 3)
+
+
+def test_a_repeated_run_other_than_the_baseline_sets_the_spread(tmp_path):
+    # The FP8 run launched twice, 3% apart; a crashed launch is no repeat.
+    launch(tmp_path / "bf16.log", 1000, "2026-11-23T10:00:00+00:00")
+    launch(tmp_path / "fp8.log", 800, "2026-11-23T10:05:00+00:00", FP8)
+    launch(tmp_path / "fp8.1.log", 824, "2026-11-23T10:10:00+00:00", FP8)
+    launch(tmp_path / "other.log", 980, "2026-11-23T10:15:00+00:00", FP8)
+    write_log(tmp_path / "other.1.log", [3.0] * 6, [5000] * 3 + [500] * 3,
+              args={**SHAPE, **FP8, "train_iters": 8}, end="cut")
+    (g,) = groups_of(tmp_path)
+    assert g.spread_run == "fp8" and g.spread == pytest.approx(0.03)
+    assert [a.median_iter_ms for a in g.summaries["other"].repeats] == [980]
+    assert g.versus["other"].within_spread  # 1000 / 980 = 1.020, within 3%
+    assert not g.versus["fp8"].within_spread  # 1000 / 824 = 1.214

@@ -10,7 +10,13 @@ MIN_ITERATIONS_FOR_LOSS, for which loss comparisons are not meaningful.
 
 Against the baseline, for each run:
 
-* speedup = baseline median iteration time / run median iteration time (> 1: faster);
+* speedup = baseline median iteration time / run median iteration time (> 1: faster). When the
+  baseline was launched more than once (completed attempts that started afresh), each run is
+  compared with the baseline launch that started nearest in time to its own shown launch (by
+  the sidecars' `started`): launches of one sitting share a machine, while a later sitting may
+  run a percent or two apart. Step-time spread: of every run launched more than once in the
+  group, slowest / fastest median iteration time − 1; the largest is the group's spread. A
+  speedup with |speedup − 1| <= spread is "within spread": the suite cannot tell it from 1;
 * loss gap = run - baseline smoothed `lm loss` (trailing mean over the baseline's smoothing
   window, which averages out what one small batch happens to contain) at the iterations both
   logged, over the last quarter of those iterations: the mean, and the largest absolute
@@ -39,6 +45,7 @@ import os
 import re
 import statistics
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Optional
 
 from . import metrics, recipes
@@ -62,6 +69,8 @@ class Versus:
     """One run against its group's baseline (all None for the baseline itself)."""
 
     speedup: Optional[float] = None
+    baseline_log: str = ""  # the baseline launch the speedup is against, when not its shown one
+    within_spread: bool = False  # |speedup - 1| <= the group's step-time spread
     gap: Optional[Gap] = None
     verdict: str = ""  # "within noise", "outside noise (+0.0123)", "noise reference", ""
     ttt_iteration: Optional[int] = None
@@ -84,6 +93,7 @@ class Group:
     noise_run: Optional[str] = None  # the noise reference that sets the band (largest |mean|)
     noise: Optional[Gap] = None  # its gap
     noise_gaps: dict = field(default_factory=dict)  # every noise reference: name -> Gap
+    spread_run: Optional[str] = None  # the run launched more than once whose times differ most
     target: Optional[float] = None  # the baseline's final smoothed loss
     window: Optional[int] = None  # the baseline's smoothing window
     versus: dict = field(default_factory=dict)  # name -> Versus
@@ -96,6 +106,12 @@ class Group:
         """The seed-to-seed noise band: the largest |mean gap| of the other BF16 seeds to the
         baseline (of the one seed pair with two seeds); None without a noise reference."""
         return abs(self.noise.mean) if self.noise else None
+
+    @property
+    def spread(self) -> Optional[float]:
+        """The step-time spread: the largest relative difference between two completed
+        launches of one run (metrics.Summary.step_spread); None when no run has two."""
+        return self.summaries[self.spread_run].step_spread if self.spread_run else None
 
     @property
     def seeds(self) -> int:
@@ -334,6 +350,11 @@ def _compare(group: Group) -> None:
         return time_to_target(runs[name], group.window, group.target, group.warmup,
                               s.median_iter_ms)
 
+    spreads = {n: x.step_spread for n, x in group.summaries.items()
+               if x.step_spread is not None and not x.failed}
+    if spreads:
+        group.spread_run = max(spreads, key=spreads.get)
+
     base_ttt = ttt(group.baseline) if group.target is not None else None
     for name, run in runs.items():
         s = group.summaries[name]
@@ -342,8 +363,12 @@ def _compare(group: Group) -> None:
             v.invalid = s.status
             group.versus[name] = v
             continue
-        if s.median_iter_ms and bsum.median_iter_ms:
-            v.speedup = bsum.median_iter_ms / s.median_iter_ms
+        base_ms, v.baseline_log = baseline_launch(bsum, base, run)
+        if s.median_iter_ms and base_ms:
+            v.speedup = base_ms / s.median_iter_ms
+            spread = group.spread
+            v.within_spread = (spread is not None and name != group.baseline
+                               and abs(v.speedup - 1) <= spread)
         if name != group.baseline:
             v.gap = loss_gap(run, base, group.window)
         if name in group.noise_gaps:
@@ -357,6 +382,33 @@ def _compare(group: Group) -> None:
                 if base_ttt and v.ttt_s > 0:
                     v.ttt_speedup = base_ttt[1] / v.ttt_s
         group.versus[name] = v
+
+
+def baseline_launch(bsum, base: LoggedRun, run: LoggedRun) -> tuple[Optional[float], str]:
+    """(the baseline's median iteration time to compare `run` with, the file name of that
+    launch's log or "" when it is the one shown). Of the baseline's repeated launches
+    (bsum.repeats), the one whose `started` is nearest to `run`'s sidecar `started`; the shown
+    launch when the baseline ran once, `run` is the baseline, or a start time is missing."""
+    shown = (bsum.median_iter_ms, "")
+    if run is base or len(bsum.repeats) < 2:
+        return shown
+    at = _when(run.sidecar.get("started"))
+    dated = [(abs((_when(a.started) - at).total_seconds()), a) for a in bsum.repeats
+             if at is not None and _when(a.started) is not None]
+    if not dated:
+        return shown
+    nearest = min(dated, key=lambda x: x[0])[1]
+    if os.path.basename(nearest.path) == os.path.basename(base.path):
+        return shown
+    return nearest.median_iter_ms, os.path.basename(nearest.path)
+
+
+def _when(text) -> Optional[datetime]:
+    try:
+        when = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def verdict(mean_gap: float, band: float) -> str:

@@ -26,7 +26,11 @@ no speedup, loss gap or time to target.
 {warmup} logged iterations (also after each restart), the iteration right after an \
 evaluation or checkpoint save, and the iterations a profiler slowed (`--profile-step-start` to \
 `--profile-step-end`, the end included: the trace is exported as it starts). *Speedup* (above 1 is faster) = baseline itr time / run itr \
-time. *Tokens/s/GPU* (higher is faster) = global batch × seq_length / itr time / world_size.
+time; when the baseline was launched more than once, the launch that started nearest to the \
+run's. *Step-time spread*: the largest relative difference in itr time between two completed \
+launches of one run; a speedup within 1 ± that is marked *within spread*: it cannot be told \
+apart from no change. \
+*Tokens/s/GPU* (higher is faster) = global batch × seq_length / itr time / world_size.
 - *TFLOP/s/GPU*: median of Megatron's own `throughput per GPU`, whose FLOP count \
 (`num_floating_point_operations` in megatron/training/training.py) is 3 x the forward pass's \
 matrix-multiply FLOPs (2 per multiply-add: QKV and output projections, MLP, logits, and causal \
@@ -93,6 +97,7 @@ def _group(g, files: list, ref=None) -> list:
                    f"{g.noise.max:+.4f} at most over iterations {g.noise.first}–{g.noise.last}.")
     elif g.baseline:
         out.append("Seed-to-seed noise: unknown (no second BF16 run with another seed).")
+    out += _spread_lines(g)
     if g.caveats:
         out.append(f"**Loss comparisons not meaningful here**: {'; '.join(g.caveats)}.")
     if g.differences:
@@ -155,6 +160,29 @@ def _runtime(s) -> str:
     return text
 
 
+def _spread_lines(g) -> list:
+    """The step-time spread of runs launched more than once, and which baseline launch each
+    speedup is against (compare.baseline_launch); nothing when no run was launched twice."""
+    if g.spread is None:
+        return []
+    s = g.summaries[g.spread_run]
+    each = ", ".join(f"{a.median_iter_ms:,.1f} ms (`{os.path.basename(a.path)}`)" for a in s.repeats)
+    out = [f"Step-time spread: ±{g.spread * 100:.1f}%, the largest difference between two "
+           f"completed launches of one run ({g.spread_run}: {each}); a speedup within it is "
+           f"marked *within spread*."]
+    if g.baseline and len(g.summaries[g.baseline].repeats) > 1:
+        out.append("The baseline was launched more than once: each run is compared with the "
+                   "baseline launch that started nearest to its own.")
+    return out
+
+
+def _speedup_cell(v) -> str:
+    if v is None or v.speedup is None:
+        return BLANK
+    return (f"{v.speedup:.3f}x" + (" (within spread)" if v.within_spread else "")
+            + (f" vs `{v.baseline_log}`" if v.baseline_log else ""))
+
+
 def _main_table(g) -> list:
     head = ["Configuration", "Status", "Iters", "itr time (ms, lower is faster)",
             "Speedup (above 1 is faster)", "Tokens/s/GPU (higher is faster)",
@@ -168,7 +196,7 @@ def _main_table(g) -> list:
             _status_cell(s),
             f"{_f(s.iterations_done, '{}')}/{_f(s.iterations_planned, '{}')}",
             _f(s.median_iter_ms, "{:.1f}"),
-            _f(v.speedup if v else None, "{:.3f}x"),
+            _speedup_cell(v),
             _f(s.tokens_per_s_gpu, "{:,.0f}"),
             _f(s.final_loss, "{:.4f}") if s.status != "diverged" else "not valid (diverged)",
             f"{s.val_loss:.4f} @{s.val_iteration}" if s.val_loss is not None else BLANK,

@@ -86,6 +86,19 @@ class Summary:
     attempts: list = field(default_factory=list)  # runs.Attempt, oldest first
 
     @property
+    def repeats(self) -> list:
+        """The run's completed launches that started afresh, with a median iteration time
+        (runs.Attempt, oldest first): the same configuration measured more than once."""
+        return [a for a in self.attempts if a.median_iter_ms]
+
+    @property
+    def step_spread(self) -> Optional[float]:
+        """How far apart the run's repeated launches ran: slowest / fastest median iteration
+        time − 1 (0.014 = 1.4%); None with fewer than two."""
+        times = [a.median_iter_ms for a in self.repeats]
+        return max(times) / min(times) - 1 if len(times) >= 2 else None
+
+    @property
     def failed(self) -> bool:
         """Diverged, crashed or unreadable: its figures are no valid comparison."""
         return self.status in S.FAILED
@@ -231,6 +244,10 @@ def summarize(run: "LoggedRun", warmup: int) -> Summary:
         except (ArithmeticError, ValueError, TypeError) as e:
             s.notes.append(f"some figures blank ({type(e).__name__}: {' '.join(str(e).split())})")
     s.notes = _notes(run) + s.notes
+    for a in s.attempts:
+        if a.status == S.COMPLETED and not a.segment and a.log is not None:
+            times = timed_iter_ms(a.log.steps, a.log.args, warmup)
+            a.median_iter_ms = statistics.median(times) if times else None
     return s
 
 
@@ -249,12 +266,16 @@ def _timing(s: Summary, run: "LoggedRun", warmup: int) -> None:
     s.launch_s = _seconds_between(_text(side.get("started")), _text(side.get("ended")))
 
 
+def timed_iter_ms(steps, args: dict, warmup: int) -> list:
+    """The finite iteration times (ms) of a parsed log that count for its median."""
+    mask = timed_rows(steps, args, warmup)
+    return finite(ms for ms, keep in zip(steps.column(ITER_MS), mask) if keep)
+
+
 def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
     args, steps = run.log.args, run.log.steps
-    its = steps.iterations
-    iter_ms = steps.column(ITER_MS)
     mask = timed_rows(steps, args, warmup)
-    times = finite(ms for ms, keep in zip(iter_ms, mask) if keep)
+    times = timed_iter_ms(steps, args, warmup)
     s.timed_iterations = len(times)
     if not times:
         return

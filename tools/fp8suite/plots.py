@@ -264,7 +264,7 @@ def _step_time_figure(g: compare.Group, bars: list) -> Figure:
         if run.name == g.baseline:
             note = "baseline"
         elif versus is not None and versus.speedup is not None:
-            note = f"{versus.speedup:.2f}x"
+            note = f"{versus.speedup:.2f}x" + (" (within spread)" if versus.within_spread else "")
         elif summary.failed:
             note = f"{summary.status}: no speedup"
         else:

@@ -59,6 +59,11 @@ class Attempt:
     resumed_at: Optional[int] = None  # the checkpoint iteration it loaded, None when fresh
     segment: bool = False  # a segment of the run shown (stitched), not a separate attempt
     nodes: list = field(default_factory=list)  # every node's log of the launch, or []
+    started: Optional[str] = None  # the sidecar's launch time (ISO 8601), None without one
+    # Median iteration time (ms) of a completed launch that started afresh, the rule of the
+    # run's own; set by metrics.summarize, None otherwise.
+    median_iter_ms: Optional[float] = None
+    log: Optional[ParsedLog] = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -296,7 +301,8 @@ def group_attempts(runs: list) -> list:
         chosen.attempts = [Attempt(r.path, r.log.status.name, r.log.status.reason,
                                    r.log.status.last_iteration, r.log.status.planned_iterations,
                                    (resume.resumed_at(r.log) or (None,))[0],
-                                   len(links) > 1 and j in links, list(r.nodes))
+                                   len(links) > 1 and j in links, list(r.nodes),
+                                   _started(r.sidecar), log=r.log)
                            for j, r in enumerate(tries)]
         note = resume.unmatched_load(tries[links[0]].log)
         if len(links) > 1:
@@ -308,6 +314,11 @@ def group_attempts(runs: list) -> list:
         chosen.name = name
         out.append(chosen)
     return out
+
+
+def _started(sidecar: dict) -> Optional[str]:
+    started = sidecar.get("started")
+    return started if isinstance(started, str) else None
 
 
 def _stitch(chosen: LoggedRun, parts: list) -> None:

@@ -36,7 +36,8 @@ RUN_FIELDS = (
     "baseline", "speedup", "log", "attempts", "notes",
 )
 COMPARISON_FIELDS = (
-    "group", "run", "baseline", "speedup", "loss_gap_mean", "loss_gap_largest",
+    "group", "run", "baseline", "speedup", "baseline_log", "step_time_spread", "within_spread",
+    "loss_gap_mean", "loss_gap_largest",
     "loss_gap_first_iteration", "loss_gap_last_iteration", "noise_band", "verdict",
     "time_to_target_s", "tokens_to_target", "time_to_target_iteration",
     "time_to_target_speedup", "valid", "loss_comparison_meaningful", "note",
@@ -79,13 +80,16 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
                 "attempts": [{"log": shown_path(a.path), "status": a.status, "reason": hide_paths(a.reason),
                               "iterations_done": a.iterations_done,
                               "iterations_planned": a.iterations_planned,
-                              "segment": a.segment}
+                              "segment": a.segment,
+                              "median_iteration_ms": _num(a.median_iter_ms)}
                              for a in s.attempts] or [
                     {"log": shown_path(run.path), "status": run.log.status.name,
                      "reason": hide_paths(run.log.status.reason),
                      "iterations_done": run.log.status.last_iteration,
                      "iterations_planned": run.log.status.planned_iterations,
-                     "segment": False}],
+                     "segment": False,
+                     "median_iteration_ms": _num(s.median_iter_ms)
+                     if run.log.status.name == S.COMPLETED else None}],
                 "notes": [hide_paths(n) for n in s.notes],
             })
             if v is None or run.name == g.baseline:
@@ -93,7 +97,8 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
             gap = v.gap
             comparisons.append({
                 "group": g.title, "run": run.name, "baseline": g.baseline,
-                "speedup": _num(v.speedup),
+                "speedup": _num(v.speedup), "baseline_log": v.baseline_log or None,
+                "step_time_spread": _num(g.spread), "within_spread": v.within_spread,
                 "loss_gap_mean": _num(gap.mean) if gap else None,
                 "loss_gap_largest": _num(gap.max) if gap else None,
                 "loss_gap_first_iteration": gap.first if gap else None,
