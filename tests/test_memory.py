@@ -369,3 +369,25 @@ def test_launch_environment_sets_the_world_size(env, world):
     estimate, _ = memory.for_entry(entry, [], env)
     flags = memory.flags_from_argv(entry["megatron_args"])
     assert estimate.total == pytest.approx(memory.estimate(flags, world, VOCAB).total)
+
+
+def test_a_remedy_that_still_does_not_fit_is_said_to_be_not_enough():
+    """Micro batch 2 of full-depth Llama-3-8B on two H200s: twice the GPUs shards only the
+    optimizer state and still leaves it over the limit; full recomputation fits."""
+    flags = {**LLAMA8B, "--micro-batch-size": 2}
+    v = memory.check(memory.estimate(flags, 2, VOCAB), "H200",
+                     {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}, flags, 2, VOCAB)
+    assert v.level == "problem"
+    ways = v.message.split("to make it fit (estimate with each alone): ")[1].split("; ")
+    four_gpus = next(w for w in ways if w.startswith("4 GPUs"))
+    recompute = next(w for w in ways if w.startswith("--recompute-granularity full"))
+    assert four_gpus.endswith("(not enough alone)"), four_gpus
+    assert not recompute.endswith("(not enough alone)"), recompute
+    assert "none is enough alone" not in v.message
+
+
+def test_when_no_remedy_is_enough_alone_the_message_says_to_combine_them():
+    flags = {**LLAMA8B, "--micro-batch-size": 8}
+    v = memory.check(memory.estimate(flags, 2, VOCAB), "H200",
+                     {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}, flags, 2, VOCAB)
+    assert v.level == "problem" and v.message.endswith("none is enough alone: combine them")

@@ -416,8 +416,11 @@ def test_each_run_is_compared_with_the_baseline_launch_of_its_own_sitting(tmp_pa
     # 1000 / 1005 = 0.995: within the 2% the baseline itself moved between sittings.
     assert same.within_spread and not early.within_spread and not late.within_spread
     text = markdown.render([g], {}, "t", "c", ["d"], 3)
-    assert "| 0.995x (within spread) vs `bf16.log` |" in text
-    assert "| 1.250x vs `bf16.log` |" in text and "| 1.200x |" in text
+    assert "| 0.995x (within spread) vs `bf16.log` (1,000.0 ms) |" in text
+    assert "| 1.250x vs `bf16.log` (1,000.0 ms) |" in text and "| 1.200x |" in text
+    assert (early.baseline_ms, late.baseline_ms) == (1000, None)
+    # The baseline's own section lists both launches with their itr times.
+    assert "`bf16.log` completed (8/8, itr time 1,000.0 ms); `bf16.1.log` completed (8/8, itr time 1,020.0 ms)" in text
     assert "Step-time spread: ±2.0%" in text and "1,000.0 ms (`bf16.log`)" in text
 
 

@@ -70,6 +70,7 @@ class Versus:
 
     speedup: Optional[float] = None
     baseline_log: str = ""  # the baseline launch the speedup is against, when not its shown one
+    baseline_ms: Optional[float] = None  # that launch's median iteration time
     within_spread: bool = False  # |speedup - 1| <= the group's step-time spread
     gap: Optional[Gap] = None
     verdict: str = ""  # "within noise", "outside noise (+0.0123)", "noise reference", ""
@@ -364,6 +365,7 @@ def _compare(group: Group) -> None:
             group.versus[name] = v
             continue
         base_ms, v.baseline_log = baseline_launch(bsum, base, run)
+        v.baseline_ms = base_ms if v.baseline_log else None
         if s.median_iter_ms and base_ms:
             v.speedup = base_ms / s.median_iter_ms
             spread = group.spread

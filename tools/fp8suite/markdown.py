@@ -26,10 +26,13 @@ no speedup, loss gap or time to target.
 {warmup} logged iterations (also after each restart), the iteration right after an \
 evaluation or checkpoint save, and the iterations a profiler slowed (`--profile-step-start` to \
 `--profile-step-end`, the end included: the trace is exported as it starts). *Speedup* (above 1 is faster) = baseline itr time / run itr \
-time; when the baseline was launched more than once, the launch that started nearest to the \
-run's. *Step-time spread*: the largest relative difference in itr time between two completed \
-launches of one run; a speedup within 1 ± that is marked *within spread*: it cannot be told \
-apart from no change. \
+time. A run launched more than once is shown by its latest completed launch. When the \
+baseline was, each run is compared with the baseline launch that started nearest to its own \
+(same sitting, same machine), named in the cell with its itr time when it is not the launch \
+in the baseline's row. *Step-time spread*: over the runs launched more than once, the largest \
+slowest / fastest itr time − 1 of one run's completed launches; a speedup with \\|speedup − 1\\| \
+≤ spread is marked *within spread*: it cannot be told apart from no change. One pair of \
+launches gives a rough spread, not a confidence interval. \
 *Tokens/s/GPU* (higher is faster) = global batch × seq_length / itr time / world_size.
 - *TFLOP/s/GPU*: median of Megatron's own `throughput per GPU`, whose FLOP count \
 (`num_floating_point_operations` in megatron/training/training.py) is 3 x the forward pass's \
@@ -180,7 +183,7 @@ def _speedup_cell(v) -> str:
     if v is None or v.speedup is None:
         return BLANK
     return (f"{v.speedup:.3f}x" + (" (within spread)" if v.within_spread else "")
-            + (f" vs `{v.baseline_log}`" if v.baseline_log else ""))
+            + (f" vs `{v.baseline_log}` ({v.baseline_ms:,.1f} ms)" if v.baseline_log else ""))
 
 
 def _main_table(g) -> list:
@@ -357,7 +360,8 @@ def _run_section(g, run, plot) -> list:
             " + ".join(f"`{os.path.basename(p)}`" for p in getattr(a, "nodes", []) or [a.path])
             + f" {a.status} "
             f"({_f(a.iterations_done, '{}')}/{_f(a.iterations_planned, '{}')}"
-            + (f", resumed at {a.resumed_at}" if a.resumed_at is not None else "") + ")"
+            + (f", resumed at {a.resumed_at}" if a.resumed_at is not None else "")
+            + (f", itr time {a.median_iter_ms:,.1f} ms" if a.median_iter_ms else "") + ")"
             for a in s.attempts) + f" (shown: {shown})"))
     code = side.get("exit_code")
     if code is not None:

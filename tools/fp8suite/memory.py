@@ -298,8 +298,15 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
         return Verdict("ok", total, usable, capacity, head)
     level = "problem" if total > usable else "warning"
     ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size)
-    verb = "to make it fit" if level == "problem" else "for more room"
-    return Verdict(level, total, usable, capacity, f"{head}; {verb} (estimate with each alone): {'; '.join(ways)}")
+    if level == "warning":
+        text = f"for more room (estimate with each alone): {'; '.join(way for way, _ in ways)}"
+    else:
+        # A remedy that leaves the estimate above what is usable is said to be not enough.
+        text = "to make it fit (estimate with each alone): " + "; ".join(
+            way + (" (not enough alone)" if fits is False else "") for way, fits in ways)
+        if ways and all(fits is False for _, fits in ways):
+            text += "; none is enough alone: combine them"
+    return Verdict(level, total, usable, capacity, f"{head}; {text}")
 
 
 def for_run(run: Any, extra_args: Optional[list[str]] = None,
@@ -617,36 +624,41 @@ def _activation_bytes(f: Flags, s: Shape, layers: int, hp_layers: int, low_layer
 
 def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, gpu: str,
               vocab_size: Optional[int]) -> list[str]:
-    """What would lower the estimate or raise the usable memory, each with its new figure."""
+    """What would lower the estimate or raise the usable memory: (text with its new figure,
+    whether the run then fits: True/False, None when no new figure is known)."""
     flags = dict(f.flags)
+    usable_now = usable_gib(gpu, env)
 
-    def after(changes: Mapping[str, Any], world: int = world_size) -> str:
+    def after(text: str, changes: Mapping[str, Any], world: int = world_size) -> tuple[str, Optional[bool]]:
         if vocab_size is None:
-            return ""
+            return text, None
         changed = {k: v for k, v in {**flags, **changes}.items() if v is not None}
         try:
-            return f" -> {estimate(changed, world, vocab_size).total:.1f} GiB"
+            total = estimate(changed, world, vocab_size).total
         except (ValueError, ZeroDivisionError):
-            return ""
+            return text, None
+        return f"{text} -> {total:.1f} GiB", total <= usable_now
 
     ways = []
     if f.on("--use-distributed-optimizer"):
-        ways.append(f"{2 * world_size} GPUs (the distributed optimizer shards its state further){after({}, 2 * world_size)}")
+        ways.append(after(f"{2 * world_size} GPUs (the distributed optimizer shards its state further)",
+                          {}, 2 * world_size))
     else:
-        ways.append(f"--use-distributed-optimizer{after({'--use-distributed-optimizer': True})}")
+        ways.append(after("--use-distributed-optimizer", {"--use-distributed-optimizer": True}))
     if f.str("--recompute-granularity") != "full":
         full = {"--recompute-granularity": "full", "--recompute-method": "uniform", "--recompute-num-layers": 1,
                 "--recompute-modules": None}
-        ways.append(f"--recompute-granularity full --recompute-method uniform --recompute-num-layers 1{after(full)}")
+        ways.append(after("--recompute-granularity full --recompute-method uniform --recompute-num-layers 1", full))
     if not expandable_segments(env):
         usable = usable_gib(gpu, {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
-        ways.append(f"env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (usable {usable:.1f} GiB)")
+        ways.append((f"env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (usable {usable:.1f} GiB)",
+                     est.total <= usable))
     if (f.str("--optimizer", "adam") == "adam" and f.on("--use-distributed-optimizer")
             and not f.on("--use-precision-aware-optimizer")):
         bf16_moments = {"--use-precision-aware-optimizer": True, "--exp-avg-dtype": "bf16",
                         "--exp-avg-sq-dtype": "bf16"}
-        ways.append("--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16"
-                    f"{after(bf16_moments)}")
+        ways.append(after("--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16",
+                          bf16_moments))
     return ways
 
 
