@@ -127,7 +127,7 @@ def test_manifest_labels_and_gpu(workdir):
     text = (workdir / "assets" / "report.md").read_text()
     # fp8cs.1.log is an attempt of run fp8cs: shown once, under the run's name.
     assert "| fp8cs: FP8 tensorwise (hybrid) |" in text
-    assert "- Attempts: `fp8cs.1.log` completed (30/30)" in text
+    assert "- Attempts: `fp8cs.1.log` completed (30/30, itr time 615.0 ms)" in text
     assert "H100 (from the manifest; no sidecar); dense FP8 peak 1979 TFLOP/s" in text
     assert "- Manifest: axes recipe=fp8_cs, label FP8 tensorwise (hybrid), recipe tensorwise" in text
     fp8_row = next(line for line in text.splitlines() if line.startswith("| fp8cs:"))
