@@ -446,3 +446,24 @@ def test_a_repeated_run_other_than_the_baseline_sets_the_spread(tmp_path):
     assert [a.median_iter_ms for a in g.summaries["other"].repeats] == [980]
     assert g.versus["other"].within_spread  # 1000 / 980 = 1.020, within 3%
     assert not g.versus["fp8"].within_spread  # 1000 / 824 = 1.214
+
+
+def test_without_launch_times_the_shown_baseline_launch_is_used(tmp_path):
+    # No sidecars: which baseline launch is nearest is unknown; the spread still is.
+    write_log(tmp_path / "bf16.log", [3.0] * 8, [5000] * 3 + [1000] * 5, args=SHAPE)
+    write_log(tmp_path / "bf16.1.log", [3.0] * 8, [5000] * 3 + [1030] * 5, args=SHAPE)
+    write_log(tmp_path / "fp8.log", [3.0] * 8, [5000] * 3 + [800] * 5, args={**SHAPE, **FP8})
+    (g,) = groups_of(tmp_path)
+    v = g.versus["fp8"]
+    assert (v.speedup, v.baseline_log) == (1030 / 800, "") and g.spread == pytest.approx(0.03)
+
+
+def test_a_launch_with_another_setup_is_no_repeat(tmp_path):
+    # bf16.log ran on one GPU (a quick test), bf16.1.log on two: not the same measurement.
+    launch(tmp_path / "bf16.log", 1900, "2026-11-23T10:00:00+00:00", {"world_size": 1})
+    launch(tmp_path / "bf16.1.log", 1000, "2026-11-23T14:00:00+00:00")
+    launch(tmp_path / "fp8.log", 800, "2026-11-23T10:05:00+00:00", FP8)
+    (g,) = groups_of(tmp_path)
+    assert [a.median_iter_ms for a in g.summaries["bf16"].repeats] == [1000]
+    v = g.versus["fp8"]
+    assert g.spread is None and (v.speedup, v.baseline_log) == (1000 / 800, "")

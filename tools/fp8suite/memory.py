@@ -623,7 +623,7 @@ def _activation_bytes(f: Flags, s: Shape, layers: int, hp_layers: int, low_layer
 
 
 def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, gpu: str,
-              vocab_size: Optional[int]) -> list[str]:
+              vocab_size: Optional[int]) -> list[tuple[str, Optional[bool]]]:
     """What would lower the estimate or raise the usable memory: (text with its new figure,
     whether the run then fits: True/False, None when no new figure is known)."""
     flags = dict(f.flags)

@@ -245,10 +245,25 @@ def summarize(run: "LoggedRun", warmup: int) -> Summary:
             s.notes.append(f"some figures blank ({type(e).__name__}: {' '.join(str(e).split())})")
     s.notes = _notes(run) + s.notes
     for a in s.attempts:
-        if a.status == S.COMPLETED and not a.segment and a.log is not None:
+        # A repeat: a completed fresh launch of the same setup as the launch shown (another
+        # launch of the run with, say, fewer GPUs or layers is no measure of its spread).
+        if (a.status == S.COMPLETED and not a.segment and a.log is not None
+                and same_setup(a.log.args, args)):
             times = timed_iter_ms(a.log.steps, a.log.args, warmup)
             a.median_iter_ms = statistics.median(times) if times else None
     return s
+
+
+# Arguments two launches must share for their step times to measure the same thing.
+SETUP_KEYS = SHAPE_KEYS + ("tensor_model_parallel_size", "pipeline_model_parallel_size",
+                           "context_parallel_size")
+
+
+def same_setup(a: dict, b: dict) -> bool:
+    """Whether two arguments dumps have the same model/batch shape, parallel layout and
+    recipe (SETUP_KEYS, recipe_label); False when either is missing."""
+    return bool(a and b) and recipe_label(a) == recipe_label(b) and all(
+        arg_value(a, k) == arg_value(b, k) for k in SETUP_KEYS)
 
 
 def _timing(s: Summary, run: "LoggedRun", warmup: int) -> None:
