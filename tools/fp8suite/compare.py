@@ -11,7 +11,8 @@ MIN_ITERATIONS_FOR_LOSS, for which loss comparisons are not meaningful.
 Against the baseline, for each run:
 
 * speedup = baseline median iteration time / run median iteration time (> 1: faster). When the
-  baseline was launched more than once (completed attempts that started afresh), each run is
+  baseline was launched more than once (completed attempts that started afresh with the same
+  setup: metrics.same_setup), each run is
   compared with the baseline launch that started nearest in time to its own shown launch (by
   the sidecars' `started`): launches of one sitting share a machine, while a later sitting may
   run a percent or two apart. Step-time spread: of every run launched more than once in the
