@@ -249,7 +249,7 @@ def summarize(run: "LoggedRun", warmup: int) -> Summary:
         # launch of the run with, say, fewer GPUs or layers is no measure of its spread).
         if (a.status == S.COMPLETED and not a.segment and a.log is not None
                 and same_setup(a.log.args, args)):
-            times = timed_iter_ms(a.log.steps, a.log.args, warmup)
+            times = timed_iter_ms(a.log.steps, timed_rows(a.log.steps, a.log.args, warmup))
             a.median_iter_ms = statistics.median(times) if times else None
     return s
 
@@ -281,16 +281,15 @@ def _timing(s: Summary, run: "LoggedRun", warmup: int) -> None:
     s.launch_s = _seconds_between(_text(side.get("started")), _text(side.get("ended")))
 
 
-def timed_iter_ms(steps, args: dict, warmup: int) -> list:
-    """The finite iteration times (ms) of a parsed log that count for its median."""
-    mask = timed_rows(steps, args, warmup)
+def timed_iter_ms(steps, mask: list) -> list:
+    """The finite iteration times (ms) of a parsed log's rows that `mask` (timed_rows) keeps."""
     return finite(ms for ms, keep in zip(steps.column(ITER_MS), mask) if keep)
 
 
 def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
     args, steps = run.log.args, run.log.steps
     mask = timed_rows(steps, args, warmup)
-    times = timed_iter_ms(steps, args, warmup)
+    times = timed_iter_ms(steps, mask)
     s.timed_iterations = len(times)
     if not times:
         return

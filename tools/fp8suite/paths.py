@@ -162,7 +162,7 @@ def profiler_trace(log_dir: Path, run: str, rank: int = 0) -> Path:
     """Where Megatron's PyTorch profiler writes rank `rank`'s trace for a run whose
     --tensorboard-dir is `tensorboard_dir(log_dir, run)`: <tensorboard-dir>/../torch_profile/
     rank-<rank>.json.gz (trace_handler in megatron/training/training.py)."""
-    return log_dir / TENSORBOARD / run / "torch_profile" / f"rank-{rank}.json.gz"
+    return tensorboard_dir(log_dir, run).parent / "torch_profile" / f"rank-{rank}.json.gz"
 
 
 def kernel_table_of(log: Path) -> Path:

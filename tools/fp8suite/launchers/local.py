@@ -104,7 +104,8 @@ _PROFILE_FLAGS = ("--profile", "--use-pytorch-profiler", "--profile-step-start",
 
 
 def profile_problems(selected: list[tuple[Plan, RenderedRun]], opts: Options) -> list[str]:
-    """Runs that would end before the profiled iteration, one line each."""
+    """What keeps --profile-step from profiling, one line each: Megatron's profiler flags also
+    given after `--`, and runs that would end before the profiled iteration."""
     if opts.profile_step is None:
         return []
     out = []
