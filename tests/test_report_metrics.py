@@ -467,3 +467,30 @@ def test_a_launch_with_another_setup_is_no_repeat(tmp_path):
     assert [a.median_iter_ms for a in g.summaries["bf16"].repeats] == [1000]
     v = g.versus["fp8"]
     assert g.spread is None and (v.speedup, v.baseline_log) == (1000 / 800, "")
+
+
+def _profiled_and_repeat(tmp_path, change=None):
+    """The committed profiled launch of a run and its unprofiled repeat, in a fresh folder;
+    `change` rewrites the repeat's text."""
+    src = Path(__file__).resolve().parents[1] / "logs" / "h200_8b_one_gpu"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    run = "one_llama3_8b_h200_fp8_cs_base"
+    for name in (f"{run}.log", f"{run}.kernels.json"):
+        (logs / name).write_bytes((src / name).read_bytes())
+    repeat = (src / f"{run}.1.log").read_text()
+    (logs / f"{run}.1.log").write_text(change(repeat) if change else repeat)
+    assert report.main([str(logs), "--out", str(tmp_path / "out")]) == 0
+    return (tmp_path / "out" / "report.md").read_text(), run
+
+
+def test_a_repeat_without_the_profiler_shows_the_profiled_launch_s_breakdown(tmp_path):
+    text, run = _profiled_and_repeat(tmp_path)
+    assert "### Where the step time goes" in text
+    assert f"(profiled launch `{run}.log`) | 1,440 |" in text
+
+
+def test_a_profiled_launch_of_another_setup_lends_no_breakdown(tmp_path):
+    dots = "  micro_batch_size ................................ "
+    text, _ = _profiled_and_repeat(tmp_path, lambda t: t.replace(dots + "1", dots + "2"))
+    assert "### Where the step time goes" not in text

@@ -9,6 +9,7 @@ iteration averages the two). The committed real runs are checked too.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,8 +92,8 @@ def write_logs(log_dir: Path) -> None:
         (log_dir / name).write_text(log_text(first, last))
 
 
-def check(log_dir: Path, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CLI), str(log_dir)], capture_output=True, text=True,
+def check(log_dir: Path, *args: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CLI), str(log_dir), *args], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "WANDB_SILENT": "true", **env})
 
 
@@ -171,12 +172,32 @@ def test_no_logs_is_one_line(tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no training logs" in out.stderr
 
 
-def test_the_committed_convergence_runs_match_their_trackers():
-    log_dir = ROOT / "logs" / "convergence_8b_width"
-    out = check(log_dir)
+def test_only_checks_the_named_runs(good, tmp_path):
+    log_dir = tmp_path / "logs"
+    shutil.copytree(good, log_dir)
+    shutil.copy(log_dir / f"{RUN}.log", log_dir / "untracked_run.log")  # a run with no tracker output
+    assert check(log_dir).returncode == 1
+    out = check(log_dir, "--only", RUN)
     assert out.returncode == 0, out.stdout + out.stderr
+    assert f"| {RUN} |" in out.stdout and "untracked_run" not in out.stdout
+    out = check(log_dir, "--only", "conv_x_fp8_cs_s2")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no log of conv_x_fp8_cs_s2" in out.stderr
+
+
+def test_the_committed_convergence_runs_match_their_trackers():
+    """Each committed convergence run with its tracker output committed matches it (12 checks:
+    6 runs x W&B and TensorBoard); the FP8-attention runs' tracker output was not kept, and the
+    check of the whole folder says so."""
+    log_dir = ROOT / "logs" / "convergence_8b_width"
     runs = {p.name.split(".")[0] for p in log_dir.glob("*.log")}  # RUN.log, RUN.1.log: one run
-    assert out.stdout.count("matches the log") == 2 * len(runs) == 12
+    kept = sorted(r for r in runs if (log_dir / "tensorboard" / r).is_dir())
+    out = check(log_dir, "--only", *kept)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("matches the log") == 2 * len(kept) == 12
+    whole = check(log_dir)
+    assert whole.returncode == 1
+    for run in sorted(runs - set(kept)):
+        assert f"| {run} | W&B | – | – | – | no W&B offline run named {run}" in whole.stdout
 
 
 def test_a_folder_without_trackers_or_missing_is_one_line(tmp_path):

@@ -2,7 +2,9 @@
 """Pretrain a Llama-family GPT with megatron-core 0.19 + Transformer Engine.
 
 The megatron-core wheel ships no pretrain_gpt.py; this is the suite's entry. It takes
-Megatron's own command line and goes through Megatron's public config path:
+Megatron's own command line (plus fp8suite.megatron_flags.SUITE_FLAGS, TransformerConfig
+fields such as --fp8-dot-product-attention that megatron-core 0.19 has no flag for) and goes
+through Megatron's public config path:
 
     parse_and_validate_args -> gpt_config_from_args -> pretrain_cfg_container_from_args
     -> pretrain(cfg, datasets_provider, ModelType.encoder_or_decoder, forward_step)
@@ -52,6 +54,8 @@ from megatron.training.argument_utils import gpt_config_from_args, pretrain_cfg_
 from megatron.training.arguments import parse_and_validate_args  # noqa: E402
 from megatron.training.utils import get_blend_and_blend_per_split  # noqa: E402
 from megatron.training.utils.common_utils import is_first_or_last_pipeline_stage  # noqa: E402
+
+from fp8suite.megatron_flags import add_suite_flags  # noqa: E402  (tools/ is this script's folder)
 
 BATCH_KEYS = ("tokens", "labels", "loss_mask", "attention_mask", "position_ids")
 
@@ -160,7 +164,7 @@ datasets_provider.is_distributed = True
 def main() -> None:
     set_startup_timestamps(program_start=_PROGRAM_START, main_entry=time.time())
     use_prebuilt_dataset_helpers()
-    args = parse_and_validate_args()
+    args = parse_and_validate_args(extra_args_provider=add_suite_flags)
     model_config = gpt_config_from_args(args)
     cfg = pretrain_cfg_container_from_args(args, model_config)
     pretrain(cfg, datasets_provider, ModelType.encoder_or_decoder, forward_step)

@@ -107,6 +107,36 @@ def recipe_rules(run: ExpandedRun) -> list[Finding]:
 
 
 @rule
+def fp8_attention_rules(run: ExpandedRun) -> list[Finding]:
+    """--fp8-dot-product-attention: an FP8 recipe whose attention Transformer Engine runs in FP8
+    on the target GPU (or NVTE_DPA_FP8_RECIPE naming one that it does), cuDNN fused attention;
+    NVTE_DPA_FP8_RECIPE only beside the flag."""
+    f = run.flags
+    flag, env = recipes.FP8_ATTENTION_FLAG, recipes.DPA_RECIPE_ENV
+    dpa = run.settings.env.get(env)
+    dpa = None if dpa is None else str(_env_value(dpa))
+    if not f.get(flag):
+        if dpa is None:
+            return []
+        return [(run.where(f"env.{env}"), f"{env} acts only with {flag}: add the flag or remove it")]
+    r = recipes.of_flags(f).recipe
+    fp8 = recipes.FORMAT_FLAGS[0]
+    if r.format_flag != fp8:
+        return [(run.where(f"megatron.{flag}"),
+                 f"{flag} has no effect without {fp8} ({' or '.join(recipes.FORMATS[fp8])})")]
+    out = []
+    problem = recipes.fp8_attention_problem(r, run.settings.target.gpu, dpa)
+    if problem:
+        out.append((run.where(f"megatron.{flag}", f"env.{env}", "target.gpu"), problem))
+    backend = str(f.get("--attention-backend", "auto"))
+    if backend not in ("fused", "auto"):
+        out.append((run.where("megatron.--attention-backend", f"megatron.{flag}"),
+                    f"FP8 attention runs only in cuDNN fused attention, not --attention-backend {backend}; "
+                    "use fused"))
+    return out
+
+
+@rule
 def parallel_rules(run: ExpandedRun) -> list[Finding]:
     """TP x PP x CP divides the world size; batch, heads, query groups and layers divide by the
     parallel sizes; BF16 first/last layer counts fit a pipeline stage."""

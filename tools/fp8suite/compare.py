@@ -102,6 +102,13 @@ class Group:
     warmup: int = 3  # logged iterations dropped from timing at the start and after restarts
     caveats: list = field(default_factory=list)  # why loss comparisons are not meaningful
     differences: list = field(default_factory=list)  # [(argument, [(value, [run names])])]
+    # name -> (kernel table, the log it came from when not the run's shown log: "" otherwise),
+    # for the runs with one (metrics.kernel_table)
+    kernels: dict = field(default_factory=dict)
+
+    def profiled(self) -> list:
+        """The runs with a kernel table, in group order."""
+        return [r for r in self.runs if r.name in self.kernels]
 
     @property
     def band(self) -> Optional[float]:
@@ -132,8 +139,7 @@ def shape_text(shape: Optional[tuple]) -> str:
     d = dict(zip(metrics.SHAPE_KEYS, shape))
     return (f"{d['num_layers']} layers, hidden {d['hidden_size']}, FFN {d['ffn_hidden_size']}, "
             f"{d['num_attention_heads']} heads, seq {d['seq_length']}, "
-            f"global batch {d['global_batch_size']}, micro batch {d['micro_batch_size']}, "
-            f"world size {d['world_size']}")
+            f"global batch {d['global_batch_size']}, world size {d['world_size']}")
 
 
 def slugify(text: str) -> str:
@@ -169,6 +175,7 @@ def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = N
         members = sorted(by_key[key], key=lambda r: r.name)
         summaries = {r.name: metrics.summarize(r, warmup) for r in members}
         group = Group(title, slug, directory, shp, members, summaries, warmup=warmup)
+        group.kernels = {r.name: found for r in members if (found := metrics.kernel_table(r))[0]}
         group.differences = differences(members)
         group.caveats = caveats(summaries)
         _choose_baseline(group, baseline)
@@ -190,7 +197,8 @@ _PATHLIKE = ("dir", "path", "save", "load", "tensorboard", "wandb")
 
 def _recipe_args(args: dict) -> set:
     """The arguments that make the run's recipe label (format, recipe, base precision, delayed
-    scaling's amax settings); param gather and BF16 first/last layers stay listed as settings."""
+    scaling's amax settings, FP8 attention); param gather and BF16 first/last layers stay listed
+    as settings."""
     names = recipes.arg_names(recipes.of_args(args))
     return {names[0], names[1], *names[6:]}
 

@@ -163,6 +163,9 @@ class ParsedLog:
     # from iteration N to DIR` line (`runs` chains a resumed launch to the log that saved).
     checkpoint_loads: list = field(default_factory=list)
     checkpoint_saves: list = field(default_factory=list)
+    # Transformer Engine's attention backends as it named them (NVTE_DEBUG=1), distinct, in file
+    # order: [(backend, detail)], e.g. [("FusedAttention", "2")]; [] when the log does not say.
+    attention_backends: list = field(default_factory=list)
 
     @property
     def nonfinite(self) -> dict:
@@ -217,7 +220,21 @@ def _parse(buf: bytes) -> ParsedLog:
         segments=segments,
         checkpoint_loads=scan.checkpoint_loads,
         checkpoint_saves=scan.checkpoint_saves,
+        attention_backends=_attention_backends(buf),
     )
+
+
+def _attention_backends(buf: bytes) -> list:
+    """Transformer Engine's `Running with ... backend` lines: distinct (backend, detail) pairs
+    in file order (detail: FusedAttention's sub-backend or FlashAttention's version, "" when
+    none). One substring search where the log has none."""
+    if V.ATTENTION_BACKEND_LITERAL not in buf:
+        return []
+    found = {}
+    for m in V.ATTENTION_BACKEND.finditer(buf):
+        key = (m.group(1).decode(), (m.group(2) or b"").decode("utf-8", "replace").strip())
+        found.setdefault(key, None)
+    return list(found)
 
 
 # --- iteration lines -----------------------------------------------------------------------

@@ -192,6 +192,19 @@ CKPT_LOADED = re.compile(
     re.M)
 CKPT_LOADED_LITERAL = b"successfully loaded checkpoint from"
 
+# Transformer Engine's DotProductAttention names the backend it picked, once per attention
+# configuration, when NVTE_DEBUG=1 and NVTE_DEBUG_LEVEL>=1 (transformer_engine/pytorch/attention/
+# dot_product_attention/dot_product_attention.py): "Running with FusedAttention backend
+# (sub-backend 2)", "Running with FlashAttention backend (version 2.7.4)", "Running with
+# UnfusedDotProductAttention backend", after a logging prefix such as "INFO:DotProductAttention:".
+ATTENTION_BACKEND = re.compile(
+    rb"Running with (FlashAttention|FusedAttention|UnfusedDotProductAttention) backend"
+    rb"(?: \((?:version|sub-backend) ([^)\n]{1,32})\))?")
+ATTENTION_BACKEND_LITERAL = b"Running with "
+# FusedAttention's sub-backends (NVTE_Fused_Attn_Backend in TE's fused_attn.h): cuDNN kernels.
+FUSED_SUB_BACKENDS = {"0": "BF16/FP16, seq <= 512", "1": "BF16/FP16", "2": "FP8"}
+FP8_SUB_BACKEND = "2"
+
 # NaN / Inf checks (--check-for-nan-in-loss-and-grad, on by default in 0.19): the rerun state
 # machine logs "Unexpected result nan on rank 3 at iteration #31 invocation #1 (message='found
 # NaN in local grad norm ...')" and exits with code 16 or 17, without a traceback.

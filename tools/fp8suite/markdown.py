@@ -113,7 +113,7 @@ def _group(g, files: list, ref=None) -> list:
         out += ["### Beside published figures", ""] + _reference_table(g, ref) + [""]
     if g.baseline and len(g.runs) > 1:
         out += [f"### Against the baseline ({g.baseline})", ""] + _versus_table(g) + [""]
-    profiled = [r for r in g.runs if r.kernel_table]
+    profiled = g.profiled()
     if profiled:
         out += ["### Where the step time goes", ""] + _breakdown_table(g, profiled) + [""]
     group_plots = [(k, f) for k, f in files if not k.startswith("run:")]
@@ -258,11 +258,13 @@ def _breakdown_table(g, profiled: list) -> list:
     rows = []
     for run in profiled:
         ms = plots.breakdown_of(g, run)
-        kt = run.kernel_table
+        kt, lent_by = g.kernels[run.name]
         span = kt["span_us"] / 1000.0 / max(len(kt.get("steps") or []), 1)
-        rows.append([_configuration(g, g.summaries[run.name], run), f"{span:,.0f}"]
-                    + [f"{ms[c]:,.0f}" for c in kernels.ORDER])
-    steps = sorted({s for r in profiled for s in r.kernel_table.get("steps") or []})
+        name = _configuration(g, g.summaries[run.name], run)
+        if lent_by:
+            name += f" (profiled launch `{os.path.basename(lent_by)}`)"
+        rows.append([name, f"{span:,.0f}"] + [f"{ms[c]:,.0f}" for c in kernels.ORDER])
+    steps = sorted({s for r in profiled for s in g.kernels[r.name][0].get("steps") or []})
     lead = [f"Rank 0's kernels over the profiled step{'s' if len(steps) != 1 else ''} "
             f"({', '.join(map(str, steps)) or '?'}), in milliseconds per step, from each run's "
             "`<run>.kernels.json` (`tools/profile_breakdown.py`). GEMMs are split by operand type; "
@@ -367,6 +369,8 @@ def _run_section(g, run, plot) -> list:
     if code is not None:
         items.append(("Exit code", f"{code} (sidecar)"))
     items.append(("Recipe", _recipe_detail(s, args)))
+    if s.attention:
+        items.append(("Attention", f"{s.attention} (Transformer Engine's log)"))
     if args:
         items.append(("Model", compare.shape_text(metrics.shape(args))))
         items.append(("Parallelism", _parallelism(args)))

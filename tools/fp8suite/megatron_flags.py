@@ -4,6 +4,11 @@ CI cannot import megatron (megatron-core 0.19 needs Python >= 3.12), so
 tools/snapshot_megatron_flags.py records the parser's flags on a GPU host into
 tools/fp8suite/data/megatron_flags_<version>.json. The renderer checks every flag of a
 matrix against it, so a typo or a value the parser would refuse fails at render time.
+
+`SUITE_FLAGS` are TransformerConfig fields that megatron-core 0.19 has no flag for;
+tools/pretrain_gpt.py adds them to Megatron's parser (`add_suite_flags`) under the name older
+Megatron-LM releases gave them, and Megatron copies every parsed argument named like a
+TransformerConfig field into the config (core_transformer_config_from_args).
 """
 
 from __future__ import annotations
@@ -41,6 +46,28 @@ class FlagSpec:
         return self.nargs in ("*", "+") or (isinstance(self.nargs, int) and self.nargs > 1)
 
 
+SUITE_FLAGS: dict[str, tuple[FlagSpec, str]] = {
+    "--fp8-dot-product-attention": (
+        FlagSpec(action="store_true", dest="fp8_dot_product_attention"),
+        "Run dot-product attention in FP8 (TransformerConfig.fp8_dot_product_attention; Transformer "
+        "Engine's cuDNN fused attention). Added by the suite: megatron-core 0.19 has no flag for it."),
+}
+"""Flags tools/pretrain_gpt.py adds to Megatron's parser: flag -> (its spec, its help text)."""
+
+
+def add_suite_flags(parser):
+    """Megatron's `extra_args_provider`: add each of SUITE_FLAGS the parser lacks; returns it.
+
+    A Megatron release that has the flag itself keeps its own definition.
+    """
+    known = set(parser._option_string_actions)
+    group = parser.add_argument_group(title="fp8suite (TransformerConfig fields without a flag)")
+    for flag, (spec, help_text) in SUITE_FLAGS.items():
+        if flag not in known:
+            group.add_argument(flag, action=spec.action, dest=spec.dest, help=help_text)
+    return parser
+
+
 def snapshot_path(version: str) -> Path:
     """tools/fp8suite/data/megatron_flags_<version>.json: the flag snapshot of a megatron-core
     version."""
@@ -48,12 +75,14 @@ def snapshot_path(version: str) -> Path:
 
 
 def load_snapshot(version: str) -> Optional[dict[str, FlagSpec]]:
-    """The flag set of megatron-core `version`, or None when no snapshot of it exists."""
+    """The flag set of megatron-core `version` with SUITE_FLAGS added, or None when no snapshot
+    of it exists."""
     path = snapshot_path(version)
     if not path.exists():
         return None
     raw = json.loads(path.read_text())
-    return {
+    suite = {flag: spec for flag, (spec, _) in SUITE_FLAGS.items()}
+    return suite | {
         flag: FlagSpec(
             action=spec["action"],
             dest=spec["dest"],

@@ -3,7 +3,8 @@
 On a machine with megatron-core installed, `validate_run(argv, world_size)` goes through the
 same config path as tools/pretrain_gpt.py, stopping before anything is allocated:
 
-    parse_args -> validate_args -> gpt_config_from_args (TransformerConfig.__post_init__)
+    parse_args (with the suite's flags, megatron_flags.SUITE_FLAGS) -> validate_args
+    -> gpt_config_from_args (TransformerConfig.__post_init__)
     -> pretrain_cfg_container_from_args (optimizer and DDP configs)
 
 `parse_and_validate_args` itself is not called: after validating it sets Megatron's global
@@ -50,10 +51,12 @@ def validate_run(argv: list[str], world_size: int) -> Optional[str]:
         from megatron.training.arguments import parse_args, validate_args
         from megatron.training.global_vars import set_args
 
+        from .megatron_flags import add_suite_flags
+
         stderr = io.StringIO()
         try:
             with contextlib.redirect_stderr(stderr):
-                args = parse_args()
+                args = parse_args(add_suite_flags)
         except SystemExit as err:
             return _argparse_message(stderr.getvalue(), err)
         sys.stderr.write(stderr.getvalue())

@@ -33,15 +33,18 @@ from typing import TYPE_CHECKING, Optional
 
 from . import recipes
 from . import status as S
-from .logvocab import (GBS, ITER_MS, LOSS, MAX_ALLOCATED, MAX_RESERVED, NAN_EXIT_CODES, SAMPLES,
-                       TFLOPS, VAL_LOSS, arg_int, arg_value, mock_data)
+from .logvocab import (FP8_SUB_BACKEND, FUSED_SUB_BACKENDS, GBS, ITER_MS, LOSS, MAX_ALLOCATED,
+                       MAX_RESERVED, NAN_EXIT_CODES, SAMPLES, TFLOPS, VAL_LOSS, arg_int, arg_value,
+                       mock_data)
 
 if TYPE_CHECKING:
     from .runs import LoggedRun
 
-# The keys that define a model/batch shape: runs compare only when these agree.
+# The keys that define a model/batch shape: runs compare only when these agree. The micro batch
+# is a setting, not part of the shape: it splits the same global batch differently (listed
+# among the settings that differ when it does).
 SHAPE_KEYS = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads",
-              "seq_length", "global_batch_size", "micro_batch_size", "world_size")
+              "seq_length", "global_batch_size", "world_size")
 
 # Fewer logged iterations than this make loss comparisons not meaningful (warm-up dominates).
 MIN_ITERATIONS_FOR_LOSS = 100
@@ -82,6 +85,7 @@ class Summary:
     val_loss: Optional[float] = None
     val_iteration: Optional[int] = None
     notes: list = field(default_factory=list)
+    attention: str = ""  # the attention Transformer Engine ran, as its log names it (attention_text)
     baseline_recipe: bool = False  # the run's recipe is recipes.BASELINE (plain BF16)
     attempts: list = field(default_factory=list)  # runs.Attempt, oldest first
 
@@ -237,6 +241,7 @@ def summarize(run: "LoggedRun", warmup: int) -> Summary:
         diverged_at=st.diverged_at,
         mock_data=mock_data(args),
         attempts=list(getattr(run, "attempts", [])),
+        attention=attention_text(log.attention_backends),
     )
     for part in (_timing, _speed, _gpu_and_memory, _loss):
         try:
@@ -255,8 +260,8 @@ def summarize(run: "LoggedRun", warmup: int) -> Summary:
 
 
 # Arguments two launches must share for their step times to measure the same thing.
-SETUP_KEYS = SHAPE_KEYS + ("tensor_model_parallel_size", "pipeline_model_parallel_size",
-                           "context_parallel_size")
+SETUP_KEYS = SHAPE_KEYS + ("micro_batch_size", "tensor_model_parallel_size",
+                           "pipeline_model_parallel_size", "context_parallel_size")
 
 
 def same_setup(a: dict, b: dict) -> bool:
@@ -264,6 +269,19 @@ def same_setup(a: dict, b: dict) -> bool:
     recipe (SETUP_KEYS, recipe_label); False when either is missing."""
     return bool(a and b) and recipe_label(a) == recipe_label(b) and all(
         arg_value(a, k) == arg_value(b, k) for k in SETUP_KEYS)
+
+
+def kernel_table(run: "LoggedRun") -> tuple[Optional[dict], str]:
+    """The run's kernel table (fp8suite.kernels) and, when it is not the shown log's own, the
+    log it belongs to: a run shown by a launch without the profiler takes the table of its
+    latest completed, profiled launch of the same setup (same_setup). (None, "") when none."""
+    if run.kernel_table:
+        return run.kernel_table, ""
+    for a in reversed(run.attempts):
+        if (a.kernel_table and a.status == S.COMPLETED and not a.segment and a.log is not None
+                and same_setup(a.log.args, run.log.args)):
+            return a.kernel_table, a.path
+    return None, ""
 
 
 def _timing(s: Summary, run: "LoggedRun", warmup: int) -> None:
@@ -390,7 +408,36 @@ def _notes(run: "LoggedRun") -> list[str]:
         notes.append("interrupted (Ctrl-C or TERM reached the launch script)")
     notes.extend(log.status.notes)
     notes.extend(run.notes)
+    numerics = recipes.of_args(log.args)
+    if numerics and numerics.fp8_attention:
+        notes.extend(_fp8_attention_notes(log.attention_backends))
     return notes
+
+
+def attention_text(backends: list) -> str:
+    """The attention backends a log names, as text: "cuDNN fused attention, FP8 (TE sub-backend
+    2)"; "" when the log names none (TE names them with NVTE_DEBUG=1 NVTE_DEBUG_LEVEL=1)."""
+    parts = []
+    for backend, detail in backends:
+        if backend == "FusedAttention":
+            kind = FUSED_SUB_BACKENDS.get(detail, "unknown kind")
+            parts.append(f"cuDNN fused attention, {kind} (TE sub-backend {detail or '?'})")
+        elif backend == "FlashAttention":
+            parts.append(f"FlashAttention {detail}".strip())
+        else:
+            parts.append("unfused attention (PyTorch ops)")
+    return "; ".join(parts)
+
+
+def _fp8_attention_notes(backends: list) -> list[str]:
+    """What a run that asked for FP8 attention (--fp8-dot-product-attention) shows it ran."""
+    if not backends:
+        return ["FP8 attention asked; the log does not name the attention Transformer Engine ran "
+                "(NVTE_DEBUG=1 NVTE_DEBUG_LEVEL=1 names it): not shown to be FP8"]
+    if any(b == ("FusedAttention", FP8_SUB_BACKEND) for b in backends):
+        return []
+    return [f"FP8 attention asked, but Transformer Engine ran {attention_text(backends)}: "
+            "attention was not FP8"]
 
 
 def _text(value) -> Optional[str]:

@@ -71,7 +71,7 @@ def _write_all(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tup
         bars = [r for r in g.runs if _timed_ms(g, r)]
         if len(bars) > 1:
             add("step-time", lambda: _step_time_figure(g, bars), f"{g.slug}-step-time.png")
-        profiled = [(r, breakdown_of(g, r)) for r in g.runs if r.kernel_table]
+        profiled = [(r, breakdown_of(g, r)) for r in g.profiled()]
         if profiled:
             add("breakdown", lambda: _breakdown_figure(g, profiled), f"{g.slug}-breakdown.png")
         if g.baseline:
@@ -290,7 +290,7 @@ def breakdown_of(g: compare.Group, run: LoggedRun) -> dict[str, float]:
     """Milliseconds per profiled step by category (kernels.breakdown) of a run with a kernel table."""
     summary = g.summaries.get(run.name)
     quantized = summary is not None and summary.precision not in (None, "bf16", "fp16", "fp32")
-    return kernels.breakdown(run.kernel_table, quantized)
+    return kernels.breakdown(g.kernels[run.name][0], quantized)
 
 
 # Stacked in this order; overlapped communication runs under compute, so it is not stacked.

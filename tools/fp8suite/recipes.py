@@ -83,6 +83,11 @@ class Recipe:
     scale_block: Optional[int] = None
     """Elements per one-byte scale of its quantized tensors (MXFP8 32, NVFP4 16); None when the
     scales are per tensor or per 128-element block (negligible memory). Read by fp8suite.memory."""
+    fp8_attention_from: Optional[Version] = None
+    """Lowest compute capability on which Transformer Engine 2.20 runs this recipe's attention in
+    FP8 under --fp8-dot-product-attention (cuDNN fused attention; TE's get_attention_backend);
+    None where Megatron does not pass fp8_dpa to the recipe (fp8_utils.get_fp8_recipe), so the
+    flag does nothing."""
 
     @property
     def quantized(self) -> bool:
@@ -106,17 +111,19 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("fp32", "FP32", "FP32", "fp32"),
     Recipe("delayed", "FP8 delayed", "delayed FP8", "fp8", "--fp8-format", "fp8", "delayed",
            min_compute_capability=(8, 9), amax_history=True, first_last_bf16=False,
+           fp8_attention_from=(9, 0),
            te_probe=TeProbe("is_fp8_available", "DelayedScaling",
                             {"amax_history_len": 16, "amax_compute_algo": "max"}, "HYBRID")),
     Recipe("tensorwise", "FP8 tensorwise", "tensorwise FP8", "fp8", "--fp8-format", "fp8", "tensorwise",
-           min_compute_capability=(8, 9),
+           min_compute_capability=(8, 9), fp8_attention_from=(10, 0),
            te_probe=TeProbe("is_fp8_available", "Float8CurrentScaling", {}, "HYBRID")),
     Recipe("blockwise", "FP8 blockwise", "blockwise FP8", "fp8", "--fp8-format", "fp8", "blockwise",
            min_compute_capability=(9, 0), min_transformer_engine=(2, 3), min_cuda=(12, 9),
            te_probe=TeProbe("is_fp8_block_scaling_available", "Float8BlockScaling")),
     Recipe("mxfp8", "MXFP8", "MXFP8", "fp8", "--fp8-format", "fp8", "mxfp8",
            min_compute_capability=(10, 0), min_transformer_engine=(2, 1), min_cuda=(12, 8),
-           scale_block=32, te_probe=TeProbe("is_mxfp8_available", "MXFP8BlockScaling")),
+           scale_block=32, fp8_attention_from=(10, 0),
+           te_probe=TeProbe("is_mxfp8_available", "MXFP8BlockScaling")),
     Recipe("fp8_custom", "FP8 custom", "custom FP8", "fp8", "--fp8-format", "fp8", "custom",
            min_compute_capability=(8, 9)),
     # Megatron: "--fp4-format requires Transformer Engine >= 2.7.0.dev0 for NVFP4BlockScaling".
@@ -143,6 +150,46 @@ DEFAULT_RECIPE: dict[str, str] = {"--fp8-format": "delayed", "--fp4-format": "nv
 """Megatron's default --fp8-recipe / --fp4-recipe (TransformerConfig.fp8_recipe, .fp4_recipe)."""
 FIRST_LAST_FLAGS = ("--first-last-layers-bf16", "--num-layers-at-start-in-bf16", "--num-layers-at-end-in-bf16")
 AMAX_FLAGS = ("--fp8-amax-history-len", "--fp8-amax-compute-algo")
+FP8_ATTENTION_FLAG = "--fp8-dot-product-attention"
+"""Runs dot-product attention in FP8 (a suite flag in megatron-core 0.19: megatron_flags.SUITE_FLAGS)."""
+DPA_RECIPE_ENV = "NVTE_DPA_FP8_RECIPE"
+"""Transformer Engine's switch for the recipe of FP8 attention, apart from the linear layers'
+(experimental; documented in TE's dot_product_attention.py). "DelayedScaling" is how tensorwise
+runs get FP8 attention where TE has it only for delayed scaling (Hopper)."""
+DPA_RECIPES: dict[str, Optional[str]] = {
+    "DelayedScaling": "delayed", "Float8CurrentScaling": "tensorwise", "MXFP8BlockScaling": "mxfp8",
+    "F16": None}
+"""Values of NVTE_DPA_FP8_RECIPE -> the recipe attention then runs in (None: BF16/FP16)."""
+
+
+def fp8_attention_problem(recipe: Recipe, gpu_name: str, dpa_recipe: Optional[str]) -> Optional[str]:
+    """Why --fp8-dot-product-attention would not run attention in FP8 for the linear layers'
+    `recipe` on `gpu_name`; None when it does (or the GPU is unknown).
+
+    dpa_recipe: the run's NVTE_DPA_FP8_RECIPE, None when unset (attention then follows `recipe`).
+    """
+    flag = FP8_ATTENTION_FLAG
+    if recipe.fp8_attention_from is None:
+        return (f"Megatron does not pass fp8_dpa to Transformer Engine's {recipe.title} recipe: "
+                f"{flag} would change nothing; remove it")
+    if dpa_recipe is not None and dpa_recipe not in DPA_RECIPES:
+        return f"{DPA_RECIPE_ENV}={dpa_recipe} is not one of: {', '.join(DPA_RECIPES)}"
+    if dpa_recipe is not None and DPA_RECIPES[dpa_recipe] is None:
+        return f"{DPA_RECIPE_ENV}={dpa_recipe} keeps attention in 16 bits: {flag} would change nothing"
+    attention = BY_NAME[DPA_RECIPES[dpa_recipe]] if dpa_recipe else recipe
+    family = gpu(gpu_name)
+    need = attention.fp8_attention_from
+    if family is None or need is None or family.compute_capability >= need:
+        return None
+    has = f"({family.name} is {_dotted(family.compute_capability)})"
+    delayed = BY_NAME["delayed"]
+    if attention is not delayed and family.compute_capability >= (delayed.fp8_attention_from or need):
+        return (f"Transformer Engine has {attention.title} attention only from compute capability "
+                f"{_dotted(need)} {has} and would find no attention backend; set env "
+                f"{DPA_RECIPE_ENV}: DelayedScaling (FP8 attention in delayed scaling, the linear layers "
+                f"stay {recipe.title})")
+    return (f"Transformer Engine has {attention.title} attention only from compute capability "
+            f"{_dotted(need)} {has}; remove {flag}")
 
 
 def quantized() -> tuple[Recipe, ...]:
@@ -181,6 +228,8 @@ class Numerics:
     """--fp8-param-gather / --fp4-param-gather given."""
     known: bool = True
     """False when the recipe flag names a recipe the registry lacks (then `recipe` is made up)."""
+    fp8_attention: bool = False
+    """--fp8-dot-product-attention given (attention in FP8 as well)."""
 
     @property
     def precision(self) -> str:
@@ -195,7 +244,8 @@ class Numerics:
     @property
     def label(self) -> str:
         """The run's one human label: the recipe, its BF16 first/last layers, +param-gather, then
-        the format, e.g. "FP8 tensorwise (BF16 first/last 1/1) +param-gather (hybrid)"."""
+        FP8 attention, then the format, e.g. "FP8 tensorwise (BF16 first/last 1/1) +param-gather
+        (hybrid)", "FP8 delayed +FP8 attention (hybrid)"."""
         if not self.recipe.quantized:
             return self.recipe.label
         text = self.recipe.label
@@ -203,6 +253,8 @@ class Numerics:
             text += f" (BF16 first/last {self.layers_bf16[0]}/{self.layers_bf16[1]})"
         if self.param_gather:
             text += " +param-gather"
+        if self.fp8_attention:
+            text += " +FP8 attention"
         return f"{text} ({self.fmt})"
 
     @property
@@ -217,8 +269,8 @@ def arg_names(numerics: Optional[Numerics]) -> tuple[str, ...]:
     """The arguments-dump names that define a run's numerics, for showing them beside its label.
 
     The run's format family (FP8 unless it is an FP4 run): format, recipe, param gather, then
-    the BF16 first/last layers, the base precision flag, and delayed scaling's amax settings
-    when the family has a recipe they act on.
+    the BF16 first/last layers, the base precision flag, delayed scaling's amax settings when
+    the family has a recipe they act on, and FP8 attention when it has one that can run it.
     """
     flag = numerics.recipe.format_flag if numerics and numerics.recipe.format_flag else FORMAT_FLAGS[0]
     family = [r for r in RECIPES if r.format_flag == flag]
@@ -226,6 +278,8 @@ def arg_names(numerics: Optional[Numerics]) -> tuple[str, ...]:
              *FIRST_LAST_FLAGS, str(BASELINE.base_flag)]
     if any(r.amax_history for r in family):
         flags += AMAX_FLAGS
+    if any(r.fp8_attention_from for r in family):
+        flags.append(FP8_ATTENTION_FLAG)
     return tuple(_dest(f) for f in flags)
 
 
@@ -286,6 +340,7 @@ def _read(get: Callable[[str], Any]) -> Numerics:
             layers_bf16=(flag_int(get("--num-layers-at-start-in-bf16"), 1),
                          flag_int(get("--num-layers-at-end-in-bf16"), 1)),
             param_gather=bool(get(recipe.param_gather_flag or "")),
+            fp8_attention=bool(get(FP8_ATTENTION_FLAG)),
         )
     for r in RECIPES:
         if r.base_flag and get(r.base_flag):

@@ -64,6 +64,7 @@ class Attempt:
     # run's own; set by metrics.summarize, None otherwise.
     median_iter_ms: Optional[float] = None
     log: Optional[ParsedLog] = field(default=None, repr=False, compare=False)
+    kernel_table: Optional[dict] = field(default=None, repr=False, compare=False)  # beside its log
 
 
 @dataclass
@@ -302,7 +303,7 @@ def group_attempts(runs: list) -> list:
                                    r.log.status.last_iteration, r.log.status.planned_iterations,
                                    (resume.resumed_at(r.log) or (None,))[0],
                                    len(links) > 1 and j in links, list(r.nodes),
-                                   _started(r.sidecar), log=r.log)
+                                   _started(r.sidecar), log=r.log, kernel_table=r.kernel_table)
                            for j, r in enumerate(tries)]
         note = resume.unmatched_load(tries[links[0]].log)
         if len(links) > 1:

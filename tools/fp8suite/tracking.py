@@ -197,14 +197,26 @@ def _agree(metric: str, log_value: float, tracked: float) -> bool:
     return abs(log_value - tracked) <= TIME_ATOL_MS
 
 
-def check_dir(log_dir: Path) -> list:
-    """One RunCheck per (run, tracker) for every run log in `log_dir` (see the module doc)."""
+def check_dir(log_dir: Path, only: Optional[list] = None) -> list:
+    """One RunCheck per (run, tracker) for every run log in `log_dir` (see the module doc), or
+    for the runs named in `only`.
+
+    Raises UsageError for a missing folder, one without logs or trackers, or a name in `only`
+    that has no log there.
+    """
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
         raise UsageError(f"{log_dir}: no such folder")
     logs = sorted(p for p in log_dir.glob("*.log") if p.is_file())
     if not logs:
         raise UsageError(f"{log_dir}: no training logs (*.log) here")
+    if only:
+        names = {p.name.split(".")[0] for p in logs}  # RUN.log, RUN.1.log: one run
+        unknown = sorted(set(only) - names)
+        if unknown:
+            raise UsageError(f"{log_dir}: no log of {', '.join(unknown)}; "
+                             f"runs here: {', '.join(sorted(names))}")
+        logs = [p for p in logs if p.name.split(".")[0] in only]
     if not (log_dir / "wandb").is_dir() and not (log_dir / paths.TENSORBOARD).is_dir():
         raise UsageError(f"{log_dir}: no wandb/ or tensorboard/ folder: these runs logged to neither "
                          "(a matrix's wandb: section turns both on)")

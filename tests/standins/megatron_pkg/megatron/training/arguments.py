@@ -6,13 +6,15 @@ import os
 import sys
 
 
-def parse_args():
+def parse_args(extra_args_provider=None, ignore_unknown_args=False):
     p = argparse.ArgumentParser(allow_abbrev=False)
     p.add_argument("--num-layers", type=int)
     p.add_argument("--micro-batch-size", type=int, default=1)
     p.add_argument("--global-batch-size", type=int)
     p.add_argument("--cross-entropy-loss-fusion", action="store_true")
     p.add_argument("--cross-entropy-fusion-impl", default="native")
+    if extra_args_provider is not None:  # as Megatron: the caller's flags join its parser
+        p = extra_args_provider(p)
     args, _ = p.parse_known_args()
     args.world_size = int(os.getenv("WORLD_SIZE", "1"))
     args.rank = int(os.getenv("RANK", "0"))

@@ -23,6 +23,8 @@ def parse_args(extra_args_provider=None, ignore_unknown_args=False):
     parser.add_argument("--vocab-size", type=int)
     parser.add_argument("--no-gradient-accumulation-fusion", action="store_false",
                         dest="gradient_accumulation_fusion")
+    if extra_args_provider is not None:  # as Megatron: the caller's flags join its parser
+        parser = extra_args_provider(parser)
     args = parser.parse_args()
     args.rank = int(os.getenv("RANK", "0"))
     args.world_size = int(os.getenv("WORLD_SIZE", "1"))
