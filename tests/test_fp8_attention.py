@@ -58,13 +58,38 @@ def test_renders_where_transformer_engine_runs_fp8_attention(recipe, gpu, env, t
      f"would find no attention backend; set env {ENV}: DelayedScaling (FP8 attention in delayed scaling, "
      "the linear layers stay delayed FP8)"),
     ("tensorwise", "H200", "F16", f"{ENV}=F16 keeps attention in 16 bits: {FLAG} would change nothing"),
-    ("tensorwise", "H200", "Delayed", f"{ENV}=Delayed is not one of: DelayedScaling, Float8CurrentScaling, "
+    ("tensorwise", "H200", "Delayed", f"{ENV}='Delayed' is not one of: DelayedScaling, Float8CurrentScaling, "
      "MXFP8BlockScaling, F16"),
+    ("tensorwise", "H200", "delayedscaling", f"{ENV}='delayedscaling' is not one of: DelayedScaling, "
+     "Float8CurrentScaling, MXFP8BlockScaling, F16 (did you mean DelayedScaling?)"),
 ])
 def test_fp8_attention_that_would_not_run_is_one_line(recipe, gpu, env, message, tmp_path, capsys):
     code, lines, _ = run_render(tmp_path, capsys, with_attention(recipe, gpu, env))
     assert code == 2 and len(lines) == 1
-    assert lines[0].split(": run r_cs: ", 1)[1] == message
+    where, found = lines[0].split(": run r_cs: ", 1)
+    assert found == message
+    # A problem with the variable's value points at the variable.
+    assert where == (f"axes.recipe.cs.env.{ENV}" if message.startswith(ENV) else
+                     f"axes.recipe.cs.megatron.precision.{FLAG}")
+
+
+def nvfp4_with_attention(env=None):
+    m = broken(**{"target/gpu": "B200"})
+    m["axes"]["recipe"]["cs"] = {"megatron": {"precision": {"--fp4-format": "e2m1", "--fp4-recipe": "nvfp4",
+                                                            FLAG: True}}}
+    if env:
+        m["axes"]["recipe"]["cs"]["env"] = {ENV: env}
+    return m
+
+
+def test_nvfp4_attention_runs_in_the_fp8_recipe_the_variable_names(tmp_path, capsys):
+    code, lines, _ = run_render(tmp_path, capsys, nvfp4_with_attention())
+    assert code == 2
+    assert lines == [f"axes.recipe.cs.megatron.precision.{FLAG}: run r_cs: Transformer Engine has no NVFP4 "
+                     f"attention: set env {ENV} to the FP8 recipe attention runs in (DelayedScaling, "
+                     "Float8CurrentScaling, MXFP8BlockScaling)"]
+    code, lines, out = run_render(tmp_path, capsys, nvfp4_with_attention("DelayedScaling"))
+    assert (code, lines) == (0, [])
 
 
 def test_fp8_attention_needs_an_fp8_recipe_and_fused_attention(tmp_path, capsys):

@@ -113,3 +113,43 @@ def test_other_environment_passes_and_empty_paths_are_refused():
 def test_reserved_flags_at_launch_say_how_to_change_them(flag, expected):
     _, lines = launch_check.parse_args([flag, "7"], load_snapshot("0.19.2"))
     assert len(lines) == 1 and lines[0].endswith(expected), lines
+
+
+_, ONE_GPU = load(REPO / "experiments" / "h200_8b_one_gpu.yaml")
+BASE = [r for r in ONE_GPU if r.name == "one_llama3_8b_h200_fp8_cs_base"]
+ATTENTION = [r for r in ONE_GPU if r.name == "one_llama3_8b_h200_fp8_cs_fp8_attention"]
+
+
+def test_passed_environment_reaches_the_rules():
+    """--env NAME=... that is no launch setting reaches training, so the rules see it."""
+    ok = launch_check.problems(BASE, ["--fp8-dot-product-attention"],
+                               {"NVTE_DPA_FP8_RECIPE": "DelayedScaling"}, "0.19.2")
+    assert ok == []
+    alone = launch_check.problems(BASE, [], {"NVTE_DPA_FP8_RECIPE": "DelayedScaling"}, "0.19.2")
+    assert alone == ["--env NVTE_DPA_FP8_RECIPE: run one_llama3_8b_h200_fp8_cs_base as launched: "
+                     "NVTE_DPA_FP8_RECIPE acts only with --fp8-dot-product-attention: add the flag or "
+                     "remove it"]
+    missing = launch_check.problems(BASE, ["--fp8-dot-product-attention"], {}, "0.19.2")
+    assert len(missing) == 1 and "set env NVTE_DPA_FP8_RECIPE: DelayedScaling" in missing[0]
+    assert launch_check.problems(BASE, [], {"NCCL_DEBUG": "INFO"}, "0.19.2") == []
+
+
+def test_a_variable_the_script_exports_itself_cannot_be_changed_at_launch():
+    lines = launch_check.problems(ATTENTION, [], {"NVTE_DPA_FP8_RECIPE": "F16"}, "0.19.2")
+    assert lines == ["--env NVTE_DPA_FP8_RECIPE=F16: the script of one_llama3_8b_h200_fp8_cs_fp8_attention "
+                     "sets NVTE_DPA_FP8_RECIPE=DelayedScaling itself (the matrix's env), which wins over "
+                     "the launch's; change it in the matrix"]
+    script = (REPO / "experiments" / "generated" / f"{ATTENTION[0].name}.sh").read_text()
+    assert "\nexport NVTE_DPA_FP8_RECIPE=DelayedScaling\n" in script  # unconditional: the launch's value is lost
+
+
+def test_a_megatron_lm_checkout_cannot_take_the_suite_s_flags():
+    lines = launch_check.problems(ATTENTION, [], {"MEGATRON_LM_DIR": "/opt/Megatron-LM"}, "0.19.2")
+    assert lines == ["--env MEGATRON_LM_DIR: one_llama3_8b_h200_fp8_cs_fp8_attention uses "
+                     "--fp8-dot-product-attention, a flag of the suite's tools/pretrain_gpt.py that a "
+                     "Megatron-LM checkout's parser refuses; leave MEGATRON_LM_DIR unset for it"]
+    assert launch_check.problems(BASE, [], {"MEGATRON_LM_DIR": "/opt/Megatron-LM"}, "0.19.2") == []
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "run.py"), "experiments/h200_8b_one_gpu.yaml",
+                          "--only", "*cs_fp8_attention", "--dry-run", "--env", "MEGATRON_LM_DIR=/opt/Megatron-LM"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith("run.py: error: --env MEGATRON_LM_DIR: ")

@@ -177,9 +177,10 @@ def test_only_checks_the_named_runs(good, tmp_path):
     shutil.copytree(good, log_dir)
     shutil.copy(log_dir / f"{RUN}.log", log_dir / "untracked_run.log")  # a run with no tracker output
     assert check(log_dir).returncode == 1
-    out = check(log_dir, "--only", RUN)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert f"| {RUN} |" in out.stdout and "untracked_run" not in out.stdout
+    for only in (RUN, "conv_x_*"):  # a name, or a glob as run.py's --only takes
+        out = check(log_dir, "--only", only)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"| {RUN} |" in out.stdout and "untracked_run" not in out.stdout
     out = check(log_dir, "--only", "conv_x_fp8_cs_s2")
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no log of conv_x_fp8_cs_s2" in out.stderr
 

@@ -30,7 +30,7 @@ from fp8suite.version import add_version_option  # noqa: E402
 EPILOG = """examples:
   python tools/check_tracking.py logs/convergence_8b_width
   python tools/check_tracking.py logs/convergence_8b_width --out logs/convergence_8b_width/tracking.md
-  python tools/check_tracking.py logs/convergence_8b_width --only conv_8bw_bf16_s1234 conv_8bw_fp8_s1234
+  python tools/check_tracking.py logs/convergence_8b_width --only 'conv_8bw_bf16_*' conv_8bw_fp8_s1234
 
 exit status: 0 every run matches its log in both trackers, 1 some value is missing or differs,
 2 bad usage (no logs, wandb or tensorboard not installed)
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="check_tracking.py", description=__doc__, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("log_dir", type=Path, help="a matrix's log folder (logs/<matrix>)")
-    ap.add_argument("--only", nargs="+", metavar="RUN", help="check these runs only (names as in the logs)")
+    ap.add_argument("--only", nargs="+", metavar="NAME_OR_GLOB",
+                    help="check these runs only (names as in the logs, or globs: 'conv_*_s1234')")
     ap.add_argument("--out", type=Path, help="also write the table (markdown) here")
     add_version_option(ap)
     args = ap.parse_args(argv)

@@ -186,7 +186,7 @@ def recheck_launch(selected, extra: list[str], env: dict[str, str]) -> None:
     """The matrix's pre-flight on what the launch changes (fp8suite.launch_check): the launch
     knobs in --env and the Megatron args after `--`; UsageError with one line per problem."""
     problems = launch_check.knob_problems(env)
-    if not problems and (extra or "GPUS_PER_NODE" in env or "NNODES" in env):
+    if not problems and launch_check.changes_rules(extra, env):
         expanded: dict[str, object] = {}
         for p in {id(p): p for p, _ in selected}.values():
             matrix_file = paths.suite(p.matrix)

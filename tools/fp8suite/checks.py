@@ -108,26 +108,32 @@ def recipe_rules(run: ExpandedRun) -> list[Finding]:
 
 @rule
 def fp8_attention_rules(run: ExpandedRun) -> list[Finding]:
-    """--fp8-dot-product-attention: an FP8 recipe whose attention Transformer Engine runs in FP8
-    on the target GPU (or NVTE_DPA_FP8_RECIPE naming one that it does), cuDNN fused attention;
-    NVTE_DPA_FP8_RECIPE only beside the flag."""
+    """--fp8-dot-product-attention: a low-precision recipe whose attention Transformer Engine runs
+    in FP8 on the target GPU (or NVTE_DPA_FP8_RECIPE naming one that it does), cuDNN fused
+    attention (or auto); NVTE_DPA_FP8_RECIPE only beside the flag."""
     f = run.flags
     flag, env = recipes.FP8_ATTENTION_FLAG, recipes.DPA_RECIPE_ENV
     dpa = run.settings.env.get(env)
     dpa = None if dpa is None else str(_env_value(dpa))
-    if not f.get(flag):
-        if dpa is None:
+    if flag not in f:
+        written = any(k[0] == "megatron" and k[-1] == flag for k in run.origin)
+        if dpa is None or written:  # written with a value refused already: that problem stands
             return []
         return [(run.where(f"env.{env}"), f"{env} acts only with {flag}: add the flag or remove it")]
+    if not f.get(flag):
+        return []
     r = recipes.of_flags(f).recipe
-    fp8 = recipes.FORMAT_FLAGS[0]
-    if r.format_flag != fp8:
+    if not r.quantized:
+        fp8 = recipes.FORMAT_FLAGS[0]
         return [(run.where(f"megatron.{flag}"),
                  f"{flag} has no effect without {fp8} ({' or '.join(recipes.FORMATS[fp8])})")]
     out = []
     problem = recipes.fp8_attention_problem(r, run.settings.target.gpu, dpa)
     if problem:
-        out.append((run.where(f"megatron.{flag}", f"env.{env}", "target.gpu"), problem))
+        keys = [f"megatron.{flag}", f"env.{env}", "target.gpu"]
+        if problem.startswith(env):  # about the variable's value: point at it
+            keys = keys[1:] + keys[:1]
+        out.append((run.where(*keys), problem))
     backend = str(f.get("--attention-backend", "auto"))
     if backend not in ("fused", "auto"):
         out.append((run.where("megatron.--attention-backend", f"megatron.{flag}"),

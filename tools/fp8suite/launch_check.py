@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from . import checks, limits, matrix, paths
 from .errors import did_you_mean
-from .megatron_flags import FlagSpec, load_snapshot
+from .megatron_flags import SUITE_FLAGS, FlagSpec, load_snapshot
 from .schema import ExpandedRun
 
 # Launch knobs that must be whole numbers, with their least value.
@@ -99,14 +99,53 @@ def parse_args(extra: list[str], snapshot: Optional[dict[str, FlagSpec]]) -> tup
     return flags, problems
 
 
+# Launch settings the rules look at: the world size, and the training entry.
+RULED_KNOBS = ("GPUS_PER_NODE", "NNODES", "MEGATRON_LM_DIR")
+
+
+def changes_rules(extra: list, env: dict[str, str]) -> bool:
+    """Whether a launch changes what the matrix's rules saw: Megatron args after `--`, a ruled
+    launch setting, or a variable passed on to training."""
+    return bool(extra) or any(k in env for k in RULED_KNOBS) or bool(passed_env(env))
+
+
+def passed_env(env: dict[str, str]) -> dict[str, str]:
+    """The --env names that are no launch setting: passed on to training as they are (NCCL_DEBUG,
+    NVTE_*, ...)."""
+    return {k: v for k, v in env.items() if k not in paths.KNOBS}
+
+
+def env_problems(runs: list[ExpandedRun], flags: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """What --env cannot do: change a variable the script exports itself (the matrix's env
+    wins, silently), or run a Megatron-LM checkout (MEGATRON_LM_DIR) with the suite's own flags
+    (only tools/pretrain_gpt.py knows them)."""
+    out = []
+    for name, value in passed_env(env).items():
+        fixed = [r for r in runs if name in r.settings.env]
+        if fixed:
+            names = ", ".join(r.name for r in fixed)
+            out.append(f"--env {name}={value}: the script of {names} sets {name}="
+                       f"{fixed[0].settings.env[name]} itself (the matrix's env), which wins over "
+                       "the launch's; change it in the matrix")
+    if env.get("MEGATRON_LM_DIR"):
+        for run in runs:
+            own = [f for f in SUITE_FLAGS if {**run.flags, **flags}.get(f)]
+            if own:
+                out.append(f"--env MEGATRON_LM_DIR: {run.name} uses {', '.join(own)}, a flag of the "
+                           "suite's tools/pretrain_gpt.py that a Megatron-LM checkout's parser refuses; "
+                           "leave MEGATRON_LM_DIR unset for it")
+    return out
+
+
 def problems(runs: list[ExpandedRun], extra: list[str], env: dict[str, str], version: str) -> list[str]:
-    """Every problem of the launch: its knobs, its Megatron arguments, and the rules on each run
-    as launched (one line each, naming the run)."""
+    """Every problem of the launch: its knobs, its Megatron arguments, what --env cannot do,
+    and the rules on each run as launched (one line each, naming the run)."""
     out = knob_problems(env)
     snapshot = load_snapshot(version)
     flags, flag_problems = parse_args(extra, snapshot)
     out += flag_problems
-    if out or not runs or not (flags or "GPUS_PER_NODE" in env or "NNODES" in env):
+    out += env_problems(runs, flags, env)
+    if out or not runs or not changes_rules(list(flags), env):
         return out
     launched = [as_launched(run, flags, env) for run in runs]
     rules = [rule for rule in checks.RULES if rule is not checks.memory_rules]
@@ -117,12 +156,14 @@ def problems(runs: list[ExpandedRun], extra: list[str], env: dict[str, str], ver
 
 
 def as_launched(run: ExpandedRun, flags: dict[str, Any], env: dict[str, str]) -> ExpandedRun:
-    """`run` with the launch's flags and world size; their positions read `-- --flag` and
-    `--env NAME`, so a problem names what the launch set."""
+    """`run` with the launch's flags, world size and passed-on environment (where the matrix
+    does not set the name: the script's export wins there); their positions read `-- --flag`
+    and `--env NAME`, so a problem names what the launch set."""
     target = run.settings.target
     target = dataclasses.replace(target, gpus_per_node=int(env.get("GPUS_PER_NODE", target.gpus_per_node)),
                                  nodes=int(env.get("NNODES", target.nodes)))
-    settings = dataclasses.replace(run.settings, target=target)
+    added = {k: v for k, v in passed_env(env).items() if k not in run.settings.env}
+    settings = dataclasses.replace(run.settings, target=target, env={**run.settings.env, **added})
     merged = {**run.flags, **flags}
     groups = {g: {f: v for f, v in fl.items() if f not in flags} for g, fl in run.groups.items()}
     groups["launch"] = dict(flags)
@@ -132,6 +173,8 @@ def as_launched(run: ExpandedRun, flags: dict[str, Any], env: dict[str, str]) ->
     for name, key in (("GPUS_PER_NODE", "gpus_per_node"), ("NNODES", "nodes")):
         if name in env:
             origin[("target", key)] = f"--env {name}"
+    for name in added:
+        origin[("env", name)] = f"--env {name}"
     return dataclasses.replace(run, settings=settings, flags=merged, groups=groups, origin=origin)
 
 

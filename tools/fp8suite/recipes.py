@@ -83,11 +83,14 @@ class Recipe:
     scale_block: Optional[int] = None
     """Elements per one-byte scale of its quantized tensors (MXFP8 32, NVFP4 16); None when the
     scales are per tensor or per 128-element block (negligible memory). Read by fp8suite.memory."""
+    passes_fp8_dpa: bool = False
+    """Whether Megatron passes --fp8-dot-product-attention (fp8_dpa) to this recipe's Transformer
+    Engine recipe (megatron/core/fp8_utils.py, fp4_utils.py); where not, the flag does nothing."""
     fp8_attention_from: Optional[Version] = None
-    """Lowest compute capability on which Transformer Engine 2.20 runs this recipe's attention in
-    FP8 under --fp8-dot-product-attention (cuDNN fused attention; TE's get_attention_backend);
-    None where Megatron does not pass fp8_dpa to the recipe (fp8_utils.get_fp8_recipe), so the
-    flag does nothing."""
+    """Lowest compute capability on which Transformer Engine 2.20 runs attention in FP8 in this
+    recipe's own scaling (cuDNN fused attention; TE's get_attention_backend); None where it has no
+    attention in this recipe (NVTE_DPA_FP8_RECIPE then has to name one). On Blackwell TE also
+    wants cuDNN >= 9.14 (tensorwise) or >= 9.21 (MXFP8), which a matrix does not state."""
 
     @property
     def quantized(self) -> bool:
@@ -111,25 +114,26 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("fp32", "FP32", "FP32", "fp32"),
     Recipe("delayed", "FP8 delayed", "delayed FP8", "fp8", "--fp8-format", "fp8", "delayed",
            min_compute_capability=(8, 9), amax_history=True, first_last_bf16=False,
-           fp8_attention_from=(9, 0),
+           passes_fp8_dpa=True, fp8_attention_from=(9, 0),
            te_probe=TeProbe("is_fp8_available", "DelayedScaling",
                             {"amax_history_len": 16, "amax_compute_algo": "max"}, "HYBRID")),
     Recipe("tensorwise", "FP8 tensorwise", "tensorwise FP8", "fp8", "--fp8-format", "fp8", "tensorwise",
-           min_compute_capability=(8, 9), fp8_attention_from=(10, 0),
+           min_compute_capability=(8, 9), passes_fp8_dpa=True, fp8_attention_from=(10, 0),
            te_probe=TeProbe("is_fp8_available", "Float8CurrentScaling", {}, "HYBRID")),
     Recipe("blockwise", "FP8 blockwise", "blockwise FP8", "fp8", "--fp8-format", "fp8", "blockwise",
            min_compute_capability=(9, 0), min_transformer_engine=(2, 3), min_cuda=(12, 9),
            te_probe=TeProbe("is_fp8_block_scaling_available", "Float8BlockScaling")),
     Recipe("mxfp8", "MXFP8", "MXFP8", "fp8", "--fp8-format", "fp8", "mxfp8",
            min_compute_capability=(10, 0), min_transformer_engine=(2, 1), min_cuda=(12, 8),
-           scale_block=32, fp8_attention_from=(10, 0),
+           scale_block=32, passes_fp8_dpa=True, fp8_attention_from=(10, 0),
            te_probe=TeProbe("is_mxfp8_available", "MXFP8BlockScaling")),
     Recipe("fp8_custom", "FP8 custom", "custom FP8", "fp8", "--fp8-format", "fp8", "custom",
            min_compute_capability=(8, 9)),
     # Megatron: "--fp4-format requires Transformer Engine >= 2.7.0.dev0 for NVFP4BlockScaling".
     Recipe("nvfp4", "FP4 NVFP4", "NVFP4", "fp4", "--fp4-format", "fp4", "nvfp4",
            min_compute_capability=(10, 0), min_transformer_engine=(2, 7), min_cuda=(12, 8),
-           scale_block=16, te_probe=TeProbe("is_nvfp4_available", "NVFP4BlockScaling")),
+           scale_block=16, passes_fp8_dpa=True,
+           te_probe=TeProbe("is_nvfp4_available", "NVFP4BlockScaling")),
     Recipe("fp4_custom", "FP4 custom", "custom FP4", "fp4", "--fp4-format", "fp4", "custom",
            min_compute_capability=(10, 0), min_transformer_engine=(2, 7), min_cuda=(12, 8)),
 )
@@ -155,7 +159,9 @@ FP8_ATTENTION_FLAG = "--fp8-dot-product-attention"
 DPA_RECIPE_ENV = "NVTE_DPA_FP8_RECIPE"
 """Transformer Engine's switch for the recipe of FP8 attention, apart from the linear layers'
 (experimental; documented in TE's dot_product_attention.py). "DelayedScaling" is how tensorwise
-runs get FP8 attention where TE has it only for delayed scaling (Hopper)."""
+runs get FP8 attention where TE has it only for delayed scaling (Hopper); that attention recipe
+has its own amax settings (NVTE_DPA_FP8DS_AMAX_HISTLEN, default 1; NVTE_DPA_FP8DS_AMAX_ALGO,
+default most_recent), not the run's --fp8-amax-* ones."""
 DPA_RECIPES: dict[str, Optional[str]] = {
     "DelayedScaling": "delayed", "Float8CurrentScaling": "tensorwise", "MXFP8BlockScaling": "mxfp8",
     "F16": None}
@@ -164,30 +170,38 @@ DPA_RECIPES: dict[str, Optional[str]] = {
 
 def fp8_attention_problem(recipe: Recipe, gpu_name: str, dpa_recipe: Optional[str]) -> Optional[str]:
     """Why --fp8-dot-product-attention would not run attention in FP8 for the linear layers'
-    `recipe` on `gpu_name`; None when it does (or the GPU is unknown).
+    `recipe` on `gpu_name` under Transformer Engine 2.20; None when it does (or the GPU is
+    unknown). Messages about NVTE_DPA_FP8_RECIPE's value start with its name.
 
     dpa_recipe: the run's NVTE_DPA_FP8_RECIPE, None when unset (attention then follows `recipe`).
     """
-    flag = FP8_ATTENTION_FLAG
-    if recipe.fp8_attention_from is None:
+    flag, env = FP8_ATTENTION_FLAG, DPA_RECIPE_ENV
+    if not recipe.passes_fp8_dpa:
         return (f"Megatron does not pass fp8_dpa to Transformer Engine's {recipe.title} recipe: "
                 f"{flag} would change nothing; remove it")
     if dpa_recipe is not None and dpa_recipe not in DPA_RECIPES:
-        return f"{DPA_RECIPE_ENV}={dpa_recipe} is not one of: {', '.join(DPA_RECIPES)}"
+        close = [k for k in DPA_RECIPES if k.lower() == dpa_recipe.strip().lower()]
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"{env}={dpa_recipe!r} is not one of: {', '.join(DPA_RECIPES)}{hint}"
     if dpa_recipe is not None and DPA_RECIPES[dpa_recipe] is None:
-        return f"{DPA_RECIPE_ENV}={dpa_recipe} keeps attention in 16 bits: {flag} would change nothing"
+        return f"{env}={dpa_recipe} keeps attention in 16 bits: {flag} would change nothing"
     attention = BY_NAME[DPA_RECIPES[dpa_recipe]] if dpa_recipe else recipe
-    family = gpu(gpu_name)
     need = attention.fp8_attention_from
-    if family is None or need is None or family.compute_capability >= need:
+    able = [r for r in RECIPES if r.fp8_attention_from]
+    if need is None:
+        return (f"Transformer Engine has no {attention.title} attention: set env {env} to the FP8 "
+                f"recipe attention runs in ({', '.join(k for k, v in DPA_RECIPES.items() if v)})")
+    family = gpu(gpu_name)
+    if family is None or family.compute_capability >= need:
         return None
     has = f"({family.name} is {_dotted(family.compute_capability)})"
-    delayed = BY_NAME["delayed"]
-    if attention is not delayed and family.compute_capability >= (delayed.fp8_attention_from or need):
+    runs_here = [r for r in able if family.compute_capability >= r.fp8_attention_from]
+    if runs_here and attention not in runs_here:
+        value = next(k for k, v in DPA_RECIPES.items() if v == runs_here[0].name)
         return (f"Transformer Engine has {attention.title} attention only from compute capability "
-                f"{_dotted(need)} {has} and would find no attention backend; set env "
-                f"{DPA_RECIPE_ENV}: DelayedScaling (FP8 attention in delayed scaling, the linear layers "
-                f"stay {recipe.title})")
+                f"{_dotted(need)} {has} and would find no attention backend; set env {env}: "
+                f"{value} (FP8 attention in {runs_here[0].name} scaling, the linear layers stay "
+                f"{recipe.title})")
     return (f"Transformer Engine has {attention.title} attention only from compute capability "
             f"{_dotted(need)} {has}; remove {flag}")
 

@@ -26,6 +26,7 @@ Errors: `UsageError` (one line) when the folder has no logs or a reader is not i
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import warnings
@@ -199,10 +200,10 @@ def _agree(metric: str, log_value: float, tracked: float) -> bool:
 
 def check_dir(log_dir: Path, only: Optional[list] = None) -> list:
     """One RunCheck per (run, tracker) for every run log in `log_dir` (see the module doc), or
-    for the runs named in `only`.
+    for the runs `only` names (names or globs, as run.py's --only).
 
-    Raises UsageError for a missing folder, one without logs or trackers, or a name in `only`
-    that has no log there.
+    Raises UsageError for a missing folder, one without logs or trackers, or an entry of `only`
+    that matches no log there.
     """
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
@@ -211,12 +212,11 @@ def check_dir(log_dir: Path, only: Optional[list] = None) -> list:
     if not logs:
         raise UsageError(f"{log_dir}: no training logs (*.log) here")
     if only:
-        names = {p.name.split(".")[0] for p in logs}  # RUN.log, RUN.1.log: one run
-        unknown = sorted(set(only) - names)
+        names = sorted({p.name.split(".")[0] for p in logs})  # RUN.log, RUN.1.log: one run
+        unknown = [o for o in only if not fnmatch.filter(names, o)]
         if unknown:
-            raise UsageError(f"{log_dir}: no log of {', '.join(unknown)}; "
-                             f"runs here: {', '.join(sorted(names))}")
-        logs = [p for p in logs if p.name.split(".")[0] in only]
+            raise UsageError(f"{log_dir}: no log of {', '.join(unknown)}; runs here: {', '.join(names)}")
+        logs = [p for p in logs if any(fnmatch.fnmatchcase(p.name.split(".")[0], o) for o in only)]
     if not (log_dir / "wandb").is_dir() and not (log_dir / paths.TENSORBOARD).is_dir():
         raise UsageError(f"{log_dir}: no wandb/ or tensorboard/ folder: these runs logged to neither "
                          "(a matrix's wandb: section turns both on)")
