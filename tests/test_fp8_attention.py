@@ -109,9 +109,12 @@ def test_fp8_attention_needs_an_fp8_recipe_and_fused_attention(tmp_path, capsys)
                      "attention, not --attention-backend flash; use fused"]
 
 
-def test_the_attention_recipe_switch_alone_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("flag_value", [None, False])  # absent, or written false
+def test_the_attention_recipe_switch_alone_is_refused(flag_value, tmp_path, capsys):
     m = broken(**{"target/gpu": "H200"})
     m["axes"]["recipe"]["cs"]["env"] = {ENV: "DelayedScaling"}
+    if flag_value is not None:
+        m["axes"]["recipe"]["cs"]["megatron"]["precision"][FLAG] = flag_value
     code, lines, _ = run_render(tmp_path, capsys, m)
     assert code == 2
     assert lines == [f"axes.recipe.cs.env.{ENV}: run r_cs: {ENV} acts only with {FLAG}: add the flag or remove it"]

@@ -115,13 +115,11 @@ def fp8_attention_rules(run: ExpandedRun) -> list[Finding]:
     flag, env = recipes.FP8_ATTENTION_FLAG, recipes.DPA_RECIPE_ENV
     dpa = run.settings.env.get(env)
     dpa = None if dpa is None else str(_env_value(dpa))
-    if flag not in f:
-        written = any(k[0] == "megatron" and k[-1] == flag for k in run.origin)
-        if dpa is None or written:  # written with a value refused already: that problem stands
+    if not f.get(flag):
+        refused = flag not in f and any(k[0] == "megatron" and k[-1] == flag for k in run.origin)
+        if dpa is None or refused:  # written with a value refused already: that problem stands
             return []
         return [(run.where(f"env.{env}"), f"{env} acts only with {flag}: add the flag or remove it")]
-    if not f.get(flag):
-        return []
     r = recipes.of_flags(f).recipe
     if not r.quantized:
         fp8 = recipes.FORMAT_FLAGS[0]
