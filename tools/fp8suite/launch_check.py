@@ -129,7 +129,8 @@ def env_problems(runs: list[ExpandedRun], flags: dict[str, Any], env: dict[str, 
                        "the launch's; change it in the matrix")
     if env.get("MEGATRON_LM_DIR"):
         for run in runs:
-            own = [f for f in SUITE_FLAGS if {**run.flags, **flags}.get(f)]
+            launched = {**run.flags, **flags}
+            own = [f for f in SUITE_FLAGS if launched.get(f)]
             if own:
                 out.append(f"--env MEGATRON_LM_DIR: {run.name} uses {', '.join(own)}, a flag of the "
                            "suite's tools/pretrain_gpt.py that a Megatron-LM checkout's parser refuses; "
