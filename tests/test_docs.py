@@ -218,3 +218,22 @@ def test_a_broken_link_is_caught(tmp_path):
 def test_readme_is_at_most_10_kb():
     size = (REPO / "README.md").stat().st_size
     assert size <= README_LIMIT_BYTES, f"README.md is {size} bytes; move reference material to docs/"
+
+
+def test_the_matrix_reference_names_every_field():
+    """docs/matrix.md has a row for every suite setting of tools/fp8suite/schema.py."""
+    import dataclasses
+
+    from fp8suite import schema
+
+    text = (REPO / "docs" / "matrix.md").read_text()
+    sections = {"target": schema.Target, "data": schema.Data, "wandb": schema.Wandb,
+                "checkpoint": schema.Checkpoint, "slurm": schema.Slurm}
+    keys = [f.name for f in dataclasses.fields(schema.Matrix)]
+    for f in dataclasses.fields(schema.Settings):
+        if f.name in sections:
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(sections[f.name])]
+        else:
+            keys.append(f.name)
+    missing = [k for k in keys if f"| `{k}` |" not in text]
+    assert not missing, f"docs/matrix.md has no row for {missing}"
