@@ -237,3 +237,17 @@ def test_the_matrix_reference_names_every_field():
             keys.append(f.name)
     missing = [k for k in keys if f"| `{k}` |" not in text]
     assert not missing, f"docs/matrix.md has no row for {missing}"
+
+
+def test_the_readme_answers_a_newcomers_four_questions():
+    """From README.md alone: which recipe for Llama-3-8B on H200 and how much faster (a headline
+    table and a recommendation), how to add a model, how to run two Slurm nodes, how to resume."""
+    text = (REPO / "README.md").read_text()
+    headline = re.search(r"^## Llama-3-8B on H200.*?(?=^## )", text, re.S | re.M)
+    assert headline, "README.md has no Llama-3-8B on H200 section"
+    assert table_rows(headline.group(0)) and "**Recommendation:**" in headline.group(0)
+    assert "--fp8-param-gather" in headline.group(0), "the recommendation states the known caveat"
+    links = set(relative_links(REPO / "README.md"))
+    for target in ("docs/howto-own-model.md", "docs/howto-slurm-two-nodes.md",
+                   "docs/running.md#resume-after-a-time-limit"):
+        assert target in links, f"README.md does not link {target}"
