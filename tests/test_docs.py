@@ -251,3 +251,13 @@ def test_the_readme_answers_a_newcomers_four_questions():
     for target in ("docs/howto-own-model.md", "docs/howto-slurm-two-nodes.md",
                    "docs/running.md#resume-after-a-time-limit"):
         assert target in links, f"README.md does not link {target}"
+
+
+@pytest.mark.parametrize("matrix", sorted((REPO / "experiments" / "examples").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_the_documented_example_matrices_render(matrix, tmp_path, capsys):
+    """The how-tos' example matrices pass the pre-flight (render exits 0 and writes scripts)."""
+    import render
+
+    assert render.main([str(matrix), "--out", str(tmp_path)]) == 0, capsys.readouterr().err
+    assert sorted(p.suffix for p in tmp_path.iterdir()).count(".sbatch") >= 1
