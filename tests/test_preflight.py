@@ -1,0 +1,52 @@
+"""Pre-flight frictions and advice: did-you-mean for names that differ only in case, no
+follow-on problems after a refused value, Megatron's quoted messages filled with the run's
+values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+import render
+
+BENCH = REPO / "experiments" / "h200x2_8b_bench.yaml"
+
+
+def _bench(tmp_path: Path, edit) -> Path:
+    data = yaml.safe_load(BENCH.read_text())
+    edit(data)
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _render_errors(path: Path, tmp_path: Path, capsys) -> tuple[int, list[str]]:
+    code = render.main([str(path), "--out", str(tmp_path / "gen")])
+    return code, capsys.readouterr().err.splitlines()
+
+
+def test_a_gpu_written_in_lower_case_gets_a_did_you_mean(tmp_path, capsys):
+    path = _bench(tmp_path, lambda d: d["target"].update(gpu="h200"))
+    code, err = _render_errors(path, tmp_path, capsys)
+    assert code == 2
+    assert any("target.gpu:" in line and "unknown GPU 'h200' (did you mean H200?); known: H100, H200" in line
+               for line in err), err
+
+
+def test_a_different_gpu_is_not_guessed_from_its_spelling(tmp_path, capsys):
+    path = _bench(tmp_path, lambda d: d["target"].update(gpu="A100"))
+    code, err = _render_errors(path, tmp_path, capsys)
+    assert code == 2 and any("unknown GPU 'A100'; known:" in line for line in err), err
+
+
+def test_a_refused_format_sets_off_no_follow_on_problem(tmp_path, capsys):
+    def edit(d):
+        d["axes"]["recipe"]["fp8_cs"]["megatron"]["precision"]["--fp8-format"] = "E4M3"
+        d["megatron"]["precision"].update({"--fp8-format": "E4M3", "--fp8-recipe": "tensorwise"})
+    code, err = _render_errors(_bench(tmp_path, edit), tmp_path, capsys)
+    problems = [line for line in err if not line.startswith("render:")]
+    assert code == 2
+    assert problems and all("--fp8-format: 'E4M3' is not one of: e4m3, hybrid (did you mean e4m3?)" in line
+                            for line in problems), problems
