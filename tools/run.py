@@ -35,7 +35,7 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import launch_check, launchers, memory, paths, plan  # noqa: E402
+from fp8suite import advice, launch_check, launchers, memory, paths, plan  # noqa: E402
 from fp8suite.errors import ConfigError  # noqa: E402
 from fp8suite.matrix import load as load_matrix  # noqa: E402
 from fp8suite.launchers.base import minutes, seconds  # noqa: E402
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.cancel and (args.slurm or not args.watch):
             recheck_launch(selected, extra, env)
             recheck_memory(selected, extra, env)
+            print_advice(selected, extra, env)
         states = {p.name: RunState.load(status_file(p, env, args.state), p.matrix, p.name) for p in used}
         display = Display()
         code = dispatch(args, extra, env, selected, states, display)
@@ -221,6 +222,15 @@ def recheck_memory(selected, extra: list[str], env: dict[str, str]) -> None:
             print(f"run.py: warning: {line}", file=sys.stderr)
     if problems:
         raise plan.UsageError(*problems)
+
+
+def print_advice(selected, extra: list[str], env: dict[str, str]) -> None:
+    """The speed advice (fp8suite.advice) that applies to each selected run as it will launch,
+    with the launch's GPUS_PER_NODE / NNODES and Megatron args: one line each on stderr.
+    Advice never stops a launch."""
+    for _, run in selected:
+        for entry in advice.for_entry(run.entry, extra, env):
+            print(f"run.py: advice: {run.name}: {entry.line()}", file=sys.stderr)
 
 
 def dispatch(args, extra, env, selected, states, display) -> int:
