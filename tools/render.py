@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import advice, manifest, memory  # noqa: E402
+from fp8suite import advice, manifest, memory, predict  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 from fp8suite.errors import ConfigError, Problem  # noqa: E402
 from fp8suite.matrix import load  # noqa: E402
@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
               f"({changed} file(s) changed): {', '.join(r.name for r in runs)}")
         for run in runs:
             print(f"  {run.name}: {_memory_line(run)}")
+            speedup = predict.for_run(run)
+            if speedup is not None:
+                print(f"    predicted speedup over its BF16 twin: {speedup:.2f}x (fp8suite.predict, "
+                      f"calibrated on {len(predict.committed().logs)} committed logs)")
             for entry in advice.for_run(run):
                 print(f"    advice: {entry.line()}")
     return 0
