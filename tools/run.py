@@ -160,7 +160,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.cancel and (args.slurm or not args.watch):
             recheck_launch(selected, extra, env)
             recheck_memory(selected, extra, env)
-            print_advice(selected, extra, env)
         states = {p.name: RunState.load(status_file(p, env, args.state), p.matrix, p.name) for p in used}
         display = Display()
         code = dispatch(args, extra, env, selected, states, display)
@@ -240,6 +239,8 @@ def dispatch(args, extra, env, selected, states, display) -> int:
         return launcher.cancel(selected, states, display)
     code = 0
     if launching:
+        launcher.ready(args)
+        print_advice(selected, extra, env)
         code = launcher.launch(selected, states, args, extra, env, display)
     if args.watch and not args.dry_run:
         code = max(code, launcher.watch(selected, states, args, display))
