@@ -65,12 +65,12 @@ def test_param_gather_at_low_data_parallel_size_is_priced():
              "--swiglu": True, "--untie-embeddings-and-output-weights": True, "--disable-bias-linear": True,
              "--micro-batch-size": 4, "--global-batch-size": 4, "--bf16": True, "--use-distributed-optimizer": True,
              "--fp8-format": "hybrid", "--fp8-recipe": "tensorwise"}
-    without = model.speedup(predict.Run(flags, 1, 128256, "H200", False))
-    with_pg = model.speedup(predict.Run({**flags, "--fp8-param-gather": True}, 1, 128256, "H200", False))
+    without = model.speedup(predict.CostedRun(flags, 1, 128256, "H200", False))
+    with_pg = model.speedup(predict.CostedRun({**flags, "--fp8-param-gather": True}, 1, 128256, "H200", False))
     assert with_pg < without
     dp8 = {**flags, "--global-batch-size": 32}
-    loss_dp8 = (model.speedup(predict.Run(dp8, 8, 128256, "H200", False))
-                - model.speedup(predict.Run({**dp8, "--fp8-param-gather": True}, 8, 128256, "H200", False)))
+    loss_dp8 = (model.speedup(predict.CostedRun(dp8, 8, 128256, "H200", False))
+                - model.speedup(predict.CostedRun({**dp8, "--fp8-param-gather": True}, 8, 128256, "H200", False)))
     assert loss_dp8 < without - with_pg
 
 

@@ -58,50 +58,32 @@ class Calibration:
     """The measurement, or "assumed from <family>: ..." when none was made on this family."""
 
 
-NON_PYTORCH_GIB = 3.9
-"""H200, measured on the 2xH200 BF16 out-of-memory message (tests/data/real_h200x2/
-train_llama3_8b_h200_bf16.1.log): of nvidia-smi's 143,771 MiB (140.40 GiB), PyTorch accounts
-for 126.02 GiB allocated + 7.62 reserved + 2.88 free = 136.52 GiB; 140.40 - 136.52 = 3.88 GiB."""
-FRAGMENTATION_SHARE = 0.054
-"""H200, the same message: 7.62 GiB reserved but unallocated at the failure, 5.4% of 140.40 GiB."""
-
-MEASURED_ON = "H200"
-CALIBRATIONS: dict[str, Calibration] = {
-    "H200": Calibration(
-        NON_PYTORCH_GIB, FRAGMENTATION_SHARE,
-        "measured on H200: tests/data/real_h200x2/train_llama3_8b_h200_bf16.1.log's out-of-memory message"),
-}
-"""Calibration per GPU family (recipes.GpuFamily.name). A family without its own measurement
-uses the H200's, marked "assumed from H200" (`calibration`)."""
+MEASURED = next(g for g in recipes.GPUS if g.non_pytorch_gib is not None)
+"""The GPU family whose memory calibration was measured (recipes.GpuFamily.memory_measured_by);
+families without their own measurement assume its figures."""
+NON_PYTORCH_GIB = MEASURED.non_pytorch_gib
+FRAGMENTATION_SHARE = MEASURED.fragmentation_share
 
 
 def calibration(gpu: str) -> Calibration:
-    """The calibration of `gpu` (a target.gpu or device name): its family's own measurement,
-    else the H200's with the source saying so."""
+    """The calibration of `gpu` (a target.gpu or device name): its family's own measurement
+    (recipes.GpuFamily), else the measured family's with the source saying "assumed from"."""
     family = recipes.gpu(gpu)
+    if family is not None and family.non_pytorch_gib is not None:
+        return Calibration(family.non_pytorch_gib, family.fragmentation_share or 0.0,
+                           f"measured on {family.name}: {family.memory_measured_by}'s out-of-memory message")
     name = family.name if family else str(gpu)
-    if name in CALIBRATIONS:
-        return CALIBRATIONS[name]
-    base = CALIBRATIONS[MEASURED_ON]
-    return Calibration(base.non_pytorch_gib, base.fragmentation_share,
-                       f"assumed from {MEASURED_ON} (not measured on {name})")
+    return Calibration(MEASURED.non_pytorch_gib, MEASURED.fragmentation_share or 0.0,
+                       f"assumed from {MEASURED.name} (not measured on {name})")
 
 
 # Within this share of the usable memory an estimate is a warning.
 WARN_SHARE = 0.05
 
-# --- evaluation --------------------------------------------------------------------------
-EVALUATION_EXTRA_GIB: dict[str, Optional[float]] = {
-    "bf16": None, "fp16": None, "fp32": None,
-    "delayed": None, "tensorwise": None, "blockwise": None, "mxfp8": None, "nvfp4": None,
-}
-"""What evaluation adds on top of the training peak, GiB per GPU, by recipe kind
-(recipes.Recipe.name). Calibration values to be measured on one GPU at a memory-tight setting
-(the seed study's FP8 runs died at their evaluation intervals); None: not measured yet, and the
-estimate of a run that evaluates then says so in its notes instead of adding a figure. Each
-value, once filled in, cites the committed log it comes from in EVALUATION_SOURCES."""
-EVALUATION_SOURCES: dict[str, str] = {}
-"""Recipe kind -> the committed log(s) and figures its EVALUATION_EXTRA_GIB value comes from."""
+# What evaluation adds on top of the training peak, by recipe kind:
+# recipes.EVALUATION_EXTRA_GIB (calibration values, each citing its log once measured).
+EVALUATION_EXTRA_GIB = recipes.EVALUATION_EXTRA_GIB
+EVALUATION_SOURCES = recipes.EVALUATION_MEASURED_BY
 
 # cuBLAS workspaces allocated through PyTorch: PyTorch's own (CUBLAS_WORKSPACE_CONFIG default
 # ":4096:8", 32 MiB on Hopper) and Transformer Engine's cublasLt workspace (32 MiB on sm90+,

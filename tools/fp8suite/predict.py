@@ -57,7 +57,8 @@ from .metrics import timed_iter_ms, timed_rows
 CALIBRATION = Path(__file__).resolve().parent / "data" / "predictor.json"
 WARMUP = 3
 """Iterations left out of each median after a (re)start: the report's default."""
-FP8_RECIPES = ("delayed", "tensorwise", "blockwise", "mxfp8")
+FP8_RECIPES = tuple(r.name for r in recipes.quantized() if r.precision == "fp8" and r.te_probe is not None)
+"""The FP8 recipes with a cast cost of their own (from the registry: its custom recipe aside)."""
 
 FEATURES = ("gemm_bf16_flop", "gemm_fp8_flop", "attention_flop", "logits", *(f"cast_{r}" for r in FP8_RECIPES), "fp8_tensors", "wgrad_unfused",
             "tp_comm", "weight_cast", "weight_cast_tensors", "param_gather", "param_gather_tensors",
@@ -67,19 +68,18 @@ FEATURES = ("gemm_bf16_flop", "gemm_fp8_flop", "attention_flop", "logits", *(f"c
 def flags_from_args(args: Mapping[str, Any]) -> dict[str, Any]:
     """A log's arguments dump as Megatron flags ({"num_layers": "32"} -> {"--num-layers": 32}),
     so that a logged run and a matrix run are read alike; None values are left out."""
+    formats = {r.format_arg: r.format_flag for r in recipes.RECIPES if r.format_flag}  # "fp8" -> "--fp8-format"
     out: dict[str, Any] = {}
     for name in args:
         value = arg_value(args, name)
         if value is None or value is False:
             continue
-        flag = "--fp8-format" if name == "fp8" else "--fp4-format" if name == "fp4" else \
-            "--" + name.replace("_", "-")
-        out[flag] = value
+        out[formats.get(name) or "--" + name.replace("_", "-")] = value
     return out
 
 
 @dataclass(frozen=True)
-class Run:
+class CostedRun:
     """What the cost model reads of one run."""
 
     flags: Mapping[str, Any]
@@ -90,7 +90,7 @@ class Run:
     """Whether weight gradients accumulate inside the GEMM (Megatron's gradient_accumulation_fusion)."""
 
 
-def features(run: Run) -> dict[str, float]:
+def features(run: CostedRun) -> dict[str, float]:
     """The cost model's features of one run (per GPU per step; FLOPs over the peak in ms)."""
     f = Flags(run.flags)
     s = shape(f, run.world_size, run.vocab_size)
@@ -108,8 +108,9 @@ def features(run: Run) -> dict[str, float]:
     recompute = f.str("--recompute-granularity")
     redo = 4 / 3 if recompute == "full" else 1.0
     attn_redo = 4 / 3 if recompute in ("full", "selective") else 1.0
-    peak_bf16 = (recipes.peak_tflops(run.gpu, "bf16") or 989.0) * 1e9  # FLOP per ms
-    peak_fp8 = (recipes.peak_tflops(run.gpu, "fp8") or 2 * 989.0) * 1e9
+    # FLOP per ms at the GPU's dense peak; a GPU without published peaks counts as the default one.
+    peak_bf16 = (recipes.peak_tflops(run.gpu, "bf16") or recipes.peak_tflops(recipes.DEFAULT_GPU, "bf16")) * 1e9
+    peak_fp8 = (recipes.peak_tflops(run.gpu, "fp8") or recipes.peak_tflops(recipes.DEFAULT_GPU, "fp8")) * 1e9
 
     # GEMMs of one layer: (rows, inner, cols) forward; backward does two more of the same size.
     gemms = [(tokens, h, (q + 2 * k) / s.tp), (tokens, q / s.tp, h), (tokens, h, gate * s.ffn / s.tp),
@@ -161,7 +162,7 @@ class Measured:
 
     log: str
     """Repository-relative path."""
-    run: Run
+    run: CostedRun
     step_ms: float
     """Median iteration time after warm-up (the report's rule)."""
 
@@ -195,9 +196,9 @@ def measured_logs(folders: Iterable[Path]) -> list[Measured]:
             vocab = (arg_value(args, "vocab_size") if args else None) or _manifest_vocab(meta)
             if not times or not isinstance(vocab, int):
                 continue
-            device = ((meta.get("environment") or {}).get("gpu") or {}).get("name") or "H200"
+            device = ((meta.get("environment") or {}).get("gpu") or {}).get("name") or recipes.DEFAULT_GPU
             flags = flags_from_args(args)
-            out.append(Measured(paths.display_path(log), Run(
+            out.append(Measured(paths.display_path(log), CostedRun(
                 flags=flags, world_size=arg_value(args, "world_size") or 1, vocab_size=vocab,
                 gpu=device, wgrad_fusion=arg_value(args, "gradient_accumulation_fusion") is True),
                 statistics.median(times)))
@@ -227,13 +228,13 @@ class Model:
     coefficients: dict[str, float]
     logs: tuple[str, ...]
 
-    def step_ms(self, run: Run) -> float:
+    def step_ms(self, run: CostedRun) -> float:
         x = features(run)
         return sum(self.coefficients[k] * x[k] for k in FEATURES)
 
-    def speedup(self, run: Run) -> float:
+    def speedup(self, run: CostedRun) -> float:
         """Predicted BF16-twin step time / this run's step time."""
-        twin = Run(bf16_twin(run.flags), run.world_size, run.vocab_size, run.gpu, run.wgrad_fusion)
+        twin = CostedRun(bf16_twin(run.flags), run.world_size, run.vocab_size, run.gpu, run.wgrad_fusion)
         return self.step_ms(twin) / self.step_ms(run)
 
 
@@ -352,7 +353,7 @@ def for_run(run: Any) -> Optional[float]:
         return None
     fusion = s.gradient_accumulation_fusion in ("te", "on")
     try:
-        value = model.speedup(Run(run.flags, s.target.gpus_per_node * s.target.nodes, s.data.vocab_size,
+        value = model.speedup(CostedRun(run.flags, s.target.gpus_per_node * s.target.nodes, s.data.vocab_size,
                                   s.target.gpu, fusion))
     except (ValueError, ZeroDivisionError):
         return None
