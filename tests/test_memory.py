@@ -490,3 +490,14 @@ def test_every_recipe_kind_has_one_evaluation_calibration_value():
     assert kinds <= set(memory.EVALUATION_EXTRA_GIB)
     for kind, value in memory.EVALUATION_EXTRA_GIB.items():
         assert value is None or kind in memory.EVALUATION_SOURCES, f"{kind}: a measured value cites its log"
+
+
+def test_tensor_parallel_without_sequence_parallel_is_offered_sequence_parallel_first():
+    flags = {**QWEN14B, "--tensor-model-parallel-size": 2, "--micro-batch-size": 2}
+    v = memory.check(memory.estimate(flags, 8, QWEN_VOCAB), "H100", {}, flags, 8, QWEN_VOCAB, gpus_per_node=8)
+    sp = memory.estimate({**flags, "--sequence-parallel": True}, 8, QWEN_VOCAB).total
+    assert v.level == "problem" and f"; --sequence-parallel -> {sp:.1f} GiB" in v.message
+    # An FFN width TP 8 does not divide is not split 8 ways (Megatron's ColumnParallelLinear asserts it).
+    odd = {**QWEN14B, "--ffn-hidden-size": 13820, "--micro-batch-size": 4}
+    v = memory.check(memory.estimate(odd, 8, QWEN_VOCAB), "H100", {}, odd, 8, QWEN_VOCAB, gpus_per_node=8)
+    assert "--tensor-model-parallel-size 8" not in v.message

@@ -720,6 +720,7 @@ def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, 
     """What would lower the estimate or raise the usable memory: (text with its new figure,
     whether the run then fits under `limit`: True/False, None when no new figure is known).
 
+    A run at TP > 1 without sequence parallelism is offered --sequence-parallel first.
     Model parallelism is offered where the model allows it: tensor parallelism with sequence
     parallelism within a node (attention heads divisible by TP, query groups a multiple or
     divisor of TP, as Megatron asserts), pipeline parallelism over a divisor of the layers;
@@ -749,6 +750,8 @@ def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, 
                           {}, 2 * world_size))
     else:
         ways.append(after("--use-distributed-optimizer", {"--use-distributed-optimizer": True}))
+    if (f.int("--tensor-model-parallel-size", 1) or 1) > 1 and not f.on("--sequence-parallel"):
+        ways.append(after("--sequence-parallel", {"--sequence-parallel": True}))  # the same TP
     for way in (_tensor_parallel(f, world_size, gpus_per_node), _pipeline_parallel(f, world_size)):
         tried = [(text, changes, total_with(changes)) for text, changes in way]
         if not tried:
@@ -783,16 +786,17 @@ def _batch_divides(f: Flags, world_size: int, tp: int, pp: int) -> bool:
 
 
 def _tensor_parallel(f: Flags, world_size: int, gpus_per_node: int) -> list[tuple[str, dict[str, Any]]]:
-    """Larger TP sizes with sequence parallelism the model and layout allow, smallest first:
-    (remedy text, flag changes)."""
+    """Larger TP sizes with sequence parallelism the model and layout allow (heads, query
+    groups and the FFN width divide), smallest first: (remedy text, flag changes)."""
     tp = f.int("--tensor-model-parallel-size", 1) or 1
     pp = f.int("--pipeline-model-parallel-size", 1) or 1
     heads = f.int("--num-attention-heads") or 0
     groups = (f.int("--num-query-groups") or heads) if f.on("--group-query-attention") else heads
+    ffn = f.int("--ffn-hidden-size") or 0
     out = []
     size = 2 * tp
     while size <= gpus_per_node and heads:
-        if heads % size == 0 and (groups % size == 0 or size % groups == 0) \
+        if heads % size == 0 and (groups % size == 0 or size % groups == 0) and ffn % size == 0 \
                 and _batch_divides(f, world_size, size, pp):
             out.append((f"--tensor-model-parallel-size {size} --sequence-parallel",
                         {"--tensor-model-parallel-size": size, "--sequence-parallel": True}))
