@@ -32,7 +32,7 @@ def test_committed_calibration_is_rebuilt_from_the_logs(data):
 
 
 def test_committed_error_table_is_rebuilt_from_the_logs(data):
-    page = predict_speedup.page(predict.leave_one_out(data), FOLDERS)
+    page = predict_speedup.page(predict_speedup.validate(data), FOLDERS)
     assert (REPO / "docs" / "results" / "predictor.md").read_text() == page, (
         "re-run " + predict_speedup.command("--validate", FOLDERS))
 
@@ -88,3 +88,18 @@ def test_manifest_records_the_predicted_speedup():
 def test_calibrate_refuses_a_missing_folder(tmp_path, capsys):
     assert predict_speedup.main([str(tmp_path / "nope"), "--validate"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_a_folder_of_one_setup_is_validated_against_the_committed_logs(tmp_path, capsys):
+    """New logs of one shape (a BF16/FP8 pair, no other setup) are fitted on the committed
+    calibration's logs, their own setup left out."""
+    shared = REPO / "logs" / "h200x2_8b_seed"
+    for name in ("train_llama3_8b_h200_bf16", "train_llama3_8b_h200_fp8_cs"):
+        for suffix in (".log", ".meta.json"):
+            (tmp_path / (name + suffix)).write_bytes((shared / (name + suffix)).read_bytes())
+    out = tmp_path / "table.md"
+    code = predict_speedup.main([str(tmp_path), "--validate", "--out", str(out)])
+    assert code in (0, 1), capsys.readouterr().err
+    text = out.read_text()
+    assert "train_llama3_8b_h200_fp8_cs.log | train_llama3_8b_h200_bf16.log | 1.311 |" in text
+    assert "1 pairs;" in text

@@ -4,7 +4,8 @@
 --calibrate fits the cost model to every log under the folders given (with a sidecar, an
 arguments dump and timed iterations) and writes tools/fp8suite/data/predictor.json, which
 render.py uses for `predicted_speedup`. --validate predicts every BF16/FP8 pair of those logs
-leave-one-out (the pair's own setup left out of the fit) and writes the error table.
+leave-one-out (fitted on those logs and the committed calibration's, the pair's own setup left
+out) and writes the error table.
 """
 
 from __future__ import annotations
@@ -55,12 +56,23 @@ def main(argv: list[str] | None = None) -> int:
         predict.CALIBRATION.write_text(predict.to_json(predict.fit(data), command("--calibrate", args.folders)))
         print(f"{display_path(predict.CALIBRATION)}: fitted on {len(data)} logs")
         return 0
-    checks = predict.leave_one_out(data)
+    try:
+        checks = validate(data)
+    except ValueError as err:
+        print(f"predict_speedup: {err}", file=sys.stderr)
+        return 2
     out = args.out or RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page(checks, args.folders))
     print(f"{display_path(out)}: {predict.table(checks).splitlines()[-1]}")
     return 1 if any(abs(c.error) > args.target for c in checks) else 0
+
+
+def validate(data: list) -> list:
+    """Leave-one-out checks of the pairs in `data`, fitted on `data` and the committed
+    calibration's logs (so a folder of one setup still has other setups to be fitted on)."""
+    known = {m.log for m in data}
+    return predict.leave_one_out(data, data + [m for m in predict.calibration_logs() if m.log not in known])
 
 
 def command(option: str, folders: list[Path]) -> str:

@@ -181,28 +181,42 @@ class Measured:
 
 
 def measured_logs(folders: Iterable[Path]) -> list[Measured]:
-    """Every log under `folders` (recursively) with a sidecar, an arguments dump and timed
-    iterations, sorted by path; node k > 0 logs of a multi-node launch are left out."""
+    """Every log under `folders` (recursively) that `measure` can read, sorted by path."""
     out = []
     for folder in folders:
         for log in sorted(Path(folder).glob("**/*.log")):
-            side = log.with_name(log.name[: -len(".log")] + ".meta.json")
-            if not side.is_file() or paths.log_name(log.stem)[1] != 0:
-                continue
-            parsed = read_log(log)
-            args = parsed.args
-            times = timed_iter_ms(parsed.steps, timed_rows(parsed.steps, args, WARMUP)) if args else []
-            meta = json.loads(side.read_text())
-            vocab = (arg_value(args, "vocab_size") if args else None) or _manifest_vocab(meta)
-            if not times or not isinstance(vocab, int):
-                continue
-            device = ((meta.get("environment") or {}).get("gpu") or {}).get("name") or recipes.DEFAULT_GPU
-            flags = flags_from_args(args)
-            out.append(Measured(paths.display_path(log), CostedRun(
-                flags=flags, world_size=arg_value(args, "world_size") or 1, vocab_size=vocab,
-                gpu=device, wgrad_fusion=arg_value(args, "gradient_accumulation_fusion") is True),
-                statistics.median(times)))
+            found = measure(log)
+            if found is not None:
+                out.append(found)
     return out
+
+
+def measure(log: Path) -> Optional[Measured]:
+    """A log with an arguments dump, a vocabulary size (from the dump, else the run's manifest
+    entry named by its sidecar) and timed iterations; None otherwise, and for node k > 0 logs
+    of a multi-node launch. The GPU comes from the sidecar (the default target GPU without one)."""
+    log = Path(log)
+    if not log.is_file() or paths.log_name(log.stem)[1] != 0:
+        return None  # a dangling link (W&B's run folders hold some), or node k > 0
+    try:
+        parsed = read_log(log)
+    except OSError:
+        return None
+    args = parsed.args
+    times = timed_iter_ms(parsed.steps, timed_rows(parsed.steps, args, WARMUP)) if args else []
+    side = log.with_name(log.name[: -len(".log")] + ".meta.json")
+    try:
+        meta = json.loads(side.read_text()) if side.is_file() else {}
+    except (OSError, ValueError):
+        meta = {}
+    vocab = (arg_value(args, "vocab_size") if args else None) or _manifest_vocab(meta)
+    if not times or not isinstance(vocab, int):
+        return None
+    device = ((meta.get("environment") or {}).get("gpu") or {}).get("name") or recipes.DEFAULT_GPU
+    return Measured(paths.display_path(log), CostedRun(
+        flags=flags_from_args(args), world_size=arg_value(args, "world_size") or 1, vocab_size=vocab,
+        gpu=device, wgrad_fusion=arg_value(args, "gradient_accumulation_fusion") is True),
+        statistics.median(times))
 
 
 def _manifest_vocab(meta: Mapping[str, Any]) -> Optional[int]:
@@ -317,14 +331,25 @@ def _difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
     return sum(str(a.get(k)) != str(b.get(k)) for k in keys if not k.startswith("--profile"))
 
 
-def leave_one_out(data: list[Measured]) -> list[Check]:
-    """Every pair predicted by a model fitted on the other setups' logs (the pair's own setup,
-    every log of that folder and shape, left out)."""
+def leave_one_out(data: list[Measured], pool: Optional[list[Measured]] = None) -> list[Check]:
+    """Every pair of `data` predicted by a model fitted on the other setups' logs of `pool`
+    (default `data`; the pair's own setup, every log of that folder and shape, left out).
+    ValueError when nothing is left to fit on."""
+    pool = data if pool is None else pool
     checks = []
     for fp8, bf16 in pairs(data):
-        model = fit([m for m in data if m.setup != fp8.setup])
-        checks.append(Check(fp8, bf16, model.speedup(fp8.run)))
+        rest = [m for m in pool if m.setup != fp8.setup]
+        if not rest:
+            raise ValueError(f"{fp8.log}: no log of another setup to fit the model on")
+        checks.append(Check(fp8, bf16, fit(rest).speedup(fp8.run)))
     return checks
+
+
+def calibration_logs() -> list[Measured]:
+    """The logs the committed calibration was fitted on, as they read now (missing ones left out)."""
+    model = committed()
+    found = [measure(paths.suite(log)) for log in (model.logs if model else ())]
+    return [m for m in found if m is not None]
 
 
 def table(checks: list[Check]) -> str:
