@@ -501,3 +501,15 @@ def test_tensor_parallel_without_sequence_parallel_is_offered_sequence_parallel_
     odd = {**QWEN14B, "--ffn-hidden-size": 13820, "--micro-batch-size": 4}
     v = memory.check(memory.estimate(odd, 8, QWEN_VOCAB), "H100", {}, odd, 8, QWEN_VOCAB, gpus_per_node=8)
     assert "--tensor-model-parallel-size 8" not in v.message
+
+
+def test_render_shows_the_evaluation_peak_once_calibrated(tmp_path, capsys, monkeypatch):
+    data = yaml.safe_load(BENCH.read_text())
+    data["megatron"]["logging"].update({"--eval-interval": 10, "--eval-iters": 2})
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setitem(memory.EVALUATION_EXTRA_GIB, "tensorwise", 2.5)
+    assert render.main([str(path), "--out", str(tmp_path / "gen")]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("  bench_llama3_8b_h200x2_fp8_cs:"))
+    assert line.endswith("on 2 GPU(s); evaluation ~131.7 GiB"), line

@@ -114,7 +114,8 @@ def _memory_line(run) -> str:
     est, verdict = result
     gpus = run.settings.target.gpus_per_node * run.settings.target.nodes
     of = f" of {verdict.usable:.1f} usable" if verdict.usable else ""
-    return f"peak ~{est.describe()}{of} per {run.settings.target.gpu} on {gpus} GPU(s)"
+    evaluation = f"; evaluation ~{est.evaluation:.1f} GiB" if est.evaluation is not None else ""
+    return f"peak ~{est.describe()}{of} per {run.settings.target.gpu} on {gpus} GPU(s){evaluation}"
 
 
 if __name__ == "__main__":
