@@ -14,7 +14,7 @@ setup(
     long_description=__doc__,
     package_dir={"": "tools"},
     packages=find_packages("tools"),
-    package_data={"fp8suite": ["data/*.json"]},
+    package_data={"fp8suite": ["data/*.json", "data/*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "pyyaml>=6.0,<7",
@@ -33,7 +33,9 @@ setup(
                  "docutils>=0.19,<1"],
         # tools/check_tracking.py: W&B offline runs and TensorBoard event files against the logs.
         "tracking": ["wandb>=0.17,<0.30", "tensorboard>=2.10"],  # 0.30 dropped the offline-run reader
+        # tools/predict_speedup.py: fitting the speedup predictor (non-negative least squares).
+        "predict": ["numpy>=1.24", "scipy>=1.10"],
         "test": ["pytest>=7", "tokenizers>=0.19", "beautifulsoup4>=4.11,<5", "docutils>=0.19,<1",
-                 "wandb>=0.17,<0.30", "tensorboard>=2.10"],
+                 "wandb>=0.17,<0.30", "tensorboard>=2.10", "numpy>=1.24", "scipy>=1.10"],
     },
 )

@@ -23,6 +23,18 @@ GOLDEN = REPO / "tests" / "golden"
 sys.path.insert(0, str(REPO / "tools"))
 
 
+def committed_matrices() -> list[Path]:
+    """The matrices git tracks in experiments/ (top level), sorted: drafts a user keeps beside
+    them untracked are not the suite's committed matrices. Outside a git checkout (an unpacked
+    release) every experiments/*.yaml counts."""
+    found = subprocess.run(["git", "ls-files", "-z", "--", "experiments/*.yaml"], cwd=REPO,
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        return sorted((REPO / "experiments").glob("*.yaml"))
+    names = [n for n in found.stdout.split("\0") if n and "/" not in n[len("experiments/"):]]
+    return sorted(REPO / n for n in names)
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", help="re-record tests/golden/ files")
 

@@ -13,11 +13,13 @@ import copy
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import committed_matrices
 from fp8suite import checks, megatron_assertions as ma, megatron_rules as mr
 from fp8suite.errors import ConfigError
 from fp8suite.matrix import load
@@ -263,12 +265,35 @@ def test_base_matrix_is_accepted(tmp_path):
 def test_rule(rule_id, tmp_path):
     bad, fixed = CASES[rule_id]
     rule = RULES[rule_id]
-    found = [p for p in problems(tmp_path, bad) if rule.text() in p]
+    quoted = f"({rule.source}: {rule.condition}): "
+    found = [p for p in problems(tmp_path, bad) if quoted in p]
     assert len(found) == 1, f"{rule_id} not reported for {bad}"
-    # The problem names the snippet's key and quotes Megatron's source, condition and message.
-    assert f"({rule.source}: {rule.condition}): {rule.message}" in found[0]
+    # The problem names the snippet's key and quotes Megatron's source, condition and message,
+    # the message's f-string fields filled with the run's values or left out.
+    message = found[0].split(quoted, 1)[1]
+    assert re.sub(r"\{[A-Za-z_][^{},]*\}", "", rule.message).split()[0] in message
+    assert not re.search(r"\{(self|args|config)\.|\{[a-z_]+\(\)\}|\{invalid_modules\}", message), message
     assert found[0].startswith(f"{tmp_path / 'm.yaml'}: ")
     assert problems(tmp_path, fixed) == [], f"{rule_id}: the fixed snippet {fixed} is still refused"
+
+
+def test_quoted_messages_fill_their_fields_with_the_run_values(tmp_path):
+    """An f-string field of Megatron's message shows the run's value ("num_query_groups (8) must
+    be a multiple or divisor of tensor_model_parallel_size (4)"), never `{self....}`."""
+    found = problems(tmp_path, {"--tensor-model-parallel-size": 4, "--group-query-attention": True,
+                                "--num-query-groups": 3})
+    line = next(p for p in found if "query_groups" in p)
+    assert "num_query_groups (3) must be a multiple or divisor of tensor_model_parallel_size (4)." in line
+    found = problems(tmp_path, {"--recompute-granularity": "full", "--recompute-method": "uniform"})
+    line = next(p for p in found if "recompute_num_layers must" in p)
+    assert line.endswith("When using recompute_granularity: full recompute_num_layers must be between 1 and "
+                         "num_layers_per_pipeline_rank: 4")
+
+
+def test_a_field_without_a_known_value_is_left_out():
+    rule = RULES["query-groups-tp"]
+    assert rule.text().endswith("num_query_groups must be a multiple or divisor of tensor_model_parallel_size.")
+    assert "{" not in rule.text().split("): ", 1)[1]
 
 
 def test_problem_points_at_the_flag(tmp_path):
@@ -280,7 +305,7 @@ def test_problem_points_at_the_flag(tmp_path):
 def test_committed_matrices_pass_every_rule():
     """Part of the pre-flight: every run of every committed matrix passes Megatron's rules."""
     root = Path(__file__).resolve().parents[1]
-    for path in sorted((root / "experiments").glob("*.yaml")):
+    for path in committed_matrices():
         _, runs = load(path)  # raises ConfigError on any problem
         for run in runs:
             assert mr.check(run) == [], (path.name, run.name)

@@ -10,14 +10,14 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, committed_matrices
 import render
 from fp8suite import manifest, paths
 from fp8suite.matrix import load
 from fp8suite.templating import render_runs
 
 GENERATED = REPO / "experiments" / "generated"
-MATRICES = sorted((REPO / "experiments").glob("*.yaml"))
+MATRICES = committed_matrices()
 
 # A small valid matrix; each rule test breaks one thing in a copy of it.
 BASE = {
@@ -338,3 +338,15 @@ def test_matrix_env_cannot_set_a_launch_setting_or_the_wandb_key(name, tmp_path,
     code, lines, _ = run_render(tmp_path, capsys, broken(**{f"env/{name}": "x"}))
     assert code == 2
     assert any(line.startswith(f"env.{name}: ") for line in lines), lines
+
+
+def test_committed_matrices_are_the_tracked_ones():
+    """A draft kept untracked in experiments/ is not read by the tests of committed matrices."""
+    draft = REPO / "experiments" / "zz_untracked_draft_for_test.yaml"
+    draft.write_text("name: [not, valid\n")
+    try:
+        found = committed_matrices()
+    finally:
+        draft.unlink()
+    assert draft not in found
+    assert REPO / "experiments" / "h200_8b.yaml" in found

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import manifest, memory  # noqa: E402
+from fp8suite import advice, manifest, memory, predict  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 from fp8suite.errors import ConfigError, Problem  # noqa: E402
 from fp8suite.matrix import load  # noqa: E402
@@ -97,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
               f"({changed} file(s) changed): {', '.join(r.name for r in runs)}")
         for run in runs:
             print(f"  {run.name}: {_memory_line(run)}")
+            speedup = predict.for_run(run)
+            if speedup is not None:
+                print(f"    predicted speedup over its BF16 twin: {speedup:.2f}x (fp8suite.predict, "
+                      f"calibrated on {len(predict.committed().logs)} committed logs)")
+            for entry in advice.for_run(run):
+                print(f"    advice: {entry.line()}")
     return 0
 
 
@@ -108,7 +114,8 @@ def _memory_line(run) -> str:
     est, verdict = result
     gpus = run.settings.target.gpus_per_node * run.settings.target.nodes
     of = f" of {verdict.usable:.1f} usable" if verdict.usable else ""
-    return f"peak ~{est.describe()}{of} per {run.settings.target.gpu} on {gpus} GPU(s)"
+    evaluation = f"; evaluation ~{est.evaluation:.1f} GiB" if est.evaluation is not None else ""
+    return f"peak ~{est.describe()}{of} per {run.settings.target.gpu} on {gpus} GPU(s){evaluation}"
 
 
 if __name__ == "__main__":

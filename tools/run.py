@@ -35,7 +35,7 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import launch_check, launchers, memory, paths, plan  # noqa: E402
+from fp8suite import advice, launch_check, launchers, memory, paths, plan  # noqa: E402
 from fp8suite.errors import ConfigError  # noqa: E402
 from fp8suite.matrix import load as load_matrix  # noqa: E402
 from fp8suite.launchers.base import minutes, seconds  # noqa: E402
@@ -223,6 +223,15 @@ def recheck_memory(selected, extra: list[str], env: dict[str, str]) -> None:
         raise plan.UsageError(*problems)
 
 
+def print_advice(selected, extra: list[str], env: dict[str, str]) -> None:
+    """The speed advice (fp8suite.advice) that applies to each selected run as it will launch,
+    with the launch's GPUS_PER_NODE / NNODES and Megatron args: one line each on stderr.
+    Advice never stops a launch."""
+    for _, run in selected:
+        for entry in advice.for_entry(run.entry, extra, env):
+            print(f"run.py: advice: {run.name}: {entry.line()}", file=sys.stderr)
+
+
 def dispatch(args, extra, env, selected, states, display) -> int:
     """Hand the selected runs to the chosen launcher: launch, then watch, or cancel."""
     launcher, launching = launcher_of(args)
@@ -230,6 +239,8 @@ def dispatch(args, extra, env, selected, states, display) -> int:
         return launcher.cancel(selected, states, display)
     code = 0
     if launching:
+        launcher.ready(args)
+        print_advice(selected, extra, env)
         code = launcher.launch(selected, states, args, extra, env, display)
     if args.watch and not args.dry_run:
         code = max(code, launcher.watch(selected, states, args, display))

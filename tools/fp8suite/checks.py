@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Any, Callable, Optional
 
 from . import megatron_rules, memory, recipes
-from .errors import Problem
+from .errors import Problem, did_you_mean
 from .megatron_flags import flag_int
 from .schema import FUSION_MODES, ExpandedRun, parallel
 
@@ -63,8 +63,8 @@ def recipe_rules(run: ExpandedRun) -> list[Finding]:
     # Two formats at once, and an FP4 flag without --fp4-format, are Megatron's own assertions:
     # megatron_rules reports them in Megatron's words.
     for flag in recipes.FORMAT_FLAGS:
-        if flag == r.format_flag:
-            continue
+        if flag == r.format_flag or _refused(run, flag):
+            continue  # a format written with a value already refused: that problem stands alone
         needs = f"{flag} ({' or '.join(recipes.FORMATS[flag])})"
         extra = (*recipes.FIRST_LAST_FLAGS[:1], *recipes.AMAX_FLAGS) if not r.quantized and flag == recipes.FORMAT_FLAGS[0] else ()
         for other in (flag.replace("-format", "-recipe"), flag.replace("-format", "-param-gather"), *extra):
@@ -116,8 +116,7 @@ def fp8_attention_rules(run: ExpandedRun) -> list[Finding]:
     dpa = run.settings.env.get(env)
     dpa = None if dpa is None else str(_env_value(dpa))
     if not f.get(flag):
-        refused = flag not in f and any(k[0] == "megatron" and k[-1] == flag for k in run.origin)
-        if dpa is None or refused:  # written with a value refused already: that problem stands
+        if dpa is None or _refused(run, flag):  # written with a value refused already: that problem stands
             return []
         return [(run.where(f"env.{env}"), f"{env} acts only with {flag}: add the flag or remove it")]
     r = recipes.of_flags(f).recipe
@@ -212,12 +211,14 @@ def launch_rules(run: ExpandedRun) -> list[Finding]:
                     f"--lr-warmup-iters {warmup} must be below {decay_flag} {decay} (Megatron's "
                     "learning-rate scheduler asserts it); shorten both when shortening a run"))
     if s.target.gpu not in recipes.TARGET_GPUS:
-        out.append((run.where("target.gpu"), f"unknown GPU {s.target.gpu!r}; known: {', '.join(recipes.TARGET_GPUS)}"))
+        out.append((run.where("target.gpu"), f"unknown GPU {s.target.gpu!r}{_gpu_hint(s.target.gpu)}; "
+                    f"known: {', '.join(recipes.TARGET_GPUS)}"))
     if s.target.gpus_per_node < 1 or s.target.nodes < 1:
         out.append((run.where("target.gpus_per_node", "target.nodes"), "GPU and node counts must be at least 1"))
     if s.gradient_accumulation_fusion not in FUSION_MODES:
         out.append((run.where("gradient_accumulation_fusion"),
-                    f"{s.gradient_accumulation_fusion!r} is not one of: {', '.join(FUSION_MODES)}"))
+                    f"{s.gradient_accumulation_fusion!r} is not one of: {', '.join(FUSION_MODES)}"
+                    f"{did_you_mean(s.gradient_accumulation_fusion, FUSION_MODES)}"))
     if s.min_free_gb < 0:
         out.append((run.where("min_free_gb"), "must be zero or more"))
     backend = str(f.get("--attention-backend", "auto"))
@@ -286,6 +287,24 @@ def memory_rules(run: ExpandedRun) -> list[Finding]:
 
 
 RULES.append(megatron_rules.check)
+
+
+def _gpu_hint(name: str) -> str:
+    """' (did you mean H200?)' for a GPU name the suite reads as a known target GPU ("h200",
+    "NVIDIA H200", "H200 NVL" -> its family), else '' (no guess from spelling alone: A100 is
+    not an H100)."""
+    family = recipes.gpu(name)
+    if family is None:
+        return ""
+    target = family.name if family.target else next(
+        (g.name for g in recipes.GPUS if g.target and g.name.lower() in family.name.lower()), None)
+    return f" (did you mean {target}?)" if target else ""
+
+
+def _refused(run: ExpandedRun, flag: str) -> bool:
+    """Whether the matrix writes `flag` but its value was refused (the loader reported it and
+    left the flag out): rules that would read the flag as absent then say nothing more."""
+    return flag in run.refused
 
 
 def _blame(run: ExpandedRun, *keys: str) -> str:

@@ -44,8 +44,13 @@ class ConfigError(Exception):
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean X?)' for the closest choice, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    """' (did you mean X?)' for the closest choice, or '' when nothing is close.
+
+    A choice spelled the same but for case ("h200" for "H200", "E4M3" for "e4m3") is the
+    closest; otherwise difflib's closest match at a ratio of 0.75 or more."""
+    choices = [str(c) for c in choices]
+    same = [c for c in choices if c.lower() == str(word).lower()]
+    close = same or difflib.get_close_matches(str(word), choices, n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
 
 

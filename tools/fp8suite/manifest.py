@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import launchers, memory, paths, recipes
+from . import advice, launchers, memory, paths, predict, recipes
 from .schema import parallel
 from .megatron_flags import load_snapshot, snapshot_path, tokens
 from .schema import Matrix
@@ -59,6 +59,8 @@ def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
         "global_batch_size": run.flags.get("--global-batch-size"),
         "train_iters": run.flags.get("--train-iters"),
         "peak_memory_gib": None if peak is None else round(peak[0].total, 1),
+        "advice": advice.manifest_records(advice.for_run(run)),
+        "predicted_speedup": predict.for_run(run),
         "log_dir": log_dir(matrix, run),
         "env": {k: str(v) for k, v in s.env.items()},
         "data": {

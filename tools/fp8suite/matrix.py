@@ -147,7 +147,7 @@ def _check_settings(data: Any, path: str, file: str, problems: list[Problem],
             reason = flag_problem(str(flag), value, snapshot)
             if reason:
                 problems.append(Problem(file, f"{where}.{flag}", reason))
-                del flags[flag]
+                flags[flag] = REFUSED  # left out of the run, remembered so rules add no follow-on
     for name, value in list(clean.get("env", {}).items()):
         where = f"{prefix}env.{name}"
         if not ENV_NAME.fullmatch(name):
@@ -167,6 +167,20 @@ def _check_settings(data: Any, path: str, file: str, problems: list[Problem],
         del data["tokenizer_type"]
     return clean
 
+
+class _Refused:
+    """The one marker value (kept as itself by copy.deepcopy when fragments are merged)."""
+
+    def __deepcopy__(self, memo: dict) -> "_Refused":
+        return self
+
+    def __repr__(self) -> str:
+        return "REFUSED"
+
+
+REFUSED = _Refused()
+"""Stands in a checked fragment for a Megatron flag whose value was refused: the run leaves the
+flag out, and its `refused` set names it (see checks._refused)."""
 
 RESERVED_AT_LAUNCH = {"--save": "CHECKPOINT_DIR", "--load": "CHECKPOINT_DIR", "--data-path": "DATA_PATH",
                       "--tokenizer-model": "TOKENIZER_MODEL", "--mock-data": "MOCK_DATA"}
@@ -270,7 +284,9 @@ def _merge_run(meta: Matrix, base: dict, overlays: dict, combo: dict[str, str], 
     name = _run_name(meta, combo, file, problems)
     if name is None:
         return None
-    groups = {g: {f: v for f, v in flags.items() if v is not None}
+    refused = frozenset(f for flags in merged.get("megatron", {}).values() for f, v in flags.items()
+                        if v is REFUSED)
+    groups = {g: {f: v for f, v in flags.items() if v is not None and v is not REFUSED}
               for g, flags in merged.get("megatron", {}).items()}
     flags: dict[str, Any] = {}
     for group, group_flags in groups.items():
@@ -283,7 +299,8 @@ def _merge_run(meta: Matrix, base: dict, overlays: dict, combo: dict[str, str], 
     merged["megatron"] = groups
     merged["env"] = {k: v for k, v in merged.get("env", {}).items() if v is not None}
     settings = schema.build(Settings, merged)
-    return ExpandedRun(name=name, axes=dict(combo), settings=settings, flags=flags, groups=groups, origin=origin)
+    return ExpandedRun(name=name, axes=dict(combo), settings=settings, flags=flags, groups=groups, origin=origin,
+                       refused=refused)
 
 
 def _merge(into: dict, overlay: dict, keys: tuple[str, ...], path: str, origin: Origin) -> None:

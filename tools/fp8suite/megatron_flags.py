@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
+from .errors import did_you_mean
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 FLAG_NAME = re.compile(r"^--[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -132,7 +133,7 @@ def tokens(flag: str, value: Any, spec: Optional[FlagSpec]) -> tuple[list[str], 
 
 def _check_type(text: str, item: Any, spec: FlagSpec) -> Optional[str]:
     if spec.choices is not None and text not in spec.choices:
-        return f"{text!r} is not one of: {', '.join(spec.choices)}"
+        return f"{text!r} is not one of: {', '.join(spec.choices)}{did_you_mean(text, spec.choices)}"
     if spec.type == "int" and not (isinstance(item, int) or _INT.match(text)):
         return f"expects an integer, got {item!r}"
     if spec.type == "float":

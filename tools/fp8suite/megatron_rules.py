@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 from . import recipes
 from .memory import Flags
@@ -118,9 +118,109 @@ class MegatronRule:
     """Matrix keys that set the flags involved, most specific first (for the problem's position)."""
     refuses: Callable[[Context], bool]
 
-    def text(self) -> str:
+    def text(self, ctx: Optional[Context] = None) -> str:
+        """The problem's text: where Megatron refuses the run, its condition and its message,
+        the message's f-string fields filled with the run's values (`ctx`), or left out where
+        a value is not known (or no run is given)."""
         return (f"megatron-core 0.19.2 refuses it at start-up ({self.source}: {self.condition}): "
-                f"{self.message}")
+                f"{fill_message(self.message, ctx)}")
+
+
+# An f-string field of a quoted message: `{self.x}`, `{args.x}`, `{config.x}`, an expression of
+# them (`{self.num_layers // self.pipeline_model_parallel_size}`), a local name (`{invalid_modules}`)
+# or `{get_te_version()}`.
+# A literal set Megatron prints ("{core_attn, moe_act, ...}") has commas and is not a field.
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_. /*+%()-]*)\}")
+
+
+def fill_message(message: str, ctx: Optional[Context]) -> str:
+    """Megatron's message with each f-string field replaced by the run's value; a field whose
+    value is not known is removed with its parentheses or the colon before it, so no
+    `{self....}` reaches the user."""
+    def value(match: re.Match) -> Optional[str]:
+        found = _evaluate(match.group(1), ctx) if ctx is not None else None
+        return None if found is None else str(found)
+
+    out, last = [], 0
+    for match in _FIELD.finditer(message):
+        filled = value(match)
+        before = message[last:match.start()]
+        if filled is None:
+            # "x ({field}) must" -> "x must"; "y: {field}" -> "y"; "'{field}'" -> ""
+            before = re.sub(r"(\s*\(|:\s*|\s*'|\s*)$", "", before)
+            after = message[match.end():]
+            skip = 1 if after[:1] in (")", "'") else 0
+            out.append(before)
+            last = match.end() + skip
+        else:
+            out.append(before + filled)
+            last = match.end()
+    out.append(message[last:])
+    return "".join(out)
+
+
+def _evaluate(expression: str, ctx: Context) -> Any:
+    """The value of a message field for the run: attribute names of Megatron's args/config
+    looked up as flags (with the defaults `_DERIVED` knows), combined by + - * / // %; None
+    when any name is unknown."""
+    import ast
+    import operator
+
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv, ast.Mod: operator.mod}
+
+    def walk(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            left, right = walk(node.left), walk(node.right)
+            return None if left is None or right is None else ops[type(node.op)](left, right)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in ("self", "args", "config"):
+            return _lookup(node.attr, ctx)
+        if isinstance(node, ast.Name):
+            return _lookup(node.id, ctx)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args \
+                and node.func.id == "get_te_version":  # the target's Transformer Engine
+            return ".".join(str(x) for x in ctx.transformer_engine)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        return None
+
+    try:
+        return walk(ast.parse(expression.strip(), mode="eval"))
+    except (SyntaxError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+_DERIVED: dict[str, Callable[[Context], Any]] = {
+    "tensor_model_parallel_size": lambda c: c.tp,
+    "pipeline_model_parallel_size": lambda c: c.pp,
+    "context_parallel_size": lambda c: c.cp,
+    "world_size": lambda c: c.world_size,
+    "data_parallel_size": lambda c: max(1, c.world_size // (c.tp * c.pp * c.cp)),
+    "fp8_recipe": lambda c: c.fp8_recipe,
+    "optimizer": lambda c: c.str("--optimizer", "adam"),
+    "num_query_groups": lambda c: c.int("--num-query-groups") or c.int("--num-attention-heads"),
+    "eval_global_batch_size": lambda c: c.int("--eval-global-batch-size") or c.int("--global-batch-size"),
+    "eval_micro_batch_size": lambda c: c.int("--eval-micro-batch-size") or c.int("--micro-batch-size", 1),
+    "max_position_embeddings": lambda c: c.int("--max-position-embeddings") or c.int("--seq-length"),
+    "sequence_parallel": lambda c: c.on("--sequence-parallel"),
+    "distribute_saved_activations": lambda c: c.on("--distribute-saved-activations"),
+    "invalid_modules": lambda c: sorted(set(c.list("--recompute-modules")) - set(_RECOMPUTE_MODULES)),
+}
+"""Values Megatron computes or defaults, by attribute name (megatron-core 0.19.2 arguments.py)."""
+
+
+def _lookup(name: str, ctx: Context) -> Any:
+    if name in _DERIVED:
+        return _DERIVED[name](ctx)
+    value = ctx.f.flags.get("--" + name.replace("_", "-"))
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return value
 
 
 RULES: list[MegatronRule] = []
@@ -636,7 +736,7 @@ def check(run: "Run") -> list[tuple[str, str]]:
         except (TypeError, ValueError, ZeroDivisionError):
             broken = False  # a malformed value is reported by the flag checks
         if broken:
-            out.append((_where(run, rule.keys), rule.text()))
+            out.append((_where(run, rule.keys), rule.text(ctx)))
     return out
 
 

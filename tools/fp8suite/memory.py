@@ -41,17 +41,49 @@ GIB = 2**30
 
 # --- GPU memory --------------------------------------------------------------------------
 # Capacity per GPU comes from fp8suite.recipes (GpuFamily.memory_gib: nvidia-smi's total).
-# Memory PyTorch's allocator cannot use: the driver's share, the CUDA context, cuBLAS/cuDNN
-# handles and NCCL's buffers. Calibrated on the 2xH200 BF16 out-of-memory message
-# (tests/data/real_h200x2/): of nvidia-smi's 143,771 MiB (140.40 GiB), PyTorch accounts for
-# 126.02 GiB allocated + 7.62 reserved + 2.88 free = 136.52 GiB; 140.40 - 136.52 = 3.88 GiB.
-NON_PYTORCH_GIB = 3.9
-# Without expandable segments the caching allocator cannot always reuse freed blocks for a
-# large request. Calibrated on the same message: 7.62 GiB reserved but unallocated at the
-# failure, 5.4% of the 140.40 GiB.
-FRAGMENTATION_SHARE = 0.054
-# Within this share of the usable memory an estimate is a warning, beyond it a problem.
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What PyTorch cannot use of one GPU family's memory, and the measurement it comes from."""
+
+    non_pytorch_gib: float
+    """GiB outside PyTorch's allocator: the driver's share, the CUDA context, cuBLAS/cuDNN
+    handles and NCCL's buffers. Nothing above capacity less this can be allocated."""
+    fragmentation_share: float
+    """Share of the capacity the caching allocator may hold reserved but unusable for a large
+    request without expandable segments. A run estimated above capacity less both may still
+    run (it did, at 128.4-129.4 GiB on H200), so beyond it the verdict is a warning."""
+    source: str
+    """The measurement, or "assumed from <family>: ..." when none was made on this family."""
+
+
+MEASURED = next(g for g in recipes.GPUS if g.non_pytorch_gib is not None)
+"""The GPU family whose memory calibration was measured (recipes.GpuFamily.memory_measured_by);
+families without their own measurement assume its figures."""
+NON_PYTORCH_GIB = MEASURED.non_pytorch_gib
+FRAGMENTATION_SHARE = MEASURED.fragmentation_share
+
+
+def calibration(gpu: str) -> Calibration:
+    """The calibration of `gpu` (a target.gpu or device name): its family's own measurement
+    (recipes.GpuFamily), else the measured family's with the source saying "assumed from"."""
+    family = recipes.gpu(gpu)
+    if family is not None and family.non_pytorch_gib is not None:
+        return Calibration(family.non_pytorch_gib, family.fragmentation_share or 0.0,
+                           f"measured on {family.name}: {family.memory_measured_by}'s out-of-memory message")
+    name = family.name if family else str(gpu)
+    return Calibration(MEASURED.non_pytorch_gib, MEASURED.fragmentation_share or 0.0,
+                       f"assumed from {MEASURED.name} (not measured on {name})")
+
+
+# Within this share of the usable memory an estimate is a warning.
 WARN_SHARE = 0.05
+
+# What evaluation adds on top of the training peak, by recipe kind:
+# recipes.EVALUATION_EXTRA_GIB (calibration values, each citing its log once measured).
+EVALUATION_EXTRA_GIB = recipes.EVALUATION_EXTRA_GIB
+EVALUATION_SOURCES = recipes.EVALUATION_MEASURED_BY
 
 # cuBLAS workspaces allocated through PyTorch: PyTorch's own (CUBLAS_WORKSPACE_CONFIG default
 # ":4096:8", 32 MiB on Hopper) and Transformer Engine's cublasLt workspace (32 MiB on sm90+,
@@ -70,6 +102,9 @@ class Estimate:
     """Which rank is the busiest, e.g. "every rank" or "first pipeline stage"."""
     notes: tuple[str, ...] = field(default=())
     """Features of the run the estimate does not model."""
+    evaluation: Optional[float] = None
+    """Peak during evaluation, GiB: the training peak plus EVALUATION_EXTRA_GIB for the run's
+    recipe; None when the run does not evaluate or that value is not measured yet."""
 
     @property
     def total(self) -> float:
@@ -86,11 +121,16 @@ class Verdict:
     """How an estimate compares with a GPU's usable memory."""
 
     level: str
-    """"ok", "warning" (within WARN_SHARE of usable) or "problem" (above it)."""
+    """"ok"; "warning": above the fragmentation-adjusted usable memory, within WARN_SHARE of it,
+    or evaluation above it; "problem": above `limit`, what PyTorch can allocate at all."""
     estimate: float
     usable: float
+    """GiB PyTorch can count on: capacity less non-PyTorch memory, less the fragmentation
+    allowance unless expandable segments are on."""
     capacity: float
     message: str
+    limit: float = 0.0
+    """GiB beyond which nothing can be allocated: capacity less non-PyTorch memory."""
 
 
 class Flags:
@@ -252,9 +292,27 @@ def estimate(flags: Mapping[str, Any], world_size: int, vocab_size: int) -> Esti
     # the output layer and the logits. Without pipelining one rank has it all.
     stages = {"every rank": (True, True)} if s.pp == 1 else {
         "first pipeline stage": (True, False), "last pipeline stage": (False, True)}
+    extra = None
+    if evaluates(f):
+        kind = _numerics(f).recipe.name
+        extra = EVALUATION_EXTRA_GIB.get(kind)
+        if extra is None:
+            notes.append(f"evaluation's extra memory ({kind}: not measured yet)")
     estimates = [Estimate(parts=_stage_parts(f, s, first, last), rank=stage, notes=tuple(dict.fromkeys(notes)))
                  for stage, (first, last) in stages.items()]
-    return max(estimates, key=lambda e: e.total)
+    peak = max(estimates, key=lambda e: e.total)
+    if extra is None:
+        return peak
+    return Estimate(peak.parts, peak.rank, peak.notes, evaluation=peak.total + extra)
+
+
+def evaluates(f: Flags) -> bool:
+    """Whether the run evaluates during training: --eval-iters above 0 (Megatron's default is
+    100) and an --eval-interval within --train-iters."""
+    iters = f.int("--eval-iters", 100)
+    interval = f.int("--eval-interval")
+    train = f.int("--train-iters")
+    return bool(iters) and interval is not None and (train is None or interval <= train)
 
 
 def capacity_gib(gpu: str) -> Optional[float]:
@@ -267,10 +325,18 @@ def usable_gib(gpu: str, env: Mapping[str, Any]) -> Optional[float]:
     capacity = capacity_gib(gpu)
     if capacity is None:
         return None
-    usable = capacity - NON_PYTORCH_GIB
+    cal = calibration(gpu)
+    usable = capacity - cal.non_pytorch_gib
     if not expandable_segments(env):
-        usable -= FRAGMENTATION_SHARE * capacity
+        usable -= cal.fragmentation_share * capacity
     return usable
+
+
+def limit_gib(gpu: str) -> Optional[float]:
+    """GiB PyTorch can allocate at most on `gpu` (capacity less non-PyTorch memory), whatever
+    the allocator's settings; None for an unknown GPU."""
+    capacity = capacity_gib(gpu)
+    return None if capacity is None else capacity - calibration(gpu).non_pytorch_gib
 
 
 def expandable_segments(env: Mapping[str, Any]) -> bool:
@@ -280,33 +346,58 @@ def expandable_segments(env: Mapping[str, Any]) -> bool:
 
 
 def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, Any],
-          world_size: int, vocab_size: Optional[int] = None) -> Verdict:
-    """Compare an estimate with the usable memory of `gpu` (GiB). Beyond (1 - WARN_SHARE) of
-    it the message lists what would make the run fit or leave more room, with the estimate each
-    gives when `vocab_size` is known: twice the GPUs, full recomputation, expandable segments,
-    a precision-aware optimizer with BF16 Adam moments."""
+          world_size: int, vocab_size: Optional[int] = None,
+          gpus_per_node: Optional[int] = None) -> Verdict:
+    """Compare an estimate (GiB per GPU) with what `gpu` offers.
+
+    problem: above the limit (capacity less non-PyTorch memory): it cannot run; the message
+        lists what would make it fit, each with its estimate when `vocab_size` is known.
+    warning: above the usable memory once fragmentation is allowed for (without expandable
+        segments): it may run (the 2xH200 bench's FP8 runs did) or fail as the 2xH200 BF16 run
+        did; the message gives the margin to the limit and the remedy (expandable segments).
+        Also within WARN_SHARE of the usable memory, or when evaluation would not fit.
+    ok: otherwise.
+    `gpus_per_node` bounds tensor parallelism (default: `world_size`)."""
     capacity = capacity_gib(gpu)
     usable = usable_gib(gpu, env)
-    if capacity is None or usable is None:
+    limit = limit_gib(gpu)
+    if capacity is None or usable is None or limit is None:
         return Verdict("ok", est.total, 0.0, 0.0, f"no memory capacity known for {gpu}")
     total = est.total
     head = (f"estimated peak {total:.1f} GiB allocated per GPU ({est.rank}) against {usable:.1f} GiB "
             f"usable of the {gpu}'s {capacity:.1f} GiB")
     if est.notes:
         head += f" (not modelled: {', '.join(est.notes)})"
-    if total <= (1 - WARN_SHARE) * usable:
-        return Verdict("ok", total, usable, capacity, head)
-    level = "problem" if total > usable else "warning"
-    ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size)
-    if level == "warning":
-        text = f"for more room (estimate with each alone): {'; '.join(way for way, _ in ways)}"
-    else:
-        # A remedy that leaves the estimate above what is usable is said to be not enough.
+    per_node = gpus_per_node or world_size
+    if total > limit:
+        ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size, per_node, limit)
         text = "to make it fit (estimate with each alone): " + "; ".join(
             way + (" (not enough alone)" if fits is False else "") for way, fits in ways)
         if ways and all(fits is False for _, fits in ways):
             text += "; none is enough alone: combine them"
-    return Verdict(level, total, usable, capacity, f"{head}; {text}")
+        return Verdict("problem", total, usable, capacity,
+                       f"{head}; it cannot fit: PyTorch can allocate at most {limit:.1f} GiB "
+                       f"({calibration(gpu).source}); {text}", limit)
+    notes = []
+    if total > usable:
+        notes.append(f"above the {usable:.1f} GiB left once the allocator's fragmentation is allowed for, "
+                     f"{limit - total:.1f} GiB below the {limit:.1f} GiB limit: it may run or fail "
+                     "with out-of-memory; set env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True "
+                     f"(usable {limit:.1f} GiB)")
+    if est.evaluation is not None and est.evaluation > usable:
+        notes.append(f"evaluation would peak at {est.evaluation:.1f} GiB (training peak + "
+                     f"{est.evaluation - total:.1f} GiB, EVALUATION_EXTRA_GIB), above the {usable:.1f} "
+                     "GiB usable: it may fail at its first --eval-interval; evaluate less "
+                     "(--eval-iters 0) or make room")
+    if not notes and total <= (1 - WARN_SHARE) * usable:
+        return Verdict("ok", total, usable, capacity, head, limit)
+    ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size, per_node, limit)
+    others = [way for way, _ in ways if "expandable_segments" not in way] if notes and total > usable \
+        else [way for way, _ in ways]
+    text = "; ".join(notes) if notes else "close to the limit"
+    if others:
+        text += f"; for more room (estimate with each alone): {'; '.join(others)}"
+    return Verdict("warning", total, usable, capacity, f"{head}; {text}", limit)
 
 
 def for_run(run: Any, extra_args: Optional[list[str]] = None,
@@ -346,7 +437,8 @@ def _for(flags: Mapping[str, Any], gpu: str, gpus_per_node: int, nodes: int, voc
     except (ValueError, ZeroDivisionError):
         return None  # an incomplete or inconsistent shape: the flag and layout checks report it
     launch_env = {**run_env, **env}
-    return est, check(est, gpu, launch_env, merged, world, vocab)
+    return est, check(est, gpu, launch_env, merged, world, vocab,
+                      gpus_per_node=_env_int(env, "GPUS_PER_NODE", gpus_per_node))
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -623,21 +715,34 @@ def _activation_bytes(f: Flags, s: Shape, layers: int, hp_layers: int, low_layer
 
 
 def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, gpu: str,
-              vocab_size: Optional[int]) -> list[tuple[str, Optional[bool]]]:
+              vocab_size: Optional[int], gpus_per_node: int,
+              limit: float) -> list[tuple[str, Optional[bool]]]:
     """What would lower the estimate or raise the usable memory: (text with its new figure,
-    whether the run then fits: True/False, None when no new figure is known)."""
-    flags = dict(f.flags)
-    usable_now = usable_gib(gpu, env)
+    whether the run then fits under `limit`: True/False, None when no new figure is known).
 
-    def after(text: str, changes: Mapping[str, Any], world: int = world_size) -> tuple[str, Optional[bool]]:
+    A run at TP > 1 without sequence parallelism is offered --sequence-parallel first.
+    Model parallelism is offered where the model allows it: tensor parallelism with sequence
+    parallelism within a node (attention heads divisible by TP, query groups a multiple or
+    divisor of TP, as Megatron asserts), pipeline parallelism over a divisor of the layers;
+    both keep the world size, so data parallelism shrinks and the global batch must still
+    divide by micro batch x DP. Of the sizes that qualify, the smallest that fits is named
+    (else the largest, not enough alone)."""
+    flags = dict(f.flags)
+
+    def total_with(changes: Mapping[str, Any], world: int = world_size) -> Optional[float]:
         if vocab_size is None:
-            return text, None
+            return None
         changed = {k: v for k, v in {**flags, **changes}.items() if v is not None}
         try:
-            total = estimate(changed, world, vocab_size).total
+            return estimate(changed, world, vocab_size).total
         except (ValueError, ZeroDivisionError):
+            return None
+
+    def after(text: str, changes: Mapping[str, Any], world: int = world_size) -> tuple[str, Optional[bool]]:
+        total = total_with(changes, world)
+        if total is None:
             return text, None
-        return f"{text} -> {total:.1f} GiB", total <= usable_now
+        return f"{text} -> {total:.1f} GiB", total <= limit
 
     ways = []
     if f.on("--use-distributed-optimizer"):
@@ -645,6 +750,15 @@ def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, 
                           {}, 2 * world_size))
     else:
         ways.append(after("--use-distributed-optimizer", {"--use-distributed-optimizer": True}))
+    if (f.int("--tensor-model-parallel-size", 1) or 1) > 1 and not f.on("--sequence-parallel"):
+        ways.append(after("--sequence-parallel", {"--sequence-parallel": True}))  # the same TP
+    for way in (_tensor_parallel(f, world_size, gpus_per_node), _pipeline_parallel(f, world_size)):
+        tried = [(text, changes, total_with(changes)) for text, changes in way]
+        if not tried:
+            continue
+        fitting = [t for t in tried if t[2] is not None and t[2] <= limit]
+        text, changes, _ = fitting[0] if fitting else tried[-1]
+        ways.append(after(text, changes))
     if f.str("--recompute-granularity") != "full":
         full = {"--recompute-granularity": "full", "--recompute-method": "uniform", "--recompute-num-layers": 1,
                 "--recompute-modules": None}
@@ -652,7 +766,7 @@ def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, 
     if not expandable_segments(env):
         usable = usable_gib(gpu, {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
         ways.append((f"env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (usable {usable:.1f} GiB)",
-                     est.total <= usable))
+                     est.total <= limit))
     if (f.str("--optimizer", "adam") == "adam" and f.on("--use-distributed-optimizer")
             and not f.on("--use-precision-aware-optimizer")):
         bf16_moments = {"--use-precision-aware-optimizer": True, "--exp-avg-dtype": "bf16",
@@ -660,6 +774,49 @@ def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, 
         ways.append(after("--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16",
                           bf16_moments))
     return ways
+
+
+def _batch_divides(f: Flags, world_size: int, tp: int, pp: int) -> bool:
+    cp = f.int("--context-parallel-size", 1) or 1
+    if world_size % (tp * pp * cp):
+        return False
+    dp = world_size // (tp * pp * cp)
+    gbs = f.int("--global-batch-size")
+    return gbs is None or gbs % ((f.int("--micro-batch-size", 1) or 1) * dp) == 0
+
+
+def _tensor_parallel(f: Flags, world_size: int, gpus_per_node: int) -> list[tuple[str, dict[str, Any]]]:
+    """Larger TP sizes with sequence parallelism the model and layout allow (heads, query
+    groups and the FFN width divide), smallest first: (remedy text, flag changes)."""
+    tp = f.int("--tensor-model-parallel-size", 1) or 1
+    pp = f.int("--pipeline-model-parallel-size", 1) or 1
+    heads = f.int("--num-attention-heads") or 0
+    groups = (f.int("--num-query-groups") or heads) if f.on("--group-query-attention") else heads
+    ffn = f.int("--ffn-hidden-size") or 0
+    out = []
+    size = 2 * tp
+    while size <= gpus_per_node and heads:
+        if heads % size == 0 and (groups % size == 0 or size % groups == 0) and ffn % size == 0 \
+                and _batch_divides(f, world_size, size, pp):
+            out.append((f"--tensor-model-parallel-size {size} --sequence-parallel",
+                        {"--tensor-model-parallel-size": size, "--sequence-parallel": True}))
+        size *= 2
+    return out
+
+
+def _pipeline_parallel(f: Flags, world_size: int) -> list[tuple[str, dict[str, Any]]]:
+    """Larger PP sizes that divide the layers and the world (with TP and CP), smallest first."""
+    tp = f.int("--tensor-model-parallel-size", 1) or 1
+    pp = f.int("--pipeline-model-parallel-size", 1) or 1
+    layers = f.int("--num-layers") or 0
+    if f.flags.get("--num-layers-per-virtual-pipeline-stage") or f.flags.get("--num-virtual-stages-per-pipeline-rank") \
+            or f.flags.get("--pipeline-model-parallel-layout"):
+        return []  # an interleaved or custom layout: the remedy would have to rewrite it
+    out = []
+    for size in range(pp + 1, world_size + 1):
+        if layers % size == 0 and _batch_divides(f, world_size, tp, size):
+            out.append((f"--pipeline-model-parallel-size {size}", {"--pipeline-model-parallel-size": size}))
+    return out
 
 
 def _is_number(token: str) -> bool:

@@ -391,6 +391,15 @@ class GpuFamily:
     """Dense peak TFLOP/s by precision ("bf16", "fp16", "fp8", "fp4"); empty when unknown."""
     target: bool = True
     """Whether a matrix may name it as target.gpu (False for variants matched in device names)."""
+    non_pytorch_gib: Optional[float] = None
+    """GiB of its memory outside PyTorch's allocator (driver, CUDA context, cuBLAS/cuDNN, NCCL),
+    where measured (`memory_measured_by`); None: not measured (fp8suite.memory assumes another
+    family's)."""
+    fragmentation_share: Optional[float] = None
+    """Share of its memory the caching allocator held reserved but unusable at an out-of-memory
+    without expandable segments, where measured; None: not measured."""
+    memory_measured_by: str = ""
+    """The committed log the two memory figures above come from."""
 
 
 def _peaks(bf16: float, fp8: float, fp4: Optional[float] = None) -> dict[str, float]:
@@ -406,7 +415,13 @@ GPUS: tuple[GpuFamily, ...] = (
     # H100 SXM 80 GB: nvidia-smi reads 81559 MiB. Datasheet (sparse): BF16 1979, FP8 3958.
     GpuFamily("H100", "Hopper", (9, 0), 81559 / 1024, _peaks(989.0, 1979.0)),
     # H200 SXM 141 GB: nvidia-smi reads 143771 MiB (the sidecars in logs/). Compute as H100 SXM.
-    GpuFamily("H200", "Hopper", (9, 0), 143771 / 1024, _peaks(989.0, 1979.0)),
+    # Memory outside PyTorch and fragmentation from the 2xH200 BF16 out-of-memory message: of
+    # nvidia-smi's 143,771 MiB (140.40 GiB) PyTorch accounts for 126.02 GiB allocated + 7.62
+    # reserved + 2.88 free = 136.52 GiB, so 3.88 GiB lie outside it; the 7.62 GiB reserved but
+    # unallocated are 5.4% of 140.40 GiB.
+    GpuFamily("H200", "Hopper", (9, 0), 143771 / 1024, _peaks(989.0, 1979.0),
+              non_pytorch_gib=3.9, fragmentation_share=0.054,
+              memory_measured_by="tests/data/real_h200x2/train_llama3_8b_h200_bf16.1.log"),
     # H800 and H20: export parts without a datasheet figure the suite cites; MFU stays blank.
     GpuFamily("H800", "Hopper", (9, 0), 81559 / 1024, {}),
     GpuFamily("H20", "Hopper", (9, 0), round(96 * _GB, 1), {}),
@@ -425,6 +440,18 @@ GPUS: tuple[GpuFamily, ...] = (
     GpuFamily("H200 NVL", "Hopper", (9, 0), 143771 / 1024, _peaks(835.0, 1671.0), target=False),
 )
 """Every GPU family the suite knows."""
+
+EVALUATION_EXTRA_GIB: dict[str, Optional[float]] = {
+    "bf16": None, "fp16": None, "fp32": None,
+    "delayed": None, "tensorwise": None, "blockwise": None, "mxfp8": None, "nvfp4": None,
+}
+"""What evaluation adds on top of the training peak, GiB per GPU, by recipe kind (Recipe.name):
+calibration values for fp8suite.memory's estimate, to be measured on one GPU at a
+memory-tight setting (the seed study's FP8 runs died at their evaluation intervals). None:
+not measured yet; the estimate of a run that evaluates then says so in its notes. A value
+filled in cites its committed log in EVALUATION_MEASURED_BY."""
+EVALUATION_MEASURED_BY: dict[str, str] = {}
+"""Recipe kind -> the committed log(s) and figures its EVALUATION_EXTRA_GIB value comes from."""
 
 DEFAULT_GPU = "H200"
 """target.gpu when a matrix names none."""

@@ -240,6 +240,9 @@ class ExpandedRun:
     """The same flags by group."""
     origin: Origin = field(default_factory=dict)
     """Key path -> dotted position in the file that set it."""
+    refused: frozenset[str] = frozenset()
+    """Megatron flags the matrix writes for this run whose values were refused (reported by the
+    loader and left out of `flags`)."""
 
     def where(self, *keys: str) -> str:
         """File position of the first of `keys` (paths like 'megatron.--fp8-recipe') set."""

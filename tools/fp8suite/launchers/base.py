@@ -53,6 +53,10 @@ class Launcher:
         """Problems with run.py's options, one line each; `chosen`: this launcher was picked."""
         return []
 
+    def ready(self, args: argparse.Namespace) -> None:
+        """Raise UsageError when this launcher cannot launch here (its tools missing), before
+        run.py prints anything about the runs; nothing to check by default."""
+
     def launch(self, selected: Selected, states: States, args: argparse.Namespace,
                extra: list[str], env: dict[str, str], display: Any) -> int:
         """Start the selected runs; 0 when all went well, 1 if not, 128+N on signal N."""

@@ -315,6 +315,11 @@ class SlurmLauncher(Launcher):
                        dry_run=args.dry_run, partition=args.partition, account=args.account,
                        time=args.time, poll=args.poll)
 
+    def ready(self, args) -> None:
+        """sbatch and scontrol on PATH (not needed for --dry-run)."""
+        if not args.dry_run:
+            _require("sbatch", "scontrol")
+
     def launch(self, selected, states, args, extra, env, display) -> int:
         """sbatch each run's batch script; see `submit`."""
         return submit(selected, states, self.options(args, extra, env), display)

@@ -1,0 +1,121 @@
+"""Speed advice (fp8suite.advice): every figure is computed here again from the logs the table
+cites, the logs compare like with like, and render.py / run.py print what applies to a run."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+
+import pytest
+import yaml
+
+from conftest import REPO
+import render
+import run as run_cli
+from fp8suite import advice, recipes
+from fp8suite.logparse import read_log
+from fp8suite.metrics import SHAPE_KEYS, timed_iter_ms, timed_rows
+
+ENTRIES = advice.table()
+
+
+def _median(log: str) -> float:
+    parsed = read_log(REPO / log)
+    return statistics.median(timed_iter_ms(parsed.steps, timed_rows(parsed.steps, parsed.args, 3)))
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)
+def test_figure_is_computed_from_the_cited_logs(entry):
+    expected = _median(entry.slower) / _median(entry.faster) - 1
+    assert entry.measurement.change == pytest.approx(expected)
+    assert f"measured {expected * 100:+.1f}% step time" in entry.line()
+    assert entry.slower in entry.line() and entry.faster in entry.line()
+    assert expected > 0, f"{entry.id}: the cited 'slower' log is not slower"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)
+def test_cited_logs_compare_the_same_model_and_batch(entry):
+    a, b = read_log(REPO / entry.slower).args, read_log(REPO / entry.faster).args
+    assert a and b
+    for key in SHAPE_KEYS:
+        assert a.get(key) == b.get(key), (entry.id, key)
+    assert recipes.of_args(a).recipe == recipes.of_args(b).recipe
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)
+def test_conditions_come_from_the_sidecars(entry):
+    meta = json.loads((REPO / entry.slower.replace(".log", ".meta.json")).read_text())
+    m = entry.measurement
+    assert m.gpu == recipes.gpu(meta["environment"]["gpu"]["name"]).name
+    assert m.transformer_engine == meta["environment"]["transformer_engine"]
+    assert m.megatron_core == meta["environment"]["megatron_core"]
+    assert m.dp == int(read_log(REPO / entry.slower).args["data_parallel_size"])
+    assert f"at DP={m.dp} on {m.gpu}" in entry.line()
+
+
+def test_param_gather_advice_cites_the_ablation():
+    entry = next(e for e in ENTRIES if e.id == "fp8_param_gather_low_dp")
+    assert entry.slower.startswith("logs/h200x2_8b_ablations/") and "no_fp8_param_gather" in entry.faster
+
+
+def _dp1_matrix(tmp_path):
+    data = yaml.safe_load((REPO / "experiments" / "h200x2_8b_bench.yaml").read_text())
+    data["target"]["gpus_per_node"] = 1
+    data["megatron"]["model"]["--num-layers"] = 4
+    data["megatron"]["training"]["--global-batch-size"] = 8
+    path = tmp_path / "dp1.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_render_prints_and_records_the_advice_that_applies(tmp_path, capsys):
+    code = render.main([str(_dp1_matrix(tmp_path)), "--out", str(tmp_path / "gen")])
+    out = capsys.readouterr().out
+    assert code == 0  # nothing is refused for speed
+    blocks = re.split(r"\n  (?! )", out)  # one block per run: its memory line and advice lines
+    fp8_cs = next(b for b in blocks if b.startswith("bench_llama3_8b_h200x2_fp8_cs:"))
+    assert "advice: --fp8-param-gather at data-parallel size 2 or less: measured +" in fp8_cs
+    bf16 = next(b for b in blocks if b.startswith("bench_llama3_8b_h200x2_bf16:"))
+    assert "--fp8-param-gather" not in bf16
+    blockwise = next(b for b in blocks if b.startswith("bench_llama3_8b_h200x2_fp8_blockwise:"))
+    assert "advice: --fp8-param-gather" not in blockwise  # blockwise runs without it
+    entries = json.loads((tmp_path / "gen" / "dp1.manifest.json").read_text())["runs"]
+    recorded = {e["name"]: [a["id"] for a in e["advice"]] for e in entries}
+    assert "fp8_param_gather_low_dp" in recorded["bench_llama3_8b_h200x2_fp8_cs"]
+    assert "fp8_param_gather_low_dp" not in recorded["bench_llama3_8b_h200x2_bf16"]
+
+
+def test_run_prints_advice_for_the_launch_world_size(capsys):
+    """experiments/h200_8b.yaml runs at DP=8: the param-gather advice appears only when the
+    launch makes it DP=2 or less."""
+    matrix = str(REPO / "experiments" / "h200_8b.yaml")
+    assert run_cli.main([matrix, "--dry-run", "--only", "*_fp8_cs"]) == 0
+    assert "--fp8-param-gather at data-parallel size" not in capsys.readouterr().err
+    code = run_cli.main([matrix, "--dry-run", "--only", "*_fp8_cs", "--env", "GPUS_PER_NODE=1",
+                         "--", "--num-layers", "4", "--global-batch-size", "2"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "run.py: advice: train_llama3_8b_h200_fp8_cs: --fp8-param-gather at data-parallel size 2 or less" in err
+
+
+def test_applies_when_conditions():
+    entry = next(e for e in ENTRIES if e.id == "fp8_param_gather_low_dp")
+    flags = {"--fp8-format": "hybrid", "--fp8-recipe": "tensorwise", "--fp8-param-gather": True, "--bf16": True}
+    facts = dict(flags=flags, gpu="H100", tp=1, dp=1, nodes=1, fusion="auto")
+    assert advice.applies(entry, advice.Facts(**facts))
+    assert not advice.applies(entry, advice.Facts(**{**facts, "dp": 4}))
+    assert not advice.applies(entry, advice.Facts(**{**facts, "gpu": "B200"}))  # measured on Hopper only
+    assert not advice.applies(entry, advice.Facts(**{**facts, "flags": {**flags, "--fp8-param-gather": False}}))
+
+
+def test_a_malformed_table_entry_is_named(tmp_path, monkeypatch):
+    bad = tmp_path / "advice.yaml"
+    bad.write_text("- {id: x, setting: s, applies_when: {dp_min: 1}, advice: a, slower: l, faster: m}\n")
+    monkeypatch.setattr(advice, "TABLE", bad)
+    advice.table.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"\[0\]\.applies_when: unknown dp_min; known: flags_on"):
+            advice.table()
+    finally:
+        advice.table.cache_clear()
