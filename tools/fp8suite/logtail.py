@@ -144,6 +144,8 @@ class LogTail:
             return ""
         if status.name not in (S.CRASHED, S.DIVERGED):
             return ""
+        if status.exception and status.where:
+            return f"{status.exception} {status.where}"  # the node a task failed on
         return status.exception or status.reason
 
     def run_state(self) -> Optional[str]:

@@ -525,7 +525,11 @@ def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display
                      f"{err.strerror or err}")
     state.update(run.name, state=result, reason=reason, ended=now(), exit_code=shell_code,
                  iteration=tail.iteration, train_iters=tail.train_iters or planned)
-    state.save()
+    try:
+        state.save()
+    except WriteFailed as err:
+        raise WriteFailed(f"{run.name} {result}" + (f" ({reason})" if reason else "")
+                          + f", not recorded: {err}; the queue stopped") from None
     display.note(f"{tag} {run.name}  {result}  {training(tail, planned, eta=False)}  in {duration(elapsed)}"
                  + (f"  ({reason})" if reason else ""), key=run.name)
     if write_failed:
