@@ -403,7 +403,9 @@ def test_two_queues_started_at_once_train_each_run_once(manifest, tmp_path):
         text = (logs / f"{name}.log").read_text()
         assert text.count("[after training is done]") == 1 and text.count(" iteration        1/") == 1
     assert sorted(p.name for p in logs.glob("*.log")) == ["fake_last.log", "fake_ok.log"]
-    assert sum("skip " in out for out, _ in outs) >= 1
+    # The other queue skipped what was claimed, or (started after the first one's claim) was
+    # refused as a whole.
+    assert sum("skip " in out or "is running now" in err for out, err in outs) >= 1
 
 
 def test_a_dangling_symlink_never_takes_a_log(manifest, tmp_path):

@@ -316,6 +316,9 @@ def test_a_requeued_job_keeps_its_first_launch_and_is_a_new_attempt(manifest, tm
                   "iteration 5")
         requeue = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
         assert requeue.returncode == 0, requeue.stderr
+        # Slurm holds a requeued job back for a while (BeginTime); start it at once.
+        _wait_for(lambda: scontrol_job(job).get("JobState") == "PENDING", 60, "the requeue")
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
         out = run_cli("--watch", str(manifest), "--only", "fake_ok", "--poll", "0.5", timeout=300)
     finally:
         _cancel_left_over(logs)

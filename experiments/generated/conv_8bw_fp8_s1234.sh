@@ -50,8 +50,12 @@ export HF_HUB_OFFLINE=1
 # Triton's kernel cache: created if missing, on a disk with room for it.
 default_triton_cache_dir=/tmp/triton-cache
 export TRITON_CACHE_DIR="${TRITON_CACHE_DIR:-$default_triton_cache_dir}"
-if ! mkdir -p -- "$TRITON_CACHE_DIR" || [[ ! -w "$TRITON_CACHE_DIR" ]]; then
-  echo "$RUN_NAME: cannot create or write TRITON_CACHE_DIR=$TRITON_CACHE_DIR; point it at a writable disk" >&2
+if ! mkdir -p -- "$TRITON_CACHE_DIR"; then
+  echo "$RUN_NAME: cannot create TRITON_CACHE_DIR=$TRITON_CACHE_DIR; point it at a writable disk" >&2
+  exit 1
+fi
+if [[ ! -w "$TRITON_CACHE_DIR" ]]; then
+  echo "$RUN_NAME: cannot write TRITON_CACHE_DIR=$TRITON_CACHE_DIR; point it at a writable disk" >&2
   exit 1
 fi
 free_mb=$(df -Pm -- "$TRITON_CACHE_DIR" | awk 'NR == 2 {print $4}')
