@@ -133,3 +133,13 @@ def test_a_new_launcher_is_new_files_only(tmp_path, capsys, monkeypatch):
         assert state["r_cs"]["reason"].endswith("(FP8 tensorwise (hybrid))")
     finally:
         monkeypatch.setattr(launchers, "_found", None)
+
+
+@pytest.mark.parametrize("text, minutes", [("90", 90), ("90:30", 90.5), ("01:00:00", 60),
+                                           ("2-00", 2880), ("1-02:03", 1563), ("1-00:00:30", 1440.5),
+                                           ("UNLIMITED", None), ("", None), ("1:2:3:4", None)])
+def test_slurm_time_formats(text, minutes):
+    """sbatch --time's formats, as --time-limit is checked against them (issue 26, kind 10)."""
+    from fp8suite.launchers.slurm import slurm_minutes
+
+    assert slurm_minutes(text) == (pytest.approx(minutes) if minutes is not None else None)

@@ -221,8 +221,7 @@ def node_problems(todo, opts: Options) -> list[str]:
         if not nodes.isdigit() or int(nodes) <= 1:
             continue
         unset = [k for k in ("NODE_RANK", "MASTER_ADDR") if not env.get(k)]
-        if env.get("MASTER_ADDR") in ("localhost", "127.0.0.1") and "NODE_RANK" not in unset \
-                and int(env["NODE_RANK"] or 0) > 0:
+        if env.get("MASTER_ADDR") in ("localhost", "127.0.0.1") and _node_rank(opts.env) > 0:
             unset.append("MASTER_ADDR (localhost is this node, not node 0)")
         if unset:
             out.append(f"{run.name} runs on {nodes} nodes (target.nodes or NNODES): set "
