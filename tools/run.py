@@ -54,9 +54,9 @@ EPILOG = """examples:
   python tools/run.py --cancel experiments/h200_8b.yaml --only train_llama3_8b_h200_fp8
 
 exit status: 0 every selected run completed (with --slurm alone: was submitted), 1 some did
-not (or a file could not be written, or Slurm did not answer), 2 bad input (a log folder or
-status file that cannot be written is found before anything starts), 130 stopped by Ctrl-C
-(143 by SIGTERM)
+not, a file could not be written (also found before anything starts: a read-only or full
+log folder) or Slurm did not answer, 2 bad input (a status file or lock that is not a regular
+file, too), 130 stopped by Ctrl-C (143 by SIGTERM)
 """
 
 
@@ -191,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def preflight(args, env: dict[str, str], selected, states) -> None:
-    """Before anything starts: each status file can be written (StateFileError) and, for a
-    launch, each run's log folder can be created and written and has the matrix's free space
-    (UsageError); one line each."""
+    """Before anything starts: each status file and its lock are regular files or absent
+    (StateFileError, exit 2), and each status file's folder and, for a launch, each run's log
+    folder can be created and written and has room (WriteFailed, exit 1); one line."""
     for state in states.values():
         state.check_writable()
     if args.cancel or (args.watch and not args.slurm):
@@ -204,7 +204,7 @@ def preflight(args, env: dict[str, str], selected, states) -> None:
         if problem:
             problems.append(f"log folder {plan.shown(folder)}: {problem}")
     if problems:
-        raise plan.UsageError(*problems)
+        raise WriteFailed("; ".join(problems) + "; nothing was started")
 
 
 def recheck_launch(selected, extra: list[str], env: dict[str, str]) -> None:

@@ -142,19 +142,18 @@ class RunState:
         return why
 
     def check_writable(self) -> None:
-        """Before a launch: the status file's folder can be created and written, and the status
-        file and its lock are regular files (or absent); StateFileError (one line) if not."""
-        try:
-            with self._locked():
-                _read(self.path)
+        """Before a launch: the status file and its lock are regular files or absent
+        (StateFileError), and the status file's folder can be created and written
+        (WriteFailed); one line each."""
+        with self._locked():
+            _read(self.path)
+            try:
                 fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
                 os.close(fd)
                 os.unlink(tmp)
-        except WriteFailed as err:
-            raise StateFileError(str(err)) from None
-        except OSError as err:
-            raise StateFileError(f"{self.path.parent}: cannot write the run status file there: "
-                                 f"{err.strerror or err}") from None
+            except OSError as err:
+                raise WriteFailed(f"{self.path.parent}: cannot write the run status file there: "
+                                  f"{err.strerror or err}") from None
 
     def _merge_from_disk(self) -> None:
         """Take the other processes' records from the file and keep this one's changes."""

@@ -96,7 +96,7 @@ def jobs(job_ids: Optional[list[str]], tries: int = 3, wait: float = 2.0) -> dic
         return {}
     for attempt in range(tries):
         try:
-            out = _run(["scontrol", "show", "job", "-o"], None, None)
+            out = _run(["scontrol", "show", "job", "-o"], None, None, timeout=QUERY_TIMEOUT)
             break
         except SlurmError as err:
             if attempt + 1 == tries:
@@ -138,15 +138,22 @@ def _fields(line: str) -> dict[str, str]:
     return out
 
 
-def _run(cmd: list[str], env: Optional[dict[str, str]], cwd: Optional[Path]) -> str:
+QUERY_TIMEOUT = 30
+"""Seconds a query (scontrol show job) may take before Slurm counts as not answering (its
+own MessageTimeout is 10 s by default); sbatch and scancel get COMMAND_TIMEOUT."""
+COMMAND_TIMEOUT = 120
+
+
+def _run(cmd: list[str], env: Optional[dict[str, str]], cwd: Optional[Path],
+         timeout: float = COMMAND_TIMEOUT) -> str:
     try:
         # Its own session: the terminal's Ctrl-C reaches run.py only, never the command.
-        proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+        proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, start_new_session=True)
     except FileNotFoundError:
         raise SlurmError(f"{cmd[0]} is not on PATH") from None
     except subprocess.TimeoutExpired:
-        raise SlurmUnavailable(f"{cmd[0]} did not answer within 120 s") from None
+        raise SlurmUnavailable(f"{cmd[0]} did not answer within {timeout:g} s") from None
     if proc.returncode < 0:
         raise SlurmUnavailable(f"{cmd[0]} was stopped by signal {-proc.returncode}")
     if proc.returncode != 0:

@@ -609,6 +609,9 @@ def _outcome(code: int, tail: LogTail, stderr: IO[bytes], opts: Options, stopped
         if not tail.output_lines:
             return "time-limited", (f"killed during start-up: no line from training {opts.time_limit:g} "
                                     f"min + {opts.grace:g} s after the launch")
+        if tail.iteration is None:
+            return "time-limited", (f"killed during start-up: no iteration {opts.time_limit:g} min + "
+                                    f"{opts.grace:g} s after training's first line")
         return "time-limited", (f"killed {opts.grace:g} s after the {opts.time_limit:g} min time limit "
                                 "(counted from training's first line), after training ignored "
                                 "--exit-duration-in-mins")

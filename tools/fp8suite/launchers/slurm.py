@@ -140,9 +140,12 @@ def submit(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState]
                 job_id = slurm.submit(batch_file, args, opts.sbatch_options(), env, paths.ROOT)
             except slurm.SlurmError as err:
                 failures += 1
-                # Recorded: a refused run is not a queued one.
-                state.begin(run.name, state="failed", reason=f"not submitted: {err}", job_id=None,
-                            log=None, meta=None, **attempt)
+                # Recorded: a refused run is not a queued one. One sbatch did not answer may
+                # still have submitted: the next --slurm finds such a job by its log's name.
+                unsure = ("; it may have been submitted: --slurm again finds and records it"
+                          if isinstance(err, SlurmUnavailable) else "")
+                state.begin(run.name, state="failed", reason=f"not submitted: {err}{unsure}",
+                            job_id=None, log=None, meta=None, **attempt)
                 state.save()
                 display.note(f"{tag} {run.name}: not submitted: {err}")
                 continue
@@ -273,13 +276,15 @@ def watch(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState],
             display.note(_final_line(run, att, tails.get(run.name)), key=run.name)
     with caught_signals() as caught:
         while True:
-            ids = [att["job_id"] for _, run, att in items if run.name not in reported]
+            ids = [att["job_id"] for _, run, att in items]
             try:
                 known, silent = slurm.jobs(ids, tries=1), ""
             except SlurmUnavailable as err:
                 known, silent = None, str(err)
             lines = {}
             for n, (plan, run, att) in enumerate(items, 1):
+                if run.name in reported and known is not None and _requeued(att, known.get(att["job_id"])):
+                    reported.discard(run.name)  # an ended job Slurm runs again
                 if run.name in reported:
                     continue
                 tail = tails[run.name]
@@ -317,12 +322,14 @@ def _refresh(state: RunState, run: RenderedRun, att: dict, job: Optional[slurm.J
     """Update the attempt `att` from Slurm's view of its job (None: scontrol answered without
     it) and from its log; returns the attempt to follow from now on (a new one when Slurm
     restarted the job)."""
-    if job is not None and job.restarts > int(att.get("restarts") or 0):
+    if _requeued(att, job):
         # Requeued (node failure, scontrol requeue): the earlier launch ended; the job's next
-        # launch appends to the same log (#SBATCH --open-mode=append).
-        state.update_attempt(run.name, att, state="interrupted", ended=now(),
-                             iteration=tail.iteration,
-                             reason=f"Slurm requeued job {job.job_id} (restart {job.restarts})")
+        # launch appends to the same log (#SBATCH --open-mode=append). An attempt that had
+        # ended keeps how it ended.
+        if att.get("state") in ACTIVE:
+            state.update_attempt(run.name, att, state="interrupted", ended=now(),
+                                 iteration=tail.iteration,
+                                 reason=f"Slurm requeued job {job.job_id} (restart {job.restarts})")
         att = state.begin(run.name, **{k: v for k, v in att.items() if k not in (
             "state", "reason", "ended", "token", "started", "iteration", "exit_code")},
             token=uuid.uuid4().hex, state=job.run_state, reason="", ended=None, started=None,
@@ -353,6 +360,11 @@ def _refresh(state: RunState, run: RenderedRun, att: dict, job: Optional[slurm.J
     fields.update(state=result, reason=reason, exit_code=code, ended=meta.get("ended") or now())
     state.update_attempt(run.name, att, **fields)
     return att
+
+
+def _requeued(att: dict, job: Optional[slurm.Job]) -> bool:
+    """Whether Slurm restarted the attempt's job since the attempt began (Restarts= grew)."""
+    return job is not None and job.restarts > int(att.get("restarts") or 0)
 
 
 def _ended(result: str, slurm_state: str, code: Optional[int], tail: LogTail) -> tuple[str, str]:
