@@ -575,3 +575,20 @@ def test_the_time_limit_counts_from_trainings_first_line(manifest, tmp_path):
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     statuses = [r.get("status") for r in summary["runs"]] if isinstance(summary, dict) else []
     assert statuses == ["time-limit"], (report.stderr, summary)
+
+
+def test_a_script_run_by_hand_with_an_unwritable_log_folder_stops(manifest, tmp_path):
+    """Kind 6, the script alone: no log can be created, so nothing trains (it used to train
+    with no log and exit 0)."""
+    logs = tmp_path / "ro"
+    undo = _read_only_folder(logs)
+    try:
+        env = dict(os.environ, TRAIN_CMD=train_cmd(), LOG_DIR=str(logs))
+        env.pop("LOG_FILE", None)
+        done = subprocess.run(["bash", str(tmp_path / "generated" / "fake_ok.sh")], env=env,
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        undo()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"cannot create {logs}/fake_ok.log" in done.stderr
+    assert "iteration" not in done.stdout

@@ -177,9 +177,9 @@ if [[ -z "${LOG_FILE:-}" ]]; then
   fi
   LOG_FILE="$LOG_DIR/$log_stem.log"
   n=1
-  until [[ ! -e "$LOG_FILE" && ! -L "$LOG_FILE" ]] && create_log "$LOG_FILE"; do
-    if [[ ! -w "$LOG_DIR" ]]; then
-      echo "$RUN_NAME: cannot create a log in LOG_DIR=$LOG_DIR; point it at a writable folder" >&2
+  until create_log "$LOG_FILE"; do
+    if [[ ! -e "$LOG_FILE" && ! -L "$LOG_FILE" ]]; then  # not taken: the folder refused it
+      echo "$RUN_NAME: cannot create $LOG_FILE; point LOG_DIR at a writable folder" >&2
       exit 1
     fi
     LOG_FILE="$LOG_DIR/$log_stem.$n.log"; n=$((n + 1))
