@@ -248,9 +248,10 @@ else
   "${LAUNCH[@]}" "${ARGS[@]}" 2>&1 | tee -i -a "$LOG_FILE"
   statuses=("${PIPESTATUS[@]}")
   status=${statuses[0]}
-  if (( statuses[1] != 0 )); then
+  if (( statuses[1] != 0 && statuses[1] < 128 )); then
     # tee could not write the log (a full disk, a folder gone read-only): the run's record
-    # would be cut; exit 74 (EX_IOERR), which the run queue records as a failed write.
+    # would be cut; exit 74 (EX_IOERR), which the run queue records as a failed write. (A tee
+    # killed by the signal that stopped the run exits 128+N: no write failed.)
     echo "$RUN_NAME: could not write the log $LOG_FILE (training's exit status: $status)" >&2
     status=74
   fi

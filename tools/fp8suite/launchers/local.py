@@ -510,7 +510,7 @@ def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display
     code = proc.returncode
     shell_code = 128 - code if code < 0 else code
     result, reason = _outcome(code, tail, stderr, opts, stopped_by_user, hard_killed, caught)
-    write_failed = shell_code == LOG_WRITE_FAILED and not stopped_by_user
+    write_failed = shell_code == LOG_WRITE_FAILED and not (stopped_by_user or hard_killed)
     if write_failed:
         result, reason = "failed", (_last_line(stderr) or f"the log {plans.shown(log)} could not "
                                     "be written")
