@@ -25,6 +25,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -169,6 +170,9 @@ class RunState:
     def _write(self) -> None:
         self.data["updated"] = now()
         tmp = None
+        # A Ctrl-C in the middle would leave the staged file behind: signals wait until the
+        # file is in place (or removed).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
         try:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
             with os.fdopen(fd, "w") as f:
@@ -185,6 +189,7 @@ class RunState:
                     os.unlink(tmp)
                 except OSError:
                     pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self._dirty.clear()
 
     @contextmanager
@@ -212,6 +217,9 @@ class RunState:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def attempt_key(attempt: dict[str, Any]) -> str:
