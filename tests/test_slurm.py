@@ -242,8 +242,9 @@ def _shadow(tmp_path, name: str, body: str) -> dict:
 
 
 def _popen(*args: str, env: dict) -> subprocess.Popen:
-    environ = dict(os.environ, **env)
+    environ = dict(os.environ)
     environ.pop("TRAIN_CMD", None)
+    environ.update(env)
     # Its own process group, as a shell starts a job: the test's SIGINT to the group is a
     # Ctrl-C at the terminal, reaching run.py and every command it started in the group.
     return subprocess.Popen([sys.executable, str(REPO / "tools" / "run.py"), *args], cwd=REPO,
