@@ -133,3 +133,33 @@ def test_a_new_launcher_is_new_files_only(tmp_path, capsys, monkeypatch):
         assert state["r_cs"]["reason"].endswith("(FP8 tensorwise (hybrid))")
     finally:
         monkeypatch.setattr(launchers, "_found", None)
+
+
+@pytest.mark.parametrize("text, minutes", [("90", 90), ("90:30", 90.5), ("01:00:00", 60),
+                                           ("2-00", 2880), ("1-02:03", 1563), ("1-00:00:30", 1440.5),
+                                           ("UNLIMITED", None), ("", None), ("1:2:3:4", None)])
+def test_slurm_time_formats(text, minutes):
+    """sbatch --time's formats, as --time-limit is checked against them (issue 26, kind 10)."""
+    from fp8suite.launchers.slurm import slurm_minutes
+
+    assert slurm_minutes(text) == (pytest.approx(minutes) if minutes is not None else None)
+
+
+def test_batch_scripts_ask_for_cpus_beside_their_gpus():
+    """Issue 26: a batch script that asks for GPUs asks for CPUs for its one task per node too
+    (8 per GPU), or a cluster's default of one CPU per task puts every rank on one core."""
+    import re
+
+    from conftest import REPO
+    from fp8suite.templating import CPUS_PER_GPU
+
+    scripts = sorted((REPO / "experiments" / "generated").glob("*.sbatch"))
+    assert scripts
+    for script in scripts:
+        text = script.read_text()
+        gpus = re.search(r"^#SBATCH --gpus-per-node=(\d+)$", text, re.M)
+        cpus = re.search(r"^#SBATCH --cpus-per-task=(\d+)$", text, re.M)
+        assert (cpus is None) == (gpus is None), script.name
+        if gpus:
+            assert int(cpus.group(1)) == CPUS_PER_GPU * int(gpus.group(1)), script.name
+        assert "\n#SBATCH --open-mode=append\n" in text, script.name

@@ -535,3 +535,30 @@ def test_progress_counts_a_launchs_node_logs_with_its_node_0(tmp_path, monkeypat
     runs.load_runs(runs.find_logs([str(logs)]), {}, progress=lines.append)
     assert lines[0].startswith("parsing 2 logs")
     assert re.fullmatch(rf"\[2/2\] {RUN} \+ 1 node log [0-9.]+ MB", lines[1]), lines
+
+
+@pytest.mark.parametrize("failure, expected", [
+    ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+     "ValueError: boom on node 1\n", "ValueError: boom on node 1"),
+    ("", "crashed: a task failed"),
+])
+def test_a_task_failed_on_one_node_comes_before_srun_cancelling_the_others(failure, expected):
+    """Issue 26, kind 5: srun's --kill-on-bad-exit prints a plain STEP CANCELLED line on the
+    surviving node after the failed task's report; the failure, named with its node, decides."""
+    from fp8suite.logparse import parse_log
+
+    it = (" [2026-12-06 20:37:51.262753] iteration        {i}/       8 | consumed samples: 8 | "
+          "elapsed time per iteration (ms): 50.1 | lm loss: 8.5E+00 |\n")
+    log = ("-------------------- end of arguments ---------------------\n"
+           + it.format(i=1) + it.format(i=2) + failure
+           + "srun: error: fp8n2: task 1: " + ("Exited with exit code 1" if failure else "Killed") + "\n"
+           + "srun: launch/slurm: _step_signal: Terminating StepId=16.0\n"
+           + "slurmstepd-fp8n1: error: *** STEP 16.0 ON fp8n1 CANCELLED AT 2026-12-06T20:37:51 ***\n"
+           + "srun: error: fp8n1: task 0: Terminated\n")
+    status = parse_log(log.encode()).status
+    assert status.name == "crashed", status
+    assert expected in status.reason and "on node fp8n2 (srun: task 1: " in status.reason
+    # A plain cancellation with no failed task stays a cancellation.
+    plain = parse_log(log.replace("srun: error: fp8n2", "srun: note: fp8n2")
+                      .replace(failure, "").encode()).status
+    assert plain.name == "cancelled", plain

@@ -356,3 +356,239 @@ def test_resume_skips_only_runs_completed_with_the_same_launch(manifest, tmp_pat
     again = run_cli(str(manifest), "--only", "fake_ok", "--resume", "--env", "GPUS_PER_NODE=2",
                     train=train_cmd())
     assert "skip fake_ok: completed" in again.stdout
+
+
+# --- faults (issue 26 kinds 3, 4, 6, 7, 9; issue 30: symlinked log names, the tail, hostile disks)
+
+
+def test_a_watcher_never_writes_back_a_stale_record(tmp_path):
+    """Kind 3: a watcher that loaded the file before another shell submitted a new job writes
+    back only the attempt it follows: the new job stays recorded, and the run mirrors it."""
+    from fp8suite.runstate import RunState
+
+    path = tmp_path / "runs.json"
+    first = RunState(path, "m.yaml", "m")
+    first.begin("r", mode="slurm", state="running", job_id="1", token="a", log="r.1.log")
+    first.save()
+    watcher = RunState.load(path, "m.yaml", "m")
+    submitter = RunState.load(path, "m.yaml", "m")
+    submitter.update("r", state="interrupted", reason="cancelled by run.py --cancel")
+    submitter.begin("r", mode="slurm", state="pending", job_id="2", token="b", log="r.2.log")
+    submitter.save()
+    # The watcher still holds job 1 as running; the poll finds it cancelled.
+    watcher.update_attempt("r", watcher.latest("r"), state="interrupted", iteration=5)
+    watcher.save()
+    rec = RunState.load(path, "m.yaml", "m").record("r")
+    assert [(a["job_id"], a["state"]) for a in rec["attempts"]] == [("1", "interrupted"),
+                                                                    ("2", "pending")]
+    assert rec["job_id"] == "2" and rec["state"] == "pending"
+    assert rec["attempts"][0]["iteration"] == 5 and watcher.record("r")["job_id"] == "2"
+
+
+def test_two_queues_started_at_once_train_each_run_once(manifest, tmp_path):
+    """Kind 4: two queues started at the same moment: each run trains once, into its own log;
+    the second queue skips what the first one claimed (check and claim under one lock)."""
+    logs = tmp_path / "logs"
+    environ = dict(os.environ, TRAIN_CMD=train_cmd(0.1))
+    argv = [sys.executable, str(RUN), str(manifest), "--only", "fake_ok", "--only", "fake_last"]
+    procs = [subprocess.Popen(argv, cwd=REPO, env=environ, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for (stdout, stderr) in outs:
+        assert "Traceback" not in stderr, stderr
+    runs = read_state(logs)
+    for name in ("fake_ok", "fake_last"):
+        assert len(runs[name]["attempts"]) == 1, (runs[name], outs)
+        assert runs[name]["state"] == "completed"
+        text = (logs / f"{name}.log").read_text()
+        assert text.count("[after training is done]") == 1 and text.count(" iteration        1/") == 1
+    assert sorted(p.name for p in logs.glob("*.log")) == ["fake_last.log", "fake_ok.log"]
+    # The other queue skipped what was claimed, or (started after the first one's claim) was
+    # refused as a whole.
+    assert sum("skip " in out or "is running now" in err for out, err in outs) >= 1
+
+
+def test_a_dangling_symlink_never_takes_a_log(manifest, tmp_path):
+    """Issue 30: a dangling symlink named like the next log is a taken name (lexists): the log
+    goes to the next free name in the folder, nothing is written through the link."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    outside = tmp_path / "outside.log"
+    (logs / "fake_ok.log").symlink_to(outside)
+    out = run_cli(str(manifest), "--only", "fake_ok", train=train_cmd())
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not outside.exists()
+    assert read_state(logs)["fake_ok"]["log"] == str(logs / "fake_ok.1.log")
+    # The script on its own (no LOG_FILE) takes names by the same rule.
+    (logs / "fake_ok.2.log").symlink_to(outside)
+    env = dict(os.environ, TRAIN_CMD=train_cmd())
+    env.pop("LOG_FILE", None)
+    done = subprocess.run(["bash", str(tmp_path / "generated" / "fake_ok.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not outside.exists() and (logs / "fake_ok.3.log").is_file()
+
+
+def test_the_log_tail_reads_to_the_end_splits_on_cr_and_bounds_a_line(tmp_path):
+    """Issue 30: a burst of output (more than one read chunk without an iteration line) before
+    the end is read to EOF by finish(); a tqdm-style \\r ends a line; a line without an end is
+    kept only up to a bound. Kind 2: a file that shrank is read again from its start."""
+    from fp8suite import logtail
+    from fp8suite.logtail import LogTail
+
+    log = tmp_path / "r.log"
+    line = " [2026-11-23 04:01:35.3] iteration        {i}/       4 | lm loss: 1.0E+00 |\n"
+    burst = b"x" * 1000 + b"\n"
+    with open(log, "wb") as f:
+        f.write(line.format(i=3).encode())
+        f.write(burst * ((logtail._CHUNK // len(burst)) * 2))
+        f.write(line.format(i=4).encode() + b"[after training is done] datetime: 2026-11-23\n")
+    tail = LogTail(log)
+    tail.poll()
+    tail.finish()
+    assert (tail.iteration, tail.done) == (4, True)
+
+    cr = tmp_path / "cr.log"
+    cr.write_bytes(b"progress 1%\rprogress 2%\r" + line.format(i=2).encode().rstrip(b"\n")
+                   + b"\r" + b"y" * (logtail._MAX_LINE * 4))
+    tail = LogTail(cr)
+    tail.poll()
+    assert tail.iteration == 2 and len(tail._partial) <= logtail._MAX_LINE
+
+    tail = LogTail(log)
+    tail.finish()
+    log.write_text(line.format(i=1))  # truncated and rewritten, as Slurm does on a requeue
+    tail.poll()
+    assert (tail.iteration, tail.done, tail.restarts) == (1, False, 1)
+
+
+def _read_only_folder(path: Path):
+    """A folder nothing can be written to, even by root (a read-only tmpfs), or skip."""
+    path.mkdir(parents=True)
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        return lambda: path.chmod(0o755)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs: {done.stderr.strip()}")
+    return lambda: subprocess.run(["umount", str(path)], capture_output=True)
+
+
+@pytest.mark.parametrize("status_elsewhere", [False, True])
+def test_an_unwritable_log_folder_is_one_line_before_anything_starts(manifest, tmp_path,
+                                                                     status_elsewhere):
+    """Kind 6 / issue 30: a read-only log folder: one line naming it, exit 1 (a write that
+    fails), nothing trained (with the status file elsewhere the run used to train with no log
+    and exit 0)."""
+    logs = tmp_path / "logs"
+    undo = _read_only_folder(logs)
+    try:
+        extra = ["--state", str(tmp_path / "state")] if status_elsewhere else []
+        out = run_cli(str(manifest), "--only", "fake_ok", *extra, train=train_cmd())
+    finally:
+        undo()
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert str(logs) in lines[0] and "cannot" in lines[0]
+    assert "runs.json" not in os.listdir(tmp_path / "state") if status_elsewhere else True
+
+
+@pytest.mark.parametrize("what", ["lock-folder", "fifo"])
+def test_a_hostile_status_file_is_one_line_not_a_hang(manifest, tmp_path, what):
+    """Issue 30: runs.json.lock that is a folder, runs.json that is a FIFO: one line, exit 2."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    if what == "lock-folder":
+        (logs / "runs.json.lock").mkdir()
+    else:
+        os.mkfifo(logs / "runs.json")
+    out = run_cli(str(manifest), "--only", "fake_ok", train=train_cmd(), timeout=30)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr and "runs.json" in lines[0], lines
+    assert not (logs / "fake_ok.log").exists()
+
+
+def test_a_full_disk_is_recorded_in_one_line_and_stops_the_queue(manifest, tmp_path):
+    """Kind 7 / issue 30: the disk fills while a run trains: one line, exit 1, the next run
+    not started, no temporary file left behind."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(logs)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        environ = dict(os.environ, TRAIN_CMD=train_cmd(0.3))
+        proc = subprocess.Popen([sys.executable, str(RUN), str(manifest), "--only", "fake_ok",
+                                 "--only", "fake_last"], cwd=REPO, env=environ,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log = logs / "fake_ok.log"
+        deadline = time.monotonic() + 30
+        while " iteration " not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the run never logged an iteration"
+            time.sleep(0.05)
+        with open(logs / "filler", "wb") as f:  # fill the disk
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        stdout, stderr = proc.communicate(timeout=60)
+        left = sorted(p.name for p in logs.iterdir())
+    finally:
+        subprocess.run(["umount", str(logs)], capture_output=True)
+    assert proc.returncode == 1, stdout + stderr
+    lines = stderr.strip().splitlines()
+    assert "Traceback" not in stderr and len(lines) == 1, stderr
+    assert "fake_ok" in lines[0] and ("No space left" in lines[0] or "could not write" in lines[0])
+    assert not any(name.startswith(".") for name in left), left
+    assert "fake_last.log" not in left
+
+
+def test_the_time_limit_counts_from_trainings_first_line(manifest, tmp_path):
+    """Kind 9: 2 s of silent start-up, then training with a 3 s limit: Megatron stops itself
+    (its clock starts after start-up), the queue does not kill it. A start-up that never
+    ends is "killed during start-up", and the report says time-limit, as the queue does."""
+    logs = tmp_path / "logs"
+    out = run_cli(str(manifest), "--only", "fake_ok", "--time-limit", "0.05", "--grace", "0.5",
+                  "--", "--train-iters", "100000",
+                  train=train_cmd(0.01, "--fake-startup", "2"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    run = read_state(logs)["fake_ok"]
+    assert run["state"] == "time-limited" and run["exit_code"] == 0, run
+    assert run["reason"].startswith("[exiting program after ")
+
+    out = run_cli(str(manifest), "--only", "fake_last", "--time-limit", "0.01", "--grace", "0.3",
+                  train=train_cmd(0.01, "--fake-startup", "30"), timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    run = read_state(logs)["fake_last"]
+    assert run["state"] == "time-limited" and run["reason"].startswith("killed during start-up"), run
+    report = subprocess.run([sys.executable, str(REPO / "tools" / "report.py"), str(logs / "fake_last.log"),
+                             "--out", str(tmp_path / "report")], capture_output=True, text=True,
+                            cwd=REPO, timeout=120)
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    statuses = [r.get("status") for r in summary["runs"]] if isinstance(summary, dict) else []
+    assert statuses == ["time-limit"], (report.stderr, summary)
+
+
+def test_a_script_run_by_hand_with_an_unwritable_log_folder_stops(manifest, tmp_path):
+    """Kind 6, the script alone: no log can be created, so nothing trains (it used to train
+    with no log and exit 0)."""
+    logs = tmp_path / "ro"
+    undo = _read_only_folder(logs)
+    try:
+        env = dict(os.environ, TRAIN_CMD=train_cmd(), LOG_DIR=str(logs))
+        env.pop("LOG_FILE", None)
+        done = subprocess.run(["bash", str(tmp_path / "generated" / "fake_ok.sh")], env=env,
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        undo()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"cannot create {logs}/fake_ok.log" in done.stderr
+    assert "iteration" not in done.stdout

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -219,3 +221,247 @@ def test_two_node_job_meets_at_one_rendezvous_with_node_ranks_from_slurm(two_nod
     assert parsed.args["world_size"] == str(2 * gpus_per_node)
     meta = json.loads((logs / f"fake_ok.{job}.meta.json").read_text())
     assert meta["slurm_job_id"] == job and meta["exit_code"] == 0
+
+
+# --- faults (issue 26): each test is one kind, against the real Slurm ------------------------
+
+
+def _long_run(sleep: float = 0.05, iters: int = 2000) -> tuple[str, list[str]]:
+    """TRAIN_CMD and Megatron args of a run that trains for a while and stops on SIGTERM."""
+    return train_cmd(sleep), ["--", "--train-iters", str(iters)]
+
+
+def _shadow(tmp_path, name: str, body: str) -> dict:
+    """An environment whose PATH finds `name` as the script `body` first ($REAL is the real one)."""
+    bin_dir = tmp_path / f"bin_{name}"
+    bin_dir.mkdir(exist_ok=True)
+    tool = bin_dir / name
+    tool.write_text(f"#!/bin/bash\nREAL={shutil.which(name)}\n{body}\n")
+    tool.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def _popen(*args: str, env: dict) -> subprocess.Popen:
+    environ = dict(os.environ)
+    environ.pop("TRAIN_CMD", None)
+    environ.update(env)
+    # Its own process group, as a shell starts a job: the test's SIGINT to the group is a
+    # Ctrl-C at the terminal, reaching run.py and every command it started in the group.
+    return subprocess.Popen([sys.executable, str(REPO / "tools" / "run.py"), *args], cwd=REPO,
+                            env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _wait_for(predicate, within: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_slurm_not_answering_keeps_the_records_and_resume_trains_nothing_twice(manifest, tmp_path):
+    """Kind 1: a failed scontrol poll (slurmctld down), and a Ctrl-C at the terminal while
+    scontrol runs, leave the running job recorded as it was; --slurm --resume then finds it
+    live and submits nothing."""
+    logs = tmp_path / "logs"
+    train, args = _long_run()
+    try:
+        out = run_cli("--slurm", str(manifest), "--only", "fake_ok", *args, train=train, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        job = read_state(logs)["fake_ok"]["job_id"]
+        _wait_for(lambda: scontrol_job(job).get("JobState") == "RUNNING", what="the job to run")
+
+        down = _shadow(tmp_path, "scontrol",
+                       'echo "slurm_load_jobs error: Unable to contact slurm controller" >&2; exit 1')
+        watcher = _popen("--watch", str(manifest), "--only", "fake_ok", "--poll", "0.3", env=down)
+        time.sleep(3)
+        os.killpg(watcher.pid, signal.SIGINT)
+        stdout, stderr = watcher.communicate(timeout=30)
+        assert watcher.returncode == 130, stdout + stderr
+        assert "Slurm not answering" in stdout and "Traceback" not in stderr
+        rec = read_state(logs)["fake_ok"]
+        assert rec["state"] in ("pending", "running") and rec["job_id"] == job, rec
+
+        # Ctrl-C while scontrol runs: it has its own session, so only run.py gets the signal.
+        marker = tmp_path / "scontrol_started"
+        slow = _shadow(tmp_path, "scontrol", f'touch {marker}; sleep 2; exec "$REAL" "$@"')
+        watcher = _popen("--watch", str(manifest), "--only", "fake_ok", "--poll", "0.3", env=slow)
+        _wait_for(marker.exists, 30, "scontrol to start")
+        os.killpg(watcher.pid, signal.SIGINT)
+        stdout, stderr = watcher.communicate(timeout=30)
+        assert watcher.returncode == 130, stdout + stderr
+        rec = read_state(logs)["fake_ok"]
+        assert rec["state"] == "running" and len(rec["attempts"]) == 1, rec
+
+        again = run_cli("--slurm", str(manifest), "--only", "fake_ok", "--resume", *args,
+                        train=train, timeout=60)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"already queued as job {job}" in again.stdout
+        assert len(read_state(logs)["fake_ok"]["attempts"]) == 1
+    finally:
+        _cancel_left_over(logs)
+
+
+def test_a_requeued_job_keeps_its_first_launch_and_is_a_new_attempt(manifest, tmp_path):
+    """Kind 2: `scontrol requeue` reruns the job with the same id: its log keeps the first
+    launch (--open-mode=append), the restart is a second attempt, and the run is recorded
+    completed with every iteration."""
+    logs = tmp_path / "logs"
+    try:
+        out = run_cli("--slurm", str(manifest), "--only", "fake_ok", "--", "--train-iters", "40",
+                      train=train_cmd(0.1), timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        job = read_state(logs)["fake_ok"]["job_id"]
+        log = logs / f"fake_ok.{job}.log"
+        _wait_for(lambda: log.exists() and " iteration        5/" in log.read_text(), 60,
+                  "iteration 5")
+        requeue = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+        assert requeue.returncode == 0, requeue.stderr
+        # Slurm holds a requeued job back for a while (BeginTime); start it at once.
+        _wait_for(lambda: scontrol_job(job).get("JobState") == "PENDING", 60, "the requeue")
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+        out = run_cli("--watch", str(manifest), "--only", "fake_ok", "--poll", "0.5", timeout=300)
+    finally:
+        _cancel_left_over(logs)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = log.read_text()
+    assert text.count(" iteration        1/") == 2 and " iteration        5/" in text
+    rec = read_state(logs)["fake_ok"]
+    assert rec["state"] == "completed" and (rec["iteration"], rec["train_iters"]) == (40, 40)
+    assert [a["job_id"] for a in rec["attempts"]] == [job, job]
+    assert rec["attempts"][0]["state"] == "interrupted" and "requeued" in rec["attempts"][0]["reason"]
+    assert rec["attempts"][1]["restarts"] == 1
+
+
+def test_a_two_node_job_failing_on_one_node_names_the_node_and_the_error(two_nodes, tmp_path):
+    """Kind 5: the crash on node 1 is the reason, named with its node, not the CANCELLED line
+    srun's --kill-on-bad-exit prints on node 0; the report reads the same."""
+    manifest = render_nodes_matrix(tmp_path, nodes=2, gpus_per_node=1)
+    logs = tmp_path / "logs"
+    try:
+        out = run_cli("--slurm", str(manifest), "--only", "fake_crash", "--watch", "--poll", "0.5",
+                      train=train_cmd(0.05), env={"MASTER_PORT": str(free_port()),
+                                                  "FAKE_MEGATRON_CRASH_NODE": "1"}, timeout=180)
+    finally:
+        _cancel_left_over(logs)
+    assert out.returncode == 1, out.stdout + out.stderr
+    rec = read_state(logs)["fake_crash"]
+    log = logs / f"fake_crash.{rec['job_id']}.log"
+    node1 = [n for n in two_nodes if n in log.read_text().split("srun: error: ", 1)[-1][:40]]
+    assert rec["state"] == "failed", rec
+    assert rec["reason"].startswith("ValueError: fake_megatron: crash in iteration 3 on node "), rec
+    assert node1 and f"on node {node1[0]}" in rec["reason"]
+    status = parse_log(log.read_bytes()).status
+    assert status.name == "crashed" and f"on node {node1[0]}" in status.reason
+
+
+def test_ctrl_c_during_submission_records_the_job_under_way(manifest, tmp_path):
+    """Kind 8: Ctrl-C while sbatch submits: that job is recorded, nothing more is submitted,
+    the lists say what was and was not; the next --slurm finds the job, --cancel knows it."""
+    logs = tmp_path / "logs"
+    marker = tmp_path / "sbatch_started"
+    slow = _shadow(tmp_path, "sbatch",
+                   f'trap "" INT TERM; touch {marker}; out=$("$REAL" "$@"); rc=$?; sleep 2; '
+                   'echo "$out"; exit $rc')
+    try:
+        proc = _popen("--slurm", str(manifest), "--only", "fake_ok", "--only", "fake_last",
+                      "--", "--train-iters", "2000",
+                      env=dict(slow, TRAIN_CMD=train_cmd(0.05)))
+        _wait_for(marker.exists, 30, "sbatch to start")
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stdout + stderr
+        assert "Traceback" not in stderr
+        runs = read_state(logs)
+        job = runs["fake_ok"]["job_id"]
+        assert job and runs["fake_ok"]["state"] == "pending"
+        assert f"submitted fake_ok (job {job}); not submitted: fake_last" in stdout
+        assert scontrol_job(job).get("JobState") in ("PENDING", "RUNNING")
+        assert not runs.get("fake_last", {}).get("attempts")
+        cancel = run_cli("--cancel", str(manifest), "--only", "fake_ok", timeout=60)
+        assert f"cancelled fake_ok: job {job}" in cancel.stdout, cancel.stdout + cancel.stderr
+    finally:
+        _cancel_left_over(logs)
+
+
+def test_a_job_nothing_recorded_is_found_before_submitting_again(manifest, tmp_path):
+    """Kind 8 (run.py killed outright mid-submission): a live job whose output is the run's
+    job log is recorded, and not submitted a second time."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    try:
+        batch = manifest.parent / "fake_ok.sbatch"
+        env = dict(os.environ, TRAIN_CMD=train_cmd(0.05))
+        sub = subprocess.run(["sbatch", "--parsable", str(batch), "--train-iters", "2000"],
+                             capture_output=True, text=True, cwd=REPO, env=env)
+        assert sub.returncode == 0, sub.stderr
+        job = sub.stdout.strip().split(";")[0]
+        out = run_cli("--slurm", str(manifest), "--only", "fake_ok", train=train_cmd(), timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        rec = read_state(logs)["fake_ok"]
+        assert rec["job_id"] == job and len(rec["attempts"]) == 1
+        assert f"job {job} of this run is" in out.stdout
+    finally:
+        _cancel_left_over(logs)
+        subprocess.run(["scancel", job], capture_output=True)
+
+
+def test_a_refused_submission_is_recorded_failed_with_sbatchs_reason(manifest, tmp_path):
+    """Kind 11: sbatch refusing a run (an unknown partition) is a failed run with the reason,
+    not a queued one."""
+    logs = tmp_path / "logs"
+    out = run_cli("--slurm", str(manifest), "--only", "fake_ok", "--partition", "nosuchpartition",
+                  train=train_cmd(), timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    rec = read_state(logs)["fake_ok"]
+    assert rec["state"] == "failed" and len(rec["attempts"]) == 1
+    assert rec["reason"].startswith("not submitted: sbatch failed") and "partition" in rec["reason"]
+    assert "fake_ok  failed" in out.stdout
+
+
+def test_a_checkpointed_matrix_saves_at_slurms_time_limit_and_a_longer_limit_is_refused(tmp_path):
+    """Kind 10: with a checkpoint the batch script asks Slurm for SIGTERM before --time ends
+    and the launch script has Megatron save on it; --time-limit not shorter than Slurm's
+    --time is refused in one line."""
+    data = yaml.safe_load(MATRIX.read_text())
+    data.update(log_dir=str(tmp_path / "logs"), triton_cache_dir=str(tmp_path / "triton"),
+                checkpoint={"dir": str(tmp_path / "ckpt"), "save_interval": 4})
+    matrix = tmp_path / "ckpt_matrix.yaml"
+    matrix.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "render.py"), str(matrix),
+                          "--out", str(tmp_path / "generated")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    sbatch = (tmp_path / "generated" / "fake_ok.sbatch").read_text()
+    assert "\n#SBATCH --signal=TERM@600\n" in sbatch and "\n#SBATCH --open-mode=append\n" in sbatch
+    assert "--exit-signal-handler)" in (tmp_path / "generated" / "fake_ok.sh").read_text()
+    manifest = tmp_path / "generated" / "ckpt_matrix.manifest.json"
+    for flags in (["--time", "01:00:00", "--time-limit", "90"], ["--time-limit", "5"]):
+        out = run_cli("--slurm", str(manifest), *flags, train=train_cmd(), timeout=60)
+        assert out.returncode == 2, out.stdout + out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(set(lines)) == len(lines) >= 1 and "is not shorter than Slurm's --time" in lines[0]
+    assert not (tmp_path / "logs" / "runs.json").exists()
+
+
+def test_nnodes_reaches_sbatch_and_the_local_queue_refuses_a_multi_node_run(manifest, tmp_path,
+                                                                           two_nodes):
+    """Kind 12: --slurm --env NNODES=2 asks sbatch for two nodes (the job trains on both);
+    the local queue refuses a two-node run without NODE_RANK/MASTER_ADDR."""
+    logs = tmp_path / "logs"
+    try:
+        out = run_cli("--slurm", str(manifest), "--only", "fake_ok", "--env", "NNODES=2",
+                      "--watch", "--poll", "0.5", train=train_cmd(0.05),
+                      env={"MASTER_PORT": str(free_port())}, timeout=180)
+    finally:
+        _cancel_left_over(logs)
+    rec = read_state(logs)["fake_ok"]
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "--nodes=2" in rec["attempts"][-1]["command"]
+    assert scontrol_job(rec["job_id"]).get("NumNodes") == "2"
+    assert "using world size: 2," in (logs / f"fake_ok.{rec['job_id']}.log").read_text()
+
+    (tmp_path / "two").mkdir()
+    nodes = render_nodes_matrix(tmp_path / "two", nodes=2, gpus_per_node=1)
+    out = run_cli(str(nodes), "--only", "fake_ok", train=train_cmd(), timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "fake_ok runs on 2 nodes" in out.stderr and "NODE_RANK and MASTER_ADDR" in out.stderr

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.errors import exit_status  # noqa: E402
 from fp8suite import advice, launch_check, launchers, memory, paths, plan  # noqa: E402
-from fp8suite.errors import ConfigError  # noqa: E402
+from fp8suite.errors import ConfigError, SlurmUnavailable, WriteFailed  # noqa: E402
 from fp8suite.matrix import load as load_matrix  # noqa: E402
 from fp8suite.launchers.base import minutes, seconds  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
@@ -54,7 +54,9 @@ EPILOG = """examples:
   python tools/run.py --cancel experiments/h200_8b.yaml --only train_llama3_8b_h200_fp8
 
 exit status: 0 every selected run completed (with --slurm alone: was submitted), 1 some did
-not, 2 bad input, 130 stopped by Ctrl-C (143 by SIGTERM)
+not, a file could not be written (also found before anything starts: a read-only or full
+log folder) or Slurm did not answer, 2 bad input (a status file or lock that is not a regular
+file, too), 130 stopped by Ctrl-C (143 by SIGTERM)
 """
 
 
@@ -161,12 +163,18 @@ def main(argv: list[str] | None = None) -> int:
             recheck_launch(selected, extra, env)
             recheck_memory(selected, extra, env)
         states = {p.name: RunState.load(status_file(p, env, args.state), p.matrix, p.name) for p in used}
+        if not args.dry_run:
+            preflight(args, env, selected, states)
         display = Display()
         code = dispatch(args, extra, env, selected, states, display)
     except (plan.UsageError, StateFileError) as err:
         for line in str(err).splitlines():
             print(f"run.py: error: {line}", file=sys.stderr)
         return 2
+    except (WriteFailed, SlurmUnavailable) as err:
+        # Nothing half-done is left unsaid: what was recorded before stays; the queue stops.
+        print(f"run.py: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     try:
@@ -180,6 +188,23 @@ def main(argv: list[str] | None = None) -> int:
         # `run.py ... | head`: the reader left; say nothing more (not even at exit).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code
+
+
+def preflight(args, env: dict[str, str], selected, states) -> None:
+    """Before anything starts: each status file and its lock are regular files or absent
+    (StateFileError, exit 2), and each status file's folder and, for a launch, each run's log
+    folder can be created and written and has room (WriteFailed, exit 1); one line."""
+    for state in states.values():
+        state.check_writable()
+    if args.cancel or (args.watch and not args.slurm):
+        return
+    problems = []
+    for folder in sorted({plan.log_dir(run, env) for _, run in selected}):
+        problem = paths.writable_problem(folder)
+        if problem:
+            problems.append(f"log folder {plan.shown(folder)}: {problem}")
+    if problems:
+        raise WriteFailed("; ".join(problems) + "; nothing was started")
 
 
 def recheck_launch(selected, extra: list[str], env: dict[str, str]) -> None:

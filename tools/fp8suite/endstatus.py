@@ -5,7 +5,10 @@ Order of evidence (the first that applies decides; later ones only add notes):
 1. Slurm's own lines: `*** JOB 1 ON node CANCELLED AT ... DUE TO TIME LIMIT ***` (time-limit),
    `DUE TO PREEMPTION` and plain cancellations (cancelled), `DUE TO NODE FAILURE` (crashed). A
    run that had finished all its iterations and printed `[after training is done]` stays
-   completed.
+   completed. A plain cancellation after srun reported a task that failed (`srun: error:
+   node-b: task 1: Exited with exit code 1`: srun's --kill-on-bad-exit cancels the other
+   nodes' tasks) is that task's failure: the evidence below decides, and a crash names the
+   node.
 2. Megatron's end markers: `[after training is done]` (completed; a worker's exception after
    it, at teardown, is a note when every iteration was done), `[exiting program after N
    minutes]` (time-limit), `[exiting program at iteration N]` (exit-interval), `exiting program
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from . import logvocab as V
@@ -48,6 +51,7 @@ class Status:
     context: list = field(default_factory=list)  # the log lines leading to the crash
     diverged_at: Optional[int] = None  # first iteration with a non-finite loss or gradient
     notes: list = field(default_factory=list)  # e.g. an abort at teardown after completion
+    where: str = ""  # the node a task failed on, as srun reported it: "on node n2 (srun: ...)"
 
 
 def last_iteration_before(buf: bytes, pos: int, start: int):
@@ -89,7 +93,22 @@ def find_status(buf: bytes, seg_start: int, steps: Any, segments: list, planned:
 # --- the ending ----------------------------------------------------------------------------
 
 
-def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args) -> Status:
+def _on_node(status: Status, task_failed: re.Match, planned: Optional[int]) -> Status:
+    """The status of a step whose task failed on a node (srun's report `task_failed`): a crash
+    named with that node; a log that shows nothing else is that task's failure."""
+    node, tasks, how = (g.decode("utf-8", "replace") for g in task_failed.groups())
+    where = f"on node {node} (srun: task {tasks}: {how})"
+    if status.name == S.CRASHED:
+        return replace(status, reason=f"{status.reason} {where}", where=where)
+    if status.name in (S.TRUNCATED, S.CANCELLED):
+        line = task_failed.group(0).decode("utf-8", "replace")
+        return Status(S.CRASHED, f"crashed: a task failed {where}", status.last_iteration,
+                      planned, "", "", [line], where=where)
+    return status
+
+
+def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args,
+            after_task_failed: bool = False) -> Status:
     done_at = buf.find(V.DONE, tail)
     all_done = planned is not None and last_it is not None and last_it >= planned
     worker = [tb for tb in tracebacks if tb.at >= seg_start and not tb.launcher]
@@ -115,7 +134,12 @@ def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args) -> Status:
     # 1. Slurm.
     slurm = _last(V.SLURM_CANCELLED.finditer(buf, tail))
     node_fail = V.SLURM_NODE_FAIL.search(buf, tail)
-    if slurm is not None or node_fail is not None:
+    task_failed = V.SRUN_TASK_FAILED.search(buf, tail)
+    if task_failed is not None and node_fail is None and (slurm is None or not slurm.group(1)) \
+            and not after_task_failed:
+        return _on_node(_ending(buf, seg_start, tail, tracebacks, last_it, planned, args,
+                                after_task_failed=True), task_failed, planned)
+    if (slurm is not None or node_fail is not None) and not after_task_failed:
         due = slurm.group(1).decode().strip() if slurm is not None and slurm.group(1) else ""
         if done_at >= 0 and all_done:
             return completed([f"Slurm cancelled the job after training was done"

@@ -66,8 +66,18 @@ class StateFileError(Exception):
     """The status file (runs.json) exists but cannot be used; the message is one line."""
 
 
+class WriteFailed(OSError):
+    """A file the suite writes could not be written (a full disk, a folder gone read-only):
+    the message is one line naming the file and the system's reason; the CLIs exit 1."""
+
+
 class SlurmError(Exception):
     """A Slurm command failed; the message is its first line of complaint."""
+
+
+class SlurmUnavailable(SlurmError):
+    """Slurm did not answer (slurmctld down or restarting, the command timed out or was
+    stopped): nothing is known about the jobs, so no record may change because of it."""
 
 
 class PreprocessError(Exception):

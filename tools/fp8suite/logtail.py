@@ -12,11 +12,18 @@ Why a run failed is read once, at the end, by the report's parser (fp8suite.logp
 fp8suite.endstatus), so the queue's status file and the report describe a crash in the same
 words; `run_state()` gives the queue's state for the log's status (fp8suite.status). The words
 of the log (anchor, keys, markers, prefixes) come from fp8suite.logvocab.
+
+Lines end at `\n` or `\r` (tqdm-style progress redraws a line with `\r`), and a line without
+an end is kept only up to _MAX_LINE bytes, so memory stays bounded whatever the log holds. A log
+that shrank or was replaced (Slurm truncating the output of a requeued job, a file moved away)
+is read again from its start (`restarts` counts them), so its facts are the new file's.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Optional
 
@@ -31,13 +38,24 @@ _LOSS = re.compile(r"\| " + re.escape(V.LOSS) + r": +([-+0-9.eEnaNif]+) \|")
 # Bytes read per poll: a log that is far behind (a long job watched late) catches up over a
 # few polls instead of stalling the display.
 _CHUNK = 8 << 20
+# The most of one line kept while its end has not come: an iteration line is ~400 bytes.
+_MAX_LINE = 64 << 10
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 class LogTail:
     """Incremental reader of one log file (which may not exist yet)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, own: Optional[str] = None):
         self.path = Path(path)
+        self.own = own
+        """The prefix of the launch script's own notes ("<run>: "); other lines are training's."""
+        self.restarts = 0
+        """How often the file was found shorter than read so far, or replaced, and read again."""
+        self._reset()
+        self._file_id: Optional[tuple[int, int]] = None
+
+    def _reset(self) -> None:
         self.offset = 0
         self._partial = b""
         self.iteration: Optional[int] = None
@@ -46,36 +64,58 @@ class LogTail:
         self.ms_per_iter: Optional[float] = None
         self.done = False
         self.exiting = ""  # Megatron's own early-exit line
+        self.output_lines = 0
+        """Lines read so far that are training's, not the launch script's notes (`own`)."""
 
     def poll(self) -> bool:
-        """Read what was added since the last call; True when a progress fact changed."""
+        """Read what was added since the last call (at most one chunk); True when a progress
+        fact changed."""
+        before = (self.iteration, self.done, self.exiting, self.restarts)
+        self._read()
+        return before != (self.iteration, self.done, self.exiting, self.restarts)
+
+    def _read(self) -> int:
+        """Read one chunk of what was added; the number of bytes read."""
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read(_CHUNK)
+            # O_NONBLOCK: a FIFO in the log's place is skipped, never waited on.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
-            return False
+            return 0
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return 0
+            file_id = (info.st_dev, info.st_ino)
+            if self._file_id not in (None, file_id) or info.st_size < self.offset:
+                self._reset()
+                self.restarts += 1
+            self._file_id = file_id
+            os.lseek(fd, self.offset, os.SEEK_SET)
+            data = os.read(fd, _CHUNK)
+        except OSError:
+            return 0
+        finally:
+            os.close(fd)
         if not data:
-            return False
+            return 0
         self.offset += len(data)
-        data = self._partial + data
-        cut = data.rfind(b"\n") + 1
-        self._partial = data[cut:]
-        before = (self.iteration, self.done, self.exiting)
-        for raw in data[:cut].split(b"\n"):
-            self._line(raw.decode("utf-8", "replace").rstrip("\r"))
-        return before != (self.iteration, self.done, self.exiting)
+        parts = _LINE_END.split(self._partial + data)
+        self._partial = parts.pop()[:_MAX_LINE]
+        for raw in parts:
+            self._line(raw.decode("utf-8", "replace"))
+        return len(data)
 
     def finish(self) -> None:
-        """Read to the end, including a last line without its newline."""
-        while self.poll():
+        """Read to the end of the file, including a last line without its end."""
+        while self._read():
             pass
-        self.poll()
         if self._partial:
-            self._line(self._partial.decode("utf-8", "replace").rstrip("\r"))
+            self._line(self._partial.decode("utf-8", "replace"))
             self._partial = b""
 
     def _line(self, line: str) -> None:
+        if line.strip() and not (self.own and line.startswith(self.own)):
+            self.output_lines += 1
         if " iteration " in line and (m := _ITERATION.search(line)):
             self.iteration, self.train_iters = int(m.group(1)), int(m.group(2))
             if ms := _MS_PER_ITER.search(line):
@@ -104,6 +144,8 @@ class LogTail:
             return ""
         if status.name not in (S.CRASHED, S.DIVERGED):
             return ""
+        if status.exception and status.where:
+            return f"{status.exception} {status.where}"  # the node a task failed on
         return status.exception or status.reason
 
     def run_state(self) -> Optional[str]:

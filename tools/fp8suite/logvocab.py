@@ -149,6 +149,13 @@ SLURM_CANCELLED = re.compile(
     rb"\*\*\* (?:JOB|STEP) [\w.+]+ (?:ON \S+ )?CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))?(?: \*\*\*|\s*$)",
     re.M)
 SLURM_NODE_FAIL = re.compile(rb"srun: error: Node failure on (\S+)|NODE_FAIL")
+# srun when a task of a step ends badly, before --kill-on-bad-exit cancels the others ("***
+# STEP 16.0 ON node-a CANCELLED AT ... ***" then follows on the surviving nodes), as Slurm
+# 22.05 (the CI's cluster, .ci/slurm_setup.sh) prints it: "srun: error: node-b: task 1: Exited
+# with exit code 1"; several tasks: "tasks 2-3: ..."; a task killed: "task 1: Killed".
+SRUN_TASK_FAILED = re.compile(
+    rb"^srun: error: (\S+): tasks? ([\d,-]+): (Exited with exit code [1-9]\d*|Killed|Segmentation fault)",
+    re.M)
 
 TRACEBACK = b"Traceback (most recent call last):"
 # "ValueError: msg", "torch.OutOfMemoryError: msg", "KeyboardInterrupt". The class name must

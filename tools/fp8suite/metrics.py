@@ -227,7 +227,8 @@ def summarize(run: "LoggedRun", warmup: int) -> Summary:
     """All per-run figures for one `runs.LoggedRun`; never raises on content."""
     log, args = run.log, run.log.args
     st = log.status
-    name, reason = with_exit_code(st.name, st.reason, run.sidecar.get("exit_code"))
+    name, reason = with_exit_code(st.name, st.reason, run.sidecar.get("exit_code"),
+                                  run.sidecar.get("stopped"), run.sidecar.get("stopped_reason"))
     s = Summary(
         name=run.name,
         label=recipe_label(args),
@@ -364,13 +365,18 @@ def _loss(s: Summary, run: "LoggedRun", warmup: int) -> None:
 _SIGNALS = {6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 15: "SIGTERM"}
 
 
-def with_exit_code(status: str, reason: str, code: object) -> tuple[str, str]:
+def with_exit_code(status: str, reason: str, code: object, stopped: object = None,
+                   stopped_reason: object = None) -> tuple[str, str]:
     """(status, reason) once the launcher's exit code is known.
 
-    A log that just stops says nothing about how the process ended; the sidecar's exit code
-    does: non-zero is a crash the log could not show (killed, segfault), zero a finished
-    process whose log was cut.
+    A log that just stops says nothing about how the process ended; the sidecar does: the
+    status the launcher stopped it with (`stopped`, e.g. "time-limit" when the run queue
+    killed it at --time-limit; fp8suite.sidecar.stopped), else its exit code: non-zero is a
+    crash the log could not show (killed, segfault), zero a finished process whose log was cut.
     """
+    # A log that stops, or shows only the signal, after the launcher stopped the run.
+    if status in (S.TRUNCATED, S.CANCELLED) and stopped in S.LOG_STATUSES and stopped != S.TRUNCATED:
+        return str(stopped), str(stopped_reason or reason)
     if not isinstance(code, int) or isinstance(code, bool) or status != S.TRUNCATED:
         return status, reason
     if code == 0:

@@ -21,6 +21,8 @@ disk except `next_log`, which looks at which names are taken.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -92,15 +94,29 @@ def attempt_log(folder: Path, run: str, n: int, node: int = 0) -> Path:
 
 
 def next_log(folder: Path, run: str, node: int = 0) -> Path:
-    """The first attempt log of `run` (of node rank `node`) in `folder` that does not exist
-    yet (never reused).
+    """The first attempt log of `run` (of node rank `node`) in `folder` whose name is not taken
+    (never reused): a name is taken by anything there, a dangling symlink included
+    (os.path.lexists), so a link never sends a log outside its folder.
 
     The launch scripts apply the same rule in bash when no LOG_FILE is given (with their
     NODE_RANK)."""
     n = 0
-    while attempt_log(folder, run, n, node).exists():
+    while os.path.lexists(attempt_log(folder, run, n, node)):
         n += 1
     return attempt_log(folder, run, n, node)
+
+
+def claim_log(folder: Path, run: str, node: int = 0) -> Path:
+    """Create the next attempt log of `run` (`next_log`) as an empty file, exclusively
+    (O_CREAT | O_EXCL: never through a symlink, never a file another launch took a moment
+    before) and return it. OSError when the folder cannot be written."""
+    while True:
+        log = next_log(folder, run, node)
+        try:
+            os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            continue  # another launch took this name between the look and the create
+        return log
 
 
 def log_name(stem: str) -> tuple[str, int, int]:
@@ -174,3 +190,26 @@ def kernel_table_of(log: Path) -> Path:
 def status_file(folder: Path) -> Path:
     """The status file of a matrix's runs in a log folder: <folder>/runs.json."""
     return folder / STATUS_FILE
+
+
+MIN_LOG_FREE_MB = 1
+"""Free space a log folder must have before a launch: room for a log's first lines and its
+sidecar (the launch script then checks the matrix's min_free_gb)."""
+
+
+def writable_problem(folder: Path) -> str:
+    """'' when `folder` can be created, a file can be created in it and removed, and it has
+    MIN_LOG_FREE_MB free; else one line on why not (for a log folder before a launch)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            return "not a folder"
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.")
+        os.close(fd)
+        os.unlink(probe)
+        free_mb = shutil.disk_usage(folder).free / 2**20
+    except OSError as err:
+        return f"cannot be written: {err.strerror or err}"
+    if free_mb < MIN_LOG_FREE_MB:
+        return f"{free_mb:.1f} MB free, needs {MIN_LOG_FREE_MB} MB: free some space or set LOG_DIR"
+    return ""

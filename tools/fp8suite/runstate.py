@@ -8,9 +8,16 @@
                                        {"state": "failed", "log": "logs/.../train_x.1.log", ...}]}}}
 
 A run's fields mirror its latest attempt; every attempt keeps its own log. The file is
-rewritten atomically (temporary file, then rename) whenever a state changes, under a lock,
-merging only the runs this process changed: a `--slurm --watch` in one shell and a submission
-in another do not undo each other's records.
+rewritten atomically (temporary file, then rename) whenever a state changes, under a lock
+(runs.json.lock beside it), merging only the attempts this process changed, each known by its
+token (or Slurm job id): a `--slurm --watch` in one shell and a submission in another never
+undo each other's records, and a watcher never writes back a stale copy of an attempt another
+process added. `claim` checks a run and starts its attempt under that one lock, so two queues
+started at the same moment cannot both start it.
+
+Errors: a status file (or its lock) that is not a regular file, or holds no run records, is
+`StateFileError` (bad input, exit 2); a write that fails (a full disk, a folder gone
+read-only) is `WriteFailed` (exit 1), with its temporary file removed. Both are one line.
 """
 
 from __future__ import annotations
@@ -18,13 +25,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from .clock import now
-from .errors import StateFileError
+from .errors import StateFileError, WriteFailed
 
 STATES = ("pending", "running", "completed", "failed", "interrupted", "time-limited")
 ACTIVE = ("pending", "running")
@@ -39,7 +48,9 @@ class RunState:
     def __init__(self, path: Path, matrix: str, name: str):
         self.path = Path(path)
         self.data: dict[str, Any] = {"matrix": matrix, "name": name, "updated": None, "runs": {}}
-        self._dirty: set[str] = set()
+        # Run name -> keys (attempt_key) of the attempts this process changed since its last
+        # write; a run with an empty set is one newly listed as pending.
+        self._dirty: dict[str, set[str]] = {}
 
     @classmethod
     def load(cls, path: Path, matrix: str, name: str) -> "RunState":
@@ -72,7 +83,7 @@ class RunState:
         keeps its last attempt's state until it starts again, so a queue stopped early leaves
         true records (and --resume still skips what completed)."""
         if not self.record(run)["attempts"]:
-            self._dirty.add(run)
+            self._dirty.setdefault(run, set())
 
     def begin(self, run: str, **attempt: Any) -> dict[str, Any]:
         """Start a new attempt (its own log); the run mirrors it from now on."""
@@ -80,7 +91,7 @@ class RunState:
         attempt.setdefault("state", "running")
         attempt.setdefault("reason", "")
         rec["attempts"].append(attempt)
-        self._mirror(run)
+        self._mark(run, attempt)
         return attempt
 
     def update(self, run: str, **fields: Any) -> None:
@@ -88,46 +99,187 @@ class RunState:
         attempt = self.latest(run)
         if attempt is None:
             raise ValueError(f"run {run} has no attempt to update")
-        attempt.update(fields)
-        self._mirror(run)
+        self.update_attempt(run, attempt, **fields)
 
-    def _mirror(self, run: str) -> None:
-        rec, attempt = self.record(run), self.latest(run)
-        for key in MIRRORED:
-            rec[key] = attempt.get(key)
-        self._dirty.add(run)
+    def update_attempt(self, run: str, attempt: dict[str, Any], **fields: Any) -> None:
+        """Change one attempt of the run (found by its key, `attempt_key`), whichever is the
+        latest now: a watcher changes the job it follows, never a newer one."""
+        attempt.update(fields)
+        attempts = self.record(run)["attempts"]
+        key = attempt_key(attempt)
+        for i, one in enumerate(attempts):
+            if attempt_key(one) == key:
+                attempts[i] = attempt
+                break
+        else:
+            attempts.append(attempt)
+        self._mark(run, attempt)
+
+    def _mark(self, run: str, attempt: dict[str, Any]) -> None:
+        _mirror(self.record(run))
+        self._dirty.setdefault(run, set()).add(attempt_key(attempt))
 
     def save(self) -> None:
-        """Write the runs changed since the last save, keeping what other processes wrote."""
+        """Write the attempts changed since the last save, keeping what other processes wrote;
+        WriteFailed (one line) when the file cannot be written."""
         if not self._dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _locked(self.path):
-            on_disk = _read(self.path) or {}
-            runs = on_disk.get("runs", {}) if isinstance(on_disk.get("runs"), dict) else {}
-            for run in self._dirty:
-                runs[run] = self.runs[run]
-            # Keep the other process's newer records of runs this one did not touch.
-            for run, rec in runs.items():
-                if run not in self._dirty:
-                    self.runs[run] = rec
-            self.data["updated"] = now()
-            out = dict(self.data, runs=runs)
+        with self._locked():
+            self._merge_from_disk()
+            self._write()
+
+    def claim(self, run: str, refuse: Callable[[Optional[dict[str, Any]]], str],
+              **attempt: Any) -> str:
+        """Start a new attempt of `run` unless `refuse(latest attempt on disk)` gives a reason
+        ('' to go on); the check and the start happen under one lock, and the attempt is
+        written before the lock is let go. Returns the reason ('' when claimed)."""
+        with self._locked():
+            self._merge_from_disk()
+            why = refuse(self.latest(run))
+            if not why:
+                self.begin(run, **attempt)
+            if self._dirty:
+                self._write()
+        return why
+
+    def check_writable(self) -> None:
+        """Before a launch: the status file and its lock are regular files or absent
+        (StateFileError), and the status file's folder can be created and written
+        (WriteFailed); one line each."""
+        with self._locked():
+            _read(self.path)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+                os.close(fd)
+                os.unlink(tmp)
+            except OSError as err:
+                raise WriteFailed(f"{self.path.parent}: cannot write the run status file there: "
+                                  f"{err.strerror or err}") from None
+
+    def _merge_from_disk(self) -> None:
+        """Take the other processes' records from the file and keep this one's changes."""
+        on_disk = _read(self.path) or {}
+        runs = on_disk.get("runs", {})
+        for run, rec in runs.items():
+            mine = self.runs.get(run)
+            if mine is None or run not in self._dirty:
+                self.runs[run] = rec
+                continue
+            self.runs[run] = _merged(rec, mine, self._dirty[run])
+
+    def _write(self) -> None:
+        self.data["updated"] = now()
+        tmp = None
+        # A Ctrl-C in the middle would leave the staged file behind: signals wait until the
+        # file is in place (or removed).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+        try:
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
             with os.fdopen(fd, "w") as f:
-                json.dump(out, f, indent=2)
+                json.dump(self.data, f, indent=2)
                 f.write("\n")
             os.replace(tmp, self.path)
+            tmp = None
+        except OSError as err:
+            raise WriteFailed(f"{self.path}: cannot write the run status file: "
+                              f"{err.strerror or err}") from None
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self._dirty.clear()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        # A lock file beside the status file: the status file itself is replaced on every save.
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # O_NONBLOCK: a FIFO put in the lock's place must not hang the queue.
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        except IsADirectoryError:
+            raise StateFileError(f"{lock}: is a folder, not the status file's lock file; "
+                                 "move it away") from None
+        except OSError as err:
+            raise WriteFailed(f"{lock}: cannot create the status file's lock: "
+                              f"{err.strerror or err}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StateFileError(f"{lock}: not a regular file (the status file's lock); "
+                                     "move it away")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def attempt_key(attempt: dict[str, Any]) -> str:
+    """What tells an attempt apart from the others of its run: its token (every attempt this
+    version records has one), else its Slurm job id, else its log."""
+    return str(attempt.get("token") or attempt.get("job_id") or attempt.get("log") or "")
+
+
+def _mirror(rec: dict[str, Any]) -> None:
+    last = rec["attempts"][-1] if rec["attempts"] else None
+    if last is not None:
+        for key in MIRRORED:
+            rec[key] = last.get(key)
+
+
+def _merged(on_disk: dict[str, Any], mine: dict[str, Any], changed: set[str]) -> dict[str, Any]:
+    """One run's record: the file's attempts, with this process's changed attempts put in
+    their place (or added after them); the run mirrors the latest."""
+    attempts = list(on_disk.get("attempts", []))
+    where = {attempt_key(a): i for i, a in enumerate(attempts)}
+    for attempt in mine["attempts"]:
+        key = attempt_key(attempt)
+        if key in where and key in changed:
+            attempts[where[key]] = attempt
+        elif key not in where:
+            where[key] = len(attempts)
+            attempts.append(attempt)
+    rec = dict(on_disk, attempts=attempts)
+    if not attempts:
+        rec.update({k: v for k, v in mine.items() if k != "attempts"})
+    _mirror(rec)
+    return rec
+
+
+# The most a status file may hold: a records file of a few thousand runs is well under this.
+MAX_BYTES = 64 << 20
 
 
 def _read(path: Path) -> Optional[dict[str, Any]]:
     try:
-        text = path.read_text()
+        # O_NONBLOCK: a FIFO in the status file's place is refused instead of hanging.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as err:
         raise StateFileError(f"{path}: cannot read the run status file: {err.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StateFileError(f"{path}: not a regular file (the run status file); move it away")
+        if info.st_size > MAX_BYTES:
+            raise StateFileError(f"{path}: {info.st_size} bytes, more than a run status file holds "
+                                 f"({MAX_BYTES}); move it away to start afresh")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as err:
+        raise StateFileError(f"{path}: cannot read the run status file: {err.strerror}") from None
+    finally:
+        os.close(fd)
+    text = raw.decode("utf-8", "replace")
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as err:
@@ -143,14 +295,3 @@ def _read(path: Path) -> Optional[dict[str, Any]]:
             raise StateFileError(f"{path}: runs.{name} is not a run record (a mapping with a list of "
                                  "attempts); move the file away to start afresh")
     return data
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    # A lock file beside the status file: the status file itself is replaced on every save.
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

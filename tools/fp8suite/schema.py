@@ -110,7 +110,9 @@ class Checkpoint:
     Each run saves to and loads from its own folder, `<dir>/<run name>` (Megatron's --save and
     --load point at the same folder: a launch that finds a checkpoint there continues from it,
     one that finds none starts from scratch). Megatron also saves when --exit-duration-in-mins
-    or a SIGTERM stops it, and at the end of training."""
+    or a SIGTERM stops it (the launch scripts pass --exit-signal-handler; the Slurm batch
+    scripts ask for SIGTERM 600 s before the job's --time ends, #SBATCH --signal=TERM@600), and
+    at the end of training."""
 
     dir: str = "checkpoints"
     """Folder holding one checkpoint folder per run, relative to the suite's root unless

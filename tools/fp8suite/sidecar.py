@@ -87,13 +87,31 @@ def _sha256(path: str) -> Optional[str]:
         return None
 
 
+def stopped(meta: Path, status: str, reason: str) -> None:
+    """Record in an existing sidecar why the launcher stopped the run (`stopped`: a log status
+    of fp8suite.status, e.g. "time-limit"; `stopped_reason`: one line), so that the report
+    names the stop as the queue does; OSError when it cannot be written."""
+    data = read(meta)
+    if data is not None:
+        data.update(stopped=status, stopped_reason=reason)
+        _write(meta, data)
+
+
 def _write(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk or a signal: never leave the staged file behind.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -198,6 +198,8 @@ def context(matrix: Matrix, run: ExpandedRun, matrix_file: str, script: str, out
         "wandb": wandb,
         "checkpoint": {"dir": suite_path(s.checkpoint.dir),
                        "save_interval": shell_int(s.checkpoint.save_interval)} if s.checkpoint else None,
+        "signal_seconds": shell_int(SIGNAL_SECONDS),
+        "cpus_per_task": shell_int(CPUS_PER_GPU * s.target.gpus_per_node),
         "slurm": {
             "time": directive(slurm.time),
             "partition": directive(slurm.partition) if slurm.partition else None,
@@ -209,6 +211,21 @@ def context(matrix: Matrix, run: ExpandedRun, matrix_file: str, script: str, out
         },
         "request_gpus": s.slurm.request_gpus,
     }
+
+
+SIGNAL_SECONDS = 600
+"""Seconds before a Slurm job's --time runs out that its steps get SIGTERM (#SBATCH
+--signal=TERM@600, rendered with a checkpoint): time for the iteration under way and
+Megatron's save. An 8B model's checkpoint with its Adam state is about 100 GB (16 bytes per
+parameter for fp32 master weights and two moments, plus the bf16 weights): 600 s holds it at
+200 MB/s, a slow shared file system's rate. Slurm may deliver the signal up to 60 s late."""
+
+
+CPUS_PER_GPU = 8
+"""CPUs the batch scripts ask for per GPU of a node (#SBATCH --cpus-per-task = 8 x
+target.gpus_per_node, with request_gpus): a rank's Python process, its data loader workers and
+NCCL's threads. H100/H200 nodes of 8 GPUs have 96-224 cores, so 64 fits them; a cluster that
+has fewer refuses the job at sbatch, which run.py records with sbatch's reason."""
 
 
 def _knob_lines() -> list[str]:

@@ -13,8 +13,19 @@ group, and a Ctrl-C at the terminal reaches only the queue, which decides what t
   the save and exit), the group gets SIGTERM, then SIGKILL: a hung NCCL collective never
   reaches that check.
 
-The script picks nothing itself: the queue passes LOG_FILE (the next free <run>.log,
-<run>.1.log, ...) so that it can follow the log while training writes it.
+The script picks nothing itself: the queue creates the log exclusively (the next free
+<run>.log, <run>.1.log, ..., never through a symlink) and passes it as LOG_FILE, so that it can
+follow the log while training writes it. Whether a run may start (not running under another
+run.py, not started by one since this queue began) is checked and its attempt recorded under
+one lock (RunState.claim): two queues started at the same moment never train one run twice.
+
+--time-limit counts from training's start, its first line in the log (Megatron's own clock
+starts there too), not from the launch: a slow start-up is not cut short. A run with no line
+from training by the limit and grace is killed and recorded "killed during start-up".
+
+A write that fails (the log, the status file: a full disk) is recorded as that, in one line,
+and the queue stops (run.py exits 1). A run on several nodes is refused unless NODE_RANK and
+MASTER_ADDR say which node this is and where node 0 is (torchrun would wait for the others).
 
 A queue that was killed outright (SIGKILL, a lost machine) leaves its run recorded as
 running while the run goes on in its own session. The next run.py finds it from the
@@ -43,18 +54,21 @@ from .. import kernels, paths
 from .. import plan as plans
 from .. import sidecar
 from .. import status as log_status
-from ..errors import UsageError
+from ..errors import UsageError, WriteFailed
 from ..logtail import LogTail
 from ..plan import Plan, RenderedRun
 from ..clock import duration, now
 from ..progress import Display, training
-from ..runstate import RunState
+from ..runstate import RunState, attempt_key
 from .base import (TIME_LIMIT_FLAG, Launcher, Signals, caught_signals, iteration, shell_line,
                    time_limit_args)
 
 NAME = "local"
 
 SAVE_EVERY = 30.0  # seconds between status-file updates of a running run's iteration
+LOG_WRITE_FAILED = 74
+"""The launch script's exit status when its log could not be written (EX_IOERR of sysexits.h;
+templates/train.sh.j2 exits with it when tee failed)."""
 # The launch scripts' environment knobs a dry run shows when inherited (LOG_FILE is the queue's).
 KNOBS = tuple(k for k in (*paths.KNOBS, paths.SUITE_DIR) if k not in plans.OWNED_ENV)
 
@@ -165,7 +179,12 @@ def run_queue(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunSta
         display.note(f"skip {run.name}: completed ({states[plan.name].record(run.name).get('log')})")
     if opts.dry_run:
         return _dry_run(todo, states, opts, display)
+    problems = node_problems(todo, opts)
+    if problems:
+        raise UsageError(*problems)
     _check_not_running(todo, states)
+    # Each run's latest attempt as this queue found it: one begun since then is another queue's.
+    seen = {run.name: _key(states[plan.name].latest(run.name)) for plan, run in todo}
 
     for plan, run in todo:
         states[plan.name].queue(run.name)
@@ -178,12 +197,37 @@ def run_queue(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunSta
             if caught.count:
                 break
             started = n
-            _run_one(f"[{n}/{len(todo)}]", run, states[plan.name], opts, display, caught)
+            _run_one(f"[{n}/{len(todo)}]", run, states[plan.name], opts, display, caught,
+                     seen[run.name])
     if caught.count:
         if len(todo) > started:
             display.note(f"stopped by {caught.name}: {len(todo) - started} run(s) not started")
         return caught.exit_code
     return 0 if all(states[p.name].record(r.name)["state"] == "completed" for p, r in selected) else 1
+
+
+def _key(attempt: Optional[dict]) -> Optional[str]:
+    return attempt_key(attempt) if attempt else None
+
+
+def node_problems(todo, opts: Options) -> list[str]:
+    """Runs on several nodes (NNODES from --env or this shell, else target.nodes) launched here
+    without NODE_RANK and MASTER_ADDR naming this node's rank and node 0's host: torchrun
+    would wait for nodes that never come. One line each."""
+    env = dict(os.environ, **opts.env)
+    out = []
+    for _, run in todo:
+        nodes = env.get("NNODES") or str(run.entry.get("nodes") or 1)
+        if not nodes.isdigit() or int(nodes) <= 1:
+            continue
+        unset = [k for k in ("NODE_RANK", "MASTER_ADDR") if not env.get(k)]
+        if env.get("MASTER_ADDR") in ("localhost", "127.0.0.1") and _node_rank(opts.env) > 0:
+            unset.append("MASTER_ADDR (localhost is this node, not node 0)")
+        if unset:
+            out.append(f"{run.name} runs on {nodes} nodes (target.nodes or NNODES): set "
+                       f"{' and '.join(unset)} for this node (--env NODE_RANK=k MASTER_ADDR=<node 0>), "
+                       "run it on each node, or submit it with --slurm")
+    return out
 
 
 def _node_rank(env: dict[str, str]) -> int:
@@ -395,29 +439,49 @@ class _Escalation:
 
 
 def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display: Display,
-             caught: Signals) -> None:
-    log = paths.next_log(plans.log_dir(run, opts.env), run.name, _node_rank(opts.env))
+             caught: Signals, seen: Optional[str] = None) -> None:
+    """Start one run, follow it to its end and record how it ended. Skipped (with a note) when
+    another run.py runs it or started it since this queue began (`seen`: its latest attempt's
+    key then); WriteFailed (after recording what it can) when its log or the status file could
+    not be written."""
+    try:
+        log = paths.claim_log(plans.log_dir(run, opts.env), run.name, _node_rank(opts.env))
+    except OSError as err:
+        raise WriteFailed(f"{plans.shown(plans.log_dir(run, opts.env))}: cannot create the log of "
+                          f"{run.name}: {err.strerror or err}") from None
     meta = paths.sidecar_of(log)
     cmd = command(run, opts)
     planned = plans.planned_iterations(run, cmd[2:])
     token = uuid.uuid4().hex
     env = dict(os.environ, **opts.env, LOG_FILE=str(log), **{ATTEMPT_VAR: token})
-    log.parent.mkdir(parents=True, exist_ok=True)
     stderr = tempfile.TemporaryFile()
+
+    def refuse(latest: Optional[dict]) -> str:
+        if latest is not None and attempt_key(latest) != seen:
+            return (f"started by another run.py since this queue began (log {latest.get('log')}, "
+                    f"{latest.get('state')})")
+        if latest is not None and latest.get("mode") == NAME and latest.get("state") == "running" \
+                and _attempt_alive(latest):
+            return f"running now under another run.py (log {latest.get('log')})"
+        return ""
+
     # Recorded before the run starts: a run.py killed at any moment leaves the attempt's log
     # and token on record, so the next run.py can find the run, running or ended.
-    state.begin(run.name, mode=NAME, state="running", pid=None, token=token, started=now(),
-                ended=None, log=plans.shown(log), meta=plans.shown(meta), job_id=None, exit_code=None,
-                iteration=None, train_iters=planned,
-                command=shell_line(cmd, dict(opts.env, LOG_FILE=plans.shown(log))))
-    state.save()
+    why = state.claim(run.name, refuse, mode=NAME, state="running", pid=None, token=token,
+                      started=now(), ended=None, log=plans.shown(log), meta=plans.shown(meta),
+                      job_id=None, exit_code=None, iteration=None, train_iters=planned,
+                      command=shell_line(cmd, dict(opts.env, LOG_FILE=plans.shown(log))))
+    if why:
+        log.unlink()
+        display.note(f"{tag} skip {run.name}: {why}")
+        return
     started, launched_at = time.monotonic(), time.time()
     proc = subprocess.Popen(cmd, cwd=paths.ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     state.update(run.name, pid=proc.pid)
-    state.save()
+    _save_progress(state)
 
-    tail = LogTail(log)
+    tail = LogTail(log, own=f"{run.name}: ")
     stop = _Escalation(proc.pid, opts.grace)
     try:
         stopped_by_user, hard_killed = _follow(tag, run, proc, tail, stop, started, planned, state,
@@ -432,7 +496,7 @@ def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display
             proc.wait()
         state.update(run.name, state="interrupted", ended=now(), exit_code=proc.returncode,
                      reason=f"run.py stopped on {type(err).__name__}: {err}"[:300])
-        state.save()
+        _save_progress(state)
         raise
     if stop.stage >= 0:
         # The script is gone; make sure nothing it started lingers in its group.
@@ -446,15 +510,40 @@ def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display
     code = proc.returncode
     shell_code = 128 - code if code < 0 else code
     result, reason = _outcome(code, tail, stderr, opts, stopped_by_user, hard_killed, caught)
+    write_failed = shell_code == LOG_WRITE_FAILED and not (stopped_by_user or hard_killed)
+    if write_failed:
+        result, reason = "failed", (_last_line(stderr) or f"the log {plans.shown(log)} could not "
+                                    "be written")
     stderr.close()
-    _close_sidecar(meta, shell_code, interrupted=stopped_by_user or hard_killed)
+    try:
+        _close_sidecar(meta, shell_code, interrupted=stopped_by_user or hard_killed)
+        if hard_killed:
+            sidecar.stopped(meta, log_status.TIME_LIMIT, reason)
+    except OSError as err:
+        display.note(f"{tag} {run.name}: could not write the sidecar {plans.shown(meta)}: "
+                     f"{err.strerror or err}")
     state.update(run.name, state=result, reason=reason, ended=now(), exit_code=shell_code,
                  iteration=tail.iteration, train_iters=tail.train_iters or planned)
-    state.save()
+    try:
+        state.save()
+    except WriteFailed as err:
+        raise WriteFailed(f"{run.name} {result}" + (f" ({reason})" if reason else "")
+                          + f", not recorded: {err}; the queue stopped") from None
     display.note(f"{tag} {run.name}  {result}  {training(tail, planned, eta=False)}  in {duration(elapsed)}"
                  + (f"  ({reason})" if reason else ""), key=run.name)
+    if write_failed:
+        raise WriteFailed(f"{run.name}: {reason}; the queue stopped")
     if opts.profile_step is not None and not stopped_by_user:
         display.note(f"{tag} {run.name}  {_kernel_table(run, log, opts, launched_at)}")
+
+
+def _save_progress(state: RunState) -> None:
+    """Save while the run trains: a status file that cannot be written now (a full disk)
+    must not stop training; the save at its end reports it."""
+    try:
+        state.save()
+    except WriteFailed:
+        pass
 
 
 def _follow(tag, run, proc, tail, stop, started, planned, state, opts, display, caught):
@@ -464,10 +553,15 @@ def _follow(tag, run, proc, tail, stop, started, planned, state, opts, display, 
     stopped_by_user = hard_killed = False
     presses = 0
     exit_seen = None  # when the log first said Megatron stops at the time limit
+    output_seen = False  # whether training has written a line yet (its start)
     saved_at = time.monotonic()
     while proc.poll() is None:
         tail.poll()
         now_s = time.monotonic()
+        if deadline is not None and not output_seen and tail.output_lines:
+            # Megatron's --exit-duration-in-mins counts from its own start: so does the limit.
+            output_seen = True
+            deadline = max(deadline, now_s + opts.time_limit * 60 + opts.grace)
         if deadline is not None and tail.time_limited and exit_seen is None:
             # Megatron counts the limit from its own start, after start-up: once it says it
             # stops, the grace runs from then (its checkpoint save and exit), not from launch.
@@ -488,7 +582,7 @@ def _follow(tag, run, proc, tail, stop, started, planned, state, opts, display, 
         display.show({run.name: _line(tag, run.name, tail, planned, now_s - started, what)})
         if now_s - saved_at >= SAVE_EVERY and tail.iteration is not None:
             state.update(run.name, iteration=tail.iteration, train_iters=tail.train_iters or planned)
-            state.save()
+            _save_progress(state)
             saved_at = now_s
         time.sleep(opts.poll)
     return stopped_by_user, hard_killed
@@ -512,8 +606,15 @@ def _outcome(code: int, tail: LogTail, stderr: IO[bytes], opts: Options, stopped
             # its processes did not end (a hang in teardown).
             return "time-limited", (f"{tail.exiting}; its processes had not exited {opts.grace:g} s "
                                     "later and were killed")
-        return "time-limited", (f"killed {opts.grace:g} s after the {opts.time_limit:g} min time limit, "
-                                "after training ignored --exit-duration-in-mins")
+        if not tail.output_lines:
+            return "time-limited", (f"killed during start-up: no line from training {opts.time_limit:g} "
+                                    f"min + {opts.grace:g} s after the launch")
+        if tail.iteration is None:
+            return "time-limited", (f"killed during start-up: no iteration {opts.time_limit:g} min + "
+                                    f"{opts.grace:g} s after training's first line")
+        return "time-limited", (f"killed {opts.grace:g} s after the {opts.time_limit:g} min time limit "
+                                "(counted from training's first line), after training ignored "
+                                "--exit-duration-in-mins")
     if tail.time_limited:
         return "time-limited", tail.exiting
     if code == 0:

@@ -5,13 +5,30 @@ SLURM_SUBMIT_DIR) after creating the log folder, since Slurm does not create the
 `#SBATCH --output`. sbatch exports the caller's environment to the job, so `--env` settings
 and TRAIN_CMD reach the launch scripts on every node. Each job's output file is the run's log:
 <log dir>/<run>.<jobid>.log, with its sidecar <run>.<jobid>.meta.json beside it.
+
+What holds under faults:
+
+* Slurm not answering (slurmctld restarting, a Ctrl-C while scontrol runs) changes no record:
+  the watcher says so and asks again at its next poll. A job counts as forgotten only when
+  scontrol answered without it.
+* Before submitting, Slurm is asked for a live job of each run (the recorded one, or any job
+  whose output file is the run's job log): such a run is not submitted again, and a job
+  nothing recorded (run.py killed mid-submission) is recorded.
+* A requeued job (node failure, `scontrol requeue`) appends to its log (#SBATCH
+  --open-mode=append): each restart Slurm counts (Restarts=) is recorded as a new attempt of
+  the same job and log.
+* SIGINT/SIGTERM/SIGHUP during submission: the sbatch under way finishes and is recorded,
+  nothing more is submitted, and what was and was not submitted is listed.
+* A run sbatch refused is recorded as failed, with sbatch's reason.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -19,7 +36,7 @@ from typing import Optional
 from .. import paths
 from .. import plan as plans
 from .. import sidecar, slurm
-from ..errors import UsageError
+from ..errors import SlurmUnavailable, UsageError
 from ..logtail import LogTail
 from ..plan import Plan, RenderedRun
 from ..progress import Display, training
@@ -52,6 +69,10 @@ class Options:
             value = getattr(self, name)
             if value:
                 out.append(f"--{name}={value}")
+        if self.env.get("NNODES"):
+            # The batch script takes NNODES from the allocation (SLURM_JOB_NUM_NODES): the
+            # allocation must have the nodes asked for.
+            out.append(f"--nodes={self.env['NNODES']}")
         return out
 
 
@@ -70,67 +91,170 @@ def job_log(run: RenderedRun, job_id: str) -> tuple[str, str]:
 
 def submit(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], opts: Options,
            display: Display) -> int:
-    """sbatch each selected run; 0 when every submission worked, 1 if one failed."""
+    """sbatch each selected run; 0 when every submission worked, 1 if one failed, 128+N when
+    signal N stopped the submissions (the sbatch under way is finished and recorded first)."""
     if not opts.dry_run:
         _require("sbatch", "scontrol")
-    active = _active_jobs(selected, states) if not opts.dry_run else {}
+    problems = [p for _, run in selected if (p := time_limit_problem(run, opts))]
+    if problems:
+        raise UsageError(*problems)
+    live = _live_jobs(selected, states) if not opts.dry_run else {}
     failures = 0
     env = dict(os.environ, **opts.env)
-    for n, (plan, run) in enumerate(selected, 1):
-        tag = f"[{n}/{len(selected)}]"
-        state = states[plan.name]
-        rec = state.record(run.name)
-        if opts.resume and rec["state"] == "completed":
-            display.note(f"{tag} skip {run.name}: completed ({rec.get('log')})")
-            continue
-        if run.name in active:
-            display.note(f"{tag} skip {run.name}: already queued as job {active[run.name]} "
-                         "(--cancel it first to submit again)")
-            continue
-        args = [*opts.extra_args, *time_limit_args(opts.time_limit)]
-        batch_file = plans.shown(run.scripts[NAME])
-        cmd = ["sbatch", "--parsable", *opts.sbatch_options(), batch_file, *args]
-        if opts.dry_run:
-            display.note(f"{tag} {run.name}\n  mkdir -p {plans.shown(run.log_dir)} && "
-                         f"{shell_line(cmd, opts.env)}")
-            continue
-        run.log_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            job_id = slurm.submit(batch_file, args, opts.sbatch_options(), env, paths.ROOT)
-        except slurm.SlurmError as err:
-            failures += 1
-            display.note(f"{tag} {run.name}: not submitted: {err}")
-            continue
-        log, meta = job_log(run, job_id)
-        state.begin(run.name, mode=NAME, state="pending", job_id=job_id, submitted=now(),
-                    started=None, ended=None, log=log, meta=meta, exit_code=None, iteration=None,
-                    train_iters=plans.planned_iterations(run, args),
-                    command=shell_line(cmd, opts.env))
-        state.save()
-        display.note(f"{tag} {run.name}: submitted as job {job_id}; log {log}")
+    submitted, unsubmitted = [], []
+    with caught_signals() as caught:
+        for n, (plan, run) in enumerate(selected, 1):
+            tag = f"[{n}/{len(selected)}]"
+            state = states[plan.name]
+            rec = state.record(run.name)
+            if caught.count:
+                unsubmitted.append(run.name)
+                continue
+            if opts.resume and rec["state"] == "completed":
+                display.note(f"{tag} skip {run.name}: completed ({rec.get('log')})")
+                continue
+            if run.name in live:
+                job = live[run.name]
+                if not _recorded_job(state, run.name, job.job_id):
+                    _adopt(state, run, job)
+                    state.save()
+                    display.note(f"{tag} {run.name}: job {job.job_id} of this run is {job.run_state} "
+                                 "in Slurm but was not recorded: recorded it, not submitting again")
+                else:
+                    display.note(f"{tag} skip {run.name}: already queued as job {job.job_id} "
+                                 "(--cancel it first to submit again)")
+                continue
+            args = [*opts.extra_args, *time_limit_args(opts.time_limit)]
+            batch_file = plans.shown(run.scripts[NAME])
+            cmd = ["sbatch", "--parsable", *opts.sbatch_options(), batch_file, *args]
+            if opts.dry_run:
+                display.note(f"{tag} {run.name}\n  mkdir -p {plans.shown(run.log_dir)} && "
+                             f"{shell_line(cmd, opts.env)}")
+                continue
+            run.log_dir.mkdir(parents=True, exist_ok=True)
+            attempt = dict(mode=NAME, token=uuid.uuid4().hex, submitted=now(), started=None,
+                           ended=None, exit_code=None, iteration=None,
+                           train_iters=plans.planned_iterations(run, args),
+                           command=shell_line(cmd, opts.env))
+            try:
+                job_id = slurm.submit(batch_file, args, opts.sbatch_options(), env, paths.ROOT)
+            except slurm.SlurmError as err:
+                failures += 1
+                # Recorded: a refused run is not a queued one. One sbatch did not answer may
+                # still have submitted: the next --slurm finds such a job by its log's name.
+                unsure = ("; it may have been submitted: --slurm again finds and records it"
+                          if isinstance(err, SlurmUnavailable) else "")
+                state.begin(run.name, state="failed", reason=f"not submitted: {err}{unsure}",
+                            job_id=None, log=None, meta=None, **attempt)
+                state.save()
+                display.note(f"{tag} {run.name}: not submitted: {err}")
+                continue
+            log, meta = job_log(run, job_id)
+            state.begin(run.name, state="pending", job_id=job_id, log=log, meta=meta, **attempt)
+            state.save()
+            submitted.append(f"{run.name} (job {job_id})")
+            display.note(f"{tag} {run.name}: submitted as job {job_id}; log {log}")
     if opts.dry_run:
         for state in states.values():
             display.note(f"status file: {plans.shown(state.path)}")
+    if caught.count:
+        display.note(f"stopped by {caught.name}: submitted {', '.join(submitted) or 'none'}; "
+                     f"not submitted: {', '.join(unsubmitted) or 'none'}")
+        return caught.exit_code
     return 1 if failures else 0
 
 
-def _active_jobs(selected, states) -> dict[str, str]:
-    """Runs whose recorded job Slurm still has pending or running: run name -> job id."""
-    recorded = {}
+def _recorded_job(state: RunState, run: str, job_id: str) -> bool:
+    """Whether the run's latest attempt is this job and still counts as pending or running."""
+    last = state.latest(run)
+    return bool(last) and last.get("job_id") == job_id and last.get("state") in ACTIVE
+
+
+def _adopt(state: RunState, run: RenderedRun, job: slurm.Job) -> None:
+    """Record a live job of the run that no record holds as its latest attempt."""
+    log, meta = job_log(run, job.job_id)
+    state.begin(run.name, mode=NAME, token=uuid.uuid4().hex, state=job.run_state,
+                reason="found in Slurm's queue; run.py had not recorded it", job_id=job.job_id,
+                submitted=None, started=None, ended=None, log=log, meta=meta, exit_code=None,
+                iteration=None, train_iters=run.train_iters, command=None,
+                restarts=job.restarts)
+
+
+def _live_jobs(selected, states) -> dict[str, slurm.Job]:
+    """Runs that have a job Slurm still has pending or running: run name -> the job. A run's
+    job is the one its record names, or any job whose output file is the run's job log (a
+    job submitted by a run.py that was stopped before it could record it)."""
+    try:
+        known = slurm.jobs(None)
+    except SlurmUnavailable as err:
+        raise SlurmUnavailable(f"{err}: cannot tell whether the runs already have a job queued; "
+                               "nothing was submitted, try again") from None
+    live = {}
     for plan, run in selected:
         last = states[plan.name].latest(run.name)
-        if last and last.get("mode") == NAME and last.get("state") in ACTIVE:
-            recorded[run.name] = last["job_id"]
-    known = slurm.jobs(list(recorded.values()))
-    return {name: job for name, job in recorded.items()
-            if job in known and known[job].run_state in ACTIVE}
+        recorded = last.get("job_id") if last and last.get("mode") == NAME else None
+        for job in known.values():
+            mine = job.job_id == recorded or _same_file(job.std_out, paths.job_log(
+                run.log_dir, run.name, job.job_id))
+            if mine and job.run_state in ACTIVE:
+                live[run.name] = job
+                break
+    return live
+
+
+def _same_file(a: str, b: str) -> bool:
+    return bool(a) and os.path.normpath(a) == os.path.normpath(b)
+
+
+# Slurm's --time formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
+_SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+def slurm_minutes(text: str) -> Optional[float]:
+    """Minutes of a Slurm --time value (`sbatch --time`'s formats), None for "UNLIMITED",
+    "infinite" or one that does not parse."""
+    m = _SLURM_TIME.match(text.strip())
+    if not m:
+        return None
+    days, a, b, c = m.groups()
+    if days is not None:  # D-H[:M[:S]]
+        return int(days) * 1440 + int(a) * 60 + int(b or 0) + int(c or 0) / 60
+    if c is not None:  # H:M:S
+        return int(a) * 60 + int(b) + int(c) / 60
+    return int(a) + int(b or 0) / 60  # M[:S]
+
+
+def job_time(run: RenderedRun, opts: Options) -> Optional[str]:
+    """The job's --time: run.py's --time, else the #SBATCH --time of the rendered batch script."""
+    if opts.time:
+        return opts.time
+    try:
+        text = run.scripts[NAME].read_text(errors="replace")
+    except OSError:
+        return None
+    m = re.search(r"^#SBATCH --time=(\S+)$", text, re.M)
+    return m.group(1) if m else None
+
+
+def time_limit_problem(run: RenderedRun, opts: Options) -> str:
+    """'' unless --time-limit is longer than the job's Slurm --time (Slurm would stop the job
+    before Megatron's --exit-duration-in-mins does, without the limit's orderly exit)."""
+    if opts.time_limit is None:
+        return ""
+    given = job_time(run, opts)
+    limit = slurm_minutes(given) if given else None
+    if limit is None or opts.time_limit < limit:
+        return ""
+    return (f"--time-limit {opts.time_limit:g} min is not shorter than Slurm's --time {given} "
+            f"({limit:g} min) of {run.name}: Slurm would end the job first; lower --time-limit or "
+            "raise --time")
 
 
 def _recorded(selected, states) -> list[tuple[Plan, RenderedRun, dict]]:
     out = []
     for plan, run in selected:
         last = states[plan.name].latest(run.name)
-        if last and last.get("mode") == NAME:
+        if last and last.get("mode") == NAME and last.get("job_id"):
             out.append((plan, run, last))
     if not out:
         names = ", ".join(sorted({p.name for p, _ in selected}))
@@ -141,27 +265,36 @@ def _recorded(selected, states) -> list[tuple[Plan, RenderedRun, dict]]:
 
 def watch(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState], opts: Options,
           display: Display) -> int:
-    """Poll the recorded jobs until every one ended; 0 when all completed, 1 if not."""
+    """Poll the recorded jobs until every one ended; 0 when all completed, 1 if not. A poll
+    Slurm did not answer changes nothing and is said on the live line; the next poll asks again."""
     _require("scontrol")
     items = _recorded(selected, states)
-    tails = {run.name: LogTail(paths.suite(att["log"])) for _, run, att in items}
+    tails = {run.name: LogTail(paths.suite(att["log"])) for _, run, att in items if att.get("log")}
     reported = {run.name for _, run, att in items if att["state"] not in ACTIVE}
     for plan, run, att in items:
         if run.name in reported:
-            display.note(_final_line(run, att, tails[run.name]), key=run.name)
+            display.note(_final_line(run, att, tails.get(run.name)), key=run.name)
     with caught_signals() as caught:
         while True:
-            ids = [att["job_id"] for _, run, att in items if run.name not in reported]
-            known = slurm.jobs(ids)
+            ids = [att["job_id"] for _, run, att in items]
+            try:
+                known, silent = slurm.jobs(ids, tries=1), ""
+            except SlurmUnavailable as err:
+                known, silent = None, str(err)
             lines = {}
             for n, (plan, run, att) in enumerate(items, 1):
+                if run.name in reported and known is not None and _requeued(att, known.get(att["job_id"])):
+                    reported.discard(run.name)  # an ended job Slurm runs again
                 if run.name in reported:
                     continue
                 tail = tails[run.name]
                 tail.poll()
-                _refresh(states[plan.name], run, att, known.get(att["job_id"]), tail)
+                if known is not None:
+                    att = _refresh(states[plan.name], run, att, known.get(att["job_id"]), tail)
+                    items[n - 1] = (plan, run, att)
                 if att["state"] in ACTIVE:
-                    lines[run.name] = _live_line(f"[{n}/{len(items)}]", run, att, tail)
+                    lines[run.name] = _live_line(f"[{n}/{len(items)}]", run, att, tail) + (
+                        f"  [Slurm not answering: {silent}; asking again]" if silent else "")
                 else:
                     reported.add(run.name)
                     display.note(_final_line(run, att, tail), key=run.name)
@@ -184,8 +317,23 @@ def _sleep(seconds: float, caught) -> None:
         time.sleep(min(0.2, seconds))
 
 
-def _refresh(state: RunState, run: RenderedRun, att: dict, job: Optional[slurm.Job], tail: LogTail) -> None:
-    """Update the run's latest attempt from Slurm's view of its job and from its log."""
+def _refresh(state: RunState, run: RenderedRun, att: dict, job: Optional[slurm.Job],
+             tail: LogTail) -> dict:
+    """Update the attempt `att` from Slurm's view of its job (None: scontrol answered without
+    it) and from its log; returns the attempt to follow from now on (a new one when Slurm
+    restarted the job)."""
+    if _requeued(att, job):
+        # Requeued (node failure, scontrol requeue): the earlier launch ended; the job's next
+        # launch appends to the same log (#SBATCH --open-mode=append). An attempt that had
+        # ended keeps how it ended.
+        if att.get("state") in ACTIVE:
+            state.update_attempt(run.name, att, state="interrupted", ended=now(),
+                                 iteration=tail.iteration,
+                                 reason=f"Slurm requeued job {job.job_id} (restart {job.restarts})")
+        att = state.begin(run.name, **{k: v for k, v in att.items() if k not in (
+            "state", "reason", "ended", "token", "started", "iteration", "exit_code")},
+            token=uuid.uuid4().hex, state=job.run_state, reason="", ended=None, started=None,
+            iteration=None, exit_code=None, restarts=job.restarts)
     fields = {"iteration": tail.iteration, "train_iters": tail.train_iters or att.get("train_iters")}
     if job is not None and job.run_state in ACTIVE:
         fields["state"] = job.run_state
@@ -193,8 +341,8 @@ def _refresh(state: RunState, run: RenderedRun, att: dict, job: Optional[slurm.J
         fields["reason"] = f"Slurm: {job.reason}" if waiting else ""
         if job.run_state == "running" and not att.get("started"):
             fields["started"] = now()
-        state.update(run.name, **fields)
-        return
+        state.update_attempt(run.name, att, **fields)
+        return att
     tail.finish()
     fields.update(iteration=tail.iteration, train_iters=tail.train_iters or att.get("train_iters"))
     meta = sidecar.read(paths.suite(att["meta"])) or {}
@@ -210,7 +358,13 @@ def _refresh(state: RunState, run: RenderedRun, att: dict, job: Optional[slurm.J
         result, reason = "failed", (tail.failure() or f"job {att['job_id']} is unknown to Slurm "
                                     "and left no exit status in its sidecar")
     fields.update(state=result, reason=reason, exit_code=code, ended=meta.get("ended") or now())
-    state.update(run.name, **fields)
+    state.update_attempt(run.name, att, **fields)
+    return att
+
+
+def _requeued(att: dict, job: Optional[slurm.Job]) -> bool:
+    """Whether Slurm restarted the attempt's job since the attempt began (Restarts= grew)."""
+    return job is not None and job.restarts > int(att.get("restarts") or 0)
 
 
 def _ended(result: str, slurm_state: str, code: Optional[int], tail: LogTail) -> tuple[str, str]:
@@ -238,8 +392,10 @@ def _live_line(tag: str, run: RenderedRun, att: dict, tail: LogTail) -> str:
     return f"{head}  {training(tail, att.get('train_iters'))}"
 
 
-def _final_line(run: RenderedRun, att: dict, tail: LogTail) -> str:
+def _final_line(run: RenderedRun, att: dict, tail: Optional[LogTail]) -> str:
     text = f"{run.name}  job {att['job_id']} {att['state']}"
+    if tail is None:
+        return text + (f"  ({att['reason']})" if att.get("reason") else "")
     if tail.iteration is not None or att.get("iteration") is not None:
         done = tail.iteration if tail.iteration is not None else att.get("iteration")
         text += f"  iteration {done}/{tail.train_iters or att.get('train_iters') or '?'}"
@@ -252,7 +408,10 @@ def cancel(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState]
     """scancel the selected runs' recorded jobs that are still pending or running."""
     _require("scancel", "scontrol")
     items = _recorded(selected, states)
-    known = slurm.jobs([att["job_id"] for _, _, att in items])
+    try:
+        known = slurm.jobs([att["job_id"] for _, _, att in items])
+    except SlurmUnavailable as err:
+        raise SlurmUnavailable(f"{err}: nothing was cancelled, try again") from None
     targets = [(plan, run, att) for plan, run, att in items
                if att["job_id"] in known and known[att["job_id"]].run_state in ACTIVE]
     if not targets:
@@ -263,7 +422,7 @@ def cancel(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunState]
     except slurm.SlurmError as err:
         raise UsageError(str(err)) from None
     for plan, run, att in targets:
-        states[plan.name].update(run.name, state="interrupted", reason="cancelled by run.py --cancel",
+        states[plan.name].update_attempt(run.name, att, state="interrupted", reason="cancelled by run.py --cancel",
                                  ended=now())
         display.note(f"cancelled {run.name}: job {att['job_id']}")
     for state in states.values():
