@@ -56,6 +56,10 @@ if ! mkdir -p -- "$TRITON_CACHE_DIR"; then
   echo "$RUN_NAME: cannot create TRITON_CACHE_DIR=$TRITON_CACHE_DIR; point it at a writable disk" >&2
   exit 1
 fi
+if [[ ! -w "$TRITON_CACHE_DIR" ]]; then
+  echo "$RUN_NAME: cannot write TRITON_CACHE_DIR=$TRITON_CACHE_DIR; point it at a writable disk" >&2
+  exit 1
+fi
 free_mb=$(df -Pm -- "$TRITON_CACHE_DIR" | awk 'NR == 2 {print $4}')
 if [[ "$free_mb" =~ ^[0-9]+$ ]] && (( free_mb < 5120 )); then
   echo "$RUN_NAME: TRITON_CACHE_DIR=$TRITON_CACHE_DIR has ${free_mb} MB free, needs 5120 MB;" \
@@ -155,23 +159,51 @@ fi
 # Where the output goes: a new log per launch, never overwriting an earlier one. Node k > 0
 # of a run launched by hand as several nodes writes <run>.node<k>.log beside node 0's <run>.log
 # (the report joins them: Megatron prints its arguments on node 0, iterations on the last).
+# A log is created exclusively (noclobber: O_EXCL), so two launches never share one and a
+# symlink in a log's place is never followed; the run queue (tools/run.py) creates it so
+# itself and passes it with its attempt token FP8SUITE_ATTEMPT.
 default_log_dir="$SUITE_DIR/logs/h200x8_8b"
 LOG_DIR="${LOG_DIR:-$default_log_dir}"
+create_log() {  # create "$1" as a new empty file; fails if anything has that name
+  ( set -o noclobber; : > "$1" ) 2>/dev/null
+}
 if [[ -z "${LOG_FILE:-}" ]]; then
-  mkdir -p "$LOG_DIR"
+  if ! mkdir -p -- "$LOG_DIR"; then
+    echo "$RUN_NAME: cannot create LOG_DIR=$LOG_DIR; point it at a writable folder" >&2
+    exit 1
+  fi
   log_stem="$RUN_NAME"
   if [[ "$NODE_RANK" =~ ^[0-9]+$ ]] && (( 10#$NODE_RANK > 0 )); then
     log_stem="$RUN_NAME.node$((10#$NODE_RANK))"
   fi
   LOG_FILE="$LOG_DIR/$log_stem.log"
   n=1
-  while [[ -e "$LOG_FILE" ]]; do LOG_FILE="$LOG_DIR/$log_stem.$n.log"; n=$((n + 1)); done
-elif [[ "$LOG_FILE" != - && -e "$LOG_FILE" ]]; then
-  echo "$RUN_NAME: LOG_FILE=$LOG_FILE exists; refusing to overwrite it" >&2
-  exit 1
+  until create_log "$LOG_FILE"; do
+    if [[ ! -e "$LOG_FILE" && ! -L "$LOG_FILE" ]]; then  # not taken: the folder refused it
+      echo "$RUN_NAME: cannot create $LOG_FILE; point LOG_DIR at a writable folder" >&2
+      exit 1
+    fi
+    LOG_FILE="$LOG_DIR/$log_stem.$n.log"; n=$((n + 1))
+  done
+elif [[ "$LOG_FILE" != - ]]; then
+  if [[ -n "${FP8SUITE_ATTEMPT:-}" && -f "$LOG_FILE" && ! -L "$LOG_FILE" && ! -s "$LOG_FILE" ]]; then
+    :  # created empty for this attempt by the run queue
+  elif [[ -e "$LOG_FILE" || -L "$LOG_FILE" ]]; then
+    echo "$RUN_NAME: LOG_FILE=$LOG_FILE exists; refusing to overwrite it" >&2
+    exit 1
+  elif ! mkdir -p -- "$(dirname -- "$LOG_FILE")" || ! create_log "$LOG_FILE"; then
+    echo "$RUN_NAME: cannot create LOG_FILE=$LOG_FILE; point it at a writable folder" >&2
+    exit 1
+  fi
 fi
 if [[ "$LOG_FILE" != - ]]; then
-  mkdir -p "$(dirname "$LOG_FILE")"
+  free_mb=$(df -Pm -- "$LOG_FILE" | awk 'NR == 2 {print $4}')
+  if [[ "$free_mb" =~ ^[0-9]+$ ]] && (( free_mb < 5120 )); then
+    echo "$RUN_NAME: the log's folder $(dirname -- "$LOG_FILE") has ${free_mb} MB free, needs" \
+         "5120 MB; free some space or set LOG_DIR" >&2
+    rm -f -- "$LOG_FILE"
+    exit 1
+  fi
   META_FILE="${META_FILE:-${LOG_FILE%.log}.meta.json}"
 fi
 
@@ -216,9 +248,17 @@ if [[ "$LOG_FILE" == - ]]; then
 else
   echo "$RUN_NAME: logging to $LOG_FILE"
   # The script's own choices (fusion, W&B) head the log, then training's output.
-  if (( ${#NOTES[@]} )); then printf '%s\n' "${NOTES[@]}" | tee "$LOG_FILE"; else : > "$LOG_FILE"; fi
+  if (( ${#NOTES[@]} )); then printf '%s\n' "${NOTES[@]}" | tee -a "$LOG_FILE"; fi
   "${LAUNCH[@]}" "${ARGS[@]}" 2>&1 | tee -i -a "$LOG_FILE"
-  status=${PIPESTATUS[0]}
+  statuses=("${PIPESTATUS[@]}")
+  status=${statuses[0]}
+  if (( statuses[1] != 0 && statuses[1] < 128 )); then
+    # tee could not write the log (a full disk, a folder gone read-only): the run's record
+    # would be cut; exit 74 (EX_IOERR), which the run queue records as a failed write. (A tee
+    # killed by the signal that stopped the run exits 128+N: no write failed.)
+    echo "$RUN_NAME: could not write the log $LOG_FILE (training's exit status: $status)" >&2
+    status=74
+  fi
 fi
 set -e
 trap - INT TERM
