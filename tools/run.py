@@ -250,11 +250,11 @@ def recheck_memory(selected, extra: list[str], env: dict[str, str]) -> None:
 
 def print_advice(selected, extra: list[str], env: dict[str, str]) -> None:
     """The speed advice (fp8suite.advice) that applies to each selected run as it will launch,
-    with the launch's GPUS_PER_NODE / NNODES and Megatron args: one line each on stderr.
-    Advice never stops a launch."""
+    with the launch's GPUS_PER_NODE / NNODES and Megatron args: one line each on stdout (stderr
+    is kept for what went wrong). Advice never stops a launch."""
     for _, run in selected:
         for entry in advice.for_entry(run.entry, extra, env):
-            print(f"run.py: advice: {run.name}: {entry.line()}", file=sys.stderr)
+            print(f"run.py: advice: {run.name}: {entry.line()}", flush=True)
 
 
 def dispatch(args, extra, env, selected, states, display) -> int:
