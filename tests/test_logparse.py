@@ -289,8 +289,9 @@ def test_empty_file():
 def test_binary_junk():
     junk = random.Random(0).randbytes(1 << 20)
     log = parse_log(junk)
-    assert log.status.name == "running/truncated"
-    assert log.status.reason == "no Megatron output recognised"
+    # A log nothing places says so in one line instead of a status it cannot back.
+    assert log.status.name == "unreadable"
+    assert log.status.reason == "format not recognised: looks like binary data"
     assert len(log.steps) == 0
 
 

@@ -32,7 +32,7 @@ from typing import Any, Optional
 
 from . import logvocab as V
 from . import status as S
-from .logvocab import arg_int
+from .logvocab import arg_int, arg_value
 
 
 @dataclass
@@ -265,8 +265,11 @@ def _divergence(buf: bytes, steps: Any, tail: int, args: dict):
         present = [i for i, v in enumerate(loss) if v is not None]
         if present:
             first_ok = present[0]
+            # A skipped step (fp16 overflow) has no loss by design: not a NaN left out.
+            skipped = steps.column(V.SKIPPED_ITERS)
             bad = [i for i, v in enumerate(loss)
-                   if (v is None and i > first_ok) or (v is not None and not math.isfinite(v))]
+                   if (v is None and i > first_ok and not (skipped[i] or 0) > 0)
+                   or (v is not None and not math.isfinite(v))]
             if bad:
                 missing = all(loss[i] is None for i in bad)
                 how = "missing (NaN)" if missing else "non-finite"
@@ -280,19 +283,9 @@ def _divergence(buf: bytes, steps: Any, tail: int, args: dict):
         if bad:
             found.append((its[bad[0]], f"{key} {_spell(col[bad[0]])} from iteration "
                           f"{its[bad[0]]} ({len(bad)} of {n} logged iterations)"))
-    scale = steps.column(V.LOSS_SCALE)
-    values = scale if _clean(scale) else [v for v in scale if v is not None and math.isfinite(v)]
-    if values and (min(values) <= 0 < max(values)
-                   or (max(values) > 1 and min(values) <= max(values) / 2**10)):
-        top = None
-        for i, v in enumerate(scale):
-            if v is None or not math.isfinite(v):
-                continue
-            if top is not None and (v <= 0 < top or (top > 1 and v <= top / 2**10)):
-                found.append((its[i], f"{V.LOSS_SCALE} collapsed from {top:g} to {v:g} by "
-                              f"iteration {its[i]}"))
-                break
-            top = v if top is None else max(top, v)
+    collapse = _scale_collapse(steps, args)
+    if collapse is not None:
+        found.append(collapse)
     nan_iters = steps.column(V.NAN_ITERS)
     counted = nan_iters if _clean(nan_iters) else [v for v in nan_iters if v is not None]
     if counted and max(counted) > 0:
@@ -325,6 +318,45 @@ def _divergence(buf: bytes, steps: Any, tail: int, args: dict):
         return None
     found.sort(key=lambda f: (f[0] is None, f[0] if f[0] is not None else 0))
     return found[0][0], "; ".join(text for _, text in found[:2])
+
+
+def _scale_collapse(steps: Any, args: dict):
+    """(iteration, why) when the dynamic loss scale collapsed, else None.
+
+    The fp16 scaler halves its scale on every overflow and skips that step; at start-up it
+    searches down from --initial-loss-scale (2^32) and that is healthy. It has collapsed only
+    when it reaches its minimum (--min-loss-scale, default 1.0) from above, or when it keeps
+    falling while every step is skipped up to the end of the log (at least 3 lines, after a
+    real step: training no longer moves)."""
+    scale = steps.column(V.LOSS_SCALE)
+    skipped = steps.column(V.SKIPPED_ITERS)
+    its = steps.iterations
+    floor = arg_value(args, "min_loss_scale")
+    floor = float(floor) if isinstance(floor, (int, float)) and not isinstance(floor, bool) \
+        else 1.0
+    top = None
+    for i, v in enumerate(scale):
+        if v is None or not math.isfinite(v):
+            continue
+        if top is not None and (v <= 0 < top or v <= floor < top):
+            return its[i], (f"{V.LOSS_SCALE} collapsed from {top:g} to {v:g} (its minimum "
+                            f"is {floor:g}) by iteration {its[i]}")
+        top = v if top is None else max(top, v)
+    # A trailing run of fully skipped lines whose scale keeps falling.
+    run = 0
+    for i in range(len(scale) - 1, -1, -1):
+        if not ((skipped[i] or 0) > 0 and scale[i] is not None):
+            break
+        if i + 1 < len(scale) and run and not scale[i] > scale[i + 1]:
+            break
+        run += 1
+    start = len(scale) - run
+    real_before = any((skipped[j] or 0) == 0 for j in range(start))
+    if run >= 3 and real_before:
+        return its[start], (f"{V.LOSS_SCALE} kept falling from {scale[start]:g} to "
+                            f"{scale[-1]:g} with every step skipped from iteration "
+                            f"{its[start]} on")
+    return None
 
 
 def _spell(v: float) -> str:

@@ -56,7 +56,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
+from . import logformats
 from . import logvocab as V
+from . import status as S
 from .logvocab import FAST_KEYS, arg_int, arg_value  # noqa: F401  (re-exported)
 from .endstatus import Status, find_status, last_iteration_before
 from .status import LOG_STATUSES as STATUSES  # noqa: F401  (re-exported)
@@ -166,6 +168,15 @@ class ParsedLog:
     # Transformer Engine's attention backends as it named them (NVTE_DEBUG=1), distinct, in file
     # order: [(backend, detail)], e.g. [("FusedAttention", "2")]; [] when the log does not say.
     attention_backends: list = field(default_factory=list)
+    # Where the log comes from (`logformats`): "megatron-core", "Megatron-LM 2022-2023",
+    # "NeMo 2.0 (Lightning)", ..., "unknown".
+    log_format: str = ""
+    # Earlier launches in the same file that started afresh (no checkpoint loaded), each parsed
+    # on its own, oldest first: attempts of the run, never merged into this log's steps.
+    earlier_launches: list = field(default_factory=list)
+    # Iterations the fp16 loss scaler skipped (`number of skipped iterations`): no loss and no
+    # time sample for them.
+    skipped_iterations: int = 0
 
     @property
     def nonfinite(self) -> dict:
@@ -195,16 +206,60 @@ def parse_log(data: bytes) -> ParsedLog:
             gc.enable()
 
 
-def _parse(buf: bytes) -> ParsedLog:
-    if b"\r" in buf:  # CRLF and CR-only line ends are line ends (two C-speed passes)
+def parse_launch(data: bytes) -> ParsedLog:
+    """Parse a log as one launch: every arguments dump and restart in it is a segment of one
+    run, the last occurrence of each iteration kept (what `parse_log` does for each launch
+    that started afresh). Never raises on content."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_launch(_in_megatron_lines(data))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _in_megatron_lines(buf: bytes) -> bytes:
+    """CRLF and CR-only line ends as LF (two C-speed passes), a NeMo 2.0 log's step and end
+    lines in megatron-core's words (`logformats.to_megatron`)."""
+    if b"\r" in buf:
         buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if logformats.detect(buf, {}) is logformats.NEMO2:
+        buf = logformats.to_megatron(buf)
+    return buf
+
+
+def _parse(buf: bytes) -> ParsedLog:
+    buf = _in_megatron_lines(buf)
+    starts = fresh_launches(buf)
+    if len(starts) > 1:
+        # Launches that share one file: each fresh one is a launch of its own (an attempt),
+        # never merged with the others; the last is the log's.
+        bounds = starts + [len(buf)]
+        earlier = [_parse_launch(buf[a:b]) for a, b in zip(bounds, bounds[1:-1])]
+        log = _parse_launch(buf[starts[-1]:])
+        log.earlier_launches = earlier
+        log.size_bytes = len(buf)
+        return log
+    return _parse_launch(buf)
+
+
+def _parse_launch(buf: bytes) -> ParsedLog:
     scan, rows = _read_lines(buf)
     dumps = scan.dumps
     args = _parse_args(buf, dumps[-1]) if dumps else {}
-    steps, segments, repeated = _build_steps(rows, arg_int(args, "log_interval"))
+    era = logformats.detect(buf, args)
+    args = logformats.in_core_words(args)
+    interval = arg_int(args, "log_interval")
+    _drop_skipped(rows, interval)
+    steps, segments, repeated = _build_steps(rows, interval)
     planned = _planned_iterations(buf, args)
     seg_start = dumps[-1] if dumps else 0
     status, earlier = find_status(buf, seg_start, steps, segments, planned, args)
+    if era is logformats.UNKNOWN and status.name == S.TRUNCATED and not len(steps) \
+            and status.reason == "no Megatron output recognised":
+        status = Status(S.UNREADABLE, f"format not recognised: looks like "
+                        f"{logformats.looks_like(buf)}")
     return ParsedLog(
         size_bytes=len(buf),
         steps=steps,
@@ -221,7 +276,60 @@ def _parse(buf: bytes) -> ParsedLog:
         checkpoint_loads=scan.checkpoint_loads,
         checkpoint_saves=scan.checkpoint_saves,
         attention_backends=_attention_backends(buf),
+        log_format=era.name,
+        skipped_iterations=rows.skipped,
     )
+
+
+def fresh_launches(buf: bytes) -> list:
+    """Line offsets of the launches in one file that start afresh: the start (0) and every
+    arguments dump after the first whose first iteration line is within its first log interval (iteration 1
+    with --log-interval 1) with no `successfully loaded checkpoint` between the dump and that
+    line. A launch that loaded a checkpoint continues the one before it (a resume) and is not
+    listed; nor is a launch with no iteration line."""
+    dumps = _dump_offsets(buf, 0, len(buf))
+    out = [0]
+    for k, d in enumerate(dumps):
+        if k == 0:  # the first launch: from the start of the file, its dump included
+            continue
+        stop = dumps[k + 1] if k + 1 < len(dumps) else len(buf)
+        first = V.ANCHOR.search(buf, d, stop)
+        if first is None or buf.find(V.CKPT_LOADED_LITERAL, d, first.start()) >= 0:
+            continue
+        interval = arg_int(_parse_args(buf, d), "log_interval") or 1
+        if int(first.group(1)) <= max(interval, 1):
+            out.append(d)
+    return out
+
+
+def _drop_skipped(rows: "_Columns", log_interval: Optional[int]) -> None:
+    """Skipped steps are no steps: on a line whose `number of skipped iterations` covers all
+    the iterations it logs (the fp16 loss scaler skipped them: an overflow), the loss and the
+    iteration time are no samples (None). megatron-core >= 0.17 prints `lm loss:
+    0.000000E+00` on such a line, older releases leave the loss out. Counts them in
+    `rows.skipped`."""
+    col = rows.columns.get(V.SKIPPED_ITERS)
+    rows.skipped = 0
+    if col is None:
+        return
+    if V.SKIPPED_ITERS in rows.raw:
+        rows.columns[V.SKIPPED_ITERS] = col = _to_floats(col)
+        rows.raw.discard(V.SKIPPED_ITERS)
+    interval = log_interval if log_interval and log_interval > 0 else 1
+    its = rows.iterations
+    for i, n in enumerate(col):
+        if n is None or n <= 0:
+            continue
+        covered = its[i] - its[i - 1] if i and its[i] > its[i - 1] else interval
+        rows.skipped += int(min(n, covered))
+        if n >= covered:
+            for key in (V.LOSS, V.ITER_MS, V.GRAD_NORM):
+                values = rows.columns.get(key)
+                if values is not None:
+                    if key in rows.raw:
+                        rows.columns[key] = values = _to_floats(values)
+                        rows.raw.discard(key)
+                    values[i] = None
 
 
 def _attention_backends(buf: bytes) -> list:
@@ -809,6 +917,7 @@ class _Columns:
         self.columns: dict = {}  # key -> list, first-seen order
         self.raw: set = set()
         self.new_launch: list = []  # row indices where a part of a later launch begins
+        self.skipped = 0  # iterations the loss scaler skipped (`_drop_skipped`)
         self._launch = None
 
     def add(self, parts: list) -> None:

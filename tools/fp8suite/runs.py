@@ -211,6 +211,17 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
                 notes.append(nodes.stray_note(launches[i].run, launches[i].node))
             elif launches[i].node == 0 and (missing := nodes.missing_nodes_note(sidecar)):
                 notes.append(missing)
+        earlier = log.earlier_launches
+        for k, launch in enumerate(earlier, 1):
+            # A fresh launch appended to the same file (tee -a, --open-mode=append): an
+            # attempt of the run of its own, never merged into the last launch.
+            runs.append(LoggedRun(name=p.stem, path=f"{p} (launch {k} of {len(earlier) + 1})",
+                                  directory=str(p.parent), log=launch, sidecar={},
+                                  manifest=manifest_entry(manifest, p.stem)))
+        if earlier:
+            notes.append(f"{p.name} holds {len(earlier) + 1} launches that each started "
+                         "afresh (no checkpoint loaded): the last is shown, the others are "
+                         "listed as attempts and not merged into it")
         runs.append(LoggedRun(
             name=p.stem,
             path=str(p),
