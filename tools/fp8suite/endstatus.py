@@ -76,6 +76,9 @@ def find_status(buf: bytes, seg_start: int, steps: Any, segments: list, planned:
     _, last_at = last_iteration_before(buf, len(buf), seg_start)
     tail = max(seg_start, last_at - (64 << 10))
     status = _ending(buf, seg_start, tail, tracebacks, last_it, planned, args)
+    if last_it is None and (where := iterations_elsewhere(args)):
+        status.reason += f"; {where}"
+        status.notes.append(where)
     div = _divergence(buf, steps, tail, args)
     if div is not None:
         at, what = div
@@ -84,6 +87,22 @@ def find_status(buf: bytes, seg_start: int, steps: Any, segments: list, planned:
         status = Status(S.DIVERGED, f"{what}; the log then says {then}", last_it, planned,
                         status.phase, status.exception, status.context, at, status.notes)
     return status, earlier
+
+
+def iterations_elsewhere(args: dict) -> str:
+    """Where a log without iteration lines has them, '' when it should have them itself.
+
+    Megatron prints the iteration line with `print_rank_last` (every release since 2021): on
+    the last rank, which with pipeline parallelism is on the last pipeline stage; the rank-0
+    log of such a run holds the arguments dump and the end markers but no iteration line."""
+    pp = arg_int(args, "pipeline_model_parallel_size")
+    if not pp or pp <= 1:
+        return ""
+    world = arg_int(args, "world_size")
+    rank = f" (global rank {world - 1})" if world else ""
+    return (f"no iteration lines in this log: with --pipeline-model-parallel-size {pp} "
+            f"Megatron prints them on the last pipeline rank{rank}, whose output is another "
+            "file")
 
 
 # --- the ending ----------------------------------------------------------------------------
@@ -107,6 +126,9 @@ def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args) -> Status:
         return f"{last_it if last_it is not None else 0}/{planned or '?'}"
 
     def completed(notes: Optional[list] = None) -> Status:
+        if last_it is None:
+            return ended(S.COMPLETED, f"training done (`{V.DONE_STR}`), no iteration line "
+                         "in this log", notes)
         if planned is None or all_done:
             return ended(S.COMPLETED, f"completed {last_it}/{planned}" if planned
                          else "completed", notes)
@@ -168,6 +190,14 @@ def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args) -> Status:
         at, line = fatal
         return crashed(line, at, line, _lines_before(buf, at, 8) + [line])
 
+    # 4b. The host's OOM killer (Slurm's oom_kill lines, the kernel's): a SIGKILL with a cause.
+    host_oom = _last(V.HOST_OOM.finditer(buf, tail))
+    if host_oom is not None:
+        at, line = _line_at(buf, host_oom.start())
+        text = V.strip_prefixes(line).strip()
+        return crashed(f"host memory exhausted, killed by the OOM killer ({text})", at, "",
+                       _lines_before(buf, at, 8) + [line])
+
     # 5. The launcher.
     child = buf.find(V.CHILD_FAILED, tail)
     if child >= 0:
@@ -177,6 +207,9 @@ def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args) -> Status:
         detail = f"exitcode {code.group(1).decode()}" if code else "worker failed"
         if sig:
             detail += f", {sig.group(2).decode()}"
+        if code and code.group(1) == b"-9":
+            detail += ("; SIGKILL is often the host's OOM killer, but the log has no "
+                       "oom_kill line")
         at, line = _line_at(buf, elastic.start() if elastic else child)
         bare = _bare_exception(buf, seg_start, at)
         reason = (f"{bare} (torchrun ChildFailedError, {detail})" if bare else
@@ -192,6 +225,15 @@ def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args) -> Status:
     if bare_at is not None:
         at, text = bare_at
         return crashed(text, at, text, _lines_before(buf, at, 8) + [text])
+
+    # 6b. A launch that failed before Megatron ran (no torch, no launcher, an import).
+    if last_it is None:
+        failed = _last(V.STARTUP_FAILURE.finditer(buf, seg_start))
+        if failed is not None:
+            text = V.strip_prefixes(failed.group(1).decode("utf-8", "replace")).strip()
+            at = failed.start()
+            return crashed(f"the launch failed before training: {text}", at, text,
+                           _lines_before(buf, at, 8) + [text])
 
     # 7. The log just stops.
     if not re.search(rb"\S", buf):

@@ -169,6 +169,21 @@ SLURM_CANCELLED = re.compile(
     re.M)
 SLURM_NODE_FAIL = re.compile(rb"srun: error: Node failure on (\S+)|NODE_FAIL")
 
+# The host's OOM killer as Slurm and the kernel report it: slurmstepd "Detected 1 oom_kill
+# event in StepId=812345.0. Some of the step tasks have been OOM Killed.", "error: ... task 0:
+# Out Of Memory", srun's "task 0: Out Of Memory", dmesg's "Out of memory: Killed process 4321
+# (python)" / "oom-kill:".
+HOST_OOM = re.compile(
+    rb"Detected \d+ oom[-_]kill events?[^\n]*|Some of (?:your processes|the step tasks) "
+    rb"(?:may )?ha(?:ve|s) been OOM Killed[^\n]*|task \d+: Out Of Memory[^\n]*"
+    rb"|Out of memory: Kill(?:ed)? process[^\n]*|oom-kill:[^\n]*")
+# A launch that failed before Python ran Megatron: the interpreter has no torch (`python -m
+# torch.distributed.run` prints "/usr/bin/python3: No module named torch" with no traceback),
+# the launcher is missing ("torchrun: command not found"), or an import failed.
+STARTUP_FAILURE = re.compile(
+    rb"^(?:[^\n]*?: )?(No module named '?[\w.]+'?|[\w./-]+: (?:command not found|No such file "
+    rb"or directory)|ImportError: [^\n]+|cannot import name [^\n]+)[ \t]*$", re.M)
+
 TRACEBACK = b"Traceback (most recent call last):"
 # "ValueError: msg", "torch.OutOfMemoryError: msg", "KeyboardInterrupt". The class name must
 # look like one (CamelCase last part), so lines such as "WARNING:megatron..." do not pass.

@@ -2,8 +2,9 @@
 
 Definitions (the report's "How to read this" repeats them):
 
-* Timed iterations: the logged iterations minus the first `warmup` of the log and of each
-  restart, minus the iteration right after each evaluation / checkpoint-save boundary (its
+* Timed iterations: the logged iterations minus those that cover any of the first `warmup`
+  iterations of the log and of each restart (iterations, not lines: a line logs
+  --log-interval iterations), minus the iteration right after each evaluation / checkpoint-save boundary (its
   interval can hold the evaluation or save), minus the iterations a profiler slowed (Megatron's
   --profile-step-start to --profile-step-end, the end included: PyTorch's profiler exports its
   trace as that iteration starts), minus non-finite times.
@@ -194,13 +195,16 @@ def timed_mask(iterations: list, segment_starts: list, warmup: int,
     """True for rows that count for iteration-time medians (see the module docstring);
     `profiled`: the (first, last) iterations a profiler slowed (`profiled_span`)."""
     starts = set(segment_starts)
-    mask, since_start, prev = [], 0, None
+    mask, prev, seg_lo = [], None, 0
     for it in iterations:
-        if it in starts:
-            since_start = 0
-        since_start += 1
         lo = prev if prev is not None else it - (log_interval or 1)
-        keep = since_start > warmup
+        # Warm-up counts iterations, not logged lines (a line logs --log-interval of them):
+        # a row is timed when every iteration it covers comes after the segment's first
+        # `warmup` iterations.
+        row_lo = lo
+        if it in starts or prev is None:
+            row_lo = seg_lo = it - (log_interval or 1)
+        keep = row_lo - seg_lo >= warmup
         for k in (eval_interval, save_interval):
             # The row covers iterations lo+1..it; it follows a boundary b = m*k (m >= 1) when
             # lo <= b < it, i.e. the evaluation/save ran inside this row's interval.
@@ -211,6 +215,15 @@ def timed_mask(iterations: list, segment_starts: list, warmup: int,
         mask.append(keep)
         prev = it
     return mask
+
+
+def timed_iteration_count(mask: list, log_interval: Optional[int], iter_ms: list) -> int:
+    """How many iterations the timed rows (`mask`, with a finite time) cover: each line logs
+    --log-interval iterations (a gap between lines is lines missing, not a longer interval).
+    With --log-interval 1 it is the number of timed rows."""
+    interval = log_interval if log_interval and log_interval > 0 else 1
+    return interval * sum(1 for keep, ms in zip(mask, iter_ms)
+                          if keep and ms is not None and math.isfinite(ms))
 
 
 def _seconds_between(a: Optional[str], b: Optional[str]) -> Optional[float]:
@@ -308,7 +321,8 @@ def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
     args, steps = run.log.args, run.log.steps
     mask = timed_rows(steps, args, warmup)
     times = timed_iter_ms(steps, mask)
-    s.timed_iterations = len(times)
+    s.timed_iterations = timed_iteration_count(mask, arg_int(args, "log_interval"),
+                                               steps.column(ITER_MS))
     if not times:
         return
     s.median_iter_ms = statistics.median(times)
