@@ -466,13 +466,13 @@ def test_bad_files_are_notes_and_other_runs_are_reported(tmp_path, monkeypatch, 
         '{"environment": {"gpu": ' + "[" * 500 + "]" * 500 + "}}")
     # An unreadable log.
     (d / "unreadable.log").write_bytes(B02_BF16)
-    real_read = Path.read_bytes
+    real_read = runs.read_log
 
-    def read_bytes(self):
-        if self.name == "unreadable.log":
+    def read_log(path):
+        if Path(path).name == "unreadable.log":
             raise PermissionError(13, "Permission denied")
-        return real_read(self)
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        return real_read(path)
+    monkeypatch.setattr(runs, "read_log", read_log)
     assert report.main([str(d), "--out", str(tmp_path / "out")]) == 0
     capsys.readouterr()
     data = json.loads((tmp_path / "out" / "summary.json").read_text())

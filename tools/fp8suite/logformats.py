@@ -47,7 +47,7 @@ ERAS = (MEGATRON_V1, MEGATRON_2023, MEGATRON_CORE, MEGATRON_BRIDGE, NEMO2)
 
 # v1.x: `print('-------------------- arguments --------------------')` (20 dashes; later
 # releases print 24), argument names padded with dots to 32 columns (later: 48).
-V1_ARGS_HEADER = b"-------------------- arguments --------------------"
+V1_ARGS_HEADER = re.compile(rb"(?<!-)-{20} arguments -{20}(?!-)")
 # 2022-2023 Megatron-LM turns FP8 on with --fp8-hybrid / --fp8-e4m3 (dests fp8_hybrid,
 # fp8_e4m3); megatron-core replaced both with --fp8-format (dest fp8). The old switches in
 # megatron-core's words: {dump name: (megatron-core's name, its value when the switch is on)}.
@@ -85,7 +85,7 @@ def detect(buf, args: dict) -> Era:
         return NEMO2
     if any(s in head for s in BRIDGE_SIGNS):
         return MEGATRON_BRIDGE
-    if V1_ARGS_HEADER in head:
+    if V1_ARGS_HEADER.search(head):
         return MEGATRON_V1
     if "fp8" not in args and any(k in args for k in FP8_2023_ARGS):
         return MEGATRON_2023

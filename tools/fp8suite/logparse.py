@@ -86,6 +86,8 @@ class Steps:
         # until first asked for (`column` converts them once).
         self._columns: dict = columns or {}
         self._raw: set = set()
+        # Compact (streamed) columns: key -> row indices that did not log the key (NaN there).
+        self._missing: dict = {}
         # First iteration of the log and of each restart (where a warm-up starts again).
         self.segment_starts: list = self.iterations[:1]
 
@@ -97,10 +99,17 @@ class Steps:
         return list(self._columns)
 
     def column(self, key: str) -> list:
-        """One float or None per row for `key`."""
+        """One float or None per row for `key` (a streamed log's column without missing rows
+        is an `array('d')`: indexing, iteration, slices and sums work alike)."""
         if key in self._raw:
             self._columns[key] = _to_floats(self._columns[key])
             self._raw.discard(key)
+        missing = self._missing.get(key)
+        if missing:  # a compact column with rows that did not log the key: None there
+            values = self._columns[key].tolist()
+            for i in missing:
+                values[i] = None
+            return values
         return self._columns.get(key) or [None] * len(self.iterations)
 
     @property
@@ -114,6 +123,8 @@ class Steps:
     def timestamp(self, i: int) -> Optional[str]:
         """The iteration line's timestamp text, or None (older Megatron prints none)."""
         ts = self._timestamps[i]
+        if isinstance(ts, float):  # compact: POSIX seconds of a naive local timestamp
+            return datetime.fromtimestamp(ts).isoformat(" ") if math.isfinite(ts) else None
         return ts.decode("ascii", "replace") if isinstance(ts, bytes) else ts
 
 
@@ -187,10 +198,22 @@ class ParsedLog:
 # --- entry points --------------------------------------------------------------------------
 
 
+# Logs up to this size are read whole (`parse_log`); larger ones are streamed in blocks of
+# `STREAM_BLOCK` bytes (`logstream`), keeping only compact per-iteration rows.
+STREAM_MIN_BYTES = 64 << 20
+STREAM_BLOCK = 32 << 20
+
+
 def read_log(path) -> ParsedLog:
-    """Read a log file as bytes and parse it (I/O errors propagate to the caller)."""
+    """Read a log file and parse it (I/O errors propagate to the caller). A file larger than
+    `STREAM_MIN_BYTES` is never read whole: `logstream.read_streamed` parses it block by
+    block, so memory holds one block plus 8 bytes per number per iteration line."""
     with open(path, "rb") as f:
-        return parse_log(f.read())
+        size = os.fstat(f.fileno()).st_size
+        if size <= STREAM_MIN_BYTES:
+            return parse_log(f.read())
+    from . import logstream  # noqa: PLC0415  (it imports this module)
+    return logstream.read_streamed(path)
 
 
 def parse_log(data: bytes) -> ParsedLog:
@@ -293,13 +316,20 @@ def fresh_launches(buf: bytes) -> list:
         if k == 0:  # the first launch: from the start of the file, its dump included
             continue
         stop = dumps[k + 1] if k + 1 < len(dumps) else len(buf)
-        first = V.ANCHOR.search(buf, d, stop)
-        if first is None or buf.find(V.CKPT_LOADED_LITERAL, d, first.start()) >= 0:
-            continue
-        interval = arg_int(_parse_args(buf, d), "log_interval") or 1
-        if int(first.group(1)) <= max(interval, 1):
+        if starts_afresh(buf, d, stop):
             out.append(d)
     return out
+
+
+def starts_afresh(buf: bytes, dump: int, stop: int) -> bool:
+    """Whether the launch whose arguments dump starts at line offset `dump` (its text up to
+    `stop`) started afresh: its first iteration line is within its first log interval and no
+    checkpoint was loaded before it (`fresh_launches`)."""
+    first = V.ANCHOR.search(buf, dump, stop)
+    if first is None or buf.find(V.CKPT_LOADED_LITERAL, dump, first.start()) >= 0:
+        return False
+    interval = arg_int(_parse_args(buf, dump), "log_interval") or 1
+    return int(first.group(1)) <= max(interval, 1)
 
 
 def _drop_skipped(rows: "_Columns", log_interval: Optional[int]) -> None:
@@ -324,12 +354,8 @@ def _drop_skipped(rows: "_Columns", log_interval: Optional[int]) -> None:
         rows.skipped += int(min(n, covered))
         if n >= covered:
             for key in (V.LOSS, V.ITER_MS, V.GRAD_NORM):
-                values = rows.columns.get(key)
-                if values is not None:
-                    if key in rows.raw:
-                        rows.columns[key] = values = _to_floats(values)
-                        rows.raw.discard(key)
-                    values[i] = None
+                if key in rows.columns:
+                    rows.set_missing(key, i)
 
 
 def _attention_backends(buf: bytes) -> list:
@@ -852,11 +878,13 @@ def _walk_anchors(buf: bytes, start: int, end: int, layout: _Layout, rows: list,
 
 def _fits(keys: tuple, layout_keys: tuple) -> bool:
     """Whether a line's keys can be the layout's line: the keys they share in the same order,
-    and none of the layout's keys missing but losses (Megatron leaves out a NaN loss)."""
+    and none of the layout's keys missing but losses (Megatron leaves out a NaN loss) and, on
+    a line that logs skipped iterations, the gradient's (a skipped step has none)."""
     have, known = set(keys), set(layout_keys)
     if [k for k in keys if k in known] != [k for k in layout_keys if k in have]:
         return False
-    return all(k in have or V.is_loss_key(k) for k in layout_keys)
+    optional = V.SKIPPED_STEP_KEYS if V.SKIPPED_ITERS in have else ()
+    return all(k in have or V.is_loss_key(k) or k in optional for k in layout_keys)
 
 
 def _parse_general(buf: bytes, m: re.Match):
@@ -920,6 +948,13 @@ class _Columns:
         self.skipped = 0  # iterations the loss scaler skipped (`_drop_skipped`)
         self._launch = None
 
+    def set_missing(self, key: str, i: int) -> None:
+        """Row i did not log `key` (None)."""
+        if key in self.raw:
+            self.columns[key] = _to_floats(self.columns[key])
+            self.raw.discard(key)
+        self.columns[key][i] = None
+
     def add(self, parts: list) -> None:
         columns = self.columns
         for part in parts:
@@ -970,7 +1005,11 @@ def _build_steps(parts, log_interval: Optional[int]):
                          log_interval)
 
     repeated = 0
+    missing = dict(getattr(parts, "missing", None) or {})  # a streamed log's compact columns
     if not ascending:
+        if missing:
+            columns = {k: _with_none(col, missing.get(k, ())) for k, col in columns.items()}
+            missing = {}
         last = {it: i for i, it in enumerate(iterations)}
         keep = [last[it] for it in sorted(last)]
         repeated = len(iterations) - len(keep)
@@ -979,12 +1018,23 @@ def _build_steps(parts, log_interval: Optional[int]):
         columns = {k: [col[i] for i in keep] for k, col in columns.items()}
     steps = Steps(iterations, timestamps, columns)
     steps._raw = raw
-    steps.segment_starts = iterations[:1] + sorted(
+    steps._missing = missing
+    steps.segment_starts = list(iterations[:1]) + sorted(
         {s.first_iteration for s in segments[1:]} - set(iterations[:1]))
     return steps, segments, repeated
 
 
+def _with_none(col, rows) -> list:
+    """A compact column as a list, None at `rows`."""
+    out = list(col)
+    for i in rows:
+        out[i] = None
+    return out
+
+
 def _seconds(ts) -> Optional[float]:
+    if isinstance(ts, float):  # a streamed log's compact timestamps: POSIX seconds, NaN = none
+        return ts if math.isfinite(ts) else None
     if not ts:
         return None
     try:
@@ -1053,6 +1103,9 @@ def _summed_seconds(its: list, ms: list, interval: int) -> float:
         if lengths is None:
             lengths = [interval] * len(its)
         summed = math.fsum(v * n for v, n in zip(ms, lengths)
+                           if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
+    if not math.isfinite(summed):  # a NaN or inf row (a streamed log's missing value)
+        summed = math.fsum(v * n for v, n in zip(ms, lengths or itertools.repeat(interval))
                            if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
     return summed if math.isfinite(summed) else 0.0
 

@@ -33,6 +33,8 @@ NUM_ZEROS = "num zeros"
 PARAMS_NORM = "params norm"
 SKIPPED_ITERS = "number of skipped iterations"
 NAN_ITERS = "number of nan iterations"
+# Keys training_log() leaves out on a step the fp16 loss scaler skipped (grad norm is None).
+SKIPPED_STEP_KEYS = ("grad norm", "num zeros")
 VAL_LOSS = "lm loss value"  # in "validation loss at iteration N | lm loss value: ... |"
 
 # Megatron-Core 0.19's field order with --log-throughput: the common layout, matched fastest.

@@ -48,7 +48,7 @@ from . import logvocab as V
 from . import status as S
 from .errors import UsageError
 from .logvocab import arg_int
-from .logparse import ParsedLog, Status, Steps, parse_log
+from .logparse import ParsedLog, Status, Steps, parse_log, read_log
 
 
 @dataclass
@@ -244,7 +244,7 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
 
 def _parse(p: Path, size: int) -> ParsedLog:
     try:
-        return parse_log(p.read_bytes())
+        return read_log(p)  # streamed, never read whole, when it is large
     except OSError as e:
         return unreadable_log(f"cannot read the log: {e.strerror or _one_line(e)}", size)
     except Exception as e:  # a parser bug must not stop the other runs
