@@ -53,7 +53,11 @@ V1_ARGS_HEADER = re.compile(rb"(?<!-)-{20} arguments -{20}(?!-)")
 # megatron-core's words: {dump name: (megatron-core's name, its value when the switch is on)}.
 FP8_2023_ARGS = {"fp8_hybrid": ("fp8", "hybrid"), "fp8_e4m3": ("fp8", "e4m3")}
 THROUGHPUT = V.TFLOPS.encode()
-BRIDGE_SIGNS = (b"mem-max-allocated-gigabytes", b"megatron.bridge", b"megatron/bridge")
+# Megatron-Bridge's training_log (megatron/bridge/training/utils/train_utils.py) prints
+# megatron-core's iteration line plus "Step Time : 1.23s GPU utilization: 450.1MODEL_TFLOP/s/GPU"
+# and "[Rank 0] (after N iterations) memory (GB) | mem-max-allocated-gigabytes: ..." lines.
+BRIDGE_SIGNS = (b"mem-max-allocated-gigabytes", b"MODEL_TFLOP/s/GPU", b"megatron.bridge",
+                b"megatron/bridge")
 # NeMo 2.0's progress printer and Lightning's end of fit.
 NEMO_STEP = re.compile(
     rb"^(?P<pre>[^\n]*?)Training epoch (?P<epoch>\d+), iteration (?P<it>\d+)/(?P<max>\d+) \|"
@@ -94,6 +98,12 @@ def detect(buf, args: dict) -> Era:
     if args or V.ANCHOR.search(head):
         return MEGATRON_UNPLACED
     return UNKNOWN
+
+
+def ends_without_marker(era: Era) -> bool:
+    """Whether the era prints no end marker: Megatron-LM v1.x (2020) has no
+    `[after training is done]`; its training ends with the final validation lines."""
+    return era is MEGATRON_V1
 
 
 def in_core_words(args: dict) -> dict:

@@ -201,7 +201,7 @@ class ParsedLog:
 # Logs up to this size are read whole (`parse_log`); larger ones are streamed in blocks of
 # `STREAM_BLOCK` bytes (`logstream`), keeping only compact per-iteration rows.
 STREAM_MIN_BYTES = 64 << 20
-STREAM_BLOCK = 32 << 20
+STREAM_BLOCK = 8 << 20
 
 
 def read_log(path) -> ParsedLog:
@@ -279,10 +279,7 @@ def _parse_launch(buf: bytes) -> ParsedLog:
     planned = _planned_iterations(buf, args)
     seg_start = dumps[-1] if dumps else 0
     status, earlier = find_status(buf, seg_start, steps, segments, planned, args)
-    if era is logformats.UNKNOWN and status.name == S.TRUNCATED and not len(steps) \
-            and status.reason == "no Megatron output recognised":
-        status = Status(S.UNREADABLE, f"format not recognised: looks like "
-                        f"{logformats.looks_like(buf)}")
+    status = placed_status(status, era, buf)
     return ParsedLog(
         size_bytes=len(buf),
         steps=steps,
@@ -302,6 +299,24 @@ def _parse_launch(buf: bytes) -> ParsedLog:
         log_format=era.name,
         skipped_iterations=rows.skipped,
     )
+
+
+def placed_status(status: Status, era, head: bytes) -> Status:
+    """The status as the log's era backs it: an unplaceable log with nothing recognised says
+    so ("format not recognised: looks like X"), and an era that prints no end marker
+    (Megatron-LM v1.x) completed when its last iteration line reached the planned count."""
+    if era is logformats.UNKNOWN and status.name == S.TRUNCATED \
+            and status.last_iteration is None and status.reason == "no Megatron output recognised":
+        return Status(S.UNREADABLE, "format not recognised: looks like "
+                      + logformats.looks_like(head or b"\0"))
+    if logformats.ends_without_marker(era) and status.name == S.TRUNCATED \
+            and status.last_iteration is not None and status.planned_iterations \
+            and status.last_iteration >= status.planned_iterations:
+        return Status(S.COMPLETED, f"completed {status.last_iteration}/"
+                      f"{status.planned_iterations} ({era.name} prints no end marker: its last "
+                      "iteration was reached)", status.last_iteration,
+                      status.planned_iterations, notes=status.notes)
+    return status
 
 
 def fresh_launches(buf: bytes) -> list:

@@ -24,7 +24,6 @@ from typing import Iterator, Optional
 from . import endstatus, logformats
 from . import logparse as P
 from . import logvocab as V
-from . import status as S
 
 # What the status keeps of the end of a launch: from 64 KiB before its last iteration line on,
 # up to this much, and the last this much of the file (a burst of output at the end).
@@ -288,10 +287,7 @@ def _read_launch(f, start: int, end: int, block: int) -> P.ParsedLog:
     steps, segments, repeated = P._build_steps(rows, interval)
     planned = P._planned_iterations(text, args)
     status, _ = endstatus.find_status(text, max(seg_start, 0), steps, segments, planned, args)
-    if era is logformats.UNKNOWN and status.name == S.TRUNCATED and not len(steps) \
-            and status.reason == "no Megatron output recognised":
-        status = endstatus.Status(S.UNREADABLE, "format not recognised: looks like "
-                                  + logformats.looks_like(head or b"\0"))
+    status = P.placed_status(status, era, head)
     if tail.trimmed:
         status.notes.append("the log's middle after its last iteration line was too long to "
                             f"keep whole: its first and last {TAIL_BYTES >> 20} MiB were read")
