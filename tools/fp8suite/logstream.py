@@ -16,6 +16,8 @@ file) is skipped, never held.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import math
 from array import array
@@ -35,10 +37,32 @@ _DUMP_WINDOW = 8 << 20
 _MAX_EARLIER = 1000
 
 
+def _large_buffers_to_mmap() -> None:
+    """Have glibc's malloc serve every buffer of 128 KiB or more by mmap, returned to the
+    system when freed. By default glibc raises that threshold as large buffers are freed, so
+    the blocks read and the growing row arrays end up on the heap, whose freed holes stay in
+    the process: about 90 bytes per logged iteration of the peak resident memory. A no-op
+    where the C library is not glibc."""
+    global _MMAP_SET
+    if _MMAP_SET:
+        return
+    _MMAP_SET = True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 << 10)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+_MMAP_SET = False
+
+
 def read_streamed(path, block: int = 0) -> P.ParsedLog:
     """Parse the log at `path` without reading it whole; never raises on content (I/O errors
     propagate). `block`: bytes per read (default `logparse.STREAM_BLOCK`)."""
     block = block or P.STREAM_BLOCK
+    _large_buffers_to_mmap()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:

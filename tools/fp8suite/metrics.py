@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from array import array
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Optional
@@ -148,17 +151,51 @@ def smoothing_window(n_finite: int) -> int:
     return min(n_finite, max(5, math.ceil(n_finite / 10)))
 
 
-def smoothed(iterations: list, losses: list, window: int) -> list:
+class Curve(Sequence):
+    """(iteration, value) points kept as two arrays, 16 bytes a point (a list of tuples takes
+    about 100): a log of millions of iterations has a curve of millions of points. Reads as a
+    sequence of (iteration, value) tuples and compares equal to a list of them."""
+
+    def __init__(self):
+        self.iterations = array("q")
+        self.values = array("d")
+
+    def append(self, point: tuple) -> None:
+        try:
+            self.iterations.append(point[0])
+        except TypeError:  # x values that are no integers (a plot's seconds): kept as they are
+            self.iterations = list(self.iterations)
+            self.iterations.append(point[0])
+        self.values.append(point[1])
+
+    def __len__(self) -> int:
+        return len(self.iterations)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return list(zip(self.iterations[i], self.values[i]))
+        return self.iterations[i], self.values[i]
+
+    def __iter__(self):
+        return zip(self.iterations, self.values)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+
+def smoothed(iterations: list, losses: list, window: int) -> Curve:
     """(iteration, trailing mean of the last `window` finite losses) once `window` exist."""
-    out, buf, total = [], [], 0.0
+    out, buf, total = Curve(), deque(maxlen=window + 1), 0.0
+    seen = 0
     for it, v in zip(iterations, losses):
         if v is None or not math.isfinite(v):
             continue
         buf.append(v)
+        seen += 1
         total += v
-        if len(buf) > window:
-            total -= buf[-window - 1]
-        if len(buf) >= window > 0:
+        if seen > window:
+            total -= buf[0]  # the value that just left the window
+        if seen >= window > 0:
             out.append((it, total / window))
     return out
 
