@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import report
-from fp8suite import logparse
+from fp8suite import logstream
 
 DATA = Path(__file__).parent / "data"
 FIELD = DATA / "field-reports"
@@ -117,7 +117,7 @@ def test_c01_fp16_skipped_steps_are_no_divergence_and_no_losses(tmp_path):
 
 
 def test_c01_skipped_steps_are_no_samples():
-    log = logparse.read_log(FIELD / "C01" / "fp16_skipped_iterations" / "train_fp16.log")
+    log = logstream.read_log(FIELD / "C01" / "fp16_skipped_iterations" / "train_fp16.log")
     assert log.skipped_iterations == 17
     loss = dict(zip(log.steps.iterations, log.steps.column("lm loss")))
     ms = dict(zip(log.steps.iterations, log.steps.column("elapsed time per iteration (ms)")))

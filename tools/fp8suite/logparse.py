@@ -198,22 +198,17 @@ class ParsedLog:
 # --- entry points --------------------------------------------------------------------------
 
 
-# Logs up to this size are read whole (`parse_log`); larger ones are streamed in blocks of
-# `STREAM_BLOCK` bytes (`logstream`), keeping only compact per-iteration rows.
+# `logstream.read_log` reads files up to this size whole (`parse_log`) and streams larger
+# ones in blocks of `STREAM_BLOCK` bytes, keeping only compact per-iteration rows.
 STREAM_MIN_BYTES = 64 << 20
 STREAM_BLOCK = 8 << 20
 
 
 def read_log(path) -> ParsedLog:
-    """Read a log file and parse it (I/O errors propagate to the caller). A file larger than
-    `STREAM_MIN_BYTES` is never read whole: `logstream.read_streamed` parses it block by
-    block, so memory holds one block plus 8 bytes per number per iteration line."""
+    """Read a log file whole and parse it (I/O errors propagate to the caller). For a file
+    that may be large use `logstream.read_log`, which never reads it whole."""
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size <= STREAM_MIN_BYTES:
-            return parse_log(f.read())
-    from . import logstream  # noqa: PLC0415  (it imports this module)
-    return logstream.read_streamed(path)
+        return parse_log(f.read())
 
 
 def parse_log(data: bytes) -> ParsedLog:

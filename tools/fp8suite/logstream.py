@@ -20,6 +20,7 @@ import ctypes
 import ctypes.util
 import gc
 import math
+import os
 from array import array
 from typing import Iterator, Optional
 
@@ -35,6 +36,18 @@ _BEFORE_LAST_ITERATION = 64 << 10
 _DUMP_WINDOW = 8 << 20
 # Exception lines of earlier crashes kept (a log of millions of warnings must not grow it).
 _MAX_EARLIER = 1000
+
+
+def read_log(path) -> P.ParsedLog:
+    """Read a log file and parse it (I/O errors propagate to the caller): a file up to
+    `logparse.STREAM_MIN_BYTES` is read whole (`logparse.parse_log`), a larger one is never
+    read whole (`read_streamed`): memory holds one block plus 8 bytes per number per
+    iteration line."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= P.STREAM_MIN_BYTES:
+            return P.parse_log(f.read())
+    return read_streamed(path)
 
 
 def _large_buffers_to_mmap() -> None:

@@ -48,7 +48,8 @@ from . import logvocab as V
 from . import status as S
 from .errors import UsageError
 from .logvocab import arg_int
-from .logparse import ParsedLog, Status, Steps, parse_log, read_log
+from .logparse import ParsedLog, Status, Steps, parse_log
+from .logstream import read_log
 
 
 @dataclass
