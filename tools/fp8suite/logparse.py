@@ -1114,7 +1114,7 @@ def _summed_seconds(its: list, ms: list, interval: int) -> float:
             lengths = [interval] * len(its)
         summed = math.fsum(v * n for v, n in zip(ms, lengths)
                            if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
-    if not math.isfinite(summed):  # a NaN or inf row (a streamed log's missing value)
+    if isinstance(ms, array) and math.isnan(summed):  # a streamed log's missing rows (NaN)
         summed = math.fsum(v * n for v, n in zip(ms, lengths or itertools.repeat(interval))
                            if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
     return summed if math.isfinite(summed) else 0.0
