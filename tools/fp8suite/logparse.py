@@ -777,12 +777,14 @@ def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
 
 def _count_anchors(buf: bytes, start: int, end: int, timestamped: bool) -> int:
     """The ` iteration N/M |` anchors in buf[start:end], counted at C speed in one pass:
-    `] iteration ` for timestamped lines, a line starting ` iteration ` otherwise. A count
+    `] iteration ` for timestamped lines, every ` iteration N/M |` anchor otherwise. A count
     that differs from the layout's rows (another phrase, a prefixed or glued line) sends the
     chunk through the anchor-by-anchor walk, which is exact."""
     if timestamped:
         return buf.count(b"] iteration ", start, end)
-    return buf.count(b"\n iteration ", max(start - 1, 0), end)
+    # Lines without a timestamp may carry a launcher prefix before " iteration" (older
+    # releases under torchrun --tee): every anchor counts, wherever it starts.
+    return len(V.ANCHOR_COUNT.findall(buf, start, end))
 
 
 # The layout's regex runs over pieces of a chunk of about this many bytes (cut at line ends):
