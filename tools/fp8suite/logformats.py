@@ -63,7 +63,8 @@ NEMO_STEP = re.compile(
     rb"^(?P<pre>[^\n]*?)Training epoch (?P<epoch>\d+), iteration (?P<it>\d+)/(?P<max>\d+) \|"
     rb"(?P<fields>[^\n]*)$", re.M)
 NEMO_FIT_STOPPED = re.compile(rb"`Trainer\.fit` stopped: `max_steps=(\d+)` reached\.?")
-NEMO_SIGNS = (b"Training epoch ", b"train_step_timing in s", b"[NeMo I ", b"`Trainer.fit` stopped")
+# NeMo's own logger prefix ("[NeMo I 2025-01-10 08:30:02 nemo_logging:393] ...").
+NEMO_LOGGER = b"[NeMo I "
 # NeMo 2.0's keys -> megatron-core's, with the factor to its unit (train_step_timing is in s).
 NEMO_KEYS = {
     "train_step_timing in s": (V.ITER_MS, 1000.0),
@@ -79,13 +80,14 @@ _SAMPLE = 4 << 20  # bytes of the log's start read for detection
 
 def detect(buf, args: dict) -> Era:
     """The era of a log (bytes or any buffer; its first 4 MiB are read) and its last arguments
-    dump `args`: NeMo 2.0 by its progress lines, Megatron-Bridge by its GB memory keys,
-    Megatron-LM v1.x by its 20-dash dump header (iteration lines without `consumed
-    samples` is no proof: 0.19 without --log-throughput prints none either), 2022-2023 by `fp8_hybrid`/`fp8_e4m3` in the dump, megatron-core by an `fp8`
-    argument, the throughput field or a timestamped iteration line; UNKNOWN when nothing
-    places it."""
+    dump `args`: NeMo 2.0 by its progress lines or logger, Megatron-Bridge by its GB memory keys
+    or step-time line, Megatron-LM v1.x by its 20-dash dump header, 2022-2023 by
+    `fp8_hybrid`/`fp8_e4m3` in the dump without `fp8`, megatron-core by an `fp8` argument, the
+    throughput field or a timestamped iteration line; MEGATRON_UNPLACED for Megatron's lines
+    with none of these (an iteration line without `consumed samples` is no proof of v1.x:
+    later releases print none without their options either); UNKNOWN when nothing places it."""
     head = bytes(buf[:_SAMPLE])
-    if NEMO_STEP.search(head) or NEMO_FIT_STOPPED.search(head) or b"[NeMo I " in head:
+    if NEMO_STEP.search(head) or NEMO_FIT_STOPPED.search(head) or NEMO_LOGGER in head:
         return NEMO2
     if any(s in head for s in BRIDGE_SIGNS):
         return MEGATRON_BRIDGE
