@@ -177,9 +177,10 @@ def test_a_lone_skipped_step_line_without_grad_norm_is_read():
 # --- where the data is --------------------------------------------------------------------------------
 
 
-def pipeline_rank0(data: bytes, pp: int = 4) -> bytes:
-    """The rank-0 log of a pipeline-parallel run: no iteration lines, PP in the dump."""
+def pipeline_rank0(data: bytes, pp: int = 4, world: int = 8) -> bytes:
+    """The rank-0 log of a pipeline-parallel run: no iteration lines, PP and world in the dump."""
     data = re.sub(rb"(pipeline_model_parallel_size \.+ )\d+", rb"\g<1>%d" % pp, data)
+    data = re.sub(rb"(\n  world_size \.+ )\d+", rb"\g<1>%d" % world, data)
     return b"\n".join(line for line in data.split(b"\n") if not logvocab.ANCHOR.search(line))
 
 
@@ -188,15 +189,16 @@ def test_pipeline_rank0_says_where_its_iterations_are(tmp_path):
     st = parse_log(data).status
     assert "None" not in st.reason
     assert "--pipeline-model-parallel-size 4" in st.reason and "last pipeline rank" in st.reason
+    assert "(global rank 7)" in st.reason
+    # torchrun --log-dir: one folder per local rank; the last rank's holds the iteration lines.
     (tmp_path / "run.log").write_bytes(data)
-    (tmp_path / "attempt_0" / "7").mkdir(parents=True)
-    (tmp_path / "attempt_0" / "7" / "stdout.txt").write_bytes(FP8CS)
-    (tmp_path / "attempt_0" / "3").mkdir(parents=True)
-    (tmp_path / "attempt_0" / "3" / "stdout.txt").write_bytes(b"nothing here\n")
-    log = parse_log(data)
-    world = logvocab.arg_int(log.args, "world_size")
-    held = runs.iteration_lines_beside(tmp_path / "run.log", log.args)
-    assert held.endswith("stdout.txt") and (world is None or "attempt_0/7" in held or world != 8)
+    for rank, text in ((3, FP8CS), (5, b"nothing here\n"), (7, FP8CS)):
+        (tmp_path / "attempt_0" / str(rank)).mkdir(parents=True)
+        (tmp_path / "attempt_0" / str(rank) / "stdout.txt").write_bytes(text)
+    held = runs.iteration_lines_beside(tmp_path / "run.log", parse_log(data).args)
+    assert held == str(tmp_path / "attempt_0" / "7" / "stdout.txt")
+    # Not pipeline-parallel: nothing is looked for.
+    assert runs.iteration_lines_beside(tmp_path / "run.log", {"world_size": "8"}) == ""
 
 
 def test_a_non_pipeline_log_without_iterations_says_nothing_of_ranks():
