@@ -183,7 +183,8 @@ def test_child_failed_error_only():
     st = parse_log(data).status
     assert st.name == "crashed"
     assert st.reason == ("crashed in iteration 23: torchrun ChildFailedError (exitcode -9, "
-                         "SIGKILL), no worker traceback in the log")
+                         "SIGKILL; SIGKILL is often the host's OOM killer, but the log has no "
+                         "oom_kill line), no worker traceback in the log")
 
 
 def test_truncated():
@@ -289,8 +290,9 @@ def test_empty_file():
 def test_binary_junk():
     junk = random.Random(0).randbytes(1 << 20)
     log = parse_log(junk)
-    assert log.status.name == "running/truncated"
-    assert log.status.reason == "no Megatron output recognised"
+    # A log nothing places says so in one line instead of a status it cannot back.
+    assert log.status.name == "unreadable"
+    assert log.status.reason == "format not recognised: looks like binary data"
     assert len(log.steps) == 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import report
+from fp8suite import logstream
 
 DATA = Path(__file__).parent / "data"
 FIELD = DATA / "field-reports"
@@ -26,7 +27,7 @@ def make_report(src: Path, out: Path, *extra: str):
 
 
 def test_every_field_report_is_tested():
-    tested = {"B01", "B02", "B04", "B07", "B11"}
+    tested = {"B01", "B02", "B04", "B07", "B11", "C01", "C06", "C11", "C14", "C16"}
     assert {p.name for p in FIELD.iterdir() if p.is_dir()} == tested
     for case in tested:
         assert (FIELD / case / "expected.txt").read_text().strip()
@@ -97,6 +98,95 @@ def test_b11_runtime_is_the_sum_of_segments(tmp_path):
     assert run["segments"] == 2
     assert "1 restart, 3 repeated iterations replaced" in run["notes"]
     assert "1m 42s (+6h" in text
+
+
+def test_c01_fp16_skipped_steps_are_no_divergence_and_no_losses(tmp_path):
+    """train_fp16 completed 120/120 and is compared with BF16 (about 1.01x): the 17 steps the
+    fp16 loss scaler skipped (15 at start-up while the scale fell from 2^32 to 2^18, one each
+    at 57 and 115, where megatron-core 0.19 prints lm loss 0.000000E+00 and no grad norm) are
+    neither a divergence nor real losses of 0 (min loss about 3.03 and final smoothed loss
+    about 3.1, not 0 or pulled down)."""
+    text, runs, data = make_report(FIELD / "C01", tmp_path)
+    fp16 = runs["train_fp16"]
+    assert (fp16["status"], fp16["reason"]) == ("completed", "completed 120/120")
+    assert fp16["speedup"] == pytest.approx(1.01, abs=0.01)
+    assert fp16["min_loss"] == pytest.approx(3.03, abs=0.01)
+    assert fp16["final_loss"] == pytest.approx(3.1, abs=0.05)
+    # Every iteration line was read: the lone skipped lines at 57 and 115 are not garbled.
+    assert "garbled" not in text
+
+
+def test_c01_skipped_steps_are_no_samples():
+    log = logstream.read_log(FIELD / "C01" / "fp16_skipped_iterations" / "train_fp16.log")
+    assert log.skipped_iterations == 17
+    loss = dict(zip(log.steps.iterations, log.steps.column("lm loss")))
+    ms = dict(zip(log.steps.iterations, log.steps.column("elapsed time per iteration (ms)")))
+    assert loss[57] is None and loss[115] is None and ms[57] is None
+    assert len(log.steps) == 120 and log.garbled_lines == 0
+
+
+def test_c06_nemo2_logs_complete_with_step_times(tmp_path):
+    """NeMo 2.0 logs: both runs completed 50/50 steps (`Trainer.fit` stopped: `max_steps=50`
+    reached), step time read from `train_step_timing in s` (about 12,410 ms BF16, 9,130 ms
+    FP8), not 'running/truncated' and not blank."""
+    _, runs, _ = make_report(FIELD / "C06", tmp_path)
+    bf16, fp8 = runs["pretrain_llama3_8b_bf16"], runs["pretrain_llama3_8b_fp8"]
+    for run in (bf16, fp8):
+        assert (run["status"], run["reason"]) == ("completed", "completed 50/50")
+        assert (run["iterations_done"], run["iterations_planned"]) == (50, 50)
+    assert bf16["median_iteration_ms"] == pytest.approx(12410, rel=0.01)
+    assert fp8["median_iteration_ms"] == pytest.approx(9130, rel=0.01)
+
+
+def test_c11_a_fresh_launch_appended_to_a_log_is_an_attempt(tmp_path):
+    """train_fp8_tensorwise.log holds two separate launches (appended, the second a fresh
+    start with --fp8-param-gather and --train-iters 50, no checkpoint loaded): the run shown is
+    the last launch, completed 50/50 at about 5,350 ms; the first launch's iterations 51-100
+    (5,600 ms, another recipe) are not merged into it."""
+    text, runs, _ = make_report(FIELD / "C11", tmp_path)
+    run = runs["train_fp8_tensorwise"]
+    assert (run["status"], run["reason"]) == ("completed", "completed 50/50")
+    assert run["iterations_done"] == 50
+    assert run["median_iteration_ms"] == pytest.approx(5350, rel=0.01)
+    assert run["label"] == "FP8 tensorwise +param-gather (hybrid)"
+    assert [(a["iterations_done"], a["log"].endswith("(launch 1 of 2)"))
+            for a in run["attempts"]] == [(100, True), (50, False)]
+    assert any("holds 2 launches" in n for n in run["notes"])
+    assert runs["train_bf16"]["attempts"] == [] or len(runs["train_bf16"]["attempts"]) == 1
+
+
+def test_c14_skypilot_prefixes_do_not_hide_the_arguments_dump(tmp_path):
+    """every line carries SkyPilot's colour-coded node prefix: the arguments dump is still read
+    (labels BF16 and FP8 tensorwise, one shape), both completed 100/100 and FP8 is compared
+    with BF16 (about 1.35x)."""
+    text, runs, data = make_report(FIELD / "C14", tmp_path)
+    bf16, fp8 = runs["sky_llama8b_bf16"], runs["sky_llama8b_fp8"]
+    assert bf16["label"] == "BF16" and fp8["label"].startswith("FP8 tensorwise")
+    assert bf16["status"] == fp8["status"] == "completed"
+    assert fp8["speedup"] == pytest.approx(1.35, abs=0.01)
+    assert "\x1b" not in text and "(head, rank=0" not in text
+
+
+def test_c16_megatron_2023_fp8_hybrid_is_fp8(tmp_path):
+    """Megatron-LM of 2023 turned FP8 on with --fp8-hybrid (dump: fp8_hybrid True, no 'fp8'
+    argument): gpt13b_fp8 is labelled FP8 (hybrid), not BF16, and compared with the BF16
+    baseline gpt13b_bf16 (about 1.42x)."""
+    _, runs, _ = make_report(FIELD / "C16", tmp_path)
+    fp8 = runs["gpt13b_fp8"]
+    assert fp8["label"].startswith("FP8") and "(hybrid)" in fp8["label"]
+    assert fp8["baseline"] == "gpt13b_bf16" and runs["gpt13b_bf16"]["label"] == "BF16"
+    assert fp8["speedup"] == pytest.approx(1.42, abs=0.01)
+
+
+def test_every_field_report_folder_at_once_without_internal_errors(tmp_path, capsys):
+    """All the handed situations in one report: every run gets a status, none an internal
+    error or an unparseable log."""
+    assert report.main([str(FIELD), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert "internal error" not in out.err + out.out and "Traceback" not in out.err
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert len(data["runs"]) >= 15
+    assert not [r["name"] for r in data["runs"] if "cannot parse" in (r["reason"] or "")]
 
 
 # --- attempts ----------------------------------------------------------------------------------

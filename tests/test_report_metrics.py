@@ -364,9 +364,11 @@ def test_the_iterations_a_profiler_slowed_are_not_timed(tmp_path, log_interval):
         {k: str(v) for k, v in args.items()}))
     slowed = [it for it, keep, r in zip(iters, mask, rows) if r != 1000.0]
     assert slowed and not any(keep for it, keep, r in zip(iters, mask, rows) if r != 1000.0)
-    # Only rows covering iterations 20-21 are dropped, besides the warm-up.
-    assert [it for it, keep in zip(iters, mask) if not keep] == iters[:3] + [
-        it for it in iters[3:] if it - log_interval < 21 and it >= 20]
+    # Only rows covering iterations 20-21 are dropped, besides the warm-up (the rows that
+    # cover any of the first 3 iterations: warm-up counts iterations, not lines).
+    warm = [it for it in iters if it - log_interval < 3]
+    assert [it for it, keep in zip(iters, mask) if not keep] == warm + [
+        it for it in iters[len(warm):] if it - log_interval < 21 and it >= 20]
     # Without --profile in the arguments nothing else is dropped.
     assert metrics.profiled_span({"profile": "False", "profile_step_start": "20",
                                   "profile_step_end": "21"}) is None
@@ -494,3 +496,16 @@ def test_a_profiled_launch_of_another_setup_lends_no_breakdown(tmp_path):
     dots = "  micro_batch_size ................................ "
     text, _ = _profiled_and_repeat(tmp_path, lambda t: t.replace(dots + "1", dots + "2"))
     assert "### Where the step time goes" not in text
+
+
+@pytest.mark.parametrize("log_interval, warmup, timed", [(1, 3, 37), (20, 3, 1), (10, 10, 3),
+                                                         (10, 11, 2), (5, 0, 8)])
+def test_warmup_counts_iterations_not_lines(log_interval, warmup, timed):
+    """--log-interval N: each line's time is already per iteration; warm-up drops the lines
+    that cover any of the first `warmup` iterations, and the count says how many iterations
+    the median rests on (lines x interval)."""
+    iters = list(range(log_interval, 40 + 1, log_interval))
+    mask = metrics.timed_mask(iters, [], warmup, None, None, log_interval)
+    assert sum(mask) == timed
+    assert metrics.timed_iteration_count(mask, log_interval,
+                                         [1000.0] * len(iters)) == timed * log_interval

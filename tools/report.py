@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--title", default=DEFAULT_TITLE,
                     help=f"report title (default: {DEFAULT_TITLE})")
     ap.add_argument("--warmup", type=int, default=3, metavar="N",
-                    help="logged iterations left out of timing at the start and after each "
-                         "restart (default: 3)")
+                    help="iterations left out of timing at the start and after each restart; "
+                         "with --log-interval N the lines that log them (default: 3)")
     ap.add_argument("--manifest", metavar="PATH",
                     help="experiments/generated/<matrix>.manifest.json, for labels and GPUs")
     ap.add_argument("--reference", metavar="YAML",

@@ -35,7 +35,7 @@ from typing import Any, Optional
 
 from . import logvocab as V
 from . import status as S
-from .logvocab import arg_int
+from .logvocab import arg_int, arg_value
 
 
 @dataclass
@@ -80,6 +80,9 @@ def find_status(buf: bytes, seg_start: int, steps: Any, segments: list, planned:
     _, last_at = last_iteration_before(buf, len(buf), seg_start)
     tail = max(seg_start, last_at - (64 << 10))
     status = _ending(buf, seg_start, tail, tracebacks, last_it, planned, args)
+    if last_it is None and (where := iterations_elsewhere(args)):
+        status.reason += f"; {where}"
+        status.notes.append(where)
     div = _divergence(buf, steps, tail, args)
     if div is not None:
         at, what = div
@@ -88,6 +91,22 @@ def find_status(buf: bytes, seg_start: int, steps: Any, segments: list, planned:
         status = Status(S.DIVERGED, f"{what}; the log then says {then}", last_it, planned,
                         status.phase, status.exception, status.context, at, status.notes)
     return status, earlier
+
+
+def iterations_elsewhere(args: dict) -> str:
+    """Where a log without iteration lines has them, '' when it should have them itself.
+
+    Megatron prints the iteration line with `print_rank_last` (every release since 2021): on
+    the last rank, which with pipeline parallelism is on the last pipeline stage; the rank-0
+    log of such a run holds the arguments dump and the end markers but no iteration line."""
+    pp = arg_int(args, "pipeline_model_parallel_size")
+    if not pp or pp <= 1:
+        return ""
+    world = arg_int(args, "world_size")
+    rank = f" (global rank {world - 1})" if world else ""
+    return (f"no iteration lines in this log: with --pipeline-model-parallel-size {pp} "
+            f"Megatron prints them on the last pipeline rank{rank}, whose output is another "
+            "file")
 
 
 # --- the ending ----------------------------------------------------------------------------
@@ -126,6 +145,9 @@ def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args,
         return f"{last_it if last_it is not None else 0}/{planned or '?'}"
 
     def completed(notes: Optional[list] = None) -> Status:
+        if last_it is None:
+            return ended(S.COMPLETED, f"training done (`{V.DONE_STR}`), no iteration line "
+                         "in this log", notes)
         if planned is None or all_done:
             return ended(S.COMPLETED, f"completed {last_it}/{planned}" if planned
                          else "completed", notes)
@@ -192,6 +214,14 @@ def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args,
         at, line = fatal
         return crashed(line, at, line, _lines_before(buf, at, 8) + [line])
 
+    # 4b. The host's OOM killer (Slurm's oom_kill lines, the kernel's): a SIGKILL with a cause.
+    host_oom = _last(V.HOST_OOM.finditer(buf, tail))
+    if host_oom is not None:
+        at, line = _line_at(buf, host_oom.start())
+        text = V.strip_prefixes(line).strip()
+        return crashed(f"host memory exhausted, killed by the OOM killer ({text})", at, "",
+                       _lines_before(buf, at, 8) + [line])
+
     # 5. The launcher.
     child = buf.find(V.CHILD_FAILED, tail)
     if child >= 0:
@@ -201,6 +231,9 @@ def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args,
         detail = f"exitcode {code.group(1).decode()}" if code else "worker failed"
         if sig:
             detail += f", {sig.group(2).decode()}"
+        if code and code.group(1) == b"-9":
+            detail += ("; SIGKILL is often the host's OOM killer, but the log has no "
+                       "oom_kill line")
         at, line = _line_at(buf, elastic.start() if elastic else child)
         bare = _bare_exception(buf, seg_start, at)
         reason = (f"{bare} (torchrun ChildFailedError, {detail})" if bare else
@@ -216,6 +249,15 @@ def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args,
     if bare_at is not None:
         at, text = bare_at
         return crashed(text, at, text, _lines_before(buf, at, 8) + [text])
+
+    # 6b. A launch that failed before Megatron ran (no torch, no launcher, an import).
+    if last_it is None:
+        failed = _last(V.STARTUP_FAILURE.finditer(buf, seg_start))
+        if failed is not None:
+            text = V.strip_prefixes(failed.group(1).decode("utf-8", "replace")).strip()
+            at = failed.start()
+            return crashed(f"the launch failed before training: {text}", at, text,
+                           _lines_before(buf, at, 8) + [text])
 
     # 7. The log just stops.
     if not re.search(rb"\S", buf):
@@ -289,8 +331,11 @@ def _divergence(buf: bytes, steps: Any, tail: int, args: dict):
         present = [i for i, v in enumerate(loss) if v is not None]
         if present:
             first_ok = present[0]
+            # A skipped step (fp16 overflow) has no loss by design: not a NaN left out.
+            skipped = steps.column(V.SKIPPED_ITERS)
             bad = [i for i, v in enumerate(loss)
-                   if (v is None and i > first_ok) or (v is not None and not math.isfinite(v))]
+                   if (v is None and i > first_ok and not (skipped[i] or 0) > 0)
+                   or (v is not None and not math.isfinite(v))]
             if bad:
                 missing = all(loss[i] is None for i in bad)
                 how = "missing (NaN)" if missing else "non-finite"
@@ -304,19 +349,9 @@ def _divergence(buf: bytes, steps: Any, tail: int, args: dict):
         if bad:
             found.append((its[bad[0]], f"{key} {_spell(col[bad[0]])} from iteration "
                           f"{its[bad[0]]} ({len(bad)} of {n} logged iterations)"))
-    scale = steps.column(V.LOSS_SCALE)
-    values = scale if _clean(scale) else [v for v in scale if v is not None and math.isfinite(v)]
-    if values and (min(values) <= 0 < max(values)
-                   or (max(values) > 1 and min(values) <= max(values) / 2**10)):
-        top = None
-        for i, v in enumerate(scale):
-            if v is None or not math.isfinite(v):
-                continue
-            if top is not None and (v <= 0 < top or (top > 1 and v <= top / 2**10)):
-                found.append((its[i], f"{V.LOSS_SCALE} collapsed from {top:g} to {v:g} by "
-                              f"iteration {its[i]}"))
-                break
-            top = v if top is None else max(top, v)
+    collapse = _scale_collapse(steps, args)
+    if collapse is not None:
+        found.append(collapse)
     nan_iters = steps.column(V.NAN_ITERS)
     counted = nan_iters if _clean(nan_iters) else [v for v in nan_iters if v is not None]
     if counted and max(counted) > 0:
@@ -349,6 +384,45 @@ def _divergence(buf: bytes, steps: Any, tail: int, args: dict):
         return None
     found.sort(key=lambda f: (f[0] is None, f[0] if f[0] is not None else 0))
     return found[0][0], "; ".join(text for _, text in found[:2])
+
+
+def _scale_collapse(steps: Any, args: dict):
+    """(iteration, why) when the dynamic loss scale collapsed, else None.
+
+    The fp16 scaler halves its scale on every overflow and skips that step; at start-up it
+    searches down from --initial-loss-scale (2^32) and that is healthy. It has collapsed only
+    when it reaches its minimum (--min-loss-scale, default 1.0) from above, or when it keeps
+    falling while every step is skipped up to the end of the log (at least 3 lines, after a
+    real step: training no longer moves)."""
+    scale = steps.column(V.LOSS_SCALE)
+    skipped = steps.column(V.SKIPPED_ITERS)
+    its = steps.iterations
+    floor = arg_value(args, "min_loss_scale")
+    floor = float(floor) if isinstance(floor, (int, float)) and not isinstance(floor, bool) \
+        else 1.0
+    top = None
+    for i, v in enumerate(scale):
+        if v is None or not math.isfinite(v):
+            continue
+        if top is not None and (v <= 0 < top or v <= floor < top):
+            return its[i], (f"{V.LOSS_SCALE} collapsed from {top:g} to {v:g} (its minimum "
+                            f"is {floor:g}) by iteration {its[i]}")
+        top = v if top is None else max(top, v)
+    # A trailing run of fully skipped lines whose scale keeps falling.
+    run = 0
+    for i in range(len(scale) - 1, -1, -1):
+        if not ((skipped[i] or 0) > 0 and scale[i] is not None):
+            break
+        if i + 1 < len(scale) and run and not scale[i] > scale[i + 1]:
+            break
+        run += 1
+    start = len(scale) - run
+    real_before = any((skipped[j] or 0) == 0 for j in range(start))
+    if run >= 3 and real_before:
+        return its[start], (f"{V.LOSS_SCALE} kept falling from {scale[start]:g} to "
+                            f"{scale[-1]:g} with every step skipped from iteration "
+                            f"{its[start]} on")
+    return None
 
 
 def _spell(v: float) -> str:

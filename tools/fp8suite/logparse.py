@@ -56,7 +56,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
+from . import logformats
 from . import logvocab as V
+from . import status as S
 from .logvocab import FAST_KEYS, arg_int, arg_value  # noqa: F401  (re-exported)
 from .endstatus import Status, find_status, last_iteration_before
 from .status import LOG_STATUSES as STATUSES  # noqa: F401  (re-exported)
@@ -84,6 +86,8 @@ class Steps:
         # until first asked for (`column` converts them once).
         self._columns: dict = columns or {}
         self._raw: set = set()
+        # Compact (streamed) columns: key -> row indices that did not log the key (NaN there).
+        self._missing: dict = {}
         # First iteration of the log and of each restart (where a warm-up starts again).
         self.segment_starts: list = self.iterations[:1]
 
@@ -95,10 +99,17 @@ class Steps:
         return list(self._columns)
 
     def column(self, key: str) -> list:
-        """One float or None per row for `key`."""
+        """One float or None per row for `key` (a streamed log's column without missing rows
+        is an `array('d')`: indexing, iteration, slices and sums work alike)."""
         if key in self._raw:
             self._columns[key] = _to_floats(self._columns[key])
             self._raw.discard(key)
+        missing = self._missing.get(key)
+        if missing:  # a compact column with rows that did not log the key: None there
+            values = self._columns[key].tolist()
+            for i in missing:
+                values[i] = None
+            return values
         return self._columns.get(key) or [None] * len(self.iterations)
 
     @property
@@ -112,6 +123,8 @@ class Steps:
     def timestamp(self, i: int) -> Optional[str]:
         """The iteration line's timestamp text, or None (older Megatron prints none)."""
         ts = self._timestamps[i]
+        if isinstance(ts, float):  # compact: POSIX seconds of a naive local timestamp
+            return datetime.fromtimestamp(ts).isoformat(" ") if math.isfinite(ts) else None
         return ts.decode("ascii", "replace") if isinstance(ts, bytes) else ts
 
 
@@ -166,6 +179,15 @@ class ParsedLog:
     # Transformer Engine's attention backends as it named them (NVTE_DEBUG=1), distinct, in file
     # order: [(backend, detail)], e.g. [("FusedAttention", "2")]; [] when the log does not say.
     attention_backends: list = field(default_factory=list)
+    # Where the log comes from (`logformats`): "megatron-core", "Megatron-LM 2022-2023",
+    # "NeMo 2.0 (Lightning)", ..., "unknown".
+    log_format: str = ""
+    # Earlier launches in the same file that started afresh (no checkpoint loaded), each parsed
+    # on its own, oldest first: attempts of the run, never merged into this log's steps.
+    earlier_launches: list = field(default_factory=list)
+    # Iterations the fp16 loss scaler skipped (`number of skipped iterations`): no loss and no
+    # time sample for them.
+    skipped_iterations: int = 0
 
     @property
     def nonfinite(self) -> dict:
@@ -176,8 +198,15 @@ class ParsedLog:
 # --- entry points --------------------------------------------------------------------------
 
 
+# `logstream.read_log` reads files up to this size whole (`parse_log`) and streams larger
+# ones in blocks of `STREAM_BLOCK` bytes, keeping only compact per-iteration rows.
+STREAM_MIN_BYTES = 64 << 20
+STREAM_BLOCK = 8 << 20
+
+
 def read_log(path) -> ParsedLog:
-    """Read a log file as bytes and parse it (I/O errors propagate to the caller)."""
+    """Read a log file whole and parse it (I/O errors propagate to the caller). For a file
+    that may be large use `logstream.read_log`, which never reads it whole."""
     with open(path, "rb") as f:
         return parse_log(f.read())
 
@@ -195,16 +224,57 @@ def parse_log(data: bytes) -> ParsedLog:
             gc.enable()
 
 
-def _parse(buf: bytes) -> ParsedLog:
-    if b"\r" in buf:  # CRLF and CR-only line ends are line ends (two C-speed passes)
+def parse_launch(data: bytes) -> ParsedLog:
+    """Parse a log as one launch: every arguments dump and restart in it is a segment of one
+    run, the last occurrence of each iteration kept (what `parse_log` does for each launch
+    that started afresh). Never raises on content."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_launch(_in_megatron_lines(data))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _in_megatron_lines(buf: bytes) -> bytes:
+    """CRLF and CR-only line ends as LF (two C-speed passes), a NeMo 2.0 log's step and end
+    lines in megatron-core's words (`logformats.to_megatron`)."""
+    if b"\r" in buf:
         buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if logformats.detect(buf, {}) is logformats.NEMO2:
+        buf = logformats.to_megatron(buf)
+    return buf
+
+
+def _parse(buf: bytes) -> ParsedLog:
+    buf = _in_megatron_lines(buf)
+    starts = fresh_launches(buf)
+    if len(starts) > 1:
+        # Launches that share one file: each fresh one is a launch of its own (an attempt),
+        # never merged with the others; the last is the log's.
+        bounds = starts + [len(buf)]
+        earlier = [_parse_launch(buf[a:b]) for a, b in zip(bounds, bounds[1:-1])]
+        log = _parse_launch(buf[starts[-1]:])
+        log.earlier_launches = earlier
+        log.size_bytes = len(buf)
+        return log
+    return _parse_launch(buf)
+
+
+def _parse_launch(buf: bytes) -> ParsedLog:
     scan, rows = _read_lines(buf)
     dumps = scan.dumps
     args = _parse_args(buf, dumps[-1]) if dumps else {}
-    steps, segments, repeated = _build_steps(rows, arg_int(args, "log_interval"))
+    era = logformats.detect(buf, args)
+    args = logformats.in_core_words(args)
+    interval = arg_int(args, "log_interval")
+    _drop_skipped(rows, interval)
+    steps, segments, repeated = _build_steps(rows, interval)
     planned = _planned_iterations(buf, args)
     seg_start = dumps[-1] if dumps else 0
     status, earlier = find_status(buf, seg_start, steps, segments, planned, args)
+    status = placed_status(status, era, buf)
     return ParsedLog(
         size_bytes=len(buf),
         steps=steps,
@@ -221,7 +291,81 @@ def _parse(buf: bytes) -> ParsedLog:
         checkpoint_loads=scan.checkpoint_loads,
         checkpoint_saves=scan.checkpoint_saves,
         attention_backends=_attention_backends(buf),
+        log_format=era.name,
+        skipped_iterations=rows.skipped,
     )
+
+
+def placed_status(status: Status, era, head: bytes) -> Status:
+    """The status as the log's era backs it: an unplaceable log with nothing recognised says
+    so ("format not recognised: looks like X"), and an era that prints no end marker
+    (Megatron-LM v1.x) completed when its last iteration line reached the planned count."""
+    if era is logformats.UNKNOWN and status.name == S.TRUNCATED \
+            and status.last_iteration is None and status.reason == "no Megatron output recognised":
+        return Status(S.UNREADABLE, "format not recognised: looks like "
+                      + logformats.looks_like(head or b"\0"))
+    if logformats.ends_without_marker(era) and status.name == S.TRUNCATED \
+            and status.last_iteration is not None and status.planned_iterations \
+            and status.last_iteration >= status.planned_iterations:
+        return Status(S.COMPLETED, f"completed {status.last_iteration}/"
+                      f"{status.planned_iterations} ({era.name} prints no end marker: its last "
+                      "iteration was reached)", status.last_iteration,
+                      status.planned_iterations, notes=status.notes)
+    return status
+
+
+def fresh_launches(buf: bytes) -> list:
+    """Line offsets of the launches in one file that start afresh: the start (0) and every
+    arguments dump after the first whose first iteration line is within its first log interval (iteration 1
+    with --log-interval 1) with no `successfully loaded checkpoint` between the dump and that
+    line. A launch that loaded a checkpoint continues the one before it (a resume) and is not
+    listed; nor is a launch with no iteration line."""
+    dumps = _dump_offsets(buf, 0, len(buf))
+    out = [0]
+    for k, d in enumerate(dumps):
+        if k == 0:  # the first launch: from the start of the file, its dump included
+            continue
+        stop = dumps[k + 1] if k + 1 < len(dumps) else len(buf)
+        if starts_afresh(buf, d, stop):
+            out.append(d)
+    return out
+
+
+def starts_afresh(buf: bytes, dump: int, stop: int) -> bool:
+    """Whether the launch whose arguments dump starts at line offset `dump` (its text up to
+    `stop`) started afresh: its first iteration line is within its first log interval and no
+    checkpoint was loaded before it (`fresh_launches`)."""
+    first = V.ANCHOR.search(buf, dump, stop)
+    if first is None or buf.find(V.CKPT_LOADED_LITERAL, dump, first.start()) >= 0:
+        return False
+    interval = arg_int(_parse_args(buf, dump), "log_interval") or 1
+    return int(first.group(1)) <= max(interval, 1)
+
+
+def _drop_skipped(rows: "_Columns", log_interval: Optional[int]) -> None:
+    """Skipped steps are no steps: on a line whose `number of skipped iterations` covers all
+    the iterations it logs (the fp16 loss scaler skipped them: an overflow), the loss and the
+    iteration time are no samples (None). megatron-core >= 0.17 prints `lm loss:
+    0.000000E+00` on such a line, older releases leave the loss out. Counts them in
+    `rows.skipped`."""
+    col = rows.columns.get(V.SKIPPED_ITERS)
+    rows.skipped = 0
+    if col is None:
+        return
+    if V.SKIPPED_ITERS in rows.raw:
+        rows.columns[V.SKIPPED_ITERS] = col = _to_floats(col)
+        rows.raw.discard(V.SKIPPED_ITERS)
+    interval = log_interval if log_interval and log_interval > 0 else 1
+    its = rows.iterations
+    for i, n in enumerate(col):
+        if n is None or n <= 0:
+            continue
+        covered = its[i] - its[i - 1] if i and its[i] > its[i - 1] else interval
+        rows.skipped += int(min(n, covered))
+        if n >= covered:
+            for key in (V.LOSS, V.ITER_MS, V.GRAD_NORM):
+                if key in rows.columns:
+                    rows.set_missing(key, i)
 
 
 def _attention_backends(buf: bytes) -> list:
@@ -633,12 +777,14 @@ def _scan_range(buf: bytes, cuts: list, lo: int, hi: int):
 
 def _count_anchors(buf: bytes, start: int, end: int, timestamped: bool) -> int:
     """The ` iteration N/M |` anchors in buf[start:end], counted at C speed in one pass:
-    `] iteration ` for timestamped lines, a line starting ` iteration ` otherwise. A count
+    `] iteration ` for timestamped lines, every ` iteration N/M |` anchor otherwise. A count
     that differs from the layout's rows (another phrase, a prefixed or glued line) sends the
     chunk through the anchor-by-anchor walk, which is exact."""
     if timestamped:
         return buf.count(b"] iteration ", start, end)
-    return buf.count(b"\n iteration ", max(start - 1, 0), end)
+    # Lines without a timestamp may carry a launcher prefix before " iteration" (older
+    # releases under torchrun --tee): every anchor counts, wherever it starts.
+    return len(V.ANCHOR_COUNT.findall(buf, start, end))
 
 
 # The layout's regex runs over pieces of a chunk of about this many bytes (cut at line ends):
@@ -744,11 +890,13 @@ def _walk_anchors(buf: bytes, start: int, end: int, layout: _Layout, rows: list,
 
 def _fits(keys: tuple, layout_keys: tuple) -> bool:
     """Whether a line's keys can be the layout's line: the keys they share in the same order,
-    and none of the layout's keys missing but losses (Megatron leaves out a NaN loss)."""
+    and none of the layout's keys missing but losses (Megatron leaves out a NaN loss) and, on
+    a line that logs skipped iterations, the gradient's (a skipped step has none)."""
     have, known = set(keys), set(layout_keys)
     if [k for k in keys if k in known] != [k for k in layout_keys if k in have]:
         return False
-    return all(k in have or V.is_loss_key(k) for k in layout_keys)
+    optional = V.SKIPPED_STEP_KEYS if V.SKIPPED_ITERS in have else ()
+    return all(k in have or V.is_loss_key(k) or k in optional for k in layout_keys)
 
 
 def _parse_general(buf: bytes, m: re.Match):
@@ -809,7 +957,15 @@ class _Columns:
         self.columns: dict = {}  # key -> list, first-seen order
         self.raw: set = set()
         self.new_launch: list = []  # row indices where a part of a later launch begins
+        self.skipped = 0  # iterations the loss scaler skipped (`_drop_skipped`)
         self._launch = None
+
+    def set_missing(self, key: str, i: int) -> None:
+        """Row i did not log `key` (None)."""
+        if key in self.raw:
+            self.columns[key] = _to_floats(self.columns[key])
+            self.raw.discard(key)
+        self.columns[key][i] = None
 
     def add(self, parts: list) -> None:
         columns = self.columns
@@ -861,7 +1017,11 @@ def _build_steps(parts, log_interval: Optional[int]):
                          log_interval)
 
     repeated = 0
+    missing = dict(getattr(parts, "missing", None) or {})  # a streamed log's compact columns
     if not ascending:
+        if missing:
+            columns = {k: _with_none(col, missing.get(k, ())) for k, col in columns.items()}
+            missing = {}
         last = {it: i for i, it in enumerate(iterations)}
         keep = [last[it] for it in sorted(last)]
         repeated = len(iterations) - len(keep)
@@ -870,12 +1030,23 @@ def _build_steps(parts, log_interval: Optional[int]):
         columns = {k: [col[i] for i in keep] for k, col in columns.items()}
     steps = Steps(iterations, timestamps, columns)
     steps._raw = raw
-    steps.segment_starts = iterations[:1] + sorted(
+    steps._missing = missing
+    steps.segment_starts = list(iterations[:1]) + sorted(
         {s.first_iteration for s in segments[1:]} - set(iterations[:1]))
     return steps, segments, repeated
 
 
+def _with_none(col, rows) -> list:
+    """A compact column as a list, None at `rows`."""
+    out = list(col)
+    for i in rows:
+        out[i] = None
+    return out
+
+
 def _seconds(ts) -> Optional[float]:
+    if isinstance(ts, float):  # a streamed log's compact timestamps: POSIX seconds, NaN = none
+        return ts if math.isfinite(ts) else None
     if not ts:
         return None
     try:
@@ -944,6 +1115,9 @@ def _summed_seconds(its: list, ms: list, interval: int) -> float:
         if lengths is None:
             lengths = [interval] * len(its)
         summed = math.fsum(v * n for v, n in zip(ms, lengths)
+                           if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
+    if isinstance(ms, array) and math.isnan(summed):  # a streamed log's missing rows (NaN)
+        summed = math.fsum(v * n for v, n in zip(ms, lengths or itertools.repeat(interval))
                            if v is not None and math.isfinite(v) and abs(v) < 1e15) / 1000
     return summed if math.isfinite(summed) else 0.0
 

@@ -27,7 +27,7 @@ import stat
 from pathlib import Path
 from typing import Optional
 
-from . import logparse
+from . import logstream
 from . import logvocab as V
 from . import status as S
 
@@ -139,7 +139,7 @@ class LogTail:
     def failure(self) -> str:
         """One line on why training failed, from the whole log; '' when the log does not say."""
         try:
-            status = logparse.read_log(self.path).status
+            status = logstream.read_log(self.path).status
         except OSError:
             return ""
         if status.name not in (S.CRASHED, S.DIVERGED):
@@ -152,7 +152,7 @@ class LogTail:
         """The queue's run state for how the whole log ended (status.RUN_STATE), None when
         the log cannot be read."""
         try:
-            return S.run_state(logparse.read_log(self.path).status.name)
+            return S.run_state(logstream.read_log(self.path).status.name)
         except OSError:
             return None
 

@@ -33,6 +33,8 @@ NUM_ZEROS = "num zeros"
 PARAMS_NORM = "params norm"
 SKIPPED_ITERS = "number of skipped iterations"
 NAN_ITERS = "number of nan iterations"
+# Keys training_log() leaves out on a step the fp16 loss scaler skipped (grad norm is None).
+SKIPPED_STEP_KEYS = ("grad norm", "num zeros")
 VAL_LOSS = "lm loss value"  # in "validation loss at iteration N | lm loss value: ... |"
 
 # Megatron-Core 0.19's field order with --log-throughput: the common layout, matched fastest.
@@ -64,33 +66,48 @@ LOOSE_NUM = rb"[-+.0-9eEaAfFiInNtTyY]+"
 
 # --- launcher prefixes -------------------------------------------------------------------------
 
-# torchrun --tee adds "[default3]:" (its role name and local rank), PyTorch "[rank3]: " (often
-# stacked on it), `srun -l` a right-aligned task label (" 5: ", "15: "). Any number of them, in
-# any order, may precede a line.
-PREFIX = rb"(?:\[[A-Za-z_][A-Za-z_-]*\d+\]: ?| *\d+: )"
-_PREFIX_STR = re.compile(r"^(?:\[[A-Za-z_][A-Za-z_-]*\d+\]: ?| *\d+: )+")
-# The c10 / glog header of C++ and torch.distributed.elastic messages, with or without its
-# brackets; the month is not zero-padded in every build: "[E302 09:10:00.153 ...] ",
-# "E0302 09:02:10.000000 4200 torch/distributed/elastic/...:874] ".
-_C10_HEADER = re.compile(r"^\[?[EWIF]\d{3,4} \d\d:\d\d:\d\d(?:\.\d+)?(?: [^\]]*)?\] ?")
+# What launchers, loggers and log collectors put before Megatron's own text, as a grammar of
+# prefix kinds (data: a new launcher is one more entry). Any run of them, stacked in any order,
+# is removed from the start of a line before the line is read (the arguments dump, crash
+# reasons, end markers). ANSI colour codes are removed anywhere in the line first.
+PREFIX_KINDS = {
+    # torchrun --tee "[default3]:", PyTorch "[rank3]: " (often stacked on it).
+    "torchrun": r"\[[A-Za-z_][A-Za-z_-]*\d+\]: ?",
+    # `srun -l`: a right-aligned task label (" 5: ", "15: ").
+    "srun -l": r" *\d+: ",
+    # SkyPilot / Ray: "(head, rank=0, pid=5121) ", "(worker1, rank=1, pid=4377, ip=10.0.1.12) ".
+    "skypilot": r"\((?:[\w.-]+)(?:, [\w.-]+=[^,()\s]*)+\) ?",
+    # kubectl logs --timestamps, docker logs -t, journald: RFC 3339 "2026-04-19T06:00:24.686010123Z ".
+    "rfc3339": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)? ",
+    # Python logging / tee-with-date: "2026-04-19 06:00:24,123 ", "2026-04-19 06:00:24.123 - INFO - ".
+    "logger time": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?(?:-|\|) ?[A-Z]+ ?(?:-|\|))? ",
+    # kubectl --prefix / stern: "[pod/trainer-0/pytorch] ".
+    "kubernetes": r"\[pod/[^\]\s]+\] ",
+    # The c10 / glog header of C++ and torch.distributed.elastic messages, with or without its
+    # brackets; the month is not zero-padded in every build: "[E302 09:10:00.153 ...] ",
+    # "E0302 09:02:10.000000 4200 torch/distributed/elastic/...:874] ".
+    "c10": r"\[?[EWIF]\d{3,4} \d\d:\d\d:\d\d(?:\.\d+)?(?: [^\]]*)?\] ?",
+}
+ANSI = r"\x1b\[[0-9;?]*[A-Za-z]"
+_ANSI_STR = re.compile(ANSI)
+# One launcher prefix as bytes, for patterns over whole logs (the c10 header excluded: it is
+# read separately there).
+PREFIX = ("(?:" + "|".join(v for k, v in PREFIX_KINDS.items() if k != "c10")
+          + "|" + ANSI + ")").encode()
+_PREFIX_STR = re.compile("^(?:" + "|".join(PREFIX_KINDS.values()) + ")+")
 
 
 def strip_prefixes(line: str) -> str:
-    """The line without launcher prefixes (any depth) and without a c10 log header."""
+    """The line without ANSI colour codes and without launcher / logger prefixes (any kind of
+    `PREFIX_KINDS`, any depth, stacked in any order)."""
+    if "\x1b" in line:
+        line = _ANSI_STR.sub("", line)
     m = _PREFIX_STR.match(line)
-    if m:
-        line = line[m.end():]
-    h = _C10_HEADER.match(line)
-    if h:
-        line = line[h.end():]
-        m = _PREFIX_STR.match(line)
-        if m:
-            line = line[m.end():]
-    return line
+    return line[m.end():] if m else line
 
 
 def prefix_of(line: str) -> str:
-    """The launcher prefixes a line starts with ('' when none)."""
+    """The launcher prefixes a line starts with ('' when none; ANSI codes kept)."""
     m = _PREFIX_STR.match(line)
     return m.group(0) if m else ""
 
@@ -128,9 +145,13 @@ MEMORY_GB_KEYS = {"mem-max-allocated-gigabytes": "max allocated",
 MAX_ALLOCATED = "max allocated"
 MAX_RESERVED = "max reserved"
 
-ARGS_BEGIN = b"------------------------ arguments ------------------------"
-ARGS_END = b"-------------------- end of arguments ---------------------"
-# `  name ..... value`; names of 48+ characters get no dots. Read after prefixes are stripped.
+# The dump's header and footer, in the words every release shares: megatron-core prints
+# "------------------------ arguments ------------------------" (24 dashes), Megatron-LM v1.x
+# "-------------------- arguments --------------------" (20); the footer "... end of arguments ...".
+ARGS_BEGIN = b"- arguments -"
+ARGS_END = b"- end of arguments -"
+# `  name ..... value`; names of 48+ characters get no dots (v1.x pads to 32). Read after
+# prefixes are stripped.
 ARG_LINE = re.compile(r"^[ \t]*(\w+) +(?:\.+ ?)?(.*?)[ \t\r]*$")
 
 # --- how training ends -------------------------------------------------------------------------
@@ -156,6 +177,21 @@ SLURM_NODE_FAIL = re.compile(rb"srun: error: Node failure on (\S+)|NODE_FAIL")
 SRUN_TASK_FAILED = re.compile(
     rb"^srun: error: (\S+): tasks? ([\d,-]+): (Exited with exit code [1-9]\d*|Killed|Segmentation fault)",
     re.M)
+
+# The host's OOM killer as Slurm and the kernel report it: slurmstepd "Detected 1 oom_kill
+# event in StepId=812345.0. Some of the step tasks have been OOM Killed.", "error: ... task 0:
+# Out Of Memory", srun's "task 0: Out Of Memory", dmesg's "Out of memory: Killed process 4321
+# (python)" / "oom-kill:".
+HOST_OOM = re.compile(
+    rb"Detected \d+ oom[-_]kill events?[^\n]*|Some of (?:your processes|the step tasks) "
+    rb"(?:may )?ha(?:ve|s) been OOM Killed[^\n]*|task \d+: Out Of Memory[^\n]*"
+    rb"|Out of memory: Kill(?:ed)? process[^\n]*|oom-kill:[^\n]*")
+# A launch that failed before Python ran Megatron: the interpreter has no torch (`python -m
+# torch.distributed.run` prints "/usr/bin/python3: No module named torch" with no traceback),
+# the launcher is missing ("torchrun: command not found"), or an import failed.
+STARTUP_FAILURE = re.compile(
+    rb"^(?:[^\n]*?: )?(No module named '?[\w.]+'?|[\w./-]+: (?:command not found|No such file "
+    rb"or directory)|ImportError: [^\n]+|cannot import name [^\n]+)[ \t]*$", re.M)
 
 TRACEBACK = b"Traceback (most recent call last):"
 # "ValueError: msg", "torch.OutOfMemoryError: msg", "KeyboardInterrupt". The class name must

@@ -23,7 +23,7 @@ HOW_TO_READ = """\
 cancelled, running/truncated, unreadable) and why. A diverged, crashed or unreadable run gets \
 no speedup, loss gap or time to target.
 - *itr time* (lower is faster): median `{iter_ms}`, leaving out the first \
-{warmup} logged iterations (also after each restart), the iteration right after an \
+{warmup} iterations (the lines that log them; also after each restart), the iteration right after an \
 evaluation or checkpoint save, and the iterations a profiler slowed (`--profile-step-start` to \
 `--profile-step-end`, the end included: the trace is exported as it starts). *Speedup* (above 1 is faster) = baseline itr time / run itr \
 time. A run launched more than once is shown by its latest completed launch. When the \

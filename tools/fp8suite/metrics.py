@@ -2,8 +2,9 @@
 
 Definitions (the report's "How to read this" repeats them):
 
-* Timed iterations: the logged iterations minus the first `warmup` of the log and of each
-  restart, minus the iteration right after each evaluation / checkpoint-save boundary (its
+* Timed iterations: the logged iterations minus those that cover any of the first `warmup`
+  iterations of the log and of each restart (iterations, not lines: a line logs
+  --log-interval iterations), minus the iteration right after each evaluation / checkpoint-save boundary (its
   interval can hold the evaluation or save), minus the iterations a profiler slowed (Megatron's
   --profile-step-start to --profile-step-end, the end included: PyTorch's profiler exports its
   trace as that iteration starts), minus non-finite times.
@@ -27,6 +28,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from array import array
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Optional
@@ -147,17 +151,51 @@ def smoothing_window(n_finite: int) -> int:
     return min(n_finite, max(5, math.ceil(n_finite / 10)))
 
 
-def smoothed(iterations: list, losses: list, window: int) -> list:
+class Curve(Sequence):
+    """(iteration, value) points kept as two arrays, 16 bytes a point (a list of tuples takes
+    about 100): a log of millions of iterations has a curve of millions of points. Reads as a
+    sequence of (iteration, value) tuples and compares equal to a list of them."""
+
+    def __init__(self):
+        self.iterations = array("q")
+        self.values = array("d")
+
+    def append(self, point: tuple) -> None:
+        try:
+            self.iterations.append(point[0])
+        except TypeError:  # x values that are no integers (a plot's seconds): kept as they are
+            self.iterations = list(self.iterations)
+            self.iterations.append(point[0])
+        self.values.append(point[1])
+
+    def __len__(self) -> int:
+        return len(self.iterations)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return list(zip(self.iterations[i], self.values[i]))
+        return self.iterations[i], self.values[i]
+
+    def __iter__(self):
+        return zip(self.iterations, self.values)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+
+def smoothed(iterations: list, losses: list, window: int) -> Curve:
     """(iteration, trailing mean of the last `window` finite losses) once `window` exist."""
-    out, buf, total = [], [], 0.0
+    out, buf, total = Curve(), deque(maxlen=window + 1), 0.0
+    seen = 0
     for it, v in zip(iterations, losses):
         if v is None or not math.isfinite(v):
             continue
         buf.append(v)
+        seen += 1
         total += v
-        if len(buf) > window:
-            total -= buf[-window - 1]
-        if len(buf) >= window > 0:
+        if seen > window:
+            total -= buf[0]  # the value that just left the window
+        if seen >= window > 0:
             out.append((it, total / window))
     return out
 
@@ -194,13 +232,16 @@ def timed_mask(iterations: list, segment_starts: list, warmup: int,
     """True for rows that count for iteration-time medians (see the module docstring);
     `profiled`: the (first, last) iterations a profiler slowed (`profiled_span`)."""
     starts = set(segment_starts)
-    mask, since_start, prev = [], 0, None
+    mask, prev, seg_lo = [], None, 0
     for it in iterations:
-        if it in starts:
-            since_start = 0
-        since_start += 1
         lo = prev if prev is not None else it - (log_interval or 1)
-        keep = since_start > warmup
+        # Warm-up counts iterations, not logged lines (a line logs --log-interval of them):
+        # a row is timed when every iteration it covers comes after the segment's first
+        # `warmup` iterations.
+        row_lo = lo
+        if it in starts or prev is None:
+            row_lo = seg_lo = it - (log_interval or 1)
+        keep = row_lo - seg_lo >= warmup
         for k in (eval_interval, save_interval):
             # The row covers iterations lo+1..it; it follows a boundary b = m*k (m >= 1) when
             # lo <= b < it, i.e. the evaluation/save ran inside this row's interval.
@@ -211,6 +252,15 @@ def timed_mask(iterations: list, segment_starts: list, warmup: int,
         mask.append(keep)
         prev = it
     return mask
+
+
+def timed_iteration_count(mask: list, log_interval: Optional[int], iter_ms: list) -> int:
+    """How many iterations the timed rows (`mask`, with a finite time) cover: each line logs
+    --log-interval iterations (a gap between lines is lines missing, not a longer interval).
+    With --log-interval 1 it is the number of timed rows."""
+    interval = log_interval if log_interval and log_interval > 0 else 1
+    return interval * sum(1 for keep, ms in zip(mask, iter_ms)
+                          if keep and ms is not None and math.isfinite(ms))
 
 
 def _seconds_between(a: Optional[str], b: Optional[str]) -> Optional[float]:
@@ -309,7 +359,8 @@ def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
     args, steps = run.log.args, run.log.steps
     mask = timed_rows(steps, args, warmup)
     times = timed_iter_ms(steps, mask)
-    s.timed_iterations = len(times)
+    s.timed_iterations = timed_iteration_count(mask, arg_int(args, "log_interval"),
+                                               steps.column(ITER_MS))
     if not times:
         return
     s.median_iter_ms = statistics.median(times)

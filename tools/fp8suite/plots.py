@@ -92,8 +92,13 @@ def _write_all(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tup
 
 def _finite_xy(xs: list, ys: list) -> tuple[list, list]:
     # Values beyond 1e300 are as good as infinite for a plot (axis limits overflow).
-    pts = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y) and abs(y) < 1e300]
-    return [p[0] for p in pts], [p[1] for p in pts]
+    # Two lists built directly (no list of pairs): a log of millions of iterations.
+    out_x, out_y = [], []
+    for x, y in zip(xs, ys):
+        if y is not None and math.isfinite(y) and abs(y) < 1e300:
+            out_x.append(x)
+            out_y.append(y)
+    return out_x, out_y
 
 
 def _thin(xs: list, ys: list) -> tuple[list, list]:

@@ -34,17 +34,22 @@ with one line. A log that cannot be read or parsed becomes a run with status "un
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import kernels, nodes, paths, resume
+from . import endstatus, kernels, nodes, paths, resume
+from . import logvocab as V
 from . import status as S
 from .errors import UsageError
+from .logvocab import arg_int
 from .logparse import ParsedLog, Status, Steps, parse_log
+from .logstream import read_log
 
 
 @dataclass
@@ -211,6 +216,19 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
                 notes.append(nodes.stray_note(launches[i].run, launches[i].node))
             elif launches[i].node == 0 and (missing := nodes.missing_nodes_note(sidecar)):
                 notes.append(missing)
+        earlier = log.earlier_launches
+        for k, launch in enumerate(earlier, 1):
+            # A fresh launch appended to the same file (tee -a, --open-mode=append): an
+            # attempt of the run of its own, never merged into the last launch.
+            runs.append(LoggedRun(name=p.stem, path=f"{p} (launch {k} of {len(earlier) + 1})",
+                                  directory=str(p.parent), log=launch, sidecar={},
+                                  manifest=manifest_entry(manifest, p.stem)))
+        if not len(log.steps) and (held := iteration_lines_beside(p, log.args)):
+            notes.append(f"its iteration lines are in {held} (the last pipeline rank's output)")
+        if earlier:
+            notes.append(f"{p.name} holds {len(earlier) + 1} launches that each started "
+                         "afresh (no checkpoint loaded): the last is shown, the others are "
+                         "listed as attempts and not merged into it")
         runs.append(LoggedRun(
             name=p.stem,
             path=str(p),
@@ -227,7 +245,7 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
 
 def _parse(p: Path, size: int) -> ParsedLog:
     try:
-        return parse_log(p.read_bytes())
+        return read_log(p)  # streamed, never read whole, when it is large
     except OSError as e:
         return unreadable_log(f"cannot read the log: {e.strerror or _one_line(e)}", size)
     except Exception as e:  # a parser bug must not stop the other runs
@@ -257,6 +275,41 @@ def _join(parts: list) -> tuple:
     names = ", ".join(f"`{os.path.basename(p)}` (node {node})" for node, p in used)
     notes.insert(0, f"one launch on {len(used)} nodes, its logs joined: {names}")
     return log, sidecar, [p for _, p in used], notes + more
+
+
+# How much of the folder `iteration_lines_beside` looks through, and of each file.
+_BESIDE_FILES = 200
+_BESIDE_BYTES = 4 << 20
+
+
+def iteration_lines_beside(path: Path, args: dict) -> str:
+    """The file beside a pipeline-parallel rank-0 log (its folder and sub-folders, e.g.
+    torchrun's `--log-dir` layout `attempt_0/7/stdout.log`) that holds the run's iteration
+    lines: one whose first 4 MiB have a Megatron iteration line, the one naming the last rank
+    when several do. '' when the run is not pipeline-parallel or no such file is there."""
+    if not endstatus.iterations_elsewhere(args):
+        return ""
+    world = arg_int(args, "world_size")
+    found = []
+    try:
+        candidates = itertools.islice((q for q in sorted(path.parent.rglob("*"))
+                                       if q != path and q.is_file() and not q.is_symlink()),
+                                      _BESIDE_FILES)
+        for q in candidates:
+            try:
+                with open(q, "rb") as f:
+                    head = f.read(_BESIDE_BYTES)
+            except OSError:
+                continue
+            if V.ANCHOR.search(head):
+                found.append(q)
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    last = [q for q in found if world and re.search(rf"(?<!\d){world - 1}(?!\d)",
+                                                    str(q.relative_to(path.parent)))]
+    return str((last or found)[0])
 
 
 def unreadable_log(reason: str, size: int = 0) -> ParsedLog:

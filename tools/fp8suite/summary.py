@@ -33,7 +33,8 @@ RUN_FIELDS = (
     "segments", "median_iteration_ms", "timed_iterations", "tokens_per_s_per_gpu",
     "tflops_per_gpu", "mfu", "gpu", "peak_allocated_gib", "peak_reserved_gib", "min_loss",
     "final_loss", "smoothing_window", "validation_loss", "validation_iteration", "mock_data",
-    "baseline", "speedup", "attention", "log", "attempts", "notes",
+    "baseline", "speedup", "attention", "log_format", "skipped_iterations", "log", "attempts",
+    "notes",
 )
 COMPARISON_FIELDS = (
     "group", "run", "baseline", "speedup", "baseline_log", "step_time_spread", "within_spread",
@@ -77,6 +78,9 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
                 "validation_iteration": s.val_iteration, "mock_data": s.mock_data,
                 "baseline": g.baseline, "speedup": _num(v.speedup) if v else None,
                 "attention": s.attention or None,
+                # Where the log comes from (logformats), and the fp16 steps it skipped.
+                "log_format": run.log.log_format or None,
+                "skipped_iterations": run.log.skipped_iterations,
                 "log": shown_path(run.path),
                 "attempts": [{"log": shown_path(a.path), "status": a.status, "reason": hide_paths(a.reason),
                               "iterations_done": a.iterations_done,
