@@ -63,6 +63,7 @@ class Attempt:
     # Median iteration time (ms) of a completed launch that started afresh, the rule of the
     # run's own; set by metrics.summarize, None otherwise.
     median_iter_ms: Optional[float] = None
+    mean_iter_ms: Optional[float] = None  # the mean of the same iterations (metrics.summarize)
     log: Optional[ParsedLog] = field(default=None, repr=False, compare=False)
     kernel_table: Optional[dict] = field(default=None, repr=False, compare=False)  # beside its log
 

@@ -1,0 +1,276 @@
+"""The answer of one comparison group, first: which recipe is fastest at equal settings and by
+how much, and per recipe a word on loss and on time to target, each held to its noise. Pure:
+a compare.Group in, a Verdict out (markdown prints it, summary.json stores it).
+
+Rules (docs/reading-a-report.md repeats them):
+
+* Fastest at equal settings: of the runs whose speed- or memory-relevant settings
+  (compare.changes_speed) equal the baseline's, the one with the lowest median iteration time;
+  its speedup is over the BF16 run among them (the baseline when it is BF16), by the medians,
+  with the group's step-time spread and, beside it, the same ratio by the means. A run whose
+  settings differ is never "the fastest recipe": the fastest such run is named apart, with the
+  settings that its speedup mixes in.
+* Loss, per recipe (the runs of one recipe label and setting, over seeds): with two or more of
+  its seeds and two or more BF16 seeds, Welch's t-test (scipy.stats.ttest_ind, equal_var=False)
+  on the final smoothed loss, two-sided, at ALPHA, with the 95% interval of the difference of
+  the means; with one seed, its mean loss gap against the BF16 seed band (compare), and the
+  verdict says it rests on one run. Not judged on mock data, under
+  metrics.MIN_ITERATIONS_FOR_LOSS iterations, without a second BF16 seed, or for a failed run.
+* Time to target, per recipe: its change against the band of the BF16 seeds
+  (compare._target_bands): "sooner", "same within noise", "later", "not reached"; with two or
+  more seeds on each side, Welch's t-test on the seconds to target.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional
+
+from scipy import stats
+
+from . import metrics
+from .compare import MEAN_MEDIAN_TOLERANCE
+
+ALPHA = 0.05  # two-sided significance level of the tests
+
+
+@dataclass(frozen=True)
+class Test:
+    """A two-sample test of one recipe's seeds against the BF16 seeds."""
+
+    name: str  # "Welch's t-test"
+    quantity: str  # "final smoothed lm loss", "seconds to target"
+    n_recipe: int  # seeds of the recipe
+    n_bf16: int  # BF16 seeds
+    mean_difference: float  # recipe mean - BF16 mean (loss units, or seconds)
+    p_value: float  # two-sided
+    ci_low: float  # 95% interval of mean_difference
+    ci_high: float
+
+
+@dataclass
+class RecipeVerdict:
+    """One recipe (its label and settings) against BF16."""
+
+    label: str
+    runs: list  # its run names, by seed
+    seeds: int
+    loss: str  # "same as BF16 within noise", "better", "worse", "not judged"
+    loss_basis: str  # the figures and rule behind `loss`, in words
+    time_to_target: str  # "sooner", "same within noise", "later", "not reached", "not judged"
+    time_to_target_basis: str
+    speedup: Optional[float] = None  # median iteration time, over the group's baseline
+    predicted_speedup: Optional[float] = None  # the manifest's prediction, when it has one
+    settings: list = field(default_factory=list)  # settings differing from the baseline's
+    loss_test: Optional[Test] = None
+    time_test: Optional[Test] = None
+
+
+@dataclass
+class Verdict:
+    """The group's answer (summary.json: groups[].verdict)."""
+
+    fastest: Optional[str] = None  # run name: fastest at the baseline's settings
+    fastest_label: str = ""
+    speedup: Optional[float] = None  # over `over`, by median iteration time
+    speedup_by_mean: Optional[float] = None  # the same by mean iteration time
+    over: Optional[str] = None  # the run the speedup is over (BF16 at equal settings)
+    spread: Optional[float] = None  # the group's step-time spread (fraction), None if unknown
+    basis: str = ""  # which launches and how many timed iterations
+    mean_median_disagree: bool = False
+    fastest_overall: Optional[str] = None  # fastest run of all, when its settings differ
+    fastest_overall_speedup: Optional[float] = None  # over the baseline
+    fastest_overall_settings: list = field(default_factory=list)  # ["fp8_param_gather True (baseline False)"]
+    recipes: list = field(default_factory=list)  # RecipeVerdict, by speed
+    caveats: list = field(default_factory=list)  # what the comparison cannot tell
+
+
+def welch(a: list, b: list, quantity: str) -> Optional[Test]:
+    """Welch's t-test of a against b (two-sided) with the 95% interval of mean(a) - mean(b);
+    None with fewer than two values on a side or no spread on either."""
+    if len(a) < 2 or len(b) < 2 or (statistics.pstdev(a) == 0 and statistics.pstdev(b) == 0):
+        return None
+    with warnings.catch_warnings():  # nearly equal samples: scipy warns, the result stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_ind(a, b, equal_var=False)
+        ci = res.confidence_interval(0.95)
+    if not all(math.isfinite(x) for x in (res.pvalue, ci.low, ci.high)):
+        return None
+    return Test("Welch's t-test", quantity, len(a), len(b),
+                statistics.fmean(a) - statistics.fmean(b), float(res.pvalue), float(ci.low),
+                float(ci.high))
+
+
+def setting_text(confound: tuple) -> str:
+    key, mine, theirs = confound
+    return f"{key} {mine} (baseline {theirs})"
+
+
+def build(g) -> Verdict:
+    """The Verdict of a compare.Group (empty figures where the group has no baseline)."""
+    out = Verdict()
+    out.caveats = _caveats(g)
+    if g.baseline is None:
+        return out
+    timed = {r.name: g.summaries[r.name] for r in g.runs
+             if g.summaries[r.name].median_iter_ms and not g.summaries[r.name].failed}
+    equal = [n for n in timed if not g.versus.get(n) or not g.versus[n].confounds]
+    bf16 = [n for n in equal if g.summaries[n].baseline_recipe]
+    over = g.baseline if g.baseline in bf16 or not bf16 else bf16[0]
+    if equal:
+        fastest = min(equal, key=lambda n: (timed[n].median_iter_ms, n))
+        f, o = timed[fastest], g.summaries[over]
+        out.fastest, out.fastest_label, out.over = fastest, f.label, over
+        if o.median_iter_ms:
+            out.speedup = o.median_iter_ms / f.median_iter_ms
+        if o.mean_iter_ms and f.mean_iter_ms:
+            out.speedup_by_mean = o.mean_iter_ms / f.mean_iter_ms
+        out.spread = g.spread
+        if out.speedup is not None and out.speedup_by_mean is not None:
+            out.mean_median_disagree = abs(out.speedup_by_mean - out.speedup) > max(
+                g.spread or 0.0, MEAN_MEDIAN_TOLERANCE)
+        out.basis = "; ".join(
+            f"{n}: {g.summaries[n].timed_iterations} timed iterations of "
+            f"{_launches(g, n)}" for n in dict.fromkeys([fastest, over]))
+    if timed:
+        top = min(timed, key=lambda n: (timed[n].median_iter_ms, n))
+        if top not in equal:
+            out.fastest_overall = top
+            out.fastest_overall_speedup = g.versus[top].speedup
+            out.fastest_overall_settings = [setting_text(c) for c in g.versus[top].confounds]
+    out.recipes = _recipes(g)
+    return out
+
+
+def _launches(g, name: str) -> str:
+    run = next(r for r in g.runs if r.name == name)
+    files = [p.rsplit("/", 1)[-1] for p in (run.stitched or [run.path])]
+    return " + ".join(f"`{f}`" for f in files)
+
+
+def _recipes(g) -> list:
+    """One RecipeVerdict per recipe label and setting besides the baseline and its seeds."""
+    bf16_losses = [g.summaries[n].final_loss for n in [g.baseline, *g.noise_gaps]
+                   if g.summaries[n].final_loss is not None]
+    bf16_times = [g.versus[n].ttt_s for n in [g.baseline, *g.noise_gaps]
+                  if n in g.versus and g.versus[n].ttt_s is not None]
+    kinds: dict = {}
+    for run in g.runs:
+        if run.name == g.baseline or run.name in g.noise_gaps:
+            continue
+        v = g.versus.get(run.name)
+        key = (g.summaries[run.name].label, tuple(map(repr, v.confounds)) if v else ())
+        kinds.setdefault(key, []).append(run)
+    out = []
+    for (label, _), members in kinds.items():
+        names = [r.name for r in members]
+        sums = [g.summaries[n] for n in names]
+        vs = [g.versus.get(n) for n in names]
+        rv = RecipeVerdict(label, names, len(names), "not judged", "", "not judged", "")
+        first = vs[0]
+        rv.settings = [setting_text(c) for c in first.confounds] if first else []
+        speeds = [v.speedup for v in vs if v and v.speedup is not None]
+        rv.speedup = statistics.fmean(speeds) if speeds else None
+        predicted = [r.manifest.get("predicted_speedup") for r in members]
+        predicted = [p for p in predicted if isinstance(p, (int, float)) and not isinstance(p, bool)]
+        rv.predicted_speedup = float(predicted[0]) if predicted else None
+        why = _not_judged(g, sums, vs)
+        if why:
+            rv.loss_basis = rv.time_to_target_basis = why
+            out.append(rv)
+            continue
+        losses = [s.final_loss for s in sums if s.final_loss is not None]
+        rv.loss_test = welch(losses, bf16_losses, "final smoothed lm loss")
+        if rv.loss_test:
+            t = rv.loss_test
+            rv.loss = ("same as BF16 within noise" if t.p_value >= ALPHA
+                       else "better" if t.mean_difference < 0 else "worse")
+            rv.loss_basis = (f"{_signed(t.mean_difference, 'loss')} in mean final smoothed loss "
+                             f"over {t.n_recipe} seeds against {t.n_bf16} BF16 seeds "
+                             f"(Welch's t-test p = {t.p_value:.3f}, 95% interval "
+                             f"{t.ci_low:+.4f} to {t.ci_high:+.4f})")
+        elif g.band is not None and first.gap is not None:
+            gap = statistics.fmean(v.gap.mean for v in vs if v and v.gap)
+            rv.loss = ("same as BF16 within noise" if abs(gap) <= g.band
+                       else "better" if gap < 0 else "worse")
+            rv.loss_basis = (f"{_signed(gap, 'loss')}, {'inside' if abs(gap) <= g.band else 'outside'}"
+                             f" the ±{g.band:.4f} band of {g.seeds} BF16 seeds"
+                             + ("; rests on one run" if len(names) == 1 else
+                                f"; mean of {len(names)} seeds (too few BF16 seeds for a test)"))
+        else:
+            rv.loss_basis = "no second BF16 seed, so no noise band"
+            rv.loss = "not judged"
+        times = [v.ttt_s for v in vs if v and v.ttt_s is not None]
+        rv.time_test = welch(times, bf16_times, "seconds to target") if len(times) == len(
+            vs) else None
+        words = [v.ttt_verdict for v in vs if v and v.ttt_verdict]
+        if rv.time_test:
+            t = rv.time_test
+            rv.time_to_target = ("same within noise" if t.p_value >= ALPHA
+                                 else "sooner" if t.mean_difference < 0 else "later")
+            rv.time_to_target_basis = (f"{abs(t.mean_difference):.1f} s "
+                                       f"{'sooner' if t.mean_difference < 0 else 'later'} on "
+                                       f"average (Welch's t-test p = {t.p_value:.3f}, 95% "
+                                       f"interval {t.ci_low:+.1f} to {t.ci_high:+.1f} s)")
+        elif words:
+            rv.time_to_target = words[0] if len(set(words)) == 1 else "mixed over seeds"
+            changes = [v.ttt_change for v in vs if v and v.ttt_change is not None]
+            band = (f"the ±{g.ttt_band:.0%} band of {g.seeds} BF16 seeds" if g.ttt_band is not None
+                    else "no BF16 seed band")
+            rv.time_to_target_basis = (", ".join(f"{abs(c):.0%} {'sooner' if c < 0 else 'later'}"
+                                                 for c in changes) or "not reached") + \
+                f" in wall-clock against {band}" + ("; rests on one run" if len(names) == 1 else "")
+            if rv.settings and changes:
+                rv.time_to_target_basis += "; mixes recipe and setting"
+        out.append(rv)
+    return out
+
+
+def _not_judged(g, sums, vs) -> str:
+    if any(s.failed for s in sums):
+        return "not judged: " + ", ".join(f"{s.name} {s.status}" for s in sums if s.failed)
+    if not g.loss_meaningful:
+        return "not judged: " + "; ".join(g.caveats)
+    if g.target is None:
+        return "not judged: the baseline logged no loss"
+    return ""
+
+
+def _signed(diff: float, what: str) -> str:
+    """-0.062 -> "lower loss by 0.0620"; signs become words."""
+    if diff == 0:
+        return f"equal {what}"
+    return f"{'lower' if diff < 0 else 'higher'} {what} by {abs(diff):.4f}"
+
+
+def _caveats(g) -> list:
+    out = []
+    if any(s.mock_data for s in g.summaries.values()):
+        out.append("mock data: loss says nothing about the recipe's accuracy")
+    short = sorted(s.name for s in g.summaries.values()
+                   if (s.iterations_done or 0) < metrics.MIN_ITERATIONS_FOR_SPEED
+                   or s.timed_iterations < metrics.MIN_TIMED_FOR_SPEED)
+    if short:
+        which = "every run" if len(short) == len(g.summaries) else ", ".join(short)
+        out.append(f"too few iterations for stable step times and the peers' windows in "
+                   f"{which} (under {metrics.MIN_ITERATIONS_FOR_SPEED} iterations or "
+                   f"{metrics.MIN_TIMED_FOR_SPEED} timed ones)")
+    elif any(not s.mock_data and (s.iterations_done or 0) < metrics.MIN_ITERATIONS_FOR_LOSS
+             for s in g.summaries.values()):
+        out.append(f"under {metrics.MIN_ITERATIONS_FOR_LOSS} iterations: loss not judged")
+    if g.baseline and g.loss_meaningful:
+        if not g.noise_gaps:
+            out.append("one BF16 seed: no noise band, so loss and time-to-target verdicts "
+                       "cannot be told from chance")
+        singles = [r for r in g.runs if r.name != g.baseline and r.name not in g.noise_gaps]
+        labels = [g.summaries[r.name].label for r in singles]
+        if singles and all(labels.count(x) == 1 for x in labels):
+            out.append("one seed per FP8 recipe: each verdict rests on one run")
+    if g.differences:
+        out.append("settings that change speed or memory differ besides precision ("
+                   + ", ".join(k for k, _ in g.differences)
+                   + "): a speedup between runs that differ in them mixes recipe and setting")
+    return out
