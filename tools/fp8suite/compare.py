@@ -1,7 +1,8 @@
 """Comparison groups, their baselines, and each run against its baseline. Pure functions.
 
 Runs compare only within a group: the same directory and the same model/batch shape (the
-SHAPE_KEYS of the arguments dump). A run without an arguments dump (it died before printing
+SHAPE_KEYS of the arguments dump), listed baseline first, then by median iteration time
+(fastest first), failed runs last. A run without an arguments dump (it died before printing
 one) joins its directory's first group. Each group gets its own baseline: `--baseline NAME`
 when that run is in the group, else its completed BF16 run (lowest seed, then first by name);
 a failed or unfinished run is never the default baseline. Each group also lists the settings
@@ -95,7 +96,7 @@ class Group:
     slug: str  # safe for file names
     directory: str
     shape: Optional[tuple]
-    runs: list  # runs.LoggedRun, baseline first, then by name
+    runs: list  # runs.LoggedRun, baseline first, then by speed (failed runs last)
     summaries: dict  # name -> metrics.Summary
     baseline: Optional[str] = None
     baseline_note: str = ""
@@ -199,8 +200,10 @@ def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = N
             group.versus = {}
             group.baseline_note += (f"; comparisons blank ({type(e).__name__}: "
                                     f"{' '.join(str(e).split())})")
-        # Rows by speed, the baseline first: the fastest after it; runs without a time last.
+        # Rows by speed, the baseline first: the fastest after it; failed runs and runs
+        # without a time last.
         group.runs.sort(key=lambda r: (r.name != group.baseline,
+                                       group.summaries[r.name].failed,
                                        group.summaries[r.name].median_iter_ms is None,
                                        group.summaries[r.name].median_iter_ms or 0, r.name))
         groups.append(group)

@@ -10,7 +10,7 @@ import functools
 import os
 import re
 
-from . import clock, compare, kernels, metrics, plots, recipes, reference
+from . import clock, columns, compare, kernels, metrics, plots, recipes, reference
 from . import verdict as V
 from .logvocab import strip_prefixes
 
@@ -91,6 +91,8 @@ def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]],
                                    min_iters=metrics.MIN_ITERATIONS_FOR_LOSS,
                                    iter_ms=metrics.ITER_MS, band_rule=band_rule,
                                    stall=metrics.STALL_FRACTION)]
+    out += ["", "The main table's figures (summary.json key in brackets):", ""]
+    out += columns.definitions()
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -154,29 +156,30 @@ def verdict_block(g, v) -> list:
     """The group's answer in words (verdict.Verdict): fastest at equal settings with its
     speedup, spread and basis; per recipe the loss and time-to-target words; the caveats."""
     out = ["**Verdict**", ""]
-    if v.fastest is None:
+    if g.baseline is None:
         out.append(f"- No comparison: {g.baseline_note}.")
-    elif v.fastest == v.over:
-        others = [r.name for r in g.runs if r.name != v.fastest]
-        out.append(f"- **Fastest at equal settings**: {v.fastest} ({v.fastest_label})"
-                   + (", the only timed run at its settings: no other run differs from it in "
-                      "precision alone" if others else "") + ".")
+    elif v.fastest is None:
+        out.append("- **Fastest at equal settings**: none: no BF16 run and other recipe ran at "
+                   "equal settings (those listed below differ).")
     else:
         spread = (f"step-time spread ±{v.spread:.1%}" if v.spread is not None else
                   "step-time spread unknown (no run launched twice)")
         within = (" — within the spread: not told apart from it"
-                  if v.spread is not None and v.speedup is not None
-                  and abs(v.speedup - 1) <= v.spread else "")
+                  if v.spread is not None and abs(v.speedup - 1) <= v.spread else "")
         mean = (f"; by mean {v.speedup_by_mean:.3f}x" if v.speedup_by_mean is not None else "")
         flag = " (mean and median disagree: stalls)" if v.mean_median_disagree else ""
-        out.append(f"- **Fastest at equal settings**: **{v.fastest_label}** ({v.fastest}), "
-                   f"**{_f(v.speedup, '{:.3f}x')}** the speed of {v.over} by median step time"
-                   f"{mean}{flag}; {spread}{within}. Basis: {v.basis}.")
+        at = f" at {', '.join(v.equal_settings)}" if v.equal_settings else ""
+        who = ("BF16 itself" if v.fastest == v.over else
+               f"**{v.fastest_label}** ({v.fastest})")
+        out.append(f"- **Fastest at equal settings**{at}: {who}, **{v.speedup:.3f}x** the speed "
+                   f"of BF16 ({v.over}) by median step time{mean}{flag}; {spread}{within}. "
+                   f"Basis: {v.basis}.")
     if v.fastest_overall:
-        out.append(f"- Fastest run overall: {v.fastest_overall} "
-                   f"({_f(v.fastest_overall_speedup, '{:.3f}x')} the baseline's speed), but its "
-                   f"settings differ ({'; '.join(v.fastest_overall_settings)}): that speedup "
-                   f"mixes recipe and setting.")
+        mixes = (f", but its settings differ ({'; '.join(v.fastest_overall_settings)}): that "
+                 f"speedup mixes recipe and setting" if v.fastest_overall_settings else "")
+        out.append(f"- Fastest run overall: **{v.fastest_overall_label}** ({v.fastest_overall}),"
+                   f" {_f(v.fastest_overall_speedup, '{:.3f}x')} the speed of the baseline "
+                   f"({g.baseline}){mixes}.")
     judged = [r for r in v.recipes if r.loss != "not judged" or r.time_to_target != "not judged"]
     if judged:
         out.append("- Per recipe against BF16 (loss; time to BF16's final loss):")
@@ -286,37 +289,40 @@ def predicted_speedup(run):
 
 
 def _main_table(g) -> list:
-    head = ["Configuration", "Status", "Iters", "itr time (ms, lower is faster)",
-            "Speedup (above 1 is faster)", "mean (ms)", "Speedup by mean",
-            "max (ms) @iteration",
-            f"Stalls (> {metrics.STALL_FRACTION:.0%} over median)",
-            "Tokens/s/GPU (higher is faster)",
-            "Final loss (smoothed)", "Val loss", "TFLOP/s/GPU", "MFU", "Peak alloc GiB",
-            "Peak reserved GiB", "Runtime", "Min loss", "Notes"]
+    """One row per run; figure columns come from columns.FIGURES (header, format), with the
+    cells that say more than the number (speedup notes, the slowest iteration's number)."""
+    C = columns.BY_KEY
+    spec = [
+        ("Configuration", lambda s, v, run: _configuration(g, s, run)),
+        ("Status", lambda s, v, run: _status_cell(s)),
+        ("Iters", lambda s, v, run: f"{_f(s.iterations_done, '{}')}/"
+                                    f"{_f(s.iterations_planned, '{}')}"),
+        (C["median_iteration_ms"], None),
+        (C["speedup"], lambda s, v, run: _speedup_cell(v, predicted_speedup(run))),
+        (C["tokens_per_s_per_gpu"], None),
+        (C["itr_ms_mean"], None),
+        (C["speedup_by_mean"], None),
+        (C["itr_ms_max"], lambda s, v, run: (f"{s.max_iter_ms:.1f} @{s.max_iteration}"
+                                              if s.max_iter_ms is not None else BLANK)),
+        (f"Stalls (> {metrics.STALL_FRACTION:.0%} over median)",
+         lambda s, v, run: stalls_text(s)),
+        (C["final_loss"], lambda s, v, run: (C["final_loss"].cell(s, v)
+                                              if s.status != "diverged" else "not valid (diverged)")),
+        ("Val loss", lambda s, v, run: (f"{s.val_loss:.4f} @{s.val_iteration}"
+                                        if s.val_loss is not None else BLANK)),
+        (C["tflops_per_gpu"], None),
+        (C["mfu"], None),
+        (C["peak_allocated_gib"], None),
+        (C["peak_reserved_gib"], None),
+        ("Runtime", lambda s, v, run: _runtime(s)),
+        (C["min_loss"], None),
+        ("Notes", lambda s, v, run: hide_paths("; ".join(s.notes)) or BLANK),
+    ]
+    head = [h.title() if isinstance(h, columns.Column) else h for h, _ in spec]
     rows = []
     for run in g.runs:
         s, v = g.summaries[run.name], g.versus.get(run.name)
-        rows.append([
-            _configuration(g, s, run),
-            _status_cell(s),
-            f"{_f(s.iterations_done, '{}')}/{_f(s.iterations_planned, '{}')}",
-            _f(s.median_iter_ms, "{:.1f}"),
-            _speedup_cell(v, predicted_speedup(run)),
-            _f(s.mean_iter_ms, "{:.1f}"),
-            _f(v.mean_speedup if v else None, "{:.3f}x"),
-            f"{s.max_iter_ms:.1f} @{s.max_iteration}" if s.max_iter_ms is not None else BLANK,
-            stalls_text(s),
-            _f(s.tokens_per_s_gpu, "{:,.0f}"),
-            _f(s.final_loss, "{:.4f}") if s.status != "diverged" else "not valid (diverged)",
-            f"{s.val_loss:.4f} @{s.val_iteration}" if s.val_loss is not None else BLANK,
-            _f(s.tflops_gpu, "{:.1f}"),
-            _f(s.mfu * 100 if s.mfu is not None else None, "{:.1f}%"),
-            _f(s.peak_alloc_gb, "{:.1f}"),
-            _f(s.peak_reserved_gb, "{:.1f}"),
-            _runtime(s),
-            _f(s.min_loss, "{:.4f}"),
-            hide_paths("; ".join(s.notes)) or BLANK,
-        ])
+        rows.append([cell(s, v, run) if cell else h.cell(s, v) for h, cell in spec])
     return table(head, rows)
 
 

@@ -23,7 +23,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
-from . import metrics
+from . import columns, metrics
 from . import status as S
 from . import verdict as V
 from .markdown import hide_paths, predicted_speedup
@@ -73,9 +73,11 @@ class RunEntry:
     itr_ms_median: Optional[float] = None
     """Median ms of the timed iterations (= median_iteration_ms)."""
     itr_ms_mean: Optional[float] = None
-    """Mean ms of the same timed iterations."""
+    """Mean ms of the same timed iterations (columns.FIGURES)."""
+    speedup_by_mean: Optional[float] = None
+    """Baseline launch's mean / run's mean iteration time (columns.FIGURES)."""
     itr_ms_max: Optional[float] = None
-    """The slowest timed iteration, ms."""
+    """The slowest timed iteration, ms (columns.FIGURES)."""
     itr_max_iteration: Optional[int] = None
     """Its iteration number."""
     stalls: list = field(default_factory=list)
@@ -174,16 +176,10 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
                 "iterations_planned": s.iterations_planned,
                 "diverged_at_iteration": s.diverged_at,
                 "runtime_s": _num(s.runtime_s), "downtime_s": _num(s.downtime_s),
-                "segments": s.segments, "median_iteration_ms": _num(s.median_iter_ms),
-                "timed_iterations": s.timed_iterations,
-                "tokens_per_s_per_gpu": _num(s.tokens_per_s_gpu),
-                "tflops_per_gpu": _num(s.tflops_gpu), "mfu": _num(s.mfu), "gpu": s.gpu,
-                "peak_allocated_gib": _num(s.peak_alloc_gb),
-                "peak_reserved_gib": _num(s.peak_reserved_gb),
-                "min_loss": _num(s.min_loss), "final_loss": _num(s.final_loss),
+                "segments": s.segments, "timed_iterations": s.timed_iterations, "gpu": s.gpu,
                 "smoothing_window": s.smooth_window, "validation_loss": _num(s.val_loss),
                 "validation_iteration": s.val_iteration, "mock_data": s.mock_data,
-                "baseline": g.baseline, "speedup": _num(v.speedup) if v else None,
+                "baseline": g.baseline,
                 "attention": s.attention or None,
                 "log": shown_path(run.path),
                 "attempts": [{"log": shown_path(a.path), "status": a.status, "reason": hide_paths(a.reason),
@@ -200,8 +196,9 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
                      "median_iteration_ms": _num(s.median_iter_ms)
                      if run.log.status.name == S.COMPLETED else None}],
                 "notes": [hide_paths(n) for n in s.notes],
-                "itr_ms_median": _num(s.median_iter_ms), "itr_ms_mean": _num(s.mean_iter_ms),
-                "itr_ms_max": _num(s.max_iter_ms), "itr_max_iteration": s.max_iteration,
+                # The main table's figures, computed where they are declared.
+                **{c.key: _num(c.value(s, v)) for c in columns.FIGURES},
+                "itr_ms_median": _num(s.median_iter_ms), "itr_max_iteration": s.max_iteration,
                 "stalls": [{"iteration": x.iteration, "fraction": _num(x.fraction)}
                            for x in s.stalls],
                 "graph_warmup_iterations": s.graph_warmup,

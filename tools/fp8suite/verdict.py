@@ -73,7 +73,7 @@ class RecipeVerdict:
 class Verdict:
     """The group's answer (summary.json: groups[].verdict)."""
 
-    fastest: Optional[str] = None  # run name: fastest at the baseline's settings
+    fastest: Optional[str] = None  # run name: fastest recipe at equal settings (build)
     fastest_label: str = ""
     speedup: Optional[float] = None  # over `over`, by median iteration time
     speedup_by_mean: Optional[float] = None  # the same by mean iteration time
@@ -81,7 +81,10 @@ class Verdict:
     spread: Optional[float] = None  # the group's step-time spread (fraction), None if unknown
     basis: str = ""  # which launches and how many timed iterations
     mean_median_disagree: bool = False
-    fastest_overall: Optional[str] = None  # fastest run of all, when its settings differ
+    equal_settings: list = field(default_factory=list)  # the settings of that comparison, when
+    # they are not the baseline's: ["fp8_param_gather False", ...]
+    fastest_overall: Optional[str] = None  # fastest run of all, when it is another run
+    fastest_overall_label: str = ""
     fastest_overall_speedup: Optional[float] = None  # over the baseline
     fastest_overall_settings: list = field(default_factory=list)  # ["fp8_param_gather True (baseline False)"]
     recipes: list = field(default_factory=list)  # RecipeVerdict, by speed
@@ -109,36 +112,60 @@ def setting_text(confound: tuple) -> str:
     return f"{key} {mine} (baseline {theirs})"
 
 
+def settings_of(g, name: str) -> tuple:
+    """The run's values of the group's speed- or memory-relevant differing settings
+    (compare.Group.differences), in their order: runs with equal tuples ran at equal settings."""
+    return tuple(next((v for v, names in values if name in names), "(no arguments)")
+                 for _, values in g.differences)
+
+
 def build(g) -> Verdict:
-    """The Verdict of a compare.Group (empty figures where the group has no baseline)."""
+    """The Verdict of a compare.Group (empty figures where the group has no baseline).
+
+    The runs are split by their settings (settings_of); of the sets that hold a BF16 run and
+    another recipe, the baseline's is taken when it is one, else the one with the fastest run.
+    Its fastest run is the fastest recipe at equal settings, its speedup over that set's BF16
+    run (the baseline when it is in the set, else its first by seed and name)."""
     out = Verdict()
     out.caveats = _caveats(g)
     if g.baseline is None:
         return out
     timed = {r.name: g.summaries[r.name] for r in g.runs
              if g.summaries[r.name].median_iter_ms and not g.summaries[r.name].failed}
-    equal = [n for n in timed if not g.versus.get(n) or not g.versus[n].confounds]
-    bf16 = [n for n in equal if g.summaries[n].baseline_recipe]
-    over = g.baseline if g.baseline in bf16 or not bf16 else bf16[0]
-    if equal:
-        fastest = min(equal, key=lambda n: (timed[n].median_iter_ms, n))
-        f, o = timed[fastest], g.summaries[over]
+    sets: dict = {}
+    for name in timed:
+        sets.setdefault(settings_of(g, name), []).append(name)
+    mixed = [names for names in sets.values()
+             if any(timed[n].baseline_recipe for n in names)
+             and any(timed[n].label != timed[names[0]].label for n in names)]
+    mixed.sort(key=lambda names: (g.baseline not in names,
+                                  min(timed[n].median_iter_ms for n in names)))
+    if mixed:
+        names = mixed[0]
+        fastest = min(names, key=lambda n: (timed[n].median_iter_ms, n))
+        bf16 = sorted((n for n in names if timed[n].baseline_recipe),
+                      key=lambda n: (n != g.baseline, timed[n].seed or 0, n))
+        over = bf16[0]
+        f, o = timed[fastest], timed[over]
         out.fastest, out.fastest_label, out.over = fastest, f.label, over
-        if o.median_iter_ms:
-            out.speedup = o.median_iter_ms / f.median_iter_ms
+        out.speedup = o.median_iter_ms / f.median_iter_ms
         if o.mean_iter_ms and f.mean_iter_ms:
             out.speedup_by_mean = o.mean_iter_ms / f.mean_iter_ms
         out.spread = g.spread
-        if out.speedup is not None and out.speedup_by_mean is not None:
+        if out.speedup_by_mean is not None:
             out.mean_median_disagree = abs(out.speedup_by_mean - out.speedup) > max(
                 g.spread or 0.0, MEAN_MEDIAN_TOLERANCE)
         out.basis = "; ".join(
-            f"{n}: {g.summaries[n].timed_iterations} timed iterations of "
+            f"{n}: median of {g.summaries[n].timed_iterations} timed iterations of "
             f"{_launches(g, n)}" for n in dict.fromkeys([fastest, over]))
+        if g.differences and over != g.baseline:
+            out.equal_settings = [f"{k} {v}" for (k, _), v in zip(g.differences,
+                                                                settings_of(g, fastest))]
     if timed:
         top = min(timed, key=lambda n: (timed[n].median_iter_ms, n))
-        if top not in equal:
+        if top != out.fastest and top != g.baseline:
             out.fastest_overall = top
+            out.fastest_overall_label = timed[top].label
             out.fastest_overall_speedup = g.versus[top].speedup
             out.fastest_overall_settings = [setting_text(c) for c in g.versus[top].confounds]
     out.recipes = _recipes(g)
