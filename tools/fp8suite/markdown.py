@@ -159,8 +159,8 @@ def verdict_block(g, v) -> list:
     if g.baseline is None:
         out.append(f"- No comparison: {g.baseline_note}.")
     elif v.fastest is None:
-        out.append("- **Fastest at equal settings**: none: no BF16 run and other recipe ran at "
-                   "equal settings (those listed below differ).")
+        out.append("- **Fastest at equal settings**: none: no BF16 run ran at the settings of "
+                   "another recipe (the settings below differ).")
     else:
         spread = (f"step-time spread ±{v.spread:.1%}" if v.spread is not None else
                   "step-time spread unknown (no run launched twice)")
@@ -177,9 +177,12 @@ def verdict_block(g, v) -> list:
     if v.fastest_overall:
         mixes = (f", but its settings differ ({'; '.join(v.fastest_overall_settings)}): that "
                  f"speedup mixes recipe and setting" if v.fastest_overall_settings else "")
-        out.append(f"- Fastest run overall: **{v.fastest_overall_label}** ({v.fastest_overall}),"
-                   f" {_f(v.fastest_overall_speedup, '{:.3f}x')} the speed of the baseline "
-                   f"({g.baseline}){mixes}.")
+        mean = (f"; by mean {v.fastest_overall_speedup_by_mean:.3f}x"
+                if v.fastest_overall_speedup_by_mean is not None else "")
+        lead = "Fastest run overall" if v.fastest else "**Fastest run**"
+        out.append(f"- {lead}: **{v.fastest_overall_label}** ({v.fastest_overall}), "
+                   f"**{_f(v.fastest_overall_speedup, '{:.3f}x')}** the speed of the baseline "
+                   f"({g.baseline}) by median step time{mean}{mixes}.")
     judged = [r for r in v.recipes if r.loss != "not judged" or r.time_to_target != "not judged"]
     if judged:
         out.append("- Per recipe against BF16 (loss; time to BF16's final loss):")

@@ -152,6 +152,12 @@ def load_manifest(path: Optional[str]) -> dict:
     runs = data.get("runs") if isinstance(data, dict) else None
     if not isinstance(runs, list):
         raise UsageError(f"manifest {path}: expected an object with a \"runs\" list")
+    for i, r in enumerate(runs):
+        value = r.get("predicted_speedup") if isinstance(r, dict) else None
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value > 0 or value == float("inf")):
+            raise UsageError(f"manifest {path}: runs[{i}].predicted_speedup: {value!r}: a "
+                             "positive number (the speedup over BF16 the matrix predicts)")
     return {r["name"]: r for r in runs if isinstance(r, dict) and isinstance(r.get("name"), str)}
 
 

@@ -81,11 +81,12 @@ class Verdict:
     spread: Optional[float] = None  # the group's step-time spread (fraction), None if unknown
     basis: str = ""  # which launches and how many timed iterations
     mean_median_disagree: bool = False
-    equal_settings: list = field(default_factory=list)  # the settings of that comparison, when
+    equal_settings: list = field(default_factory=list)  # the settings of that comparison where
     # they are not the baseline's: ["fp8_param_gather False", ...]
     fastest_overall: Optional[str] = None  # fastest run of all, when it is another run
     fastest_overall_label: str = ""
-    fastest_overall_speedup: Optional[float] = None  # over the baseline
+    fastest_overall_speedup: Optional[float] = None  # over the baseline, by the medians
+    fastest_overall_speedup_by_mean: Optional[float] = None
     fastest_overall_settings: list = field(default_factory=list)  # ["fp8_param_gather True (baseline False)"]
     recipes: list = field(default_factory=list)  # RecipeVerdict, by speed
     caveats: list = field(default_factory=list)  # what the comparison cannot tell
@@ -158,15 +159,15 @@ def build(g) -> Verdict:
         out.basis = "; ".join(
             f"{n}: median of {g.summaries[n].timed_iterations} timed iterations of "
             f"{_launches(g, n)}" for n in dict.fromkeys([fastest, over]))
-        if g.differences and over != g.baseline:
-            out.equal_settings = [f"{k} {v}" for (k, _), v in zip(g.differences,
-                                                                settings_of(g, fastest))]
+        out.equal_settings = [f"{k} {mine}" for (k, _), mine, theirs in zip(
+            g.differences, settings_of(g, fastest), settings_of(g, g.baseline)) if mine != theirs]
     if timed:
         top = min(timed, key=lambda n: (timed[n].median_iter_ms, n))
         if top != out.fastest and top != g.baseline:
             out.fastest_overall = top
             out.fastest_overall_label = timed[top].label
             out.fastest_overall_speedup = g.versus[top].speedup
+            out.fastest_overall_speedup_by_mean = g.versus[top].mean_speedup
             out.fastest_overall_settings = [setting_text(c) for c in g.versus[top].confounds]
     out.recipes = _recipes(g)
     return out
