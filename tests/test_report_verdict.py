@@ -170,7 +170,7 @@ def test_welch_t_test_with_three_seeds_a_side(tmp_path, offsets, word):
     (group,) = data["groups"]
     (recipe,) = group["verdict"]["recipes"]
     assert recipe["loss"] == word and recipe["loss_test"]["p_value"] == pytest.approx(t.p_value)
-    assert f"Welch's t-test p = {t.p_value:.3f}" in text.split("Directory")[0]
+    assert f"Welch's t-test {verdict.p_text(t.p_value)}" in text.split("Directory")[0]
 
 
 def test_one_seed_verdict_rests_on_one_run_with_words_for_signs(tmp_path):
@@ -293,3 +293,14 @@ def test_stall_threshold_is_the_stated_one():
     _, _, _, _, stalls = metrics.step_stats([1, 2, 3, 4, 5],
                                             [1000.0, 1000.0, 1000.0, 1050.0, 1050.1])
     assert [x.iteration for x in stalls] == [5]
+
+
+def test_every_summary_key_is_documented():
+    """docs/reading-a-report.md names every key of the typed schema, so it cannot drift."""
+    from dataclasses import fields
+    from conftest import REPO
+    doc = (REPO / "docs" / "reading-a-report.md").read_text()
+    for cls in (summary.RunEntry, summary.ComparisonEntry, summary.GroupEntry, verdict.Verdict,
+                verdict.RecipeVerdict, verdict.Test, metrics.PeerWindow, metrics.Stall):
+        for f in fields(cls):
+            assert f"`{f.name}`" in doc or f'"{f.name}"' in doc, f"{cls.__name__}.{f.name}"

@@ -188,6 +188,8 @@ def verdict_block(g, v) -> list:
         out.append("- Per recipe against BF16 (loss; time to BF16's final loss):")
         for r in judged:
             speed = _f(r.speedup, "{:.3f}x")
+            if r.speedup_range:
+                speed += f" (seeds {r.speedup_range[0]:.3f}–{r.speedup_range[1]:.3f}x)"
             if r.predicted_speedup is not None:
                 speed += f", predicted {r.predicted_speedup:.2f}x"
             seeds = f"{r.seeds} seeds" if r.seeds > 1 else "1 seed"

@@ -62,7 +62,11 @@ class RecipeVerdict:
     loss_basis: str  # the figures and rule behind `loss`, in words
     time_to_target: str  # "sooner", "same within noise", "later", "not reached", "not judged"
     time_to_target_basis: str
-    speedup: Optional[float] = None  # median iteration time, over the group's baseline
+    speedup: Optional[float] = None  # median iteration time, over the group's baseline (the
+    # mean over its seeds)
+    speedup_range: Optional[tuple] = None  # (lowest, highest) over its seeds, with two or more
+    time_to_target_s: Optional[tuple] = None  # (mean, sample sd) seconds over its seeds, 2+
+    bf16_time_to_target_s: Optional[tuple] = None  # the same over the BF16 seeds
     predicted_speedup: Optional[float] = None  # the manifest's prediction, when it has one
     settings: list = field(default_factory=list)  # settings differing from the baseline's
     loss_test: Optional[Test] = None
@@ -106,6 +110,11 @@ def welch(a: list, b: list, quantity: str) -> Optional[Test]:
     return Test("Welch's t-test", quantity, len(a), len(b),
                 statistics.fmean(a) - statistics.fmean(b), float(res.pvalue), float(ci.low),
                 float(ci.high))
+
+
+def p_text(p: float) -> str:
+    """"p = 0.034"; "p < 0.001" below what three decimals show."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def setting_text(confound: tuple) -> str:
@@ -202,6 +211,8 @@ def _recipes(g) -> list:
         rv.settings = [setting_text(c) for c in first.confounds] if first else []
         speeds = [v.speedup for v in vs if v and v.speedup is not None]
         rv.speedup = statistics.fmean(speeds) if speeds else None
+        if len(speeds) > 1:
+            rv.speedup_range = (min(speeds), max(speeds))
         predicted = [r.manifest.get("predicted_speedup") for r in members]
         predicted = [p for p in predicted if isinstance(p, (int, float)) and not isinstance(p, bool)]
         rv.predicted_speedup = float(predicted[0]) if predicted else None
@@ -218,7 +229,7 @@ def _recipes(g) -> list:
                        else "better" if t.mean_difference < 0 else "worse")
             rv.loss_basis = (f"{_signed(t.mean_difference, 'loss')} in mean final smoothed loss "
                              f"over {t.n_recipe} seeds against {t.n_bf16} BF16 seeds "
-                             f"(Welch's t-test p = {t.p_value:.3f}, 95% interval "
+                             f"(Welch's t-test {p_text(t.p_value)}, 95% interval "
                              f"{t.ci_low:+.4f} to {t.ci_high:+.4f})")
         elif g.band is not None and first.gap is not None:
             gap = statistics.fmean(v.gap.mean for v in vs if v and v.gap)
@@ -235,14 +246,26 @@ def _recipes(g) -> list:
         rv.time_test = welch(times, bf16_times, "seconds to target") if len(times) == len(
             vs) else None
         words = [v.ttt_verdict for v in vs if v and v.ttt_verdict]
+        if len(times) > 1 and len(bf16_times) > 1:
+            rv.time_to_target_s = (statistics.fmean(times), statistics.stdev(times))
+            rv.bf16_time_to_target_s = (statistics.fmean(bf16_times), statistics.stdev(bf16_times))
         if rv.time_test:
             t = rv.time_test
             rv.time_to_target = ("same within noise" if t.p_value >= ALPHA
                                  else "sooner" if t.mean_difference < 0 else "later")
-            rv.time_to_target_basis = (f"{abs(t.mean_difference):.1f} s "
+            (mean, sd), (bmean, bsd) = rv.time_to_target_s, rv.bf16_time_to_target_s
+            rv.time_to_target_basis = (f"{mean:.1f} ± {sd:.1f} s over {len(times)} seeds against "
+                                       f"BF16's {bmean:.1f} ± {bsd:.1f} s over {len(bf16_times)}: "
+                                       f"{abs(t.mean_difference):.1f} s "
                                        f"{'sooner' if t.mean_difference < 0 else 'later'} on "
-                                       f"average (Welch's t-test p = {t.p_value:.3f}, 95% "
+                                       f"average (Welch's t-test {p_text(t.p_value)}, 95% "
                                        f"interval {t.ci_low:+.1f} to {t.ci_high:+.1f} s)")
+        elif words and set(words) == {"not reached"}:
+            rv.time_to_target = "not reached"
+            finals = ", ".join(f"{x.final_loss:.4f}" for x in sums if x.final_loss is not None)
+            rv.time_to_target_basis = (f"final smoothed loss {finals} stays above BF16's "
+                                       f"{g.target:.4f}"
+                                       + ("; rests on one run" if len(names) == 1 else ""))
         elif words:
             rv.time_to_target = words[0] if len(set(words)) == 1 else "mixed over seeds"
             changes = [v.ttt_change for v in vs if v and v.ttt_change is not None]
