@@ -51,10 +51,14 @@ def test_median_mean_max_and_stalls_by_hand(tmp_path):
     v = g.versus["fp8"]
     assert v.speedup == 1.0 and v.mean_speedup == pytest.approx(1000 / s.mean_iter_ms)
     assert v.mean_disagrees  # 1.1% apart, more than the 1% tolerance without a spread
+    assert verdict.build(g).stalled == [{"run": "fp8", "speedup": 1.0,
+                                         "speedup_by_mean": v.mean_speedup}]
     text, data = render(tmp_path)
     row = next(line for line in text.splitlines() if line.startswith("| fp8:"))
     assert "| 1011.6 | 0.988x | 1088.0 @16 | 3 of 5–9%: 16, 18, 19 |" in row
     assert "1.000x (mean differs)" in row
+    assert ("- Stalls the median hides (speedup by median / by mean; stalls over 5% of the "
+            "median): fp8 1.000x / 0.988x (3 of 5–9%: 16, 18, 19).") in text
     run = next(r for r in data["runs"] if r["name"] == "fp8")
     assert run["itr_ms_median"] == 1000.0 and run["itr_ms_max"] == 1088.0
     assert run["itr_ms_mean"] == pytest.approx(s.mean_iter_ms)

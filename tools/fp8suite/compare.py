@@ -230,7 +230,8 @@ def _recipe_args(args: dict) -> set:
 NO_SPEED_EFFECT = {"profile", "use_pytorch_profiler", "profile_ranks", "profile_step_start",
                    "profile_step_end", "train_iters", "exit_duration_in_mins", "exit_interval",
                    "exit_signal_handler", "stream_ckpt_dequant", "eval_micro_batch_size",
-                   "eval_iters", "eval_interval", "save_interval", "check_weight_hash_across_dp_replicas_interval"}
+                   "eval_iters", "eval_interval", "save_interval",
+                   "check_weight_hash_across_dp_replicas_interval"}
 NO_SPEED_EFFECT_PREFIXES = ("log_", "logging_", "timing_log", "tensorboard", "wandb",
                             "record_memory_history", "memory_snapshot")
 

@@ -183,6 +183,11 @@ def verdict_block(g, v) -> list:
         out.append(f"- {lead}: **{v.fastest_overall_label}** ({v.fastest_overall}), "
                    f"**{_f(v.fastest_overall_speedup, '{:.3f}x')}** the speed of the baseline "
                    f"({g.baseline}) by median step time{mean}{mixes}.")
+    if v.stalled:
+        out.append("- Stalls the median hides (speedup by median / by mean; stalls over "
+                   f"{metrics.STALL_FRACTION:.0%} of the median): " + "; ".join(
+                       f"{x['run']} {x['speedup']:.3f}x / {x['speedup_by_mean']:.3f}x "
+                       f"({stalls_text(g.summaries[x['run']])})" for x in v.stalled) + ".")
     judged = [r for r in v.recipes if r.loss != "not judged" or r.time_to_target != "not judged"]
     if judged:
         out.append("- Per recipe against BF16 (loss; time to BF16's final loss):")
@@ -311,8 +316,8 @@ def _main_table(g) -> list:
                                               if s.max_iter_ms is not None else BLANK)),
         (f"Stalls (> {metrics.STALL_FRACTION:.0%} over median)",
          lambda s, v, run: stalls_text(s)),
-        (C["final_loss"], lambda s, v, run: (C["final_loss"].cell(s, v)
-                                              if s.status != "diverged" else "not valid (diverged)")),
+        (C["final_loss"], lambda s, v, run: (C["final_loss"].cell(s, v) if s.status != "diverged"
+                                              else "not valid (diverged)")),
         ("Val loss", lambda s, v, run: (f"{s.val_loss:.4f} @{s.val_iteration}"
                                         if s.val_loss is not None else BLANK)),
         (C["tflops_per_gpu"], None),
@@ -446,7 +451,8 @@ def _reference_table(g, ref) -> list:
             BLANK,
         ])
     where = f" ({ref.url}, recorded {ref.recorded})" if ref.url else ""
-    foot = ["", f"Published: {_cell(ref.source, False)}{where}. Their TFLOP/s/GPU apply Megatron's FLOP "
+    foot = ["", f"Published: {_cell(ref.source, False)}{where}. "
+                "Their TFLOP/s/GPU apply Megatron's FLOP "
                 "count for this model (as measured above) to the published tokens/s."]
     return table(head, rows) + foot
 
@@ -476,7 +482,7 @@ def _verdicts(g) -> list:
                     f"({count(v.ttt_tokens)} vs {count(base.ttt_tokens)}): "
                     + (v.tokens_verdict + (f" (±{g.tokens_band:.0%} seed band)"
                                            if g.tokens_band is not None else ""))
-                    + (f"; its speed mixes recipe and setting ("
+                    + ("; its speed mixes recipe and setting ("
                        + ", ".join(V.setting_text(c) for c in v.confounds) + ")"
                        if v.confounds else ""))
         lines.append(f"- **{_cell(s.label, False)}** ({run.name}) {where}; it {when}.")
@@ -548,6 +554,11 @@ def _run_section(g, run, plot) -> list:
     if log.steps.segment_starts[1:]:
         resumed = ", ".join(map(str, log.steps.segment_starts[1:]))
         timing += f", later segments start at iteration {resumed}"
+    if s.graph_warmup:
+        timing += (f", the first {s.graph_warmup} iterations of each launch left out as CUDA-graph "
+                   "warm-up and capture")
+    if s.speed_warning:
+        timing += f"; too few for stable step times: {s.speed_warning}"
     items.append(("Timing", timing))
     if s.notes:
         items.append(("Notes", "; ".join(s.notes)))

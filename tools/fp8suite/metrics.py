@@ -88,7 +88,8 @@ LLMB_WINDOW = (35, 44)
 BRIDGE_SKIP = 0.7
 PEER_RULES = (
     ("dgxc llmb-run", f"mean of iterations {LLMB_WINDOW[0]}-{LLMB_WINDOW[1]} (of 50)"),
-    ("Megatron-Bridge", f"mean after skipping the first {BRIDGE_SKIP:.0%} of the logged iterations"),
+    ("Megatron-Bridge",
+     f"mean after skipping the first {BRIDGE_SKIP:.0%} of the logged iterations"),
 )
 
 

@@ -2,14 +2,16 @@
 
     {"schema": "fp8suite.summary", "schema_version": 1,
      "runs": [{"name": ..., "label": ..., "status": ..., ...}, ...],
-     "comparisons": [{"group": ..., "run": ..., "baseline": ..., "speedup": ..., ...}, ...]}
+     "comparisons": [{"group": ..., "run": ..., "baseline": ..., "speedup": ..., ...}, ...],
+     "groups": [{"group": ..., "baseline": ..., "verdict": {...}}, ...]}
 
 One entry per run (RunEntry), one per run compared with its group's baseline
 (ComparisonEntry) and one per group with its verdict (GroupEntry, verdict.Verdict): the typed
-schema, documented key by key in docs/reading-a-report.md; units are in the key names (`_s` seconds, `_ms` milliseconds, `_gib`
-GiB = 2^30 bytes, `mfu` a fraction 0..1, `speedup` a ratio, > 1 faster). A figure the report
-leaves blank is `null` (JSON) or empty (CSV); non-finite numbers are never written. The CSV
-has the runs only, `attempts` as a count. Any change of a key's meaning or unit raises
+schema, documented key by key in docs/reading-a-report.md. Units are in the key names (`_s`
+seconds, `_ms` milliseconds, `_gib` GiB = 2^30 bytes, `mfu` a fraction 0..1, `speedup` a
+ratio, > 1 faster). A figure the report leaves blank is `null` (JSON) or empty (CSV);
+non-finite numbers are never written. The CSV has the runs only (RUN_FIELDS), `attempts` as a
+count. Any change of a key's meaning or unit raises
 SCHEMA_VERSION; new keys may be added within a version.
 """
 

@@ -91,8 +91,12 @@ class Verdict:
     fastest_overall_label: str = ""
     fastest_overall_speedup: Optional[float] = None  # over the baseline, by the medians
     fastest_overall_speedup_by_mean: Optional[float] = None
-    fastest_overall_settings: list = field(default_factory=list)  # ["fp8_param_gather True (baseline False)"]
+    # ["fp8_param_gather True (baseline False)", ...]: what that speedup mixes in
+    fastest_overall_settings: list = field(default_factory=list)
     recipes: list = field(default_factory=list)  # RecipeVerdict, by speed
+    # Runs with stalls whose speedup by the means differs from the one by the medians by more
+    # than STALL_GAP, largest first (at most STALL_RUNS): [{"run", "speedup", "speedup_by_mean"}]
+    stalled: list = field(default_factory=list)
     caveats: list = field(default_factory=list)  # what the comparison cannot tell
 
 
@@ -179,7 +183,19 @@ def build(g) -> Verdict:
             out.fastest_overall_speedup_by_mean = g.versus[top].mean_speedup
             out.fastest_overall_settings = [setting_text(c) for c in g.versus[top].confounds]
     out.recipes = _recipes(g)
+    gaps = [(abs(v.mean_speedup - v.speedup), n) for n, v in g.versus.items()
+            if n in timed and timed[n].stalls and v.speedup is not None
+            and v.mean_speedup is not None and abs(v.mean_speedup - v.speedup) > STALL_GAP]
+    out.stalled = [{"run": n, "speedup": g.versus[n].speedup,
+                    "speedup_by_mean": g.versus[n].mean_speedup}
+                   for _, n in sorted(gaps, key=lambda x: (-x[0], x[1]))[:STALL_RUNS]]
     return out
+
+
+# The verdict names the runs whose stalls move the mean's speedup more than this from the
+# median's (half a percent: a stall pattern, not rounding), at most STALL_RUNS of them.
+STALL_GAP = 0.005
+STALL_RUNS = 3
 
 
 def _launches(g, name: str) -> str:
@@ -214,7 +230,8 @@ def _recipes(g) -> list:
         if len(speeds) > 1:
             rv.speedup_range = (min(speeds), max(speeds))
         predicted = [r.manifest.get("predicted_speedup") for r in members]
-        predicted = [p for p in predicted if isinstance(p, (int, float)) and not isinstance(p, bool)]
+        predicted = [p for p in predicted
+                     if isinstance(p, (int, float)) and not isinstance(p, bool)]
         rv.predicted_speedup = float(predicted[0]) if predicted else None
         why = _not_judged(g, sums, vs)
         if why:
@@ -235,8 +252,9 @@ def _recipes(g) -> list:
             gap = statistics.fmean(v.gap.mean for v in vs if v and v.gap)
             rv.loss = ("same as BF16 within noise" if abs(gap) <= g.band
                        else "better" if gap < 0 else "worse")
-            rv.loss_basis = (f"{_signed(gap, 'loss')}, {'inside' if abs(gap) <= g.band else 'outside'}"
-                             f" the ±{g.band:.4f} band of {g.seeds} BF16 seeds"
+            where = "inside" if abs(gap) <= g.band else "outside"
+            rv.loss_basis = (f"{_signed(gap, 'loss')}, {where} the ±{g.band:.4f} band of "
+                             f"{g.seeds} BF16 seeds"
                              + ("; rests on one run" if len(names) == 1 else
                                 f"; mean of {len(names)} seeds (too few BF16 seeds for a test)"))
         else:
