@@ -158,6 +158,9 @@ def verdict_block(g, v) -> list:
     out = ["**Verdict**", ""]
     if g.baseline is None:
         out.append(f"- No comparison: {g.baseline_note}.")
+    elif v.fastest is None and not v.fastest_overall:
+        out.append("- **Fastest at equal settings**: none: no run besides the baseline has a "
+                   "step time to compare (failed, or no timed iterations).")
     elif v.fastest is None:
         out.append("- **Fastest at equal settings**: none: no BF16 run ran at the settings of "
                    "another recipe (the settings below differ).")
@@ -180,9 +183,13 @@ def verdict_block(g, v) -> list:
         mean = (f"; by mean {v.fastest_overall_speedup_by_mean:.3f}x"
                 if v.fastest_overall_speedup_by_mean is not None else "")
         lead = "Fastest run overall" if v.fastest else "**Fastest run**"
-        out.append(f"- {lead}: **{v.fastest_overall_label}** ({v.fastest_overall}), "
-                   f"**{_f(v.fastest_overall_speedup, '{:.3f}x')}** the speed of the baseline "
-                   f"({g.baseline}) by median step time{mean}{mixes}.")
+        if v.fastest_overall == g.baseline:
+            out.append(f"- {lead}: the baseline itself, **{v.fastest_overall_label}** "
+                       f"({g.baseline}); every other run is slower.")
+        else:
+            out.append(f"- {lead}: **{v.fastest_overall_label}** ({v.fastest_overall}), "
+                       f"**{_f(v.fastest_overall_speedup, '{:.3f}x')}** the speed of the "
+                       f"baseline ({g.baseline}) by median step time{mean}{mixes}.")
     if v.stalled:
         out.append("- Stalls the median hides (speedup by median / by mean; stalls over "
                    f"{metrics.STALL_FRACTION:.0%} of the median): " + "; ".join(
