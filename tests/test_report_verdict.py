@@ -308,3 +308,16 @@ def test_every_summary_key_is_documented():
                 verdict.RecipeVerdict, verdict.Test, metrics.PeerWindow, metrics.Stall):
         for f in fields(cls):
             assert f"`{f.name}`" in doc or f'"{f.name}"' in doc, f"{cls.__name__}.{f.name}"
+
+
+def test_a_verdict_that_cannot_be_built_is_blank_with_its_reason(tmp_path, monkeypatch):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+
+    def broken(g):
+        raise ZeroDivisionError("float division by zero")
+    monkeypatch.setattr(verdict, "build", broken)
+    text, data = render(tmp_path)
+    assert ("**Verdict**\n\n- Cannot tell: verdict blank (ZeroDivisionError: float division by "
+            "zero).\n") in text
+    assert data["groups"][0]["verdict"]["caveats"] == [
+        "verdict blank (ZeroDivisionError: float division by zero)"]

@@ -101,7 +101,7 @@ def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]],
 
 def _group(g, files: list, ref=None) -> list:
     out = [f"## {g.title}", ""]
-    out += verdict_block(g, V.build(g)) + [""]
+    out += verdict_block(g, V.of(g)) + [""]
     out.append(f"Directory `{shown_path(g.directory)}`; {compare.shape_text(g.shape)}.")
     if g.baseline:
         out.append(f"Baseline: **{g.baseline}** ({g.baseline_note}).")
@@ -156,6 +156,8 @@ def verdict_block(g, v) -> list:
     """The group's answer in words (verdict.Verdict): fastest at equal settings with its
     speedup, spread and basis; per recipe the loss and time-to-target words; the caveats."""
     out = ["**Verdict**", ""]
+    if v.caveats[:1] and v.caveats[0].startswith("verdict blank"):  # verdict.of
+        return out + [f"- Cannot tell: {v.caveats[0]}."]
     if g.baseline is None:
         out.append(f"- No comparison: {g.baseline_note}.")
     elif v.fastest is None and not v.fastest_overall:
@@ -344,7 +346,8 @@ def _main_table(g) -> list:
 
 
 def _versus_table(g) -> list:
-    head = ["Configuration", "Loss gap mean", "Loss gap largest", "Gap iterations", "vs noise",
+    head = ["Configuration", "Loss gap mean (− = lower loss)", "Loss gap largest",
+            "Gap iterations", "vs noise",
             "Time to target", "Tokens to target", "Sooner than baseline", "Time vs noise"]
     rows = []
     for run in g.runs:

@@ -168,7 +168,7 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
     """The summary of every group (compare.Group) as plain data."""
     runs_out, comparisons, groups_out = [], [], []
     for g in groups:
-        groups_out.append(asdict(GroupEntry(g.title, g.baseline, _clean(asdict(V.build(g))))))
+        groups_out.append(asdict(GroupEntry(g.title, g.baseline, _clean(asdict(V.of(g))))))
         for run in g.runs:
             s, v = g.summaries[run.name], g.versus.get(run.name)
             runs_out.append(asdict(RunEntry(**{

@@ -126,6 +126,15 @@ def setting_text(confound: tuple) -> str:
     return f"{key} {mine} (baseline {theirs})"
 
 
+def of(g) -> Verdict:
+    """build(g), or a Verdict that says why it is blank: a figure no rule expected (an
+    overflow, a value of an odd type in a held-back log) never stops a report."""
+    try:
+        return build(g)
+    except (ArithmeticError, ValueError, TypeError, KeyError) as e:
+        return Verdict(caveats=[f"verdict blank ({type(e).__name__}: {' '.join(str(e).split())})"])
+
+
 def settings_of(g, name: str) -> tuple:
     """The run's values of the group's speed- or memory-relevant differing settings
     (compare.Group.differences), in their order: runs with equal tuples ran at equal settings."""
