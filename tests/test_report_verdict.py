@@ -321,3 +321,15 @@ def test_a_verdict_that_cannot_be_built_is_blank_with_its_reason(tmp_path, monke
             "zero).\n") in text
     assert data["groups"][0]["verdict"]["caveats"] == [
         "verdict blank (ZeroDivisionError: float division by zero)"]
+
+
+def test_bf16_fastest_at_equal_settings_names_the_next_recipe(tmp_path):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [800.0] * 20, args=SHAPE)
+    write_log(tmp_path / "logs" / "fp8.log", [3.0] * 20, [1000.0] * 20, args={**SHAPE, **FP8})
+    (g,) = groups_of(tmp_path / "logs")
+    v = verdict.build(g)
+    assert (v.fastest, v.over, v.speedup) == ("bf16", "bf16", 1.0)
+    assert (v.runner_up, v.runner_up_speedup) == ("fp8", 0.8)
+    text, _ = render(tmp_path)
+    assert ("- **Fastest at equal settings**: **BF16** (bf16); the fastest other recipe there, "
+            "**FP8 tensorwise (hybrid)** (fp8), runs at **0.800x** its speed") in text

@@ -174,11 +174,15 @@ def verdict_block(g, v) -> list:
         mean = (f"; by mean {v.speedup_by_mean:.3f}x" if v.speedup_by_mean is not None else "")
         flag = " (mean and median disagree: stalls)" if v.mean_median_disagree else ""
         at = f" at {', '.join(v.equal_settings)}" if v.equal_settings else ""
-        who = ("BF16 itself" if v.fastest == v.over else
-               f"**{v.fastest_label}** ({v.fastest})")
-        out.append(f"- **Fastest at equal settings**{at}: {who}, **{v.speedup:.3f}x** the speed "
-                   f"of BF16 ({v.over}) by median step time{mean}{flag}; {spread}{within}. "
-                   f"Basis: {v.basis}.")
+        if v.fastest == v.over:
+            out.append(f"- **Fastest at equal settings**{at}: **BF16** ({v.over}); the fastest "
+                       f"other recipe there, **{v.runner_up_label}** ({v.runner_up}), runs at "
+                       f"**{v.runner_up_speedup:.3f}x** its speed by median step time; {spread}. "
+                       f"Basis: {v.basis}.")
+        else:
+            out.append(f"- **Fastest at equal settings**{at}: **{v.fastest_label}** "
+                       f"({v.fastest}), **{v.speedup:.3f}x** the speed of BF16 ({v.over}) by "
+                       f"median step time{mean}{flag}; {spread}{within}. Basis: {v.basis}.")
     if v.fastest_overall:
         mixes = (f", but its settings differ ({'; '.join(v.fastest_overall_settings)}): that "
                  f"speedup mixes recipe and setting" if v.fastest_overall_settings else "")

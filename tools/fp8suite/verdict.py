@@ -85,6 +85,9 @@ class Verdict:
     spread: Optional[float] = None  # the group's step-time spread (fraction), None if unknown
     basis: str = ""  # which launches and how many timed iterations
     mean_median_disagree: bool = False
+    runner_up: Optional[str] = None  # when BF16 is the fastest: the fastest other recipe there
+    runner_up_label: str = ""
+    runner_up_speedup: Optional[float] = None  # its speed over BF16 (< 1)
     equal_settings: list = field(default_factory=list)  # the settings of that comparison where
     # they are not the baseline's: ["fp8_param_gather False", ...]
     fastest_overall: Optional[str] = None  # fastest run of all, when it is another run
@@ -178,9 +181,15 @@ def build(g) -> Verdict:
         if out.speedup_by_mean is not None:
             out.mean_median_disagree = abs(out.speedup_by_mean - out.speedup) > max(
                 g.spread or 0.0, MEAN_MEDIAN_TOLERANCE)
+        if fastest == over:  # BF16 is fastest: how close the next recipe comes
+            rest = [n for n in names if not timed[n].baseline_recipe]
+            nxt = min(rest, key=lambda n: (timed[n].median_iter_ms, n))
+            out.runner_up, out.runner_up_label = nxt, timed[nxt].label
+            out.runner_up_speedup = o.median_iter_ms / timed[nxt].median_iter_ms
         out.basis = "; ".join(
             f"{n}: median of {g.summaries[n].timed_iterations} timed iterations of "
-            f"{_launches(g, n)}" for n in dict.fromkeys([fastest, over]))
+            f"{_launches(g, n)}" for n in dict.fromkeys(
+                x for x in (fastest, over, out.runner_up) if x))
         out.equal_settings = [f"{k} {mine}" for (k, _), mine, theirs in zip(
             g.differences, settings_of(g, fastest), settings_of(g, g.baseline)) if mine != theirs]
     if timed:
@@ -298,7 +307,8 @@ def _recipes(g) -> list:
             rv.time_to_target = words[0] if len(set(words)) == 1 else "mixed over seeds"
             changes = [v.ttt_change for v in vs if v and v.ttt_change is not None]
             band = (f"the ±{g.ttt_band:.0%} band of {g.seeds} BF16 seeds" if g.ttt_band is not None
-                    else "no BF16 seed band")
+                    else "no BF16 seed band (the other BF16 seeds do not reach the target)"
+                    if g.noise_gaps else "no BF16 seed band")
             rv.time_to_target_basis = (", ".join(f"{abs(c):.0%} {'sooner' if c < 0 else 'later'}"
                                                  for c in changes) or "not reached") + \
                 f" in wall-clock against {band}" + ("; rests on one run" if len(names) == 1 else "")
