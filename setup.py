@@ -20,6 +20,8 @@ setup(
         "pyyaml>=6.0,<7",
         "jinja2>=3.1,<4",
         "matplotlib>=3.7,<4",
+        # The report's tests (Welch's t-test with its confidence interval: scipy >= 1.11).
+        "scipy>=1.11,<2",
     ],
     extras_require={
         "gpu": [

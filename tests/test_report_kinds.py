@@ -533,7 +533,8 @@ def test_unknown_baseline_lists_the_valid_names(capsys):
 
 def test_reference_without_a_matching_group_says_so(tmp_path, capsys):
     ref = tmp_path / "ref.yaml"
-    ref.write_text("source: a paper\nshape: {num_layers: 99}\nrows:\n"
+    ref.write_text("source: a paper\nurl: https://example.org/p\nrecorded: 2026-01-02\n"
+                   "shape: {num_layers: 99}\nrows:\n"
                    "  - {label: BF16, precision: bf16, tokens_per_s_gpu: 1000}\n")
     assert report.main([str(DATA / "field-reports" / "B02"), "--out", str(tmp_path / "o"),
                         "--reference", str(ref)]) == 0

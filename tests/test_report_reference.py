@@ -7,6 +7,8 @@ from test_report_metrics import write_log
 
 REFERENCE = """\
 source: a published table
+url: https://example.org/perf.html
+recorded: 2026-11-23
 shape: {num_layers: 32, hidden_size: 4096, seq_length: 8192}
 rows:
   - {label: "pub BF16", precision: bf16, tokens_per_s_gpu: 10000}
@@ -38,6 +40,8 @@ def test_published_rows_beside_the_same_model(tmp_path, capsys):
     # Published TFLOP/s: Megatron's FLOPs per token measured here (400e12 / 8192) x their tokens/s.
     assert table[4] == "| pub BF16 (published) | 10,000 | 488.3 | 1.00x | – |"
     assert table[5] == "| pub FP8 (published) | 13,000 | 634.8 | 1.30x | – |"
+    assert ("Published: a published table (https://example.org/perf.html, recorded 2026-11-23)."
+            in text)
 
 
 def test_no_published_rows_beside_a_shrunk_model(tmp_path):
@@ -56,6 +60,15 @@ def test_no_published_rows_beside_a_shrunk_model(tmp_path):
      "shape.num_layers: an integer, as in the arguments dump"),
     ("rows: [{precision: fp8, tokens_per_s_gpu: 1}]\n",
      "shape: name the model it is about (num_layers, hidden_size, seq_length, ...)"),
+    ("shape: {num_layers: 32}\nrows: [{precision: fp8, tokens_per_s_gpu: 1}]\n",
+     "url: None: the http(s) address the figures are published at"),
+    ("url: docs.nvidia.com\nshape: {num_layers: 32}\nrows: [{precision: fp8, tokens_per_s_gpu: 1}]\n",
+     "url: 'docs.nvidia.com': the http(s) address the figures are published at"),
+    ("url: https://x.org\nshape: {num_layers: 32}\nrows: [{precision: fp8, tokens_per_s_gpu: 1}]\n",
+     "recorded: None: the date (YYYY-MM-DD) the figures were copied"),
+    ("url: https://x.org\nrecorded: last week\nshape: {num_layers: 32}\n"
+     "rows: [{precision: fp8, tokens_per_s_gpu: 1}]\n",
+     "recorded: 'last week': the date (YYYY-MM-DD) the figures were copied"),
 ])
 def test_bad_reference_files(tmp_path, capsys, text, message):
     study(tmp_path, FULL)

@@ -12,9 +12,9 @@ of a launch by hand as several nodes (`RUN.node1.log`, ... beside node 0's `RUN.
 joined into one run.
 
 Writes OUT/report.md, the PNGs it shows, and the figures as data (OUT/summary.json,
-OUT/summary.csv; schema in fp8suite/summary.py and the README) into OUT/, removes the plots an
-earlier report.md there showed and this one does not, and prints one line on stdout; progress
-goes to stderr.
+OUT/summary.csv; schema in fp8suite/summary.py and docs/reading-a-report.md) into OUT/,
+removes the plots an earlier report.md there showed and this one does not, and prints one
+line on stdout; progress goes to stderr.
 """
 
 from __future__ import annotations

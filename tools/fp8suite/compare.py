@@ -1,7 +1,8 @@
 """Comparison groups, their baselines, and each run against its baseline. Pure functions.
 
 Runs compare only within a group: the same directory and the same model/batch shape (the
-SHAPE_KEYS of the arguments dump). A run without an arguments dump (it died before printing
+SHAPE_KEYS of the arguments dump), listed baseline first, then by median iteration time
+(fastest first), failed runs last. A run without an arguments dump (it died before printing
 one) joins its directory's first group. Each group gets its own baseline: `--baseline NAME`
 when that run is in the group, else its completed BF16 run (lowest seed, then first by name);
 a failed or unfinished run is never the default baseline. Each group also lists the settings
@@ -80,6 +81,13 @@ class Versus:
     ttt_tokens: Optional[float] = None
     ttt_speedup: Optional[float] = None  # baseline time-to-target / run time-to-target
     invalid: str = ""  # why no comparison is presented ("diverged", ...), "" when valid
+    mean_speedup: Optional[float] = None  # the same ratio of the mean iteration times
+    mean_disagrees: bool = False  # |mean_speedup - speedup| > the spread (MEAN_MEDIAN_TOLERANCE)
+    ttt_change: Optional[float] = None  # run / baseline time to target - 1 (< 0: sooner)
+    tokens_change: Optional[float] = None  # run / baseline tokens to target - 1
+    ttt_verdict: str = ""  # "sooner", "same within noise", "later", "not reached", ""
+    tokens_verdict: str = ""  # "fewer", "same within noise", "more", "not reached", ""
+    confounds: list = field(default_factory=list)  # [(setting, run value, baseline value)]
 
 
 @dataclass
@@ -88,7 +96,7 @@ class Group:
     slug: str  # safe for file names
     directory: str
     shape: Optional[tuple]
-    runs: list  # runs.LoggedRun, baseline first, then by name
+    runs: list  # runs.LoggedRun, baseline first, then by speed (failed runs last)
     summaries: dict  # name -> metrics.Summary
     baseline: Optional[str] = None
     baseline_note: str = ""
@@ -105,6 +113,11 @@ class Group:
     # name -> (kernel table, the log it came from when not the run's shown log: "" otherwise),
     # for the runs with one (metrics.kernel_table)
     kernels: dict = field(default_factory=dict)
+    # The time and tokens to target of the other BF16 seeds relative to the baseline's: the
+    # largest |run / baseline - 1| of each (None without a noise reference that reached it).
+    ttt_band: Optional[float] = None
+    tokens_band: Optional[float] = None
+    quiet_differences: list = field(default_factory=list)  # differences that leave speed alone
 
     def profiled(self) -> list:
         """The runs with a kernel table, in group order."""
@@ -176,7 +189,9 @@ def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = N
         summaries = {r.name: metrics.summarize(r, warmup) for r in members}
         group = Group(title, slug, directory, shp, members, summaries, warmup=warmup)
         group.kernels = {r.name: found for r in members if (found := metrics.kernel_table(r))[0]}
-        group.differences = differences(members)
+        every = differences(members)
+        group.differences = [d for d in every if changes_speed(d[0])]
+        group.quiet_differences = [d[0] for d in every if not changes_speed(d[0])]
         group.caveats = caveats(summaries)
         _choose_baseline(group, baseline)
         try:
@@ -185,6 +200,12 @@ def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = N
             group.versus = {}
             group.baseline_note += (f"; comparisons blank ({type(e).__name__}: "
                                     f"{' '.join(str(e).split())})")
+        # Rows by speed, the baseline first: the fastest after it; failed runs and runs
+        # without a time last.
+        group.runs.sort(key=lambda r: (r.name != group.baseline,
+                                       group.summaries[r.name].failed,
+                                       group.summaries[r.name].median_iter_ms is None,
+                                       group.summaries[r.name].median_iter_ms or 0, r.name))
         groups.append(group)
     return groups
 
@@ -201,6 +222,24 @@ def _recipe_args(args: dict) -> set:
     as settings."""
     names = recipes.arg_names(recipes.of_args(args))
     return {names[0], names[1], *names[6:]}
+
+
+# Arguments that do not change step time or memory: profiler, logging and run-length settings
+# (a run with the profiler on is timed without its profiled iterations), checkpoint streaming.
+# Every other differing argument counts as one that can change speed or memory.
+NO_SPEED_EFFECT = {"profile", "use_pytorch_profiler", "profile_ranks", "profile_step_start",
+                   "profile_step_end", "train_iters", "exit_duration_in_mins", "exit_interval",
+                   "exit_signal_handler", "stream_ckpt_dequant", "eval_micro_batch_size",
+                   "eval_iters", "eval_interval", "save_interval",
+                   "check_weight_hash_across_dp_replicas_interval"}
+NO_SPEED_EFFECT_PREFIXES = ("log_", "logging_", "timing_log", "tensorboard", "wandb",
+                            "record_memory_history", "memory_snapshot")
+
+
+def changes_speed(setting: str) -> bool:
+    """Whether an argument that differs between runs can change their step time or memory
+    (False for NO_SPEED_EFFECT and NO_SPEED_EFFECT_PREFIXES: profiler, logging, run length)."""
+    return setting not in NO_SPEED_EFFECT and not setting.startswith(NO_SPEED_EFFECT_PREFIXES)
 
 
 def differences(runs: list[LoggedRun]) -> list:
@@ -392,7 +431,81 @@ def _compare(group: Group) -> None:
                 v.ttt_iteration, v.ttt_s, v.ttt_tokens = hit
                 if base_ttt and v.ttt_s > 0:
                     v.ttt_speedup = base_ttt[1] / v.ttt_s
+                if base_ttt and base_ttt[1] > 0:
+                    v.ttt_change = v.ttt_s / base_ttt[1] - 1
+                if base_ttt and base_ttt[2] and v.ttt_tokens is not None:
+                    v.tokens_change = v.ttt_tokens / base_ttt[2] - 1
+        base_mean = bsum.mean_iter_ms
+        if v.baseline_log:  # the same baseline launch as the median's
+            base_mean = next((a.mean_iter_ms for a in bsum.repeats
+                              if os.path.basename(a.path) == v.baseline_log), None)
+        if s.mean_iter_ms and base_mean and v.speedup is not None:
+            v.mean_speedup = base_mean / s.mean_iter_ms
+            v.mean_disagrees = abs(v.mean_speedup - v.speedup) > max(
+                group.spread or 0.0, MEAN_MEDIAN_TOLERANCE)
+        v.confounds = confounds(group, name)
         group.versus[name] = v
+    _target_bands(group, bsum)
+
+
+# A speedup by the means that differs from the one by the medians by more than this (or the
+# group's step-time spread, when larger) is flagged: stalls weigh on one and not the other.
+MEAN_MEDIAN_TOLERANCE = 0.01
+
+
+def confounds(group: Group, name: str) -> list:
+    """[(setting, the run's value, the baseline's value)] for every setting that changes speed
+    or memory (group.differences) and differs between the run and the baseline."""
+    if group.baseline is None or name == group.baseline:
+        return []
+    out = []
+    for key, values in group.differences:
+        mine = next((v for v, names in values if name in names), None)
+        theirs = next((v for v, names in values if group.baseline in names), None)
+        if mine != theirs:
+            out.append((key, mine, theirs))
+    return out
+
+
+def _target_bands(group: Group, bsum) -> None:
+    """The seed bands of time and tokens to target (Group.ttt_band, tokens_band) and each
+    run's word for them (Versus.ttt_verdict, tokens_verdict).
+
+    band = the largest |other BF16 seed / baseline - 1|, as the loss gap's band; a run whose
+    change is inside the band widened by one step (its median iteration time, or one global
+    batch of tokens: the resolution of a crossing) is "same within noise"."""
+    refs = [group.versus[n] for n in group.noise_gaps if n in group.versus]
+    times = [abs(v.ttt_change) for v in refs if v.ttt_change is not None]
+    tokens = [abs(v.tokens_change) for v in refs if v.tokens_change is not None]
+    group.ttt_band = max(times) if times else None
+    group.tokens_band = max(tokens) if tokens else None
+    base = group.versus.get(group.baseline)
+    if base is None or base.ttt_s is None or not group.loss_meaningful:
+        return
+    seq, gbs = (group.shape[4], group.shape[5]) if group.shape else (None, None)
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (seq, gbs)):
+        seq = gbs = None
+    for name, v in group.versus.items():
+        if name == group.baseline or name in group.noise_gaps or v.invalid:
+            continue
+        s = group.summaries[name]
+        if v.ttt_s is None:
+            if s.final_loss is not None:
+                v.ttt_verdict = v.tokens_verdict = "not reached"
+            continue
+        step = (s.median_iter_ms or 0) / 1000 / base.ttt_s
+        v.ttt_verdict = _word(v.ttt_change, group.ttt_band, step, "sooner", "later")
+        batch = gbs * seq / base.ttt_tokens if gbs and seq and base.ttt_tokens else 0.0
+        v.tokens_verdict = _word(v.tokens_change, group.tokens_band, batch, "fewer", "more")
+
+
+def _word(change: Optional[float], band: Optional[float], resolution: float, less: str,
+          more: str) -> str:
+    if change is None:
+        return ""
+    if band is not None and abs(change) <= band + resolution:
+        return "same within noise"
+    return less if change < 0 else more
 
 
 def baseline_launch(bsum, base: LoggedRun, run: LoggedRun) -> tuple[Optional[float], str]:

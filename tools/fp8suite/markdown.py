@@ -10,14 +10,15 @@ import functools
 import os
 import re
 
-from . import clock, compare, kernels, metrics, plots, recipes, reference
+from . import clock, columns, compare, kernels, metrics, plots, recipes, reference
+from . import verdict as V
 from .logvocab import strip_prefixes
 
 BLANK = "–"
 NOTE_CHARS = 160  # a crash reason longer than this is cut in the table (full text per run)
 
 HOW_TO_READ = """\
-**How to read this**
+## How to read this
 
 - *Status*: how the log ended (completed, time-limit, exit-interval, diverged, crashed, \
 cancelled, running/truncated, unreadable) and why. A diverged, crashed or unreadable run gets \
@@ -32,7 +33,14 @@ baseline was, each run is compared with the baseline launch that started nearest
 in the baseline's row. *Step-time spread*: over the runs launched more than once, the largest \
 slowest / fastest itr time − 1 of one run's completed launches; a speedup with \\|speedup − 1\\| \
 ≤ spread is marked *within spread*: it cannot be told apart from no change. One pair of \
-launches gives a rough spread, not a confidence interval. \
+launches gives a rough spread, not a confidence interval. *mean*, *max* and *stalls*: \
+the mean and the largest of the same timed iterations, and those slower than the median by more \
+than {stall:.0%}, named by iteration; a speedup whose ratio of means differs from the ratio of \
+medians (*Speedup by mean*, against the same baseline launch) by more than the spread (at \
+least 1%) is marked *mean differs*. With CUDA graphs on, the \
+first `--cuda-graph-warmup-steps` + 1 iterations of each launch (the graph capture included) \
+are warm-up too. *Peer windows* (summary.json): the mean of iterations 35-44 (dgxc llmb-run) and \
+the mean after skipping the first 70% of logged iterations (Megatron-Bridge). \
 *Tokens/s/GPU* (higher is faster) = global batch × seq_length / itr time / world_size.
 - *TFLOP/s/GPU*: median of Megatron's own `throughput per GPU`, whose FLOP count \
 (`num_floating_point_operations` in megatron/training/training.py) is 3 x the forward pass's \
@@ -49,10 +57,17 @@ absolute deviation, with its sign). The noise band is \\|mean gap\\| between the
 BF16 run with another seed (Megatron's `--seed` moves both the initial weights and the data \
 order), the same statistic as each run's mean gap; a run is within noise when \\|its mean \
 gap\\| ≤ band.{band_rule} One seed pair gives a rough band, not a confidence interval. Runs on \
-mock data or under {min_iters} iterations make loss gaps and times to target not meaningful.
+mock data or under {min_iters} iterations make loss gaps and times to target not meaningful. \
+With two or more seeds of a recipe and of BF16, the verdict is Welch's t-test (two-sided, \
+p < 0.05) on the final smoothed loss instead, with the 95% interval of the difference.
 - *Time to target*: wall-clock (sum of iteration times; warm-up iterations counted at the \
 median itr time, as the median leaves them out) and tokens until the run's smoothed loss (with \
-the baseline's W) first reaches the baseline's final smoothed loss.
+the baseline's W) first reaches the baseline's final smoothed loss. Its band: the largest \
+\\|other BF16 seed / baseline − 1\\| of the time (and of the tokens); a run inside the band \
+widened by one step is *same within noise*, else *sooner* or *later*.
+- *Settings that differ*: only arguments that can change step time or memory are listed \
+(profiler, logging and run-length settings are not); a speedup between runs that differ in one \
+mixes the recipe with the setting.
 - *Runtime*: the sum of the log's segments (one per launch: start of its first logged iteration \
 to its last iteration line); downtime between segments (a crash and its requeue) is shown \
 apart. Launch: the sidecar's started to ended. Memory: Megatron's peak over ranks, in GiB.
@@ -70,11 +85,14 @@ def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]],
     peaks = recipes.peaks_text(s.gpu for g in groups for s in g.summaries.values())
     band_rule = (" With k BF16 seeds, the band is the largest \\|mean gap\\| of the k − 1 other "
                  "seeds to the baseline." if any(g.seeds > 2 for g in groups) else "")
+    for g in groups:
+        out += [""] + _group(g, plots.get(g.slug, []), ref)
     out += ["", HOW_TO_READ.format(warmup=warmup, peaks=f" ({peaks})" if peaks else "",
                                    min_iters=metrics.MIN_ITERATIONS_FOR_LOSS,
-                                   iter_ms=metrics.ITER_MS, band_rule=band_rule)]
-    for g in groups:
-        out += _group(g, plots.get(g.slug, []), ref)
+                                   iter_ms=metrics.ITER_MS, band_rule=band_rule,
+                                   stall=metrics.STALL_FRACTION)]
+    out += ["", "The main table's figures (summary.json key in brackets):", ""]
+    out += columns.definitions()
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -83,6 +101,7 @@ def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]],
 
 def _group(g, files: list, ref=None) -> list:
     out = [f"## {g.title}", ""]
+    out += verdict_block(g, V.of(g)) + [""]
     out.append(f"Directory `{shown_path(g.directory)}`; {compare.shape_text(g.shape)}.")
     if g.baseline:
         out.append(f"Baseline: **{g.baseline}** ({g.baseline_note}).")
@@ -104,7 +123,8 @@ def _group(g, files: list, ref=None) -> list:
     if g.caveats:
         out.append(f"**Loss comparisons not meaningful here**: {'; '.join(g.caveats)}.")
     if g.differences:
-        out += ["", "Settings that differ besides precision:", ""]
+        out += ["", "Settings that differ besides precision (those that can change step time "
+                    "or memory):", ""]
         for key, values in g.differences:
             out.append(f"- `{key}`: " + "; ".join(
                 f"{_cell(v, False)} ({', '.join(names)})" for v, names in values))
@@ -130,6 +150,90 @@ def _group(g, files: list, ref=None) -> list:
     for run in g.runs:
         out += _run_section(g, run, run_plots.get(run.name))
     return out
+
+
+def verdict_block(g, v) -> list:
+    """The group's answer in words (verdict.Verdict): fastest at equal settings with its
+    speedup, spread and basis; per recipe the loss and time-to-target words; the caveats."""
+    out = ["**Verdict**", ""]
+    if v.caveats[:1] and v.caveats[0].startswith("verdict blank"):  # verdict.of
+        return out + [f"- Cannot tell: {v.caveats[0]}."]
+    if g.baseline is None:
+        out.append(f"- No comparison: {g.baseline_note}.")
+    elif v.fastest is None and not v.fastest_overall:
+        out.append("- **Fastest at equal settings**: none: no run besides the baseline has a "
+                   "step time to compare (failed, or no timed iterations).")
+    elif v.fastest is None:
+        out.append("- **Fastest at equal settings**: none: no BF16 run ran at the settings of "
+                   "another recipe (the settings below differ).")
+    else:
+        spread = (f"step-time spread ±{v.spread:.1%}" if v.spread is not None else
+                  "step-time spread unknown (no run launched twice)")
+        within = (" — within the spread: not told apart from it"
+                  if v.spread is not None and abs(v.speedup - 1) <= v.spread else "")
+        mean = (f"; by mean {v.speedup_by_mean:.3f}x" if v.speedup_by_mean is not None else "")
+        flag = " (mean and median disagree: stalls)" if v.mean_median_disagree else ""
+        at = f" at {', '.join(v.equal_settings)}" if v.equal_settings else ""
+        if v.fastest == v.over:
+            out.append(f"- **Fastest at equal settings**{at}: **BF16** ({v.over}); the fastest "
+                       f"other recipe there, **{v.runner_up_label}** ({v.runner_up}), runs at "
+                       f"**{v.runner_up_speedup:.3f}x** its speed by median step time; {spread}. "
+                       f"Basis: {v.basis}.")
+        else:
+            out.append(f"- **Fastest at equal settings**{at}: **{v.fastest_label}** "
+                       f"({v.fastest}), **{v.speedup:.3f}x** the speed of BF16 ({v.over}) by "
+                       f"median step time{mean}{flag}; {spread}{within}. Basis: {v.basis}.")
+    if v.fastest_overall:
+        mixes = (f", but its settings differ ({'; '.join(v.fastest_overall_settings)}): that "
+                 f"speedup mixes recipe and setting" if v.fastest_overall_settings else "")
+        mean = (f"; by mean {v.fastest_overall_speedup_by_mean:.3f}x"
+                if v.fastest_overall_speedup_by_mean is not None else "")
+        lead = "Fastest run overall" if v.fastest else "**Fastest run**"
+        if v.fastest_overall == g.baseline:
+            out.append(f"- {lead}: the baseline itself, **{v.fastest_overall_label}** "
+                       f"({g.baseline}); every other run is slower.")
+        else:
+            out.append(f"- {lead}: **{v.fastest_overall_label}** ({v.fastest_overall}), "
+                       f"**{_f(v.fastest_overall_speedup, '{:.3f}x')}** the speed of the "
+                       f"baseline ({g.baseline}) by median step time{mean}{mixes}.")
+    if v.stalled:
+        out.append("- Stalls the median hides (speedup by median / by mean; stalls over "
+                   f"{metrics.STALL_FRACTION:.0%} of the median): " + "; ".join(
+                       f"{x['run']} {x['speedup']:.3f}x / {x['speedup_by_mean']:.3f}x "
+                       f"({stalls_text(g.summaries[x['run']])})" for x in v.stalled) + ".")
+    judged = [r for r in v.recipes if r.loss != "not judged" or r.time_to_target != "not judged"]
+    if judged:
+        out.append("- Per recipe against BF16 (loss; time to BF16's final loss):")
+        for r in judged:
+            speed = _f(r.speedup, "{:.3f}x")
+            if r.speedup_range:
+                speed += f" (seeds {r.speedup_range[0]:.3f}–{r.speedup_range[1]:.3f}x)"
+            if r.predicted_speedup is not None:
+                speed += f", predicted {r.predicted_speedup:.2f}x"
+            seeds = f"{r.seeds} seeds" if r.seeds > 1 else "1 seed"
+            out.append(f"  - **{r.label}** ({', '.join(r.runs)}; {seeds}; speed {speed}): "
+                       f"loss **{r.loss}** ({r.loss_basis}); time to target "
+                       f"**{r.time_to_target}** ({r.time_to_target_basis}).")
+    elif v.recipes:
+        why = v.recipes[0].loss_basis.removeprefix("not judged: ")
+        out.append(f"- Loss and time to target: **not judged** ({_short(why, set(g.summaries))}).")
+        predicted = [r for r in v.recipes if r.predicted_speedup is not None]
+        for r in predicted:
+            out.append(f"  - {r.label} ({', '.join(r.runs)}): measured "
+                       f"{_f(r.speedup, '{:.3f}x')}, predicted {r.predicted_speedup:.2f}x.")
+    if v.caveats:
+        out.append("- Cannot tell: " + "; ".join(_short(c, set(g.summaries)) for c in v.caveats)
+                   + ".")
+    return out
+
+
+def _short(text: str, names: set = frozenset(), limit: int = 600) -> str:
+    """Long lists of run names in a caveat counted instead, to keep the verdict on one screen."""
+    def count(m: re.Match) -> str:
+        items = m.group(1).split(", ")
+        return f" ({len(items)} runs)" if set(items) <= names else m.group(0)
+    text = re.sub(r" \(([^()]{120,})\)", count, text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _configuration(g, s, run) -> str:
@@ -179,44 +283,76 @@ def _spread_lines(g) -> list:
     return out
 
 
-def _speedup_cell(v) -> str:
+def _speedup_cell(v, predicted=None) -> str:
     if v is None or v.speedup is None:
         return BLANK
     return (f"{v.speedup:.3f}x" + (" (within spread)" if v.within_spread else "")
-            + (f" vs `{v.baseline_log}` ({v.baseline_ms:,.1f} ms)" if v.baseline_log else ""))
+            + (" (mean differs)" if v.mean_disagrees else "")
+            + (f" vs `{v.baseline_log}` ({v.baseline_ms:,.1f} ms)" if v.baseline_log else "")
+            + (f" (predicted {predicted:.2f}x)" if predicted is not None else ""))
+
+
+def stalls_text(s) -> str:
+    """"3 of 5–9%: 16, 18, 19"; "none" without stalls; blank without timed iterations."""
+    if s.median_iter_ms is None:
+        return BLANK
+    if not s.stalls:
+        return "none"
+    low, high = min(x.fraction for x in s.stalls), max(x.fraction for x in s.stalls)
+    size = f"{low:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low * 100:.0f}–{high:.0%}"
+    its = [str(x.iteration) for x in s.stalls]
+    shown = ", ".join(its[:8]) + (f", … ({len(its) - 8} more)" if len(its) > 8 else "")
+    return f"{len(its)} of {size}: {shown}"
+
+
+def predicted_speedup(run):
+    """The manifest entry's `predicted_speedup` (a number), else None."""
+    value = run.manifest.get("predicted_speedup") if isinstance(run.manifest, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _main_table(g) -> list:
-    head = ["Configuration", "Status", "Iters", "itr time (ms, lower is faster)",
-            "Speedup (above 1 is faster)", "Tokens/s/GPU (higher is faster)",
-            "Final loss (smoothed)", "Val loss", "TFLOP/s/GPU", "MFU", "Peak alloc GiB",
-            "Peak reserved GiB", "Runtime", "Min loss", "Notes"]
+    """One row per run; figure columns come from columns.FIGURES (header, format), with the
+    cells that say more than the number (speedup notes, the slowest iteration's number)."""
+    C = columns.BY_KEY
+    spec = [
+        ("Configuration", lambda s, v, run: _configuration(g, s, run)),
+        ("Status", lambda s, v, run: _status_cell(s)),
+        ("Iters", lambda s, v, run: f"{_f(s.iterations_done, '{}')}/"
+                                    f"{_f(s.iterations_planned, '{}')}"),
+        (C["median_iteration_ms"], None),
+        (C["speedup"], lambda s, v, run: _speedup_cell(v, predicted_speedup(run))),
+        (C["tokens_per_s_per_gpu"], None),
+        (C["itr_ms_mean"], None),
+        (C["speedup_by_mean"], None),
+        (C["itr_ms_max"], lambda s, v, run: (f"{s.max_iter_ms:.1f} @{s.max_iteration}"
+                                              if s.max_iter_ms is not None else BLANK)),
+        (f"Stalls (> {metrics.STALL_FRACTION:.0%} over median)",
+         lambda s, v, run: stalls_text(s)),
+        (C["final_loss"], lambda s, v, run: (C["final_loss"].cell(s, v) if s.status != "diverged"
+                                              else "not valid (diverged)")),
+        ("Val loss", lambda s, v, run: (f"{s.val_loss:.4f} @{s.val_iteration}"
+                                        if s.val_loss is not None else BLANK)),
+        (C["tflops_per_gpu"], None),
+        (C["mfu"], None),
+        (C["peak_allocated_gib"], None),
+        (C["peak_reserved_gib"], None),
+        ("Runtime", lambda s, v, run: _runtime(s)),
+        (C["min_loss"], None),
+        ("Notes", lambda s, v, run: hide_paths("; ".join(s.notes)) or BLANK),
+    ]
+    head = [h.title() if isinstance(h, columns.Column) else h for h, _ in spec]
     rows = []
     for run in g.runs:
         s, v = g.summaries[run.name], g.versus.get(run.name)
-        rows.append([
-            _configuration(g, s, run),
-            _status_cell(s),
-            f"{_f(s.iterations_done, '{}')}/{_f(s.iterations_planned, '{}')}",
-            _f(s.median_iter_ms, "{:.1f}"),
-            _speedup_cell(v),
-            _f(s.tokens_per_s_gpu, "{:,.0f}"),
-            _f(s.final_loss, "{:.4f}") if s.status != "diverged" else "not valid (diverged)",
-            f"{s.val_loss:.4f} @{s.val_iteration}" if s.val_loss is not None else BLANK,
-            _f(s.tflops_gpu, "{:.1f}"),
-            _f(s.mfu * 100 if s.mfu is not None else None, "{:.1f}%"),
-            _f(s.peak_alloc_gb, "{:.1f}"),
-            _f(s.peak_reserved_gb, "{:.1f}"),
-            _runtime(s),
-            _f(s.min_loss, "{:.4f}"),
-            hide_paths("; ".join(s.notes)) or BLANK,
-        ])
+        rows.append([cell(s, v, run) if cell else h.cell(s, v) for h, cell in spec])
     return table(head, rows)
 
 
 def _versus_table(g) -> list:
-    head = ["Configuration", "Loss gap mean", "Loss gap largest", "Gap iterations", "vs noise",
-            "Time to target", "Tokens to target", "Sooner than baseline"]
+    head = ["Configuration", "Loss gap mean (− = lower loss)", "Loss gap largest",
+            "Gap iterations", "vs noise",
+            "Time to target", "Tokens to target", "Sooner than baseline", "Time vs noise"]
     rows = []
     for run in g.runs:
         s, v = g.summaries[run.name], g.versus.get(run.name)
@@ -232,10 +368,12 @@ def _versus_table(g) -> list:
             _f(v.gap.mean if v.gap else None, "{:+.4f}" + marked),
             _f(v.gap.max if v.gap else None, "{:+.4f}"),
             f"{v.gap.first}–{v.gap.last}" if v.gap else BLANK,
-            (v.verdict + marked) if v.verdict else BLANK,
+            (noise_words(v.verdict, v.gap.mean if v.gap else None, g.band) + marked)
+            if v.verdict else BLANK,
             f"{duration(v.ttt_s)} @{v.ttt_iteration}{marked}" if v.ttt_s is not None else BLANK,
             count(v.ttt_tokens),
             _f(v.ttt_speedup, "{:.3f}x" + marked),
+            ttt_words(g, v) or BLANK,
         ])
     foot = []
     if g.target is not None:
@@ -250,6 +388,29 @@ def _versus_table(g) -> list:
                      f"{'; '.join(g.caveats)}."]
         return table(head, rows) + foot
     return table(head, rows) + foot + _verdicts(g)
+
+
+def noise_words(word: str, gap, band) -> str:
+    """compare.verdict's word with its sign as words: "outside noise (-0.0081)" -> "outside
+    noise: lower loss, 0.0081 beyond the ±0.0539 band"."""
+    if not word.startswith("outside noise") or gap is None or band is None:
+        return word
+    beyond = abs(gap) - band
+    return (f"outside noise: {'lower' if gap < 0 else 'higher'} loss, {beyond:.4f} beyond the "
+            f"±{band:.4f} band")
+
+
+def ttt_words(g, v) -> str:
+    """"same within noise (±10% seed band)", "sooner (outside the ±10% seed band)", ..."""
+    if not v.ttt_verdict:
+        return ""
+    band = f"±{g.ttt_band:.0%} seed band" if g.ttt_band is not None else "no seed band"
+    if v.ttt_verdict == "same within noise":
+        return f"same within noise ({band})"
+    if v.ttt_verdict == "not reached":
+        return "not reached"
+    return f"{v.ttt_verdict} (outside the {band})" if g.ttt_band is not None else \
+        f"{v.ttt_verdict} ({band}: one BF16 seed)"
 
 
 def _breakdown_table(g, profiled: list) -> list:
@@ -303,7 +464,9 @@ def _reference_table(g, ref) -> list:
             _f(row.tokens_per_s_gpu / bf16.tokens_per_s_gpu if bf16 else None, "{:.2f}x"),
             BLANK,
         ])
-    foot = ["", f"Published: {_cell(ref.source, False)}. Their TFLOP/s/GPU apply Megatron's FLOP "
+    where = f" ({ref.url}, recorded {ref.recorded})" if ref.url else ""
+    foot = ["", f"Published: {_cell(ref.source, False)}{where}. "
+                "Their TFLOP/s/GPU apply Megatron's FLOP "
                 "count for this model (as measured above) to the published tokens/s."]
     return table(head, rows) + foot
 
@@ -322,15 +485,20 @@ def _verdicts(g) -> list:
         s = g.summaries[run.name]
         where = (f"stays within the seed-to-seed noise band (mean gap {v.gap.mean:+.4f}, band "
                  f"±{g.band:.4f})" if v.verdict == "within noise" else
-                 f"is {v.verdict} (mean gap {v.gap.mean:+.4f}, band ±{g.band:.4f})")
+                 f"is {noise_words(v.verdict, v.gap.mean, g.band)} (mean gap {v.gap.mean:+.4f})")
         if v.ttt_s is None:
             when = (f"does not reach the target within its {s.iterations_done} iterations "
                     f"(final smoothed loss {_f(s.final_loss, '{:.4f}')})")
         else:
             when = (f"reaches the target {_relative(v.ttt_s, base.ttt_s)} in wall-clock "
-                    f"({duration(v.ttt_s)} vs {duration(base.ttt_s)}), with "
+                    f"({duration(v.ttt_s)} vs {duration(base.ttt_s)}): {ttt_words(g, v)}; with "
                     f"{_relative(v.ttt_tokens, base.ttt_tokens, 'fewer', 'more')} tokens "
-                    f"({count(v.ttt_tokens)} vs {count(base.ttt_tokens)})")
+                    f"({count(v.ttt_tokens)} vs {count(base.ttt_tokens)}): "
+                    + (v.tokens_verdict + (f" (±{g.tokens_band:.0%} seed band)"
+                                           if g.tokens_band is not None else ""))
+                    + ("; its speed mixes recipe and setting ("
+                       + ", ".join(V.setting_text(c) for c in v.confounds) + ")"
+                       if v.confounds else ""))
         lines.append(f"- **{_cell(s.label, False)}** ({run.name}) {where}; it {when}.")
     return lines
 
@@ -400,6 +568,11 @@ def _run_section(g, run, plot) -> list:
     if log.steps.segment_starts[1:]:
         resumed = ", ".join(map(str, log.steps.segment_starts[1:]))
         timing += f", later segments start at iteration {resumed}"
+    if s.graph_warmup:
+        timing += (f", the first {s.graph_warmup} iterations of each launch left out as CUDA-graph "
+                   "warm-up and capture")
+    if s.speed_warning:
+        timing += f"; too few for stable step times: {s.speed_warning}"
     items.append(("Timing", timing))
     if s.notes:
         items.append(("Notes", "; ".join(s.notes)))
@@ -415,10 +588,16 @@ def _run_section(g, run, plot) -> list:
 
 
 def _recipe_detail(s, args) -> str:
+    """The label and the recipe's arguments as the log's dump has them; a run without FP8/FP4
+    (`--fp8-format`/`--fp4-format` unset) shows only its precision flags, not the FP8
+    arguments' defaults that Megatron prints but does not use."""
     if not args:
         return s.label
     keys = recipes.arg_names(recipes.of_args(args))
-    return s.label + " (" + ", ".join(f"{k} {args[k]}" for k in keys if k in args) + ")"
+    if s.precision not in ("fp8", "fp4"):
+        keys = [k for k in keys if k in ("bf16", "fp16")]
+    shown = [f"{k} {args[k]}" for k in keys if k in args]
+    return s.label + (" (" + ", ".join(shown) + ")" if shown else "")
 
 
 def _parallelism(args) -> str:
@@ -446,6 +625,8 @@ def _gpu(s, side) -> str:
         text = s.gpu + (f" ({', '.join(extra)})" if extra else "")
     elif s.gpu_from == "manifest":
         text = f"{s.gpu} (from the manifest; no sidecar)"
+    elif side:
+        text = "unknown (the sidecar records no GPU and the manifest names none), so MFU is blank"
     else:
         text = "unknown (no sidecar or manifest entry), so MFU is blank"
     if s.peak_tflops:

@@ -8,7 +8,15 @@ Definitions (the report's "How to read this" repeats them):
   interval can hold the evaluation or save), minus the iterations a profiler slowed (Megatron's
   --profile-step-start to --profile-step-end, the end included: PyTorch's profiler exports its
   trace as that iteration starts), minus non-finite times.
-* Iteration time: the median `elapsed time per iteration (ms)` of the timed iterations.
+* Iteration time: the median `elapsed time per iteration (ms)` of the timed iterations; beside
+  it their mean and largest, and the stalls: timed iterations slower than the median by more
+  than STALL_FRACTION, named by iteration. With CUDA graphs on (`--cuda-graph-impl` local or
+  transformer_engine, or `--enable-cuda-graph`), the first `--cuda-graph-warmup-steps` + 1
+  iterations of each launch are warm-up too: Megatron captures the graphs in the iteration
+  after its warm-up steps (megatron-core 0.19 logs "Start CUDA Graphs capture..." there).
+* Peer windows: the same log read by two published rules (PEER_RULES), so the suite's figures
+  can stand beside published ones: dgxc llmb-run's mean of iterations 35-44 and
+  Megatron-Bridge's mean after skipping the first 70% of the logged iterations.
 * Tokens/s/GPU = global batch size x seq_length / median iteration seconds / world_size.
 * TFLOP/s/GPU: the median of Megatron's own `throughput per GPU (TFLOP/s/GPU)` (needs
   `--log-throughput`). MFU = that / the GPU's dense peak for the run's precision.
@@ -53,6 +61,47 @@ SHAPE_KEYS = ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_hea
 # Fewer logged iterations than this make loss comparisons not meaningful (warm-up dominates).
 MIN_ITERATIONS_FOR_LOSS = 100
 
+# A timed iteration slower than the median by more than this fraction is a stall (Python GC,
+# a data-loader hiccup, a capture): the median hides it, the mean does not.
+STALL_FRACTION = 0.05
+# Runs shorter than these give step times that are warned about: too short for the peers'
+# windows (50 iterations) and too few timed iterations for a stable median and mean.
+MIN_ITERATIONS_FOR_SPEED = 50
+MIN_TIMED_FOR_SPEED = 20
+
+
+@dataclass(frozen=True)
+class PeerWindow:
+    """One published rule's step time for a run: the mean `elapsed time per iteration (ms)`
+    over the rule's window of logged iterations; itr_ms None (with `why`) when the log does not
+    cover the window."""
+
+    rule: str  # "dgxc llmb-run" or "Megatron-Bridge"
+    window: str  # the rule in words
+    itr_ms: Optional[float]
+    first_iteration: Optional[int] = None
+    last_iteration: Optional[int] = None
+    iterations: int = 0  # logged iterations averaged
+    why: str = ""  # why itr_ms is None
+
+
+# (rule, its window in words): dgxc llmb-run (NVIDIA DGX Cloud benchmarking recipes) runs 50
+# iterations and averages iterations 35-44; Megatron-Bridge's performance scripts average the
+# step times after skipping the first 70% of them.
+LLMB_WINDOW = (35, 44)
+BRIDGE_SKIP = 0.7
+PEER_RULES = (
+    ("dgxc llmb-run", f"mean of iterations {LLMB_WINDOW[0]}-{LLMB_WINDOW[1]} (of 50)"),
+    ("Megatron-Bridge",
+     f"mean after skipping the first {BRIDGE_SKIP:.0%} of the logged iterations"),
+)
+
+
+@dataclass(frozen=True)
+class Stall:
+    iteration: int
+    fraction: float  # how much slower than the median: 0.07 = 7%
+
 
 @dataclass
 class Summary:
@@ -74,6 +123,12 @@ class Summary:
     mock_data: bool = False
     launch_s: Optional[float] = None  # sidecar ended - started
     median_iter_ms: Optional[float] = None
+    mean_iter_ms: Optional[float] = None  # mean of the same timed iterations
+    max_iter_ms: Optional[float] = None  # the slowest timed iteration ...
+    max_iteration: Optional[int] = None  # ... and its number
+    stalls: list = field(default_factory=list)  # Stall, by iteration
+    graph_warmup: int = 0  # leading iterations per launch left out for CUDA-graph capture
+    peer_windows: list = field(default_factory=list)  # PeerWindow, PEER_RULES order
     timed_iterations: int = 0
     tokens_per_s_gpu: Optional[float] = None
     tflops_gpu: Optional[float] = None
@@ -105,6 +160,20 @@ class Summary:
         time − 1 (0.014 = 1.4%); None with fewer than two."""
         times = [a.median_iter_ms for a in self.repeats]
         return max(times) / min(times) - 1 if len(times) >= 2 else None
+
+    @property
+    def speed_warning(self) -> str:
+        """Why the run's step times are not stable ("" when they are): fewer than
+        MIN_ITERATIONS_FOR_SPEED iterations or MIN_TIMED_FOR_SPEED timed ones."""
+        if self.status in S.FAILED or self.iterations_done is None:
+            return ""
+        why = []
+        if self.iterations_done < MIN_ITERATIONS_FOR_SPEED:
+            why.append(f"{self.iterations_done} iterations (under {MIN_ITERATIONS_FOR_SPEED}: "
+                       "too short for the peers' windows)")
+        if self.timed_iterations < MIN_TIMED_FOR_SPEED:
+            why.append(f"{self.timed_iterations} timed iterations (under {MIN_TIMED_FOR_SPEED})")
+        return "; ".join(why)
 
     @property
     def failed(self) -> bool:
@@ -219,8 +288,25 @@ def profiled_span(args: dict) -> Optional[tuple[int, int]]:
     return (start, end) if start is not None and end is not None else None
 
 
+def graph_warmup(args: dict) -> int:
+    """Leading iterations of each launch that CUDA graphs keep from being timed: the
+    `--cuda-graph-warmup-steps` eager iterations and the one that captures the graphs (0 when
+    graphs are off). Megatron-Core 0.19 captures after the warm-up steps with
+    `--cuda-graph-impl local|transformer_engine` or `--enable-cuda-graph`; the capture
+    iteration can take many times a step (21.8 s against 5.3 s in the committed ablations)."""
+    impl = arg_value(args, "cuda_graph_impl")
+    on = (isinstance(impl, str) and impl not in ("none", "")) or arg_value(
+        args, "enable_cuda_graph") is True
+    if not on:
+        return 0
+    steps = arg_int(args, "cuda_graph_warmup_steps")
+    return (steps if steps is not None and steps >= 0 else 3) + 1
+
+
 def timed_rows(steps, args: dict, warmup: int) -> list:
-    """`timed_mask` of a parsed log's step records, its settings read from its arguments."""
+    """`timed_mask` of a parsed log's step records, its settings read from its arguments; the
+    warm-up is the larger of `warmup` and the CUDA-graph warm-up (graph_warmup)."""
+    warmup = max(warmup, graph_warmup(args))
     return timed_mask(steps.iterations, steps.segment_starts, warmup, arg_int(args, "eval_interval"),
                       arg_int(args, "save_interval"), arg_int(args, "log_interval"),
                       profiled_span(args))
@@ -307,6 +393,7 @@ def summarize(run: "LoggedRun", warmup: int) -> Summary:
                 and same_setup(a.log.args, args)):
             times = timed_iter_ms(a.log.steps, timed_rows(a.log.steps, a.log.args, warmup))
             a.median_iter_ms = statistics.median(times) if times else None
+            a.mean_iter_ms = statistics.fmean(times) if times else None
     return s
 
 
@@ -355,15 +442,57 @@ def timed_iter_ms(steps, mask: list) -> list:
     return finite(ms for ms, keep in zip(steps.column(ITER_MS), mask) if keep)
 
 
+def step_stats(iterations: list, times: list) -> tuple:
+    """(median, mean, largest, its iteration, stalls) of timed iteration times (ms), stalls
+    being the iterations slower than the median by more than STALL_FRACTION (Stall, in
+    iteration order). ValueError when `times` is empty."""
+    median = statistics.median(times)
+    mean = statistics.fmean(times)
+    at = max(range(len(times)), key=lambda i: times[i])
+    stalls = [Stall(it, ms / median - 1) for it, ms in zip(iterations, times)
+              if median > 0 and ms > median * (1 + STALL_FRACTION)]
+    return median, mean, times[at], iterations[at], stalls
+
+
+def peer_windows(steps) -> list:
+    """The run's step time by each rule of PEER_RULES (PeerWindow), over all its logged finite
+    iteration times (warm-up and evaluations included, as the peers' rules do)."""
+    rows = [(it, ms) for it, ms in zip(steps.iterations, steps.column(ITER_MS))
+            if ms is not None and math.isfinite(ms)]
+    (llmb, llmb_text), (bridge, bridge_text) = PEER_RULES
+    lo, hi = LLMB_WINDOW
+    inside = [(it, ms) for it, ms in rows if lo <= it <= hi]
+    if {it for it, _ in inside} >= set(range(lo, hi + 1)):
+        first = PeerWindow(llmb, llmb_text, statistics.fmean(ms for _, ms in inside), lo, hi,
+                           len(inside))
+    else:
+        last = rows[-1][0] if rows else 0
+        first = PeerWindow(llmb, llmb_text, None,
+                           why=f"iterations {lo}-{hi} not all logged (the log ends at {last})")
+    skip = math.floor(len(rows) * BRIDGE_SKIP)
+    kept = rows[skip:]
+    if kept and len(rows) >= 2:
+        second = PeerWindow(bridge, bridge_text, statistics.fmean(ms for _, ms in kept),
+                            kept[0][0], kept[-1][0], len(kept))
+    else:
+        second = PeerWindow(bridge, bridge_text, None, why="fewer than 2 logged iterations")
+    return [first, second]
+
+
 def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
     args, steps = run.log.args, run.log.steps
     mask = timed_rows(steps, args, warmup)
-    times = timed_iter_ms(steps, mask)
+    s.graph_warmup = graph_warmup(args)
+    s.peer_windows = peer_windows(steps)
+    rows = [(it, ms) for it, ms, keep in zip(steps.iterations, steps.column(ITER_MS), mask)
+            if keep and ms is not None and math.isfinite(ms)]
+    times = [ms for _, ms in rows]
     s.timed_iterations = timed_iteration_count(mask, arg_int(args, "log_interval"),
                                                steps.column(ITER_MS))
     if not times:
         return
-    s.median_iter_ms = statistics.median(times)
+    (s.median_iter_ms, s.mean_iter_ms, s.max_iter_ms, s.max_iteration,
+     s.stalls) = step_stats([it for it, _ in rows], times)
     tflops = finite(t for t, keep in zip(steps.column(TFLOPS), mask) if keep)
     s.tflops_gpu = statistics.median(tflops) if tflops else None
     gbs = arg_int(args, "global_batch_size") or _last(finite(steps.column(GBS)))

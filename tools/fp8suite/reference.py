@@ -4,6 +4,8 @@ A reference file (YAML) names its source, the model shape it is about, and one r
 published configuration:
 
     source: NVIDIA's published Llama-3-8B training performance (8x H100, seq 8192)
+    url: https://docs.nvidia.com/...        # where the figures are published
+    recorded: 2026-11-23                    # the date they were copied from there
     shape: {num_layers: 32, hidden_size: 4096, seq_length: 8192}
     rows:
       - {label: "NVIDIA BF16", precision: bf16, tokens_per_s_gpu: 10682}
@@ -15,7 +17,9 @@ shrunk model next to a full-size published figure would mislead.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Optional
 
@@ -40,6 +44,8 @@ class Reference:
     source: str
     shape: dict
     rows: tuple
+    url: str = ""  # where the figures are published (http/https)
+    recorded: str = ""  # the date (YYYY-MM-DD) they were copied from there
 
 
 def load(path: Optional[str]) -> Optional[Reference]:
@@ -72,7 +78,17 @@ def load(path: Optional[str]) -> Optional[Reference]:
             raise UsageError(f"{where}.tokens_per_s_gpu: a positive number")
         rows.append(Row(str(row.get("label") or f"published {row['precision']}"),
                         row["precision"], float(value)))
-    return Reference(str(data.get("source", path)), dict(data["shape"]), tuple(rows))
+    url, recorded = data.get("url"), data.get("recorded")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise UsageError(f"--reference {path}: url: {url!r}: the http(s) address the figures "
+                         "are published at")
+    if isinstance(recorded, (date, datetime)):
+        recorded = recorded.isoformat()[:10]
+    if not isinstance(recorded, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", recorded):
+        raise UsageError(f"--reference {path}: recorded: {recorded!r}: the date (YYYY-MM-DD) "
+                         "the figures were copied")
+    return Reference(str(data.get("source", path)), dict(data["shape"]), tuple(rows), url,
+                     recorded)
 
 
 def matches(reference: Reference, group) -> bool:

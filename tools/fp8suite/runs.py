@@ -68,6 +68,7 @@ class Attempt:
     # Median iteration time (ms) of a completed launch that started afresh, the rule of the
     # run's own; set by metrics.summarize, None otherwise.
     median_iter_ms: Optional[float] = None
+    mean_iter_ms: Optional[float] = None  # the mean of the same iterations (metrics.summarize)
     log: Optional[ParsedLog] = field(default=None, repr=False, compare=False)
     kernel_table: Optional[dict] = field(default=None, repr=False, compare=False)  # beside its log
 
@@ -156,6 +157,12 @@ def load_manifest(path: Optional[str]) -> dict:
     runs = data.get("runs") if isinstance(data, dict) else None
     if not isinstance(runs, list):
         raise UsageError(f"manifest {path}: expected an object with a \"runs\" list")
+    for i, r in enumerate(runs):
+        value = r.get("predicted_speedup") if isinstance(r, dict) else None
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not value > 0 or value == float("inf")):
+            raise UsageError(f"manifest {path}: runs[{i}].predicted_speedup: {value!r}: a "
+                             "positive number (the speedup over BF16 the matrix predicts)")
     return {r["name"]: r for r in runs if isinstance(r, dict) and isinstance(r.get("name"), str)}
 
 

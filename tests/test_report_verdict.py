@@ -1,0 +1,335 @@
+"""The report's answer first (issue 24): step-time statistics that show stalls, CUDA-graph
+capture as warm-up, the peers' windows, the seed band of time and tokens to target, Welch's
+t-test with several seeds, speed-relevant settings apart from the rest, the verdict block and
+summary.json's keys. Logs are Megatron 0.19 lines (test_report_metrics.write_log); every
+expected figure is worked by hand in the test.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+from scipy import stats
+
+import report
+from fp8suite import columns, metrics, summary, verdict
+from test_report_metrics import SHAPE, groups_of, write_log
+
+FP8 = {"fp8": "hybrid", "fp8_recipe": "tensorwise"}
+
+
+def render(tmp_path, *extra) -> tuple[str, dict]:
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path / "logs"), "--out", str(out), *extra]) == 0
+    return (out / "report.md").read_text(), json.loads((out / "summary.json").read_text())
+
+
+# --- step time ---------------------------------------------------------------------------
+
+
+def stall_times() -> list:
+    """3 warm-up iterations, then 1000 ms with Python-GC-like stalls at 16, 18 and 19."""
+    ms = [5000.0] * 3 + [1000.0] * 17
+    ms[15], ms[17], ms[18] = 1088.0, 1053.0, 1057.0  # iterations 16, 18, 19
+    return ms
+
+
+def test_median_mean_max_and_stalls_by_hand(tmp_path):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(tmp_path / "logs" / "fp8.log", [3.0] * 20, stall_times(), args={**SHAPE, **FP8})
+    (g,) = groups_of(tmp_path / "logs")
+    s = g.summaries["fp8"]
+    # Iterations 4-20 are timed (17): 14 at 1000 ms and the three stalls.
+    assert s.timed_iterations == 17 and s.median_iter_ms == 1000.0
+    assert s.mean_iter_ms == pytest.approx((14 * 1000 + 1088 + 1053 + 1057) / 17)
+    assert (s.max_iter_ms, s.max_iteration) == (1088.0, 16)
+    assert [(x.iteration, round(x.fraction, 3)) for x in s.stalls] == [
+        (16, 0.088), (18, 0.053), (19, 0.057)]
+    # 1000 / 1011.65: the mean reads the stalls the median hides.
+    v = g.versus["fp8"]
+    assert v.speedup == 1.0 and v.mean_speedup == pytest.approx(1000 / s.mean_iter_ms)
+    assert v.mean_disagrees  # 1.1% apart, more than the 1% tolerance without a spread
+    assert verdict.build(g).stalled == [{"run": "fp8", "speedup": 1.0,
+                                         "speedup_by_mean": v.mean_speedup}]
+    text, data = render(tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| fp8:"))
+    assert "| 1011.6 | 0.988x | 1088.0 @16 | 3 of 5–9%: 16, 18, 19 |" in row
+    assert "1.000x (mean differs)" in row
+    assert ("- Stalls the median hides (speedup by median / by mean; stalls over 5% of the "
+            "median): fp8 1.000x / 0.988x (3 of 5–9%: 16, 18, 19).") in text
+    run = next(r for r in data["runs"] if r["name"] == "fp8")
+    assert run["itr_ms_median"] == 1000.0 and run["itr_ms_max"] == 1088.0
+    assert run["itr_ms_mean"] == pytest.approx(s.mean_iter_ms)
+    assert [x["iteration"] for x in run["stalls"]] == [16, 18, 19]
+    # Under 50 iterations and 20 timed ones: warned, in the run and in the verdict.
+    assert run["speed_warning"] == ("20 iterations (under 50: too short for the peers' windows); "
+                                    "17 timed iterations (under 20)")
+    assert "too few iterations for stable step times" in text.split("Directory")[0]
+
+
+@pytest.mark.parametrize("impl,expected", [("transformer_engine", 4), ("local", 4), ("none", 0)])
+def test_cuda_graph_capture_is_warm_up_found_from_the_arguments(tmp_path, impl, expected):
+    # Megatron captures the graphs in the iteration after --cuda-graph-warmup-steps (3): the
+    # 21.8 s iteration 4 of the committed ablation log.
+    ms = [5000.0] * 3 + [21800.0] + [1000.0] * 16
+    write_log(tmp_path / "r.log", [3.0] * 20, ms,
+              args={**SHAPE, "cuda_graph_impl": impl, "cuda_graph_warmup_steps": 3})
+    (g,) = groups_of(tmp_path)
+    s = g.summaries["r"]
+    assert s.graph_warmup == expected
+    if expected:
+        assert s.timed_iterations == 16 and s.max_iter_ms == 1000.0 and s.mean_iter_ms == 1000.0
+    else:  # without graphs the slow iteration is timed: the mean shows it, the median does not
+        assert s.timed_iterations == 17 and (s.max_iter_ms, s.max_iteration) == (21800.0, 4)
+        assert s.median_iter_ms == 1000.0 and s.mean_iter_ms > 2000
+
+
+def test_graph_warm_up_steps_are_read_not_assumed(tmp_path):
+    ms = [5000.0] * 5 + [21800.0] + [1000.0] * 14
+    write_log(tmp_path / "r.log", [3.0] * 20, ms,
+              args={**SHAPE, "cuda_graph_impl": "transformer_engine", "cuda_graph_warmup_steps": 5})
+    (g,) = groups_of(tmp_path)
+    assert g.summaries["r"].graph_warmup == 6 and g.summaries["r"].max_iter_ms == 1000.0
+
+
+def test_peer_windows_by_their_rules(tmp_path):
+    ms = [float(1000 + i) for i in range(1, 51)]  # iteration i takes 1000 + i ms
+    write_log(tmp_path / "long.log", [3.0] * 50, ms, args=SHAPE)
+    write_log(tmp_path / "short.log", [3.0] * 20, ms[:20], args=SHAPE)
+    (g,) = groups_of(tmp_path)
+    llmb, bridge = g.summaries["long"].peer_windows
+    assert (llmb.rule, llmb.itr_ms, llmb.first_iteration, llmb.last_iteration) == (
+        "dgxc llmb-run", statistics.fmean(1000 + i for i in range(35, 45)), 35, 44)
+    # Megatron-Bridge skips the first 70% (35 of 50): iterations 36-50.
+    assert (bridge.rule, bridge.itr_ms, bridge.first_iteration, bridge.iterations) == (
+        "Megatron-Bridge", statistics.fmean(1000 + i for i in range(36, 51)), 36, 15)
+    llmb, bridge = g.summaries["short"].peer_windows
+    assert llmb.itr_ms is None and llmb.why == "iterations 35-44 not all logged (the log ends at 20)"
+    assert bridge.itr_ms == statistics.fmean(1000 + i for i in range(15, 21))  # skip 14 of 20
+
+
+# --- loss and time to target held to the seed noise ----------------------------------------
+
+N = 120
+BASE = [4.0 - 0.01 * i for i in range(1, N + 1)]
+
+
+def test_time_to_target_sooner_only_outside_the_seed_band(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "bf16_s1234.log", BASE, [1000.0] * N, args={**SHAPE, "seed": 1234})
+    # Another BF16 seed 0.05 lower: it reaches the baseline's final loss 5 iterations sooner.
+    write_log(logs / "bf16_s2345.log", [v - 0.05 for v in BASE], [1000.0] * N,
+              args={**SHAPE, "seed": 2345})
+    # As much sooner as that seed: within noise. Half the step time: sooner beyond it.
+    write_log(logs / "fp8_like_seed.log", [v - 0.05 for v in BASE], [1000.0] * N,
+              args={**SHAPE, **FP8, "seed": 1234})
+    write_log(logs / "fp8_fast.log", BASE, [500.0] * N,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "blockwise", "seed": 1234})
+    (g,) = groups_of(logs)
+    base, ref = g.versus["bf16_s1234"], g.versus["bf16_s2345"]
+    assert ref.ttt_iteration == base.ttt_iteration - 5
+    assert g.ttt_band == pytest.approx(abs(ref.ttt_s / base.ttt_s - 1))
+    assert g.versus["fp8_like_seed"].ttt_change == pytest.approx(ref.ttt_s / base.ttt_s - 1)
+    assert g.versus["fp8_like_seed"].ttt_verdict == "same within noise"
+    assert g.versus["fp8_fast"].ttt_verdict == "sooner"
+    assert g.versus["fp8_fast"].tokens_verdict == "same within noise"  # same losses, same tokens
+    text, data = render(tmp_path)
+    cmp = {c["run"]: c for c in data["comparisons"]}
+    assert cmp["fp8_like_seed"]["time_to_target_verdict"] == "same within noise"
+    assert cmp["fp8_fast"]["time_to_target_verdict"] == "sooner"
+    assert cmp["fp8_fast"]["time_to_target_band"] == pytest.approx(g.ttt_band)
+    head = text.split("Directory")[0]
+    assert "time to target **same within noise**" in head and "time to target **sooner**" in head
+    assert "rests on one run" in head
+
+
+def seeds_study(root, fp8_offsets, bf16_offsets=(0.0, 0.012, -0.009)):
+    for seed, c in zip((1234, 2345, 3456), bf16_offsets):
+        write_log(root / f"bf16_s{seed}.log", [v + c for v in BASE], [1000.0] * N,
+                  args={**SHAPE, "seed": seed})
+    for seed, c in zip((1234, 2345, 3456), fp8_offsets):
+        write_log(root / f"fp8_s{seed}.log", [v + c for v in BASE], [800.0] * N,
+                  args={**SHAPE, **FP8, "seed": seed})
+
+
+@pytest.mark.parametrize("offsets,word", [((-0.2, -0.21, -0.19), "better"),
+                                          ((0.2, 0.21, 0.19), "worse"),
+                                          ((0.005, -0.004, 0.001), "same as BF16 within noise")])
+def test_welch_t_test_with_three_seeds_a_side(tmp_path, offsets, word):
+    seeds_study(tmp_path / "logs", offsets)
+    (g,) = groups_of(tmp_path / "logs")
+    (rv,) = verdict.build(g).recipes
+    assert rv.seeds == 3 and rv.loss == word
+    fp8 = [g.summaries[f"fp8_s{s}"].final_loss for s in (1234, 2345, 3456)]
+    bf16 = [g.summaries[f"bf16_s{s}"].final_loss for s in (1234, 2345, 3456)]
+    expected = stats.ttest_ind(fp8, bf16, equal_var=False)
+    t = rv.loss_test
+    assert t.name == "Welch's t-test" and (t.n_recipe, t.n_bf16) == (3, 3)
+    assert t.p_value == pytest.approx(expected.pvalue)
+    assert t.mean_difference == pytest.approx(statistics.fmean(fp8) - statistics.fmean(bf16))
+    assert t.ci_low < t.mean_difference < t.ci_high
+    text, data = render(tmp_path)
+    (group,) = data["groups"]
+    (recipe,) = group["verdict"]["recipes"]
+    assert recipe["loss"] == word and recipe["loss_test"]["p_value"] == pytest.approx(t.p_value)
+    assert f"Welch's t-test {verdict.p_text(t.p_value)}" in text.split("Directory")[0]
+
+
+def test_one_seed_verdict_rests_on_one_run_with_words_for_signs(tmp_path):
+    seeds_study(tmp_path / "logs", (-0.1,), bf16_offsets=(0.0, 0.03))
+    (g,) = groups_of(tmp_path / "logs")
+    (rv,) = verdict.build(g).recipes
+    assert rv.loss == "better" and rv.loss_test is None
+    assert rv.loss_basis == ("lower loss by 0.1000, outside the ±0.0300 band of 2 BF16 seeds; "
+                             "rests on one run")
+    text, _ = render(tmp_path)
+    assert "outside noise: lower loss, 0.0700 beyond the ±0.0300 band" in text
+
+
+# --- settings, verdict block, frictions --------------------------------------------------
+
+
+def test_only_speed_relevant_settings_are_listed_and_named_in_the_verdict(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(logs / "fp8.log", [3.0] * 20, [800.0] * 20,
+              args={**SHAPE, **FP8, "profile": True, "profile_step_start": 10,
+                    "profile_step_end": 12, "log_interval": 1})
+    write_log(logs / "fp8_pg.log", [3.0] * 20, [700.0] * 20,
+              args={**SHAPE, **FP8, "fp8_param_gather": True})
+    (g,) = groups_of(logs)
+    assert [k for k, _ in g.differences] == ["fp8_param_gather"]
+    assert {"profile", "profile_step_start", "profile_step_end"} <= set(g.quiet_differences)
+    v = verdict.build(g)
+    # The fastest at equal settings is the run without param gather: 1000 / 800.
+    assert (v.fastest, v.over, v.speedup) == ("fp8", "bf16", 1.25)
+    assert v.fastest_overall == "fp8_pg"
+    assert v.fastest_overall_settings == ["fp8_param_gather True (baseline False)"]
+    text, data = render(tmp_path)
+    assert "- `fp8_param_gather`:" in text and "- `profile`" not in text
+    head = text.split("Directory")[0]
+    assert "**Fastest at equal settings**: **FP8 tensorwise (hybrid)** (fp8), **1.250x**" in head
+    assert "that speedup mixes recipe and setting" in head
+    cmp = {c["run"]: c for c in data["comparisons"]}
+    assert cmp["fp8_pg"]["settings_differing"] == [
+        {"setting": "fp8_param_gather", "value": "True", "baseline_value": "False"}]
+    assert cmp["fp8"]["settings_differing"] == []
+
+
+def test_verdict_first_rows_by_speed_definitions_last(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "a_bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(logs / "b_slow.log", [3.0] * 20, [950.0] * 20,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "delayed"})
+    write_log(logs / "c_fast.log", [3.0] * 20, [700.0] * 20, args={**SHAPE, **FP8})
+    text, data = render(tmp_path)
+    lines = text.splitlines()
+    assert lines.index("**Verdict**") < next(i for i, x in enumerate(lines)
+                                             if x.startswith("Directory"))
+    assert lines.index("## How to read this") > next(i for i, x in enumerate(lines)
+                                                     if x.startswith("### Runs"))
+    rows = [x.split(":")[0][2:] for x in lines if x.startswith("| ") and ": " in x.split("|")[1]]
+    assert rows[:3] == ["a_bf16", "c_fast", "b_slow"]  # baseline, then fastest first
+    assert [r["name"] for r in data["runs"]] == ["a_bf16", "c_fast", "b_slow"]
+    (group,) = data["groups"]
+    assert group["verdict"]["fastest"] == "c_fast"
+    assert group["verdict"]["speedup"] == pytest.approx(1000 / 700)
+
+
+def test_bf16_details_show_no_fp8_defaults_and_sidecar_without_gpu(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    (logs / "bf16.meta.json").write_text(json.dumps({"run": "bf16", "exit_code": 0,
+                                                     "environment": {"python": "3.12"}}))
+    text, _ = render(tmp_path)
+    assert "- Recipe: BF16 (bf16 True)" in text
+    assert ("- GPU: unknown (the sidecar records no GPU and the manifest names none), so MFU "
+            "is blank") in text
+
+
+def test_predicted_speedup_beside_the_measured_one(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(logs / "fp8.log", [3.0] * 20, [800.0] * 20, args={**SHAPE, **FP8})
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"runs": [{"name": "bf16"},
+                                             {"name": "fp8", "predicted_speedup": 1.3}]}))
+    text, data = render(tmp_path, "--manifest", str(manifest))
+    assert "| 1.250x (predicted 1.30x) |" in text
+    assert next(r for r in data["runs"] if r["name"] == "fp8")["predicted_speedup"] == 1.3
+
+
+@pytest.mark.parametrize("value", ["fast", -1, 0, True])
+def test_bad_predicted_speedup_is_bad_usage(tmp_path, capsys, value):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"runs": [{"name": "bf16", "predicted_speedup": value}]}))
+    assert report.main([str(tmp_path / "logs"), "--out", str(tmp_path / "o"),
+                        "--manifest", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"report.py: manifest {manifest}: runs[0].predicted_speedup: {value!r}: a "
+                   "positive number (the speedup over BF16 the matrix predicts)\n")
+    assert not (tmp_path / "o" / "report.md").exists()
+
+
+def test_each_column_is_declared_once_and_feeds_table_json_and_definitions(tmp_path):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(tmp_path / "logs" / "fp8.log", [3.0] * 20, stall_times(), args={**SHAPE, **FP8})
+    text, data = render(tmp_path)
+    (g,) = groups_of(tmp_path / "logs")
+    head = next(x for x in text.splitlines() if x.startswith("| Configuration | Status"))
+    for c in columns.FIGURES:
+        assert c.key in summary.RUN_FIELDS
+        assert f" {c.title()} |" in head
+        assert f"- *{c.title()}* [`{c.key}`]: {c.definition}." in text
+        for r in data["runs"]:
+            value = c.value(g.summaries[r["name"]], g.versus.get(r["name"]))
+            assert r[c.key] == (pytest.approx(value) if value is not None else None), c.key
+    assert summary.RUN_FIELDS == tuple(f.name for f in summary.fields(summary.RunEntry))
+    csv_head = (tmp_path / "out" / "summary.csv").read_text().splitlines()[0]
+    assert csv_head == ",".join(summary.RUN_FIELDS)
+
+
+def test_stall_threshold_is_the_stated_one():
+    # Exactly 5% slower is not a stall; just over is.
+    _, _, _, _, stalls = metrics.step_stats([1, 2, 3, 4, 5],
+                                            [1000.0, 1000.0, 1000.0, 1050.0, 1050.1])
+    assert [x.iteration for x in stalls] == [5]
+
+
+def test_every_summary_key_is_documented():
+    """docs/reading-a-report.md names every key of the typed schema, so it cannot drift."""
+    from dataclasses import fields
+    from conftest import REPO
+    doc = (REPO / "docs" / "reading-a-report.md").read_text()
+    for cls in (summary.RunEntry, summary.ComparisonEntry, summary.GroupEntry, verdict.Verdict,
+                verdict.RecipeVerdict, verdict.Test, metrics.PeerWindow, metrics.Stall):
+        for f in fields(cls):
+            assert f"`{f.name}`" in doc or f'"{f.name}"' in doc, f"{cls.__name__}.{f.name}"
+
+
+def test_a_verdict_that_cannot_be_built_is_blank_with_its_reason(tmp_path, monkeypatch):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+
+    def broken(g):
+        raise ZeroDivisionError("float division by zero")
+    monkeypatch.setattr(verdict, "build", broken)
+    text, data = render(tmp_path)
+    assert ("**Verdict**\n\n- Cannot tell: verdict blank (ZeroDivisionError: float division by "
+            "zero).\n") in text
+    assert data["groups"][0]["verdict"]["caveats"] == [
+        "verdict blank (ZeroDivisionError: float division by zero)"]
+
+
+def test_bf16_fastest_at_equal_settings_names_the_next_recipe(tmp_path):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [800.0] * 20, args=SHAPE)
+    write_log(tmp_path / "logs" / "fp8.log", [3.0] * 20, [1000.0] * 20, args={**SHAPE, **FP8})
+    (g,) = groups_of(tmp_path / "logs")
+    v = verdict.build(g)
+    assert (v.fastest, v.over, v.speedup) == ("bf16", "bf16", 1.0)
+    assert (v.runner_up, v.runner_up_speedup) == ("fp8", 0.8)
+    text, _ = render(tmp_path)
+    assert ("- **Fastest at equal settings**: **BF16** (bf16); the fastest other recipe there, "
+            "**FP8 tensorwise (hybrid)** (fp8), runs at **0.800x** its speed") in text

@@ -1,0 +1,365 @@
+"""The answer of one comparison group, first: which recipe is fastest at equal settings and by
+how much, and per recipe a word on loss and on time to target, each held to its noise. Pure:
+a compare.Group in, a Verdict out (markdown prints it, summary.json stores it).
+
+Rules (docs/reading-a-report.md repeats them):
+
+* Fastest at equal settings: of the runs whose speed- or memory-relevant settings
+  (compare.changes_speed) equal the baseline's, the one with the lowest median iteration time;
+  its speedup is over the BF16 run among them (the baseline when it is BF16), by the medians,
+  with the group's step-time spread and, beside it, the same ratio by the means. A run whose
+  settings differ is never "the fastest recipe": the fastest such run is named apart, with the
+  settings that its speedup mixes in.
+* Loss, per recipe (the runs of one recipe label and setting, over seeds): with two or more of
+  its seeds and two or more BF16 seeds, Welch's t-test (scipy.stats.ttest_ind, equal_var=False)
+  on the final smoothed loss, two-sided, at ALPHA, with the 95% interval of the difference of
+  the means; with one seed, its mean loss gap against the BF16 seed band (compare), and the
+  verdict says it rests on one run. Not judged on mock data, under
+  metrics.MIN_ITERATIONS_FOR_LOSS iterations, without a second BF16 seed, or for a failed run.
+* Time to target, per recipe: its change against the band of the BF16 seeds
+  (compare._target_bands): "sooner", "same within noise", "later", "not reached"; with two or
+  more seeds on each side, Welch's t-test on the seconds to target.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional
+
+from scipy import stats
+
+from . import metrics
+from .compare import MEAN_MEDIAN_TOLERANCE
+
+ALPHA = 0.05  # two-sided significance level of the tests
+
+
+@dataclass(frozen=True)
+class Test:
+    """A two-sample test of one recipe's seeds against the BF16 seeds."""
+
+    name: str  # "Welch's t-test"
+    quantity: str  # "final smoothed lm loss", "seconds to target"
+    n_recipe: int  # seeds of the recipe
+    n_bf16: int  # BF16 seeds
+    mean_difference: float  # recipe mean - BF16 mean (loss units, or seconds)
+    p_value: float  # two-sided
+    ci_low: float  # 95% interval of mean_difference
+    ci_high: float
+
+
+@dataclass
+class RecipeVerdict:
+    """One recipe (its label and settings) against BF16."""
+
+    label: str
+    runs: list  # its run names, by seed
+    seeds: int
+    loss: str  # "same as BF16 within noise", "better", "worse", "not judged"
+    loss_basis: str  # the figures and rule behind `loss`, in words
+    time_to_target: str  # "sooner", "same within noise", "later", "not reached", "not judged"
+    time_to_target_basis: str
+    speedup: Optional[float] = None  # median iteration time, over the group's baseline (the
+    # mean over its seeds)
+    speedup_range: Optional[tuple] = None  # (lowest, highest) over its seeds, with two or more
+    time_to_target_s: Optional[tuple] = None  # (mean, sample sd) seconds over its seeds, 2+
+    bf16_time_to_target_s: Optional[tuple] = None  # the same over the BF16 seeds
+    predicted_speedup: Optional[float] = None  # the manifest's prediction, when it has one
+    settings: list = field(default_factory=list)  # settings differing from the baseline's
+    loss_test: Optional[Test] = None
+    time_test: Optional[Test] = None
+
+
+@dataclass
+class Verdict:
+    """The group's answer (summary.json: groups[].verdict)."""
+
+    fastest: Optional[str] = None  # run name: fastest recipe at equal settings (build)
+    fastest_label: str = ""
+    speedup: Optional[float] = None  # over `over`, by median iteration time
+    speedup_by_mean: Optional[float] = None  # the same by mean iteration time
+    over: Optional[str] = None  # the run the speedup is over (BF16 at equal settings)
+    spread: Optional[float] = None  # the group's step-time spread (fraction), None if unknown
+    basis: str = ""  # which launches and how many timed iterations
+    mean_median_disagree: bool = False
+    runner_up: Optional[str] = None  # when BF16 is the fastest: the fastest other recipe there
+    runner_up_label: str = ""
+    runner_up_speedup: Optional[float] = None  # its speed over BF16 (< 1)
+    equal_settings: list = field(default_factory=list)  # the settings of that comparison where
+    # they are not the baseline's: ["fp8_param_gather False", ...]
+    fastest_overall: Optional[str] = None  # fastest run of all, when it is another run
+    fastest_overall_label: str = ""
+    fastest_overall_speedup: Optional[float] = None  # over the baseline, by the medians
+    fastest_overall_speedup_by_mean: Optional[float] = None
+    # ["fp8_param_gather True (baseline False)", ...]: what that speedup mixes in
+    fastest_overall_settings: list = field(default_factory=list)
+    recipes: list = field(default_factory=list)  # RecipeVerdict, by speed
+    # Runs with stalls whose speedup by the means differs from the one by the medians by more
+    # than STALL_GAP, largest first (at most STALL_RUNS): [{"run", "speedup", "speedup_by_mean"}]
+    stalled: list = field(default_factory=list)
+    caveats: list = field(default_factory=list)  # what the comparison cannot tell
+
+
+def welch(a: list, b: list, quantity: str) -> Optional[Test]:
+    """Welch's t-test of a against b (two-sided) with the 95% interval of mean(a) - mean(b);
+    None with fewer than two values on a side or no spread on either."""
+    if len(a) < 2 or len(b) < 2 or (statistics.pstdev(a) == 0 and statistics.pstdev(b) == 0):
+        return None
+    with warnings.catch_warnings():  # nearly equal samples: scipy warns, the result stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_ind(a, b, equal_var=False)
+        ci = res.confidence_interval(0.95)
+    if not all(math.isfinite(x) for x in (res.pvalue, ci.low, ci.high)):
+        return None
+    return Test("Welch's t-test", quantity, len(a), len(b),
+                statistics.fmean(a) - statistics.fmean(b), float(res.pvalue), float(ci.low),
+                float(ci.high))
+
+
+def p_text(p: float) -> str:
+    """"p = 0.034"; "p < 0.001" below what three decimals show."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def setting_text(confound: tuple) -> str:
+    key, mine, theirs = confound
+    return f"{key} {mine} (baseline {theirs})"
+
+
+def of(g) -> Verdict:
+    """build(g), or a Verdict that says why it is blank: a figure no rule expected (an
+    overflow, a value of an odd type in a held-back log) never stops a report."""
+    try:
+        return build(g)
+    except (ArithmeticError, ValueError, TypeError, KeyError) as e:
+        return Verdict(caveats=[f"verdict blank ({type(e).__name__}: {' '.join(str(e).split())})"])
+
+
+def settings_of(g, name: str) -> tuple:
+    """The run's values of the group's speed- or memory-relevant differing settings
+    (compare.Group.differences), in their order: runs with equal tuples ran at equal settings."""
+    return tuple(next((v for v, names in values if name in names), "(no arguments)")
+                 for _, values in g.differences)
+
+
+def build(g) -> Verdict:
+    """The Verdict of a compare.Group (empty figures where the group has no baseline).
+
+    The runs are split by their settings (settings_of); of the sets that hold a BF16 run and
+    another recipe, the baseline's is taken when it is one, else the one with the fastest run.
+    Its fastest run is the fastest recipe at equal settings, its speedup over that set's BF16
+    run (the baseline when it is in the set, else its first by seed and name)."""
+    out = Verdict()
+    out.caveats = _caveats(g)
+    if g.baseline is None:
+        return out
+    timed = {r.name: g.summaries[r.name] for r in g.runs
+             if g.summaries[r.name].median_iter_ms and not g.summaries[r.name].failed}
+    sets: dict = {}
+    for name in timed:
+        sets.setdefault(settings_of(g, name), []).append(name)
+    mixed = [names for names in sets.values()
+             if any(timed[n].baseline_recipe for n in names)
+             and any(timed[n].label != timed[names[0]].label for n in names)]
+    mixed.sort(key=lambda names: (g.baseline not in names,
+                                  min(timed[n].median_iter_ms for n in names)))
+    if mixed:
+        names = mixed[0]
+        fastest = min(names, key=lambda n: (timed[n].median_iter_ms, n))
+        bf16 = sorted((n for n in names if timed[n].baseline_recipe),
+                      key=lambda n: (n != g.baseline, timed[n].seed or 0, n))
+        over = bf16[0]
+        f, o = timed[fastest], timed[over]
+        out.fastest, out.fastest_label, out.over = fastest, f.label, over
+        out.speedup = o.median_iter_ms / f.median_iter_ms
+        if o.mean_iter_ms and f.mean_iter_ms:
+            out.speedup_by_mean = o.mean_iter_ms / f.mean_iter_ms
+        out.spread = g.spread
+        if out.speedup_by_mean is not None:
+            out.mean_median_disagree = abs(out.speedup_by_mean - out.speedup) > max(
+                g.spread or 0.0, MEAN_MEDIAN_TOLERANCE)
+        if fastest == over:  # BF16 is fastest: how close the next recipe comes
+            rest = [n for n in names if not timed[n].baseline_recipe]
+            nxt = min(rest, key=lambda n: (timed[n].median_iter_ms, n))
+            out.runner_up, out.runner_up_label = nxt, timed[nxt].label
+            out.runner_up_speedup = o.median_iter_ms / timed[nxt].median_iter_ms
+        out.basis = "; ".join(
+            f"{n}: median of {g.summaries[n].timed_iterations} timed iterations of "
+            f"{_launches(g, n)}" for n in dict.fromkeys(
+                x for x in (fastest, over, out.runner_up) if x))
+        out.equal_settings = [f"{k} {mine}" for (k, _), mine, theirs in zip(
+            g.differences, settings_of(g, fastest), settings_of(g, g.baseline)) if mine != theirs]
+    if timed:
+        top = min(timed, key=lambda n: (timed[n].median_iter_ms, n))
+        others = [n for n in timed if n != g.baseline]
+        if top != out.fastest and (top != g.baseline or (out.fastest is None and others)):
+            out.fastest_overall = top
+            out.fastest_overall_label = timed[top].label
+            out.fastest_overall_speedup = g.versus[top].speedup
+            out.fastest_overall_speedup_by_mean = g.versus[top].mean_speedup
+            out.fastest_overall_settings = [setting_text(c) for c in g.versus[top].confounds]
+    out.recipes = _recipes(g)
+    gaps = [(abs(v.mean_speedup - v.speedup), n) for n, v in g.versus.items()
+            if n in timed and timed[n].stalls and v.speedup is not None
+            and v.mean_speedup is not None and abs(v.mean_speedup - v.speedup) > STALL_GAP]
+    out.stalled = [{"run": n, "speedup": g.versus[n].speedup,
+                    "speedup_by_mean": g.versus[n].mean_speedup}
+                   for _, n in sorted(gaps, key=lambda x: (-x[0], x[1]))[:STALL_RUNS]]
+    return out
+
+
+# The verdict names the runs whose stalls move the mean's speedup more than this from the
+# median's (half a percent: a stall pattern, not rounding), at most STALL_RUNS of them.
+STALL_GAP = 0.005
+STALL_RUNS = 3
+
+
+def _launches(g, name: str) -> str:
+    run = next(r for r in g.runs if r.name == name)
+    files = [p.rsplit("/", 1)[-1] for p in (run.stitched or [run.path])]
+    return " + ".join(f"`{f}`" for f in files)
+
+
+def _recipes(g) -> list:
+    """One RecipeVerdict per recipe label and setting besides the baseline and its seeds."""
+    bf16_losses = [g.summaries[n].final_loss for n in [g.baseline, *g.noise_gaps]
+                   if g.summaries[n].final_loss is not None]
+    bf16_times = [g.versus[n].ttt_s for n in [g.baseline, *g.noise_gaps]
+                  if n in g.versus and g.versus[n].ttt_s is not None]
+    kinds: dict = {}
+    for run in g.runs:
+        if run.name == g.baseline or run.name in g.noise_gaps:
+            continue
+        v = g.versus.get(run.name)
+        key = (g.summaries[run.name].label, tuple(map(repr, v.confounds)) if v else ())
+        kinds.setdefault(key, []).append(run)
+    out = []
+    for (label, _), members in kinds.items():
+        names = [r.name for r in members]
+        sums = [g.summaries[n] for n in names]
+        vs = [g.versus.get(n) for n in names]
+        rv = RecipeVerdict(label, names, len(names), "not judged", "", "not judged", "")
+        first = vs[0]
+        rv.settings = [setting_text(c) for c in first.confounds] if first else []
+        speeds = [v.speedup for v in vs if v and v.speedup is not None]
+        rv.speedup = statistics.fmean(speeds) if speeds else None
+        if len(speeds) > 1:
+            rv.speedup_range = (min(speeds), max(speeds))
+        predicted = [r.manifest.get("predicted_speedup") for r in members]
+        predicted = [p for p in predicted
+                     if isinstance(p, (int, float)) and not isinstance(p, bool)]
+        rv.predicted_speedup = float(predicted[0]) if predicted else None
+        why = _not_judged(g, sums, vs)
+        if why:
+            rv.loss_basis = rv.time_to_target_basis = why
+            out.append(rv)
+            continue
+        losses = [s.final_loss for s in sums if s.final_loss is not None]
+        rv.loss_test = welch(losses, bf16_losses, "final smoothed lm loss")
+        if rv.loss_test:
+            t = rv.loss_test
+            rv.loss = ("same as BF16 within noise" if t.p_value >= ALPHA
+                       else "better" if t.mean_difference < 0 else "worse")
+            rv.loss_basis = (f"{_signed(t.mean_difference, 'loss')} in mean final smoothed loss "
+                             f"over {t.n_recipe} seeds against {t.n_bf16} BF16 seeds "
+                             f"(Welch's t-test {p_text(t.p_value)}, 95% interval "
+                             f"{t.ci_low:+.4f} to {t.ci_high:+.4f})")
+        elif g.band is not None and first.gap is not None:
+            gap = statistics.fmean(v.gap.mean for v in vs if v and v.gap)
+            rv.loss = ("same as BF16 within noise" if abs(gap) <= g.band
+                       else "better" if gap < 0 else "worse")
+            where = "inside" if abs(gap) <= g.band else "outside"
+            rv.loss_basis = (f"{_signed(gap, 'loss')}, {where} the ±{g.band:.4f} band of "
+                             f"{g.seeds} BF16 seeds"
+                             + ("; rests on one run" if len(names) == 1 else
+                                f"; mean of {len(names)} seeds (too few BF16 seeds for a test)"))
+        else:
+            rv.loss_basis = "no second BF16 seed, so no noise band"
+            rv.loss = "not judged"
+        times = [v.ttt_s for v in vs if v and v.ttt_s is not None]
+        rv.time_test = welch(times, bf16_times, "seconds to target") if len(times) == len(
+            vs) else None
+        words = [v.ttt_verdict for v in vs if v and v.ttt_verdict]
+        if len(times) > 1 and len(bf16_times) > 1:
+            rv.time_to_target_s = (statistics.fmean(times), statistics.stdev(times))
+            rv.bf16_time_to_target_s = (statistics.fmean(bf16_times), statistics.stdev(bf16_times))
+        if rv.time_test:
+            t = rv.time_test
+            rv.time_to_target = ("same within noise" if t.p_value >= ALPHA
+                                 else "sooner" if t.mean_difference < 0 else "later")
+            (mean, sd), (bmean, bsd) = rv.time_to_target_s, rv.bf16_time_to_target_s
+            rv.time_to_target_basis = (f"{mean:.1f} ± {sd:.1f} s over {len(times)} seeds against "
+                                       f"BF16's {bmean:.1f} ± {bsd:.1f} s over {len(bf16_times)}: "
+                                       f"{abs(t.mean_difference):.1f} s "
+                                       f"{'sooner' if t.mean_difference < 0 else 'later'} on "
+                                       f"average (Welch's t-test {p_text(t.p_value)}, 95% "
+                                       f"interval {t.ci_low:+.1f} to {t.ci_high:+.1f} s)")
+        elif words and set(words) == {"not reached"}:
+            rv.time_to_target = "not reached"
+            finals = ", ".join(f"{x.final_loss:.4f}" for x in sums if x.final_loss is not None)
+            rv.time_to_target_basis = (f"final smoothed loss {finals} stays above BF16's "
+                                       f"{g.target:.4f}"
+                                       + ("; rests on one run" if len(names) == 1 else ""))
+        elif words:
+            rv.time_to_target = words[0] if len(set(words)) == 1 else "mixed over seeds"
+            changes = [v.ttt_change for v in vs if v and v.ttt_change is not None]
+            band = (f"the ±{g.ttt_band:.0%} band of {g.seeds} BF16 seeds" if g.ttt_band is not None
+                    else "no BF16 seed band (the other BF16 seeds do not reach the target)"
+                    if g.noise_gaps else "no BF16 seed band")
+            rv.time_to_target_basis = (", ".join(f"{abs(c):.0%} {'sooner' if c < 0 else 'later'}"
+                                                 for c in changes) or "not reached") + \
+                f" in wall-clock against {band}" + ("; rests on one run" if len(names) == 1 else "")
+            if rv.settings and changes:
+                rv.time_to_target_basis += "; mixes recipe and setting"
+        out.append(rv)
+    return out
+
+
+def _not_judged(g, sums, vs) -> str:
+    if any(s.failed for s in sums):
+        return "not judged: " + ", ".join(f"{s.name} {s.status}" for s in sums if s.failed)
+    if not g.loss_meaningful:
+        return "not judged: " + "; ".join(g.caveats)
+    if g.target is None:
+        return "not judged: the baseline logged no loss"
+    return ""
+
+
+def _signed(diff: float, what: str) -> str:
+    """-0.062 -> "lower loss by 0.0620"; signs become words."""
+    if diff == 0:
+        return f"equal {what}"
+    return f"{'lower' if diff < 0 else 'higher'} {what} by {abs(diff):.4f}"
+
+
+def _caveats(g) -> list:
+    out = []
+    if any(s.mock_data for s in g.summaries.values()):
+        out.append("mock data: loss says nothing about the recipe's accuracy")
+    short = sorted(s.name for s in g.summaries.values()
+                   if (s.iterations_done or 0) < metrics.MIN_ITERATIONS_FOR_SPEED
+                   or s.timed_iterations < metrics.MIN_TIMED_FOR_SPEED)
+    if short:
+        which = "every run" if len(short) == len(g.summaries) else ", ".join(short)
+        out.append(f"too few iterations for stable step times and the peers' windows in "
+                   f"{which} (under {metrics.MIN_ITERATIONS_FOR_SPEED} iterations or "
+                   f"{metrics.MIN_TIMED_FOR_SPEED} timed ones)")
+    elif any(not s.mock_data and (s.iterations_done or 0) < metrics.MIN_ITERATIONS_FOR_LOSS
+             for s in g.summaries.values()):
+        out.append(f"under {metrics.MIN_ITERATIONS_FOR_LOSS} iterations: loss not judged")
+    if g.baseline and g.loss_meaningful:
+        if not g.noise_gaps:
+            out.append("one BF16 seed: no noise band, so loss and time-to-target verdicts "
+                       "cannot be told from chance")
+        singles = [r for r in g.runs if r.name != g.baseline and r.name not in g.noise_gaps]
+        labels = [g.summaries[r.name].label for r in singles]
+        if singles and all(labels.count(x) == 1 for x in labels):
+            out.append("one seed per recipe besides BF16: each verdict rests on one run")
+    if g.differences:
+        out.append("settings that change speed or memory differ besides precision ("
+                   + ", ".join(k for k, _ in g.differences)
+                   + "): a speedup between runs that differ in them mixes recipe and setting")
+    return out
