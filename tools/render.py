@@ -28,7 +28,8 @@ EPILOG = """examples:
   python tools/render.py experiments/*.yaml --check     # fail if generated files are stale
   python tools/render.py my_study.yaml --out /tmp/gen   # render elsewhere
 
-exit status: 0 rendered (or up to date), 1 --check found stale files, 2 invalid input
+exit status: 0 rendered (or up to date), 1 --check found stale files or a write failed
+(full disk, a FIFO or folder where a file goes: nothing is changed), 2 invalid input
 """
 
 
@@ -87,12 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and not args.out.is_dir():
         print(f"render: --out {display_path(args.out)}: not a folder; nothing written", file=sys.stderr)
         return 2
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file on the way (ENOTDIR), no permission: the --out given is unusable
+        print(f"render: --out {display_path(args.out)}: cannot create the folder: "
+              f"{err.strerror or err}; nothing written", file=sys.stderr)
+        return 2
     for shown, runs, expected, mf in outputs:
         try:
             changed = manifest.write(expected, mf)
         except OSError as err:
-            print(f"render: cannot write to {display_path(args.out)}: {err.strerror or err}", file=sys.stderr)
-            return 2
+            # Staged files are removed and nothing was renamed into place: the folder is as it was.
+            where = display_path(err.filename) if err.filename else display_path(args.out)
+            print(f"render: cannot write {where}: {err.strerror or err}; the files of {shown} "
+                  "are unchanged", file=sys.stderr)
+            return 1
         print(f"{shown}: {len(runs)} runs -> {display_path(args.out)}/ "
               f"({changed} file(s) changed): {', '.join(r.name for r in runs)}")
         for run in runs:

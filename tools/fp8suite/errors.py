@@ -57,6 +57,18 @@ class UsageError(Exception):
         super().__init__("\n".join(self.lines))
 
 
+class WriteFailed(Exception):
+    """An output could not be written (a full disk, a read-only folder, a FIFO where a file
+    goes); the message is one line naming the file. The CLIs print it and exit 1: the input
+    was fine, the disk was not. Whatever was staged has been removed (fp8suite.fileio)."""
+
+    @classmethod
+    def of(cls, err: OSError, fallback: str = "") -> "WriteFailed":
+        """From an OSError: "cannot write <file>: <reason>"."""
+        where = err.filename if err.filename is not None else fallback
+        return cls(f"cannot write {where}: {err.strerror or err}")
+
+
 class StateFileError(Exception):
     """The status file (runs.json) exists but cannot be used; the message is one line."""
 

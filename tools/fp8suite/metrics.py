@@ -26,6 +26,7 @@ out of range) is blank with a note.
 from __future__ import annotations
 
 import math
+import sys
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -299,15 +300,35 @@ def _timing(s: Summary, run: "LoggedRun", warmup: int) -> None:
     s.launch_s = _seconds_between(_text(side.get("started")), _text(side.get("ended")))
 
 
+def step_time_ok(ms: Optional[float]) -> bool:
+    """Whether an iteration time (ms) can be a measurement: finite and at least the smallest
+    normal float. Negative, zero, denormal (e.g. 5e-324), infinite and NaN times, which a
+    garbled or hand-edited log can hold, would print as "-330.0 ms" or "inf tokens/s"."""
+    return ms is not None and math.isfinite(ms) and ms >= sys.float_info.min
+
+
 def timed_iter_ms(steps, mask: list) -> list:
-    """The finite iteration times (ms) of a parsed log's rows that `mask` (timed_rows) keeps."""
-    return finite(ms for ms, keep in zip(steps.column(ITER_MS), mask) if keep)
+    """The iteration times (ms) of a parsed log's rows that `mask` (timed_rows) keeps, those
+    that pass `step_time_ok` only."""
+    return [ms for ms, keep in zip(steps.column(ITER_MS), mask) if keep and step_time_ok(ms)]
+
+
+def impossible_iter_ms(steps, mask: list) -> list:
+    """The finite iteration times (ms) of the kept rows that `step_time_ok` refuses (zero,
+    negative, denormal); the non-finite ones are already counted in the log's notes."""
+    return [ms for ms, keep in zip(steps.column(ITER_MS), mask)
+            if keep and ms is not None and math.isfinite(ms) and not step_time_ok(ms)]
 
 
 def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
     args, steps = run.log.args, run.log.steps
     mask = timed_rows(steps, args, warmup)
     times = timed_iter_ms(steps, mask)
+    impossible = impossible_iter_ms(steps, mask)
+    if impossible:
+        n = len(impossible)
+        s.notes.append(f"{n} iteration time{'s' if n > 1 else ''} not above zero (e.g. "
+                       f"{impossible[0]!r} ms) left out of the step-time figures")
     s.timed_iterations = len(times)
     if not times:
         return

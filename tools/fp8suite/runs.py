@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import kernels, nodes, paths, resume
+from . import fileio, kernels, nodes, paths, resume
+from .paths import shown_name
 from . import status as S
 from .errors import UsageError
 from .logparse import ParsedLog, Status, Steps, parse_log
@@ -124,17 +125,25 @@ def find_logs(inputs: list) -> list:
     return found
 
 
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+"""Largest sidecar (<run>.meta.json) read (bytes); one holds a few KB of launch details."""
+
+
 def load_sidecar(log_path: Path) -> tuple[dict, Optional[str]]:
     """(sidecar dict, note or None) for `X.meta.json` beside `X.log`."""
     meta = paths.sidecar_of(log_path)
-    if not meta.exists():
+    if not os.path.lexists(meta):
         return {}, None
+    shown = shown_name(meta.name)
     try:
-        data = json.loads(meta.read_bytes().decode("utf-8", "replace"))
-    except (OSError, ValueError, RecursionError) as e:
-        return {}, f"sidecar {meta.name} unreadable ({_one_line(e)}); launch details missing"
+        # A FIFO, a device or a link to /dev/zero is refused, not read: it could hang or never end.
+        data = json.loads(fileio.read_text_regular(meta, MAX_SIDECAR_BYTES))
+    except OSError as e:
+        return {}, f"sidecar {shown} unreadable ({e.strerror or _one_line(e)}); launch details missing"
+    except (ValueError, RecursionError) as e:
+        return {}, f"sidecar {shown} unreadable ({_one_line(e)}); launch details missing"
     if not isinstance(data, dict):
-        return {}, f"sidecar {meta.name} is not a JSON object; launch details missing"
+        return {}, f"sidecar {shown} is not a JSON object; launch details missing"
     return data, None
 
 
@@ -211,16 +220,19 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
                 notes.append(nodes.stray_note(launches[i].run, launches[i].node))
             elif launches[i].node == 0 and (missing := nodes.missing_nodes_note(sidecar)):
                 notes.append(missing)
+        kernel_table, kernel_note = kernels.table_beside(p)
+        if kernel_note:
+            notes.append(kernel_note)
         runs.append(LoggedRun(
-            name=p.stem,
-            path=str(p),
-            directory=str(p.parent),
+            name=shown_name(p.stem),
+            path=shown_name(str(p)),
+            directory=shown_name(str(p.parent)),
             log=log,
             sidecar=sidecar,
             manifest=manifest_entry(manifest, p.stem),
             notes=notes,
             nodes=logs if len(logs) > 1 else [],
-            kernel_table=kernels.table_beside(p),
+            kernel_table=kernel_table,
         ))
     return group_attempts(runs)
 

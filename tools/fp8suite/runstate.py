@@ -18,11 +18,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from . import fileio
 from .clock import now
 from .errors import StateFileError
 
@@ -113,11 +113,7 @@ class RunState:
                     self.runs[run] = rec
             self.data["updated"] = now()
             out = dict(self.data, runs=runs)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-            with os.fdopen(fd, "w") as f:
-                json.dump(out, f, indent=2)
-                f.write("\n")
-            os.replace(tmp, self.path)
+            fileio.write_atomic(self.path, json.dumps(out, indent=2) + "\n")
         self._dirty.clear()
 
 

@@ -1,0 +1,183 @@
+"""Safe file reads and atomic writes: the one place the suite opens files it did not just make.
+
+Reads refuse what is not a regular file and bound what they read, so that a FIFO, a device or
+a symlink to /dev/zero named like a sidecar (`<run>.meta.json`) or a kernel table
+(`<run>.kernels.json`) can neither hang nor exhaust a report:
+
+    read_regular(Path("logs/m/r.meta.json"), max_bytes=1 << 20)  ->  b'{"run": ...}'
+
+Writes go to a staged temporary file in the target's folder, then `os.replace` it: a reader
+sees the old file or the new one, never half of one, and a write that fails (a full disk, a
+folder where the file should be) removes what it staged before the error goes on:
+
+    write_atomic(Path("assets/report.md"), text)             # one file
+    with Staged() as staged:                                 # several, all or none
+        staged.add(Path("gen/a.sh"), text_a, mode=0o755)
+        staged.add(Path("gen/a.sbatch"), text_b, mode=0o755)
+    # every file replaced when the block ends without error, none otherwise
+
+Errors are `OSError` (with `errno`/`strerror`, e.g. ENOSPC for a full disk) or `NotRegularFile`
+(an `OSError` too), so callers keep one `except OSError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+Data = Union[str, bytes]
+
+
+class NotRegularFile(OSError):
+    """The path is a FIFO, a device, a socket or a folder (after following symlinks)."""
+
+    def __init__(self, path: Path, kind: str):
+        super().__init__(errno.EINVAL, f"not a regular file ({kind})", str(path))
+        self.kind = kind
+
+
+class TooLarge(OSError):
+    """The file holds more than the reader's bound."""
+
+    def __init__(self, path: Path, limit: int):
+        super().__init__(errno.EFBIG, f"larger than {limit} bytes", str(path))
+
+
+def file_kind(mode: int) -> str:
+    """'folder', 'FIFO', 'device', 'socket' or 'file' for an `st_mode`."""
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "file"
+
+
+def read_regular(path: Union[str, Path], max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` bytes.
+
+    Opened non-blocking (a FIFO never blocks the open) and checked with fstat on the open
+    descriptor (no race between the check and the read); symlinks are followed, so a link to
+    /dev/zero is refused as a device. Raises FileNotFoundError, NotRegularFile, TooLarge or
+    another OSError.
+    """
+    path = Path(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(path, file_kind(info.st_mode))
+        if info.st_size > max_bytes:
+            raise TooLarge(path, max_bytes)
+        os.set_blocking(fd, True)
+        chunks, total = [], 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:  # the file grew after the fstat
+            raise TooLarge(path, max_bytes)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_text_regular(path: Union[str, Path], max_bytes: int) -> str:
+    """`read_regular` decoded as UTF-8, undecodable bytes replaced (U+FFFD)."""
+    return read_regular(path, max_bytes).decode("utf-8", "replace")
+
+
+def same_content(path: Path, data: Data, max_bytes: Optional[int] = None) -> bool:
+    """Whether `path` is a regular file holding exactly `data` (False when missing, not a
+    regular file or unreadable): never blocks on a FIFO."""
+    want = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        return read_regular(path, max_bytes if max_bytes is not None else len(want)) == want
+    except OSError:
+        return False
+
+
+class Staged:
+    """Files written under temporary names beside their targets, renamed into place together
+    when the `with` block ends without error (`commit`), removed otherwise (`discard`).
+
+    A target that exists and is not a regular file (a FIFO, a folder) is refused when added
+    (NotRegularFile): `os.replace` would otherwise write over a FIFO's name or fail late.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[str, Path]] = []
+
+    def add(self, path: Path, data: Data, mode: Optional[int] = None) -> None:
+        """Stage `data` (text as UTF-8) for `path`, with permission bits `mode` (default 0o644);
+        OSError (ENOSPC on a full disk) after removing the partial file."""
+        path = Path(path)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
+                raise NotRegularFile(path, file_kind(info.st_mode))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644 if mode is None else mode)
+        except BaseException:
+            _remove(tmp)
+            raise
+        self._staged.append((tmp, path))
+
+    def commit(self) -> None:
+        """Rename every staged file onto its target; on an error the rest are removed."""
+        try:
+            while self._staged:
+                tmp, path = self._staged[0]
+                os.replace(tmp, path)
+                self._staged.pop(0)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove every staged file not yet renamed."""
+        for tmp, _ in self._staged:
+            _remove(tmp)
+        self._staged.clear()
+
+    def __len__(self) -> int:
+        return len(self._staged)
+
+    def __enter__(self) -> "Staged":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def write_atomic(path: Union[str, Path], data: Data, mode: Optional[int] = None) -> None:
+    """Replace `path` with `data` atomically (see `Staged`); nothing is left behind on error."""
+    with Staged() as staged:
+        staged.add(Path(path), data, mode)
+
+
+def _remove(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
