@@ -15,6 +15,8 @@ folder where the file should be) removes what it staged before the error goes on
         staged.add(Path("gen/a.sh"), text_a, mode=0o755)
         staged.add(Path("gen/a.sbatch"), text_b, mode=0o755)
     # every file replaced when the block ends without error, none otherwise
+    with Staged() as staged:                                 # a writer that takes a name
+        write_jsonl(records, staged.reserve(Path("corpus.jsonl")))
 
 Errors are `OSError` (with `errno`/`strerror`, e.g. ENOSPC for a full disk) or `NotRegularFile`
 (an `OSError` too), so callers keep one `except OSError`.
@@ -140,6 +142,18 @@ class Staged:
             _remove(tmp)
             raise
         self._staged.append((tmp, path))
+
+    def reserve(self, path: Path) -> Path:
+        """An empty temporary file beside `path`, for a writer that takes a file name (a
+        streamed JSONL, Megatron's dataset builder); renamed onto `path` at commit, removed
+        on discard."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o644)
+        self._staged.append((tmp, path))
+        return Path(tmp)
 
     def commit(self) -> None:
         """Rename every staged file onto its target; on an error the rest are removed."""
