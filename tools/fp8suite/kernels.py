@@ -199,9 +199,9 @@ def table_of(path: Path) -> dict:
 
 
 def write_table(table: dict, path: Path) -> None:
-    """Write a kernel table as JSON (``<run>.kernels.json`` beside the run's log)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table, indent=1) + "\n")
+    """Write a kernel table as JSON (``<run>.kernels.json`` beside the run's log), atomically
+    (fileio.write_atomic); OSError when it cannot be written."""
+    fileio.write_atomic(path, json.dumps(table, indent=1) + "\n")
 
 
 # --- classification -------------------------------------------------------------------------

@@ -42,13 +42,23 @@ _BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xf
          b"\xfe\xff": "UTF-16"}
 
 
+_MAX_INT_BITS = 1024
+"""Largest integer read (bits): far above any setting (2^63 - 1 at most), far below the
+~14,000 bits beyond which Python refuses to write an integer as text."""
+
+
 class _MarkedConstructor:
     """Constructor errors that Python raises as ValueError / OverflowError (a timestamp out of
-    range, an integer over Python's digit limit) become ConstructorErrors at the node's mark."""
+    range) and integers too large to write as text become ConstructorErrors at the node's mark."""
 
     def construct_object(self, node, deep=False):  # noqa: D102 (PyYAML's hook)
         try:
-            return super().construct_object(node, deep)
+            value = super().construct_object(node, deep)
+            if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+                # Python refuses to write such an integer as text (sys.get_int_max_str_digits),
+                # so no message, script or manifest could show it.
+                raise ValueError(f"an integer of {value.bit_length()} bits, more than any setting takes")
+            return value
         except (ValueError, OverflowError) as err:
             shown = node.value if isinstance(node.value, str) else node.tag
             if isinstance(shown, str) and len(shown) > 40:
