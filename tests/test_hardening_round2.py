@@ -267,12 +267,12 @@ def test_kernel_table_shapes_are_checked_where_tables_are_read(tmp_path):
 @contextlib.contextmanager
 def full_disk(tmp_path: Path, monkeypatch):
     """A full disk: a filled 64 KiB tmpfs where it can be mounted (root, as on CI), else every
-    fsync of a staged file failing with ENOSPC."""
+    write of a staged file failing with ENOSPC."""
     with fz.full_disk(tmp_path / "disk") as out:
         if out is None:
-            def no_space(fd):
+            def no_space(fd, data):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            monkeypatch.setattr(fileio.os, "fsync", no_space)
+            monkeypatch.setattr(fileio, "write_all", no_space)
             out = tmp_path / "out"
             out.mkdir()
         yield out
@@ -332,11 +332,14 @@ def test_staged_files_are_removed_when_a_write_fails(tmp_path, monkeypatch):
     (tmp_path / "a").write_text("old")
     calls = []
 
-    def fail_second(fd):
+    real = fileio.write_all
+
+    def fail_second(fd, data):
         calls.append(fd)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(fileio.os, "fsync", fail_second)
+        real(fd, data)
+    monkeypatch.setattr(fileio, "write_all", fail_second)
     with pytest.raises(OSError):
         with fileio.Staged() as staged:
             staged.add(tmp_path / "a", "new")

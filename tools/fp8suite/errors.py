@@ -9,6 +9,7 @@ A matrix file is checked completely before anything is written: every problem be
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import sys
@@ -67,6 +68,22 @@ class WriteFailed(Exception):
         """From an OSError: "cannot write <file>: <reason>"."""
         where = err.filename if err.filename is not None else fallback
         return cls(f"cannot write {where}: {err.strerror or err}")
+
+
+class NotRegularFile(OSError):
+    """A path read as a file is a FIFO, a device, a socket or a folder (after following
+    symlinks); `kind` names which (fp8suite.fileio.read_regular)."""
+
+    def __init__(self, path, kind: str):
+        super().__init__(errno.EINVAL, f"not a regular file ({kind})", str(path))
+        self.kind = kind
+
+
+class TooLarge(OSError):
+    """A file holds more bytes than its reader's bound (fp8suite.fileio.read_regular)."""
+
+    def __init__(self, path, limit: int):
+        super().__init__(errno.EFBIG, f"larger than {limit} bytes", str(path))
 
 
 class StateFileError(Exception):

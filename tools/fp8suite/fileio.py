@@ -18,35 +18,21 @@ folder where the file should be) removes what it staged before the error goes on
     with Staged() as staged:                                 # a writer that takes a name
         write_jsonl(records, staged.reserve(Path("corpus.jsonl")))
 
-Errors are `OSError` (with `errno`/`strerror`, e.g. ENOSPC for a full disk) or `NotRegularFile`
-(an `OSError` too), so callers keep one `except OSError`.
+Errors are `OSError` (with `errno`/`strerror`, e.g. ENOSPC for a full disk), `NotRegularFile`
+or `TooLarge` (both OSErrors, in fp8suite.errors), so callers keep one `except OSError`.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
+from .errors import NotRegularFile, TooLarge
+
 Data = Union[str, bytes]
-
-
-class NotRegularFile(OSError):
-    """The path is a FIFO, a device, a socket or a folder (after following symlinks)."""
-
-    def __init__(self, path: Path, kind: str):
-        super().__init__(errno.EINVAL, f"not a regular file ({kind})", str(path))
-        self.kind = kind
-
-
-class TooLarge(OSError):
-    """The file holds more than the reader's bound."""
-
-    def __init__(self, path: Path, limit: int):
-        super().__init__(errno.EFBIG, f"larger than {limit} bytes", str(path))
 
 
 def file_kind(mode: int) -> str:
@@ -133,10 +119,10 @@ class Staged:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                write_all(fd, data.encode("utf-8") if isinstance(data, str) else data)
+            finally:
+                os.close(fd)
             os.chmod(tmp, 0o644 if mode is None else mode)
         except BaseException:
             _remove(tmp)
@@ -188,6 +174,16 @@ def write_atomic(path: Union[str, Path], data: Data, mode: Optional[int] = None)
     """Replace `path` with `data` atomically (see `Staged`); nothing is left behind on error."""
     with Staged() as staged:
         staged.add(Path(path), data, mode)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data` to the open descriptor `fd` (os.write may write fewer);
+    OSError as the system gives it (ENOSPC on a full disk). Not fsynced: the rename keeps
+    readers from ever seeing half a file, which is what the suite needs, and an fsync per
+    status-file save (several a second in a queue) would slow the queue's timing."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _remove(tmp: str) -> None:
