@@ -90,6 +90,20 @@ def test_lone_surrogate_is_refused_naming_its_key_and_nothing_is_staged(tmp_path
     assert not out.exists() or not list(out.rglob("*"))
 
 
+def test_the_reference_file_goes_through_the_same_reader(tmp_path, capsys):
+    """report.py --reference: the suite's other YAML input, read by the same reader."""
+    bad = tmp_path / "ref.yaml"
+    bad.write_text("source: x\nshape: {num_layers: 2}\nrows: [\x1b]\n")
+    os.mkfifo(tmp_path / "fifo.yaml")
+    for path, expected in ((bad, r"invalid YAML: line 3, column 8: character #x001b"),
+                           (tmp_path / "fifo.yaml", r"not a regular file")):
+        code, _, err = fz._call(report.main, [str(LOGS / "bf16.log"), "--out", str(tmp_path / "out"),
+                                              "--reference", str(path)], limit=10)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and re.search(expected, lines[0]), err
+        assert lines[0].startswith(f"report.py: --reference {path}: ")
+
+
 # 2. Names and values a launch can never take ------------------------------------------------
 
 @pytest.mark.parametrize("name", reserved.BASH_READONLY)
