@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from pathlib import Path
 
 from . import paths
 
@@ -80,28 +79,28 @@ MATRIX_ONLY = {
 }
 """Names a matrix may not set but a launch may (with paths.KNOBS, the launch settings)."""
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 _ASSIGNED = re.compile(r"^\s*(?:export\s+|local\s+|readonly\s+)?([A-Za-z_][A-Za-z0-9_]*)\+?=",
                        re.M)
 _GROUP_ARRAY = re.compile(r"[A-Z][A-Z0-9_]*_ARGS")
 """The arrays of Megatron flags, one per group (MODEL_ARGS, TRAINING_ARGS, ...)."""
 
 
-@lru_cache(maxsize=None)
-def script_variables() -> frozenset[str]:
-    """Every variable the launch templates assign themselves (`NAME=`, `export NAME=`,
-    `NAME+=` at the start of a line of templates/*.j2), minus the launch settings they read
-    from the caller (paths.KNOBS, SUITE_DIR) and those they only extend (EXTENDED): exporting one from a matrix or --env would be
-    overwritten by the script, or would overwrite it."""
-    names: set[str] = set()
-    for template in sorted(TEMPLATES.glob("*.j2")):
-        names.update(_ASSIGNED.findall(template.read_text(encoding="utf-8")))
-    return frozenset(names - set(paths.KNOBS) - {paths.SUITE_DIR} - EXTENDED)
-
-
 EXTENDED = frozenset({"PYTHONPATH"})
 """Variables the scripts add to, keeping the caller's value (PYTHONPATH gets Megatron and
 tools/te_wgrad in front of it): a matrix or --env may set them."""
+
+
+@lru_cache(maxsize=None)
+def script_variables() -> frozenset[str]:
+    """Every variable the launch templates assign themselves (`NAME=`, `export NAME=`,
+    `NAME+=` at the start of a line of paths.TEMPLATES/*.j2), minus the launch settings
+    they read from the caller (paths.KNOBS, SUITE_DIR) and those they only extend
+    (EXTENDED). A matrix or --env exporting one would be overwritten by the script, or
+    would overwrite it."""
+    names: set[str] = set()
+    for template in sorted(paths.TEMPLATES.glob("*.j2")):
+        names.update(_ASSIGNED.findall(template.read_text(encoding="utf-8")))
+    return frozenset(names - set(paths.KNOBS) - {paths.SUITE_DIR} - EXTENDED)
 
 
 def env_name_problem(name: str, launch: bool = False) -> str:
