@@ -127,6 +127,13 @@ def test_reserved_names_are_refused_by_the_matrix_and_by_run_env(tmp_path, name)
     assert err.value.lines == [f"--env {name}: cannot be set: {reserved.env_name_problem(name, launch=True)}"]
 
 
+def test_run_env_names_are_matched_whole():
+    # `$` in a pattern accepts a final newline: "FOO\n" was taken as a name.
+    with pytest.raises(UsageError) as err:
+        plan.launch_env(["FOO\n=1"])
+    assert err.value.lines == ["--env FOO\\n=1: expected NAME=VALUE, e.g. --env GPUS_PER_NODE=1"]
+
+
 def test_every_variable_a_rendered_script_assigns_is_refused(tmp_path):
     """Read from the rendered scripts themselves: a variable a template starts assigning is
     refused without anyone updating a list (launch settings, PYTHONPATH, which the script

@@ -147,7 +147,7 @@ def launch_env(pairs: list[str]) -> dict[str, str]:
     problems = []
     for pair in pairs:
         name, eq, value = pair.partition("=")
-        if not eq or not ENV_NAME.match(name):
+        if not eq or not ENV_NAME.fullmatch(name):
             problems.append(f"--env {_shown(pair)}: expected NAME=VALUE, e.g. --env GPUS_PER_NODE=1")
         elif reserved.env_name_problem(name, launch=True):
             problems.append(f"--env {name}: cannot be set: {reserved.env_name_problem(name, launch=True)}")
