@@ -327,8 +327,8 @@ def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
     impossible = impossible_iter_ms(steps, mask)
     if impossible:
         n = len(impossible)
-        s.notes.append(f"{n} iteration time{'s' if n > 1 else ''} not above zero (e.g. "
-                       f"{impossible[0]!r} ms) left out of the step-time figures")
+        s.notes.append(f"{n} iteration time{'s' if n > 1 else ''} of zero or less, or denormal "
+                       f"(e.g. {impossible[0]!r} ms), left out of the step-time figures")
     s.timed_iterations = len(times)
     if not times:
         return
