@@ -71,7 +71,10 @@ def test_raw_characters_yaml_refuses_are_invalid_yaml_with_line_and_column(tmp_p
 
 @pytest.mark.parametrize("text,shown", [("when: 2024-02-30\n", "2024-02-30"),
                                         ("when: 2024-01-01 25:00:00\n", "25:00:00"),
-                                        ("when: 0x" + "f" * 5000 + "\n", "an integer of 20000 bits")])
+                                        ("when: 0x" + "f" * 5000 + "\n", "an integer of 20000 bits"),
+                                        ("when: !!bool maybe\n", "'maybe' (bool)"),
+                                        ("when: !!timestamp nope\n", "'nope' (timestamp)"),
+                                        ("when: !!int ''\n", "'' (int)")])
 def test_constructor_errors_are_invalid_yaml_with_line_and_column(tmp_path, text, shown):
     found = problems(write(tmp_path, fz.dump(fz.base()).decode() + text))
     assert len(found) == 1 and re.match(r"m\.yaml: invalid YAML: line \d+, column 7: cannot read", found[0])

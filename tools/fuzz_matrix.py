@@ -447,6 +447,9 @@ def round_two_cases() -> list[Malformed]:
         _text("lone surrogate in a key", good + '"\\ud83d": 1\n'),
         _text("impossible date", good + "when: 2024-02-30\n"),
         _text("impossible time", good + "when: 2024-01-01 25:00:00\n"),
+        _text("tagged bool that is not one", good + "when: !!bool maybe\n"),
+        _text("tagged timestamp that is not one", good + "when: !!timestamp nope\n"),
+        _text("tagged empty integer", good + "when: !!int ''\n"),
         _text("integer too large to write (a flag)", _replace_in(
             good, "--num-layers: 4", "--num-layers: 0x" + "f" * 5000)),
         _text("integer too large to write (an env value)", _replace_in(

@@ -48,8 +48,9 @@ _MAX_INT_BITS = 1024
 
 
 class _MarkedConstructor:
-    """Constructor errors that Python raises as ValueError / OverflowError (a timestamp out of
-    range) and integers too large to write as text become ConstructorErrors at the node's mark."""
+    """Errors Python raises while PyYAML's constructors turn a scalar into a value (a timestamp
+    out of range, `!!bool maybe`, `!!int ''`) and integers too large to write as text become
+    ConstructorErrors at the node's mark."""
 
     def construct_object(self, node, deep=False):  # noqa: D102 (PyYAML's hook)
         try:
@@ -59,7 +60,9 @@ class _MarkedConstructor:
                 # so no message, script or manifest could show it.
                 raise ValueError(f"an integer of {value.bit_length()} bits, more than any setting takes")
             return value
-        except (ValueError, OverflowError) as err:
+        except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as err:
+            # PyYAML's constructors assume well-formed scalars: `!!bool maybe` raises KeyError,
+            # `!!timestamp nope` AttributeError, `!!int ''` IndexError.
             shown = node.value if isinstance(node.value, str) else node.tag
             if isinstance(shown, str) and len(shown) > 40:
                 shown = shown[:40] + "..."
