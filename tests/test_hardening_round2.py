@@ -318,6 +318,17 @@ def test_render_on_a_full_disk_is_one_line_exit_1_nothing_left(tmp_path, capsys,
     assert not left and not written
 
 
+def test_render_that_cannot_create_out_on_a_full_disk_is_exit_1(tmp_path, capsys, monkeypatch):
+    matrix = write(tmp_path, fz.base())
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+    monkeypatch.setattr(Path, "mkdir", no_space)
+    code = render.main([str(matrix), "--out", str(tmp_path / "new")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "No space left on device" in err[0], err
+
+
 def test_render_with_a_fifo_in_out_does_not_hang(tmp_path, capsys):
     matrix = write(tmp_path, fz.base())
     out = tmp_path / "gen"

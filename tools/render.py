@@ -10,6 +10,7 @@ each; nothing is written unless all matrices are valid.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -31,6 +32,11 @@ EPILOG = """examples:
 exit status: 0 rendered (or up to date), 1 --check found stale files or a write failed
 (full disk, a FIFO or folder where a file goes: nothing is changed), 2 invalid input
 """
+
+
+BAD_PATH_ERRORS = (errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP)
+"""Errors that creating --out gives for a path that cannot be a folder (exit 2, bad input);
+any other (ENOSPC, EROFS, EACCES, ...) is a failed write (exit 1)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a file on the way (ENOTDIR), no permission: the --out given is unusable
+    except OSError as err:
         print(f"render: --out {display_path(args.out)}: cannot create the folder: "
               f"{err.strerror or err}; nothing written", file=sys.stderr)
-        return 2
+        # A file on the way or a name too long is a bad --out; a full or read-only disk is a
+        # failed write.
+        return 2 if err.errno in BAD_PATH_ERRORS else 1
     for shown, runs, expected, mf in outputs:
         try:
             changed = manifest.write(expected, mf)
