@@ -132,12 +132,15 @@ def test_container_values_are_quoted_in_the_batch_script(tmp_path):
     m = fz.base()
     m["slurm"]["container_image"] = "img$(touch${IFS}/tmp/x)"
     assert any(p.startswith("m.yaml: slurm.container_image:") for p in problems(write(tmp_path, m)))
-    # A mount is a path: odd characters are allowed, and written inside double quotes escaped.
+    # A mount is a path: '$' is refused (nothing expands it), other odd characters are allowed
+    # and written inside double quotes escaped.
     m = fz.base()
     m["slurm"]["container_mounts"] = ["/a:/b'$(touch${IFS}/tmp/x)'"]
+    assert any(p.startswith("m.yaml: slurm.container_mounts:") for p in problems(write(tmp_path, m)))
+    m["slurm"]["container_mounts"] = ["/a:/b'`touch>/tmp/x`'"]
     meta, runs = load(write(tmp_path, m), "m.yaml")
     text = templating.render_runs(meta, runs, "m.yaml", tmp_path / "out")[0].scripts["slurm"][1]
-    assert '--container-mounts="$SUITE_DIR:$SUITE_DIR,/a:/b\'\\$(touch\\${IFS}/tmp/x)\'"' in text
+    assert '--container-mounts="$SUITE_DIR:$SUITE_DIR,/a:/b\'\\`touch>/tmp/x\\`\'"' in text
 
 
 # 2. Comment lines ---------------------------------------------------------------------------

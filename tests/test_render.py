@@ -212,13 +212,13 @@ def test_excludes_and_name_template(tmp_path, capsys):
 
 def test_values_are_quoted_for_the_shell(tmp_path, capsys):
     matrix = broken(**{"megatron/model/--tokenizer-special-tokens": ["<a b>", "x'y", "$HOME"],
-                       "env": {"MY_VAR": "a b $(touch /tmp/pwned) `x`"}})
+                       "env": {"MY_VAR": "a b `touch /tmp/pwned` \\x \"q\""}})
     code, lines, out = run_render(tmp_path, capsys, matrix)
     assert (code, lines) == (0, [])
     text = (out / "r_bf16.sh").read_text()
     # Text with $, backquotes, backslashes or quotes is double-quoted with those escaped.
     assert "--tokenizer-special-tokens '<a b>' \"x'y\" \"\\$HOME\"" in text
-    assert 'export MY_VAR="a b \\$(touch /tmp/pwned) \\`x\\`"' in text
+    assert 'export MY_VAR="a b \\`touch /tmp/pwned\\` \\\\x \\"q\\""' in text
 
 
 def committed_expected():

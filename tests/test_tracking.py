@@ -113,6 +113,15 @@ def test_a_resumed_run_matches_both_trackers(good):
     assert f"| {RUN} | TensorBoard | 40 / 40 | 38 / 38 | none | matches the log |" in out.stdout
 
 
+def test_an_out_that_cannot_be_written_is_one_line_exit_1(good, tmp_path):
+    os.mkfifo(tmp_path / "table.md")  # a FIFO where the table goes: refused, never opened
+    out = check(good, "--out", str(tmp_path / "table.md"))
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert lines[0] == f"check_tracking.py: cannot write {tmp_path / 'table.md'}: not a regular file (FIFO)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
+
+
 @pytest.mark.parametrize("case", ["changed loss", "missing step", "no W&B run"])
 def test_a_difference_fails_and_names_the_run(tmp_path, case):
     log_dir = tmp_path / "logs"

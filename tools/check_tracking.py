@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import tracking  # noqa: E402
-from fp8suite.errors import UsageError  # noqa: E402
+from fp8suite import fileio, tracking  # noqa: E402
+from fp8suite.errors import UsageError, WriteFailed  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
@@ -32,7 +32,8 @@ EPILOG = """examples:
   python tools/check_tracking.py logs/convergence_8b_width --out logs/convergence_8b_width/tracking.md
   python tools/check_tracking.py logs/convergence_8b_width --only 'conv_8bw_bf16_*' conv_8bw_fp8_s1234
 
-exit status: 0 every run matches its log in both trackers, 1 some value is missing or differs,
+exit status: 0 every run matches its log in both trackers, 1 some value is missing or differs
+             (or --out cannot be written: one line, nothing half-written),
 2 bad usage (no logs, wandb or tensorboard not installed)
 """
 
@@ -54,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     table = tracking.markdown(checks)
     print(table, end="")
     if args.out:
-        args.out.write_text(table)
+        try:
+            fileio.write_atomic(args.out, table)
+        except OSError as e:
+            print(f"check_tracking.py: {WriteFailed.of(e, str(args.out))}", file=sys.stderr)
+            return 1
     problem = tracking.first_problem(checks)
     if problem:
         print(f"check_tracking.py: {problem}", file=sys.stderr)

@@ -31,6 +31,7 @@ import copy
 import hashlib
 import io
 import json
+import math
 import os
 import random
 import resource
@@ -408,6 +409,71 @@ def malformed_cases() -> list[Malformed]:
         _edit("hidden size not divisible by heads", "megatron.model.--hidden-size",
               **{"megatron__model__--hidden-size": 66}),
     ]
+    return cases + round_two_cases()
+
+
+# Raw characters PyYAML's reader refuses (ESC, DEL, C1, VT, FF, BEL, the non-characters).
+READER_CHARS = {"ESC": "\x1b", "DEL": "\x7f", "C1 PAD": "\x80", "C1 CSI": "\x9b", "VT": "\x0b",
+                "FF": "\x0c", "BEL": "\x07", "U+FFFE": "\ufffe", "U+FFFF": "\uffff"}
+# Environment names no launch may take (fp8suite.reserved), one or more of each kind.
+RESERVED_NAMES = {"UID": "readonly", "EUID": "readonly", "PPID": "readonly",
+                  "BASH_VERSINFO": "readonly", "SHELLOPTS": "readonly", "RANDOM": "bash's own",
+                  "BASHPID": "bash's own", "BASH_ENV": "behaviour", "PS4": "behaviour",
+                  "ENV": "behaviour", "FP8SUITE_ATTEMPT": "suite token", "FP8SUITE_X": "suite token",
+                  "RUN_NAME": "script variable", "MODEL_ARGS": "script variable",
+                  "ARGS": "script variable"}
+# #SBATCH options the suite sets itself, whole and abbreviated, and --export (BASH_ENV=...).
+SUITE_SBATCH = ["--output=/tmp/x.log", "--error=/tmp/x.err", "--nodes=4", "--time=1:00:00",
+                "--job-name=x", "--out=/tmp/x.log", "--nod=2", "--export=ALL,BASH_ENV=/tmp/x",
+                "--chdir=/tmp", "--gpus=8"]
+# Axis values that make run names read back as another run's attempt, node or job log.
+LOG_LIKE_VALUES = ["fp8.1", "fp8.node1", "fp8.812345", "fp8.node2.3"]
+
+
+def round_two_cases() -> list[Malformed]:
+    """The kinds of hardening round two: every PyYAML reader/constructor error, unencodable
+    strings, names and values no launch may take (fp8suite.reserved), non-string keys."""
+    good = dump(base()).decode()
+    cases = [_text(f"raw {label} in a value", _replace_in(good, "Fuzzing base", f"Fuzz{ch}ing base"))
+             for label, ch in READER_CHARS.items()]
+    cases += [_text(f"raw {label} in a key", good + f"x{ch}y: 1\n") for label, ch in
+              list(READER_CHARS.items())[:3]]
+    cases += [
+        _text("lone surrogate escape in a value", _replace_in(
+            good, "description: Fuzzing base matrix.", 'description: "a\\ud800b"'), "description"),
+        _text("lone low surrogate in an env value", _replace_in(
+            good, "CUDA_DEVICE_MAX_CONNECTIONS: 1", 'CUDA_DEVICE_MAX_CONNECTIONS: "\\udc80"'),
+            "env.CUDA_DEVICE_MAX_CONNECTIONS"),
+        _text("lone surrogate in a key", good + '"\\ud83d": 1\n'),
+        _text("impossible date", good + "when: 2024-02-30\n"),
+        _text("impossible time", good + "when: 2024-01-01 25:00:00\n"),
+        _text("tagged bool that is not one", good + "when: !!bool maybe\n"),
+        _text("tagged timestamp that is not one", good + "when: !!timestamp nope\n"),
+        _text("tagged empty integer", good + "when: !!int ''\n"),
+        _text("integer too large to write (a flag)", _replace_in(
+            good, "--num-layers: 4", "--num-layers: 0x" + "f" * 5000)),
+        _text("integer too large to write (an env value)", _replace_in(
+            good, "CUDA_DEVICE_MAX_CONNECTIONS: 1", "CUDA_DEVICE_MAX_CONNECTIONS: 0x" + "f" * 5000)),
+        _text("null top-level key", good + "~: 1\n", "~"),
+        _text("integer top-level key", good + "1: x\n", "1"),
+        _text("boolean top-level key", good + "true: 1\n", "True"),
+    ]
+    cases += [_edit(f"env {name} ({kind})", f"env.{name}", **{f"env__{name}": "1"})
+              for name, kind in RESERVED_NAMES.items()]
+    cases += [
+        _edit("env value with $VAR", "env.PATH", env__PATH="/opt/bin:$PATH"),
+        _edit("env value with ${VAR}", "env.NCCL_DEBUG_FILE", env__NCCL_DEBUG_FILE="${HOME}/nccl"),
+        _edit("checkpoint dir with $HOME", "checkpoint.dir", checkpoint={"dir": "$HOME/ckpt"}),
+        _edit("triton cache dir with $TMPDIR", "triton_cache_dir", triton_cache_dir="$TMPDIR/t"),
+        _edit("log_dir with %u", "log_dir", log_dir="logs/%u"),
+        _edit("log_dir with %j", "log_dir", log_dir="/scratch/%j/logs"),
+    ]
+    cases += [_edit(f"sbatch option {opt.split('=')[0]}", "slurm.sbatch_options",
+                    slurm__sbatch_options=[opt]) for opt in SUITE_SBATCH]
+    for value in LOG_LIKE_VALUES:
+        m = base()
+        m["axes"]["recipe"][value] = m["axes"]["recipe"].pop("fp8")
+        cases.append(_matrix(f"run name ending {value[3:]}", m, "run_name"))
     return cases
 
 
@@ -960,6 +1026,302 @@ def bench_kills(count: int, seed: int, work: Path) -> tuple[dict[str, Any], list
 # --------------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------------
+# Hostile launches, files beside logs and disks (hardening round two)
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Hostile:
+    name: str
+    kind: str
+    """"env" (run.py --env), "beside" (report.py on a log folder), "disk" (render/report)."""
+    ok: bool = False
+    why: str = ""
+    traceback: bool = False
+    hang: bool = False
+    wrong_exit: bool = False
+    files_left: int = 0
+    executed: bool = False
+    wrong_figures: bool = False
+
+
+def env_cases(marker: Path) -> dict[str, list[str]]:
+    """--env settings run.py must refuse (exit 2 before anything runs); the payloads that
+    can run code touch `marker`."""
+    hook = marker.with_suffix(".sh")
+    hook.write_text(f"touch {marker}\n")
+    return {
+        "BASH_ENV=<file>": [f"BASH_ENV={hook}"],
+        "ENV=<file>": [f"ENV={hook}"],
+        "SHELLOPTS=xtrace + PS4=$(...)": ["SHELLOPTS=xtrace", f"PS4=$(touch {marker})"],
+        "PS4=$(...)": [f"PS4=$(touch {marker})"],
+        "PROMPT_COMMAND": [f"PROMPT_COMMAND=touch {marker}"],
+        "UID (readonly)": ["UID=0"], "EUID (readonly)": ["EUID=0"], "PPID (readonly)": ["PPID=1"],
+        "BASH_VERSINFO (readonly)": ["BASH_VERSINFO=x"],
+        "FP8SUITE_ATTEMPT (the queue's token)": ["FP8SUITE_ATTEMPT=x"],
+        "RUN_NAME (the script's own)": ["RUN_NAME=other"],
+        "LOG_FILE (the queue's own)": ["LOG_FILE=/tmp/x.log"],
+        "PATH with literal $PATH": ["PATH=/opt/bin:$PATH"],
+    }
+
+
+def check_env_case(name: str, pairs: list[str], manifest: Path, marker: Path) -> Hostile:
+    """run.py on a rendered queue with hostile --env settings: exit 2, nothing run."""
+    out = Hostile(name, "env")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FP8SUITE_", "TRAIN_CMD"))}
+    env["TRAIN_CMD"] = f"{sys.executable} {STANDIN} --fake-sleep 0.01"
+    cmd = [sys.executable, str(ROOT / "tools" / "run.py"), str(manifest), "--only", "fake_ok"]
+    for pair in pairs:
+        cmd += ["--env", pair]
+    marker.unlink(missing_ok=True)
+    logs = manifest.parent.parent / "logs"
+    before = set(logs.glob("*.log")) if logs.exists() else set()
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        out.hang, out.why = True, "no answer within 60 s"
+        return out
+    out.traceback = "Traceback" in done.stderr
+    out.executed = marker.exists()
+    out.wrong_exit = done.returncode != 2
+    out.files_left = len(set(logs.glob("*.log")) - before) if logs.exists() else 0
+    lines = done.stderr.strip().splitlines()
+    problems = [w for w, bad in (("traceback", out.traceback), ("executed", out.executed),
+                                 (f"exit {done.returncode}", out.wrong_exit),
+                                 (f"{out.files_left} log(s) written", out.files_left))
+                if bad]
+    if not any("--env" in ln for ln in lines):
+        problems.append(f"no --env message: {lines[:2]}")
+    out.ok, out.why = not problems, "; ".join(problems)
+    return out
+
+
+LOGS = ROOT / "tests" / "data" / "logs" / "megatron019"
+
+KERNEL_SHAPES: dict[str, Any] = {
+    "a list": [1, 2],
+    "kernels not a list": {"schema": 1, "span_us": 1, "busy_us": 1, "comm_us": 0,
+                           "comm_exposed_us": 0, "kernels": "x"},
+    "a kernel row not an object": {"schema": 1, "span_us": 1, "busy_us": 1, "comm_us": 0,
+                                   "comm_exposed_us": 0, "kernels": [7]},
+    "total_us text": {"schema": 1, "span_us": 1, "busy_us": 1, "comm_us": 0, "comm_exposed_us": 0,
+                      "kernels": [{"name": "gemm", "total_us": "x"}]},
+    "busy_us missing": {"schema": 1, "span_us": 1, "comm_us": 0, "comm_exposed_us": 0,
+                        "kernels": [{"name": "gemm", "total_us": 1}]},
+    "span_us infinite": {"schema": 1, "span_us": 1e999, "busy_us": 1, "comm_us": 0,
+                         "comm_exposed_us": 0, "kernels": []},
+    "name a number": {"schema": 1, "span_us": 1, "busy_us": 1, "comm_us": 0, "comm_exposed_us": 0,
+                      "kernels": [{"name": 3, "total_us": 1}]},
+}
+BAD_STEP_TIMES = {"negative": "-330.0", "zero": "0.0", "denormal": "5e-324", "infinite": "inf",
+                  "NaN": "nan"}
+
+
+def _beside_cases() -> dict[str, Callable[[Path], None]]:
+    """Log folders with something hostile beside (or inside) a log; each maker fills a folder
+    that already holds bf16.log and fp8cs.log."""
+    def fifo(name):
+        return lambda d: os.mkfifo(d / name)
+
+    def link(name, target):
+        return lambda d: os.symlink(target, d / name)
+
+    def table(shape):
+        return lambda d: (d / "fp8cs.kernels.json").write_text(json.dumps(shape))
+
+    def times(value):
+        def make(d: Path) -> None:
+            text = (d / "fp8cs.log").read_text()
+            for ms in ("667.2", "651.1", "650.8"):
+                text = text.replace(f"elapsed time per iteration (ms): {ms} |",
+                                    f"elapsed time per iteration (ms): {value} |")
+            # every timed row of fp8cs.log gets the value (iterations 4..9)
+            lines = []
+            for line in text.splitlines(keepends=True):
+                if " iteration " in line and "elapsed time per iteration (ms):" in line:
+                    head, _, rest = line.partition("elapsed time per iteration (ms): ")
+                    it = int(head.split("iteration")[1].split("/")[0])
+                    if it >= 4:
+                        rest = value + rest[rest.index(" |"):]
+                    line = head + "elapsed time per iteration (ms): " + rest
+                lines.append(line)
+            (d / "fp8cs.log").write_text("".join(lines))
+        return make
+
+    def rename_non_utf8(d: Path) -> None:
+        os.rename(d / "fp8cs.log", os.path.join(os.fsencode(d), b"fp8\xff.log"))
+
+    cases = {
+        "FIFO as <run>.meta.json": fifo("fp8cs.meta.json"),
+        "FIFO as <run>.kernels.json": fifo("fp8cs.kernels.json"),
+        "<run>.meta.json -> /dev/zero": link("fp8cs.meta.json", "/dev/zero"),
+        "<run>.kernels.json -> /dev/zero": link("fp8cs.kernels.json", "/dev/zero"),
+        "<run>.meta.json a folder": lambda d: (d / "fp8cs.meta.json").mkdir(),
+        "non-UTF-8 log name": rename_non_utf8,
+    }
+    cases.update({f"kernel table: {k}": table(v) for k, v in KERNEL_SHAPES.items()})
+    cases.update({f"step times {k}": times(v) for k, v in BAD_STEP_TIMES.items()})
+    return cases
+
+
+def _wrong_figures(summary_file: Path) -> str:
+    """A step time, speed or MFU figure that is not a positive finite number."""
+    try:
+        data = json.loads(summary_file.read_text())
+    except (OSError, ValueError) as e:
+        return f"summary.json unreadable: {e}"
+    bad = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+        elif (isinstance(node, (int, float)) and not isinstance(node, bool)
+              and any(w in path for w in ("iteration_ms", "tokens_per_s", "tflops", "speedup"))
+              and not (math.isfinite(node) and node > 0)):
+            bad.append(f"{path}={node}")
+    walk(data, "")
+    return ", ".join(bad[:3])
+
+
+def check_beside_case(name: str, make: Callable[[Path], None], work: Path) -> Hostile:
+    """report.py on two logs with one hostile thing beside them: exit 0 within 20 s, no
+    traceback, no step-time figure that is not a positive finite number."""
+    import report
+    out = Hostile(name, "beside")
+    folder = work / "beside"
+    shutil.rmtree(folder, ignore_errors=True)
+    logs = folder / "logs"
+    logs.mkdir(parents=True)
+    for log in ("bf16.log", "fp8cs.log"):
+        shutil.copy(LOGS / log, logs / log)
+    make(logs)
+    code, _, err = _call(report.main, [str(logs), "--out", str(folder / "out")])
+    out.hang = code is None and "hang:" in err
+    out.traceback = code is None and not out.hang or "Traceback" in err
+    out.wrong_exit = code not in (0, None)
+    wrong = _wrong_figures(folder / "out" / "summary.json") if code == 0 else ""
+    out.wrong_figures = bool(wrong)
+    problems = [w for w, bad in (("hang", out.hang), ("traceback", out.traceback),
+                                 (f"exit {code}", out.wrong_exit), (f"figures: {wrong}", wrong)) if bad]
+    out.ok, out.why = not problems, "; ".join(problems) or ""
+    if not out.ok:
+        out.why += " | " + err.strip().splitlines()[-1][:200] if err.strip() else ""
+    return out
+
+
+@contextlib.contextmanager
+def full_disk(folder: Path):
+    """A folder on a full file system: a 64 KiB tmpfs filled up (needs root, as on CI); None
+    where it cannot be mounted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = os.geteuid() == 0 and shutil.which("mount") and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+        capture_output=True).returncode == 0
+    if not mounted:
+        yield None
+        return
+    try:
+        (folder / "out").mkdir()
+        fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0" * 4096):
+                pass
+        os.close(fd)
+        yield folder / "out"
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    """Staged files a write left behind (.<name>.*.tmp and the like)."""
+    return [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+
+
+def check_disk_cases(work: Path) -> list[Hostile]:
+    """render.py and report.py against a full disk and a FIFO where an output goes: exit 1,
+    one line, no temporary file left, no hang."""
+    import report
+    results = []
+    matrix = work / "disk" / "fuzz.yaml"
+    matrix.parent.mkdir(parents=True, exist_ok=True)
+    matrix.write_bytes(dump(base()))
+
+    def judge(name: str, code, err: str, folder: Path, want: int = 1, one_line: bool = True) -> Hostile:
+        out = Hostile(name, "disk")
+        out.hang = code is None and "hang:" in err
+        out.traceback = (code is None and not out.hang) or "Traceback" in err
+        out.wrong_exit = code != want
+        out.files_left = len(_leftovers(folder)) if folder.exists() else 0
+        lines = err.strip().splitlines()
+        problems = [w for w, bad in (("hang", out.hang), ("traceback", out.traceback),
+                                     (f"exit {code}", out.wrong_exit),
+                                     (f"{out.files_left} file(s) left", out.files_left),
+                                     (f"{len(lines)} lines", one_line and len(lines) != 1),
+                                     ("internal error", "internal error" in err)) if bad]
+        out.ok, out.why = not problems, "; ".join(problems) + (f" | {lines[-1][:160]}" if problems and lines else "")
+        return out
+
+    with full_disk(work / "disk" / "full-render") as out:
+        if out is not None:
+            code, _, err = _call(render.main, [str(matrix), "--out", str(out)])
+            results.append(judge("render on a full disk", code, err, out))
+    with full_disk(work / "disk" / "full-report") as out:
+        if out is not None:
+            code, _, err = _call(report.main, [str(LOGS / "bf16.log"), str(LOGS / "fp8cs.log"),
+                                               "--out", str(out)])
+            results.append(judge("report on a full disk", code, err, out))
+    fifo_out = work / "disk" / "fifo-out"
+    shutil.rmtree(fifo_out, ignore_errors=True)
+    fifo_out.mkdir(parents=True)
+    os.mkfifo(fifo_out / "fz_bf16.sh")
+    code, _, err = _call(render.main, [str(matrix), "--out", str(fifo_out)])
+    results.append(judge("render with a FIFO in --out", code, err, fifo_out))
+    os.mkfifo(fifo_out / "fuzz.manifest.json.x")
+    os.rename(fifo_out / "fuzz.manifest.json.x", fifo_out / "fuzz.manifest.json")
+    code, _, err = _call(render.main, [str(matrix), "--out", str(fifo_out), "--check"])
+    # --check lists each stale file on its own line.
+    results.append(judge("render --check with FIFOs in --out", code, err, fifo_out, one_line=False))
+    report_fifo = work / "disk" / "fifo-report"
+    shutil.rmtree(report_fifo, ignore_errors=True)
+    report_fifo.mkdir(parents=True)
+    os.mkfifo(report_fifo / "report.md")
+    code, _, err = _call(report.main, [str(LOGS / "bf16.log"), "--out", str(report_fifo)])
+    results.append(judge("report with a FIFO as report.md", code, err, report_fifo))
+    return results
+
+
+def bench_hostile(quick: bool, work: Path) -> tuple[dict[str, Any], list[Hostile]]:
+    """Round two's kinds outside the matrix: run.py --env, what sits beside a log, disks."""
+    folder = work / "hostile-env"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    manifest = _render_queue(folder)
+    marker = folder / "pwned"
+    envs = list(env_cases(marker).items())
+    beside = list(_beside_cases().items())
+    if quick:
+        envs, beside = envs[::4], beside[::3]
+    results = [check_env_case(name, pairs, manifest, marker) for name, pairs in envs]
+    results += [check_beside_case(name, make, work) for name, make in beside]
+    results += check_disk_cases(work)
+    figures = {
+        "cases (run.py --env, beside a log, disks)": f"{len(results)} ({len(envs)}, {len(beside)}, "
+                                                     f"{len(results) - len(envs) - len(beside)})",
+        "tracebacks": sum(r.traceback for r in results),
+        "wrong exits (2 bad input, 1 failed write, 0 report)": sum(r.wrong_exit for r in results),
+        "files left (logs of refused launches, staged temps)": sum(r.files_left for r in results),
+        "executed (a payload ran)": sum(r.executed for r in results),
+        "hangs": sum(r.hang for r in results),
+        "silent wrong figures (step time, speed <= 0 or not finite)": sum(r.wrong_figures for r in results),
+        "handled": sum(r.ok for r in results),
+    }
+    return figures, results
+
+
 def _print(title: str, figures: dict[str, Any]) -> None:
     print(f"{title}:")
     for key, value in figures.items():
@@ -970,7 +1332,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a sample of each bench (for the test suite)")
-    ap.add_argument("--bench", action="append", choices=("malformed", "injection", "kills"),
+    ap.add_argument("--bench", action="append", choices=("malformed", "injection", "kills", "hostile"),
                     help="run only these benches (repeatable; default: all)")
     ap.add_argument("--kills", type=int, default=None, help="queue kills (default 25; 3 with --quick)")
     ap.add_argument("--seed", type=int, default=12, help="seed of the kill moments")
@@ -981,7 +1343,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from fp8suite.version import add_version_option  # tools/ is this script's folder
     add_version_option(ap)
     args = ap.parse_args(argv)
-    benches = args.bench or ["malformed", "injection", "kills"]
+    benches = args.bench or ["malformed", "injection", "kills", "hostile"]
     work = args.keep or Path(tempfile.mkdtemp(prefix="fp8suite-fuzz-"))
     work.mkdir(parents=True, exist_ok=True)
     failed = []
@@ -1000,6 +1362,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if r.executed or r.bash_n_failed or r.shellcheck_failed or "Traceback" in r.traceback:
                     failed.append(f"injection: {r.case.field} {r.case.payload!r}: executed={r.executed} "
                                   f"bash -n={r.bash_n_failed} shellcheck={r.shellcheck_failed} {r.traceback[:300]}")
+        if "hostile" in benches:
+            figures, hostile = bench_hostile(args.quick, work)
+            _print("hostile launches, files beside logs, disks", figures)
+            failed += [f"hostile: {r.kind}: {r.name}: {r.why}" for r in hostile if not r.ok]
         if "kills" in benches:
             count = args.kills if args.kills is not None else (3 if args.quick else 25)
             figures, results = bench_kills(count, args.seed, work)

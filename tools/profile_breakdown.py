@@ -30,14 +30,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite import kernels  # noqa: E402
-from fp8suite.errors import exit_status  # noqa: E402
+from fp8suite.errors import WriteFailed, exit_status  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   python tools/profile_breakdown.py /tmp/tb/torch_profile/rank-0.json.gz --out run.kernels.json
   python tools/profile_breakdown.py run.kernels.json --fp8          # print the breakdown again
 
-exit status: 0 written/printed, 2 unreadable or not a profiler trace
+exit status: 0 written/printed, 1 --out cannot be written (one line, nothing half-written),
+             2 unreadable or not a profiler trace
 """
 
 
@@ -60,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.out:
-        kernels.write_table(table, args.out)
+        try:
+            kernels.write_table(table, args.out)
+        except OSError as e:
+            print(f"profile_breakdown.py: {WriteFailed.of(e, str(args.out))}", file=sys.stderr)
+            return 1
     steps = table["steps"] or ["?"]
     ms = kernels.breakdown(table, args.fp8)
     span = table["span_us"] / 1000.0 / max(len(table["steps"]), 1)

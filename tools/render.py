@@ -10,6 +10,7 @@ each; nothing is written unless all matrices are valid.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -28,8 +29,14 @@ EPILOG = """examples:
   python tools/render.py experiments/*.yaml --check     # fail if generated files are stale
   python tools/render.py my_study.yaml --out /tmp/gen   # render elsewhere
 
-exit status: 0 rendered (or up to date), 1 --check found stale files, 2 invalid input
+exit status: 0 rendered (or up to date), 1 --check found stale files or a write failed
+(full disk, a FIFO or folder where a file goes: nothing is changed), 2 invalid input
 """
+
+
+BAD_PATH_ERRORS = (errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP)
+"""Errors that creating --out gives for a path that cannot be a folder (exit 2, bad input);
+any other (ENOSPC, EROFS, EACCES, ...) is a failed write (exit 1)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,12 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and not args.out.is_dir():
         print(f"render: --out {display_path(args.out)}: not a folder; nothing written", file=sys.stderr)
         return 2
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"render: --out {display_path(args.out)}: cannot create the folder: "
+              f"{err.strerror or err}; nothing written", file=sys.stderr)
+        # A file on the way or a name too long is a bad --out; a full or read-only disk is a
+        # failed write.
+        return 2 if err.errno in BAD_PATH_ERRORS else 1
     for shown, runs, expected, mf in outputs:
         try:
             changed = manifest.write(expected, mf)
         except OSError as err:
-            print(f"render: cannot write to {display_path(args.out)}: {err.strerror or err}", file=sys.stderr)
-            return 2
+            # Staged files are removed and nothing was renamed into place: the folder is as it was.
+            where = display_path(err.filename) if err.filename else display_path(args.out)
+            print(f"render: cannot write {where}: {err.strerror or err}; the files of {shown} "
+                  "are unchanged", file=sys.stderr)
+            return 1
         print(f"{shown}: {len(runs)} runs -> {display_path(args.out)}/ "
               f"({changed} file(s) changed): {', '.join(r.name for r in runs)}")
         for run in runs:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import compare, markdown, plots, reference, runs, summary  # noqa: E402
+from fp8suite.errors import WriteFailed, exit_status  # noqa: E402
+from fp8suite import compare, fileio, markdown, plots, reference, runs, summary  # noqa: E402
 from fp8suite.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
@@ -41,7 +41,8 @@ EPILOG = """examples:
   python tools/report.py run_a.log run_b.log --warmup 10 --out /tmp/report
   python tools/report.py logs/h200x2_8b_bench --reference experiments/reference/nvidia_llama3_8b.yaml
 
-exit status: 0 report written (failed runs are part of it), 1 internal error,
+exit status: 0 report written (failed runs are part of it), 1 a write failed (full disk,
+             read-only folder: one line naming the file, nothing half-written) or internal error,
              2 bad usage (no logs found, unreadable path, unknown --baseline, bad manifest
                or reference)
 """
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except runs.UsageError as e:
         print(f"report.py: {e}", file=sys.stderr)
         return 2
+    except WriteFailed as e:
+        print(f"report.py: {e}", file=sys.stderr)
+        return 1
     except Exception as e:  # a bug, not bad input: one line unless asked for more
         if args.debug:
             traceback.print_exc()
@@ -117,16 +121,19 @@ def _report(args, argv: list) -> int:
     except OSError as e:
         raise runs.UsageError(f"cannot create {args.out}: {e.strerror or e}") from None
     earlier = _shown_images(out / "report.md")
-    written = plots.write_plots(groups, out)
-    command = shlex.join(["python", "tools/report.py",
-                          *[markdown.shown_path(a) if os.path.exists(a) else a for a in argv]])
-    text = markdown.render(groups, written, args.title, command,
-                           [markdown.shown_path(i) for i in args.inputs], args.warmup, published)
-    data = summary.build(groups, markdown.shown_path)
-    _write(out / "summary.json", summary.to_json(data))
-    _write(out / "summary.csv", summary.to_csv(data))
-    # Write the report last and atomically: a half-written report.md never replaces a good one.
-    _write(out / "report.md", text)
+    try:
+        written = plots.write_plots(groups, out)
+        command = shlex.join(["python", "tools/report.py",
+                              *[markdown.shown_path(a) if os.path.exists(a) else a for a in argv]])
+        text = markdown.render(groups, written, args.title, command,
+                               [markdown.shown_path(i) for i in args.inputs], args.warmup, published)
+        data = summary.build(groups, markdown.shown_path)
+        fileio.write_atomic(out / "summary.json", summary.to_json(data))
+        fileio.write_atomic(out / "summary.csv", summary.to_csv(data))
+        # Write the report last and atomically: a half-written report.md never replaces a good one.
+        fileio.write_atomic(out / "report.md", text)
+    except OSError as e:
+        raise WriteFailed.of(e, str(out)) from None
     now = {name for files in written.values() for _, name in files}
     for name in sorted(earlier - now):
         try:
@@ -140,16 +147,10 @@ def _report(args, argv: list) -> int:
     return 0
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _shown_images(report_md: Path) -> set:
     """The PNG files an earlier report.md in the output folder showed (plain names only)."""
     try:
-        text = report_md.read_text(encoding="utf-8", errors="replace")
+        text = fileio.read_text_regular(report_md, 16 * 1024 * 1024)
     except OSError:
         return set()
     names = {part.split(")")[0] for line in text.splitlines() for part in line.split("](")[1:]}

@@ -361,7 +361,7 @@ def time_to_target(run: LoggedRun, window: int, target: float, warmup: int = 0,
             break
         if not keep and median_ms is not None:
             ms = median_ms
-        if ms is not None and math.isfinite(ms):
+        if metrics.step_time_ok(ms):
             seconds += ms * n / 1000
         samples = cs
     seq = arg_int(args, "seq_length")

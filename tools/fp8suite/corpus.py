@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from . import fileio
 from .errors import DebError
 from .markup import check, text_of, versions
 
@@ -393,9 +394,8 @@ def build_corpus(debs: dict[str, Path], out_dir: Path, sources: Iterable[Source]
             f"{stats.dropped_duplicate} duplicate dropped)")
     records.sort(key=order_key)
     jsonl = out_dir / "corpus.jsonl"
-    tmp = jsonl.with_suffix(".jsonl.tmp")
-    n, size = write_jsonl(records, tmp)
-    tmp.replace(jsonl)
+    with fileio.Staged() as staged:
+        n, size = write_jsonl(records, staged.reserve(jsonl))
     text_bytes = sum(p["text_bytes"] for p in packages)
     provenance = {
         "description": "English text from Debian 12 documentation packages, one document per file, "
@@ -411,5 +411,5 @@ def build_corpus(debs: dict[str, Path], out_dir: Path, sources: Iterable[Source]
         "packages": packages,
     }
     prov_path = out_dir / "provenance.json"
-    prov_path.write_text(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n")
+    fileio.write_atomic(prov_path, json.dumps(provenance, indent=2, ensure_ascii=False) + "\n")
     return CorpusResult(jsonl, prov_path, n, size, text_bytes, packages)

@@ -9,6 +9,7 @@ A matrix file is checked completely before anything is written: every problem be
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import sys
@@ -60,6 +61,34 @@ class UsageError(Exception):
     def __init__(self, *lines: str):
         self.lines = list(lines)
         super().__init__("\n".join(self.lines))
+
+
+class WriteFailed(Exception):
+    """An output could not be written (a full disk, a read-only folder, a FIFO where a file
+    goes); the message is one line naming the file. The CLIs print it and exit 1: the input
+    was fine, the disk was not. Whatever was staged has been removed (fp8suite.fileio)."""
+
+    @classmethod
+    def of(cls, err: OSError, fallback: str = "") -> "WriteFailed":
+        """From an OSError: "cannot write <file>: <reason>"."""
+        where = err.filename if err.filename is not None else fallback
+        return cls(f"cannot write {where}: {err.strerror or err}")
+
+
+class NotRegularFile(OSError):
+    """A path read as a file is a FIFO, a device, a socket or a folder (after following
+    symlinks); `kind` names which (fp8suite.fileio.read_regular)."""
+
+    def __init__(self, path, kind: str):
+        super().__init__(errno.EINVAL, f"not a regular file ({kind})", str(path))
+        self.kind = kind
+
+
+class TooLarge(OSError):
+    """A file holds more bytes than its reader's bound (fp8suite.fileio.read_regular)."""
+
+    def __init__(self, path, limit: int):
+        super().__init__(errno.EFBIG, f"larger than {limit} bytes", str(path))
 
 
 class StateFileError(Exception):

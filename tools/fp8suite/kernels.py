@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from . import paths
+from . import fileio, paths
 
 SCHEMA = 1
 """Version of the kernel-table JSON written by :func:`reduce_trace`."""
@@ -188,13 +190,18 @@ def table_of(path: Path) -> dict:
         ValueError: not JSON, or JSON that is neither a trace with GPU kernels nor a table.
     """
     data = read_trace(path)
-    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else reduce_trace(data)
+    if isinstance(data, dict) and data.get("schema") == SCHEMA:
+        problem = table_problem(data)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
+        return data
+    return reduce_trace(data)
 
 
 def write_table(table: dict, path: Path) -> None:
-    """Write a kernel table as JSON (``<run>.kernels.json`` beside the run's log)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table, indent=1) + "\n")
+    """Write a kernel table as JSON (``<run>.kernels.json`` beside the run's log), atomically
+    (fileio.write_atomic); OSError when it cannot be written."""
+    fileio.write_atomic(path, json.dumps(table, indent=1) + "\n")
 
 
 # --- classification -------------------------------------------------------------------------
@@ -293,17 +300,55 @@ def top_kernels(table: dict, category: str, fp8_run: bool, n: int = 5) -> list[d
     return [k for k in table["kernels"] if classify(k["name"], k.get("op", ""), fp8_run) == category][:n]
 
 
-def table_beside(log: Path) -> Optional[dict]:
-    """The kernel table ``<run>.kernels.json`` next to ``<run>.log``, or None when there is none
-    or it is not a readable kernel table (a report never stops for it)."""
+MAX_TABLE_BYTES = 64 * 1024 * 1024
+"""Largest kernel table read beside a log (bytes); a reduced table is a few hundred KB."""
+
+_TABLE_NUMBERS = ("span_us", "busy_us", "comm_us", "comm_exposed_us")
+
+
+def table_problem(table: Any) -> str:
+    """Why `table` is not a kernel table the breakdown can use ('' when it is): a JSON object
+    with ``schema`` == SCHEMA, finite non-negative numbers ``span_us``, ``busy_us``,
+    ``comm_us``, ``comm_exposed_us`` (microseconds), and ``kernels``: a list of objects with a
+    string ``name``, a finite non-negative ``total_us`` and an optional string ``op``."""
+    if not isinstance(table, dict) or table.get("schema") != SCHEMA:
+        return f"not a kernel table (schema {SCHEMA})"
+    for key in _TABLE_NUMBERS:
+        if not _non_negative(table.get(key)):
+            return f"{key} is {table.get(key)!r}, not a number of microseconds >= 0"
+    rows = table.get("kernels")
+    if not isinstance(rows, list):
+        return "kernels is not a list"
+    for i, row in enumerate(rows):
+        if not (isinstance(row, dict) and isinstance(row.get("name"), str)
+                and _non_negative(row.get("total_us")) and isinstance(row.get("op", ""), str)):
+            return f"kernels[{i}] is not {{name: text, total_us: number >= 0, op: text}}"
+    if not isinstance(table.get("steps", []), list):
+        return "steps is not a list"
+    return ""
+
+
+def _non_negative(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
+
+
+def table_beside(log: Path) -> tuple[Optional[dict], Optional[str]]:
+    """(kernel table, note) for ``<run>.kernels.json`` next to ``<run>.log``: (None, None) when
+    there is none; (None, one-line note) when it is not a regular file (a FIFO, a device, a
+    link to /dev/zero), larger than MAX_TABLE_BYTES, not JSON or of the wrong shape
+    (`table_problem`). A report never stops for it."""
     if not log.name.endswith(".log"):
-        return None
+        return None, None
     path = paths.kernel_table_of(log)
+    if not os.path.lexists(path):
+        return None, None
     try:
-        table = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not (isinstance(table, dict) and table.get("schema") == SCHEMA
-            and isinstance(table.get("kernels"), list)):
-        return None
-    return table
+        table = json.loads(fileio.read_regular(path, MAX_TABLE_BYTES))
+    except (OSError, ValueError, RecursionError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        return None, f"kernel table {paths.shown_name(path.name)} left out: {reason}"
+    problem = table_problem(table)
+    if problem:
+        return None, f"kernel table {paths.shown_name(path.name)} left out: {problem}"
+    return table, None

@@ -17,7 +17,7 @@ import math
 import re
 from typing import Any, Optional
 
-from . import paths, recipes
+from . import recipes, reserved
 from .errors import Problem
 
 MAX_NAME = 100
@@ -47,17 +47,11 @@ DIRECTIVE_VALUE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\\\"'`$;|&<>]+"
 """What an `#SBATCH` line may carry: no whitespace, quotes, backslashes or shell syntax."""
 SBATCH_OPTION = re.compile(r"--[A-Za-z][A-Za-z0-9-]*(=" + DIRECTIVE_VALUE.pattern + ")?")
 
-# Names the scripts set themselves or that change how bash reads the script.
-RESERVED_ENV = {
-    "RUN_NAME": "the script sets it", "SUITE_DIR": "a launch setting (set it when launching)",
-    "IFS": "it changes how the script splits words", "BASH_ENV": "bash would run that file",
-    "ENV": "sh would run that file", "SHELLOPTS": "it changes the script's shell options",
-    "BASHOPTS": "it changes the script's shell options", "PS4": "bash evaluates it when tracing",
-    "PROMPT_COMMAND": "bash may run it", "CDPATH": "it changes where `cd` goes",
-    "GLOBIGNORE": "it changes the script's globbing", "BASH_XTRACEFD": "it redirects traces",
-    "LOG_FILE": "the queue picks each attempt's log", "META_FILE": "the sidecar goes beside the log",
-    "WANDB_API_KEY": "a secret: it comes from the environment at launch, never from a file",
-}
+
+PATH_SETTINGS = (("data", "data_path"), ("data", "tokenizer_model"), ("checkpoint", "dir"),
+                 ("wandb", "save_dir"), ("slurm", "container_mounts"), (None, "triton_cache_dir"))
+"""(section, key) of the matrix's folder and file settings, checked by
+reserved.path_value_problem (log_dir has its own, stricter rule)."""
 
 POSITIVE_FLAGS = frozenset("""
 --num-layers --hidden-size --ffn-hidden-size --num-attention-heads --num-query-groups --kv-channels
@@ -193,6 +187,15 @@ def check_settings(clean: dict, prefix: str, file: str, problems: list[Problem])
     if isinstance(log_dir, str) and not DIRECTIVE_VALUE.fullmatch(log_dir):
         bad(None, "log_dir", f"{log_dir!r}: a log folder is written into #SBATCH --output, so it "
             "must be non-empty, without spaces, quotes, backslashes or any of $`;|&<>")
+    elif isinstance(log_dir, str) and reserved.log_folder_problem(log_dir):
+        bad(None, "log_dir", f"{log_dir!r} {reserved.log_folder_problem(log_dir)}")
+    for section, key in PATH_SETTINGS:
+        holder = clean.get(section) if section else clean
+        value = holder.get(key) if isinstance(holder, dict) else None
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and reserved.path_value_problem(item):
+                bad(section, key, f"{item!r} {reserved.path_value_problem(item)}")
+                break
     slurm = clean.get("slurm")
     if isinstance(slurm, dict):
         options = slurm.get("sbatch_options")
@@ -202,17 +205,19 @@ def check_settings(clean: dict, prefix: str, file: str, problems: list[Problem])
                     bad("slurm", "sbatch_options", f"entry {i} {option!r} must be one long option "
                         "(--name or --name=value) without spaces, quotes or any of $`;|&<>")
                     break
+                if isinstance(option, str) and reserved.sbatch_option_problem(option):
+                    bad("slurm", "sbatch_options", f"entry {i} {option!r}: "
+                        f"{reserved.sbatch_option_problem(option)}")
+                    break
         image = slurm.get("container_image")
         if isinstance(image, str) and not DIRECTIVE_VALUE.fullmatch(image):
             bad("slurm", "container_image", f"{image!r} must be a non-empty image name without "
                 "spaces, quotes or any of $`;|&<>")
     env = clean.get("env")
     if isinstance(env, dict):
-        for name in list(env):
-            if name in RESERVED_ENV:
-                bad("env", name, f"cannot be set by the matrix: {RESERVED_ENV[name]}")
-            elif name in paths.KNOBS:  # launch settings: set at launch, never by a matrix
-                bad("env", name, "a launch setting of the scripts: set it when launching "
-                    f"({name}=... bash <run>.sh, or run.py --env {name}=...)")
-            elif name.startswith("BASH_FUNC"):
-                bad("env", name, "cannot be set by the matrix: bash would define a function")
+        for name, value in list(env.items()):
+            reason = reserved.env_name_problem(name)
+            if reason:
+                bad("env", name, f"cannot be set by the matrix: {reason}")
+            elif isinstance(value, str) and reserved.env_value_problem(value):
+                bad("env", name, f"{value!r} {reserved.env_value_problem(value)}")

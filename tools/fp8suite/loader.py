@@ -5,7 +5,12 @@ or exhaust the renderer:
 
 * not a regular file (a folder, a FIFO, a device, a symlink loop) or over `MAX_BYTES`;
 * not UTF-8 text (UTF-16/32 byte-order marks, undecodable bytes, NUL);
-* invalid YAML, or a YAML tag beyond plain data (PyYAML's safe loader);
+* invalid YAML, or a YAML tag beyond plain data (PyYAML's safe loader): every error of its
+  reader (raw control characters such as ESC, DEL, C1, VT, FF, BEL, U+FFFE/U+FFFF), scanner,
+  parser, composer and constructor (a date such as 2024-02-30, an integer of 5,000 digits)
+  becomes "file: invalid YAML: line L, column C: ...";
+* a string no encoder can write: a lone surrogate from an escape such as "\\ud800" (named by
+  its key, line and column);
 * a mapping that sets the same key twice (YAML keeps the last one silently);
 * nesting deeper than `MAX_DEPTH`, or aliases that expand to more than `MAX_NODES` nodes
   (an 8-line "billion laughs" expands to 10^9).
@@ -16,6 +21,7 @@ or exhaust the renderer:
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, Optional
@@ -36,7 +42,40 @@ _BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xf
          b"\xfe\xff": "UTF-16"}
 
 
-class _DepthLimitedLoader(yaml.SafeLoader):
+_MAX_INT_BITS = 1024
+"""Largest integer read (bits): far above any setting (2^63 - 1 at most), far below the
+~14,000 bits beyond which Python refuses to write an integer as text."""
+
+
+class _MarkedConstructor:
+    """Errors Python raises while PyYAML's constructors turn a scalar into a value (a timestamp
+    out of range, `!!bool maybe`, `!!int ''`) and integers too large to write as text become
+    ConstructorErrors at the node's mark."""
+
+    def construct_object(self, node, deep=False):  # noqa: D102 (PyYAML's hook)
+        try:
+            value = super().construct_object(node, deep)
+            if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+                # Python refuses to write such an integer as text (sys.get_int_max_str_digits),
+                # so no message, script or manifest could show it.
+                raise ValueError(f"an integer of {value.bit_length()} bits, more than any setting takes")
+            return value
+        except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as err:
+            # PyYAML's constructors assume well-formed scalars: `!!bool maybe` raises KeyError,
+            # `!!timestamp nope` AttributeError, `!!int ''` IndexError.
+            shown = node.value if isinstance(node.value, str) else node.tag
+            if isinstance(shown, str) and len(shown) > 40:
+                shown = shown[:40] + "..."
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {shown!r} ({node.tag.rpartition(':')[2]}): {err}",
+                node.start_mark) from None
+
+
+class _FastLoader(_MarkedConstructor, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """libyaml's parser (when PyYAML has it) with the marked constructor."""
+
+
+class _DepthLimitedLoader(_MarkedConstructor, yaml.SafeLoader):
     """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH while composing (the
     composer recurses once per level, so thousands of levels would exhaust the stack)."""
 
@@ -92,18 +131,30 @@ def read_text(path: Path, file: str) -> str:
 def read_yaml(path: Path, display: Optional[str] = None) -> Any:
     """The parsed file (plain dicts, lists and scalars), or ConfigError naming every problem."""
     file = display or str(path)
-    text = read_text(path, file)
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
-        # libyaml (C) parses ~50x faster than PyYAML's Python parser; its composer recurses
-        # per level, so the depth is checked on the event stream first. Invalid YAML is read
-        # again by the Python parser, whose messages say what it expected and what it found.
-        try:
-            _check_depth(yaml.parse(text, Loader=fast))
-            return _load(fast(text), file)
-        except yaml.YAMLError:
-            pass
-    return _load(_DepthLimitedLoader(text), file)
+    return parse_yaml(read_text(path, file), file)
+
+
+def parse_yaml(text: str, file: str) -> Any:
+    """YAML text parsed with PyYAML's safe loader, or ConfigError: every reader, scanner,
+    parser, composer or constructor error as "file: invalid YAML: line L, column C: what";
+    duplicate keys, deep nesting, alias bombs and unencodable strings as their own problems.
+    The one reader of YAML text in the suite (matrix files)."""
+    try:
+        if getattr(yaml, "CSafeLoader", None) is not None:
+            # libyaml (C) parses ~50x faster than PyYAML's Python parser; its composer recurses
+            # per level, so the depth is checked on the event stream first. Invalid YAML is read
+            # again by the Python parser, whose messages say what it expected and what it found.
+            try:
+                _check_depth(yaml.parse(text, Loader=_FastLoader))
+                return _load(_FastLoader(text), file)
+            except yaml.YAMLError:
+                pass
+        # The reader checks every character when it is made: its errors come from here too.
+        return _load(_DepthLimitedLoader(text), file)
+    except yaml.YAMLError as err:
+        raise ConfigError([_yaml_problem(file, err, text)]) from None
+    except RecursionError:
+        raise ConfigError([Problem(file, "", f"nested deeper than {MAX_DEPTH} levels")]) from None
 
 
 def _load(loader: yaml.SafeLoader, file: str) -> Any:
@@ -116,18 +167,21 @@ def _load(loader: yaml.SafeLoader, file: str) -> Any:
         if problems:
             raise ConfigError(problems)
         return loader.construct_document(node)
-    except yaml.YAMLError as err:
-        if isinstance(loader, _DepthLimitedLoader):
-            raise ConfigError([_yaml_problem(file, err)]) from None
-        raise
-    except RecursionError:
-        raise ConfigError([Problem(file, "", f"nested deeper than {MAX_DEPTH} levels")]) from None
     finally:
         loader.dispose()
 
 
-def _yaml_problem(file: str, err: yaml.YAMLError) -> Problem:
-    mark = getattr(err, "problem_mark", None)
+def _yaml_problem(file: str, err: yaml.YAMLError, text: str) -> Problem:
+    """One line for any PyYAML error. A ReaderError (a character YAML does not allow) has a
+    position in the text instead of a mark."""
+    if isinstance(err, yaml.reader.ReaderError):
+        before = text[: err.position]
+        line, column = before.count("\n") + 1, err.position - (before.rfind("\n") + 1) + 1
+        char = err.character
+        shown = f"#x{char:04x}" if isinstance(char, int) else repr(char)
+        return Problem(file, "", f"invalid YAML: line {line}, column {column}: character {shown} "
+                       "is not allowed in YAML (a control character or a non-character): remove it")
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     return Problem(file, "", f"invalid YAML: {where}{problem}")
@@ -181,11 +235,22 @@ def _check_nodes(root: Node, file: str, problems: list[Problem]) -> None:
 
     seen_nodes: set[int] = set()
 
+    def unencodable(node: Node, path: str) -> None:
+        found = _SURROGATE.search(node.value) if isinstance(node.value, str) else None
+        if found:
+            mark = node.start_mark
+            problems.append(Problem(file, _printable(path), (
+                f"line {mark.line + 1}, column {mark.column + 1}: "
+                f"{found.group().encode('unicode_escape').decode('ascii')} is half of a UTF-16 "
+                "surrogate pair: no encoder can write it; write the character itself")))
+
     def walk(node: Node, path: str) -> None:
         if id(node) in seen_nodes:
             return  # an alias: its content was checked where it was anchored
         seen_nodes.add(id(node))
-        if isinstance(node, SequenceNode):
+        if isinstance(node, ScalarNode):
+            unencodable(node, path)
+        elif isinstance(node, SequenceNode):
             for i, item in enumerate(node.value):
                 walk(item, f"{path}[{i}]")
         elif isinstance(node, MappingNode):
@@ -193,6 +258,7 @@ def _check_nodes(root: Node, file: str, problems: list[Problem]) -> None:
             for key, value in node.value:
                 if isinstance(key, ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                     name = key.value
+                    unencodable(key, f"{path}.{name}" if path else name)
                     line = key.start_mark.line + 1
                     where = f"{path}.{name}" if path else name
                     if (key.tag, name) in first:
@@ -206,6 +272,9 @@ def _check_nodes(root: Node, file: str, problems: list[Problem]) -> None:
                     walk(value, path)
 
     walk(root, "")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _printable(text: str) -> str:

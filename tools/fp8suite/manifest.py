@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import advice, launchers, memory, paths, predict, recipes
+from . import advice, fileio, launchers, memory, paths, predict, recipes
 from .schema import parallel
 from .megatron_flags import load_snapshot, snapshot_path, tokens
 from .schema import Matrix
 from .paths import display_path
 from .templating import Rendered, log_dir
+
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+"""Largest manifest read back (bytes); one of 256 runs is a few MB."""
 
 
 def manifest(matrix: Matrix, matrix_file: str, rendered: list[Rendered]) -> dict[str, Any]:
@@ -93,7 +95,7 @@ def manifest_path(out_dir: Path, matrix_file: str) -> Path:
 def previous_files(manifest_file: Path) -> list[Path]:
     """Files an earlier render of the same matrix produced (from its manifest)."""
     try:
-        data = json.loads(manifest_file.read_text())
+        data = json.loads(fileio.read_regular(manifest_file, MAX_MANIFEST_BYTES))
         # Manifests before per-launcher scripts named them "script" and "sbatch".
         return [paths.suite(p) for r in data["runs"]
                 for p in (*r.get("scripts", {}).values(), *(r[k] for k in ("script", "sbatch") if k in r))]
@@ -105,9 +107,9 @@ def stale(expected: dict[Path, str], manifest_file: Path) -> list[str]:
     """Why the generated files on disk differ from what a render would write, one line each."""
     out = []
     for path, text in expected.items():
-        if not path.exists():
+        if not os.path.lexists(path):
             out.append(f"{display_path(path)} is missing")
-        elif path.read_text() != text:
+        elif not fileio.same_content(path, text):
             out.append(f"{display_path(path)} is out of date")
     for path in previous_files(manifest_file):
         if path not in expected and path.exists():
@@ -116,21 +118,19 @@ def stale(expected: dict[Path, str], manifest_file: Path) -> list[str]:
 
 
 def write(expected: dict[Path, str], manifest_file: Path) -> int:
-    """Write changed files atomically, remove left-overs; returns how many files changed."""
+    """Write changed files atomically, remove left-overs; returns how many files changed.
+
+    All changed files are staged first and renamed into place together (fileio.Staged): a
+    write that fails (OSError: a full disk, a FIFO or a folder where a file should be) leaves
+    the folder as it was, with no temporary file behind."""
     leftovers = [p for p in previous_files(manifest_file) if p not in expected and p.exists()]
-    staged = []
     scripts = {one.suffix for one in launchers.all().values()}
-    for path, text in expected.items():
-        if path.exists() and path.read_text() == text:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o755 if path.suffix in scripts else 0o644)
-        staged.append((tmp, path))
-    for tmp, path in staged:
-        os.replace(tmp, path)
+    with fileio.Staged() as staged:
+        for path, text in expected.items():
+            if fileio.same_content(path, text):
+                continue
+            staged.add(path, text, mode=0o755 if path.suffix in scripts else 0o644)
+        changed = len(staged)
     for path in leftovers:
         path.unlink()
-    return len(staged) + len(leftovers)
+    return changed + len(leftovers)

@@ -15,7 +15,7 @@ import string
 from pathlib import Path
 from typing import Any, Optional
 
-from . import limits, loader, schema
+from . import limits, loader, reserved, schema
 from .checks import check_runs
 from .errors import ConfigError, Problem, did_you_mean
 from .megatron_flags import FLAG_NAME, FlagSpec, load_snapshot, tokens
@@ -62,7 +62,12 @@ def load(path: Path, display: Optional[str] = None) -> tuple[Matrix, list[Expand
 
     _check_keys(raw, "", file, problems)
     for key in raw:
-        if not isinstance(key, str) or CONTROL.search(key):
+        if not isinstance(key, str):
+            # YAML reads `~:` as null, `1:` as an integer, `true:` as a boolean: never a setting.
+            problems.append(Problem(file, "~" if key is None else _printable(str(key)), f"a key must be a name, got "
+                                    f"{schema.kind(key)}; valid keys: {', '.join(schema.TOP_LEVEL_KEYS)}"))
+            continue
+        if CONTROL.search(key):
             continue
         if key not in schema.TOP_LEVEL_KEYS:
             problems.append(Problem(file, str(key), "unknown key"
@@ -350,6 +355,9 @@ def _run_name(meta: Matrix, combo: dict[str, str], file: str, problems: list[Pro
     if len(name) > limits.MAX_NAME:
         problems.append(Problem(file, "run_name", f"run name {name[:40]}... is {len(name)} characters; "
                                 f"at most {limits.MAX_NAME}"))
+        return None
+    if reserved.run_name_problem(name):
+        problems.append(Problem(file, "run_name", reserved.run_name_problem(name)))
         return None
     return name
 

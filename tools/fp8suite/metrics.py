@@ -35,6 +35,7 @@ out of range) is blank with a note.
 from __future__ import annotations
 
 import math
+import sys
 import statistics
 from array import array
 from collections import deque
@@ -345,8 +346,7 @@ def timed_iteration_count(mask: list, log_interval: Optional[int], iter_ms: list
     --log-interval iterations (a gap between lines is lines missing, not a longer interval).
     With --log-interval 1 it is the number of timed rows."""
     interval = log_interval if log_interval and log_interval > 0 else 1
-    return interval * sum(1 for keep, ms in zip(mask, iter_ms)
-                          if keep and ms is not None and math.isfinite(ms))
+    return interval * sum(1 for keep, ms in zip(mask, iter_ms) if keep and step_time_ok(ms))
 
 
 def _seconds_between(a: Optional[str], b: Optional[str]) -> Optional[float]:
@@ -437,9 +437,24 @@ def _timing(s: Summary, run: "LoggedRun", warmup: int) -> None:
     s.launch_s = _seconds_between(_text(side.get("started")), _text(side.get("ended")))
 
 
+def step_time_ok(ms: Optional[float]) -> bool:
+    """Whether an iteration time (ms) can be a measurement: finite and at least the smallest
+    normal float. Negative, zero, denormal (e.g. 5e-324), infinite and NaN times, which a
+    garbled or hand-edited log can hold, would print as "-330.0 ms" or "inf tokens/s"."""
+    return ms is not None and math.isfinite(ms) and ms >= sys.float_info.min
+
+
 def timed_iter_ms(steps, mask: list) -> list:
-    """The finite iteration times (ms) of a parsed log's rows that `mask` (timed_rows) keeps."""
-    return finite(ms for ms, keep in zip(steps.column(ITER_MS), mask) if keep)
+    """The iteration times (ms) of a parsed log's rows that `mask` (timed_rows) keeps, those
+    that pass `step_time_ok` only."""
+    return [ms for ms, keep in zip(steps.column(ITER_MS), mask) if keep and step_time_ok(ms)]
+
+
+def impossible_iter_ms(steps, mask: list) -> list:
+    """The finite iteration times (ms) of the kept rows that `step_time_ok` refuses (zero,
+    negative, denormal); the non-finite ones are already counted in the log's notes."""
+    return [ms for ms, keep in zip(steps.column(ITER_MS), mask)
+            if keep and ms is not None and math.isfinite(ms) and not step_time_ok(ms)]
 
 
 def step_stats(iterations: list, times: list) -> tuple:
@@ -457,8 +472,7 @@ def step_stats(iterations: list, times: list) -> tuple:
 def peer_windows(steps) -> list:
     """The run's step time by each rule of PEER_RULES (PeerWindow), over all its logged finite
     iteration times (warm-up and evaluations included, as the peers' rules do)."""
-    rows = [(it, ms) for it, ms in zip(steps.iterations, steps.column(ITER_MS))
-            if ms is not None and math.isfinite(ms)]
+    rows = [(it, ms) for it, ms in zip(steps.iterations, steps.column(ITER_MS)) if step_time_ok(ms)]
     (llmb, llmb_text), (bridge, bridge_text) = PEER_RULES
     lo, hi = LLMB_WINDOW
     inside = [(it, ms) for it, ms in rows if lo <= it <= hi]
@@ -485,8 +499,13 @@ def _speed(s: Summary, run: "LoggedRun", warmup: int) -> None:
     s.graph_warmup = graph_warmup(args)
     s.peer_windows = peer_windows(steps)
     rows = [(it, ms) for it, ms, keep in zip(steps.iterations, steps.column(ITER_MS), mask)
-            if keep and ms is not None and math.isfinite(ms)]
+            if keep and step_time_ok(ms)]
     times = [ms for _, ms in rows]
+    impossible = impossible_iter_ms(steps, mask)
+    if impossible:
+        n = len(impossible)
+        s.notes.append(f"{n} iteration time{'s' if n > 1 else ''} of zero or less, or denormal "
+                       f"(e.g. {impossible[0]!r} ms), left out of the step-time figures")
     s.timed_iterations = timed_iteration_count(mask, arg_int(args, "log_interval"),
                                                steps.column(ITER_MS))
     if not times:

@@ -60,6 +60,17 @@ def display_path(path: PathLike) -> str:
         return str(path)
 
 
+def shown_name(name: str) -> str:
+    """A file name as text that any writer can encode: bytes that are not UTF-8 (which Python
+    keeps as lone surrogates, os.fsdecode's "surrogateescape") become `\\xNN` escapes, e.g. the
+    stem of b"fp8\\xff.log" -> "fp8\\xff". Valid names come back unchanged."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def suite(path: PathLike) -> Path:
     """A path as written in a manifest or matrix: relative ones are taken from ROOT."""
     path = Path(path)

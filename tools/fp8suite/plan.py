@@ -20,14 +20,13 @@ from typing import Any, Optional
 from . import manifest as manifests
 from .errors import ConfigError, UsageError, did_you_mean
 from .matrix import load as load_matrix
-from . import paths
+from . import paths, reserved
 from .paths import GENERATED, display_path
 from .templating import render_runs
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The queue picks each attempt's log (and so its sidecar); a launch env must not fix them.
-OWNED_ENV = {"LOG_FILE": "run.py picks a new log per attempt; set LOG_DIR to move the logs",
-             "META_FILE": "the sidecar goes beside each attempt's log"}
+OWNED_ENV = reserved.OWNED
 
 
 @dataclass
@@ -141,20 +140,30 @@ def select(plans: list[Plan], patterns: list[str]) -> list[tuple[Plan, RenderedR
 
 
 def launch_env(pairs: list[str]) -> dict[str, str]:
-    """--env NAME=VALUE pairs as a dict, checked."""
+    """--env NAME=VALUE pairs as a dict, checked against the names and values no launch may
+    take (fp8suite.reserved: the same rules as a matrix's `env:`, launch settings allowed);
+    UsageError with one line per problem."""
     env: dict[str, str] = {}
     problems = []
     for pair in pairs:
         name, eq, value = pair.partition("=")
-        if not eq or not ENV_NAME.match(name):
-            problems.append(f"--env {pair}: expected NAME=VALUE, e.g. --env GPUS_PER_NODE=1")
-        elif name in OWNED_ENV:
-            problems.append(f"--env {name}: {OWNED_ENV[name]}")
+        if not eq or not ENV_NAME.fullmatch(name):
+            problems.append(f"--env {_shown(pair)}: expected NAME=VALUE, e.g. --env GPUS_PER_NODE=1")
+        elif reserved.env_name_problem(name, launch=True):
+            problems.append(f"--env {name}: cannot be set: {reserved.env_name_problem(name, launch=True)}")
+        elif reserved.env_value_problem(value):
+            problems.append(f"--env {name}={_shown(value)}: {reserved.env_value_problem(value)} "
+                            "(in double quotes your shell expands it before run.py)")
         else:
             env[name] = value
     if problems:
         raise UsageError(*problems)
     return env
+
+
+def _shown(text: str) -> str:
+    """`text` on one line: control characters and undecodable bytes as escapes."""
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 def planned_iterations(run: RenderedRun, extra_args: list[str]) -> Optional[int]:

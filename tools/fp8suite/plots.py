@@ -14,6 +14,7 @@ draw and look no different.
 
 from __future__ import annotations
 
+import io
 import math
 import statistics
 import textwrap
@@ -26,7 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from . import compare, kernels, metrics
+from . import compare, fileio, kernels, metrics
 from .runs import LoggedRun
 
 MAX_POINTS = 4000
@@ -135,12 +136,13 @@ def _series(g: compare.Group, run: LoggedRun, key: str) -> tuple:
 
 
 def _timed_xy(g: compare.Group, run: LoggedRun) -> tuple[list, list]:
-    """(iterations, ms) of the iterations the tables time (metrics.timed_mask), finite only."""
+    """(iterations, ms) of the iterations the tables time (metrics.timed_mask), with times
+    metrics.step_time_ok accepts only."""
     steps, args = run.log.steps, run.log.args
     mask = metrics.timed_rows(steps, args, g.warmup)
-    its = [it for it, keep in zip(steps.iterations, mask) if keep]
-    ms = [v for v, keep in zip(steps.column(metrics.ITER_MS), mask) if keep]
-    return _finite_xy(its, ms)
+    rows = [(it, ms) for it, ms, keep in zip(steps.iterations, steps.column(metrics.ITER_MS), mask)
+            if keep and metrics.step_time_ok(ms)]
+    return _finite_xy([it for it, _ in rows], [ms for _, ms in rows])
 
 
 def _timed_ms(g: compare.Group, run: LoggedRun) -> list:
@@ -341,6 +343,9 @@ def _run_figure(name: str, loss: tuple, times: tuple) -> Figure:
 def _save(fig, out_dir: Path, name: str) -> str:
     # "Software" would embed the matplotlib version; dropping it keeps bytes reproducible.
     # "tight" trims the empty margin the legend outside the axes would leave on the right.
-    fig.savefig(out_dir / name, format="png", dpi=DPI, metadata={"Software": None},
+    # Drawn into memory, then written atomically: a full disk leaves no half PNG behind.
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=DPI, metadata={"Software": None},
                 bbox_inches="tight", pad_inches=0.15)
+    fileio.write_atomic(out_dir / name, png.getvalue())
     return name

@@ -15,13 +15,13 @@ pure parts here run and are tested on any Python without them.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, TextIO
 
+from . import fileio
 from .errors import PreprocessError
 
 EOD_TOKEN = "<|endoftext|>"
@@ -320,12 +320,12 @@ def preprocess(lines: Iterable[bytes], key: str, tokenizer: Tokenizer, prefix: s
     """
     bin_path, idx_path = output_paths(prefix, key)
     bin_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_bin, tmp_idx = Path(f"{bin_path}.tmp"), Path(f"{idx_path}.tmp")
-    builder = make_builder(str(tmp_bin), tokenizer.vocab_size)
     bad, counter = BadLines(), LineCounter()
     docs = tokens = 0
     capped_at = None
-    try:
+    with fileio.Staged() as staged:  # both files renamed into place at the end, or neither
+        tmp_bin, tmp_idx = staged.reserve(bin_path), staged.reserve(idx_path)
+        builder = make_builder(str(tmp_bin), tokenizer.vocab_size)
         source = read_documents(lines, key, bad, counter)
         for batch in batches(source):
             encoded = tokenizer.encode_batch([text for _, text in batch])
@@ -354,12 +354,6 @@ def preprocess(lines: Iterable[bytes], key: str, tokenizer: Tokenizer, prefix: s
         if docs == 0:
             raise PreprocessError(f"no usable documents ({bad.describe(lines_read)}); nothing written")
         builder.finalize(str(tmp_idx))
-        os.replace(tmp_bin, bin_path)
-        os.replace(tmp_idx, idx_path)
-    finally:
-        for tmp in (tmp_bin, tmp_idx):
-            if tmp.exists():
-                tmp.unlink()
     return Summary(docs, tokens, lines_read, bad, bin_path, idx_path, capped_at)
 
 

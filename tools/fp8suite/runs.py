@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import endstatus, kernels, nodes, paths, resume
+from . import endstatus, fileio, kernels, nodes, paths, resume
 from . import logvocab as V
+from .paths import shown_name
 from . import status as S
 from .errors import UsageError
 from .logvocab import arg_int
@@ -130,17 +131,25 @@ def find_logs(inputs: list) -> list:
     return found
 
 
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+"""Largest sidecar (<run>.meta.json) read (bytes); one holds a few KB of launch details."""
+
+
 def load_sidecar(log_path: Path) -> tuple[dict, Optional[str]]:
     """(sidecar dict, note or None) for `X.meta.json` beside `X.log`."""
     meta = paths.sidecar_of(log_path)
-    if not meta.exists():
+    if not os.path.lexists(meta):
         return {}, None
+    shown = shown_name(meta.name)
     try:
-        data = json.loads(meta.read_bytes().decode("utf-8", "replace"))
-    except (OSError, ValueError, RecursionError) as e:
-        return {}, f"sidecar {meta.name} unreadable ({_one_line(e)}); launch details missing"
+        # A FIFO, a device or a link to /dev/zero is refused, not read: it could hang or never end.
+        data = json.loads(fileio.read_text_regular(meta, MAX_SIDECAR_BYTES))
+    except OSError as e:
+        return {}, f"sidecar {shown} unreadable ({e.strerror or _one_line(e)}); launch details missing"
+    except (ValueError, RecursionError) as e:
+        return {}, f"sidecar {shown} unreadable ({_one_line(e)}); launch details missing"
     if not isinstance(data, dict):
-        return {}, f"sidecar {meta.name} is not a JSON object; launch details missing"
+        return {}, f"sidecar {shown} is not a JSON object; launch details missing"
     return data, None
 
 
@@ -223,12 +232,16 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
                 notes.append(nodes.stray_note(launches[i].run, launches[i].node))
             elif launches[i].node == 0 and (missing := nodes.missing_nodes_note(sidecar)):
                 notes.append(missing)
+        kernel_table, kernel_note = kernels.table_beside(p)
+        if kernel_note:
+            notes.append(kernel_note)
         earlier = log.earlier_launches
         for k, launch in enumerate(earlier, 1):
             # A fresh launch appended to the same file (tee -a, --open-mode=append): an
             # attempt of the run of its own, never merged into the last launch.
-            runs.append(LoggedRun(name=p.stem, path=f"{p} (launch {k} of {len(earlier) + 1})",
-                                  directory=str(p.parent), log=launch, sidecar={},
+            runs.append(LoggedRun(name=shown_name(p.stem),
+                                  path=shown_name(f"{p} (launch {k} of {len(earlier) + 1})"),
+                                  directory=shown_name(str(p.parent)), log=launch, sidecar={},
                                   manifest=manifest_entry(manifest, p.stem)))
         if not len(log.steps) and (held := iteration_lines_beside(p, log.args)):
             notes.append(f"its iteration lines are in {held} (the last pipeline rank's output)")
@@ -237,15 +250,15 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
                          "afresh (no checkpoint loaded): the last is shown, the others are "
                          "listed as attempts and not merged into it")
         runs.append(LoggedRun(
-            name=p.stem,
-            path=str(p),
-            directory=str(p.parent),
+            name=shown_name(p.stem),
+            path=shown_name(str(p)),
+            directory=shown_name(str(p.parent)),
             log=log,
             sidecar=sidecar,
             manifest=manifest_entry(manifest, p.stem),
             notes=notes,
             nodes=logs if len(logs) > 1 else [],
-            kernel_table=kernels.table_beside(p),
+            kernel_table=kernel_table,
         ))
     return group_attempts(runs)
 

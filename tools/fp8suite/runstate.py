@@ -27,11 +27,11 @@ import json
 import os
 import signal
 import stat
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from . import fileio
 from .clock import now
 from .errors import StateFileError, WriteFailed
 
@@ -149,9 +149,7 @@ class RunState:
         with self._locked():
             _read(self.path)
             try:
-                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-                os.close(fd)
-                os.unlink(tmp)
+                fileio.Staged().reserve(self.path).unlink()  # a file can be made beside it
             except OSError as err:
                 raise WriteFailed(f"{self.path.parent}: cannot write the run status file there: "
                                   f"{err.strerror or err}") from None
@@ -169,26 +167,15 @@ class RunState:
 
     def _write(self) -> None:
         self.data["updated"] = now()
-        tmp = None
         # A Ctrl-C in the middle would leave the staged file behind: signals wait until the
         # file is in place (or removed).
         held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.data, f, indent=2)
-                f.write("\n")
-            os.replace(tmp, self.path)
-            tmp = None
+            fileio.write_atomic(self.path, json.dumps(self.data, indent=2) + "\n")
         except OSError as err:
             raise WriteFailed(f"{self.path}: cannot write the run status file: "
                               f"{err.strerror or err}") from None
         finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self._dirty.clear()
 

@@ -407,7 +407,8 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _kind(value: Any) -> str:
+def kind(value: Any) -> str:
+    """How a problem names a parsed YAML value: "null", "boolean true", "a list", "int 1"."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -417,6 +418,9 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return f"{type(value).__name__} {value!r}"
+
+
+_kind = kind
 
 
 def _name(hint: Any) -> str:

@@ -18,10 +18,10 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+from . import fileio
 from .clock import now
 from .environment import describe
 
@@ -74,8 +74,8 @@ def end(meta: Path, exit_code: int, interrupted: bool) -> dict[str, Any]:
 def read(meta: Path) -> Optional[dict[str, Any]]:
     """The sidecar at `meta` as a dict, or None when it is missing or not valid JSON."""
     try:
-        data = json.loads(meta.read_text())
-    except (OSError, ValueError):
+        data = json.loads(fileio.read_text_regular(meta, 16 * 1024 * 1024))
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -98,20 +98,7 @@ def stopped(meta: Path, status: str, reason: str) -> None:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        # A full disk or a signal: never leave the staged file behind.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    fileio.write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

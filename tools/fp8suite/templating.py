@@ -28,7 +28,7 @@ from typing import Any
 
 import jinja2
 
-from . import launchers, paths, recipes
+from . import launchers, paths, recipes, reserved
 from .checks import NVTE_ATTN
 from .errors import UnquotedValue
 from .megatron_flags import load_snapshot, tokens
@@ -176,7 +176,7 @@ def context(matrix: Matrix, run: ExpandedRun, matrix_file: str, script: str, out
         "nodes": shell_int(s.target.nodes),
         "attention_backend": comment(run.flags.get("--attention-backend", "auto")),
         "unset_env": Shell(" ".join(shell_name(name) for name in NVTE_ATTN if name not in s.env)),
-        "env": [(shell_name(name), shell_word(env_value(value))) for name, value in s.env.items()],
+        "env": [(exported_name(name), shell_word(env_value(value))) for name, value in s.env.items()],
         "triton_cache_dir": suite_path(s.triton_cache_dir),
         "min_free_mb": shell_int(int(s.min_free_gb * 1024)),
         "data": {
@@ -204,7 +204,7 @@ def context(matrix: Matrix, run: ExpandedRun, matrix_file: str, script: str, out
             "time": directive(slurm.time),
             "partition": directive(slurm.partition) if slurm.partition else None,
             "account": directive(slurm.account) if slurm.account else None,
-            "sbatch_options": [directive(option) for option in slurm.sbatch_options],
+            "sbatch_options": [extra_sbatch_option(option) for option in slurm.sbatch_options],
             "container_image": shell_word(slurm.container_image) if slurm.container_image else None,
             # Inside the double-quoted --container-mounts="$SUITE_DIR:$SUITE_DIR,...".
             "container_mounts": [Shell(_dq(mount)) for mount in slurm.container_mounts],
@@ -260,6 +260,24 @@ def shell_name(name: str) -> Shell:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"not a shell variable name: {name!r}")
     return Shell(name)
+
+
+def extra_sbatch_option(option: str) -> Directive:
+    """A slurm.sbatch_options entry for an `#SBATCH` line; ValueError (a bug: the matrix
+    loader refuses these) for an option the suite sets itself (fp8suite.reserved)."""
+    reason = reserved.sbatch_option_problem(option)
+    if reason:
+        raise ValueError(f"#SBATCH {option} reached the template: {reason}")
+    return directive(option)
+
+
+def exported_name(name: str) -> Shell:
+    """A matrix env name for the script's `export NAME=...`; ValueError (a bug: the matrix
+    loader refuses these) for a name no launch may take (fp8suite.reserved)."""
+    reason = reserved.env_name_problem(name)
+    if reason:
+        raise ValueError(f"env {name} reached the template: {reason}")
+    return shell_name(name)
 
 
 def env_value(value: Any) -> str:

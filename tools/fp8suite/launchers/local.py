@@ -50,7 +50,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import IO, Optional
 
-from .. import kernels, paths
+from .. import kernels, paths, reserved
 from .. import plan as plans
 from .. import sidecar
 from .. import status as log_status
@@ -366,7 +366,7 @@ def _check_not_running(todo, states) -> None:
         raise UsageError(*problems)
 
 
-ATTEMPT_VAR = "FP8SUITE_ATTEMPT"
+ATTEMPT_VAR = f"{reserved.SUITE_PREFIX}ATTEMPT"
 """Environment variable holding an attempt's token in every process of the run."""
 
 
