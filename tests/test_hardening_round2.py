@@ -189,7 +189,7 @@ def test_every_sbatch_option_the_batch_script_writes_is_reserved(tmp_path):
     m["slurm"]["request_gpus"] = True
     meta, runs = load(write(tmp_path, m), "m.yaml")
     text = templating.render_runs(meta, runs, "m.yaml", tmp_path / "out")[0].scripts["slurm"][1]
-    written = set(re.findall(r"^#SBATCH (--[a-z-]+)", text, re.M)) - {"--exclusive"}
+    written = set(re.findall(r"^#SBATCH (--[a-z-]+)", text, re.M)) - set(reserved.DEFAULTED_SBATCH)
     assert written and written <= set(reserved.SUITE_SBATCH), written - set(reserved.SUITE_SBATCH)
     for option in written:
         assert reserved.sbatch_option_problem(f"{option}=1")

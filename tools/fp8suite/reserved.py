@@ -172,6 +172,10 @@ SETTING_OF = {"--partition": "slurm.partition", "--account": "slurm.account",
               "--nodes": "target.nodes", "--output": "log_dir", "--error": "log_dir"}
 """The matrix setting that gives an sbatch option the suite sets."""
 
+DEFAULTED_SBATCH = ("--cpus-per-task", "--exclusive")
+"""sbatch options the batch scripts write as a default that slurm.sbatch_options may change
+(written after them, so sbatch keeps the matrix's): CPUs per task, a whole node."""
+
 CONFLICTS = {"--gpus": "--gpus-per-node"}
 """sbatch options of their own name that contradict one the suite sets."""
 
