@@ -30,7 +30,7 @@ setup(
             "torch>=2.6",
             "wandb>=0.17",
         ],
-        # The corpus builder's converters (tools/fp8suite/markup.py) and the tokenizer tools.
+        # The corpus builder's converters (tools/fp8suite/corpus/markup.py) and the tokenizer tools.
         "data": ["tokenizers>=0.19", "transformers>=4.40", "beautifulsoup4>=4.11,<5",
                  "docutils>=0.19,<1"],
         # tools/check_tracking.py: W&B offline runs and TensorBoard event files against the logs.

@@ -1,4 +1,4 @@
-"""Speed advice (fp8suite.advice): every figure is computed here again from the logs the table
+"""Speed advice (fp8suite.evidence.advice): every figure is computed here again from the logs the table
 cites, the logs compare like with like, and render.py / run.py print what applies to a run."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import yaml
 from conftest import REPO
 import render
 import run as run_cli
-from fp8suite import advice, recipes
-from fp8suite.logparse import read_log
-from fp8suite.metrics import SHAPE_KEYS, timed_iter_ms, timed_rows
+from fp8suite.evidence import advice
+from fp8suite.megatron import recipes
+from fp8suite.logs.parse import read_log
+from fp8suite.report.metrics import SHAPE_KEYS, timed_iter_ms, timed_rows
 
 ENTRIES = advice.table()
 

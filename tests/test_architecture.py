@@ -80,9 +80,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_graph_is_read_right():
-    assert "fp8suite.schema" in GRAPH["fp8suite.checks"]
-    assert "fp8suite.plan" in GRAPH["fp8suite.launchers.local"]
-    assert "fp8suite.errors" in GRAPH["fp8suite.launchers"]
+    assert "fp8suite.config.schema" in GRAPH["fp8suite.config.checks"]
+    assert "fp8suite.launch.plan" in GRAPH["fp8suite.launch.local"]
+    assert "fp8suite.common.errors" in GRAPH["fp8suite.launch.registry"]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
@@ -90,8 +90,8 @@ def test_no_import_cycle_in_the_library():
     assert cycles(GRAPH) == []
 
 
-HOMES = ("fp8suite.errors", "fp8suite.paths", "fp8suite.recipes", "fp8suite.clock",
-         "fp8suite.megatron_flags")
+HOMES = ("fp8suite.common.errors", "fp8suite.common.paths", "fp8suite.megatron.recipes", "fp8suite.common.clock",
+         "fp8suite.megatron.flags")
 
 
 @pytest.mark.parametrize("leaf", HOMES)
@@ -101,15 +101,15 @@ def test_homes_depend_on_nothing_but_other_homes(leaf):
 
 def test_launchers_do_not_import_the_renderer():
     for name in GRAPH:
-        if name.startswith("fp8suite.launchers"):
-            assert "fp8suite.templating" not in GRAPH[name], name
+        if name.startswith("fp8suite.launch.registry"):
+            assert "fp8suite.render.templating" not in GRAPH[name], name
 
 
 def test_the_launchers_share_nothing_but_base():
     for name in GRAPH:
-        if name.startswith("fp8suite.launchers.") and name != "fp8suite.launchers.base":
-            others = {m for m in GRAPH[name] if m.startswith("fp8suite.launchers")}
-            assert others <= {"fp8suite.launchers.base"}, name
+        if name.startswith("fp8suite.launch.registry.") and name != "fp8suite.launch.base":
+            others = {m for m in GRAPH[name] if m.startswith("fp8suite.launch.registry")}
+            assert others <= {"fp8suite.launch.base"}, name
 
 
 def _defs(kind):
@@ -123,14 +123,14 @@ def test_error_types_live_in_the_error_module():
     found = [(name, node.name) for name, node in _defs(ast.ClassDef)
              if any(getattr(b, "id", getattr(b, "attr", "")).endswith(("Error", "Exception"))
                     for b in node.bases)]
-    assert found and {name for name, _ in found} == {"fp8suite.errors"}, found
+    assert found and {name for name, _ in found} == {"fp8suite.common.errors"}, found
     assert [cls for _, cls in found].count("UsageError") == 1
 
 
 @pytest.mark.parametrize("function", ["duration", "now"])
 def test_one_definition_of(function):
     where = [name for name, node in _defs(ast.FunctionDef) if node.name == function]
-    assert where == ["fp8suite.clock"]
+    assert where == ["fp8suite.common.clock"]
 
 
 def test_run_classes_have_role_names():

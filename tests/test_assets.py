@@ -41,7 +41,8 @@ def test_the_main_report_is_built_from_every_log():
 def test_the_committed_ablations_compare_each_run_with_the_base_of_its_own_sitting():
     """The ablation matrix ran in two sittings on 2xH200 with its base launched in each: runs of
     the first sitting are measured against the first base launch, the rest against the second."""
-    from fp8suite import compare, runs
+    from fp8suite.report import compare
+    from fp8suite.logs import runs
 
     logs = runs.load_runs(runs.find_logs([str(REPO / "logs" / "h200x2_8b_ablations")]), {})
     (g,) = compare.build_groups(logs, 3, "abl_llama3_8b_h200x2_fp8_cs_base")

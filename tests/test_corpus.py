@@ -15,7 +15,8 @@ import subprocess
 import pytest
 
 import make_corpus
-from fp8suite import corpus, markup
+from fp8suite.corpus import build as corpus
+from fp8suite.corpus import markup
 
 needs_dpkg = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb not on PATH")
 needs_pod2text = pytest.mark.skipif(shutil.which("pod2text") is None, reason="pod2text not on PATH")

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import verify_env
-from fp8suite import environment
+from fp8suite.launch import environment
 
 
 def test_torch_cuda_read_without_importing_torch(tmp_path, monkeypatch):

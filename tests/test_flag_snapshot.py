@@ -10,7 +10,7 @@ import re
 import pytest
 
 from conftest import REPO
-from fp8suite.megatron_flags import load_snapshot, snapshot_path
+from fp8suite.megatron.flags import load_snapshot, snapshot_path
 
 GENERATED = REPO / "experiments" / "generated"
 # Bash arrays of Megatron arguments in the scripts: MODEL_ARGS=( ... ), DATA_ARGS+=(...), ...

@@ -8,8 +8,11 @@ import pytest
 
 import report
 from conftest import REPO
-from fp8suite import compare, logparse, metrics, recipes
-from fp8suite.megatron_flags import SUITE_FLAGS, add_suite_flags, load_snapshot
+from fp8suite.report import compare
+from fp8suite.logs import parse as logparse
+from fp8suite.report import metrics
+from fp8suite.megatron import recipes
+from fp8suite.megatron.flags import SUITE_FLAGS, add_suite_flags, load_snapshot
 from test_render import CS, broken, run_render
 
 FLAG = recipes.FP8_ATTENTION_FLAG
@@ -147,7 +150,7 @@ def test_the_flag_snapshot_knows_the_suite_flags():
 
 
 def test_the_suite_entry_and_megatrons_checks_use_the_suite_flags():
-    for path in ("tools/pretrain_gpt.py", "tools/fp8suite/megatron_validate.py"):
+    for path in ("tools/pretrain_gpt.py", "tools/fp8suite/megatron/validate.py"):
         text = (REPO / path).read_text()
         assert "add_suite_flags" in text.split("import add_suite_flags", 1)[1], path
 

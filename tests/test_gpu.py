@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 from conftest import REPO
-from fp8suite import environment
+from fp8suite.launch import environment
 
 pytestmark = pytest.mark.gpu
 

@@ -30,9 +30,10 @@ import yaml
 
 import fuzz_matrix as fz
 from conftest import REPO
-from fp8suite import errors, templating
-from fp8suite.errors import ConfigError
-from fp8suite.matrix import load
+from fp8suite.common import errors
+from fp8suite.render import templating
+from fp8suite.common.errors import ConfigError
+from fp8suite.config.matrix import load
 
 RUN = REPO / "tools" / "run.py"
 
@@ -219,7 +220,7 @@ def test_parallel_problem_names_context_parallel(tmp_path):
 
 
 def test_min_free_gb_bound_keeps_bash_arithmetic_in_range():
-    from fp8suite import limits
+    from fp8suite.config import limits
     assert int(limits.MAX_MIN_FREE_GB * 1024) < 2 ** 63 - 1
 
 

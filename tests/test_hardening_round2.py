@@ -5,12 +5,12 @@ run gives the figures in docs/hardening.md:
 
 1. one reader of YAML text: every reader / constructor error is "invalid YAML: line L,
    column C", a lone surrogate is refused naming its key, nothing written or staged;
-2. one set of names and values a launch can never take (fp8suite.reserved), shared by the
+2. one set of names and values a launch can never take (fp8suite.config.reserved), shared by the
    matrix, run.py --env and the templates;
 3. what sits beside a log: refused when not a regular file, bounded, checked for shape;
    impossible step times left out with a note; non-UTF-8 file names;
 4. disks: a full disk or a FIFO where an output goes: one line, exit 1, nothing left behind;
-5. one atomic-write helper (fp8suite.fileio).
+5. one atomic-write helper (fp8suite.common.fileio).
 """
 
 from __future__ import annotations
@@ -30,9 +30,13 @@ import fuzz_matrix as fz
 import render
 import report
 from conftest import REPO
-from fp8suite import fileio, paths, plan, reserved, templating
-from fp8suite.errors import ConfigError, UsageError
-from fp8suite.matrix import load
+from fp8suite.common import fileio
+from fp8suite.common import paths
+from fp8suite.launch import plan
+from fp8suite.config import reserved
+from fp8suite.render import templating
+from fp8suite.common.errors import ConfigError, UsageError
+from fp8suite.config.matrix import load
 
 LOGS = REPO / "tests" / "data" / "logs" / "megatron019"
 
@@ -277,7 +281,7 @@ def test_impossible_step_times_are_left_out_with_a_note(tmp_path, kind):
 
 
 def test_kernel_table_shapes_are_checked_where_tables_are_read(tmp_path):
-    from fp8suite import kernels
+    from fp8suite.logs import kernels
     for name, shape in fz.KERNEL_SHAPES.items():
         assert kernels.table_problem(shape), name
         path = tmp_path / "t.json"

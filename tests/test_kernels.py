@@ -1,4 +1,4 @@
-"""Kernel-table reduction and the step-time breakdown (tools/fp8suite/kernels.py)."""
+"""Kernel-table reduction and the step-time breakdown (tools/fp8suite/logs/kernels.py)."""
 
 import gzip
 import json
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from fp8suite import kernels
+from fp8suite.logs import kernels
 
 REPO_TOOLS = __import__("pathlib").Path(__file__).resolve().parents[1] / "tools"
 

@@ -7,9 +7,10 @@ import sys
 import pytest
 
 from conftest import REPO
-from fp8suite import launch_check, limits
-from fp8suite.matrix import load
-from fp8suite.megatron_flags import load_snapshot
+from fp8suite.launch import check as launch_check
+from fp8suite.config import limits
+from fp8suite.config.matrix import load
+from fp8suite.megatron.flags import load_snapshot
 
 SNAPSHOT = load_snapshot("0.19.2")
 _, RUNS = load(REPO / "experiments" / "h200_8b.yaml")

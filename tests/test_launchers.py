@@ -1,5 +1,5 @@
 """Launchers behind one interface, found by name: the registry, run.py's dispatch, and that a
-new launcher is new files only (a module in fp8suite/launchers/ and its template)."""
+new launcher is new files only (a module in fp8suite/launch/ and its template)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 
 from conftest import REPO
 import run as run_cli
-from fp8suite import launchers, paths
-from fp8suite.errors import UsageError
-from fp8suite.launchers.base import Launcher
+from fp8suite.launch import registry as launchers
+from fp8suite.common import paths
+from fp8suite.common.errors import UsageError
+from fp8suite.launch.base import Launcher
 
 from test_render import BASE, run_render
 
@@ -140,7 +141,7 @@ def test_a_new_launcher_is_new_files_only(tmp_path, capsys, monkeypatch):
                                            ("UNLIMITED", None), ("", None), ("1:2:3:4", None)])
 def test_slurm_time_formats(text, minutes):
     """sbatch --time's formats, as --time-limit is checked against them (issue 26, kind 10)."""
-    from fp8suite.launchers.slurm import slurm_minutes
+    from fp8suite.launch.slurm import slurm_minutes
 
     assert slurm_minutes(text) == (pytest.approx(minutes) if minutes is not None else None)
 
@@ -151,7 +152,7 @@ def test_batch_scripts_ask_for_cpus_beside_their_gpus():
     import re
 
     from conftest import REPO
-    from fp8suite.templating import CPUS_PER_GPU
+    from fp8suite.render.templating import CPUS_PER_GPU
 
     scripts = sorted((REPO / "experiments" / "generated").glob("*.sbatch"))
     assert scripts

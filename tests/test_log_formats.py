@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from fp8suite import logformats, logparse, logstream, logvocab, metrics, runs
-from fp8suite.logparse import parse_log
+from fp8suite.megatron import logformats
+from fp8suite.logs import parse as logparse
+from fp8suite.logs import stream as logstream
+from fp8suite.megatron import logvocab
+from fp8suite.report import metrics
+from fp8suite.logs import runs
+from fp8suite.logs.parse import parse_log
 
 DATA = Path(__file__).parent / "data"
 ERAS = DATA / "eras"

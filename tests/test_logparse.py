@@ -8,8 +8,8 @@ import math
 import random
 from pathlib import Path
 
-from fp8suite import logparse
-from fp8suite.logparse import parse_log
+from fp8suite.logs import parse as logparse
+from fp8suite.logs.parse import parse_log
 
 FIX = Path(__file__).parent / "data" / "logs" / "megatron019"
 

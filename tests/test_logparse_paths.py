@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import bench_report
-from fp8suite import logparse
+from fp8suite.logs import parse as logparse
 # These tests compare the serial and the two-process parse of one launch (restarts that
 # continue it included), so they read every log as one launch.
-from fp8suite.logparse import parse_launch as parse_log
+from fp8suite.logs.parse import parse_launch as parse_log
 
 DATA = Path(__file__).parent / "data"
 B11 = (DATA / "field-reports" / "B11" / "restart_gap" / "train_bf16.log").read_bytes()

@@ -1,6 +1,6 @@
 """Megatron's own cross-flag rules at render time, and the reviewed list of its assertions.
 
-Every rule of fp8suite.megatron_rules has a case here: a matrix snippet Megatron refuses (the
+Every rule of fp8suite.config.rules has a case here: a matrix snippet Megatron refuses (the
 rule's problem is reported) and the same snippet fixed (the matrix loads without a problem).
 The reviewed list tools/fp8suite/data/megatron_assertions_0.19.2.json is checked for integrity
 on every run, and against megatron-core's source where it is available (MEGATRON_SOURCE, the
@@ -20,9 +20,11 @@ import pytest
 import yaml
 
 from conftest import committed_matrices
-from fp8suite import checks, megatron_assertions as ma, megatron_rules as mr
-from fp8suite.errors import ConfigError
-from fp8suite.matrix import load
+from fp8suite.config import checks
+from fp8suite.megatron import assertions as ma
+from fp8suite.config import rules as mr
+from fp8suite.common.errors import ConfigError
+from fp8suite.config.matrix import load
 
 BASE = {
     "name": "t",
@@ -320,7 +322,7 @@ def test_reviewed_list_integrity():
     assert LIST is not None and LIST["megatron_core"] == "0.19.2"
     entries = LIST["assertions"]
     existing = set(RULES) | {f"checks.{fn.__name__}" for fn in checks.RULES}
-    existing.add("limits.POSITIVE_FLAGS")  # the loader's value ranges (fp8suite.limits)
+    existing.add("limits.POSITIVE_FLAGS")  # the loader's value ranges (fp8suite.config.limits)
     ids = [e["id"] for e in entries]
     assert len(ids) == len(set(ids))
     for e in entries:

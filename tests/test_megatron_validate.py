@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fp8suite import megatron_validate as mv
+from fp8suite.megatron import validate as mv
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDIN = ROOT / "tests" / "standins" / "megatron_validate_pkg"
@@ -31,7 +31,7 @@ def fake_megatron(monkeypatch):
 
 
 def test_module_import_does_not_import_megatron():
-    code = ("import sys; sys.path.insert(0, 'tools'); import fp8suite.megatron_validate; "
+    code = ("import sys; sys.path.insert(0, 'tools'); import fp8suite.megatron.validate; "
             "print(any(m == 'megatron' or m.startswith('megatron.') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

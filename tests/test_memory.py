@@ -19,9 +19,10 @@ import yaml
 from conftest import REPO, committed_matrices
 import render
 import run as run_cli
-from fp8suite import memory, paths
-from fp8suite.logparse import read_log
-from fp8suite.matrix import load
+from fp8suite.config import memory
+from fp8suite.common import paths
+from fp8suite.logs.parse import read_log
+from fp8suite.config.matrix import load
 
 TOLERANCE = 0.10
 # PyTorch's out-of-memory message: "Tried to allocate 3.91 GiB ... Of the allocated memory
@@ -485,7 +486,7 @@ def test_evaluation_that_would_not_fit_is_warned(monkeypatch):
 
 
 def test_every_recipe_kind_has_one_evaluation_calibration_value():
-    from fp8suite import recipes
+    from fp8suite.megatron import recipes
     kinds = {r.name for r in recipes.RECIPES if not r.name.endswith("_custom")}
     assert kinds <= set(memory.EVALUATION_EXTRA_GIB)
     for kind, value in memory.EVALUATION_EXTRA_GIB.items():

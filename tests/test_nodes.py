@@ -24,9 +24,12 @@ import pytest
 
 import report
 from conftest import REPO
-from fp8suite import logvocab as V
-from fp8suite import metrics, nodes, paths, runs
-from fp8suite.logparse import parse_log
+from fp8suite.megatron import logvocab as V
+from fp8suite.report import metrics
+from fp8suite.logs import nodes
+from fp8suite.common import paths
+from fp8suite.logs import runs
+from fp8suite.logs.parse import parse_log
 
 SCRIPT = REPO / "experiments" / "generated" / "train_llama3_8b_h200_fp8_cs.sh"
 RUN = SCRIPT.stem
@@ -480,8 +483,8 @@ def test_the_queue_on_a_node_without_megatrons_end_lines(tmp_path, node, time_li
     clean exit on node k > 0 is not a failure for lack of them."""
     import io
 
-    from fp8suite.launchers import local
-    from fp8suite.logtail import LogTail
+    from fp8suite.launch import local
+    from fp8suite.logs.tail import LogTail
     from test_report_metrics import ITER
     log = tmp_path / f"r.node{node}.log"
     log.write_text("".join(ITER.format(ts=f"2026-11-23 04:00:0{it}.000000", it=it, total=10,
@@ -545,7 +548,7 @@ def test_progress_counts_a_launchs_node_logs_with_its_node_0(tmp_path, monkeypat
 def test_a_task_failed_on_one_node_comes_before_srun_cancelling_the_others(failure, expected):
     """Issue 26, kind 5: srun's --kill-on-bad-exit prints a plain STEP CANCELLED line on the
     surviving node after the failed task's report; the failure, named with its node, decides."""
-    from fp8suite.logparse import parse_log
+    from fp8suite.logs.parse import parse_log
 
     it = (" [2026-12-06 20:37:51.262753] iteration        {i}/       8 | consumed samples: 8 | "
           "elapsed time per iteration (ms): 50.1 | lm loss: 8.5E+00 |\n")

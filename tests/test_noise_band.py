@@ -15,7 +15,7 @@ import random
 import pytest
 
 import report
-from fp8suite import compare
+from fp8suite.report import compare
 from test_report_metrics import SHAPE, groups_of, write_log
 
 N = 120  # iterations: over MIN_ITERATIONS_FOR_LOSS, so loss comparisons are meaningful
@@ -134,7 +134,7 @@ def test_the_verdict_flips_exactly_at_the_band(band):
 
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_the_loss_gap_plot_draws_the_band(tmp_path, k):
-    from fp8suite import plots
+    from fp8suite.report import plots
     offsets = [0.02, -0.03, 0.01][:k - 1]
     study(tmp_path, offsets)
     (g,) = groups_of(tmp_path)

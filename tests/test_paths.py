@@ -1,4 +1,4 @@
-"""fp8suite.paths: the naming rules, and that the scripts and launchers follow the same ones."""
+"""fp8suite.common.paths: the naming rules, and that the scripts and launchers follow the same ones."""
 
 import re
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from fp8suite import paths
+from fp8suite.common import paths
 
 GENERATED = REPO / "experiments" / "generated"
 

@@ -1,4 +1,4 @@
-"""The FP8 speedup predictor (fp8suite.predict): its calibration and its leave-one-out error
+"""The FP8 speedup predictor (fp8suite.evidence.predict): its calibration and its leave-one-out error
 table are rebuilt from the committed logs and must match what is committed; the model prices
 the settings the advice names; render and the manifest carry the prediction."""
 
@@ -10,8 +10,9 @@ import pytest
 
 from conftest import REPO
 import predict_speedup
-from fp8suite import predict, recipes
-from fp8suite.matrix import load
+from fp8suite.evidence import predict
+from fp8suite.megatron import recipes
+from fp8suite.config.matrix import load
 
 FOLDERS = [REPO / "logs", REPO / "tests" / "data" / "real_h200x2"]
 

@@ -56,8 +56,8 @@ def test_h200x8_matrix_is_the_full_scale_seed_setting():
     """experiments/h200x8_8b.yaml (issue 29): 8 H200s of one node, full Llama-3-8B at seq 8192,
     micro batch 1, global batch 128, BF16 and every Hopper FP8 recipe, each tuned and as the
     seed ran it, >= 60 iterations, a separate repeat row for profiling; it passes pre-flight."""
-    from fp8suite import recipes
-    from fp8suite.matrix import load
+    from fp8suite.megatron import recipes
+    from fp8suite.config.matrix import load
 
     _, runs = load(REPO / "experiments" / "h200x8_8b.yaml")  # raises on any pre-flight problem
     assert len(runs) == 15

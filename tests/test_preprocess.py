@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import preprocess_data
-from fp8suite import preprocess as pp
+from fp8suite.corpus import preprocess as pp
 
 EOD = 0
 

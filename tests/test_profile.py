@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from fp8suite import kernels, paths
+from fp8suite.logs import kernels
+from fp8suite.common import paths
 from test_run_queue import read_state, render_queue_matrix, run_cli, train_cmd
 
 
@@ -84,7 +85,7 @@ def test_the_dry_run_shows_the_profiler_flags(manifest, tmp_path):
 
 
 def test_on_a_node_other_than_0_the_queue_leaves_the_table_to_node_0(tmp_path):
-    from fp8suite.launchers import local
+    from fp8suite.launch import local
     opts = local.Options(env={"NODE_RANK": "1"}, profile_step=3)
     assert local._kernel_table(None, tmp_path / "r.node1.log", opts, 0.0) == (
         "profile: rank 0 runs on node 0; the queue there writes the kernel table")

@@ -1,4 +1,4 @@
-"""The recipe registry (fp8suite.recipes): one home for the numeric recipe.
+"""The recipe registry (fp8suite.megatron.recipes): one home for the numeric recipe.
 
 Every recipe reads the same from matrix flags and from a log's arguments dump, renders with
 one label and one short name, and is accepted or refused for every target GPU by its own
@@ -12,7 +12,10 @@ import json
 import pytest
 
 from conftest import REPO
-from fp8suite import environment, metrics, recipes, reference
+from fp8suite.launch import environment
+from fp8suite.report import metrics
+from fp8suite.megatron import recipes
+from fp8suite.report import reference
 
 from test_render import CS, broken, run_render
 
@@ -273,7 +276,7 @@ def test_no_module_but_the_registry_knows_recipes_or_gpus(path):
                 found.append(f"{path.name}:{line}: {value!r} names {sorted(set(hits))}")
         elif isinstance(value, float) and value in numbers:
             found.append(f"{path.name}:{line}: {value} is a peak TFLOP/s figure")
-    assert not found, "recipe/GPU knowledge outside fp8suite/recipes.py:\n" + "\n".join(found)
+    assert not found, "recipe/GPU knowledge outside fp8suite/megatron/recipes.py:\n" + "\n".join(found)
 
 
 def test_templates_name_no_recipe():

@@ -12,9 +12,10 @@ import yaml
 
 from conftest import REPO, committed_matrices
 import render
-from fp8suite import manifest, paths
-from fp8suite.matrix import load
-from fp8suite.templating import render_runs
+from fp8suite.render import manifest
+from fp8suite.common import paths
+from fp8suite.config.matrix import load
+from fp8suite.render.templating import render_runs
 
 GENERATED = REPO / "experiments" / "generated"
 MATRICES = committed_matrices()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import report
-from fp8suite import compare, runs
+from fp8suite.report import compare
+from fp8suite.logs import runs
 
 FIX = Path(__file__).parent / "data" / "logs" / "megatron019"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import report
-from fp8suite import logstream
+from fp8suite.logs import stream as logstream
 
 DATA = Path(__file__).parent / "data"
 FIELD = DATA / "field-reports"

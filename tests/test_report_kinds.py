@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 
 import report
-from fp8suite import endstatus, logvocab, runs, status
-from fp8suite.logparse import parse_log
+from fp8suite.logs import endstatus
+from fp8suite.megatron import logvocab
+from fp8suite.logs import runs
+from fp8suite.common import status
+from fp8suite.logs.parse import parse_log
 
 DATA = Path(__file__).parent / "data"
 FIXTURE_LOGS = sorted(p for p in DATA.rglob("*.log"))
@@ -203,7 +206,7 @@ def test_nan_check_exit_code_alone_is_divergence(code):
 
 
 def test_exit_code_16_or_17_of_a_log_that_just_stops():
-    from fp8suite import metrics
+    from fp8suite.report import metrics
     for code in logvocab.NAN_EXIT_CODES:
         name, reason = metrics.with_exit_code("running/truncated", "log ends", code)
         assert name == "diverged" and str(code) in reason
@@ -491,7 +494,7 @@ def test_bad_files_are_notes_and_other_runs_are_reported(tmp_path, monkeypatch, 
 
 
 def test_summary_files_hold_every_documented_field(tmp_path, capsys):
-    from fp8suite import summary
+    from fp8suite.report import summary
     report.main([str(DATA / "field-reports" / "B02"), "--out", str(tmp_path)])
     capsys.readouterr()
     data = json.loads((tmp_path / "summary.json").read_text())
@@ -553,7 +556,7 @@ def test_reports_show_no_absolute_paths(tmp_path, capsys):
 
 def test_status_table_maps_every_log_status():
     assert set(status.RUN_STATE) == set(status.LOG_STATUSES)
-    from fp8suite import runstate
+    from fp8suite.launch import runstate
     assert set(status.RUN_STATE.values()) <= set(runstate.STATES)
     assert status.run_state("time-limit") == "time-limited"
     with pytest.raises(KeyError, match="valid: completed"):
@@ -582,7 +585,7 @@ def test_endstatus_is_the_only_reader_of_end_markers():
 
 
 def test_sidecar_records_the_cuda_versions(tmp_path, monkeypatch):
-    from fp8suite import sidecar
+    from fp8suite.launch import sidecar
 
     class Done:
         stdout = "| NVIDIA-SMI 580.159.04   Driver Version: 580.159.04   CUDA Version: 13.0 |"
@@ -601,7 +604,7 @@ def test_sidecar_records_the_cuda_versions(tmp_path, monkeypatch):
 @pytest.mark.parametrize("variant", ["clean", "garbled", "other-order", "restarts", "prefixed"])
 def test_two_process_scan_gives_the_serial_parse(tmp_path, monkeypatch, variant):
     import bench_report
-    from fp8suite import logparse
+    from fp8suite.logs import parse as logparse
     path = tmp_path / "big.log"
     if variant in ("clean", "garbled", "other-order"):
         bench_report.build(path, 3, variant)

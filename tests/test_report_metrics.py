@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 import report
-from fp8suite import compare, markdown, metrics, runs
+from fp8suite.report import compare
+from fp8suite.report import markdown
+from fp8suite.report import metrics
+from fp8suite.logs import runs
 
 FIX = Path(__file__).parent / "data" / "logs" / "megatron019"
 REAL = (FIX / "bf16.log").read_text()
@@ -316,7 +319,7 @@ def test_largest_gap_keeps_its_sign(tmp_path):
 
 
 def test_step_time_bars_are_the_tables_medians_with_their_speedups(tmp_path):
-    from fp8suite import plots
+    from fp8suite.report import plots
     loss = [3.0] * 8
     write_log(tmp_path / "bf16.log", loss, [5000] * 3 + [1300, 1250, 1200, 1250, 1300], args=SHAPE)
     write_log(tmp_path / "fp8.log", loss, [5000] * 3 + [1000, 900, 1200, 1000, 1000],

@@ -14,7 +14,10 @@ import pytest
 from scipy import stats
 
 import report
-from fp8suite import columns, metrics, summary, verdict
+from fp8suite.report import columns
+from fp8suite.report import metrics
+from fp8suite.report import summary
+from fp8suite.report import verdict
 from test_report_metrics import SHAPE, groups_of, write_log
 
 FP8 = {"fp8": "hybrid", "fp8_recipe": "tensorwise"}

@@ -24,8 +24,11 @@ from typing import Optional
 import pytest
 
 import report
-from fp8suite import compare, metrics, resume, runs
-from fp8suite.logparse import parse_log
+from fp8suite.report import compare
+from fp8suite.report import metrics
+from fp8suite.logs import resume
+from fp8suite.logs import runs
+from fp8suite.logs.parse import parse_log
 from test_report_metrics import ITER, REAL, set_arg
 
 CKPT = "/lustre/ckpt/conv_llama_bf16_s1234"

@@ -287,7 +287,7 @@ FIXTURES = REPO / "tests" / "data" / "logs" / "megatron019"
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="tests/data/logs/megatron019 is missing")
 def test_log_tail_reads_real_megatron_logs_incrementally(tmp_path):
-    from fp8suite.logtail import LogTail
+    from fp8suite.logs.tail import LogTail
 
     # Fed to the tail in pieces that split lines, as a log looks while training writes it.
     log = tmp_path / "growing.log"
@@ -312,10 +312,10 @@ def test_log_tail_reads_real_megatron_logs_incrementally(tmp_path):
 
 def test_a_job_slurm_forgot_is_judged_by_its_sidecar_and_log(tmp_path):
     # scontrol forgets finished jobs after MinJobAge; the watch then reads the sidecar's exit.
-    from fp8suite import plan
-    from fp8suite.launchers import slurm as batch
-    from fp8suite.logtail import LogTail
-    from fp8suite.runstate import RunState
+    from fp8suite.launch import plan
+    from fp8suite.launch import slurm as batch
+    from fp8suite.logs.tail import LogTail
+    from fp8suite.launch.runstate import RunState
 
     log, meta = tmp_path / "r.41.log", tmp_path / "r.41.meta.json"
     log.write_text(" [2026-11-23 04:01:35.3] iteration        4/       4 | lm loss: 1.0E+00 |\n"
@@ -364,7 +364,7 @@ def test_resume_skips_only_runs_completed_with_the_same_launch(manifest, tmp_pat
 def test_a_watcher_never_writes_back_a_stale_record(tmp_path):
     """Kind 3: a watcher that loaded the file before another shell submitted a new job writes
     back only the attempt it follows: the new job stays recorded, and the run mirrors it."""
-    from fp8suite.runstate import RunState
+    from fp8suite.launch.runstate import RunState
 
     path = tmp_path / "runs.json"
     first = RunState(path, "m.yaml", "m")
@@ -433,8 +433,8 @@ def test_the_log_tail_reads_to_the_end_splits_on_cr_and_bounds_a_line(tmp_path):
     """Issue 30: a burst of output (more than one read chunk without an iteration line) before
     the end is read to EOF by finish(); a tqdm-style \\r ends a line; a line without an end is
     kept only up to a bound. Kind 2: a file that shrank is read again from its start."""
-    from fp8suite import logtail
-    from fp8suite.logtail import LogTail
+    from fp8suite.logs import tail as logtail
+    from fp8suite.logs.tail import LogTail
 
     log = tmp_path / "r.log"
     line = " [2026-11-23 04:01:35.3] iteration        {i}/       4 | lm loss: 1.0E+00 |\n"

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from fp8suite.logparse import parse_log
+from fp8suite.logs.parse import parse_log
 from test_run_queue import MATRIX, read_state, render_queue_matrix, run_cli, train_cmd
 
 REQUIRED = os.environ.get("FP8SUITE_REQUIRE_SLURM") == "1"

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import snapshot_megatron_flags as tool
-from fp8suite import megatron_assertions as ma
+from fp8suite.megatron import assertions as ma
 
 REVIEWED = {e["rule"]: e for e in ma.load("0.19.2")["assertions"] if e["status"] == "ported"}
 CE = REVIEWED["cross-entropy-fusion-te"]

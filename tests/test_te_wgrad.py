@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import REPO
-from fp8suite import environment
+from fp8suite.launch import environment
 
 SCRIPT = REPO / "experiments" / "generated" / "abl_llama3_8b_h200x2_fp8_cs_fused_wgrad_te.sh"
 RECORDING_TE = """

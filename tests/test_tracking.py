@@ -169,7 +169,7 @@ def test_a_wandb_without_the_offline_reader_says_which_to_install(good, tmp_path
 
 
 def test_the_install_extras_ask_for_a_wandb_with_the_reader():
-    from fp8suite import tracking
+    from fp8suite.report import tracking
     setup = (ROOT / "setup.py").read_text()
     for extra in ("tracking", "test"):
         body = setup[setup.index(f'"{extra}": ['):]

@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite.logparse import parse_log  # noqa: E402
-from fp8suite.logvocab import DONE  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
+from fp8suite.logs.parse import parse_log  # noqa: E402
+from fp8suite.megatron.logvocab import DONE  # noqa: E402
+from fp8suite.common.version import add_version_option  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "tests" / "data" / "logs" / "megatron019" / "bf16.log"
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"bench_report: fp8suite.logparse on generated Megatron-Core 0.19 logs "
+    print(f"bench_report: fp8suite.logs.parse on generated Megatron-Core 0.19 logs "
           f"(Python {platform.python_version()}, {_cpu_model()}, {os.cpu_count()} CPUs, "
           f"load average {load:.1f}, best of {args.repeat})")
     print(f"{'scenario':38} {'size':>9} {'iterations':>11} {'best s':>7} {'MB/s best':>10} "

@@ -22,10 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import fileio, tracking  # noqa: E402
-from fp8suite.errors import UsageError, WriteFailed  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
+from fp8suite.common import fileio
+from fp8suite.report import tracking
+from fp8suite.common.errors import UsageError, WriteFailed  # noqa: E402
+from fp8suite.common.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   python tools/check_tracking.py logs/convergence_8b_width

@@ -52,7 +52,7 @@ TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 
-from fp8suite.errors import exit_status  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
 
 import render  # noqa: E402
 
@@ -415,7 +415,7 @@ def malformed_cases() -> list[Malformed]:
 # Raw characters PyYAML's reader refuses (ESC, DEL, C1, VT, FF, BEL, the non-characters).
 READER_CHARS = {"ESC": "\x1b", "DEL": "\x7f", "C1 PAD": "\x80", "C1 CSI": "\x9b", "VT": "\x0b",
                 "FF": "\x0c", "BEL": "\x07", "U+FFFE": "\ufffe", "U+FFFF": "\uffff"}
-# Environment names no launch may take (fp8suite.reserved), one or more of each kind.
+# Environment names no launch may take (fp8suite.config.reserved), one or more of each kind.
 RESERVED_NAMES = {"UID": "readonly", "EUID": "readonly", "PPID": "readonly",
                   "BASH_VERSINFO": "readonly", "SHELLOPTS": "readonly", "RANDOM": "bash's own",
                   "BASHPID": "bash's own", "BASH_ENV": "behaviour", "PS4": "behaviour",
@@ -432,7 +432,7 @@ LOG_LIKE_VALUES = ["fp8.1", "fp8.node1", "fp8.812345", "fp8.node2.3"]
 
 def round_two_cases() -> list[Malformed]:
     """The kinds of hardening round two: every PyYAML reader/constructor error, unencodable
-    strings, names and values no launch may take (fp8suite.reserved), non-string keys."""
+    strings, names and values no launch may take (fp8suite.config.reserved), non-string keys."""
     good = dump(base()).decode()
     cases = [_text(f"raw {label} in a value", _replace_in(good, "Fuzzing base", f"Fuzz{ch}ing base"))
              for label, ch in READER_CHARS.items()]
@@ -1340,7 +1340,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--skip", action="append", default=[], metavar="WORDS",
                     help="leave out malformed cases whose name holds WORDS (e.g. 'laughs' when "
                          "measuring an older version that would exhaust memory on them)")
-    from fp8suite.version import add_version_option  # tools/ is this script's folder
+    from fp8suite.common.version import add_version_option  # tools/ is this script's folder
     add_version_option(ap)
     args = ap.parse_args(argv)
     benches = args.bench or ["malformed", "injection", "kills", "hostile"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the English text corpus (JSONL + provenance.json) from Debian documentation packages.
 
-The packages are listed in tools/fp8suite/corpus.py (SOURCES). Without --debs they are fetched
+The packages are listed in tools/fp8suite/corpus/build.py (SOURCES). Without --debs they are fetched
 with `apt-get download` into OUT/debs/; with --debs the .deb files already there are used and
 nothing is downloaded, so the corpus can be rebuilt offline, byte for byte (with the converters
 that provenance.json names). Needs dpkg-deb, pod2text and `pip install -e '.[data]'`.
@@ -18,9 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import corpus, markup  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
+from fp8suite.corpus import build as corpus
+from fp8suite.corpus import markup
+from fp8suite.common.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   # fetch the packages with apt and build experiments/data/corpus/{corpus.jsonl,provenance.json}

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite.megatron_validate import validate_run  # noqa: E402
-from fp8suite.version import version_asked  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
+from fp8suite.megatron.validate import validate_run  # noqa: E402
+from fp8suite.common.version import version_asked  # noqa: E402
 
 ACCEPTS = "accepts these arguments"
 REFUSES = "refuses these arguments"

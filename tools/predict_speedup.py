@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Calibrate and validate the FP8 speedup predictor (fp8suite.predict) on committed logs.
+"""Calibrate and validate the FP8 speedup predictor (fp8suite.evidence.predict) on committed logs.
 
 --calibrate fits the cost model to every log under the folders given (with a sidecar, an
 arguments dump and timed iterations) and writes tools/fp8suite/data/predictor.json, which
@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import predict  # noqa: E402
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite.paths import ROOT, display_path  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
+from fp8suite.evidence import predict  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
+from fp8suite.common.paths import ROOT, display_path  # noqa: E402
+from fp8suite.common.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   python tools/predict_speedup.py --calibrate logs/ tests/data/real_h200x2/
@@ -87,7 +87,7 @@ def page(checks: list, folders: list[Path]) -> str:
         "# FP8 speedup predictor: leave-one-out error on the committed BF16/FP8 pairs\n\n"
         f"Rebuilt by `{command('--validate', folders)}`.\n\n"
         "Each FP8 log is paired with the BF16 log of the same folder, model, batch and layout whose\n"
-        "flags differ least. The cost model (tools/fp8suite/predict.py) is fitted without any log of\n"
+        "flags differ least. The cost model (tools/fp8suite/evidence/predict.py) is fitted without any log of\n"
         "that folder and setup, then predicts the pair's speedup (BF16 step time / FP8 step time);\n"
         "the error is predicted / measured - 1. Step times are medians after warm-up (the report's rule).\n\n"
         + predict.table(checks))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import preprocess as pp  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
+from fp8suite.corpus import preprocess as pp  # noqa: E402
+from fp8suite.common.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   # train a 32,768-token byte-level BPE on the corpus (tokenizer only, no dataset)

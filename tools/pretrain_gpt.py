@@ -2,7 +2,7 @@
 """Pretrain a Llama-family GPT with megatron-core 0.19 + Transformer Engine.
 
 The megatron-core wheel ships no pretrain_gpt.py; this is the suite's entry. It takes
-Megatron's own command line (plus fp8suite.megatron_flags.SUITE_FLAGS, TransformerConfig
+Megatron's own command line (plus fp8suite.megatron.flags.SUITE_FLAGS, TransformerConfig
 fields such as --fp8-dot-product-attention that megatron-core 0.19 has no flag for) and goes
 through Megatron's public config path:
 
@@ -21,7 +21,7 @@ _PROGRAM_START = time.time()  # before the heavy imports, for Megatron's start-u
 import sys  # noqa: E402
 
 if __name__ == "__main__" and sys.argv[1:] == ["--version"]:  # before torch and megatron
-    from fp8suite.version import version_asked  # tools/ is this script's folder
+    from fp8suite.common.version import version_asked  # tools/ is this script's folder
     sys.exit(0 if version_asked("pretrain_gpt.py", sys.argv[1:]) else 2)
 
 if __name__ == "__main__":  # one line, not an ImportError traceback, where the GPU side is missing
@@ -55,7 +55,7 @@ from megatron.training.arguments import parse_and_validate_args  # noqa: E402
 from megatron.training.utils import get_blend_and_blend_per_split  # noqa: E402
 from megatron.training.utils.common_utils import is_first_or_last_pipeline_stage  # noqa: E402
 
-from fp8suite.megatron_flags import add_suite_flags  # noqa: E402  (tools/ is this script's folder)
+from fp8suite.megatron.flags import add_suite_flags  # noqa: E402  (tools/ is this script's folder)
 
 BATCH_KEYS = ("tokens", "labels", "loss_mask", "attention_mask", "position_ids")
 

@@ -29,9 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite import kernels  # noqa: E402
-from fp8suite.errors import WriteFailed, exit_status  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
+from fp8suite.logs import kernels  # noqa: E402
+from fp8suite.common.errors import WriteFailed, exit_status  # noqa: E402
+from fp8suite.common.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   python tools/profile_breakdown.py /tmp/tb/torch_profile/rank-0.json.gz --out run.kernels.json

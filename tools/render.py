@@ -16,13 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import advice, manifest, memory, predict  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
-from fp8suite.errors import ConfigError, Problem  # noqa: E402
-from fp8suite.matrix import load  # noqa: E402
-from fp8suite.paths import GENERATED, display_path  # noqa: E402
-from fp8suite.templating import render_runs  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
+from fp8suite.evidence import advice
+from fp8suite.render import manifest
+from fp8suite.config import memory
+from fp8suite.evidence import predict
+from fp8suite.common.version import add_version_option  # noqa: E402
+from fp8suite.common.errors import ConfigError, Problem  # noqa: E402
+from fp8suite.config.matrix import load  # noqa: E402
+from fp8suite.common.paths import GENERATED, display_path  # noqa: E402
+from fp8suite.render.templating import render_runs  # noqa: E402
 
 EPILOG = """examples:
   python tools/render.py experiments/h200_8b.yaml
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {run.name}: {_memory_line(run)}")
             speedup = predict.for_run(run)
             if speedup is not None:
-                print(f"    predicted speedup over its BF16 twin: {speedup:.2f}x (fp8suite.predict, "
+                print(f"    predicted speedup over its BF16 twin: {speedup:.2f}x (fp8suite.evidence.predict, "
                       f"calibrated on {len(predict.committed().logs)} committed logs)")
             for entry in advice.for_run(run):
                 print(f"    advice: {entry.line()}")

@@ -12,7 +12,7 @@ of a launch by hand as several nodes (`RUN.node1.log`, ... beside node 0's `RUN.
 joined into one run.
 
 Writes OUT/report.md, the PNGs it shows, and the figures as data (OUT/summary.json,
-OUT/summary.csv; schema in fp8suite/summary.py and docs/reading-a-report.md) into OUT/,
+OUT/summary.csv; schema in fp8suite/report/summary.py and docs/reading-a-report.md) into OUT/,
 removes the plots an earlier report.md there showed and this one does not, and prints one
 line on stdout; progress goes to stderr.
 """
@@ -29,9 +29,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.errors import WriteFailed, exit_status  # noqa: E402
-from fp8suite import compare, fileio, markdown, plots, reference, runs, summary  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
+from fp8suite.common.errors import WriteFailed, exit_status  # noqa: E402
+from fp8suite.report import compare
+from fp8suite.common import fileio
+from fp8suite.report import markdown
+from fp8suite.report import plots
+from fp8suite.report import reference
+from fp8suite.logs import runs
+from fp8suite.report import summary
+from fp8suite.common.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   python tools/report.py logs/                          # every log under logs/ -> assets/

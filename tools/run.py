@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run a matrix's rendered launch scripts: as a queue on this node, or as Slurm batch jobs.
 
-Each way is a launcher (tools/fp8suite/launchers/: local, slurm), picked with --launcher. The
+Each way is a launcher (tools/fp8suite/launch/: local, slurm), picked with --launcher. The
 local queue runs each run's experiments/generated/<run>.sh in turn, with one live progress line
 read from the log it writes (a new <run>.log, <run>.1.log, ... per attempt), and keeps every
 run's state in a status file (default: logs/<matrix name>/runs.json). --slurm submits the
@@ -34,14 +34,19 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import advice, launch_check, launchers, memory, paths, plan  # noqa: E402
-from fp8suite.errors import ConfigError, SlurmUnavailable, WriteFailed  # noqa: E402
-from fp8suite.matrix import load as load_matrix  # noqa: E402
-from fp8suite.launchers.base import minutes, seconds  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
-from fp8suite.progress import Display, summary  # noqa: E402
-from fp8suite.runstate import RunState, StateFileError  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
+from fp8suite.evidence import advice
+from fp8suite.launch import check as launch_check
+from fp8suite.launch import registry as launchers
+from fp8suite.config import memory
+from fp8suite.common import paths
+from fp8suite.launch import plan
+from fp8suite.common.errors import ConfigError, SlurmUnavailable, WriteFailed  # noqa: E402
+from fp8suite.config.matrix import load as load_matrix  # noqa: E402
+from fp8suite.launch.base import minutes, seconds  # noqa: E402
+from fp8suite.common.version import add_version_option  # noqa: E402
+from fp8suite.launch.progress import Display, summary  # noqa: E402
+from fp8suite.launch.runstate import RunState, StateFileError  # noqa: E402
 
 EPILOG = """examples:
   python tools/run.py experiments/h200_8b.yaml                  # every run, one after another
@@ -208,7 +213,7 @@ def preflight(args, env: dict[str, str], selected, states) -> None:
 
 
 def recheck_launch(selected, extra: list[str], env: dict[str, str]) -> None:
-    """The matrix's pre-flight on what the launch changes (fp8suite.launch_check): the launch
+    """The matrix's pre-flight on what the launch changes (fp8suite.launch.check): the launch
     knobs in --env and the Megatron args after `--`; UsageError with one line per problem."""
     problems = launch_check.knob_problems(env)
     if not problems and launch_check.changes_rules(extra, env):
@@ -249,7 +254,7 @@ def recheck_memory(selected, extra: list[str], env: dict[str, str]) -> None:
 
 
 def print_advice(selected, extra: list[str], env: dict[str, str]) -> None:
-    """The speed advice (fp8suite.advice) that applies to each selected run as it will launch,
+    """The speed advice (fp8suite.evidence.advice) that applies to each selected run as it will launch,
     with the launch's GPUS_PER_NODE / NNODES and Megatron args: one line each on stdout (stderr
     is kept for what went wrong). Advice never stops a launch."""
     for _, run in selected:

@@ -4,7 +4,7 @@
 Run it where megatron-core imports (a GPU host; Python >= 3.12). The renderer and the CI
 tests check every rendered Megatron flag against the snapshot, since CI cannot import
 megatron itself. It also re-reads the installed megatron-core's argument assertions into
-tools/fp8suite/data/megatron_assertions_<version>.json (fp8suite.megatron_assertions.refresh):
+tools/fp8suite/data/megatron_assertions_<version>.json (fp8suite.megatron.assertions.refresh):
 reviews of unchanged assertions are kept, new ones are listed as unreviewed.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import megatron_assertions  # noqa: E402
-from fp8suite.megatron_flags import snapshot_path  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
+from fp8suite.megatron import assertions as megatron_assertions  # noqa: E402
+from fp8suite.megatron.flags import snapshot_path  # noqa: E402
+from fp8suite.common.version import add_version_option  # noqa: E402
 
 # argparse's action classes are private; map them to the plain names the snapshot uses.
 ACTIONS = {
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     print(f"wrote {path}: {total} assertions, {new} new (status unreviewed: review each and give it "
-          "a rule in fp8suite/megatron_rules.py or a reason)")
+          "a rule in fp8suite/config/rules.py or a reason)")
     return 0
 
 

@@ -4,7 +4,7 @@
 Reports the GPU and its compute capability, CUDA, cuDNN, torch, Transformer Engine and
 megatron-core versions, apex's fused weight-gradient accumulation, the environment variables
 the launch scripts rely on, TRITON_CACHE_DIR, and for every FP8/FP4 recipe of
-fp8suite/recipes.py (delayed, tensorwise, ...) whether a Transformer Engine layer actually
+fp8suite/megatron/recipes.py (delayed, tensorwise, ...) whether a Transformer Engine layer actually
 trains with it here.
 
 With --matrix it also asks megatron-core itself about every run of the matrix: each run's
@@ -27,10 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fp8suite.schema import Settings  # noqa: E402
-from fp8suite.errors import exit_status  # noqa: E402
-from fp8suite import environment, paths  # noqa: E402
-from fp8suite.version import add_version_option  # noqa: E402
+from fp8suite.config.schema import Settings  # noqa: E402
+from fp8suite.common.errors import exit_status  # noqa: E402
+from fp8suite.launch import environment
+from fp8suite.common import paths
+from fp8suite.common.version import add_version_option  # noqa: E402
 
 EPILOG = """examples:
   python tools/verify_env.py                          # human-readable report
@@ -47,8 +48,8 @@ required package cannot run here, 2 bad usage
 
 def matrix_recipes(path: Path) -> list[str]:
     """The FP8/FP4 recipes of a matrix's runs that verify_env can try (rendering checks included)."""
-    from fp8suite import recipes
-    from fp8suite.matrix import load
+    from fp8suite.megatron import recipes
+    from fp8suite.config.matrix import load
 
     _, runs = load(path)
     return sorted({recipes.of_flags(r.flags).recipe.name for r in runs} & set(environment.RECIPES))
@@ -64,7 +65,7 @@ def megatron_verdicts(path: Path, timeout_s: float = 600.0) -> dict[str, str]:
     TRAIN_CMD=tools/megatron_check.py, LOG_FILE=- (no log, no sidecar) and WORLD_SIZE set to
     the run's GPUs (GPUS_PER_NODE x NNODES when set in the environment, else the matrix's).
     """
-    from fp8suite.matrix import load
+    from fp8suite.config.matrix import load
 
     matrix, runs = load(path)
     stale = subprocess.run([sys.executable, str(TOOLS / "render.py"), "--check", str(path)],
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     wanted = list(args.recipe)
     if args.matrix:
-        from fp8suite.errors import ConfigError
+        from fp8suite.common.errors import ConfigError
         try:
             wanted += matrix_recipes(args.matrix)
         except ConfigError as err:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write one small log per producer era (tests/data/eras/*.log), each in that release's own
-line formats, read at its tag (see fp8suite/logformats.py for the table):
+line formats, read at its tag (see fp8suite/megatron/logformats.py for the table):
 
 * megatron_lm_v1_2020.log      Megatron-LM tag v1.0: megatron/arguments.py `_print_args` (20
   dashes, names dotted to 32 columns), megatron/training.py `training_log` (no consumed

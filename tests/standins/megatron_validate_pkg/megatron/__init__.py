@@ -1,4 +1,4 @@
-"""A stand-in `megatron` package for tests of tools/fp8suite/megatron_validate.py (no torch).
+"""A stand-in `megatron` package for tests of tools/fp8suite/megatron/validate.py (no torch).
 
 It mimics the shape of megatron-core 0.19.2's config path (parse_args reads RANK and
 WORLD_SIZE from the environment; validate_args, gpt_config_from_args and

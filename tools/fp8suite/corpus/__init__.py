@@ -1,0 +1,1 @@
+"""The offline English corpus and Megatron's indexed dataset built from it."""

@@ -1,0 +1,1 @@
+"""What the committed logs measured, used before a launch: speed advice and the FP8 speedup predictor."""

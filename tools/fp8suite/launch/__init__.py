@@ -1,0 +1,1 @@
+"""Running rendered scripts: the launchers (local queue, Slurm), their status file and sidecars."""

@@ -1,0 +1,1 @@
+"""Megatron-Core's and Transformer Engine's vocabulary: flags, log keys, recipes, assertions."""

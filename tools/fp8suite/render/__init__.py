@@ -1,0 +1,1 @@
+"""Expanded runs -> launch scripts and the manifest (the templates are in templates/)."""

@@ -1,0 +1,1 @@
+"""Runs -> comparison groups, figures, plots, report.md and summary.json."""
