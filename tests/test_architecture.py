@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,10 +41,28 @@ def imports(name: str) -> set[str]:
             # `from . import x` imports module x when there is one, else a name of the package.
             targets = [f"{origin}.{alias.name}" if f"{origin}.{alias.name}" in MODULES else origin
                        for alias in node.names]
+        elif _is_import_module_call(node):
+            # importlib.import_module(f"{_PACKAGE}.{name}"): every module of that package may be
+            # imported at run time, so the graph counts an edge to each of them.
+            targets = [m for m in MODULES if m.rsplit(".", 1)[0] == _dynamic_package(name, node)]
         else:
             continue
         found |= {t for t in targets if t in MODULES and t != name}
     return found
+
+
+def _is_import_module_call(node) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module" and getattr(node.func.value, "id", "") == "importlib")
+
+
+def _dynamic_package(name: str, node: ast.Call) -> str:
+    """The package an importlib.import_module call reaches into: a constant's, or, for an
+    f-string built on the module's own name (`__name__`, `_PACKAGE`), the module's package."""
+    arg = node.args[0] if node.args else None
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value.rsplit(".", 1)[0]
+    return name.rsplit(".", 1)[0]
 
 
 GRAPH = {name: imports(name) for name in MODULES}
@@ -99,17 +119,69 @@ def test_homes_depend_on_nothing_but_other_homes(leaf):
     assert GRAPH[leaf] <= set(HOMES) - {leaf}
 
 
-def test_launchers_do_not_import_the_renderer():
-    for name in GRAPH:
-        if name.startswith("fp8suite.launch.registry"):
-            assert "fp8suite.render.templating" not in GRAPH[name], name
+LAYERS = {
+    "common": 0,    # errors, paths and names, clock, states, version: imports nothing of the suite
+    "megatron": 1,  # Megatron's and Transformer Engine's vocabulary: flags, log keys, recipes
+    "config": 2,    # the matrix: schema, loader, expansion, pre-flight checks, memory
+    "logs": 2,      # reading what runs wrote
+    "corpus": 2,    # the offline corpus
+    "render": 3,    # runs -> launch scripts and manifest
+    "report": 3,    # runs -> comparison, figures, plots
+    "launch": 4,    # the launchers, run.py's side
+}
+"""Each subpackage's floor: a module imports only from its own subpackage or from lower floors
+(never upward, never sideways into another subpackage of the same floor)."""
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""  # "" = the top package fp8suite
+
+
+def test_every_module_lives_in_a_subpackage_with_a_floor():
+    loose = [m for m in MODULES if m != PACKAGE and layer_of(m) not in LAYERS]
+    assert loose == [], f"add these to a subpackage named in LAYERS: {loose}"
+
+
+def test_nothing_imports_upward_or_sideways():
+    wrong = []
+    for name, targets in GRAPH.items():
+        here = layer_of(name)
+        for target in targets:
+            there = layer_of(target)
+            if not here or not there or here == there:
+                continue
+            if LAYERS[there] >= LAYERS[here]:
+                wrong.append(f"{name} (floor {LAYERS[here]}) imports {target} (floor {LAYERS[there]})")
+    assert wrong == []
+
+
+def test_dynamic_imports_are_in_the_graph():
+    assert "fp8suite.launch.local" in GRAPH["fp8suite.launch.registry"]
+    assert "fp8suite.launch.slurm" in GRAPH["fp8suite.launch.registry"]
+
+
+def test_only_run_py_uses_the_launcher_registry():
+    users = sorted(str(p.relative_to(REPO)) for p in REPO.glob("tools/**/*.py")
+                   if "fp8suite.launch" in p.read_text() and "registry" in p.read_text()
+                   and p.name != "registry.py" and "import registry" in p.read_text())
+    assert users == ["tools/run.py"]
+
+
+def test_rendering_loads_nothing_of_the_launch_or_log_side(tmp_path):
+    code = ("import sys; sys.path.insert(0, 'tools'); import render; "
+            f"rc = render.main(['experiments/h200_8b.yaml', '--out', {str(tmp_path)!r}]); "
+            "print(sorted(m for m in sys.modules if m.startswith(('fp8suite.launch', 'fp8suite.logs', "
+            "'fp8suite.report'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_the_launchers_share_nothing_but_base():
-    for name in GRAPH:
-        if name.startswith("fp8suite.launch.registry.") and name != "fp8suite.launch.base":
-            others = {m for m in GRAPH[name] if m.startswith("fp8suite.launch.registry")}
-            assert others <= {"fp8suite.launch.base"}, name
+    launchers = {"fp8suite.launch.local", "fp8suite.launch.slurm"}
+    for name in launchers:
+        assert not (GRAPH[name] & launchers), name
 
 
 def _defs(kind):

@@ -11,7 +11,9 @@ import pytest
 
 from conftest import REPO
 import run as run_cli
+import fp8suite.launch as launch_package
 from fp8suite.launch import registry as launchers
+from fp8suite.render import scripts
 from fp8suite.common import paths
 from fp8suite.common.errors import UsageError
 from fp8suite.launch.base import Launcher
@@ -26,7 +28,7 @@ def test_registry_finds_every_launcher_module():
     assert launchers.names() == ("local", "slurm") and list(every) == sorted(every)
     for name, one in every.items():
         assert isinstance(one, Launcher) and one.name == name and one.summary
-        assert (paths.TEMPLATES / one.template).is_file()
+        assert (paths.TEMPLATES / scripts.kinds()[name].template).is_file()
     assert len({one.suffix for one in every.values()}) == len(every)
     assert launchers.get("slurm").can("watch") and launchers.get("slurm").can("cancel")
     assert not launchers.get("local").can("watch") and not launchers.get("local").can("cancel")
@@ -84,13 +86,11 @@ def test_two_launchers_at_once_is_refused():
 ECHO = '''
 """A launcher that only prints each run's script: the example of a new launcher."""
 
-from fp8suite.launchers.base import Launcher
+from fp8suite.launch.base import Launcher
 
 
 class EchoLauncher(Launcher):
     name = "echo"
-    template = "echo.sh.j2"
-    suffix = ".echo"
     summary = "print what would run"
 
     @classmethod
@@ -113,10 +113,12 @@ def test_a_new_launcher_is_new_files_only(tmp_path, capsys, monkeypatch):
     (package / "echo.py").write_text(ECHO)
     templates = tmp_path / "templates"
     shutil.copytree(paths.TEMPLATES, templates)
-    (templates / "echo.sh.j2").write_text("{{ run }} via {{ script_arg }} ({{ label }})\n")
+    (templates / "echo.sh.j2").write_text("<%#- launch script: launcher echo, suffix .echo -#%>\n"
+                                          "{{ run }} via {{ script_arg }} ({{ label }})\n")
     monkeypatch.setattr(paths, "TEMPLATES", templates)
-    monkeypatch.setattr(launchers, "__path__", [*launchers.__path__, str(package)])
+    monkeypatch.setattr(launch_package, "__path__", [*launch_package.__path__, str(package)])
     monkeypatch.setattr(launchers, "_found", None)
+    scripts.kinds.cache_clear()
     try:
         assert launchers.names() == ("echo", "local", "slurm")
         code, lines, out = run_render(tmp_path, capsys, BASE)
@@ -134,6 +136,7 @@ def test_a_new_launcher_is_new_files_only(tmp_path, capsys, monkeypatch):
         assert state["r_cs"]["reason"].endswith("(FP8 tensorwise (hybrid))")
     finally:
         monkeypatch.setattr(launchers, "_found", None)
+        scripts.kinds.cache_clear()
 
 
 @pytest.mark.parametrize("text, minutes", [("90", 90), ("90:30", 90.5), ("01:00:00", 60),

@@ -257,11 +257,10 @@ def _literals(path):
             yield node.lineno, node.value
 
 
-# megatron_rules.py ports Megatron's own assertions and quotes their conditions and messages
+# config/rules.py ports Megatron's own assertions and quotes their conditions and messages
 # verbatim (flag names included): it is a copy of Megatron's vocabulary, not the suite's.
-LIBRARY = sorted(p for p in (REPO / "tools" / "fp8suite").glob("*.py")
-                 if p.name not in ("recipes.py", "megatron_rules.py")) + \
-    sorted((REPO / "tools" / "fp8suite").glob("*/*.py"))
+LIBRARY = sorted(p for p in (REPO / "tools" / "fp8suite").rglob("*.py")
+                 if p.relative_to(REPO / "tools" / "fp8suite").as_posix() not in ("megatron/recipes.py", "config/rules.py"))
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(REPO)))

@@ -572,8 +572,8 @@ def test_attempt_names():
 def test_endstatus_is_the_only_reader_of_end_markers():
     """The log vocabulary has one home: no other module restates a key or marker pattern."""
     tools = Path(__file__).resolve().parents[1] / "tools" / "fp8suite"
-    for name in ("logparse.py", "endstatus.py", "logtail.py", "metrics.py", "markdown.py",
-                 "compare.py", "plots.py"):
+    for name in ("logs/parse.py", "logs/endstatus.py", "logs/tail.py", "report/metrics.py",
+                 "report/markdown.py", "report/compare.py", "report/plots.py"):
         text = (tools / name).read_text()
         for word in ("after training is done", "elapsed time per iteration (ms)",
                      "exiting program", "CANCELLED AT", "end of arguments"):

@@ -4,7 +4,8 @@ A launcher is one way to run a matrix's rendered runs: `local` (a queue of the l
 on this node) or `slurm` (batch jobs). Each is a `Launcher` subclass in its own module of this
 package, found by name (`fp8suite.launch.registry.get`); it
 
-* renders its script per run from its template (`template`, written as <run><suffix>),
+* has its script rendered per run from its template in templates/ (whose first line names the
+  launcher and the suffix: fp8suite.render.scripts), written as <run><suffix>,
 * adds its command-line options to tools/run.py (`add_arguments`) and checks them (`check`),
 * launches runs (`launch`), and where the runs outlive run.py, follows (`watch`) and stops
   them (`cancel`),
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, ClassVar, Iterator, Optional
 
 from ..common.errors import UsageError
+from ..render import scripts
 
 # The arguments of the verbs below, by role (their classes import the renderer, so they are not
 # imported here): `selected` is a list of (plan.Plan, plan.RenderedRun) pairs in run order,
@@ -34,10 +36,6 @@ class Launcher:
 
     name: ClassVar[str] = ""
     """Registry name, also the key of its script in the manifest and the mode in runs.json."""
-    template: ClassVar[str] = ""
-    """Its script's Jinja2 template in templates/."""
-    suffix: ClassVar[str] = ""
-    """File suffix of its script: <run><suffix> beside the manifest."""
     summary: ClassVar[str] = ""
     """One line for run.py --help."""
 
@@ -77,9 +75,11 @@ class Launcher:
         """Whether the launcher implements `verb` ("watch" or "cancel")."""
         return getattr(cls, verb) is not getattr(Launcher, verb)
 
-    def render(self, templates: Any, context: dict[str, Any]) -> str:
-        """Its script's text for one run: `template` rendered with the run's context."""
-        return templates.get_template(self.template).render(context)
+    @property
+    def suffix(self) -> str:
+        """File suffix of its script, <run><suffix> beside the manifest: declared by its template
+        in templates/ (fp8suite.render.scripts)."""
+        return scripts.kinds()[self.name].suffix
 
 
 # --- helpers shared by the launchers -------------------------------------------------------

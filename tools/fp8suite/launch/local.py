@@ -666,8 +666,6 @@ class LocalLauncher(Launcher):
     """The runs' launch scripts one after another on this node (torchrun per run)."""
 
     name = NAME
-    template = "train.sh.j2"
-    suffix = ".sh"
     summary = "run the launch scripts (<run>.sh) one after another on this node (default)"
 
     @classmethod

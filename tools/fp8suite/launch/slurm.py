@@ -435,8 +435,6 @@ class SlurmLauncher(Launcher):
     """The runs' batch scripts as Slurm jobs: sbatch, then scontrol to watch, scancel to stop."""
 
     name = NAME
-    template = "sbatch.sh.j2"
-    suffix = ".sbatch"
     summary = "submit the batch scripts (<run>.sbatch) as Slurm jobs"
 
     @classmethod

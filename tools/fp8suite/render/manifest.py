@@ -14,7 +14,6 @@ from typing import Any
 
 from ..evidence import advice
 from ..common import fileio
-from ..launch import registry as launchers
 from ..config import memory
 from ..common import paths
 from ..evidence import predict
@@ -23,6 +22,7 @@ from ..config.schema import parallel
 from ..megatron.flags import load_snapshot, snapshot_path, tokens
 from ..config.schema import Matrix
 from ..common.paths import display_path
+from . import scripts
 from .templating import Rendered, log_dir
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -130,12 +130,12 @@ def write(expected: dict[Path, str], manifest_file: Path) -> int:
     write that fails (OSError: a full disk, a FIFO or a folder where a file should be) leaves
     the folder as it was, with no temporary file behind."""
     leftovers = [p for p in previous_files(manifest_file) if p not in expected and p.exists()]
-    scripts = {one.suffix for one in launchers.all().values()}
+    executable = scripts.suffixes()
     with fileio.Staged() as staged:
         for path, text in expected.items():
             if fileio.same_content(path, text):
                 continue
-            staged.add(path, text, mode=0o755 if path.suffix in scripts else 0o644)
+            staged.add(path, text, mode=0o755 if path.suffix in executable else 0o644)
         changed = len(staged)
     for path in leftovers:
         path.unlink()

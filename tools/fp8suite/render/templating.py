@@ -28,8 +28,8 @@ from typing import Any
 
 import jinja2
 
-from ..launch import registry as launchers
 from ..common import paths
+from . import scripts
 from ..megatron import recipes
 from ..config import reserved
 from ..config.checks import NVTE_ATTN
@@ -96,7 +96,7 @@ class Rendered:
     @property
     def script(self) -> str:
         """Path of the launch script every launcher starts (the default launcher's)."""
-        return self.scripts[launchers.DEFAULT][0]
+        return self.scripts[scripts.DEFAULT_LAUNCHER][0]
 
 
 def environment() -> jinja2.Environment:
@@ -125,14 +125,15 @@ def render_runs(matrix: Matrix, runs: list[ExpandedRun], matrix_file: str, out_d
     Pure apart from reading the templates and the flag snapshot: nothing is written.
     """
     env = environment()
-    every = launchers.all()
+    every = scripts.kinds()
     out = []
     for run in runs:
-        where = {name: paths.display_path(paths.script(out_dir, run.name, one.suffix))
-                 for name, one in every.items()}
-        ctx = context(matrix, run, matrix_file, where[launchers.DEFAULT], out_dir)
-        out.append(Rendered(run, {name: (where[name], one.render(env, dict(ctx, self_path=comment(where[name]))))
-                                  for name, one in every.items()}))
+        where = {name: paths.display_path(paths.script(out_dir, run.name, kind.suffix))
+                 for name, kind in every.items()}
+        ctx = context(matrix, run, matrix_file, where[scripts.DEFAULT_LAUNCHER], out_dir)
+        out.append(Rendered(run, {
+            name: (where[name], env.get_template(kind.template).render(dict(ctx, self_path=comment(where[name]))))
+            for name, kind in every.items()}))
     return out
 
 
