@@ -125,9 +125,10 @@ LAYERS = {
     "config": 2,    # the matrix: schema, loader, expansion, pre-flight checks, memory
     "logs": 2,      # reading what runs wrote
     "corpus": 2,    # the offline corpus
-    "render": 3,    # runs -> launch scripts and manifest
     "report": 3,    # runs -> comparison, figures, plots
-    "launch": 4,    # the launchers, run.py's side
+    "evidence": 4,  # what the committed logs measured: speed advice, the speedup predictor
+    "render": 5,    # runs -> launch scripts and manifest (with advice and predicted speedup)
+    "launch": 6,    # the launchers, run.py's side
 }
 """Each subpackage's floor: a module imports only from its own subpackage or from lower floors
 (never upward, never sideways into another subpackage of the same floor)."""
@@ -168,11 +169,10 @@ def test_only_run_py_uses_the_launcher_registry():
     assert users == ["tools/run.py"]
 
 
-def test_rendering_loads_nothing_of_the_launch_or_log_side(tmp_path):
+def test_rendering_loads_nothing_of_the_launch_side(tmp_path):
     code = ("import sys; sys.path.insert(0, 'tools'); import render; "
             f"rc = render.main(['experiments/h200_8b.yaml', '--out', {str(tmp_path)!r}]); "
-            "print(sorted(m for m in sys.modules if m.startswith(('fp8suite.launch', 'fp8suite.logs', "
-            "'fp8suite.report'))))")
+            "print(sorted(m for m in sys.modules if m.startswith('fp8suite.launch')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -230,7 +230,7 @@ ARGS+=(${FUSION_ARGS[@]+"${FUSION_ARGS[@]}"} "$@")
 sidecar() {
   # The log's sidecar (GPU, driver, versions, overrides, exit code); never fatal.
   if [[ -n "${META_FILE:-}" ]]; then
-    PYTHONPATH="$SUITE_DIR/tools${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m fp8suite.sidecar \
+    PYTHONPATH="$SUITE_DIR/tools${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m fp8suite.launch.sidecar \
       --meta "$META_FILE" "$@" || echo "$RUN_NAME: could not write the sidecar $META_FILE" >&2
   fi
 }
