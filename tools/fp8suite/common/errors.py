@@ -95,11 +95,6 @@ class StateFileError(Exception):
     """The status file (runs.json) exists but cannot be used; the message is one line."""
 
 
-class WriteFailed(OSError):
-    """A file the suite writes could not be written (a full disk, a folder gone read-only):
-    the message is one line naming the file and the system's reason; the CLIs exit 1."""
-
-
 class SlurmError(Exception):
     """A Slurm command failed; the message is its first line of complaint."""
 

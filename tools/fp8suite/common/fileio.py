@@ -176,6 +176,17 @@ def write_atomic(path: Union[str, Path], data: Data, mode: Optional[int] = None)
         staged.add(Path(path), data, mode)
 
 
+def probe_write(folder: Union[str, Path]) -> None:
+    """Create and remove an empty file in `folder` (made if missing): OSError when that cannot be
+    done (a read-only or full file system, no permission), so that a launch finds out before it
+    starts, not when its first write fails."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.")
+    os.close(fd)
+    os.unlink(probe)
+
+
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte of `data` to the open descriptor `fd` (os.write may write fewer);
     OSError as the system gives it (ENOSPC on a full disk). Not fsynced: the rename keeps

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Union
+
+from . import fileio
 
 ROOT = Path(__file__).resolve().parents[3]
 """The suite's root folder (the checkout holding tools/, templates/, experiments/)."""
@@ -215,9 +216,7 @@ def writable_problem(folder: Path) -> str:
         folder.mkdir(parents=True, exist_ok=True)
         if not folder.is_dir():
             return "not a folder"
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.")
-        os.close(fd)
-        os.unlink(probe)
+        fileio.probe_write(folder)
         free_mb = shutil.disk_usage(folder).free / 2**20
     except OSError as err:
         return f"cannot be written: {err.strerror or err}"

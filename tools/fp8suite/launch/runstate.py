@@ -149,7 +149,7 @@ class RunState:
         with self._locked():
             _read(self.path)
             try:
-                fileio.Staged().reserve(self.path).unlink()  # a file can be made beside it
+                fileio.probe_write(self.path.parent)
             except OSError as err:
                 raise WriteFailed(f"{self.path.parent}: cannot write the run status file there: "
                                   f"{err.strerror or err}") from None
