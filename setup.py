@@ -20,6 +20,7 @@ setup(
         "pyyaml>=6.0,<7",
         "jinja2>=3.1,<4",
         "matplotlib>=3.7,<4",
+        "packaging>=21",
         # The report's tests (Welch's t-test with its confidence interval: scipy >= 1.11).
         "scipy>=1.11,<2",
     ],
@@ -37,7 +38,7 @@ setup(
         "tracking": ["wandb>=0.17,<0.30", "tensorboard>=2.10"],  # 0.30 dropped the offline-run reader
         # tools/predict_speedup.py: fitting the speedup predictor (non-negative least squares).
         "predict": ["numpy>=1.24", "scipy>=1.10"],
-        "test": ["pytest>=7", "tokenizers>=0.19", "beautifulsoup4>=4.11,<5", "docutils>=0.19,<1",
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "ruff>=0.6", "tokenizers>=0.19", "beautifulsoup4>=4.11,<5", "docutils>=0.19,<1",
                  "wandb>=0.17,<0.30", "tensorboard>=2.10", "numpy>=1.24", "scipy>=1.10"],
     },
 )

@@ -7,19 +7,15 @@ node the iterations."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from test_run_queue import STANDIN
+from helpers import STANDIN
+from helpers import free_port
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_nodes(nodes: list[dict], record, *extra: str) -> list[subprocess.CompletedProcess]:

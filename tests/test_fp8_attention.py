@@ -13,7 +13,7 @@ from fp8suite.logs import parse as logparse
 from fp8suite.report import metrics
 from fp8suite.megatron import recipes
 from fp8suite.megatron.flags import SUITE_FLAGS, add_suite_flags, load_snapshot
-from test_render import CS, broken, run_render
+from helpers import CS, broken, run_render
 
 FLAG = recipes.FP8_ATTENTION_FLAG
 ENV = recipes.DPA_RECIPE_ENV

@@ -1,6 +1,6 @@
 """Hardening: no matrix, path or signal can crash, hang, inject into, or silently change a run.
 
-The cases come from tools/fuzz_matrix.py (the benchmark whose full run gives the README's
+The cases come from tests/fuzz/fuzz_matrix.py (the benchmark whose full run gives the README's
 figures); here every malformed matrix runs, and a sample of the injection attempts and the
 queue kills. One test per kind of fault:
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import fuzz_matrix as fz
+from fuzz import fuzz_matrix as fz
 from conftest import REPO
 from fp8suite.common import errors
 from fp8suite.render import templating
@@ -353,7 +353,7 @@ def test_sample_of_queue_kills(tmp_path):
 
 def test_benchmark_cli_quick_prints_its_figures():
     """The command whose full run gives the README's figures, in its --quick form."""
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "fuzz_matrix.py"), "--quick", "--bench", "malformed"],
+    out = subprocess.run([sys.executable, str(REPO / "tests" / "fuzz" / "fuzz_matrix.py"), "--quick", "--bench", "malformed"],
                          capture_output=True, text=True, timeout=300, cwd=REPO)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "tracebacks                                                   0" in out.stdout

@@ -1,6 +1,6 @@
 """Hardening, round two (issue 30): one test per kind of fault.
 
-The cases come from tools/fuzz_matrix.py (round_two_cases, the `hostile` bench), whose full
+The cases come from tests/fuzz/fuzz_matrix.py (round_two_cases, the `hostile` bench), whose full
 run gives the figures in docs/hardening.md:
 
 1. one reader of YAML text: every reader / constructor error is "invalid YAML: line L,
@@ -24,9 +24,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-import fuzz_matrix as fz
+from fuzz import fuzz_matrix as fz
 import render
 import report
 from conftest import REPO

@@ -18,7 +18,7 @@ from fp8suite.common import paths
 from fp8suite.common.errors import UsageError
 from fp8suite.launch.base import Launcher
 
-from test_render import BASE, run_render
+from helpers import BASE, run_render
 
 GENERATED = REPO / "experiments" / "generated"
 

@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 from fp8suite.logs import parse as logparse
+from fp8suite.megatron import logvocab
 from fp8suite.logs.parse import parse_log
 
 FIX = Path(__file__).parent / "data" / "logs" / "megatron019"
@@ -71,7 +72,7 @@ def test_real_completed_log_keeps_every_field_verbatim():
     log = parse_log(real("bf16"))
     steps = log.steps
     assert steps.iterations == [1, 2, 3, 19, 20, 21, 22, 29, 30]
-    assert steps.keys() == list(logparse.FAST_KEYS)
+    assert steps.keys() == list(logvocab.FAST_KEYS)
     assert steps.column("lm loss")[0] == 12.5709
     assert steps.column("elapsed time per iteration (ms)")[-1] == 653.4
     assert steps.column("throughput per GPU (TFLOP/s/GPU)")[2] == 431.7
@@ -94,8 +95,8 @@ def test_real_arguments_dump_including_awkward_lines():
     assert args["ddp_param_name_patterns_for_fp32_local_accumulation"] == "[]"  # no dots
     assert args["config_logger_dir"] == ""  # empty value
     assert args["cp_comm_type"] == "['p2p']"
-    assert logparse.arg_value(args, "exit_interval") is None
-    assert logparse.arg_int(args, "world_size") == 1
+    assert logvocab.arg_value(args, "exit_interval") is None
+    assert logvocab.arg_int(args, "world_size") == 1
 
 
 def test_real_startup_valueerror_under_torchrun():
@@ -300,9 +301,9 @@ def test_another_field_order_without_timestamps():
     """Older Megatron: no timestamp, no throughput; a key this parser never saw."""
     bf16 = real("bf16")
     lines = [iteration_line(bf16, it) for it in (1, 2, 3, 19, 20)]
-    old = [l[l.index(b" iteration"):].replace(b" throughput per GPU (TFLOP/s/GPU): ", b" x: ")
-           for l in lines]
-    old = [l.replace(b" x: ", b" params norm: ", 1) for l in old]
+    old = [line[line.index(b" iteration"):].replace(b" throughput per GPU (TFLOP/s/GPU): ", b" x: ")
+           for line in lines]
+    old = [line.replace(b" x: ", b" params norm: ", 1) for line in old]
     log = parse_log(b"".join(old))
     assert log.steps.iterations == [1, 2, 3, 19, 20]
     assert log.steps.timestamp(0) is None

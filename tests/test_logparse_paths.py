@@ -6,7 +6,7 @@ a large log is read by two processes whose second hands its rows over through sh
 or a pipe (against one process, with the split at many lines: inside a restart, on an
 arguments dump, next to a garbled line), and a segment's summed iteration time (against the
 per-row formula). The logs are built from the real Megatron-Core 0.19 lines by
-tools/bench_report.py and spliced from the fixture logs in tests/data.
+tests/bench/bench_report.py and spliced from the fixture logs in tests/data.
 """
 
 import math
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import bench_report
+from bench import bench_report
 from fp8suite.logs import parse as logparse
 # These tests compare the serial and the two-process parse of one launch (restarts that
 # continue it included), so they read every log as one launch.

@@ -306,7 +306,6 @@ def test_problem_points_at_the_flag(tmp_path):
 
 def test_committed_matrices_pass_every_rule():
     """Part of the pre-flight: every run of every committed matrix passes Megatron's rules."""
-    root = Path(__file__).resolve().parents[1]
     for path in committed_matrices():
         _, runs = load(path)  # raises ConfigError on any problem
         for run in runs:

@@ -13,10 +13,8 @@ import json
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,16 +28,11 @@ from fp8suite.logs import nodes
 from fp8suite.common import paths
 from fp8suite.logs import runs
 from fp8suite.logs.parse import parse_log
+from helpers import free_port
 
 SCRIPT = REPO / "experiments" / "generated" / "train_llama3_8b_h200_fp8_cs.sh"
 RUN = SCRIPT.stem
 STANDIN = REPO / "tests" / "standins" / "fake_megatron.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launch_nodes(log_dir: Path, *args: str, nnodes: int = 2, **env) -> list:
@@ -292,8 +285,8 @@ def restamp(text: str) -> str:
 
 def generated_runs():
     """(name, [launch texts]) of one-log runs: every ending the resume tests write."""
-    from test_resume import Launch, T0, plan
-    from test_resume import launch_text as text_of
+    from helpers import Launch, T0, plan
+    from helpers import launch_text as text_of
 
     def launch_text(*args):
         return restamp(text_of(*args))
@@ -411,7 +404,7 @@ def test_without_times_node_logs_join_by_attempt_number(tmp_path):
 
 def test_the_queue_names_a_node_log_as_the_scripts_do(tmp_path):
     """run.py on node k > 0 (NODE_RANK=k) gives each run <run>.node<k>.log, not node 0's name."""
-    from test_run_queue import render_queue_matrix, run_cli, train_cmd
+    from helpers import render_queue_matrix, run_cli, train_cmd
     manifest = render_queue_matrix(tmp_path)
     for env, name in ((["--env", "NNODES=2", "--env", "NODE_RANK=1"], "fake_ok.node1.log"),
                       (["--env", "NNODES=2", "--env", "NODE_RANK=0"], "fake_ok.log")):
@@ -423,7 +416,7 @@ def test_the_queue_names_a_node_log_as_the_scripts_do(tmp_path):
 def crash_logs() -> tuple:
     """Node 0: arguments, then an NCCL error (its collectives failed); node 1: three
     iterations, then its worker's ValueError."""
-    from test_report_metrics import ITER
+    from helpers import ITER
     node0 = ("------------------------ arguments ------------------------\n"
              "  train_iters ..................................... 10\n"
              "-------------------- end of arguments ---------------------\n"
@@ -485,7 +478,7 @@ def test_the_queue_on_a_node_without_megatrons_end_lines(tmp_path, node, time_li
 
     from fp8suite.launch import local
     from fp8suite.logs.tail import LogTail
-    from test_report_metrics import ITER
+    from helpers import ITER
     log = tmp_path / f"r.node{node}.log"
     log.write_text("".join(ITER.format(ts=f"2026-11-23 04:00:0{it}.000000", it=it, total=10,
                                        samples=8 * it, ms=1000.0, tflops=100.0, lr=3e-4, gbs=8,

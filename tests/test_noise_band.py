@@ -16,7 +16,7 @@ import pytest
 
 import report
 from fp8suite.report import compare
-from test_report_metrics import SHAPE, groups_of, write_log
+from helpers import SHAPE, groups_of, write_log
 
 N = 120  # iterations: over MIN_ITERATIONS_FOR_LOSS, so loss comparisons are meaningful
 BASE = [4.0 - 0.01 * i for i in range(1, N + 1)]

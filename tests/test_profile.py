@@ -13,7 +13,7 @@ import pytest
 
 from fp8suite.logs import kernels
 from fp8suite.common import paths
-from test_run_queue import read_state, render_queue_matrix, run_cli, train_cmd
+from helpers import read_state, render_queue_matrix, run_cli, train_cmd
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from fp8suite.report import metrics
 from fp8suite.megatron import recipes
 from fp8suite.report import reference
 
-from test_render import CS, broken, run_render
+from helpers import CS, broken, run_render
 
 QUANTIZED = recipes.quantized()
 RECIPE_IDS = [r.name for r in recipes.RECIPES]
@@ -205,7 +205,7 @@ def test_reference_rows_accept_every_precision():
 
 
 def test_a_bf16_run_that_is_not_plain_bf16_is_no_baseline(tmp_path):
-    from test_report_metrics import write_log, groups_of
+    from helpers import write_log, groups_of
     args = {"seq_length": 2048, "world_size": 2, "data_parallel_size": 2, "micro_batch_size": 8}
     write_log(tmp_path / "nvfp4.log", [3.0] * 6, [1000] * 6, args=args)
     # The trimmed fixture's dump predates FP4: add Megatron 0.19's fp4 lines after fp8's.

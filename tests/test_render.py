@@ -1,7 +1,6 @@
 """The renderer: golden scripts, one test per pre-flight rule with its exact message,
 determinism, --check, and shell hygiene (bash -n, shellcheck) of every generated script."""
 
-import copy
 import json
 import os
 import shutil
@@ -16,59 +15,12 @@ from fp8suite.render import manifest
 from fp8suite.common import paths
 from fp8suite.config.matrix import load
 from fp8suite.render.templating import render_runs
+from helpers import BASE, CS, DELETE, broken, run_render
 
 GENERATED = REPO / "experiments" / "generated"
 MATRICES = committed_matrices()
 
 # A small valid matrix; each rule test breaks one thing in a copy of it.
-BASE = {
-    "name": "t",
-    "run_name": "r_{recipe}",
-    "target": {"gpu": "H100", "gpus_per_node": 8, "nodes": 1},
-    "env": {"CUDA_DEVICE_MAX_CONNECTIONS": 1},  # Megatron asserts it on Hopper with TP > 1
-    "data": {"mock_data": True, "vocab_size": 1024},
-    "megatron": {
-        "model": {"--num-layers": 4, "--hidden-size": 256, "--num-attention-heads": 8,
-                  "--seq-length": 128, "--max-position-embeddings": 128},
-        "training": {"--micro-batch-size": 1, "--global-batch-size": 16, "--train-iters": 10,
-                     "--lr": 0.001, "--use-distributed-optimizer": True},
-        "precision": {"--bf16": True},
-        "logging": {"--eval-interval": 5, "--eval-iters": 1},
-    },
-    "axes": {"recipe": {
-        "bf16": {},
-        "cs": {"megatron": {"precision": {"--fp8-format": "hybrid", "--fp8-recipe": "tensorwise"}}},
-    }},
-}
-
-
-def run_render(tmp_path, capsys, matrix, *extra):
-    path = tmp_path / "m.yaml"
-    path.write_text(matrix if isinstance(matrix, str) else yaml.safe_dump(matrix, sort_keys=False))
-    out = tmp_path / "gen"
-    code = render.main([str(path), "--out", str(out), *extra])
-    err = capsys.readouterr().err
-    lines = [line.split("m.yaml: ", 1)[1] for line in err.splitlines() if "m.yaml: " in line]
-    return code, lines, out
-
-
-def broken(**changes):
-    """BASE with dotted-path changes applied; a value of DELETE removes the key."""
-    m = copy.deepcopy(BASE)
-    for dotted, value in changes.items():
-        keys = dotted.split("/")
-        node = m
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        if value is DELETE:
-            node.pop(keys[-1])
-        else:
-            node[keys[-1]] = value
-    return m
-
-
-DELETE = object()
-CS = "axes/recipe/cs/megatron/precision"
 
 
 def test_base_matrix_is_valid(tmp_path, capsys):

@@ -7,7 +7,6 @@ with clock steps, and files that must not stop the report.
 """
 
 import json
-import math
 import random
 import re
 import time
@@ -603,7 +602,7 @@ def test_sidecar_records_the_cuda_versions(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("variant", ["clean", "garbled", "other-order", "restarts", "prefixed"])
 def test_two_process_scan_gives_the_serial_parse(tmp_path, monkeypatch, variant):
-    import bench_report
+    from bench import bench_report
     from fp8suite.logs import parse as logparse
     path = tmp_path / "big.log"
     if variant in ("clean", "garbled", "other-order"):

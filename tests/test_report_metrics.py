@@ -7,25 +7,16 @@ test_iteration_template_is_the_real_format).
 
 import json
 import math
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 import report
-from fp8suite.report import compare
 from fp8suite.report import markdown
 from fp8suite.report import metrics
-from fp8suite.logs import runs
+from helpers import ITER, REAL, SHAPE, groups_of, write_log
 
-FIX = Path(__file__).parent / "data" / "logs" / "megatron019"
-REAL = (FIX / "bf16.log").read_text()
 
-ITER = (" [{ts}] iteration {it:8d}/{total:8d} | consumed samples: {samples:12d} |"
-        " elapsed time per iteration (ms): {ms:.1f} | throughput per GPU (TFLOP/s/GPU): {tflops:.1f} |"
-        " learning rate: {lr:.6E} | global batch size: {gbs:5d} | lm loss: {loss:.6E} |"
-        " loss scale: {scale:.1f} | grad norm: {gnorm:.3f} | number of skipped iterations: {skip:3d} |"
-        " number of nan iterations: {nan:3d} |")
 H100 = "NVIDIA H100 80GB HBM3"
 
 
@@ -36,46 +27,7 @@ def test_iteration_template_is_the_real_format():
     assert line + "\n" in REAL
 
 
-def set_arg(text: str, name: str, value) -> str:
-    if f"  {name} ." not in text:  # not in the trimmed dump: add it
-        end = text.index("-------------------- end of arguments")
-        return text[:end] + f"  {name} {'.' * (48 - len(name))} {value}\n" + text[end:]
-    start = text.index(f"  {name} .")
-    end = text.index("\n", start)
-    return text[:start] + f"  {name} {'.' * (48 - len(name))} {value}" + text[end:]
-
-
-def write_log(path: Path, losses, ms, tflops=None, args=None, gbs=16, end="done", gpu=None):
-    """A Megatron 0.19 log: the real start-up with `args` set, then one line per iteration."""
-    head = REAL[:REAL.index(" [2026-11-23 04:01:35.321753] iteration")]
-    args = {"global_batch_size": gbs, "train_iters": len(losses), **(args or {})}
-    for name, value in args.items():
-        head = set_arg(head, name, value)
-    t = datetime(2026, 11, 23, 4, 0, 0)
-    lines = []
-    for i, (loss, t_ms) in enumerate(zip(losses, ms), 1):
-        t += timedelta(milliseconds=t_ms if math.isfinite(t_ms) else 0)
-        lines.append(ITER.format(ts=t.isoformat(" ", "microseconds"), it=i, total=args["train_iters"],
-                                 samples=i * gbs, ms=t_ms, tflops=(tflops or [100.0] * i)[i - 1],
-                                 lr=3e-4, gbs=gbs, loss=loss, scale=1.0, gnorm=1.0, skip=0, nan=0))
-    tail = {"done": f"[after training is done] datetime: {t.isoformat(' ', 'microseconds')} \n",
-            "cut": ""}.get(end, end)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(head + "\n".join(lines) + "\n" + tail)
-    if gpu:
-        path.with_name(path.stem + ".meta.json").write_text(json.dumps(
-            {"run": path.stem, "exit_code": 0, "environment": {"gpu": {"name": gpu, "count": 2}}}))
-
-
-def groups_of(directory, warmup=3, baseline=None):
-    return compare.build_groups(runs.load_runs(runs.find_logs([str(directory)]), {}), warmup,
-                                baseline)
-
-
 # --- speed ---------------------------------------------------------------------------------
-
-SHAPE = {"seq_length": 2048, "world_size": 2, "data_parallel_size": 2, "micro_batch_size": 8,
-         "eval_interval": 1000}
 
 
 def test_speedup_tokens_and_mfu_by_hand(tmp_path):

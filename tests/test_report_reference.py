@@ -3,7 +3,7 @@
 import pytest
 
 import report
-from test_report_metrics import write_log
+from helpers import write_log
 
 REFERENCE = """\
 source: a published table

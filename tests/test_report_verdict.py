@@ -18,7 +18,7 @@ from fp8suite.report import columns
 from fp8suite.report import metrics
 from fp8suite.report import summary
 from fp8suite.report import verdict
-from test_report_metrics import SHAPE, groups_of, write_log
+from helpers import SHAPE, groups_of, write_log
 
 FP8 = {"fp8": "hybrid", "fp8_recipe": "tensorwise"}
 

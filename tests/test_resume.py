@@ -16,10 +16,8 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -29,108 +27,7 @@ from fp8suite.report import metrics
 from fp8suite.logs import resume
 from fp8suite.logs import runs
 from fp8suite.logs.parse import parse_log
-from test_report_metrics import ITER, REAL, set_arg
-
-CKPT = "/lustre/ckpt/conv_llama_bf16_s1234"
-T0 = datetime(2026, 11, 23, 4, 0, 0)
-GBS = 16
-
-
-def loss_of(it: int, lost: bool = False) -> float:
-    return 10.0 - it / 100 + (1.0 if lost else 0.0)
-
-
-@dataclass
-class Launch:
-    """One launch: it logs iterations first..last, saves at `saves`, ends with `end`."""
-
-    first: int
-    last: int
-    saves: list
-    end: str  # "done", "exit-duration", "slurm-time-limit", "killed", "crashed"
-    start: datetime  # wall-clock of its first iteration's start
-    load: Optional[int] = None  # the checkpoint iteration it loaded
-    load_dir: str = CKPT
-    cut_mid_line: bool = False
-    lost_after: Optional[int] = None  # rows past this iteration are lost (a later launch redoes them)
-    save_dir: str = CKPT
-    extra: dict = field(default_factory=dict)
-    nan_at: tuple = ()  # iterations whose loss is NaN
-    max_allocated_mb: float = 60000.0  # report_memory's peak after its first iteration
-
-
-def launch_text(ln: Launch, planned: int, seed: int = 1234, bf16: bool = True) -> str:
-    args = {"global_batch_size": GBS, "train_iters": planned, "seed": seed, "save": ln.save_dir,
-            "load": ln.load_dir, "save_interval": 1000, "eval_interval": 1000,
-            "exit_duration_in_mins": 30, "seq_length": 2048, **ln.extra}
-    head = REAL[:REAL.index(" [2026-11-23 04:01:35.321753] iteration")]
-    for name, value in args.items():
-        head = set_arg(head, name, value)
-    if ln.load is not None:
-        built = head.index("[after model, optimizer, and learning rate scheduler are built]")
-        head = (head[:built]
-                + f" loading distributed checkpoint from {ln.load_dir} at iteration {ln.load}\n"
-                + f"  successfully loaded checkpoint from {ln.load_dir} "
-                  f"[ t 1/1, gtp_remat 1/1, p 1/1 ] at iteration {ln.load}\n"
-                + head[built:])
-    lines = []
-    t = ln.start
-    for it in range(ln.first, ln.last + 1):
-        lost = ln.lost_after is not None and it > ln.lost_after
-        ms = 5000.0 if lost else 1000.0
-        t += timedelta(milliseconds=ms)
-        stamp = t.isoformat(" ", "microseconds")
-        lines.append(ITER.format(ts=stamp, it=it, total=planned, samples=it * GBS, ms=ms,
-                                 tflops=100.0, lr=3e-4, gbs=GBS,
-                                 loss=math.nan if it in ln.nan_at else loss_of(it, lost),
-                                 scale=1.0, gnorm=1.0, skip=0, nan=0))
-        if it == ln.first:
-            lines.append(f"[Rank 0] (after {it} iterations) memory (MB) | allocated: 50000.00 | "
-                         f"max allocated: {ln.max_allocated_mb:.2f} | reserved: 70000.00 | "
-                         "max reserved: 72000.00")
-        if it in ln.saves:
-            lines.append(f"[{stamp}] saving checkpoint at iteration {it:7d} to {ln.save_dir} "
-                         "in torch_dist format")
-            lines.append(f"  [{stamp}] successfully saved checkpoint from iteration {it:7d} to "
-                         f"{ln.save_dir} [ t 1/1, gtp_remat 1/1, p 1/1 ]")
-    stamp = t.isoformat(" ", "microseconds")
-    tail = {
-        "done": f"[after training is done] datetime: {stamp} \n",
-        "exit-duration": f"[exiting program after 30.0166 minutes] datetime: {stamp} \n",
-        "slurm-time-limit": "slurmstepd: error: *** JOB 812345 ON node-a CANCELLED AT "
-                            f"{t.isoformat(timespec='seconds')} DUE TO TIME LIMIT ***\n",
-        "killed": "",
-        "crashed": ("[rank0]: Traceback (most recent call last):\n"
-                    "[rank0]:   File \"/workspace/pretrain_entry.py\", line 57, in <module>\n"
-                    "[rank0]: RuntimeError: CUDA error: an illegal memory access was "
-                    "encountered\n"),
-    }[ln.end]
-    text = head + "\n".join(lines) + "\n" + tail
-    if ln.cut_mid_line:
-        text = text.rstrip("\n")[:-40]  # killed while writing its last line
-    return text
-
-
-def plan(saves_at: list, lost: list, gaps_s: list, planned: int, ends: list) -> list:
-    """Launches of one run: launch k ends at saves_at[k] + lost[k] (the last at `planned`),
-    after saving at saves_at[k]; launch k + 1 loads saves_at[k] and starts gaps_s[k] seconds
-    after launch k's last line (negative: the clock went back)."""
-    out, first, t = [], 1, T0
-    for k, end in enumerate(ends):
-        if k < len(saves_at):
-            last = saves_at[k] + lost[k]
-            ln = Launch(first, last, [saves_at[k]], end, t, lost_after=saves_at[k])
-        else:
-            ln = Launch(first, planned, [], end, t)
-        if k:
-            ln.load = saves_at[k - 1]
-        out.append(ln)
-        span = sum(5.0 if ln.lost_after is not None and it > ln.lost_after else 1.0
-                   for it in range(ln.first, ln.last + 1))
-        if k < len(saves_at):
-            t = t + timedelta(seconds=span + gaps_s[k])
-            first = saves_at[k] + 1
-    return out
+from helpers import CKPT, Launch, T0, launch_text, loss_of, plan
 
 
 def write(folder: Path, names: list, launches: list, planned: int, **kw) -> None:

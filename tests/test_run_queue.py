@@ -18,44 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import REPO
-
-RUN = REPO / "tools" / "run.py"
-STANDIN = REPO / "tests" / "standins" / "fake_megatron.py"
-MATRIX = REPO / "tests" / "data" / "queue_matrix.yaml"
-
-
-def render_queue_matrix(tmp: Path) -> Path:
-    """Render the test matrix under tmp, logs in tmp/logs; returns the manifest."""
-    data = yaml.safe_load(MATRIX.read_text())
-    data["log_dir"] = str(tmp / "logs")
-    data["triton_cache_dir"] = str(tmp / "triton")
-    matrix = tmp / "queue_matrix.yaml"
-    matrix.write_text(yaml.safe_dump(data, sort_keys=False))
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "render.py"), str(matrix),
-                          "--out", str(tmp / "generated")], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return tmp / "generated" / "queue_matrix.manifest.json"
-
-
-def train_cmd(sleep: float = 0.01, *extra: str) -> str:
-    return f"{sys.executable} {STANDIN} --fake-sleep {sleep} {' '.join(extra)}".strip()
-
-
-def run_cli(*args: str, train: str | None = None, timeout: float = 60,
-            env: dict | None = None) -> subprocess.CompletedProcess:
-    environ = dict(os.environ, **(env or {}))
-    environ.pop("TRAIN_CMD", None)
-    if train is not None:
-        environ["TRAIN_CMD"] = train
-    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True,
-                          timeout=timeout, env=environ, cwd=REPO)
-
-
-def read_state(logs: Path) -> dict:
-    return json.loads((logs / "runs.json").read_text())["runs"]
+from helpers import RUN, read_state, render_queue_matrix, run_cli, train_cmd
 
 
 def group_gone(pgid: int, within: float = 10) -> bool:

@@ -139,7 +139,7 @@ def test_interrupt_keeps_log_and_records_it(launch):
 def test_triton_cache_too_little_space(launch, tmp_path):
     import render
     import yaml
-    from test_render import BASE
+    from helpers import BASE
 
     matrix = tmp_path / "m.yaml"
     matrix.write_text(yaml.safe_dump({**BASE, "min_free_gb": 10 ** 9}))
@@ -152,7 +152,7 @@ def test_triton_cache_too_little_space(launch, tmp_path):
 def test_wandb_flags_and_key_from_the_environment_only(launch, tmp_path):
     import render
     import yaml
-    from test_render import BASE
+    from helpers import BASE
 
     matrix = tmp_path / "m.yaml"
     matrix.write_text(yaml.safe_dump({**BASE, "wandb": {"project": "fp8 study", "entity": "team"}}))

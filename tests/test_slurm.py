@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,8 @@ import yaml
 
 from conftest import REPO
 from fp8suite.logs.parse import parse_log
-from test_run_queue import MATRIX, read_state, render_queue_matrix, run_cli, train_cmd
+from helpers import MATRIX, read_state, render_queue_matrix, run_cli, train_cmd
+from helpers import free_port
 
 REQUIRED = os.environ.get("FP8SUITE_REQUIRE_SLURM") == "1"
 
@@ -152,10 +152,6 @@ def test_resubmitting_skips_queued_jobs_and_cancel_stops_them(manifest, tmp_path
     assert scontrol_job(job).get("JobState") in ("CANCELLED", "COMPLETING", None)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
 
 
 def render_nodes_matrix(tmp_path, nodes: int, gpus_per_node: int):

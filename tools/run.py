@@ -43,6 +43,7 @@ from fp8suite.common import paths
 from fp8suite.launch import plan
 from fp8suite.common.errors import ConfigError, SlurmUnavailable, WriteFailed  # noqa: E402
 from fp8suite.config.matrix import load as load_matrix  # noqa: E402
+from fp8suite.megatron.flags import DEFAULT_MEGATRON_CORE
 from fp8suite.launch.base import minutes, seconds  # noqa: E402
 from fp8suite.common.version import add_version_option  # noqa: E402
 from fp8suite.launch.progress import Display, summary  # noqa: E402
@@ -226,7 +227,7 @@ def recheck_launch(selected, extra: list[str], env: dict[str, str]) -> None:
                 except ConfigError as err:  # plan.load already refuses a stale render
                     raise plan.UsageError(*(str(x) for x in err.problems)) from None
         runs = [expanded[run.name] for _, run in selected if run.name in expanded]
-        version = next((r.settings.target.megatron_core for r in runs), "0.19.2")
+        version = next((r.settings.target.megatron_core for r in runs), DEFAULT_MEGATRON_CORE)
         problems = launch_check.problems(runs, extra, env, version)
     if problems:
         raise plan.UsageError(*problems)

@@ -24,8 +24,6 @@ from ..common.errors import ConfigError, Problem, did_you_mean
 from ..megatron.flags import FLAG_NAME, FlagSpec, load_snapshot, tokens
 from .schema import ExpandedRun, Matrix, Origin, Settings
 
-Run = ExpandedRun
-"""Former name of `schema.ExpandedRun`, kept for code that imports it from here."""
 
 # Names are matched whole (re.fullmatch): `$` would accept a final newline.
 RUN_NAME = limits.NAME

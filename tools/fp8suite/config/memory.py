@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from ..megatron import recipes
-from ..megatron.flags import flag_int
+from ..megatron.flags import DEFAULT_MEGATRON_CORE, flag_int
 
 GIB = 2**30
 
@@ -402,7 +402,7 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
 
 def for_run(run: Any, extra_args: Optional[list[str]] = None,
             env: Optional[Mapping[str, str]] = None) -> Optional[tuple[Estimate, Verdict]]:
-    """Estimate and verdict of a matrix run (fp8suite.config.matrix.Run), with launch overrides:
+    """Estimate and verdict of a matrix run (fp8suite.config.schema.ExpandedRun), with launch overrides:
     Megatron args given after `--` and GPUS_PER_NODE / NNODES from `env`.
     None when the run's vocabulary size is not known (real data without data.vocab_size) or
     its shape is incomplete."""
@@ -414,7 +414,7 @@ def for_run(run: Any, extra_args: Optional[list[str]] = None,
 
 def for_entry(entry: Mapping[str, Any], extra_args: Optional[list[str]] = None,
               env: Optional[Mapping[str, str]] = None,
-              megatron_core: str = "0.19.2") -> Optional[tuple[Estimate, Verdict]]:
+              megatron_core: str = DEFAULT_MEGATRON_CORE) -> Optional[tuple[Estimate, Verdict]]:
     """The same for a run's manifest entry (experiments/generated/<matrix>.manifest.json)."""
     flags = flags_from_argv(entry["megatron_args"], _switches(megatron_core))
     return _for(flags, entry["gpu"], entry["gpus_per_node"], entry["nodes"],

@@ -745,7 +745,7 @@ def context(run: "Run") -> Context:
     fusion = s.gradient_accumulation_fusion != "off" and not run.flags.get("--no-gradient-accumulation-fusion")
     return Context(
         f=Flags(run.flags), world_size=s.target.gpus_per_node * s.target.nodes, gpu=s.target.gpu,
-        transformer_engine=tuple(int(x) for x in re.findall(r"\d+", str(s.target.transformer_engine))[:2]) or (0,),
+        transformer_engine=recipes.version(s.target.transformer_engine),
         env={k: _env(v) for k, v in s.env.items()}, gradient_accumulation_fusion=fusion)
 
 

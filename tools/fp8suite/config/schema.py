@@ -31,7 +31,7 @@ from typing import Any, Optional, Union
 
 from ..megatron import recipes
 from ..common.errors import Problem, did_you_mean
-from ..megatron.flags import flag_int
+from ..megatron.flags import DEFAULT_MEGATRON_CORE, flag_int
 
 Scalar = Union[str, int, float, bool]
 
@@ -58,7 +58,7 @@ class Target:
     cuda: str = "13.0"
     """CUDA version on the target machines; each recipe's minimum is in recipes.py."""
 
-    megatron_core: str = "0.19.2"
+    megatron_core: str = DEFAULT_MEGATRON_CORE
     """megatron-core version; when a flag snapshot of it exists in tools/fp8suite/data/,
     every Megatron flag and value is checked against that parser's real flag set."""
 

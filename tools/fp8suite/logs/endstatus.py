@@ -164,7 +164,7 @@ def _ending(buf, seg_start, tail, tracebacks, last_it, planned, args,
     if (slurm is not None or node_fail is not None) and not after_task_failed:
         due = slurm.group(1).decode().strip() if slurm is not None and slurm.group(1) else ""
         if done_at >= 0 and all_done:
-            return completed([f"Slurm cancelled the job after training was done"
+            return completed(["Slurm cancelled the job after training was done"
                               + (f" ({due.lower()})" if due else "")])
         if due == "TIME LIMIT":
             return ended(S.TIME_LIMIT, f"Slurm cancelled the job at its time limit ({progress()})")

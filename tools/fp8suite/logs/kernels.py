@@ -296,9 +296,6 @@ def breakdown(table: dict, fp8_run: bool) -> dict[str, float]:
     return {name: value / steps for name, value in ms.items()}
 
 
-def top_kernels(table: dict, category: str, fp8_run: bool, n: int = 5) -> list[dict]:
-    """The n largest kernel-table rows that :func:`classify` puts in ``category``."""
-    return [k for k in table["kernels"] if classify(k["name"], k.get("op", ""), fp8_run) == category][:n]
 
 
 MAX_TABLE_BYTES = 64 * 1024 * 1024

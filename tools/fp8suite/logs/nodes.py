@@ -38,7 +38,7 @@ from typing import Optional
 from ..megatron import logvocab as V
 from ..common import paths
 from ..common import status as S
-from .parse import ParsedLog, parse_log
+from .parse import parse_log
 
 SLACK_S = 300.0
 """Seconds two launches' times may lie apart and still be one launch (a node that started or

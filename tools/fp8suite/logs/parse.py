@@ -29,7 +29,7 @@ Design, for speed (hundreds of MB per log) and robustness (a log never stops a r
 * A large log is read by two processes, each over its own range (every line kind: iterations,
   dumps, validation, memory, checkpoints); the forked one starts where a chunk starts, so the
   result is exactly one process's, and hands its rows back as arrays through shared memory.
-  `tools/bench_report.py` measures the rate.
+  `tests/bench/bench_report.py` measures the rate.
 * Open grammar: a line whose fields are whole keeps its numeric fields; a derivative's
   non-numeric field (`elapsed time: 1d 6h 54m 11s`) is ignored. A line counts as garbled only
   when another line's text is glued into it: text before its anchor, a field that is no
@@ -59,9 +59,8 @@ from typing import Optional
 from ..megatron import logformats
 from ..megatron import logvocab as V
 from ..common import status as S
-from ..megatron.logvocab import FAST_KEYS, arg_int, arg_value  # noqa: F401  (re-exported)
+from ..megatron.logvocab import FAST_KEYS, arg_int
 from .endstatus import Status, find_status, last_iteration_before
-from ..common.status import LOG_STATUSES as STATUSES  # noqa: F401  (re-exported)
 
 _CHUNK = 1 << 20  # bytes per chunk of the iteration scan; only mismatching chunks go slow
 
@@ -530,7 +529,7 @@ PARALLEL_MIN_BYTES = 16 << 20
 # The forked child's share of the log. Both processes read their range at the same rate; the
 # child then packs its rows for the parent while the parent gathers its own into columns,
 # about the same work, so each takes half and both finish about together (measured with
-# tools/bench_report.py). The child's range starts at the chunk that holds this point.
+# tests/bench/bench_report.py). The child's range starts at the chunk that holds this point.
 _CHILD_SHARE = 0.5
 
 

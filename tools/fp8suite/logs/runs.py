@@ -54,7 +54,7 @@ from ..common.paths import shown_name
 from ..common import status as S
 from ..common.errors import UsageError
 from ..megatron.logvocab import arg_int
-from .parse import ParsedLog, Status, Steps, parse_log
+from .parse import ParsedLog, Status, Steps
 from .stream import read_log
 
 

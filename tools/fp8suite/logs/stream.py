@@ -320,7 +320,7 @@ def _read_launch(f, start: int, end: int, block: int) -> P.ParsedLog:
     args = P._parse_args(last_dump, 0) if last_dump is not None else {}
     era = logformats.detect(head, args)
     args = logformats.in_core_words(args)
-    interval = P.arg_int(args, "log_interval")
+    interval = V.arg_int(args, "log_interval")
     P._drop_skipped(rows, interval)
     steps, segments, repeated = P._build_steps(rows, interval)
     planned = P._planned_iterations(text, args)

@@ -21,6 +21,10 @@ from typing import Any, Optional
 from ..common.errors import did_you_mean
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+
+DEFAULT_MEGATRON_CORE = "0.19.2"
+"""The megatron-core release a matrix targets when it names none (`target.megatron_core`): the
+one whose flag snapshot and assertions ship in data/."""
 FLAG_NAME = re.compile(r"^--[A-Za-z0-9][A-Za-z0-9-]*$")
 _INT = re.compile(r"^[+-]?\d+$")
 

@@ -22,6 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
+from packaging.version import InvalidVersion
+from packaging.version import Version as Release
+
 from .flags import flag_int
 
 Version = tuple[int, ...]
@@ -509,8 +512,13 @@ def peaks_text(gpu_names) -> str:
 
 
 def version(text: Any) -> Version:
-    """The first two numbers of a version text: "2.20.0" -> (2, 20); (0,) when none."""
-    return tuple(int(x) for x in re.findall(r"\d+", str(text))[:2]) or (0,)
+    """(major, minor) of a version text as packaging reads it (PEP 440): "2.20.0" -> (2, 20),
+    "2.20.2+cu130" -> (2, 20), "13" -> (13,); (0,) when the text is no version."""
+    try:
+        release = Release(str(text).strip()).release
+    except InvalidVersion:
+        return (0,)
+    return tuple(release[:2])
 
 
 def _dotted(v: Version) -> str:

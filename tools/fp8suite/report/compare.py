@@ -53,7 +53,7 @@ from typing import Optional
 from . import metrics
 from ..megatron import recipes
 from ..common import status as S
-from ..megatron.logvocab import arg_int, arg_value
+from ..megatron.logvocab import SAMPLES, arg_int
 from ..logs.runs import LoggedRun
 
 
@@ -357,7 +357,7 @@ def time_to_target(run: LoggedRun, window: int, target: float, warmup: int = 0,
     seconds = 0.0
     samples = None
     for it, ms, n, cs, keep in zip(steps.iterations, steps.column(metrics.ITER_MS), lengths,
-                                   steps.column(metrics.SAMPLES), timed):
+                                   steps.column(SAMPLES), timed):
         if it > hit:
             break
         if not keep and median_ms is not None:

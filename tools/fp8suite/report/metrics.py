@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Optional
 from ..megatron import recipes
 from ..common import status as S
 from ..megatron.logvocab import (FP8_SUB_BACKEND, FUSED_SUB_BACKENDS, GBS, ITER_MS, LOSS, MAX_ALLOCATED,
-                       MAX_RESERVED, NAN_EXIT_CODES, SAMPLES, TFLOPS, VAL_LOSS, arg_int, arg_value,
+                       MAX_RESERVED, NAN_EXIT_CODES, TFLOPS, VAL_LOSS, arg_int, arg_value,
                        mock_data)
 
 if TYPE_CHECKING:

@@ -22,20 +22,20 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
 from fp8suite.common.errors import exit_status  # noqa: E402
 from fp8suite.logs.parse import parse_log  # noqa: E402
 from fp8suite.megatron.logvocab import DONE  # noqa: E402
 from fp8suite.common.version import add_version_option  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "tests" / "data" / "logs" / "megatron019" / "bf16.log"
 GOAL_MB_S = 100.0
 
 EPILOG = """examples:
-  python tools/bench_report.py                 # three scenarios of 300 MB each
-  python tools/bench_report.py --size-mb 50 --repeat 1
+  python tests/bench/bench_report.py                 # three scenarios of 300 MB each
+  python tests/bench/bench_report.py --size-mb 50 --repeat 1
 """
 
 _ITERATION = re.compile(rb"iteration +\d+/ *\d+ \|")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark `tools/report.py` on huge logs: wall-clock time and peak RSS per log size.
 
-Generates valid megatron-core 0.19 logs (tools/bench_report.py's generator: the real start-up,
+Generates valid megatron-core 0.19 logs (tests/bench/bench_report.py's generator: the real start-up,
 arguments dump and iteration lines of tests/data/logs/megatron019/bf16.log, repeated with
 changing iteration numbers) of each size in a temporary folder, and optionally a sparse file of
 NUL bytes, then runs the whole report CLI on each in a child process and prints its wall time
@@ -9,8 +9,8 @@ and its peak resident memory (the child's `ru_maxrss`, Linux: KiB). A benchmark,
 nothing is asserted; the goal (issue 30) is a 2 GB log under 1.5 GB peak RSS with time linear
 in size.
 
-    python bench/huge_logs.py                      # 20 MB and 200 MB
-    python bench/huge_logs.py --sizes-mb 20 200 2000 --nul-gb 8
+    python tests/bench/huge_logs.py                      # 20 MB and 200 MB
+    python tests/bench/huge_logs.py --sizes-mb 20 200 2000 --nul-gb 8
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))
 
 import bench_report  # noqa: E402

@@ -16,9 +16,9 @@ Three benches, each printing its goal figures:
              Megatron), the orphaned run left to finish on its own, then run.py --resume ->
              lost logs, corrupt status files, completed runs trained again
 
-    python tools/fuzz_matrix.py                 # the full goal run (a few minutes)
-    python tools/fuzz_matrix.py --quick         # a sample of each bench (the test suite runs this)
-    python tools/fuzz_matrix.py --bench kills --kills 40 --seed 7
+    python tests/fuzz/fuzz_matrix.py                 # the full goal run (a few minutes)
+    python tests/fuzz/fuzz_matrix.py --quick         # a sample of each bench (the test suite runs this)
+    python tests/fuzz/fuzz_matrix.py --bench kills --kills 40 --seed 7
 
 Exit status: 0 every goal met, 1 some goal missed (the failing cases are listed).
 """
@@ -48,7 +48,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-TOOLS = Path(__file__).resolve().parent
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
 ROOT = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 
