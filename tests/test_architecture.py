@@ -111,7 +111,7 @@ def test_no_import_cycle_in_the_library():
 
 
 HOMES = ("fp8suite.common.errors", "fp8suite.common.paths", "fp8suite.megatron.recipes", "fp8suite.common.clock",
-         "fp8suite.megatron.flags")
+         "fp8suite.megatron.flags", "fp8suite.common.fileio")
 
 
 @pytest.mark.parametrize("leaf", HOMES)

@@ -417,7 +417,7 @@ def ttt_words(g, v) -> str:
     if v.ttt_verdict == "not reached":
         return "not reached"
     return f"{v.ttt_verdict} (outside the {band})" if g.ttt_band is not None else \
-        f"{v.ttt_verdict} ({band}: one BF16 seed)"
+        f"{v.ttt_verdict} ({band}: fewer than two BF16 seeds reach the target)"
 
 
 def _breakdown_table(g, profiled: list) -> list:
@@ -514,9 +514,9 @@ def _relative(value, reference, less: str = "sooner", more: str = "later") -> st
     if not value or not reference:
         return BLANK
     change = value / reference - 1
-    if abs(change) < 0.005:
+    if change == 0:
         return "as soon as the baseline" if less == "sooner" else "as many"
-    return f"{abs(change):.0%} {less if change < 0 else more}"
+    return f"{abs(change):.{1 if abs(change) < 0.005 else 0}%} {less if change < 0 else more}"
 
 
 # --- one run -------------------------------------------------------------------------------
