@@ -28,17 +28,19 @@ STANDIN = REPO / "tests" / "standins" / "fake_megatron.py"
 MATRIX = REPO / "tests" / "data" / "queue_matrix.yaml"
 
 
-def render_queue_matrix(tmp: Path) -> Path:
-    """Render the test matrix under tmp, logs in tmp/logs; returns the manifest."""
+def render_queue_matrix(tmp: Path, name: str = "queue_matrix", **target) -> Path:
+    """Render the test matrix under tmp (as <name>.yaml, `target` fields such as nodes= or
+    gpus_per_node= changed), logs in tmp/logs; returns the manifest."""
     data = yaml.safe_load(MATRIX.read_text())
+    data["target"].update(target)
     data["log_dir"] = str(tmp / "logs")
     data["triton_cache_dir"] = str(tmp / "triton")
-    matrix = tmp / "queue_matrix.yaml"
+    matrix = tmp / f"{name}.yaml"
     matrix.write_text(yaml.safe_dump(data, sort_keys=False))
     out = subprocess.run([sys.executable, str(REPO / "tools" / "render.py"), str(matrix),
                           "--out", str(tmp / "generated")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    return tmp / "generated" / "queue_matrix.manifest.json"
+    return tmp / "generated" / f"{name}.manifest.json"
 
 
 def train_cmd(sleep: float = 0.01, *extra: str) -> str:

@@ -156,16 +156,7 @@ def test_resubmitting_skips_queued_jobs_and_cancel_stops_them(manifest, tmp_path
 
 def render_nodes_matrix(tmp_path, nodes: int, gpus_per_node: int):
     """The queue test matrix with `target: {nodes, gpus_per_node}`, rendered under tmp_path."""
-    data = yaml.safe_load(MATRIX.read_text())
-    data["target"].update(nodes=nodes, gpus_per_node=gpus_per_node)
-    data["log_dir"] = str(tmp_path / "logs")
-    data["triton_cache_dir"] = str(tmp_path / "triton")
-    matrix = tmp_path / "nodes_matrix.yaml"
-    matrix.write_text(yaml.safe_dump(data, sort_keys=False))
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "render.py"), str(matrix),
-                          "--out", str(tmp_path / "generated")], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return tmp_path / "generated" / "nodes_matrix.manifest.json"
+    return render_queue_matrix(tmp_path, "nodes_matrix", nodes=nodes, gpus_per_node=gpus_per_node)
 
 
 @pytest.mark.parametrize("gpus_per_node", [1, 2])
