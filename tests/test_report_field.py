@@ -231,3 +231,15 @@ def test_only_failed_attempts_mean_no_baseline(tmp_path):
     assert len(runs["train_bf16"]["attempts"]) == 3
     assert all(r["baseline"] is None for r in runs.values())
     assert data["comparisons"] == []
+
+
+@pytest.mark.parametrize("case, run", [("C01", "train_fp16"), ("C16", "gpt13b_fp8")])
+def test_a_precision_switch_is_never_a_setting_that_differs_besides_precision(tmp_path, case, run):
+    """The precision under comparison, whatever switch turns it on (--fp16; Megatron-LM 2023's
+    --fp8-hybrid), is not listed as a setting that differs besides precision: the run's speedup
+    is the recipe's, at equal settings."""
+    _, _, data = make_report(FIELD / case, tmp_path)
+    versus = next(c for c in data["comparisons"] if c["run"] == run)
+    assert versus["settings_differing"] == []
+    verdict = data["groups"][0]["verdict"]
+    assert verdict["fastest"] == run and verdict["fastest_overall"] in (None, "", run)

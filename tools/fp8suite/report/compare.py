@@ -53,6 +53,7 @@ from typing import Optional
 from . import metrics
 from ..megatron import recipes
 from ..common import status as S
+from ..megatron.logformats import FP8_2023_ARGS
 from ..megatron.logvocab import SAMPLES, arg_int
 from ..logs.runs import LoggedRun
 
@@ -219,10 +220,13 @@ _PATHLIKE = ("dir", "path", "save", "load", "tensorboard", "wandb")
 
 def _recipe_args(args: dict) -> set:
     """The arguments that make the run's recipe label (format, recipe, base precision, delayed
-    scaling's amax settings, FP8 attention); param gather and BF16 first/last layers stay listed
-    as settings."""
+    scaling's amax settings, FP8 attention), with every base precision's switch (`bf16`, `fp16`)
+    and the older releases' FP8 switches (`fp8_hybrid`, `fp8_e4m3`: logformats.FP8_2023_ARGS):
+    precision is what is compared, never a setting that differs besides it. Param gather and
+    BF16 first/last layers stay listed as settings."""
     names = recipes.arg_names(recipes.of_args(args))
-    return {names[0], names[1], *names[6:]}
+    base = {r.base_flag.lstrip("-").replace("-", "_") for r in recipes.RECIPES if r.base_flag}
+    return {names[0], names[1], *names[6:], *base, *FP8_2023_ARGS}
 
 
 # Arguments that do not change step time or memory: profiler, logging and run-length settings
