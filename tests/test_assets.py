@@ -2,12 +2,12 @@
 from `logs/` (the README's first command) and each `assets/<study>/report.md` from the command
 its third line quotes. Re-run that command after changing the report code or the logs."""
 
-import re
 import shlex
 
 import pytest
 
 import report
+from dev.rebuild_reports import COMMAND
 from conftest import REPO
 
 REPORTS = sorted(REPO.glob("assets/**/report.md"))
@@ -17,7 +17,7 @@ REPORTS = sorted(REPO.glob("assets/**/report.md"))
 def test_committed_report_is_current(committed_path, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPO)  # the report names its inputs as given: logs/...
     committed = committed_path.read_text().splitlines()
-    command = re.search(r"Produced by `python tools/report\.py (.*?)`", committed[2]).group(1)
+    command = COMMAND.search(committed[2]).group(1)
     args = shlex.split(command)
     if "--out" in args:  # the output folder goes to a scratch folder
         at = args.index("--out")
