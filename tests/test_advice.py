@@ -121,3 +121,12 @@ def test_a_malformed_table_entry_is_named(tmp_path, monkeypatch):
             advice.table()
     finally:
         advice.table.cache_clear()
+
+
+def test_missing_evidence_logs_say_so_instead_of_failing_render():
+    """A checkout without logs/ still renders: the advice says its figure is unavailable."""
+    entry = advice.Entry("x", "--fp8-param-gather", {}, "drop it", "logs/none/slow.log", "logs/none/fast.log")
+    assert entry.measured() is None
+    assert "measured cost unavailable (cited logs not found), logs/none/slow.log vs" in entry.line()
+    (record,) = advice.manifest_records([entry])
+    assert record["step_time_change"] is None and record["text"] == entry.line()

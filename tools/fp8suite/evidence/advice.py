@@ -85,12 +85,23 @@ class Entry:
 
     @property
     def measurement(self) -> Measurement:
+        """The cited logs' measurement; OSError when a log or its .meta.json is missing, ValueError
+        when a log has no timed iteration."""
         return measure(self.slower, self.faster)
 
+    def measured(self) -> Optional[Measurement]:
+        """The measurement, or None when the cited logs cannot be read (a checkout without logs/)."""
+        try:
+            return self.measurement
+        except (OSError, ValueError):
+            return None
+
     def line(self) -> str:
-        """The one-line advice: setting, measured cost with its conditions, logs, remedy."""
-        return (f"{self.setting}: {self.measurement.describe()}, {self.slower} vs {self.faster}; "
-                f"{' '.join(self.advice.split())}")
+        """The one-line advice: setting, measured cost with its conditions, logs, remedy. Without
+        the cited logs it says so instead of giving a figure."""
+        m = self.measured()
+        cost = m.describe() if m else "measured cost unavailable (cited logs not found)"
+        return f"{self.setting}: {cost}, {self.slower} vs {self.faster}; {' '.join(self.advice.split())}"
 
 
 @functools.lru_cache(maxsize=None)
@@ -210,7 +221,11 @@ def for_entry(entry: Mapping[str, Any], extra_args: Optional[list[str]] = None,
 
 
 def manifest_records(entries: list[Entry]) -> list[dict[str, Any]]:
-    """How the manifest records a run's advice: id, the measured change (rounded to 0.1%), the
-    logs and the line printed."""
-    return [{"id": e.id, "step_time_change": round(e.measurement.change, 3),
-             "logs": [e.slower, e.faster], "text": e.line()} for e in entries]
+    """How the manifest records a run's advice: id, the measured change (rounded to 0.1%; None
+    when the cited logs are missing), the logs and the line printed."""
+    records = []
+    for e in entries:
+        m = e.measured()
+        records.append({"id": e.id, "step_time_change": round(m.change, 3) if m else None,
+                        "logs": [e.slower, e.faster], "text": e.line()})
+    return records
