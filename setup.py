@@ -33,7 +33,7 @@ setup(
         ],
         # The corpus builder's converters (tools/fp8suite/corpus/markup.py) and the tokenizer tools.
         "data": ["tokenizers>=0.19", "transformers>=4.40", "beautifulsoup4>=4.11,<5",
-                 "docutils>=0.19,<1"],
+                 "docutils==0.19"],  # the version experiments/corpus.provenance.json records
         # tools/check_tracking.py: W&B offline runs and TensorBoard event files against the logs.
         "tracking": ["wandb>=0.17,<0.30", "tensorboard>=2.10"],  # 0.30 dropped the offline-run reader
         # tools/predict_speedup.py: fitting the speedup predictor (non-negative least squares).
