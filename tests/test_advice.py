@@ -113,11 +113,11 @@ def test_applies_when_conditions():
 
 def test_a_malformed_table_entry_is_named(tmp_path, monkeypatch):
     bad = tmp_path / "advice.yaml"
-    bad.write_text("- {id: x, setting: s, applies_when: {dp_min: 1}, advice: a, slower: l, faster: m}\n")
+    bad.write_text("- {id: x, setting: s, applies_when: {dp_minimum: 1}, advice: a, slower: l, faster: m}\n")
     monkeypatch.setattr(advice, "TABLE", bad)
     advice.table.cache_clear()
     try:
-        with pytest.raises(ValueError, match=r"\[0\]\.applies_when: unknown dp_min; known: flags_on"):
+        with pytest.raises(ValueError, match=r"\[0\]\.applies_when: unknown dp_minimum; known: flags_on"):
             advice.table()
     finally:
         advice.table.cache_clear()

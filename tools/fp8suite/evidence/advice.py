@@ -35,8 +35,8 @@ TABLE = Path(__file__).resolve().parents[1] / "data" / "advice.yaml"
 WARMUP = 3
 """Iterations left out of each median after a (re)start: the report's default (report.py --warmup)."""
 
-CONDITIONS = ("flags_on", "flags_off", "flag_values", "quantized", "architecture", "dp_max", "tp_min",
-              "nodes_max", "fusion")
+CONDITIONS = ("flags_on", "flags_off", "flag_values", "quantized", "architecture", "dp_min", "dp_max",
+              "tp_min", "nodes_max", "fusion")
 """The keys `applies_when` may hold."""
 
 
@@ -181,6 +181,7 @@ def applies(entry: Entry, facts: Facts) -> bool:
         all(str(f.str(flag)) == str(value) for flag, value in (when.get("flag_values") or {}).items()),
         "quantized" not in when or recipes.of_flags(facts.flags).recipe.quantized == bool(when["quantized"]),
         "architecture" not in when or (family is not None and family.architecture == when["architecture"]),
+        "dp_min" not in when or facts.dp >= int(when["dp_min"]),
         "dp_max" not in when or facts.dp <= int(when["dp_max"]),
         "tp_min" not in when or facts.tp >= int(when["tp_min"]),
         "nodes_max" not in when or facts.nodes <= int(when["nodes_max"]),
