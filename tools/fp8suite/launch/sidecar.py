@@ -23,13 +23,16 @@ from typing import Any, Optional
 
 from ..common import fileio
 from ..common.clock import now
+from ..megatron import envvars
 from .environment import describe
 
 
 def start(meta: Path, run: str, script: str, matrix: str, log: str, env: list[str],
           args: list[str]) -> dict[str, Any]:
     """Write the sidecar at `meta` as a run starts: the run, its script (and SHA-256), matrix,
-    log, launch overrides (env NAME=VALUE words, extra Megatron args) and the machine
+    log, launch overrides (env NAME=VALUE words, extra Megatron args), the process's
+    environment variables that can change speed or numerics (`launch_env`: megatron.envvars;
+    the launch scripts export the matrix's env before they call this) and the machine
     (environment.describe()); returns what was written."""
     data = {
         "run": run,
@@ -40,6 +43,7 @@ def start(meta: Path, run: str, script: str, matrix: str, log: str, env: list[st
         "started": now(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "overrides": {"args": args, "env": dict(item.split("=", 1) for item in env if "=" in item)},
+        "launch_env": envvars.settings(os.environ),
         "environment": describe(),
     }
     env = data["environment"]
