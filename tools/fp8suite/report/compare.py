@@ -55,6 +55,7 @@ from ..megatron import recipes
 from ..common import status as S
 from ..megatron.logformats import FP8_2023_ARGS
 from ..megatron.logvocab import SAMPLES, arg_int
+from ..logs import launchenv
 from ..logs.runs import LoggedRun
 
 
@@ -120,6 +121,7 @@ class Group:
     ttt_band: Optional[float] = None
     tokens_band: Optional[float] = None
     quiet_differences: list = field(default_factory=list)  # differences that leave speed alone
+    env_unknown: list = field(default_factory=list)  # runs whose launch environment is unknown
 
     def profiled(self) -> list:
         """The runs with a kernel table, in group order."""
@@ -194,6 +196,7 @@ def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = N
         every = differences(members)
         group.differences = [d for d in every if changes_speed(d[0])]
         group.quiet_differences = [d[0] for d in every if not changes_speed(d[0])]
+        group.env_unknown = [n for n, env in launch_envs(members).items() if env is None]
         group.caveats = caveats(summaries)
         _choose_baseline(group, baseline)
         try:
@@ -248,8 +251,52 @@ def changes_speed(setting: str) -> bool:
 
 
 def differences(runs: list[LoggedRun]) -> list:
-    """Arguments whose values differ between the runs besides the recipe and the seed:
-    [(name, [(value text, [run names])])], names sorted."""
+    """What differs between the runs besides the recipe and the seed:
+    [(name, [(value text, [run names])])]. First the arguments (names sorted); then the launch
+    environment variables that can change speed or numerics (`env NAME`, sorted; "(unset)"
+    where a run had none; runs whose environment is unknown left out: launchenv.launch_env);
+    then the GPU and software (launchenv.SOFTWARE: `gpu`, `driver`, `cuda`, `torch`,
+    `transformer_engine`, `megatron_core`, `apex`; runs whose sidecar does not say left out).
+    FP8 attention's environment (NVTE_DPA_FP8_RECIPE, NVTE_FP8_DPA_BWD) is a setting here,
+    not the precision compared."""
+    return _argument_differences(runs) + _env_differences(runs) + _software_differences(runs)
+
+
+def launch_envs(runs: list[LoggedRun]) -> dict:
+    """{run name: its launch environment's settings, None when unknown} (launchenv.launch_env)."""
+    return {r.name: launchenv.launch_env(r.sidecar, r.manifest) for r in runs}
+
+
+def _env_differences(runs: list[LoggedRun]) -> list:
+    known = [(n, env) for n, env in launch_envs(runs).items() if env is not None]
+    return _spread([(n, {f"env {k}": v for k, v in env.items()}) for n, env in known],
+                   "(unset)")
+
+
+def _software_differences(runs: list[LoggedRun]) -> list:
+    found = [(r.name, launchenv.software(r.sidecar)) for r in runs]
+    out = []
+    for name, _ in launchenv.SOFTWARE:
+        out += _spread([(n, {name: soft[name]}) for n, soft in found if name in soft], "")
+    return out
+
+
+def _spread(values_of: list, absent: str) -> list:
+    """[(key, [(value, [run names])])] of the keys whose values differ between the runs of
+    `values_of` ([(run name, {key: value})]); a run without a key has `absent` for it."""
+    if len(values_of) < 2:
+        return []
+    out = []
+    for k in sorted({k for _, d in values_of for k in d}):
+        values: dict = {}
+        for name, d in values_of:
+            values.setdefault(d.get(k, absent), []).append(name)
+        if len(values) > 1:
+            out.append((k, sorted(values.items())))
+    return out
+
+
+def _argument_differences(runs: list[LoggedRun]) -> list:
     dumps = [(r.name, r.log.args) for r in runs if r.log.args]
     if len(dumps) < 2:
         return []

@@ -73,8 +73,11 @@ the baseline's W) first reaches the baseline's final smoothed loss. Its band: th
 \\|other BF16 seed / baseline − 1\\| of the time (and of the tokens); a run inside the band \
 widened by one step is *same within noise*, else *sooner* or *later*.
 - *Settings that differ*: only arguments that can change step time or memory are listed \
-(profiler, logging and run-length settings are not); a speedup between runs that differ in one \
-mixes the recipe with the setting.
+(profiler, logging and run-length settings are not), with the launch environment variables \
+that can change speed or numerics (`env NAME`: NVTE_, NCCL_, CUDA_, PYTORCH_, TORCH_, \
+NVSHMEM_, CUBLAS, CUDNN, OMP_NUM_THREADS ...) and the GPU, driver, CUDA, torch, Transformer \
+Engine, megatron-core and apex versions of the sidecars; a speedup between runs that differ in \
+one mixes the recipe with the setting.
 - *Runtime*: the sum of the log's segments (one per launch: start of its first logged iteration \
 to its last iteration line); downtime between segments (a crash and its requeue) is shown \
 apart. Launch: the sidecar's started to ended. Memory: Megatron's peak over ranks, in GiB.
@@ -129,9 +132,15 @@ def _group(g, files: list, ref=None) -> list:
     out += _spread_lines(g)
     if g.caveats:
         out.append(f"**Loss comparisons not meaningful here**: {'; '.join(g.caveats)}.")
+    if g.env_unknown and len(g.runs) > 1:
+        which = ("every run" if len(g.env_unknown) == len(g.runs)
+                 else ", ".join(sorted(g.env_unknown)))
+        out.append(f"Launch environment unknown for {which} (a sidecar without `launch_env` "
+                   "whose launch script has changed or is gone since, or no sidecar): environment "
+                   "variables are compared only between runs that record them.")
     if g.differences:
         out += ["", "Settings that differ besides precision (those that can change step time "
-                    "or memory):", ""]
+                    "or memory: arguments, `env` variables, GPU and software):", ""]
         for key, values in g.differences:
             out.append(f"- `{key}`: " + "; ".join(
                 f"{_cell(v, False)} ({', '.join(names)})" for v, names in values))

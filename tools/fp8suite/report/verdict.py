@@ -140,8 +140,10 @@ def of(g) -> Verdict:
 
 def settings_of(g, name: str) -> tuple:
     """The run's values of the group's speed- or memory-relevant differing settings
-    (compare.Group.differences), in their order: runs with equal tuples ran at equal settings."""
-    return tuple(next((v for v, names in values if name in names), "(no arguments)")
+    (compare.Group.differences: arguments, launch environment, GPU and software), in their
+    order, "(unknown)" where the run's logs do not say: runs with equal tuples ran at equal
+    settings."""
+    return tuple(next((v for v, names in values if name in names), "(unknown)")
                  for _, values in g.differences)
 
 
