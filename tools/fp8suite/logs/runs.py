@@ -4,7 +4,7 @@ A run is one log file; its name is the file stem (`logs/h200_8b/train_llama3_8b_
 -> `train_llama3_8b_h200_fp8_cs`). Beside `X.log` the launch script may write `X.meta.json`:
 
     {"run", "script", "script_sha256", "log", "started", "ended", "exit_code", "host",
-     "overrides": {"args": [...], "env": {...}},
+     "overrides": {"args": [...], "env": {...}}, "launch_env": {...},
      "environment": {"gpu": {"name", "count", "driver", "memory_mib", "compute_capability"},
                      "python", "torch", "cuda", "transformer_engine", "megatron_core", "apex"}}
 
