@@ -52,6 +52,56 @@ def test_a_refused_format_sets_off_no_follow_on_problem(tmp_path, capsys):
                             for line in problems), problems
 
 
+SEED = REPO / "experiments" / "h200_8b.yaml"
+
+
+def test_name_and_value_problems_skip_the_checks_of_meaning(tmp_path, capsys):
+    """One mistake, one line: a misspelt flag, an invalid choice, an unknown recipe and a word
+    where an integer goes are reported alone, each once, with no rule of meaning (recipe rules,
+    Megatron's cross-flag rules, memory) set off for the runs they are in. A run without such a
+    problem is still checked in full."""
+    data = yaml.safe_load(SEED.read_text())
+    rec = data["axes"]["recipe"]
+    prec = lambda v: rec[v]["megatron"]["precision"]  # noqa: E731
+    prec("fp8_cs_1F1L")["--fp8-recipe"] = "tensorwize"           # choice: delayed would be the fallback
+    prec("fp8_blockwise")["--fp8-recipe"] = "nonexistent"        # recipe value
+    rec["fp8_cs"]["megatron"]["parallel"] = {"--overlap-grad-reduse": True, "--overlap-grad-reduce": None}
+    rec["fp8"]["megatron"]["training"] = {"--micro-batch-size": "one"}  # int type
+    rec["bf16"] = {"megatron": {"precision": {"--fp8-amax-history-len": 16}}}  # clean: a real problem
+    path = tmp_path / "typos.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, err = _render_errors(path, tmp_path, capsys)
+    problems = [line for line in err if not line.startswith("render:")]
+    assert code == 2 and not (tmp_path / "gen").exists()
+    assert err[-1] == f"render: {len(problems)} problem(s); nothing written"
+    key = f"{path}: axes.recipe."
+    assert sorted(problems) == sorted([
+        f"{key}fp8_cs_1F1L.megatron.precision.--fp8-recipe: 'tensorwize' is not one of: tensorwise, "
+        "delayed, mxfp8, blockwise, custom (did you mean tensorwise?)",
+        f"{key}fp8_blockwise.megatron.precision.--fp8-recipe: 'nonexistent' is not one of: tensorwise, "
+        "delayed, mxfp8, blockwise, custom",
+        f"{key}fp8_cs.megatron.parallel.--overlap-grad-reduse: unknown Megatron flag (did you mean "
+        "--overlap-grad-reduce?)",
+        f"{key}fp8.megatron.training.--micro-batch-size: expects an integer, got 'one'",
+        *[line for line in problems if "run train_llama3_8b_h200_bf16:" in line],
+    ]), problems
+    assert any("--fp8-amax-history-len has no effect without --fp8-format" in line for line in problems), problems
+
+
+def test_a_value_problem_of_the_base_skips_the_checks_of_meaning_for_every_run(tmp_path, capsys):
+    data = yaml.safe_load(SEED.read_text())
+    data["megatron"]["parallel"]["--overlap-grad-reduse"] = data["megatron"]["parallel"].pop("--overlap-grad-reduce")
+    data["target"]["gpus_per_node"] = "eight"
+    path = tmp_path / "base.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, err = _render_errors(path, tmp_path, capsys)
+    problems = [line for line in err if not line.startswith("render:")]
+    assert code == 2 and len(problems) == 2, problems
+    assert "--overlap-grad-reduse: unknown Megatron flag" in problems[0] or \
+        "--overlap-grad-reduse: unknown Megatron flag" in problems[1], problems
+    assert not any("refuses" in line or "cannot fit" in line for line in problems), problems
+
+
 def test_h200x8_matrix_is_the_full_scale_seed_setting():
     """experiments/h200x8_8b.yaml (issue 29): 8 H200s of one node, full Llama-3-8B at seq 8192,
     micro batch 1, global batch 128, BF16 and every Hopper FP8 recipe, each tuned and as the

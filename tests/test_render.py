@@ -40,9 +40,8 @@ RULES = [
     ({"target/gpus_per_node": "eight"}, ["target.gpus_per_node: expected an integer, got str 'eight'"]),
     ({"megatron/model/--num-layer": 4},
      ["megatron.model.--num-layer: unknown Megatron flag (did you mean --num-layers?)"]),
-    ({"megatron/precision/--bf16": "yes"},  # the dropped flag is missing for the later checks
-     ["megatron.precision.--bf16: is a switch: write true or false, not 'yes'",
-      "axes.recipe.cs.megatron.precision.--fp8-format: run r_cs: FP8 training needs --bf16 (or --fp16) as well"]),
+    ({"megatron/precision/--bf16": "yes"},  # alone: the checks of meaning skip a run with a refused value
+     ["megatron.precision.--bf16: is a switch: write true or false, not 'yes'"]),
     ({"megatron/model/--num-layers": True}, ["megatron.model.--num-layers: takes a value, not true"]),
     ({f"{CS}/--fp8-recipe": "perblock"},
      ["axes.recipe.cs.megatron.precision.--fp8-recipe: 'perblock' is not one of: tensorwise, delayed, mxfp8, "
@@ -133,12 +132,19 @@ def test_mxfp8_renders_for_blackwell(tmp_path, capsys):
 
 
 def test_all_problems_of_a_file_at_once(tmp_path, capsys):
-    matrix = broken(**{"tagret": {}, "megatron/model/--num-layer": 4, f"{CS}/--fp8-recipe": "delayed",
-                       f"{CS}/--first-last-layers-bf16": True})
+    """Every problem at once, one line each; a run with a name or value problem (here the BF16
+    run's misspelt flag) reports only that, the other runs are checked in full."""
+    matrix = broken(**{"tagret": {}, "axes/recipe/bf16/megatron/model/--num-layer": 4,
+                       f"{CS}/--fp8-recipe": "delayed", f"{CS}/--first-last-layers-bf16": True})
     code, lines, out = run_render(tmp_path, capsys, matrix)
     assert code == 2 and not out.exists()
     assert [line.split(":")[0] for line in lines] == [
-        "tagret", "megatron.model.--num-layer", "axes.recipe.cs.megatron.precision.--first-last-layers-bf16"]
+        "tagret", "axes.recipe.bf16.megatron.model.--num-layer",
+        "axes.recipe.cs.megatron.precision.--first-last-layers-bf16"]
+    matrix = broken(**{"megatron/model/--num-layer": 4, f"{CS}/--fp8-recipe": "delayed",
+                       f"{CS}/--first-last-layers-bf16": True})
+    code, lines, out = run_render(tmp_path, capsys, matrix)
+    assert [line.split(":")[0] for line in lines] == ["megatron.model.--num-layer"]
 
 
 def test_invalid_yaml_is_one_line(tmp_path, capsys):

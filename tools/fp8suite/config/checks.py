@@ -2,6 +2,15 @@
 
 Each rule looks at one expanded run and names the key that causes the problem. The same
 problem in several runs (a base setting, say) is reported once with the runs listed.
+
+The checks come in two stages, so that one mistake gives one problem:
+
+1. names and values: the loader's (unknown keys and flags, types, choices, ranges) and the
+   rules here that read one setting alone (`value_rule`: a known target GPU, Slurm words);
+2. meaning: every other rule (recipes, parallel layout, Megatron's cross-flag rules, memory).
+   A run with a stage-1 problem skips stage 2: a refused or misspelt value would be read as
+   absent (a recipe falling back to Megatron's default, say) and set off problems the matrix
+   does not have. Advice and the predicted speedup come after a clean render only.
 """
 
 from __future__ import annotations
@@ -28,11 +37,21 @@ ATTN_ENV = {
 
 def check_runs(runs: list[ExpandedRun], file: str, rules: Optional[list] = None) -> list[Problem]:
     """All consistency problems of a matrix's runs, one per (key, message); `rules` defaults to
-    every rule (RULES)."""
+    every rule (RULES). A run with a name or value problem (the loader's `input_problems`, or
+    a finding of a value rule) gets no finding of the rules of meaning."""
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
     for run in runs:
-        for rule in RULES if rules is None else rules:
-            for where, message in rule(run):
+        chosen = RULES if rules is None else rules
+        values = {rule: rule(run) for rule in chosen if rule in VALUE_RULES}
+        meaningful = not run.input_problems and not any(values.values())
+        for rule in chosen:
+            if rule in values:
+                findings = values[rule]
+            elif meaningful:
+                findings = rule(run)
+            else:
+                continue
+            for where, message in findings:
                 found[(where, message)].append(run.name)
     problems = []
     for (where, message), names in found.items():
@@ -43,13 +62,21 @@ def check_runs(runs: list[ExpandedRun], file: str, rules: Optional[list] = None)
 
 Finding = tuple[str, str]
 RULES: list[Callable[[ExpandedRun], list[Finding]]] = []
+VALUE_RULES: set[Callable[[ExpandedRun], list[Finding]]] = set()
+"""The rules of stage 1: each reads one setting alone, so a finding stands by itself."""
 
 
 def rule(fn: Callable[[ExpandedRun], list[Finding]]) -> Callable[[ExpandedRun], list[Finding]]:
-    """Register a rule: a function of one ExpandedRun returning (file position, message)
-    findings."""
+    """Register a rule of meaning (stage 2): a function of one ExpandedRun returning (file
+    position, message) findings, run only on runs without a name or value problem."""
     RULES.append(fn)
     return fn
+
+
+def value_rule(fn: Callable[[ExpandedRun], list[Finding]]) -> Callable[[ExpandedRun], list[Finding]]:
+    """Register a rule of stage 1: one setting's own value, checked on every run."""
+    VALUE_RULES.add(fn)
+    return rule(fn)
 
 
 @rule
@@ -194,10 +221,29 @@ def parallel_rules(run: ExpandedRun) -> list[Finding]:
     return out
 
 
+@value_rule
+def target_rules(run: ExpandedRun) -> list[Finding]:
+    """Settings read alone: a known target GPU, GPU and node counts, the fusion mode, free disk."""
+    s = run.settings
+    out = []
+    if s.target.gpu not in recipes.TARGET_GPUS:
+        out.append((run.where("target.gpu"), f"unknown GPU {s.target.gpu!r}{_gpu_hint(s.target.gpu)}; "
+                    f"known: {', '.join(recipes.TARGET_GPUS)}"))
+    if s.target.gpus_per_node < 1 or s.target.nodes < 1:
+        out.append((run.where("target.gpus_per_node", "target.nodes"), "GPU and node counts must be at least 1"))
+    if s.gradient_accumulation_fusion not in FUSION_MODES:
+        out.append((run.where("gradient_accumulation_fusion"),
+                    f"{s.gradient_accumulation_fusion!r} is not one of: {', '.join(FUSION_MODES)}"
+                    f"{did_you_mean(s.gradient_accumulation_fusion, FUSION_MODES)}"))
+    if s.min_free_gb < 0:
+        out.append((run.where("min_free_gb"), "must be zero or more"))
+    return out
+
+
 @rule
 def launch_rules(run: ExpandedRun) -> list[Finding]:
-    """--eval-interval present, warm-up below decay, a known target GPU, GPU and node counts,
-    fusion setting, NVTE_*_ATTN matching --attention-backend, a W&B project."""
+    """--eval-interval present, warm-up below decay, NVTE_*_ATTN matching --attention-backend,
+    a W&B project."""
     f = run.flags
     s = run.settings
     out = []
@@ -212,17 +258,6 @@ def launch_rules(run: ExpandedRun) -> list[Finding]:
         out.append((run.where("megatron.--lr-warmup-iters"),
                     f"--lr-warmup-iters {warmup} must be below {decay_flag} {decay} (Megatron's "
                     "learning-rate scheduler asserts it); shorten both when shortening a run"))
-    if s.target.gpu not in recipes.TARGET_GPUS:
-        out.append((run.where("target.gpu"), f"unknown GPU {s.target.gpu!r}{_gpu_hint(s.target.gpu)}; "
-                    f"known: {', '.join(recipes.TARGET_GPUS)}"))
-    if s.target.gpus_per_node < 1 or s.target.nodes < 1:
-        out.append((run.where("target.gpus_per_node", "target.nodes"), "GPU and node counts must be at least 1"))
-    if s.gradient_accumulation_fusion not in FUSION_MODES:
-        out.append((run.where("gradient_accumulation_fusion"),
-                    f"{s.gradient_accumulation_fusion!r} is not one of: {', '.join(FUSION_MODES)}"
-                    f"{did_you_mean(s.gradient_accumulation_fusion, FUSION_MODES)}"))
-    if s.min_free_gb < 0:
-        out.append((run.where("min_free_gb"), "must be zero or more"))
     backend = str(f.get("--attention-backend", "auto"))
     expected = ATTN_ENV.get(backend)
     for name, value in zip(NVTE_ATTN, expected or ()):
@@ -257,7 +292,7 @@ def data_rules(run: ExpandedRun) -> list[Finding]:
     return out
 
 
-@rule
+@value_rule
 def slurm_rules(run: ExpandedRun) -> list[Finding]:
     """Slurm names, time format, container image and mounts, sbatch options as long options."""
     s = run.settings.slurm

@@ -93,7 +93,11 @@ def load(path: Path, display: Optional[str] = None) -> tuple[Matrix, list[Expand
         if isinstance(base_raw.get("target"), dict) else schema.Target.megatron_core
     snapshot = load_snapshot(version)
 
+    # Stage 1, names and values: a fragment with a problem here taints every run that merges it
+    # (stage 2, the checks of meaning, then skips those runs: no follow-on problem).
+    before = len(problems)
     base = _check_settings(base_raw, "", file, problems, snapshot)
+    tainted: set[tuple[str, str]] = {("", "")} if len(problems) > before else set()
     overlays: dict[tuple[str, str], dict] = {}
     for axis, values in meta.axes.items():
         if not GROUP_NAME.fullmatch(axis):
@@ -105,7 +109,10 @@ def load(path: Path, display: Optional[str] = None) -> tuple[Matrix, list[Expand
             if not RUN_NAME.fullmatch(value) or len(value) > limits.MAX_NAME:
                 problems.append(Problem(file, where, "value names may hold only letters, digits, '_', '.', '-' "
                                         f"(at most {limits.MAX_NAME}, starting with a letter or digit)"))
+            before = len(problems)
             overlays[(axis, value)] = _check_settings(overlay or {}, where, file, problems, snapshot)
+            if len(problems) > before:
+                tainted.add((axis, value))
 
     total = 1
     for values in meta.axes.values():
@@ -122,11 +129,12 @@ def load(path: Path, display: Optional[str] = None) -> tuple[Matrix, list[Expand
     combos = _combinations(meta, file, problems)
     if not combos and meta.exclude:
         problems.append(Problem(file, "exclude", "leaves no run: every combination of the axes is excluded"))
-    runs = [_merge_run(meta, base, overlays, combo, file, problems, snapshot) for combo in combos]
+    runs = [_merge_run(meta, base, overlays, combo, file, problems, snapshot, tainted) for combo in combos]
     runs = [r for r in runs if r is not None]
     _check_unique(runs, file, problems)
     # Values that failed their own checks were dropped from the runs above, so the consistency
-    # checks (divisions included) only see values in range.
+    # checks (divisions included) only see values in range; a run with such a problem gets only
+    # the checks of single values (checks.check_runs).
     problems += check_runs(runs, file)
     if problems:
         # A problem of the base shows up once per run: report it once.
@@ -280,7 +288,8 @@ def _excluded(combo: dict[str, str], rule: dict[str, Any]) -> bool:
 
 
 def _merge_run(meta: Matrix, base: dict, overlays: dict, combo: dict[str, str], file: str,
-               problems: list[Problem], snapshot: Optional[dict[str, FlagSpec]]) -> Optional[ExpandedRun]:
+               problems: list[Problem], snapshot: Optional[dict[str, FlagSpec]],
+               tainted: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset()) -> Optional[ExpandedRun]:
     merged: dict = {}
     origin: Origin = {}
     _merge(merged, base, (), "", origin)
@@ -305,8 +314,9 @@ def _merge_run(meta: Matrix, base: dict, overlays: dict, combo: dict[str, str], 
     merged["megatron"] = groups
     merged["env"] = {k: v for k, v in merged.get("env", {}).items() if v is not None}
     settings = schema.build(Settings, merged)
+    input_problems = bool(refused) or ("", "") in tainted or any(item in tainted for item in combo.items())
     return ExpandedRun(name=name, axes=dict(combo), settings=settings, flags=flags, groups=groups, origin=origin,
-                       refused=refused)
+                       refused=refused, input_problems=input_problems)
 
 
 def _merge(into: dict, overlay: dict, keys: tuple[str, ...], path: str, origin: Origin) -> None:

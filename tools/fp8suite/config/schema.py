@@ -245,6 +245,11 @@ class ExpandedRun:
     refused: frozenset[str] = frozenset()
     """Megatron flags the matrix writes for this run whose values were refused (reported by the
     loader and left out of `flags`)."""
+    input_problems: bool = False
+    """Whether a fragment this run merges (the base or one of its axis values) had a name or
+    value problem (unknown key or flag, wrong type, invalid choice, out of range): the run's
+    settings are then not what the matrix meant, so the checks of meaning (config.checks) are
+    skipped for it and only those problems are reported."""
 
     def where(self, *keys: str) -> str:
         """File position of the first of `keys` (paths like 'megatron.--fp8-recipe') set."""
