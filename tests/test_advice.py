@@ -70,21 +70,47 @@ def _dp1_matrix(tmp_path):
     return path
 
 
+def _advice_paragraphs(out: str) -> list[str]:
+    """render's advice paragraphs, each unwrapped to one line: "advice for <runs>: <text>"."""
+    blocks = re.split(r"\n  (?! )", out)  # one block per run line or advice paragraph
+    return [" ".join(b.split()) for b in blocks if b.startswith("advice for ")]
+
+
 def test_render_prints_and_records_the_advice_that_applies(tmp_path, capsys):
     code = render.main([str(_dp1_matrix(tmp_path)), "--out", str(tmp_path / "gen")])
     out = capsys.readouterr().out
     assert code == 0  # nothing is refused for speed
-    blocks = re.split(r"\n  (?! )", out)  # one block per run: its memory line and advice lines
-    fp8_cs = next(b for b in blocks if b.startswith("bench_llama3_8b_h200x2_fp8_cs:"))
-    assert "advice: --fp8-param-gather at data-parallel size 2 or less: measured +" in fp8_cs
-    bf16 = next(b for b in blocks if b.startswith("bench_llama3_8b_h200x2_bf16:"))
-    assert "--fp8-param-gather" not in bf16
-    blockwise = next(b for b in blocks if b.startswith("bench_llama3_8b_h200x2_fp8_blockwise:"))
-    assert "advice: --fp8-param-gather" not in blockwise  # blockwise runs without it
+    paragraphs = _advice_paragraphs(out)
+    (gather,) = [p for p in paragraphs if "--fp8-param-gather at data-parallel size 2 or less: measured +" in p]
+    runs = gather.split(": ", 1)[0]
+    assert "bench_llama3_8b_h200x2_fp8_cs" in runs
+    assert "bench_llama3_8b_h200x2_bf16" not in runs
+    assert "bench_llama3_8b_h200x2_fp8_blockwise" not in runs  # blockwise runs without it
     entries = json.loads((tmp_path / "gen" / "dp1.manifest.json").read_text())["runs"]
     recorded = {e["name"]: [a["id"] for a in e["advice"]] for e in entries}
     assert "fp8_param_gather_low_dp" in recorded["bench_llama3_8b_h200x2_fp8_cs"]
     assert "fp8_param_gather_low_dp" not in recorded["bench_llama3_8b_h200x2_bf16"]
+
+
+def test_render_prints_each_advice_once_after_the_runs(tmp_path, capsys):
+    """experiments/h200_8b.yaml: two advice entries apply to all 5 runs; each is printed once,
+    after every run line, naming the runs, in lines of at most render.ADVICE_WIDTH columns (a
+    path longer than that aside); the manifest still records them per run."""
+    matrix = REPO / "experiments" / "h200_8b.yaml"
+    assert render.main([str(matrix), "--out", str(tmp_path / "gen")]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    first_advice = next(i for i, line in enumerate(lines) if line.startswith("  advice for "))
+    assert not any(line.startswith("  train_") for line in lines[first_advice:])
+    assert "    advice:" not in out
+    paragraphs = _advice_paragraphs(out)
+    entries = json.loads((tmp_path / "gen" / "h200_8b.manifest.json").read_text())["runs"]
+    names = [e["name"] for e in entries]
+    texts = list(dict.fromkeys(a["text"] for e in entries for a in e["advice"]))
+    assert len(names) == 5 and len(texts) == 2 and all(len(e["advice"]) == 2 for e in entries)
+    assert paragraphs == [f"advice for 5 runs ({', '.join(names)}): {' '.join(t.split())}" for t in texts]
+    assert all(len(line) <= render.ADVICE_WIDTH or " " not in line.strip()
+               for line in lines[first_advice:]), lines[first_advice:]
 
 
 def test_run_prints_advice_for_the_launch_world_size(capsys):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -122,9 +123,29 @@ def main(argv: list[str] | None = None) -> int:
             if speedup is not None:
                 print(f"    predicted speedup over its BF16 twin: {speedup:.2f}x (fp8suite.evidence.predict, "
                       f"calibrated on {len(predict.committed().logs)} committed logs)")
-            for entry in advice.for_run(run):
-                print(f"    advice: {entry.line()}")
+        for line in advice_lines(runs):
+            print(line)
     return 0
+
+
+ADVICE_WIDTH = 100
+"""Columns the advice paragraphs are wrapped to (a log path longer than that stays whole)."""
+
+
+def advice_lines(runs) -> list[str]:
+    """Each distinct advice of a matrix once, after its runs, naming the runs it applies to
+    ("advice for 2 runs (a, b): ..."), wrapped to ADVICE_WIDTH columns and indented; the
+    manifest still records the advice per run."""
+    applies: dict[str, list[str]] = {}
+    for run in runs:
+        for entry in advice.for_run(run):
+            applies.setdefault(entry.line(), []).append(run.name)
+    out = []
+    for text, names in applies.items():
+        who = f"run {names[0]}" if len(names) == 1 else f"{len(names)} runs ({', '.join(names)})"
+        out += textwrap.wrap(f"advice for {who}: {text}", ADVICE_WIDTH, initial_indent="  ",
+                             subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
+    return out
 
 
 def _memory_line(run) -> str:
