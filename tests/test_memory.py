@@ -91,7 +91,8 @@ def test_verdicts_match_what_happened_on_two_h200s():
     assert bf16.level == "warning", bf16.message
     assert "6.7 GiB below the 136.5 GiB limit" in bf16.message
     assert "set env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (usable 136.5 GiB)" in bf16.message
-    assert "4 GPUs (the distributed optimizer shards its state further) -> 107.4 GiB" in bf16.message
+    assert "4 GPUs (target.gpus_per_node: 4: the distributed optimizer shards its state further) -> 107.4 GiB, " \
+        "fits with 21.5 GiB to spare" in bf16.message
     assert fp8.level == "warning", fp8.message
 
 
@@ -279,7 +280,7 @@ def test_check_levels_and_remedies():
         v = memory.check(e, gpu, env, LLAMA8B, 2)
         assert v.level == level, (gpu, v.message)
     v = memory.check(e, "H100", {}, LLAMA8B, 2)
-    for remedy in ("4 GPUs (the distributed optimizer", "--recompute-granularity full", "expandable_segments:True",
+    for remedy in ("4 GPUs (target.gpus_per_node: 4: the distributed optimizer", "--recompute-granularity full", "expandable_segments:True",
                    "--use-precision-aware-optimizer"):
         assert remedy in v.message
     assert f"{e.total:.1f} GiB" in v.message and "of the H100's 79.6 GiB" in v.message
@@ -329,7 +330,9 @@ def test_render_refuses_a_run_that_cannot_fit(tmp_path, capsys):
     assert code == 2 and not (tmp_path / "gen").exists()
     line = next(line for line in err.splitlines() if "bench_llama3_8b_h200x2_bf16:" in line)
     assert ": target.gpus_per_node: " in line and "against 71.4 GiB usable of the H100's 79.6 GiB" in line
-    assert "to make it fit (estimate with each alone): 4 GPUs" in line and "expandable_segments:True" in line
+    assert "to make it fit under 71.4 GiB (estimate with each alone): " in line and "expandable_segments:True" in line
+    assert re.search(r"\d+ GPUs \(target\.(gpus_per_node: \d+|nodes: \d+ with target\.gpus_per_node: 8): the "
+                     r"distributed optimizer shards its state further\) -> [0-9.]+ GiB, (fits with|still above)", line)
 
 
 def test_render_prints_estimates_and_warnings(tmp_path, capsys):
@@ -347,7 +350,7 @@ def test_run_rechecks_memory_with_the_launch_world_size(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "train_llama3_8b_h200_bf16 with GPUS_PER_NODE=1: estimated peak 174.7 GiB" in err
-    assert "2 GPUs (the distributed optimizer shards its state further) -> 129.8 GiB" in err
+    assert ": the distributed optimizer shards its state further) -> " in err
 
 
 def test_run_accepts_overrides_that_fit(capsys):
@@ -362,7 +365,9 @@ def test_remedies_quote_the_estimate_each_gives():
     recompute = est(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1).total
     assert f"--exp-avg-sq-dtype bf16 -> {moments:.1f} GiB" in v.message
     assert f"--recompute-num-layers 1 -> {recompute:.1f} GiB" in v.message
-    assert f"4 GPUs (the distributed optimizer shards its state further) -> {est(world=4).total:.1f} GiB" in v.message
+    m = re.search(r"(\d+) GPUs \([^;]+: the distributed optimizer shards its state further\) -> ([0-9.]+) GiB",
+                  v.message)
+    assert m and m.group(2) == f"{est(world=int(m.group(1))).total:.1f}", v.message
 
 
 @pytest.mark.parametrize("env,world", [({}, 8), ({"GPUS_PER_NODE": "2"}, 2), ({"NNODES": "2"}, 16),
@@ -381,11 +386,11 @@ def test_a_remedy_that_still_does_not_fit_is_said_to_be_not_enough():
     v = memory.check(memory.estimate(flags, 2, VOCAB), "H200",
                      {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}, flags, 2, VOCAB)
     assert v.level == "problem"
-    ways = v.message.split("to make it fit (estimate with each alone): ")[1].split("; ")
-    four_gpus = next(w for w in ways if w.startswith("4 GPUs"))
+    ways = v.message.split("(estimate with each alone): ")[1].split("; ")
     recompute = next(w for w in ways if w.startswith("--recompute-granularity full"))
-    assert four_gpus.endswith("(not enough alone)"), four_gpus
-    assert not recompute.endswith("(not enough alone)"), recompute
+    moments = next(w for w in ways if w.startswith("--use-precision-aware-optimizer"))
+    assert moments.endswith(" GiB, still above 136.5"), moments
+    assert re.search(r" -> [0-9.]+ GiB, fits with [0-9.]+ GiB to spare$", recompute), recompute
     assert "none is enough alone" not in v.message
 
 
@@ -393,7 +398,10 @@ def test_when_no_remedy_is_enough_alone_the_message_says_to_combine_them():
     flags = {**LLAMA8B, "--micro-batch-size": 8}
     v = memory.check(memory.estimate(flags, 2, VOCAB), "H200",
                      {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}, flags, 2, VOCAB)
-    assert v.level == "problem" and v.message.endswith("none is enough alone: combine them")
+    assert v.level == "problem"
+    assert re.search(r"; none is enough alone; together \(PP 2, full recomputation, BF16 moments, expandable "
+                     r"segments\) -> [0-9.]+ GiB, fits with [0-9.]+ GiB to spare under the 136.5 GiB limit$",
+                     v.message), v.message
 
 
 # --- verdicts: refuse only what cannot fit; calibration per GPU family ----------------------
@@ -443,7 +451,7 @@ def test_a_14b_refusal_on_eight_h200s_lists_tensor_and_pipeline_parallelism():
     e = memory.estimate(QWEN14B, 8, QWEN_VOCAB)
     v = memory.check(e, "H200", {}, QWEN14B, 8, QWEN_VOCAB, gpus_per_node=8)
     assert v.level == "problem" and f"{e.total:.1f}" == "164.7"
-    assert "--tensor-model-parallel-size 2 --sequence-parallel -> 92.7 GiB;" in v.message
+    assert "--tensor-model-parallel-size 2 --sequence-parallel -> 92.7 GiB, fits with 36.2 GiB to spare;" in v.message
     pp = re.search(r"--pipeline-model-parallel-size (\d+) -> ([0-9.]+) GiB", v.message)
     assert pp and 48 % int(pp.group(1)) == 0 and float(pp.group(2)) <= memory.limit_gib("H200")
 
@@ -514,3 +522,63 @@ def test_render_shows_the_evaluation_peak_once_calibrated(tmp_path, capsys, monk
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("  bench_llama3_8b_h200x2_fp8_cs:"))
     assert line.endswith("on 2 GPU(s); evaluation ~131.7 GiB"), line
+
+
+def _usable_and_remedies(message: str) -> tuple[float, list[str]]:
+    usable = float(re.search(r"to make it fit under ([0-9.]+) GiB", message).group(1))
+    tail = message.split("(estimate with each alone): ")[1]
+    return usable, tail.split("; none is enough alone")[0].split("; ")
+
+
+def test_every_remedy_either_fits_the_usable_memory_or_says_it_is_still_above():
+    """8B on 8 H100s: each remedy's estimate is compared with the 71.4 GiB usable (not the
+    75.7 GiB limit): it fits with its margin, or says "still above 71.4"; the GPU count is the
+    smallest power-of-two multiple that fits, in nodes of 8 GPUs beyond one node."""
+    flags = {**LLAMA8B, "--global-batch-size": 512}
+    v = memory.check(memory.estimate(flags, 8, VOCAB), "H100", {}, flags, 8, VOCAB, gpus_per_node=8)
+    usable, ways = _usable_and_remedies(v.message)
+    assert usable == pytest.approx(71.4, abs=0.05) and v.level == "problem"
+    for way in ways:
+        if "expandable_segments" in way:
+            continue
+        figure = float(re.search(r" -> ([0-9.]+) GiB, ", way).group(1))
+        if figure <= usable:
+            assert re.search(r"fits with [0-9.]+ GiB to spare$", way), way
+        else:
+            assert way.endswith(f"still above {usable:.1f}"), way
+    gpus = next(w for w in ways if " GPUs (" in w)
+    count = int(gpus.split()[0])
+    assert f"target.nodes: {count // 8} with target.gpus_per_node: 8" in gpus, gpus
+    smaller = memory.estimate(flags, count // 2, VOCAB).total
+    assert smaller > usable or count == 16, gpus
+    if "fits with" in gpus:
+        assert memory.estimate(flags, count, VOCAB).total <= usable
+
+
+def test_a_one_gpu_run_far_over_is_told_plainly_when_nothing_fits_even_combined():
+    """A 70B-like shape on one H100 (hundreds of GiB): the GPU remedy searches past one node
+    (target.nodes), and when even every remedy together does not fit, the message says so
+    with that combination's estimate instead of "combine them"."""
+    flags = {**LLAMA8B, "--num-layers": 80, "--hidden-size": 8192, "--ffn-hidden-size": 28672,
+             "--num-attention-heads": 64, "--global-batch-size": 2, "--micro-batch-size": 1}
+    e = memory.estimate(flags, 1, VOCAB)
+    v = memory.check(e, "H100", {}, flags, 1, VOCAB, gpus_per_node=1)
+    assert e.total > 400 and v.level == "problem"
+    assert "combine them" not in v.message
+    m = re.search(r"none is enough alone, and even all of them together \((.+)\) give ([0-9.]+) GiB, "
+                  r"still above 75.7: this model and batch do not fit the H100 this way$", v.message)
+    assert m, v.message
+    assert "2 GPUs (target.gpus_per_node: 2)" in m.group(1) and float(m.group(2)) > 75.7
+    flags["--global-batch-size"] = 1024
+    v = memory.check(memory.estimate(flags, 1, VOCAB), "H100", {}, flags, 1, VOCAB, gpus_per_node=1)
+    assert re.search(r"\d+ GPUs \(target\.nodes: \d+ with target\.gpus_per_node: 8: the distributed", v.message), \
+        v.message
+    assert re.search(r"together \(.*\) -> [0-9.]+ GiB, fits with", v.message), v.message
+
+
+def test_gpu_layout_speaks_the_matrix_terms():
+    assert memory.gpu_layout(4, 2, 1) == "target.gpus_per_node: 4"
+    assert memory.gpu_layout(8, 1, 1) == "target.gpus_per_node: 8"
+    assert memory.gpu_layout(16, 8, 1) == "target.nodes: 2 with target.gpus_per_node: 8"
+    assert memory.gpu_layout(32, 1, 1) == "target.nodes: 4 with target.gpus_per_node: 8"
+    assert memory.gpu_layout(8, 2, 2) == "target.nodes: 4 with target.gpus_per_node: 2"

@@ -370,11 +370,20 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
         head += f" (not modelled: {', '.join(est.notes)})"
     per_node = gpus_per_node or world_size
     if total > limit:
-        ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size, per_node, limit)
-        text = "to make it fit (estimate with each alone): " + "; ".join(
-            way + (" (not enough alone)" if fits is False else "") for way, fits in ways)
-        if ways and all(fits is False for _, fits in ways):
-            text += "; none is enough alone: combine them"
+        ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size, per_node, usable)
+        text = f"to make it fit under {usable:.1f} GiB (estimate with each alone): " + "; ".join(
+            way for way, _ in ways)
+        if ways and not any(fits for _, fits in ways):
+            together = _combined(Flags(flags), world_size, per_node, vocab_size, limit)
+            if together is None:
+                text += "; none is enough alone"
+            elif together[2]:
+                text += (f"; none is enough alone; together ({together[0]}) -> {together[1]:.1f} GiB, "
+                         f"fits with {limit - together[1]:.1f} GiB to spare under the {limit:.1f} GiB limit")
+            else:
+                text += (f"; none is enough alone, and even all of them together ({together[0]}) give "
+                         f"{together[1]:.1f} GiB, still above {limit:.1f}: this model and batch do not fit "
+                         f"the {gpu} this way")
         return Verdict("problem", total, usable, capacity,
                        f"{head}; it cannot fit: PyTorch can allocate at most {limit:.1f} GiB "
                        f"({calibration(gpu).source}); {text}", limit)
@@ -391,7 +400,7 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
                      "(--eval-iters 0) or make room")
     if not notes and total <= (1 - WARN_SHARE) * usable:
         return Verdict("ok", total, usable, capacity, head, limit)
-    ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size, per_node, limit)
+    ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size, per_node, usable)
     others = [way for way, _ in ways if "expandable_segments" not in way] if notes and total > usable \
         else [way for way, _ in ways]
     text = "; ".join(notes) if notes else "close to the limit"
@@ -714,20 +723,74 @@ def _activation_bytes(f: Flags, s: Shape, layers: int, hp_layers: int, low_layer
     return act
 
 
+NODE_GPUS = 8
+"""GPUs of one HGX/DGX node: a matrix below it on one node can grow within the node
+(`target.gpus_per_node`); beyond it, the GPU-count remedy adds nodes (`target.nodes`)."""
+
+MAX_GPUS = 4096
+"""The GPU-count remedy looks no further than this world size."""
+
+
+def _fit(total: float, target: float) -> str:
+    """' -> 65.0 GiB, fits with 6.4 GiB to spare' or ' -> 74.2 GiB, still above 71.4'."""
+    if total <= target:
+        return f" -> {total:.1f} GiB, fits with {target - total:.1f} GiB to spare"
+    return f" -> {total:.1f} GiB, still above {target:.1f}"
+
+
+def gpu_layout(gpus: int, gpus_per_node: int, nodes: int) -> str:
+    """`gpus` GPUs in the matrix's own terms: `target.gpus_per_node: 4` while one node holds them
+    (a one-node matrix below NODE_GPUS grows within its node), else `target.nodes: 2 with
+    target.gpus_per_node: 8`."""
+    node = gpus_per_node if nodes > 1 or gpus_per_node >= NODE_GPUS else NODE_GPUS
+    if nodes == 1 and gpus <= node:
+        return f"target.gpus_per_node: {gpus}"
+    if gpus % node:
+        node = gpus_per_node
+    return f"target.nodes: {gpus // node} with target.gpus_per_node: {node}"
+
+
+def _node_size(gpus: int, gpus_per_node: int, nodes: int) -> int:
+    """GPUs per node of `gpus` laid out as gpu_layout lays them out (tensor parallelism stays
+    within a node)."""
+    node = gpus_per_node if nodes > 1 or gpus_per_node >= NODE_GPUS else NODE_GPUS
+    if nodes == 1 and gpus <= node:
+        return gpus
+    return gpus_per_node if gpus % node else node
+
+
+def _gpu_counts(f: Flags, world_size: int) -> list[int]:
+    """Larger world sizes the remedy tries, smallest first: the world doubled while the global
+    batch still divides by micro batch x DP (up to MAX_GPUS)."""
+    tp = f.int("--tensor-model-parallel-size", 1) or 1
+    pp = f.int("--pipeline-model-parallel-size", 1) or 1
+    out = []
+    gpus = 2 * world_size
+    while gpus <= MAX_GPUS and _batch_divides(f, gpus, tp, pp):
+        out.append(gpus)
+        gpus *= 2
+    return out
+
+
 def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, gpu: str,
               vocab_size: Optional[int], gpus_per_node: int,
-              limit: float) -> list[tuple[str, Optional[bool]]]:
-    """What would lower the estimate or raise the usable memory: (text with its new figure,
-    whether the run then fits under `limit`: True/False, None when no new figure is known).
+              target: float) -> list[tuple[str, Optional[bool]]]:
+    """What would lower the estimate or raise the usable memory: (text with its new figure and
+    whether that fits `target`, the usable memory, with the margin or "still above"; whether it
+    fits: True/False, None when no new figure is known).
 
-    A run at TP > 1 without sequence parallelism is offered --sequence-parallel first.
+    More GPUs (with the distributed optimizer, which shards its state further; else the
+    distributed optimizer itself): the smallest count, doubling while the global batch divides,
+    that fits, else the largest tried; named in the matrix's terms (gpu_layout).
+    A run at TP > 1 without sequence parallelism is offered --sequence-parallel.
     Model parallelism is offered where the model allows it: tensor parallelism with sequence
     parallelism within a node (attention heads divisible by TP, query groups a multiple or
     divisor of TP, as Megatron asserts), pipeline parallelism over a divisor of the layers;
     both keep the world size, so data parallelism shrinks and the global batch must still
     divide by micro batch x DP. Of the sizes that qualify, the smallest that fits is named
-    (else the largest, not enough alone)."""
+    (else the largest, still above)."""
     flags = dict(f.flags)
+    nodes = max(1, world_size // max(1, gpus_per_node))
 
     def total_with(changes: Mapping[str, Any], world: int = world_size) -> Optional[float]:
         if vocab_size is None:
@@ -738,42 +801,103 @@ def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, 
         except (ValueError, ZeroDivisionError):
             return None
 
-    def after(text: str, changes: Mapping[str, Any], world: int = world_size) -> tuple[str, Optional[bool]]:
-        total = total_with(changes, world)
+    def labelled(text: str, total: Optional[float]) -> tuple[str, Optional[bool]]:
         if total is None:
             return text, None
-        return f"{text} -> {total:.1f} GiB", total <= limit
+        return text + _fit(total, target), total <= target
+
+    def best(tried: list[tuple[str, Optional[float]]]) -> tuple[str, Optional[bool]]:
+        fitting = [t for t in tried if t[1] is not None and t[1] <= target]
+        known = [t for t in tried if t[1] is not None]
+        return labelled(*(fitting[0] if fitting else known[-1] if known else tried[0]))
 
     ways = []
     if f.on("--use-distributed-optimizer"):
-        ways.append(after(f"{2 * world_size} GPUs (the distributed optimizer shards its state further)",
-                          {}, 2 * world_size))
+        counts = _gpu_counts(f, world_size)
+        if counts:
+            ways.append(best([(f"{g} GPUs ({gpu_layout(g, gpus_per_node, nodes)}: the distributed optimizer "
+                               "shards its state further)", total_with({}, g)) for g in counts]))
     else:
-        ways.append(after("--use-distributed-optimizer", {"--use-distributed-optimizer": True}))
+        ways.append(labelled("--use-distributed-optimizer", total_with({"--use-distributed-optimizer": True})))
     if (f.int("--tensor-model-parallel-size", 1) or 1) > 1 and not f.on("--sequence-parallel"):
-        ways.append(after("--sequence-parallel", {"--sequence-parallel": True}))  # the same TP
+        ways.append(labelled("--sequence-parallel", total_with({"--sequence-parallel": True})))  # the same TP
     for way in (_tensor_parallel(f, world_size, gpus_per_node), _pipeline_parallel(f, world_size)):
-        tried = [(text, changes, total_with(changes)) for text, changes in way]
-        if not tried:
-            continue
-        fitting = [t for t in tried if t[2] is not None and t[2] <= limit]
-        text, changes, _ = fitting[0] if fitting else tried[-1]
-        ways.append(after(text, changes))
+        if way:
+            ways.append(best([(text, total_with(changes)) for text, changes in way]))
     if f.str("--recompute-granularity") != "full":
-        full = {"--recompute-granularity": "full", "--recompute-method": "uniform", "--recompute-num-layers": 1,
-                "--recompute-modules": None}
-        ways.append(after("--recompute-granularity full --recompute-method uniform --recompute-num-layers 1", full))
+        ways.append(labelled("--recompute-granularity full --recompute-method uniform --recompute-num-layers 1",
+                             total_with(FULL_RECOMPUTE)))
     if not expandable_segments(env):
-        usable = usable_gib(gpu, {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"})
-        ways.append((f"env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (usable {usable:.1f} GiB)",
-                     est.total <= limit))
-    if (f.str("--optimizer", "adam") == "adam" and f.on("--use-distributed-optimizer")
-            and not f.on("--use-precision-aware-optimizer")):
-        bf16_moments = {"--use-precision-aware-optimizer": True, "--exp-avg-dtype": "bf16",
-                        "--exp-avg-sq-dtype": "bf16"}
-        ways.append(after("--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16",
-                          bf16_moments))
+        usable = usable_gib(gpu, {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}) or 0.0
+        fits = est.total <= usable
+        ways.append((f"env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (usable {usable:.1f} GiB)"
+                     + (f", fits with {usable - est.total:.1f} GiB to spare" if fits
+                        else f", still below the {est.total:.1f} GiB estimate"), fits))
+    if _bf16_moments_apply(f):
+        ways.append(labelled("--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16",
+                             total_with(BF16_MOMENTS)))
     return ways
+
+
+FULL_RECOMPUTE = {"--recompute-granularity": "full", "--recompute-method": "uniform", "--recompute-num-layers": 1,
+                  "--recompute-modules": None}
+BF16_MOMENTS = {"--use-precision-aware-optimizer": True, "--exp-avg-dtype": "bf16", "--exp-avg-sq-dtype": "bf16"}
+
+
+def _bf16_moments_apply(f: Flags) -> bool:
+    return (f.str("--optimizer", "adam") == "adam" and f.on("--use-distributed-optimizer")
+            and not f.on("--use-precision-aware-optimizer"))
+
+
+def _combined(f: Flags, world_size: int, gpus_per_node: int, vocab_size: Optional[int],
+              limit: float) -> Optional[tuple[str, float, bool]]:
+    """The remedies together: (what, estimate, fits under `limit`, the usable memory with
+    expandable segments). Every remedy that is not a size (the distributed optimizer, full
+    recomputation, BF16 moments, expandable segments) is applied; of the GPU counts, TP and PP
+    sizes the single remedies try, the smallest combination that fits is named (fewest GPUs,
+    then least model parallelism), else the one with the lowest estimate. None when no
+    estimate is possible."""
+    if vocab_size is None:
+        return None
+    nodes = max(1, world_size // max(1, gpus_per_node))
+    fixed: dict[str, Any] = {"--use-distributed-optimizer": True}
+    words = [] if f.on("--use-distributed-optimizer") else ["--use-distributed-optimizer"]
+    if f.str("--recompute-granularity") != "full":
+        fixed.update(FULL_RECOMPUTE)
+        words.append("full recomputation")
+    if f.str("--optimizer", "adam") == "adam" and not f.on("--use-precision-aware-optimizer"):
+        fixed.update(BF16_MOMENTS)
+        words.append("BF16 moments")
+    words.append("expandable segments")
+    with_optimizer = Flags({**f.flags, "--use-distributed-optimizer": True})
+    tp0 = f.int("--tensor-model-parallel-size", 1) or 1
+    pp0 = f.int("--pipeline-model-parallel-size", 1) or 1
+    tried = []
+    for gpus in [world_size, *_gpu_counts(with_optimizer, world_size)]:
+        node = _node_size(gpus, gpus_per_node, nodes)
+        tps = [(tp0, {})] + [(c["--tensor-model-parallel-size"], c) for _, c in _tensor_parallel(f, gpus, node)]
+        for tp, tp_changes in tps:
+            tp_flags = Flags({**f.flags, **tp_changes})
+            pps = [(pp0, {})] + [(c["--pipeline-model-parallel-size"], c)
+                                 for _, c in _pipeline_parallel(tp_flags, gpus)]
+            for pp, pp_changes in pps:
+                changes = {**fixed, **tp_changes, **pp_changes}
+                if tp > 1 and not f.on("--sequence-parallel"):
+                    changes["--sequence-parallel"] = True
+                merged = {k: v for k, v in {**f.flags, **changes}.items() if v is not None}
+                try:
+                    total = estimate(merged, gpus, vocab_size).total
+                except (ValueError, ZeroDivisionError):
+                    continue
+                parts = [f"{gpus} GPUs ({gpu_layout(gpus, gpus_per_node, nodes)})"] if gpus != world_size else []
+                parts += [f"TP {tp} with --sequence-parallel"] if tp != tp0 else []
+                parts += [f"PP {pp}"] if pp != pp0 else []
+                tried.append(((gpus, tp * pp, tp), ", ".join(parts + words), total))
+    if not tried:
+        return None
+    fitting = sorted((t for t in tried if t[2] <= limit), key=lambda t: t[0])
+    key, text, total = fitting[0] if fitting else min(tried, key=lambda t: t[2])
+    return text, total, total <= limit
 
 
 def _batch_divides(f: Flags, world_size: int, tp: int, pp: int) -> bool:
