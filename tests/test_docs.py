@@ -268,3 +268,60 @@ def test_the_documented_example_matrices_render(matrix, tmp_path, capsys):
 
     assert render.main([str(matrix), "--out", str(tmp_path)]) == 0, capsys.readouterr().err
     assert sorted(p.suffix for p in tmp_path.iterdir()).count(".sbatch") >= 1
+
+
+# --- the speedup predictor's figures -------------------------------------------------------------
+# Prose quoting the predictor's validation ("42 pairs, 38 within 10%, median |error| 2.9%") is
+# checked against tools/fp8suite/data/predictor.json, which predict_speedup.py writes: a figure
+# copied by hand goes stale when the logs or the model change, and this catches it.
+
+PREDICTOR_FIGURES = (
+    (re.compile(r"\b(\d+) (?:committed )?pairs\b"), lambda c: c["validation"]["pairs"]),
+    (re.compile(r"\b(\d+) within 10%|within 10%: (\d+)"), lambda c: c["validation"]["within_target"]),
+    (re.compile(r"median \|error\| ([\d.]+)%"), lambda c: round(c["validation"]["median_abs_error"] * 100, 1)),
+    (re.compile(r"±([\d.]+)%"), lambda c: round(c["validation"]["band_abs_error"] * 100, 1)),
+    (re.compile(r"worst(?: off by)? ([\d.]+)%"), lambda c: round(c["validation"]["worst_abs_error"] * 100, 1)),
+    (re.compile(r"calibrated on (\d+) (?:committed|H\d+|[A-Z0-9/]+) logs"), lambda c: len(c["logs"])),
+)
+"""Each pattern of a predictor figure in prose, and the predictor.json value it must equal."""
+
+
+def predictor_paragraphs(text: str) -> list[str]:
+    """The paragraphs (and code blocks) of a page that speak of the predictor."""
+    return [p for p in re.split(r"\n\s*\n", text)
+            if re.search(r"predict|leave-one-out|committed pairs", p, re.IGNORECASE)]
+
+
+def predictor_figure_problems(text: str, calibration: dict) -> list[str]:
+    out = []
+    for paragraph in predictor_paragraphs(text):
+        flat = " ".join(paragraph.split())
+        for pattern, expected in PREDICTOR_FIGURES:
+            want = expected(calibration)
+            for match in pattern.finditer(flat):
+                got = next(g for g in match.groups() if g is not None)
+                if Decimal(got) != Decimal(str(want)):
+                    out.append(f"{match.group(0)!r}: predictor.json says {want}")
+    return out
+
+
+PREDICTOR_DOCS = sorted([REPO / "README.md", *(REPO / "docs").glob("**/*.md")])
+
+
+@pytest.mark.parametrize("doc", PREDICTOR_DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_predictor_figures_in_docs_match_its_validation(doc):
+    calibration = json.loads((REPO / "tools" / "fp8suite" / "data" / "predictor.json").read_text())
+    problems = predictor_figure_problems(doc.read_text(), calibration)
+    assert not problems, (f"{doc.relative_to(REPO)}: " + "; ".join(problems)
+                          + " (re-run the commands of docs/preflight.md, then copy its figures)")
+
+
+def test_a_stale_predictor_figure_is_caught():
+    calibration = json.loads((REPO / "tools" / "fp8suite" / "data" / "predictor.json").read_text())
+    v = calibration["validation"]
+    good = (f"The predictor's current result: {v['pairs']} pairs, {v['within_target']} within 10%, "
+            f"median |error| {v['median_abs_error'] * 100:.1f}%.")
+    assert predictor_figure_problems(good, calibration) == []
+    stale = good.replace(f"{v['within_target']} within", f"{v['within_target'] + 1} within")
+    assert predictor_figure_problems(stale, calibration) == [
+        f"'{v['within_target'] + 1} within 10%': predictor.json says {v['within_target']}"]

@@ -75,6 +75,50 @@ def test_param_gather_at_low_data_parallel_size_is_priced():
     assert loss_dp8 < without - with_pg
 
 
+def test_committed_validation_is_rebuilt_from_the_logs(data):
+    """The band every prediction quotes comes from the leave-one-out validation, never typed."""
+    stored = json.loads(predict.CALIBRATION.read_text())
+    checks = predict_speedup.validate(data)
+    assert stored["validation"] == predict.validation_of(checks, predict_speedup.command("--validate", FOLDERS))
+    assert stored["span"] == predict.span_of(data)
+    assert stored["validation"]["band_abs_error"] >= stored["validation"]["median_abs_error"]
+    page = (REPO / "docs" / "results" / "predictor.md").read_text()
+    assert page.rstrip().splitlines()[-1] == predict.summary_line(stored["validation"])
+
+
+def _costed(gpu="H200", world=2, hidden=4096, layers=32):
+    return predict.CostedRun({"--hidden-size": hidden, "--num-layers": layers}, world, 128256, gpu, False)
+
+
+def test_a_prediction_beyond_the_calibration_says_it_extrapolates():
+    found = predict.committed_calibration()
+    span, validation = found.span, found.validation
+    high = validation["measured_speedup"][1]
+    assert predict.extrapolation(_costed(), 1.2, span, validation) == ()
+    reasons = predict.extrapolation(_costed("NVIDIA H100 80GB HBM3", 8, 8192, 80), high + 0.2, span, validation)
+    assert reasons[0] == "no H100 log"
+    assert reasons[1] == f"above the largest measured {high:.2f}x"
+    assert any(r.startswith("hidden size 8192 above the calibrated") for r in reasons)
+    assert any(r.startswith("80 layers above the calibrated") for r in reasons)
+    assert any(r.startswith("8 GPUs above the calibrated") for r in reasons)
+    low = validation["measured_speedup"][0]
+    assert predict.extrapolation(_costed(), low - 0.1, span, validation) == (
+        f"below the smallest measured {low:.2f}x",)
+
+
+def test_every_printed_prediction_carries_its_band_and_extrapolation(capsys, tmp_path):
+    import render
+
+    validation = predict.committed_calibration().validation
+    assert render.main([str(REPO / "experiments" / "examples" / "qwen2.5_7b_h200.yaml"), "--out", str(tmp_path)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "predicted speedup" in line]
+    assert lines
+    for line in lines:
+        assert f"±{validation['band_abs_error'] * 100:.1f}% (90% of the {validation['pairs']} committed pairs" in line
+        assert f"worst off by {validation['worst_abs_error'] * 100:.1f}%" in line
+        assert "extrapolated: " in line and "8 GPUs above the calibrated" in line, line
+
+
 def test_manifest_records_the_predicted_speedup():
     for manifest in sorted((REPO / "experiments" / "generated").glob("*.manifest.json")):
         data = json.loads(manifest.read_text())
@@ -82,6 +126,9 @@ def test_manifest_records_the_predicted_speedup():
         for entry in data["runs"]:
             assert "predicted_speedup" in entry
             assert entry["predicted_speedup"] == predict.for_run(runs[entry["name"]])
+            found = predict.predict_run(runs[entry["name"]])
+            expected = found.manifest() if found else predict.NO_PREDICTION
+            assert {k: entry.get(k) for k in expected} == expected, entry["name"]
             quantized = recipes.of_flags(runs[entry["name"]].flags).recipe.quantized
             assert (entry["predicted_speedup"] is not None) == quantized, entry["name"]
 

@@ -264,6 +264,32 @@ def test_predicted_speedup_beside_the_measured_one(tmp_path):
     assert next(r for r in data["runs"] if r["name"] == "fp8")["predicted_speedup"] == 1.3
 
 
+def test_predicted_band_and_extrapolation_beside_the_measured_one(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(logs / "fp8.log", [3.0] * 20, [800.0] * 20, args={**SHAPE, **FP8})
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"runs": [{"name": "bf16"}, {
+        "name": "fp8", "predicted_speedup": 1.3, "predicted_speedup_band": 0.083,
+        "predicted_speedup_extrapolated": ["no H100 log"]}]}))
+    text, data = render(tmp_path, "--manifest", str(manifest))
+    assert "| 1.250x (predicted 1.30x ±8.3%, extrapolated) |" in text
+    assert "predicted 1.30x ±8.3%, extrapolated: no H100 log" in text
+    entry = next(r for r in data["runs"] if r["name"] == "fp8")
+    assert entry["predicted_speedup_band"] == 0.083
+    assert entry["predicted_speedup_extrapolated"] == ["no H100 log"]
+
+
+@pytest.mark.parametrize("key,value", [("predicted_speedup_band", -0.1), ("predicted_speedup_band", "8%"),
+                                       ("predicted_speedup_extrapolated", "no H100 log")])
+def test_bad_predicted_band_is_bad_usage(tmp_path, capsys, key, value):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"runs": [{"name": "bf16", "predicted_speedup": 1.3, key: value}]}))
+    assert report.main([str(tmp_path / "logs"), "--out", str(tmp_path / "o"), "--manifest", str(manifest)]) == 2
+    assert f"runs[0].{key}: {value!r}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["fast", -1, 0, True])
 def test_bad_predicted_speedup_is_bad_usage(tmp_path, capsys, value):
     write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)

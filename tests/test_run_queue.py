@@ -202,6 +202,16 @@ def test_dry_run_prints_commands_and_writes_nothing(manifest, tmp_path):
     assert not (tmp_path / "logs").exists()
 
 
+def test_dry_run_shows_the_matrix_env_the_script_exports(manifest):
+    """The environment a launch has includes what its script exports: the matrix env."""
+    env = next(r for r in json.loads(manifest.read_text())["runs"] if r["name"] == "fake_crash")["env"]
+    assert env
+    out = run_cli(str(manifest), "--dry-run", "--only", "fake_crash", train=train_cmd())
+    assert out.returncode == 0, out.stderr
+    exported = " ".join(f"{k}={v}" for k, v in env.items())
+    assert f"the script exports (matrix env, over any value above): {exported}" in out.stdout
+
+
 def test_errors_are_one_line_with_exit_status_2(manifest, tmp_path):
     out = run_cli(str(manifest), "--only", "fake_okk")
     assert out.returncode == 2

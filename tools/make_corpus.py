@@ -32,6 +32,9 @@ EPILOG = """examples:
 
   # list the packages and the files taken from each
   python tools/make_corpus.py --list
+
+exit status: 0 built (or listed), 1 a package could not be fetched or read, or the corpus could
+not be written, 2 bad usage
 """
 
 

@@ -3,14 +3,18 @@
 
 --calibrate fits the cost model to every log under the folders given (with a sidecar, an
 arguments dump and timed iterations) and writes tools/fp8suite/data/predictor.json, which
-render.py uses for `predicted_speedup`. --validate predicts every BF16/FP8 pair of those logs
-leave-one-out (fitted on those logs and the committed calibration's, the pair's own setup left
-out) and writes the error table.
+render.py uses for `predicted_speedup`: the coefficients, the span the logs cover (GPU families,
+hidden sizes, layers, GPUs) and the leave-one-out validation of their pairs. --validate predicts
+every BF16/FP8 pair of those logs leave-one-out (fitted on those logs and the committed
+calibration's, the pair's own setup left out) and writes the error table; on the calibration's
+own logs it also refreshes predictor.json's validation. Every prediction render prints or a
+manifest stores quotes that validation as its band (±the |error| 90% of the pairs stay within).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -53,8 +57,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(str(f) for f in args.folders)}", file=sys.stderr)
         return 2
     if args.calibrate:
-        predict.CALIBRATION.write_text(predict.to_json(predict.fit(data), command("--calibrate", args.folders)))
-        print(f"{display_path(predict.CALIBRATION)}: fitted on {len(data)} logs")
+        try:
+            checks = predict.leave_one_out(data)
+        except ValueError as err:
+            print(f"predict_speedup: {err}", file=sys.stderr)
+            return 2
+        predict.CALIBRATION.write_text(predict.to_json(
+            predict.fit(data), command("--calibrate", args.folders), predict.span_of(data),
+            predict.validation_of(checks, command("--validate", args.folders))))
+        predict.committed_calibration.cache_clear()
+        print(f"{display_path(predict.CALIBRATION)}: fitted on {len(data)} logs; "
+              f"{predict.table(checks).splitlines()[-1]}")
         return 0
     try:
         checks = validate(data)
@@ -64,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page(checks, args.folders))
+    store_validation(data, checks, args.folders)
     print(f"{display_path(out)}: {predict.table(checks).splitlines()[-1]}")
     return 1 if any(abs(c.error) > args.target for c in checks) else 0
 
@@ -73,6 +87,19 @@ def validate(data: list) -> list:
     calibration's logs (so a folder of one setup still has other setups to be fitted on)."""
     known = {m.log for m in data}
     return predict.leave_one_out(data, data + [m for m in predict.calibration_logs() if m.log not in known])
+
+
+def store_validation(data: list, checks: list, folders: list[Path]) -> bool:
+    """Refresh predictor.json's validation when `data` are the calibration's own logs (a
+    validation of other logs leaves it alone); True when it was written."""
+    found = predict.committed_calibration()
+    if found is None or sorted(m.log for m in data) != sorted(found.model.logs):
+        return False
+    stored = json.loads(predict.CALIBRATION.read_text())
+    stored["validation"] = predict.validation_of(checks, command("--validate", folders))
+    predict.CALIBRATION.write_text(json.dumps(stored, indent=2) + "\n")
+    predict.committed_calibration.cache_clear()
+    return True
 
 
 def command(option: str, folders: list[Path]) -> str:
@@ -89,7 +116,9 @@ def page(checks: list, folders: list[Path]) -> str:
         "Each FP8 log is paired with the BF16 log of the same folder, model, batch and layout whose\n"
         "flags differ least. The cost model (tools/fp8suite/evidence/predict.py) is fitted without any log of\n"
         "that folder and setup, then predicts the pair's speedup (BF16 step time / FP8 step time);\n"
-        "the error is predicted / measured - 1. Step times are medians after warm-up (the report's rule).\n\n"
+        "the error is predicted / measured - 1. Step times are medians after warm-up (the report's rule).\n"
+        "The summary's figures are stored in tools/fp8suite/data/predictor.json (`validation`); every\n"
+        f"prediction render prints quotes its {predict.BAND_QUANTILE:.0%} band as ±error and says when it extrapolates.\n\n"
         + predict.table(checks))
 
 

@@ -33,6 +33,9 @@ EPILOG = """examples:
 
 then train with: --data-path experiments/data/corpus_text_document
   --tokenizer-type HuggingFaceTokenizer --tokenizer-model experiments/data/tokenizer
+
+exit status: 0 written (and checked), 1 the input, tokenizer or output could not be read or
+written, 2 bad usage
 """
 
 CHECK_DOCUMENTS = 3

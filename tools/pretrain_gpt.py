@@ -24,6 +24,19 @@ if __name__ == "__main__" and sys.argv[1:] == ["--version"]:  # before torch and
     from fp8suite.common.version import version_asked  # tools/ is this script's folder
     sys.exit(0 if version_asked("pretrain_gpt.py", sys.argv[1:]) else 2)
 
+USAGE = """usage: torchrun [TORCHRUN_OPTIONS] tools/pretrain_gpt.py [-h] [--version] MEGATRON_ARG ...
+
+Megatron's flags (and their choices) are recorded in tools/fp8suite/data/megatron_flags_<version>.json;
+tools/megatron_check.py checks a command line without training.
+
+exit status: 0 trained, 1 the training side (torch, megatron-core, Transformer Engine) is not
+importable or training failed (torchrun reports each worker's status), 2 bad usage
+"""
+
+if __name__ == "__main__" and sys.argv[1:] in (["-h"], ["--help"]):  # before torch and megatron
+    print(USAGE.split("\n\n")[0] + "\n\n" + __doc__ + "\n" + USAGE.split("\n\n", 1)[1], end="")
+    sys.exit(0)
+
 if __name__ == "__main__":  # one line, not an ImportError traceback, where the GPU side is missing
     import importlib.util
 

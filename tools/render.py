@@ -119,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
               f"({changed} file(s) changed): {', '.join(r.name for r in runs)}")
         for run in runs:
             print(f"  {run.name}: {_memory_line(run)}")
-            speedup = predict.for_run(run)
-            if speedup is not None:
-                print(f"    predicted speedup over its BF16 twin: {speedup:.2f}x (fp8suite.evidence.predict, "
-                      f"calibrated on {len(predict.committed().logs)} committed logs)")
+            prediction = predict.predict_run(run)
+            if prediction is not None:
+                print(f"    predicted speedup over its BF16 twin: {prediction.text()}")
         for line in advice_lines(runs):
             print(line)
     return 0

@@ -77,8 +77,10 @@ def parser() -> argparse.ArgumentParser:
                     help="run only these runs (repeatable; globs like '*fp8*')")
     ap.add_argument("--resume", action="store_true", help="skip completed runs, retry the rest")
     ap.add_argument("--dry-run", action="store_true",
-                    help="print each launch as it would run (the environment it sets and the script; "
-                         "the torchrun line is in the script); run and write nothing")
+                    help="print each launch as it would run: the variables run.py sets (LOG_FILE, "
+                         "--env), the launch knobs inherited from this shell, the script, and the "
+                         "matrix env the script exports (from the manifest entry); the torchrun line "
+                         "is in the script; run and write nothing")
     ap.add_argument("--time-limit", type=minutes, metavar="MINUTES",
                     help="per run: Megatron's --exit-duration-in-mins, and a hard kill --grace "
                          "seconds later if training has not stopped")

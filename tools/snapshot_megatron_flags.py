@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  PYTHONPATH=/tmp/site python3 tools/snapshot_megatron_flags.py",
+        epilog="example:\n  PYTHONPATH=/tmp/site python3 tools/snapshot_megatron_flags.py\n\n"
+               "exit status: 0 written, 1 megatron-core cannot be imported or its assertions read, 2 bad usage",
     )
     ap.add_argument("--out", type=Path, help="output file (default: the package's data dir); the "
                     "assertion list goes beside it")

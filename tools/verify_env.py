@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fp8suite.config.schema import Settings  # noqa: E402
 from fp8suite.common.errors import exit_status  # noqa: E402
-from fp8suite.launch import environment
+from fp8suite.launch import environment  # noqa: E402
+from fp8suite.megatron import recipes  # noqa: E402
 from fp8suite.common import paths
 from fp8suite.common.version import add_version_option  # noqa: E402
 
@@ -101,7 +102,7 @@ def megatron_verdicts(path: Path, timeout_s: float = 600.0) -> dict[str, str]:
 def collect(min_free_gb: float) -> dict[str, Any]:
     # Transformer Engine first: once torch has loaded its own cuDNN, TE can pick up a
     # mismatched system copy and fail to import.
-    recipes = environment.recipe_support()
+    support = environment.recipe_support()
     torch = environment.torch_facts()
     # The launch scripts' default unless the environment sets one (a matrix may set another).
     cache = os.environ.get("TRITON_CACHE_DIR") or Settings().triton_cache_dir
@@ -115,7 +116,7 @@ def collect(min_free_gb: float) -> dict[str, Any]:
         "env": environment.script_env(),
         "triton_cache_dir": {"path": cache, "writable": writable, "free_mb": free,
                              "enough_space": free is not None and free >= min_free_gb * 1024},
-        "recipes": recipes,
+        "recipes": support,
     }
 
 
@@ -129,8 +130,12 @@ def problems_of(report: dict[str, Any], wanted: list[str]) -> list[str]:
         out.append("torch sees no CUDA GPU")
     for recipe in wanted:
         verdict = report["recipes"].get(recipe)
-        if verdict is None:
-            out.append(f"unknown recipe {recipe!r}; known: {', '.join(environment.RECIPES)}")
+        known = {r.name: r for r in recipes.quantized()}
+        if verdict is None and recipe in known:
+            out.append(f"recipe {recipe} cannot be tried here: Transformer Engine has no check for it "
+                       f"(a custom recipe's quantizers are the run's own; {recipes.selecting_flags(known[recipe])})")
+        elif verdict is None:
+            out.append(f"unknown recipe {recipe!r}; known: {', '.join(recipes.names())}")
         elif not verdict["ok"]:
             out.append(f"recipe {recipe} cannot run here: {verdict['reason']}")
     cache = report["triton_cache_dir"]
@@ -197,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
-    ap.add_argument("--recipe", action="append", default=[], choices=environment.RECIPES,
-                    help="fail unless this FP8 recipe runs here (repeatable)")
+    ap.add_argument("--recipe", action="append", default=[], choices=recipes.names(), metavar="RECIPE",
+                    help="fail unless this FP8/FP4 recipe runs here (repeatable); one of "
+                         f"{', '.join(recipes.names())} (fp8suite/megatron/recipes.py, as render "
+                         "knows them; a custom recipe cannot be tried and fails)")
     ap.add_argument("--matrix", type=Path, help="fail unless every FP8 recipe of this matrix runs here")
     ap.add_argument("--min-free-gb", type=float, default=5.0, help="space TRITON_CACHE_DIR needs (default 5)")
     add_version_option(ap)

@@ -272,23 +272,64 @@ def calibrate(folders: Iterable[Path]) -> Model:
     return fit(measured_logs(folders))
 
 
-def to_json(model: Model, command: str) -> str:
-    """The calibration file's text (tools/fp8suite/data/predictor.json); `command` rebuilds it."""
+def to_json(model: Model, command: str, span: Mapping[str, Any],
+            validation: Optional[Mapping[str, Any]] = None) -> str:
+    """The calibration file's text (tools/fp8suite/data/predictor.json); `command` rebuilds it.
+    `span` is what the logs cover (`span_of`), `validation` the leave-one-out error of their
+    pairs (`validation_of`): every prediction is printed with both."""
     return json.dumps({
         "generated_by": command,
         "unit": "ms per unit of each feature (fp8suite.evidence.predict.FEATURES)",
         "coefficients": {k: float(f"{v:.6g}") for k, v in model.coefficients.items()},
         "logs": list(model.logs),
+        "span": dict(span),
+        "validation": None if validation is None else dict(validation),
     }, indent=2) + "\n"
 
 
+def span_of(data: list[Measured]) -> dict[str, Any]:
+    """What the calibration logs cover: GPU families and the [min, max] of the shape a
+    prediction beyond it extrapolates in (hidden size, layers, GPUs)."""
+    families = sorted({(recipes.gpu(m.run.gpu).name if recipes.gpu(m.run.gpu) else m.run.gpu) for m in data})
+    out: dict[str, Any] = {"gpu_families": families}
+    for key, value in SHAPE.items():
+        values = [value(m.run) for m in data]
+        out[key] = [min(values), max(values)] if values else None
+    return out
+
+
+SHAPE = {
+    "hidden_size": lambda run: Flags(run.flags).int("--hidden-size"),
+    "num_layers": lambda run: Flags(run.flags).int("--num-layers"),
+    "gpus": lambda run: run.world_size,
+}
+"""The shape figures the calibrated span is checked on, each read off a CostedRun."""
+SHAPE_WORDS = {"hidden_size": "hidden size {}", "num_layers": "{} layers", "gpus": "{} GPUs"}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The committed calibration: the model, what its logs span, how well it validated."""
+
+    model: Model
+    span: Mapping[str, Any]
+    validation: Optional[Mapping[str, Any]]
+
+
 @functools.lru_cache(maxsize=None)
-def committed() -> Optional[Model]:
+def committed_calibration() -> Optional[Calibration]:
     """The committed calibration, None when the file is missing."""
     if not CALIBRATION.is_file():
         return None
     data = json.loads(CALIBRATION.read_text())
-    return Model({k: float(data["coefficients"].get(k, 0.0)) for k in FEATURES}, tuple(data["logs"]))
+    model = Model({k: float(data["coefficients"].get(k, 0.0)) for k in FEATURES}, tuple(data["logs"]))
+    return Calibration(model, data.get("span") or {}, data.get("validation"))
+
+
+def committed() -> Optional[Model]:
+    """The committed model, None when the file is missing."""
+    found = committed_calibration()
+    return found.model if found else None
 
 
 # --- leave-one-out validation -------------------------------------------------------------------
@@ -359,28 +400,138 @@ def table(checks: list[Check]) -> str:
     for c in checks:
         lines.append(f"| {c.fp8.log} | {Path(c.bf16.log).name} | {c.measured:.3f} | {c.predicted:.3f} | "
                      f"{c.error * 100:+.1f}% |")
-    errors = [abs(c.error) for c in checks]
-    within = sum(e <= 0.10 for e in errors)
-    summary = (f"{len(checks)} pairs; within 10%: {within}; median |error| "
-               f"{statistics.median(errors) * 100:.1f}%; worst {max(errors) * 100:.1f}%") if errors else "no pairs"
+    summary = summary_line(validation_of(checks, ""))
     return "\n".join(lines) + "\n\n" + summary + "\n"
+
+
+BAND_QUANTILE = 0.9
+"""The share of the committed pairs a prediction's band covers: the band is the leave-one-out
+|error| that this share of pairs stays within (nearest rank)."""
+TARGET = 0.10
+"""The error the predictor aims at (predict_speedup.py --target's default)."""
+
+
+def validation_of(checks: list[Check], command: str) -> dict[str, Any]:
+    """The figures of a leave-one-out validation that predictor.json stores and every
+    prediction quotes: pairs, within the target, median / 90th-percentile / worst |error|
+    (shares) and the range of measured speedups."""
+    errors = sorted(abs(c.error) for c in checks)
+    measured = [c.measured for c in checks]
+    if not errors:
+        return {"generated_by": command, "pairs": 0}
+    rank = max(1, math.ceil(BAND_QUANTILE * len(errors)))
+    return {
+        "generated_by": command,
+        "pairs": len(errors),
+        "within_target": sum(e <= TARGET for e in errors),
+        "target": TARGET,
+        "median_abs_error": round(statistics.median(errors), 4),
+        "band_quantile": BAND_QUANTILE,
+        "band_abs_error": round(errors[rank - 1], 4),
+        "worst_abs_error": round(errors[-1], 4),
+        "measured_speedup": [round(min(measured), 3), round(max(measured), 3)],
+    }
+
+
+def summary_line(validation: Mapping[str, Any]) -> str:
+    """The one-line summary of a validation (the last line of docs/results/predictor.md)."""
+    if not validation.get("pairs"):
+        return "no pairs"
+    return (f"{validation['pairs']} pairs; within {validation['target']:.0%}: {validation['within_target']}; "
+            f"median |error| {validation['median_abs_error'] * 100:.1f}%; "
+            f"{validation['band_quantile']:.0%} within ±{validation['band_abs_error'] * 100:.1f}%; "
+            f"worst {validation['worst_abs_error'] * 100:.1f}%; "
+            f"measured speedups {validation['measured_speedup'][0]:.2f}–{validation['measured_speedup'][1]:.2f}x")
 
 
 # --- matrix runs ---------------------------------------------------------------------------------
 
-def for_run(run: Any) -> Optional[float]:
-    """Predicted speedup of a matrix run (schema.ExpandedRun) over its BF16 twin, rounded to
-    0.01; None for a BF16 run, without a vocabulary size or calibration, or an incomplete shape."""
+@dataclass(frozen=True)
+class Prediction:
+    """A matrix run's predicted speedup with its uncertainty and where it extrapolates."""
+
+    speedup: float
+    """BF16-twin step time / this run's, rounded to 0.01."""
+    band: Optional[float]
+    """± share: the validation's |error| that BAND_QUANTILE of the committed pairs stay within
+    (None without a stored validation)."""
+    pairs: int
+    worst: Optional[float]
+    extrapolated: tuple[str, ...]
+    """Why the prediction lies outside what the calibration measured; empty inside it."""
+    logs: int
+    gpus: tuple[str, ...]
+
+    def text(self) -> str:
+        """"1.62x ±8.3% (...); extrapolated: no H100 log, above the largest measured 1.40x"."""
+        if self.band is None:
+            out = f"{self.speedup:.2f}x (uncertainty unknown: predictor.json has no validation)"
+        else:
+            out = (f"{self.speedup:.2f}x ±{self.band * 100:.1f}% ({BAND_QUANTILE:.0%} of the {self.pairs} "
+                   f"committed pairs predicted leave-one-out are within it, the worst off by "
+                   f"{self.worst * 100:.1f}%; calibrated on {self.logs} {'/'.join(self.gpus)} logs)")
+        if self.extrapolated:
+            out += "; extrapolated: " + ", ".join(self.extrapolated)
+        return out
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest's keys: predicted_speedup and its siblings."""
+        return {"predicted_speedup": self.speedup, "predicted_speedup_band": self.band,
+                "predicted_speedup_extrapolated": list(self.extrapolated)}
+
+
+NO_PREDICTION = {"predicted_speedup": None, "predicted_speedup_band": None, "predicted_speedup_extrapolated": []}
+"""The manifest's keys of a run without a prediction."""
+
+
+def extrapolation(run: CostedRun, speedup: float, span: Mapping[str, Any],
+                  validation: Optional[Mapping[str, Any]]) -> tuple[str, ...]:
+    """Why a prediction extrapolates: a GPU family without a calibration log, a speedup outside
+    the measured ones, a shape outside the calibrated span."""
+    out = []
+    family = recipes.gpu(run.gpu)
+    name = family.name if family else run.gpu
+    if span.get("gpu_families") is not None and name not in span["gpu_families"]:
+        out.append(f"no {name} log")
+    low, high = (validation or {}).get("measured_speedup") or (None, None)
+    if high is not None and speedup > high:
+        out.append(f"above the largest measured {high:.2f}x")
+    elif low is not None and speedup < low:
+        out.append(f"below the smallest measured {low:.2f}x")
+    for key, read in SHAPE.items():
+        bounds = span.get(key)
+        value = read(run)
+        if bounds and value is not None and not bounds[0] <= value <= bounds[1]:
+            what = SHAPE_WORDS[key].format(value)
+            side = "above" if value > bounds[1] else "below"
+            out.append(f"{what} {side} the calibrated {bounds[0]}–{bounds[1]}")
+    return tuple(out)
+
+
+def predict_run(run: Any) -> Optional[Prediction]:
+    """The prediction for a matrix run (schema.ExpandedRun) over its BF16 twin; None for a BF16
+    run, without a vocabulary size or calibration, or an incomplete shape."""
     s = run.settings
     if not recipes.of_flags(run.flags).recipe.quantized or not s.data.vocab_size:
         return None
-    model = committed()
-    if model is None:
+    found = committed_calibration()
+    if found is None:
         return None
     fusion = s.gradient_accumulation_fusion in ("te", "on")
+    costed = CostedRun(run.flags, s.target.gpus_per_node * s.target.nodes, s.data.vocab_size, s.target.gpu, fusion)
     try:
-        value = model.speedup(CostedRun(run.flags, s.target.gpus_per_node * s.target.nodes, s.data.vocab_size,
-                                  s.target.gpu, fusion))
+        value = found.model.speedup(costed)
     except (ValueError, ZeroDivisionError):
         return None
-    return round(value, 2) if math.isfinite(value) else None
+    if not math.isfinite(value):
+        return None
+    v = found.validation or {}
+    return Prediction(round(value, 2), v.get("band_abs_error"), v.get("pairs", 0), v.get("worst_abs_error"),
+                      extrapolation(costed, value, found.span, found.validation), len(found.model.logs),
+                      tuple(found.span.get("gpu_families") or ()))
+
+
+def for_run(run: Any) -> Optional[float]:
+    """Predicted speedup of a matrix run over its BF16 twin, rounded to 0.01 (see predict_run)."""
+    found = predict_run(run)
+    return found.speedup if found else None

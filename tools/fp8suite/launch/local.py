@@ -283,6 +283,13 @@ def _other_launch(rec: dict, run: RenderedRun, opts: Options) -> str:
     return f"then: {was}"
 
 
+def matrix_environment(run) -> dict[str, str]:
+    """The environment the run's script exports whatever the caller's is: the matrix's env of
+    its manifest entry (a dry run shows it beside LOG_FILE, --env and inherited knobs)."""
+    env = run.entry.get("env") if isinstance(run.entry, dict) else None
+    return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+
+
 def _dry_run(todo, states, opts: Options, display: Display) -> int:
     display.note(f"dry run: {len(todo)} run(s) would run in turn, from {paths.ROOT}; nothing is written")
     inherited = {k: os.environ[k] for k in KNOBS if k in os.environ and k not in opts.env}
@@ -291,7 +298,10 @@ def _dry_run(todo, states, opts: Options, display: Display) -> int:
     for n, (plan, run) in enumerate(todo, 1):
         log = paths.next_log(plans.log_dir(run, opts.env), run.name, _node_rank(opts.env))
         env = dict(opts.env, LOG_FILE=plans.shown(log))
-        display.note(f"[{n}/{len(todo)}] {run.name}\n  {shell_line(command(run, opts), env)}")
+        matrix_env = matrix_environment(run)
+        exported = (f"\n  the script exports (matrix env, over any value above): {shell_line([], matrix_env)}"
+                    if matrix_env else "")
+        display.note(f"[{n}/{len(todo)}] {run.name}\n  {shell_line(command(run, opts), env)}{exported}")
     for name, state in states.items():
         display.note(f"status file: {plans.shown(state.path)}")
     return 0

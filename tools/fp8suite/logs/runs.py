@@ -177,6 +177,15 @@ def load_manifest(path: Optional[str]) -> dict:
                                   or not value > 0 or value == float("inf")):
             raise UsageError(f"manifest {path}: runs[{i}].predicted_speedup: {value!r}: a "
                              "positive number (the speedup over BF16 the matrix predicts)")
+        band = r.get("predicted_speedup_band") if isinstance(r, dict) else None
+        if band is not None and (isinstance(band, bool) or not isinstance(band, (int, float))
+                                 or not 0 <= band < float("inf")):
+            raise UsageError(f"manifest {path}: runs[{i}].predicted_speedup_band: {band!r}: a "
+                             "number >= 0 (the prediction's ± share)")
+        reasons = r.get("predicted_speedup_extrapolated") if isinstance(r, dict) else None
+        if reasons is not None and (not isinstance(reasons, list) or not all(isinstance(x, str) for x in reasons)):
+            raise UsageError(f"manifest {path}: runs[{i}].predicted_speedup_extrapolated: {reasons!r}: a "
+                             "list of reasons (strings)")
     return {r["name"]: r for r in runs if isinstance(r, dict) and isinstance(r.get("name"), str)}
 
 

@@ -214,6 +214,19 @@ def quantized() -> tuple[Recipe, ...]:
     return tuple(r for r in RECIPES if r.quantized)
 
 
+def names() -> tuple[str, ...]:
+    """The names a tool takes for an FP8/FP4 recipe (verify_env.py --recipe): every quantized
+    recipe a matrix can select, whether or not Transformer Engine can try it (`probed()`)."""
+    return tuple(r.name for r in quantized())
+
+
+def selecting_flags(recipe: Recipe) -> str:
+    """The Megatron flags a matrix selects `recipe` with, e.g. "--fp4-format e2m1 --fp4-recipe nvfp4"."""
+    if not recipe.format_flag:
+        return recipe.base_flag or "(no flag)"
+    return f"{recipe.format_flag} ... {recipe.recipe_flag} {recipe.recipe_value}"
+
+
 def probed() -> tuple[Recipe, ...]:
     """The recipes verify_env.py can try under Transformer Engine."""
     return tuple(r for r in RECIPES if r.te_probe is not None)

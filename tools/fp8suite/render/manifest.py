@@ -51,6 +51,7 @@ def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
     par = parallel(run)
     argv = [t for flag, value in run.flags.items() for t in tokens(flag, value, snapshot.get(flag))[0]]
     peak = memory.for_run(run)
+    prediction = predict.predict_run(run)
     return {
         "name": run.name,
         "scripts": {name: path for name, (path, _) in r.scripts.items()},
@@ -68,7 +69,8 @@ def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
         "train_iters": run.flags.get("--train-iters"),
         "peak_memory_gib": None if peak is None else round(peak[0].total, 1),
         "advice": advice.manifest_records(advice.for_run(run)),
-        "predicted_speedup": predict.for_run(run),
+        # The number with its band and why it extrapolates (predict.Prediction.manifest).
+        **(prediction.manifest() if prediction else predict.NO_PREDICTION),
         "log_dir": log_dir(matrix, run),
         "env": {k: str(v) for k, v in s.env.items()},
         "data": {

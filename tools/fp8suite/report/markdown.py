@@ -225,7 +225,7 @@ def verdict_block(g, v) -> list:
             if r.speedup_range:
                 speed += f" (seeds {r.speedup_range[0]:.3f}–{r.speedup_range[1]:.3f}x)"
             if r.predicted_speedup is not None:
-                speed += f", predicted {r.predicted_speedup:.2f}x"
+                speed += ", " + prediction_text(r.predicted_speedup, r.predicted_band, r.predicted_extrapolated, True)
             seeds = f"{r.seeds} seeds" if r.seeds > 1 else "1 seed"
             out.append(f"  - **{r.label}** ({', '.join(r.runs)}; {seeds}; speed {speed}): "
                        f"loss **{r.loss}** ({r.loss_basis}); time to target "
@@ -236,7 +236,8 @@ def verdict_block(g, v) -> list:
         predicted = [r for r in v.recipes if r.predicted_speedup is not None]
         for r in predicted:
             out.append(f"  - {r.label} ({', '.join(r.runs)}): measured "
-                       f"{_f(r.speedup, '{:.3f}x')}, predicted {r.predicted_speedup:.2f}x.")
+                       f"{_f(r.speedup, '{:.3f}x')}, "
+                       f"{prediction_text(r.predicted_speedup, r.predicted_band, r.predicted_extrapolated, True)}.")
     if v.caveats:
         out.append("- Cannot tell: " + "; ".join(_short(c, set(g.summaries)) for c in v.caveats)
                    + ".")
@@ -299,13 +300,15 @@ def _spread_lines(g) -> list:
     return out
 
 
-def _speedup_cell(v, predicted=None) -> str:
+def _speedup_cell(v, run=None) -> str:
     if v is None or v.speedup is None:
         return BLANK
+    predicted = predicted_speedup(run) if run is not None else None
     return (f"{v.speedup:.3f}x" + (" (within spread)" if v.within_spread else "")
             + (" (mean differs)" if v.mean_disagrees else "")
             + (f" vs `{v.baseline_log}` ({v.baseline_ms:,.1f} ms)" if v.baseline_log else "")
-            + (f" (predicted {predicted:.2f}x)" if predicted is not None else ""))
+            + (f" ({prediction_text(predicted, predicted_band(run), predicted_extrapolated(run))})"
+               if predicted is not None else ""))
 
 
 def stalls_text(s) -> str:
@@ -327,6 +330,27 @@ def predicted_speedup(run):
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def predicted_band(run):
+    """The manifest entry's `predicted_speedup_band` (± share of the prediction), else None."""
+    value = run.manifest.get("predicted_speedup_band") if isinstance(run.manifest, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def predicted_extrapolated(run) -> list:
+    """The manifest entry's `predicted_speedup_extrapolated` (why it extrapolates), else []."""
+    value = run.manifest.get("predicted_speedup_extrapolated") if isinstance(run.manifest, dict) else None
+    return [str(x) for x in value] if isinstance(value, list) else []
+
+
+def prediction_text(value, band=None, extrapolated=(), reasons=False) -> str:
+    """"predicted 1.30x ±8.3%" and, when it extrapolates, ", extrapolated" (with `reasons`:
+    ", extrapolated: no H100 log")."""
+    out = f"predicted {value:.2f}x" + (f" ±{band * 100:.1f}%" if band is not None else "")
+    if extrapolated:
+        out += ", extrapolated" + (": " + ", ".join(extrapolated) if reasons else "")
+    return out
+
+
 def _main_table(g) -> list:
     """One row per run; figure columns come from columns.FIGURES (header, format), with the
     cells that say more than the number (speedup notes, the slowest iteration's number)."""
@@ -337,7 +361,7 @@ def _main_table(g) -> list:
         ("Iters", lambda s, v, run: f"{_f(s.iterations_done, '{}')}/"
                                     f"{_f(s.iterations_planned, '{}')}"),
         (C["median_iteration_ms"], None),
-        (C["speedup"], lambda s, v, run: _speedup_cell(v, predicted_speedup(run))),
+        (C["speedup"], lambda s, v, run: _speedup_cell(v, run)),
         (C["tokens_per_s_per_gpu"], None),
         (C["itr_ms_mean"], None),
         (C["speedup_by_mean"], None),

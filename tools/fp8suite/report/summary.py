@@ -29,7 +29,7 @@ from . import columns
 from . import metrics
 from ..common import status as S
 from . import verdict as V
-from .markdown import hide_paths, predicted_speedup
+from .markdown import hide_paths, predicted_band, predicted_extrapolated, predicted_speedup
 
 SCHEMA = "fp8suite.report.summary"
 SCHEMA_VERSION = 1
@@ -98,6 +98,10 @@ class RunEntry:
     (metrics.PeerWindow): dgxc llmb-run's and Megatron-Bridge's step time from the same log."""
     predicted_speedup: Optional[float] = None
     """The manifest entry's predicted_speedup, when it has one."""
+    predicted_speedup_band: Optional[float] = None
+    """Its ± share (the predictor's leave-one-out |error| 90% of the committed pairs stay within)."""
+    predicted_speedup_extrapolated: list = field(default_factory=list)
+    """Why the prediction extrapolates beyond the calibration logs; [] inside them."""
     speed_warning: Optional[str] = None
     """Why the run's step times are not stable, or null."""
 
@@ -214,6 +218,8 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
                 "graph_warmup_iterations": s.graph_warmup,
                 "peer_windows": [_clean(asdict(w)) for w in s.peer_windows],
                 "predicted_speedup": predicted_speedup(run),
+                "predicted_speedup_band": predicted_band(run),
+                "predicted_speedup_extrapolated": predicted_extrapolated(run),
                 "speed_warning": s.speed_warning or None,
             })))
             if v is None or run.name == g.baseline:

@@ -68,6 +68,8 @@ class RecipeVerdict:
     time_to_target_s: Optional[tuple] = None  # (mean, sample sd) seconds over its seeds, 2+
     bf16_time_to_target_s: Optional[tuple] = None  # the same over the BF16 seeds
     predicted_speedup: Optional[float] = None  # the manifest's prediction, when it has one
+    predicted_band: Optional[float] = None  # its ± share (the predictor's leave-one-out error)
+    predicted_extrapolated: list = field(default_factory=list)  # why it extrapolates
     settings: list = field(default_factory=list)  # settings differing from the baseline's
     loss_test: Optional[Test] = None
     time_test: Optional[Test] = None
@@ -250,10 +252,17 @@ def _recipes(g) -> list:
         rv.speedup = statistics.fmean(speeds) if speeds else None
         if len(speeds) > 1:
             rv.speedup_range = (min(speeds), max(speeds))
-        predicted = [r.manifest.get("predicted_speedup") for r in members]
-        predicted = [p for p in predicted
-                     if isinstance(p, (int, float)) and not isinstance(p, bool)]
-        rv.predicted_speedup = float(predicted[0]) if predicted else None
+        predicted = [r for r in members if isinstance(r.manifest, dict)
+                     and isinstance(r.manifest.get("predicted_speedup"), (int, float))
+                     and not isinstance(r.manifest.get("predicted_speedup"), bool)]
+        if predicted:
+            first_predicted = predicted[0].manifest
+            rv.predicted_speedup = float(first_predicted["predicted_speedup"])
+            band = first_predicted.get("predicted_speedup_band")
+            rv.predicted_band = (float(band) if isinstance(band, (int, float)) and not isinstance(band, bool)
+                                 else None)
+            reasons = first_predicted.get("predicted_speedup_extrapolated")
+            rv.predicted_extrapolated = [str(x) for x in reasons] if isinstance(reasons, list) else []
         why = _not_judged(g, sums, vs)
         if why:
             rv.loss_basis = rv.time_to_target_basis = why
