@@ -174,14 +174,12 @@ def verdict_block(g, v) -> list:
     out = ["**Verdict**", ""]
     if v.caveats[:1] and v.caveats[0].startswith("verdict blank"):  # verdict.of
         return out + [f"- Cannot tell: {v.caveats[0]}."]
-    if g.baseline is None:
-        out.append(f"- No comparison: {g.baseline_note}.")
-    elif v.fastest is None and not v.fastest_overall:
-        out.append("- **Fastest at equal settings**: none: no run besides the baseline has a "
-                   "step time to compare (failed, or no timed iterations).")
+    if len(g.runs) == 1:
+        out.append(f"- {v.no_answer[:1].upper()}{v.no_answer[1:]}.")
+    elif g.baseline is None:
+        out.append(f"- No comparison: {v.no_answer}.")
     elif v.fastest is None:
-        out.append("- **Fastest at equal settings**: none: no BF16 run ran at the settings of "
-                   "another recipe (the settings below differ).")
+        out.append(f"- **Fastest at equal settings**: none: {v.no_answer}.")
     else:
         spread = (f"step-time spread ±{v.spread:.1%}" if v.spread is not None else
                   "step-time spread unknown (no run launched twice)")
@@ -190,7 +188,11 @@ def verdict_block(g, v) -> list:
         mean = (f"; by mean {v.speedup_by_mean:.3f}x" if v.speedup_by_mean is not None else "")
         flag = " (mean and median disagree: stalls)" if v.mean_median_disagree else ""
         at = f" at {', '.join(v.equal_settings)}" if v.equal_settings else ""
-        if v.fastest == v.over:
+        if v.tied:
+            out.append(f"- **Fastest at equal settings**{at}: {V.tie_text(v, runs=True)} "
+                       f"(speedups over BF16 ({v.over}) by median step time). "
+                       f"Basis: {v.basis}.")
+        elif v.fastest == v.over:
             out.append(f"- **Fastest at equal settings**{at}: **BF16** ({v.over}); the fastest "
                        f"other recipe there, **{v.runner_up_label}** ({v.runner_up}), runs at "
                        f"**{v.runner_up_speedup:.3f}x** its speed by median step time; {spread}. "
