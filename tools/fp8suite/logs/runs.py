@@ -54,7 +54,7 @@ from ..common.paths import shown_name
 from ..common import status as S
 from ..common.errors import UsageError
 from ..megatron.logvocab import arg_int
-from .parse import ParsedLog, Status, Steps
+from .parse import ParsedLog, Status, Steps, recognised
 from .stream import read_log
 
 
@@ -134,6 +134,27 @@ def find_logs(inputs: list) -> list:
         where = ", ".join(str(i) for i in inputs)
         raise UsageError(f"no *.log files found in {where}")
     return found
+
+
+def training_runs(loaded: list, inputs: list) -> tuple[list, list]:
+    """(runs, skipped): the runs whose logs hold Megatron training-log content
+    (parse.recognised), and the paths of the others, found by a folder scan (a folder may
+    hold other programs' *.log files). A file named as an input that holds none is bad usage:
+    UsageError, naming it as given. A crashed or cut-off log with Megatron's lines stays a
+    run with its status."""
+    named = {os.path.realpath(i): i for i in inputs if Path(i).is_file()}
+    kept, skipped = [], []
+    for run in loaded:
+        files = run.stitched or run.nodes or [run.path]
+        if recognised(run.log):
+            kept.append(run)
+            continue
+        for f in files:
+            if os.path.realpath(f) in named:
+                raise UsageError(f"{named[os.path.realpath(f)]}: not a Megatron training log "
+                                 "(no iteration or argument lines)")
+        skipped.append(run.path)
+    return kept, skipped
 
 
 MAX_SIDECAR_BYTES = 16 * 1024 * 1024
