@@ -226,25 +226,31 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
             sizes.append(0)  # reported on the run itself
     if len(paths) < PROGRESS_MIN_LOGS and sum(sizes) < PROGRESS_MIN_BYTES:
         progress = None
-    if progress:
-        progress(f"parsing {len(paths)} logs, {_mb(sum(sizes))}")
     sidecars = [load_sidecar(p) for p in paths]
     launches = [nodes.launch_of(p, side) for p, (side, _) in zip(paths, sidecars)]
     for i in nodes.candidates(launches):
         nodes.add_log_span(launches[i], paths[i])
     joined, strays = nodes.pair(launches)
     members = {j for js in joined.values() for j in js}
+    if progress:
+        launches_n = len(paths) - len(members)
+        progress(f"parsing {len(paths)} logs, {_mb(sum(sizes))}"
+                 + (f" ({launches_n} launch{'es' if launches_n != 1 else ''}: node logs "
+                    "read with their node 0)" if members else ""))
     runs = []
-    done = 0  # logs read so far, a launch's node logs with its node 0
+    # Progress counts launches read, [k/n] over n = the logs less the node logs read with
+    # their node 0: each step is one, whether a launch wrote one log or several.
+    total = len(paths) - len(members)
+    done = 0
     for i, (p, size) in enumerate(zip(paths, sizes)):
         if i in members:
             continue  # parsed with its node 0
         group = [i] + joined.get(i, [])
-        done += len(group)
+        done += 1
         if progress:
             others = len(group) - 1
             with_nodes = f" + {others} node log{'s' if others > 1 else ''}" if others else ""
-            progress(f"[{done}/{len(paths)}] {p.stem}{with_nodes} {_mb(sum(sizes[k] for k in group))}")
+            progress(f"[{done}/{total}] {p.stem}{with_nodes} {_mb(sum(sizes[k] for k in group))}")
         sidecar, note = sidecars[i]
         notes = [note] if note else []
         logs = [str(p)]
