@@ -412,3 +412,32 @@ def test_one_run_has_nothing_to_compare(tmp_path):
               args={**SHAPE, "train_iters": 20}, end="cut")
     text, _ = render(tmp_path)
     assert "- Nothing to compare: one run (bf16, running/truncated" in text
+
+
+def test_a_multi_study_report_opens_with_the_answer_by_study(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "small" / "bf16.log", [3.0] * 20, [800.0] * 20, args=SHAPE)
+    write_log(logs / "small" / "fp8.log", [3.0] * 20, [1000.0] * 20, args={**SHAPE, **FP8})
+    big = {**SHAPE, "world_size": 8, "data_parallel_size": 8}
+    write_log(logs / "big" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=big)
+    write_log(logs / "big" / "fp8.log", [3.0] * 20, [800.0] * 20, args={**big, **FP8})
+    write_log(logs / "lone" / "bf16.log", [3.0] * 20, [1000.0] * 20,
+              args={**SHAPE, "world_size": 4, "data_parallel_size": 4})
+    text, _ = render(tmp_path)
+    lines = text.splitlines()
+    assert lines[4] == "## Answer by study"
+    rows = [x for x in lines[:20] if x.startswith("| [")]
+    assert [r.split("]")[0] for r in rows] == ["| [big", "| [lone", "| [small"]
+    assert rows[0].endswith("| FP8 tensorwise (hybrid) fastest, 1.250x (spread unknown: no run "
+                            "launched twice) |")
+    assert "| 8 |" in rows[0] and "(#big)" in rows[0]
+    assert rows[1].endswith("| nothing to compare: one run (bf16, completed 20/20) |")
+    assert rows[2].endswith("| BF16 fastest; next FP8 tensorwise (hybrid) at 0.800x (spread "
+                            "unknown: no run launched twice) |")
+    assert text.index("## Answer by study") < text.index("## big")
+    # One study: no block.
+    import shutil
+    shutil.rmtree(logs / "big")
+    shutil.rmtree(logs / "lone")
+    text, _ = render(tmp_path)
+    assert "Answer by study" not in text
