@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -527,10 +528,14 @@ def test_progress_counts_a_launchs_node_logs_with_its_node_0(tmp_path, monkeypat
     monkeypatch.setattr(runs, "PROGRESS_MIN_LOGS", 1)
     logs = tmp_path / "logs"
     assert launch_nodes(logs) == [0, 0]
+    # A launch on one node beside it: the count steps by one launch at a time, up to the total.
+    shutil.copy(logs / f"{RUN}.log", logs / "z_single.log")
     lines = []
     runs.load_runs(runs.find_logs([str(logs)]), {}, progress=lines.append)
-    assert lines[0].startswith("parsing 2 logs")
-    assert re.fullmatch(rf"\[2/2\] {RUN} \+ 1 node log [0-9.]+ MB", lines[1]), lines
+    assert re.fullmatch(r"parsing 3 logs, [0-9.]+ MB \(2 launches: node logs read with their "
+                        r"node 0\)", lines[0]), lines
+    assert re.fullmatch(rf"\[1/2\] {RUN} \+ 1 node log [0-9.]+ MB", lines[1]), lines
+    assert re.fullmatch(r"\[2/2\] z_single [0-9.]+ MB", lines[2]), lines
 
 
 @pytest.mark.parametrize("failure, expected", [

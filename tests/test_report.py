@@ -14,6 +14,7 @@ from fp8suite.report import compare
 from fp8suite.logs import runs
 
 FIX = Path(__file__).parent / "data" / "logs" / "megatron019"
+FIELD_C01 = Path(__file__).parent / "data" / "field-reports" / "C01" / "fp16_skipped_iterations"
 
 
 @pytest.fixture
@@ -155,3 +156,43 @@ def test_wandb_and_hidden_folders_are_not_runs(workdir):
         "bf16.log", "fp8cs.log", "fp8delayed_1F1L_bad.log"]
     # named explicitly, a log is always taken
     assert len(runs.find_logs(["logs/megatron019/.scratch/x.log"])) == 1
+
+
+@pytest.mark.parametrize("name, text", [
+    ("README.md", "# A project\n\nSome words about it.\n"),
+    ("matrix.yaml", "name: x\naxes:\n  recipe: [bf16, fp8]\n"),
+    ("notes.log", "nothing from a training run here\n"),
+])
+def test_a_file_without_megatron_lines_is_no_run(tmp_path, capsys, name, text):
+    (tmp_path / name).write_text(text)
+    assert report.main([str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"report.py: {tmp_path / name}: not a Megatron training log (no iteration "
+                   "or argument lines)\n")
+    assert not (tmp_path / "out" / "report.md").exists()
+
+
+def test_a_folder_scan_skips_files_without_megatron_lines(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for f in ("train_bf16.log", "train_fp16.log"):
+        shutil.copy(FIELD_C01 / f, logs / f)
+    (logs / "notes.log").write_text("setup notes, not a run\n")
+    (logs / "junk.log").write_bytes(bytes(range(256)) * 16)
+    # A crash at start-up (a traceback, no iteration) is a run with its status.
+    (logs / "crashed.log").write_text(
+        "Traceback (most recent call last):\n  File \"/workspace/pretrain_gpt.py\", line 3, "
+        "in <module>\nModuleNotFoundError: No module named 'transformer_engine'\n")
+    assert report.main([str(logs), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert (f"report.py: skipped 2 files that are not Megatron training logs (no iteration or "
+            f"argument lines): {logs / 'junk.log'}, {logs / 'notes.log'}\n") in err
+    data = json.loads((tmp_path / "out" / "summary.json").read_text())
+    by = {r["name"]: r for r in data["runs"]}
+    assert set(by) == {"train_bf16", "train_fp16", "crashed"}
+    assert by["crashed"]["status"] == "crashed"
+    # Nothing but such files: bad usage.
+    for f in ("train_bf16.log", "train_fp16.log", "crashed.log"):
+        (logs / f).unlink()
+    assert report.main([str(logs), "--out", str(tmp_path / "out2")]) == 2
+    assert "no Megatron training logs in" in capsys.readouterr().err

@@ -138,6 +138,26 @@ def test_c06_nemo2_logs_complete_with_step_times(tmp_path):
     assert fp8["median_iteration_ms"] == pytest.approx(9130, rel=0.01)
 
 
+def test_c06_unknown_precision_is_no_claim_of_no_bf16_run(tmp_path):
+    """Neither NeMo log has an arguments dump (one is named *_bf16): the verdict says the
+    precision is unknown, not that the group has no BF16 run."""
+    text, _, data = make_report(FIELD / "C06", tmp_path)
+    verdict = text.split("**Verdict**")[1].split("Directory")[0]
+    assert ("- No comparison: precision unknown for 2 of 2 runs (no argument dump): no "
+            "baseline") in verdict
+    assert "no BF16 run" not in text
+    assert data["groups"][0]["verdict"]["no_answer"].startswith("precision unknown for 2 of 2")
+
+
+@pytest.mark.parametrize("case, run, status", [("B04", "sft_bf16", "completed 30/30"),
+                                                ("B11", "train_bf16", "completed")])
+def test_one_run_has_nothing_to_compare(tmp_path, case, run, status):
+    text, _, _ = make_report(FIELD / case, tmp_path)
+    verdict = text.split("**Verdict**")[1].split("Directory")[0]
+    assert f"- Nothing to compare: one run ({run}, {status}" in verdict
+    assert "no run besides the baseline" not in text
+
+
 def test_c11_a_fresh_launch_appended_to_a_log_is_an_attempt(tmp_path):
     """train_fp8_tensorwise.log holds two separate launches (appended, the second a fresh
     start with --fp8-param-gather and --train-iters 50, no checkpoint loaded): the run shown is

@@ -159,6 +159,20 @@ def test_no_bf16_run_means_no_baseline(tmp_path):
     assert "no BF16 run in this group" in g.baseline_note
 
 
+def test_unknown_precision_is_no_claim_of_no_bf16_run(tmp_path):
+    # An FP8 run with its dump and a log without one named *_bf16: its precision is unknown.
+    write_log(tmp_path / "fp8.log", BASE, [900] * 20,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "tensorwise"})
+    text = (tmp_path / "fp8.log").read_text()
+    first = text.index(" [2026-11-23")  # the iteration lines without the start-up and dump
+    (tmp_path / "x_bf16.log").write_text(text[first:])
+    (g,) = groups_of(tmp_path)
+    assert g.summaries["x_bf16"].precision is None
+    assert g.baseline is None
+    assert g.baseline_note.startswith("precision unknown for 1 of 2 runs (no argument dump): "
+                                      "no baseline")
+
+
 def test_groups_split_by_directory_and_shape(tmp_path):
     write_log(tmp_path / "a" / "bf16.log", BASE, [1000] * 20, args=SHAPE)
     write_log(tmp_path / "a" / "bf16_seq4k.log", BASE, [1000] * 20,

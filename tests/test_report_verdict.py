@@ -362,3 +362,108 @@ def test_bf16_fastest_at_equal_settings_names_the_next_recipe(tmp_path):
     text, _ = render(tmp_path)
     assert ("- **Fastest at equal settings**: **BF16** (bf16); the fastest other recipe there, "
             "**FP8 tensorwise (hybrid)** (fp8), runs at **0.800x** its speed") in text
+
+
+# --- recipes not told apart ----------------------------------------------------------------
+
+DELAYED = {"fp8": "hybrid", "fp8_recipe": "delayed"}
+
+
+def test_recipes_within_the_spread_between_sittings_are_not_told_apart(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    # Two sittings of the delayed run, 800 and 812 ms: a ±1.5% spread.
+    write_log(logs / "fp8_delayed.log", [3.0] * 20, [812.0] * 20, args={**SHAPE, **DELAYED})
+    write_log(logs / "fp8_delayed.1.log", [3.0] * 20, [800.0] * 20, args={**SHAPE, **DELAYED})
+    write_log(logs / "fp8_cs.log", [3.0] * 20, [806.0] * 20, args={**SHAPE, **FP8})
+    (g,) = groups_of(logs)
+    assert g.spread == pytest.approx(0.015)
+    v = verdict.build(g)
+    shown = g.summaries["fp8_delayed"].median_iter_ms
+    fast, slow = sorted([("fp8_delayed", shown), ("fp8_cs", 806.0)], key=lambda x: x[1])
+    assert [t["run"] for t in v.tied] == [fast[0], slow[0]]
+    assert v.tie_gap == pytest.approx(slow[1] / fast[1] - 1)
+    assert (v.tie_noise, v.tie_noise_basis) == (pytest.approx(0.015), "between sittings")
+    text, data = render(tmp_path)
+    line = next(x for x in text.splitlines() if x.startswith("- **Fastest at equal settings**"))
+    assert "not told apart" in line and "inside the ±1.5% between sittings" in line
+    assert "**FP8 delayed (hybrid)** (fp8_delayed)" in line
+    assert "**FP8 tensorwise (hybrid)** (fp8_cs)" in line
+    assert [t["run"] for t in data["groups"][0]["verdict"]["tied"]] == [fast[0], slow[0]]
+
+
+def test_without_repeats_the_least_step_time_noise_decides(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(logs / "fp8_cs.log", [3.0] * 20, [800.0] * 20, args={**SHAPE, **FP8})
+    write_log(logs / "fp8_delayed.log", [3.0] * 20, [806.0] * 20, args={**SHAPE, **DELAYED})
+    (g,) = groups_of(logs)
+    v = verdict.build(g)
+    assert [(t["run"], t["label"]) for t in v.tied] == [
+        ("fp8_cs", "FP8 tensorwise (hybrid)"), ("fp8_delayed", "FP8 delayed (hybrid)")]
+    assert [t["speedup"] for t in v.tied] == [pytest.approx(1.25), pytest.approx(1000 / 806)]
+    assert verdict.tie_text(v) == (
+        "FP8 tensorwise (hybrid) and FP8 delayed (hybrid), 1.24–1.25x, not told apart: 0.8% "
+        "apart, inside the ±1.0% least step-time noise (no run launched twice)")
+    # 2.5% apart: outside the noise, one fastest.
+    write_log(logs / "fp8_delayed.log", [3.0] * 20, [820.0] * 20, args={**SHAPE, **DELAYED})
+    (g,) = groups_of(logs)
+    v = verdict.build(g)
+    assert v.tied == [] and v.fastest == "fp8_cs" and verdict.tie_text(v) == ""
+    text, _ = render(tmp_path)
+    assert "not told apart" not in text.split("Directory")[0]
+    assert "**FP8 tensorwise (hybrid)** (fp8_cs), **1.250x**" in text
+
+
+def test_bf16_fastest_within_noise_of_a_recipe_is_not_told_apart(tmp_path):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [800.0] * 20, args=SHAPE)
+    write_log(tmp_path / "logs" / "fp8.log", [3.0] * 20, [805.0] * 20, args={**SHAPE, **FP8})
+    (g,) = groups_of(tmp_path / "logs")
+    v = verdict.build(g)
+    assert [t["run"] for t in v.tied] == ["bf16", "fp8"]
+    text, _ = render(tmp_path)
+    assert ("- **Fastest at equal settings**: **BF16** (bf16) and **FP8 tensorwise (hybrid)** "
+            "(fp8), 0.99–1.00x, not told apart: 0.6% apart") in text
+    assert "runs at **0.994x** its speed" not in text
+
+
+def test_one_run_has_nothing_to_compare(tmp_path):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    text, data = render(tmp_path)
+    assert "- Nothing to compare: one run (bf16, completed 20/20).\n" in text
+    assert "no run besides the baseline" not in text
+    assert data["groups"][0]["verdict"]["no_answer"] == (
+        "nothing to compare: one run (bf16, completed 20/20)")
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 12, [1000.0] * 12,
+              args={**SHAPE, "train_iters": 20}, end="cut")
+    text, _ = render(tmp_path)
+    assert "- Nothing to compare: one run (bf16, running/truncated" in text
+
+
+def test_a_multi_study_report_opens_with_the_answer_by_study(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "small" / "bf16.log", [3.0] * 20, [800.0] * 20, args=SHAPE)
+    write_log(logs / "small" / "fp8.log", [3.0] * 20, [1000.0] * 20, args={**SHAPE, **FP8})
+    big = {**SHAPE, "world_size": 8, "data_parallel_size": 8}
+    write_log(logs / "big" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=big)
+    write_log(logs / "big" / "fp8.log", [3.0] * 20, [800.0] * 20, args={**big, **FP8})
+    write_log(logs / "lone" / "bf16.log", [3.0] * 20, [1000.0] * 20,
+              args={**SHAPE, "world_size": 4, "data_parallel_size": 4})
+    text, _ = render(tmp_path)
+    lines = text.splitlines()
+    assert lines[4] == "## Answer by study"
+    rows = [x for x in lines[:20] if x.startswith("| [")]
+    assert [r.split("]")[0] for r in rows] == ["| [big", "| [lone", "| [small"]
+    assert rows[0].endswith("| FP8 tensorwise (hybrid) fastest, 1.250x (spread unknown: no run "
+                            "launched twice) |")
+    assert "| 8 |" in rows[0] and "(#big)" in rows[0]
+    assert rows[1].endswith("| nothing to compare: one run (bf16, completed 20/20) |")
+    assert rows[2].endswith("| BF16 fastest; next FP8 tensorwise (hybrid) at 0.800x (spread "
+                            "unknown: no run launched twice) |")
+    assert text.index("## Answer by study") < text.index("## big")
+    # One study: no block.
+    import shutil
+    shutil.rmtree(logs / "big")
+    shutil.rmtree(logs / "lone")
+    text, _ = render(tmp_path)
+    assert "Answer by study" not in text

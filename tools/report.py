@@ -115,6 +115,14 @@ def _report(args, argv: list) -> int:
     manifest = runs.load_manifest(args.manifest)
     published = reference.load(args.reference)
     loaded = runs.load_runs(paths, manifest, progress=runs.stderr_progress)
+    loaded, skipped = runs.training_runs(loaded, args.inputs)
+    if skipped:
+        what = ("1 file that is not a Megatron training log" if len(skipped) == 1 else
+                f"{len(skipped)} files that are not Megatron training logs")
+        print(f"report.py: skipped {what} (no iteration or argument lines): "
+              f"{', '.join(skipped)}", file=sys.stderr)
+    if not loaded:
+        raise runs.UsageError(f"no Megatron training logs in {', '.join(args.inputs)}")
     groups = compare.build_groups(loaded, args.warmup, baseline)
     if published is not None and not any(reference.matches(published, g) for g in groups):
         print(f"report.py: --reference {args.reference}: no comparison group has its model "

@@ -295,14 +295,26 @@ def _parse_launch(buf: bytes) -> ParsedLog:
     )
 
 
+# The start of placed_status's reason for a file in which nothing is Megatron's.
+NOT_RECOGNISED = "format not recognised: looks like "
+
+
+def recognised(log: ParsedLog) -> bool:
+    """Whether the log holds any Megatron training-log content: an arguments dump, an
+    iteration line, a launcher's or Megatron's start-up or end lines (a crash at start-up
+    included). False for a README, a YAML file, JSON, another trainer's log or binary data,
+    which placed_status calls "format not recognised"."""
+    return not (log.status.name == S.UNREADABLE
+                and log.status.reason.startswith(NOT_RECOGNISED))
+
+
 def placed_status(status: Status, era, head: bytes) -> Status:
     """The status as the log's era backs it: an unplaceable log with nothing recognised says
     so ("format not recognised: looks like X"), and an era that prints no end marker
     (Megatron-LM v1.x) completed when its last iteration line reached the planned count."""
     if era is logformats.UNKNOWN and status.name == S.TRUNCATED \
             and status.last_iteration is None and status.reason == "no Megatron output recognised":
-        return Status(S.UNREADABLE, "format not recognised: looks like "
-                      + logformats.looks_like(head or b"\0"))
+        return Status(S.UNREADABLE, NOT_RECOGNISED + logformats.looks_like(head or b"\0"))
     if logformats.ends_without_marker(era) and status.name == S.TRUNCATED \
             and status.last_iteration is not None and status.planned_iterations \
             and status.last_iteration >= status.planned_iterations:

@@ -54,7 +54,7 @@ from ..common.paths import shown_name
 from ..common import status as S
 from ..common.errors import UsageError
 from ..megatron.logvocab import arg_int
-from .parse import ParsedLog, Status, Steps
+from .parse import ParsedLog, Status, Steps, recognised
 from .stream import read_log
 
 
@@ -136,6 +136,27 @@ def find_logs(inputs: list) -> list:
     return found
 
 
+def training_runs(loaded: list, inputs: list) -> tuple[list, list]:
+    """(runs, skipped): the runs whose logs hold Megatron training-log content
+    (parse.recognised), and the paths of the others, found by a folder scan (a folder may
+    hold other programs' *.log files). A file named as an input that holds none is bad usage:
+    UsageError, naming it as given. A crashed or cut-off log with Megatron's lines stays a
+    run with its status."""
+    named = {os.path.realpath(i): i for i in inputs if Path(i).is_file()}
+    kept, skipped = [], []
+    for run in loaded:
+        files = run.stitched or run.nodes or [run.path]
+        if recognised(run.log):
+            kept.append(run)
+            continue
+        for f in files:
+            if os.path.realpath(f) in named:
+                raise UsageError(f"{named[os.path.realpath(f)]}: not a Megatron training log "
+                                 "(no iteration or argument lines)")
+        skipped.append(run.path)
+    return kept, skipped
+
+
 MAX_SIDECAR_BYTES = 16 * 1024 * 1024
 """Largest sidecar (<run>.meta.json) read (bytes); one holds a few KB of launch details."""
 
@@ -214,25 +235,31 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
             sizes.append(0)  # reported on the run itself
     if len(paths) < PROGRESS_MIN_LOGS and sum(sizes) < PROGRESS_MIN_BYTES:
         progress = None
-    if progress:
-        progress(f"parsing {len(paths)} logs, {_mb(sum(sizes))}")
     sidecars = [load_sidecar(p) for p in paths]
     launches = [nodes.launch_of(p, side) for p, (side, _) in zip(paths, sidecars)]
     for i in nodes.candidates(launches):
         nodes.add_log_span(launches[i], paths[i])
     joined, strays = nodes.pair(launches)
     members = {j for js in joined.values() for j in js}
+    if progress:
+        launches_n = len(paths) - len(members)
+        progress(f"parsing {len(paths)} logs, {_mb(sum(sizes))}"
+                 + (f" ({launches_n} launch{'es' if launches_n != 1 else ''}: node logs "
+                    "read with their node 0)" if members else ""))
     runs = []
-    done = 0  # logs read so far, a launch's node logs with its node 0
+    # Progress counts launches read, [k/n] over n = the logs less the node logs read with
+    # their node 0: each step is one, whether a launch wrote one log or several.
+    total = len(paths) - len(members)
+    done = 0
     for i, (p, size) in enumerate(zip(paths, sizes)):
         if i in members:
             continue  # parsed with its node 0
         group = [i] + joined.get(i, [])
-        done += len(group)
+        done += 1
         if progress:
             others = len(group) - 1
             with_nodes = f" + {others} node log{'s' if others > 1 else ''}" if others else ""
-            progress(f"[{done}/{len(paths)}] {p.stem}{with_nodes} {_mb(sum(sizes[k] for k in group))}")
+            progress(f"[{done}/{total}] {p.stem}{with_nodes} {_mb(sum(sizes[k] for k in group))}")
         sidecar, note = sidecars[i]
         notes = [note] if note else []
         logs = [str(p)]

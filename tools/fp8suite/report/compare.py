@@ -349,6 +349,12 @@ def _choose_baseline(group: Group, wanted: Optional[str]) -> None:
                                                                         key=lambda s: s.name))
                 group.baseline_note = (f"no completed BF16 run ({why}), so no baseline: "
                                        "speedups and loss gaps are blank")
+            elif unknown := [s for s in group.summaries.values() if s.precision is None]:
+                # Without an arguments dump a run's precision is not known: a BF16 run may be
+                # among them, whatever its name says.
+                group.baseline_note = (f"precision unknown for {len(unknown)} of "
+                                       f"{len(group.summaries)} runs (no argument dump): no "
+                                       "baseline, so speedups and loss gaps are blank")
             else:
                 group.baseline_note = ("no BF16 run in this group, so no baseline: speedups "
                                        "and loss gaps are blank")

@@ -95,8 +95,11 @@ def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]],
     peaks = recipes.peaks_text(s.gpu for g in groups for s in g.summaries.values())
     band_rule = (" With k BF16 seeds, the band is the largest \\|mean gap\\| of the k − 1 other "
                  "seeds to the baseline." if any(g.seeds > 2 for g in groups) else "")
+    verdicts = {g.slug: V.of(g) for g in groups}
+    if len(groups) > 1:
+        out += [""] + answer_block(groups, verdicts)
     for g in groups:
-        out += [""] + _group(g, plots.get(g.slug, []), ref)
+        out += [""] + _group(g, plots.get(g.slug, []), ref, verdicts[g.slug])
     out += ["", HOW_TO_READ.format(warmup=warmup, peaks=f" ({peaks})" if peaks else "",
                                    min_iters=metrics.MIN_ITERATIONS_FOR_LOSS,
                                    iter_ms=metrics.ITER_MS, band_rule=band_rule,
@@ -106,12 +109,71 @@ def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]],
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+# --- the answer by study -------------------------------------------------------------------
+
+
+def answer_block(groups: list, verdicts: dict) -> list:
+    """One row per group, the largest setup first (GPUs, then layers x hidden², then tokens
+    per step; unknown shapes last): its GPUs, model shape and its verdict's answer in a few
+    words, linked to its section. Read from the groups' verdicts (verdict.of), not worked out
+    again."""
+    def size(g):
+        if g.shape is None:
+            return (1, 0, 0, 0, g.title)
+        d = dict(zip(metrics.SHAPE_KEYS, g.shape))
+        ws, gbs, seq, layers, hidden = (
+            d[k] if isinstance(d[k], (int, float)) and not isinstance(d[k], bool) else 0
+            for k in ("world_size", "global_batch_size", "seq_length", "num_layers",
+                      "hidden_size"))
+        return (0, -ws, -layers * hidden * hidden, -gbs * seq, g.title)
+    rows = []
+    for g in sorted(groups, key=size):
+        d = dict(zip(metrics.SHAPE_KEYS, g.shape)) if g.shape else {}
+        gpus = {s.gpu for s in g.summaries.values() if s.gpu}
+        count_ = str(d.get("world_size", "?")) if d else "?"
+        rows.append([f"[{g.title}](#{anchor(g.title)})",
+                     count_ + (f" × {gpus.pop()}" if len(gpus) == 1 else ""),
+                     (f"{d['num_layers']} layers, hidden {d['hidden_size']}, seq "
+                      f"{d['seq_length']}, global batch {d['global_batch_size']}")
+                     if d else "unknown (no arguments dump)",
+                     answer_text(g, verdicts[g.slug])])
+    return (["## Answer by study", "",
+             "Each study's verdict in a few words, the largest setup first (speedups over BF16 "
+             "at equal settings, by median step time); its section says more.", ""]
+            + table(["Study", "GPUs", "Model", "Answer"], rows))
+
+
+def answer_text(g, v) -> str:
+    """The verdict (verdict.Verdict) in a few words: the fastest recipe at equal settings and
+    its speedup with the step-time spread, the recipes not told apart, or why there is none."""
+    if v.caveats[:1] and v.caveats[0].startswith("verdict blank"):
+        return f"cannot tell: {v.caveats[0]}"
+    spread = (f"spread ±{v.spread:.1%}" if v.spread is not None
+              else "spread unknown: no run launched twice")
+    if v.tied:
+        return V.tie_text(v)
+    if v.fastest is None:
+        return v.no_answer if len(g.runs) == 1 else f"no answer: {v.no_answer}"
+    if v.fastest == v.over:
+        return (f"BF16 fastest; next {v.runner_up_label} at {v.runner_up_speedup:.3f}x "
+                f"({spread})")
+    within = ("; within the spread: not told apart from BF16"
+              if v.spread is not None and abs(v.speedup - 1) <= v.spread else "")
+    return f"{v.fastest_label} fastest, {v.speedup:.3f}x ({spread}){within}"
+
+
+def anchor(title: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    kept = re.sub(r"[^\w\- ]", "", title.strip().lower())
+    return kept.replace(" ", "-")
+
+
 # --- one group -----------------------------------------------------------------------------
 
 
-def _group(g, files: list, ref=None) -> list:
+def _group(g, files: list, ref=None, v=None) -> list:
     out = [f"## {g.title}", ""]
-    out += verdict_block(g, V.of(g)) + [""]
+    out += verdict_block(g, v if v is not None else V.of(g)) + [""]
     out.append(f"Directory `{shown_path(g.directory)}`; {compare.shape_text(g.shape)}.")
     if g.baseline:
         out.append(f"Baseline: **{g.baseline}** ({g.baseline_note}).")
@@ -174,14 +236,12 @@ def verdict_block(g, v) -> list:
     out = ["**Verdict**", ""]
     if v.caveats[:1] and v.caveats[0].startswith("verdict blank"):  # verdict.of
         return out + [f"- Cannot tell: {v.caveats[0]}."]
-    if g.baseline is None:
-        out.append(f"- No comparison: {g.baseline_note}.")
-    elif v.fastest is None and not v.fastest_overall:
-        out.append("- **Fastest at equal settings**: none: no run besides the baseline has a "
-                   "step time to compare (failed, or no timed iterations).")
+    if len(g.runs) == 1:
+        out.append(f"- {v.no_answer[:1].upper()}{v.no_answer[1:]}.")
+    elif g.baseline is None:
+        out.append(f"- No comparison: {v.no_answer}.")
     elif v.fastest is None:
-        out.append("- **Fastest at equal settings**: none: no BF16 run ran at the settings of "
-                   "another recipe (the settings below differ).")
+        out.append(f"- **Fastest at equal settings**: none: {v.no_answer}.")
     else:
         spread = (f"step-time spread ±{v.spread:.1%}" if v.spread is not None else
                   "step-time spread unknown (no run launched twice)")
@@ -190,7 +250,11 @@ def verdict_block(g, v) -> list:
         mean = (f"; by mean {v.speedup_by_mean:.3f}x" if v.speedup_by_mean is not None else "")
         flag = " (mean and median disagree: stalls)" if v.mean_median_disagree else ""
         at = f" at {', '.join(v.equal_settings)}" if v.equal_settings else ""
-        if v.fastest == v.over:
+        if v.tied:
+            out.append(f"- **Fastest at equal settings**{at}: {V.tie_text(v, runs=True)} "
+                       f"(speedups over BF16 ({v.over}) by median step time). "
+                       f"Basis: {v.basis}.")
+        elif v.fastest == v.over:
             out.append(f"- **Fastest at equal settings**{at}: **BF16** ({v.over}); the fastest "
                        f"other recipe there, **{v.runner_up_label}** ({v.runner_up}), runs at "
                        f"**{v.runner_up_speedup:.3f}x** its speed by median step time; {spread}. "

@@ -10,6 +10,13 @@ Rules (docs/reading-a-report.md repeats them):
   with the group's step-time spread and, beside it, the same ratio by the means. A run whose
   settings differ is never "the fastest recipe": the fastest such run is named apart, with the
   settings that its speedup mixes in.
+* Not told apart: the other recipes at those settings (each by its fastest run, BF16 included)
+  whose median iteration time lies within the group's step-time noise of the fastest's are
+  named with it ("tied"), not one of them as the fastest. The noise is the step-time spread
+  between sittings, at least compare.MEAN_MEDIAN_TOLERANCE (the least step-time noise the
+  report allows, also where no run was launched twice).
+* No answer: one run has nothing to compare; a group without a baseline says why (no BF16
+  run, or runs whose precision is unknown); `no_answer` holds the words.
 * Loss, per recipe (the runs of one recipe label and setting, over seeds): with two or more of
   its seeds and two or more BF16 seeds, Welch's t-test (scipy.stats.ttest_ind, equal_var=False)
   on the final smoothed loss, two-sided, at ALPHA, with the 95% interval of the difference of
@@ -103,6 +110,13 @@ class Verdict:
     # than STALL_GAP, largest first (at most STALL_RUNS): [{"run", "speedup", "speedup_by_mean"}]
     stalled: list = field(default_factory=list)
     caveats: list = field(default_factory=list)  # what the comparison cannot tell
+    # Recipes at equal settings not told apart from the fastest, the fastest first (empty when
+    # it stands apart): [{"run", "label", "speedup"}], speedup over `over` by the medians
+    tied: list = field(default_factory=list)
+    tie_gap: Optional[float] = None  # slowest tied / fastest median iteration time - 1
+    tie_noise: Optional[float] = None  # the step-time noise the gap lies inside (fraction)
+    tie_noise_basis: str = ""  # where that noise comes from, in words
+    no_answer: str = ""  # why there is no fastest recipe at equal settings, in words
 
 
 def welch(a: list, b: list, quantity: str) -> Optional[Test]:
@@ -158,7 +172,12 @@ def build(g) -> Verdict:
     run (the baseline when it is in the set, else its first by seed and name)."""
     out = Verdict()
     out.caveats = _caveats(g)
+    if len(g.runs) == 1:
+        s = g.summaries[g.runs[0].name]
+        status = s.reason if s.reason.startswith(s.status) else f"{s.status}: {s.reason}"
+        out.no_answer = f"nothing to compare: one run ({s.name}, {status})"
     if g.baseline is None:
+        out.no_answer = out.no_answer or g.baseline_note
         return out
     timed = {r.name: g.summaries[r.name] for r in g.runs
              if g.summaries[r.name].median_iter_ms and not g.summaries[r.name].failed}
@@ -190,10 +209,11 @@ def build(g) -> Verdict:
             nxt = min(rest, key=lambda n: (timed[n].median_iter_ms, n))
             out.runner_up, out.runner_up_label = nxt, timed[nxt].label
             out.runner_up_speedup = o.median_iter_ms / timed[nxt].median_iter_ms
+        _ties(out, g, {n: timed[n] for n in names}, fastest, over)
         out.basis = "; ".join(
             f"{n}: median of {g.summaries[n].timed_iterations} timed iterations of "
             f"{_launches(g, n)}" for n in dict.fromkeys(
-                x for x in (fastest, over, out.runner_up) if x))
+                x for x in (fastest, *(t["run"] for t in out.tied), over, out.runner_up) if x))
         out.equal_settings = [f"{k} {mine}" for (k, _), mine, theirs in zip(
             g.differences, settings_of(g, fastest), settings_of(g, g.baseline)) if mine != theirs]
     if timed:
@@ -205,6 +225,11 @@ def build(g) -> Verdict:
             out.fastest_overall_speedup = g.versus[top].speedup
             out.fastest_overall_speedup_by_mean = g.versus[top].mean_speedup
             out.fastest_overall_settings = [setting_text(c) for c in g.versus[top].confounds]
+    if out.fastest is None and not out.no_answer:
+        out.no_answer = (
+            "no BF16 run ran at the settings of another recipe (the settings below differ)"
+            if out.fastest_overall else "no run besides the baseline has a step time to "
+            "compare (failed, or no timed iterations)")
     out.recipes = _recipes(g)
     gaps = [(abs(v.mean_speedup - v.speedup), n) for n, v in g.versus.items()
             if n in timed and timed[n].stalls and v.speedup is not None
@@ -213,6 +238,44 @@ def build(g) -> Verdict:
                     "speedup_by_mean": g.versus[n].mean_speedup}
                    for _, n in sorted(gaps, key=lambda x: (-x[0], x[1]))[:STALL_RUNS]]
     return out
+
+
+def _ties(out: Verdict, g, timed: dict, fastest: str, over: str) -> None:
+    """Fill out.tied: each other recipe at the equal settings (its fastest run) whose median
+    iteration time is within the group's step-time noise of the fastest's."""
+    noise = max(g.spread or 0.0, MEAN_MEDIAN_TOLERANCE)
+    first: dict = {}
+    for n in sorted(timed, key=lambda n: (timed[n].median_iter_ms, n)):
+        first.setdefault(timed[n].label, n)
+    top = timed[fastest].median_iter_ms
+    close = [n for n in first.values() if timed[n].median_iter_ms / top - 1 <= noise]
+    if len(close) < 2:
+        return
+    base = timed[over].median_iter_ms
+    out.tied = [{"run": n, "label": timed[n].label, "speedup": base / timed[n].median_iter_ms}
+                for n in close]
+    out.tie_gap = timed[close[-1]].median_iter_ms / top - 1
+    out.tie_noise = noise
+    if g.spread is not None and g.spread >= MEAN_MEDIAN_TOLERANCE:
+        out.tie_noise_basis = "between sittings"
+    elif g.spread is not None:
+        out.tie_noise_basis = (f"least step-time noise (the spread between sittings is "
+                               f"±{g.spread:.1%})")
+    else:
+        out.tie_noise_basis = "least step-time noise (no run launched twice)"
+
+
+def tie_text(v: Verdict, runs: bool = False) -> str:
+    """The recipes not told apart, in words: "FP8 tensorwise (hybrid) and FP8 tensorwise
+    +FP8 attention (hybrid), 1.34–1.36x, not told apart: 0.9% apart, inside the ±1.4% between
+    sittings" (with `runs`, each label's run in brackets); "" when the fastest stands apart."""
+    if not v.tied:
+        return ""
+    names = [f"**{t['label']}** ({t['run']})" if runs else t["label"] for t in v.tied]
+    joined = ", ".join(names[:-1]) + " and " + names[-1]
+    low, high = min(t["speedup"] for t in v.tied), max(t["speedup"] for t in v.tied)
+    return (f"{joined}, {low:.2f}–{high:.2f}x, not told apart: {v.tie_gap:.1%} apart, inside "
+            f"the ±{v.tie_noise:.1%} {v.tie_noise_basis}")
 
 
 # The verdict names the runs whose stalls move the mean's speedup more than this from the
