@@ -28,9 +28,20 @@ def test_committed_report_is_current(committed_path, tmp_path, capsys, monkeypat
     # The third line quotes the command that made the report, which names its output folder.
     assert fresh[:2] + fresh[3:] == committed[:2] + committed[3:], \
         f"{committed_path.relative_to(REPO)} is stale: run python tools/report.py {command}"
+    anchors = {_anchor(line) for line in committed if line.startswith("#")}
     for line in committed:
-        for image in (part.split(")")[0] for part in line.split("](")[1:]):
-            assert (committed_path.parent / image).is_file(), f"report.md shows a missing {image}"
+        for target in (part.split(")")[0] for part in line.split("](")[1:]):
+            if target.startswith("#"):  # a section of this report
+                assert target[1:] in anchors, f"report.md links to a missing section {target}"
+            else:
+                assert (committed_path.parent / target).is_file(), f"report.md shows a missing {target}"
+
+
+def _anchor(heading: str) -> str:
+    """A Markdown heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces
+    to hyphens."""
+    text = heading.lstrip("#").strip().lower()
+    return "".join(c for c in text if c.isalnum() or c in " -_").replace(" ", "-")
 
 
 def test_the_main_report_is_built_from_every_log():
