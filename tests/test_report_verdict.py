@@ -467,3 +467,57 @@ def test_a_multi_study_report_opens_with_the_answer_by_study(tmp_path):
     shutil.rmtree(logs / "lone")
     text, _ = render(tmp_path)
     assert "Answer by study" not in text
+
+
+def test_no_bf16_at_another_recipes_settings_names_the_fastest_fp8_row_as_mixed(tmp_path):
+    logs = tmp_path / "logs"
+    mixed = logs / "mixed"
+    write_log(mixed / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(mixed / "fp8_pg.log", [3.0] * 20, [800.0] * 20,
+              args={**SHAPE, **FP8, "fp8_param_gather": True})
+    write_log(mixed / "fp8_pg_fast.log", [3.0] * 20, [700.0] * 20,
+              args={**SHAPE, **FP8, "fp8_param_gather": True, "exp_avg_dtype": "torch.bfloat16"})
+    (g,) = groups_of(mixed)
+    v = verdict.build(g)
+    assert v.fastest is None and v.no_answer.startswith("no BF16 run ran at the settings")
+    label = "FP8 tensorwise +param-gather (hybrid)"
+    assert v.mixed_fastest == {"run": "fp8_pg_fast", "label": label,
+                               "speedup": pytest.approx(1000 / 700)}
+    assert set(v.mixed_by) == {"fp8_param_gather", "exp_avg_dtype"}
+    text, data = render(tmp_path)
+    assert data["groups"][0]["verdict"]["mixed_fastest"]["run"] == "fp8_pg_fast"
+    assert "- **Fastest at equal settings**: none: no BF16 run ran" in text
+    assert (f"- **Mixed, recipe and settings**: fastest FP8 row **{label}** (fp8_pg_fast), "
+            "**1.429x** the BF16 row (bf16)") in text
+    # In the answer by study, beside another study.
+    write_log(logs / "other" / "bf16.log", [3.0] * 20, [1000.0] * 20,
+              args={**SHAPE, "world_size": 4, "data_parallel_size": 4})
+    text, _ = render(tmp_path)
+    row = next(x for x in text.splitlines() if x.startswith("| [mixed"))
+    assert "no answer at equal settings (the rows differ in " in row
+    assert "fp8_param_gather" in row and "exp_avg_dtype" in row
+    assert row.endswith(f": fastest FP8 row {label}, 1.429x the BF16 row, recipe and settings "
+                        "mixed |")
+
+
+def test_mixed_text_names_three_settings_then_dots():
+    v = verdict.Verdict(mixed_fastest={"run": "r", "label": "FP8", "speedup": 1.4},
+                        mixed_by=["a", "b", "c", "d"])
+    assert verdict.mixed_text(v) == ("no answer at equal settings (the rows differ in a, b, c, "
+                                     "...): fastest FP8 row FP8, 1.400x the BF16 row, recipe "
+                                     "and settings mixed")
+    assert verdict.mixed_text(verdict.Verdict()) == ""
+
+
+def test_no_bf16_at_all_still_says_no_baseline(tmp_path):
+    logs = tmp_path / "logs"
+    write_log(logs / "fp8.log", [3.0] * 20, [900.0] * 20, args={**SHAPE, **FP8})
+    write_log(logs / "fp8_pg.log", [3.0] * 20, [800.0] * 20,
+              args={**SHAPE, **FP8, "fp8_param_gather": True})
+    (g,) = groups_of(logs)
+    v = verdict.build(g)
+    assert v.mixed_fastest is None and v.mixed_by == []
+    assert "no BF16 run" in v.no_answer
+    text, data = render(tmp_path)
+    assert "- No comparison: " in text and "Mixed, recipe and settings" not in text
+    assert data["groups"][0]["verdict"]["mixed_fastest"] is None

@@ -153,6 +153,8 @@ def answer_text(g, v) -> str:
     if v.tied:
         return V.tie_text(v)
     if v.fastest is None:
+        if v.mixed_fastest:
+            return V.mixed_text(v)
         return v.no_answer if len(g.runs) == 1 else f"no answer: {v.no_answer}"
     if v.fastest == v.over:
         return (f"BF16 fastest; next {v.runner_up_label} at {v.runner_up_speedup:.3f}x "
@@ -242,6 +244,12 @@ def verdict_block(g, v) -> list:
         out.append(f"- No comparison: {v.no_answer}.")
     elif v.fastest is None:
         out.append(f"- **Fastest at equal settings**: none: {v.no_answer}.")
+        if v.mixed_fastest:
+            m = v.mixed_fastest
+            differ = (f"; the rows differ in {', '.join(v.mixed_by)}" if v.mixed_by else "")
+            out.append(f"- **Mixed, recipe and settings**: fastest FP8 row **{m['label']}** "
+                       f"({m['run']}), **{m['speedup']:.3f}x** the BF16 row ({g.baseline}) by "
+                       f"median step time{differ}: not a speedup at equal settings.")
     else:
         spread = (f"step-time spread ±{v.spread:.1%}" if v.spread is not None else
                   "step-time spread unknown (no run launched twice)")

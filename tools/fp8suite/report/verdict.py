@@ -16,7 +16,10 @@ Rules (docs/reading-a-report.md repeats them):
   between sittings, at least compare.MEAN_MEDIAN_TOLERANCE (the least step-time noise the
   report allows, also where no run was launched twice).
 * No answer: one run has nothing to compare; a group without a baseline says why (no BF16
-  run, or runs whose precision is unknown); `no_answer` holds the words.
+  run, or runs whose precision is unknown); `no_answer` holds the words. Where no BF16 run
+  shares another recipe's settings, the fastest FP8 run is still named with its speedup over
+  the baseline (`mixed_fastest`) and the settings it mixes in (`mixed_by`): labelled mixed,
+  never the fastest recipe.
 * Loss, per recipe (the runs of one recipe label and setting, over seeds): with two or more of
   its seeds and two or more BF16 seeds, Welch's t-test (scipy.stats.ttest_ind, equal_var=False)
   on the final smoothed loss, two-sided, at ALPHA, with the 95% interval of the difference of
@@ -117,6 +120,12 @@ class Verdict:
     tie_noise: Optional[float] = None  # the step-time noise the gap lies inside (fraction)
     tie_noise_basis: str = ""  # where that noise comes from, in words
     no_answer: str = ""  # why there is no fastest recipe at equal settings, in words
+    # When no BF16 run shares another recipe's settings: the fastest FP8 run all the same,
+    # {"run", "label", "speedup"} (over the baseline, by the medians), labelled as mixing
+    # recipe and settings; None otherwise
+    mixed_fastest: Optional[dict] = None
+    mixed_by: list = field(default_factory=list)  # the settings that mix in: that run's
+    # differing settings first, then the group's others (compare.Group.differences' names)
 
 
 def welch(a: list, b: list, quantity: str) -> Optional[Test]:
@@ -230,6 +239,8 @@ def build(g) -> Verdict:
             "no BF16 run ran at the settings of another recipe (the settings below differ)"
             if out.fastest_overall else "no run besides the baseline has a step time to "
             "compare (failed, or no timed iterations)")
+    if out.fastest is None and g.baseline in timed and timed[g.baseline].baseline_recipe:
+        _mixed(out, g, timed)
     out.recipes = _recipes(g)
     gaps = [(abs(v.mean_speedup - v.speedup), n) for n, v in g.versus.items()
             if n in timed and timed[n].stalls and v.speedup is not None
@@ -238,6 +249,37 @@ def build(g) -> Verdict:
                     "speedup_by_mean": g.versus[n].mean_speedup}
                    for _, n in sorted(gaps, key=lambda x: (-x[0], x[1]))[:STALL_RUNS]]
     return out
+
+
+def _mixed(out: Verdict, g, timed: dict) -> None:
+    """Fill out.mixed_fastest and out.mixed_by: the fastest FP8 run (no BF16 run shares its
+    settings, or build would have named it) and the settings its speedup mixes in."""
+    fp8 = [n for n in timed if not timed[n].baseline_recipe
+           and n in g.versus and g.versus[n].speedup is not None]
+    if not fp8:
+        return
+    top = min(fp8, key=lambda n: (timed[n].median_iter_ms, n))
+    out.mixed_fastest = {"run": top, "label": timed[top].label,
+                         "speedup": g.versus[top].speedup}
+    own = [key for key, _, _ in g.versus[top].confounds]
+    out.mixed_by = own + [key for key, _ in g.differences if key not in own]
+
+
+MIXED_NAMED = 3  # settings named in mixed_text before "..."
+
+
+def mixed_text(v: Verdict) -> str:
+    """The mixed answer in words: "no answer at equal settings (the rows differ in
+    fp8_param_gather, exp_avg_dtype, exp_avg_sq_dtype, ...): fastest FP8 row FP8 delayed
+    (hybrid), 1.395x the BF16 row, recipe and settings mixed"; "" without one."""
+    if not v.mixed_fastest:
+        return ""
+    named = ", ".join(v.mixed_by[:MIXED_NAMED]) + (", ..." if len(v.mixed_by) > MIXED_NAMED
+                                                   else "")
+    differ = f" (the rows differ in {named})" if named else ""
+    m = v.mixed_fastest
+    return (f"no answer at equal settings{differ}: fastest FP8 row {m['label']}, "
+            f"{m['speedup']:.3f}x the BF16 row, recipe and settings mixed")
 
 
 def _ties(out: Verdict, g, timed: dict, fastest: str, over: str) -> None:
