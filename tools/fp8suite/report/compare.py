@@ -298,20 +298,10 @@ def _spread(values_of: list, absent: str) -> list:
 
 def _argument_differences(runs: list[LoggedRun]) -> list:
     dumps = [(r.name, r.log.args) for r in runs if r.log.args]
-    if len(dumps) < 2:
-        return []
     skip = set(_NOT_SETTINGS).union(*(_recipe_args(a) for _, a in dumps))
-    keys = sorted({k for _, a in dumps for k in a})
-    out = []
-    for k in keys:
-        if k in skip or any(p in k for p in _PATHLIKE):
-            continue
-        values: dict = {}
-        for name, a in dumps:
-            values.setdefault(a.get(k, "(absent)"), []).append(name)
-        if len(values) > 1:
-            out.append((k, sorted(values.items())))
-    return out
+    settings = [(name, {k: v for k, v in a.items() if k not in skip and not any(p in k for p in _PATHLIKE)})
+                for name, a in dumps]
+    return _spread(settings, "(absent)")
 
 
 def caveats(summaries: dict) -> list:
