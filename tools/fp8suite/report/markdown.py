@@ -19,6 +19,7 @@ from . import plots
 from ..megatron import recipes
 from . import reference
 from . import verdict as V
+from .verdict import predicted_band, predicted_extrapolated, predicted_speedup
 from ..megatron.logvocab import strip_prefixes
 
 BLANK = "–"
@@ -394,24 +395,6 @@ def stalls_text(s) -> str:
     its = [str(x.iteration) for x in s.stalls]
     shown = ", ".join(its[:8]) + (f", … ({len(its) - 8} more)" if len(its) > 8 else "")
     return f"{len(its)} of {size}: {shown}"
-
-
-def predicted_speedup(run):
-    """The manifest entry's `predicted_speedup` (a number), else None."""
-    value = run.manifest.get("predicted_speedup") if isinstance(run.manifest, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def predicted_band(run):
-    """The manifest entry's `predicted_speedup_band` (± share of the prediction), else None."""
-    value = run.manifest.get("predicted_speedup_band") if isinstance(run.manifest, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def predicted_extrapolated(run) -> list:
-    """The manifest entry's `predicted_speedup_extrapolated` (why it extrapolates), else []."""
-    value = run.manifest.get("predicted_speedup_extrapolated") if isinstance(run.manifest, dict) else None
-    return [str(x) for x in value] if isinstance(value, list) else []
 
 
 def prediction_text(value, band=None, extrapolated=(), reasons=False) -> str:

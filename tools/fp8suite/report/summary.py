@@ -29,7 +29,8 @@ from . import columns
 from . import metrics
 from ..common import status as S
 from . import verdict as V
-from .markdown import hide_paths, predicted_band, predicted_extrapolated, predicted_speedup
+from .markdown import hide_paths
+from .verdict import predicted_band, predicted_extrapolated, predicted_speedup
 
 SCHEMA = "fp8suite.report.summary"
 SCHEMA_VERSION = 1

@@ -320,6 +320,24 @@ def tie_text(v: Verdict, runs: bool = False) -> str:
             f"the ±{v.tie_noise:.1%} {v.tie_noise_basis}")
 
 
+def predicted_speedup(run):
+    """The manifest entry's `predicted_speedup` (a number), else None."""
+    value = run.manifest.get("predicted_speedup") if isinstance(run.manifest, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def predicted_band(run):
+    """The manifest entry's `predicted_speedup_band` (± share of the prediction), else None."""
+    value = run.manifest.get("predicted_speedup_band") if isinstance(run.manifest, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def predicted_extrapolated(run) -> list:
+    """The manifest entry's `predicted_speedup_extrapolated` (why it extrapolates), else []."""
+    value = run.manifest.get("predicted_speedup_extrapolated") if isinstance(run.manifest, dict) else None
+    return [str(x) for x in value] if isinstance(value, list) else []
+
+
 # The verdict names the runs whose stalls move the mean's speedup more than this from the
 # median's (half a percent: a stall pattern, not rounding), at most STALL_RUNS of them.
 STALL_GAP = 0.005
@@ -357,17 +375,11 @@ def _recipes(g) -> list:
         rv.speedup = statistics.fmean(speeds) if speeds else None
         if len(speeds) > 1:
             rv.speedup_range = (min(speeds), max(speeds))
-        predicted = [r for r in members if isinstance(r.manifest, dict)
-                     and isinstance(r.manifest.get("predicted_speedup"), (int, float))
-                     and not isinstance(r.manifest.get("predicted_speedup"), bool)]
+        predicted = [r for r in members if predicted_speedup(r) is not None]
         if predicted:
-            first_predicted = predicted[0].manifest
-            rv.predicted_speedup = float(first_predicted["predicted_speedup"])
-            band = first_predicted.get("predicted_speedup_band")
-            rv.predicted_band = (float(band) if isinstance(band, (int, float)) and not isinstance(band, bool)
-                                 else None)
-            reasons = first_predicted.get("predicted_speedup_extrapolated")
-            rv.predicted_extrapolated = [str(x) for x in reasons] if isinstance(reasons, list) else []
+            rv.predicted_speedup = predicted_speedup(predicted[0])
+            rv.predicted_band = predicted_band(predicted[0])
+            rv.predicted_extrapolated = predicted_extrapolated(predicted[0])
         why = _not_judged(g, sums, vs)
         if why:
             rv.loss_basis = rv.time_to_target_basis = why
