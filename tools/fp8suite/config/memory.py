@@ -738,25 +738,23 @@ def _fit(total: float, target: float) -> str:
     return f" -> {total:.1f} GiB, still above {target:.1f}"
 
 
-def gpu_layout(gpus: int, gpus_per_node: int, nodes: int) -> str:
-    """`gpus` GPUs in the matrix's own terms: `target.gpus_per_node: 4` while one node holds them
-    (a one-node matrix below NODE_GPUS grows within its node), else `target.nodes: 2 with
-    target.gpus_per_node: 8`."""
-    node = gpus_per_node if nodes > 1 or gpus_per_node >= NODE_GPUS else NODE_GPUS
-    if nodes == 1 and gpus <= node:
-        return f"target.gpus_per_node: {gpus}"
-    if gpus % node:
-        node = gpus_per_node
-    return f"target.nodes: {gpus // node} with target.gpus_per_node: {node}"
-
-
 def _node_size(gpus: int, gpus_per_node: int, nodes: int) -> int:
-    """GPUs per node of `gpus` laid out as gpu_layout lays them out (tensor parallelism stays
-    within a node)."""
+    """GPUs per node of `gpus` laid out in the matrix's terms (tensor parallelism stays within
+    a node): all of them while one node holds them (a one-node matrix below NODE_GPUS grows
+    within its node), else full nodes."""
     node = gpus_per_node if nodes > 1 or gpus_per_node >= NODE_GPUS else NODE_GPUS
     if nodes == 1 and gpus <= node:
         return gpus
     return gpus_per_node if gpus % node else node
+
+
+def gpu_layout(gpus: int, gpus_per_node: int, nodes: int) -> str:
+    """`gpus` GPUs in the matrix's own terms (_node_size): `target.gpus_per_node: 4` while one
+    node holds them, else `target.nodes: 2 with target.gpus_per_node: 8`."""
+    node = _node_size(gpus, gpus_per_node, nodes)
+    if node == gpus:
+        return f"target.gpus_per_node: {gpus}"
+    return f"target.nodes: {gpus // node} with target.gpus_per_node: {node}"
 
 
 def _gpu_counts(f: Flags, world_size: int) -> list[int]:
@@ -793,13 +791,7 @@ def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, 
     nodes = max(1, world_size // max(1, gpus_per_node))
 
     def total_with(changes: Mapping[str, Any], world: int = world_size) -> Optional[float]:
-        if vocab_size is None:
-            return None
-        changed = {k: v for k, v in {**flags, **changes}.items() if v is not None}
-        try:
-            return estimate(changed, world, vocab_size).total
-        except (ValueError, ZeroDivisionError):
-            return None
+        return _total_with(flags, changes, world, vocab_size)
 
     def labelled(text: str, total: Optional[float]) -> tuple[str, Optional[bool]]:
         if total is None:
@@ -837,6 +829,19 @@ def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, 
         ways.append(labelled("--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16",
                              total_with(BF16_MOMENTS)))
     return ways
+
+
+def _total_with(flags: Mapping[str, Any], changes: Mapping[str, Any], world: int,
+                vocab_size: Optional[int]) -> Optional[float]:
+    """The estimate's total (GiB) with `changes` applied to `flags` (a None value removes the
+    flag) at world size `world`; None when it cannot be estimated."""
+    if vocab_size is None:
+        return None
+    changed = {k: v for k, v in {**flags, **changes}.items() if v is not None}
+    try:
+        return estimate(changed, world, vocab_size).total
+    except (ValueError, ZeroDivisionError):
+        return None
 
 
 FULL_RECOMPUTE = {"--recompute-granularity": "full", "--recompute-method": "uniform", "--recompute-num-layers": 1,
@@ -884,10 +889,8 @@ def _combined(f: Flags, world_size: int, gpus_per_node: int, vocab_size: Optiona
                 changes = {**fixed, **tp_changes, **pp_changes}
                 if tp > 1 and not f.on("--sequence-parallel"):
                     changes["--sequence-parallel"] = True
-                merged = {k: v for k, v in {**f.flags, **changes}.items() if v is not None}
-                try:
-                    total = estimate(merged, gpus, vocab_size).total
-                except (ValueError, ZeroDivisionError):
+                total = _total_with(f.flags, changes, gpus, vocab_size)
+                if total is None:
                     continue
                 parts = [f"{gpus} GPUs ({gpu_layout(gpus, gpus_per_node, nodes)})"] if gpus != world_size else []
                 parts += [f"TP {tp} with --sequence-parallel"] if tp != tp0 else []
