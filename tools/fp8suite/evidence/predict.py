@@ -529,9 +529,3 @@ def predict_run(run: Any) -> Optional[Prediction]:
     return Prediction(round(value, 2), v.get("band_abs_error"), v.get("pairs", 0), v.get("worst_abs_error"),
                       extrapolation(costed, value, found.span, found.validation), len(found.model.logs),
                       tuple(found.span.get("gpu_families") or ()))
-
-
-def for_run(run: Any) -> Optional[float]:
-    """Predicted speedup of a matrix run over its BF16 twin, rounded to 0.01 (see predict_run)."""
-    found = predict_run(run)
-    return found.speedup if found else None
