@@ -241,15 +241,14 @@ def load_runs(paths: list, manifest: dict, progress: Optional[Callable] = None) 
         nodes.add_log_span(launches[i], paths[i])
     joined, strays = nodes.pair(launches)
     members = {j for js in joined.values() for j in js}
-    if progress:
-        launches_n = len(paths) - len(members)
-        progress(f"parsing {len(paths)} logs, {_mb(sum(sizes))}"
-                 + (f" ({launches_n} launch{'es' if launches_n != 1 else ''}: node logs "
-                    "read with their node 0)" if members else ""))
-    runs = []
     # Progress counts launches read, [k/n] over n = the logs less the node logs read with
     # their node 0: each step is one, whether a launch wrote one log or several.
     total = len(paths) - len(members)
+    if progress:
+        progress(f"parsing {len(paths)} logs, {_mb(sum(sizes))}"
+                 + (f" ({total} launch{'es' if total != 1 else ''}: node logs "
+                    "read with their node 0)" if members else ""))
+    runs = []
     done = 0
     for i, (p, size) in enumerate(zip(paths, sizes)):
         if i in members:
