@@ -193,10 +193,11 @@ def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = N
         summaries = {r.name: metrics.summarize(r, warmup) for r in members}
         group = Group(title, slug, directory, shp, members, summaries, warmup=warmup)
         group.kernels = {r.name: found for r in members if (found := metrics.kernel_table(r))[0]}
-        every = differences(members)
+        envs = launch_envs(members)
+        every = differences(members, envs)
         group.differences = [d for d in every if changes_speed(d[0])]
         group.quiet_differences = [d[0] for d in every if not changes_speed(d[0])]
-        group.env_unknown = [n for n, env in launch_envs(members).items() if env is None]
+        group.env_unknown = [n for n, env in envs.items() if env is None]
         group.caveats = caveats(summaries)
         _choose_baseline(group, baseline)
         try:
@@ -250,7 +251,7 @@ def changes_speed(setting: str) -> bool:
     return setting not in NO_SPEED_EFFECT and not setting.startswith(NO_SPEED_EFFECT_PREFIXES)
 
 
-def differences(runs: list[LoggedRun]) -> list:
+def differences(runs: list[LoggedRun], envs: Optional[dict] = None) -> list:
     """What differs between the runs besides the recipe and the seed:
     [(name, [(value text, [run names])])]. First the arguments (names sorted); then the launch
     environment variables that can change speed or numerics (`env NAME`, sorted; "(unset)"
@@ -258,8 +259,9 @@ def differences(runs: list[LoggedRun]) -> list:
     then the GPU and software (launchenv.SOFTWARE: `gpu`, `driver`, `cuda`, `torch`,
     `transformer_engine`, `megatron_core`, `apex`; runs whose sidecar does not say left out).
     FP8 attention's environment (NVTE_DPA_FP8_RECIPE, NVTE_FP8_DPA_BWD) is a setting here,
-    not the precision compared."""
-    return _argument_differences(runs) + _env_differences(runs) + _software_differences(runs)
+    not the precision compared. `envs`: launch_envs(runs) when the caller has it already."""
+    return (_argument_differences(runs) + _env_differences(launch_envs(runs) if envs is None else envs)
+            + _software_differences(runs))
 
 
 def launch_envs(runs: list[LoggedRun]) -> dict:
@@ -267,8 +269,8 @@ def launch_envs(runs: list[LoggedRun]) -> dict:
     return {r.name: launchenv.launch_env(r.sidecar, r.manifest) for r in runs}
 
 
-def _env_differences(runs: list[LoggedRun]) -> list:
-    known = [(n, env) for n, env in launch_envs(runs).items() if env is not None]
+def _env_differences(envs: dict) -> list:
+    known = [(n, env) for n, env in envs.items() if env is not None]
     return _spread([(n, {f"env {k}": v for k, v in env.items()}) for n, env in known],
                    "(unset)")
 
