@@ -487,8 +487,17 @@ def test_no_bf16_at_another_recipes_settings_names_the_fastest_fp8_row_as_mixed(
     text, data = render(tmp_path)
     assert data["groups"][0]["verdict"]["mixed_fastest"]["run"] == "fp8_pg_fast"
     assert "- **Fastest at equal settings**: none: no BF16 run ran" in text
-    assert (f"- **Mixed, recipe and settings**: fastest FP8 row **{label}** (fp8_pg_fast), "
-            "**1.429x** the BF16 row (bf16)") in text
+    assert (f"- **Mixed, recipe and settings**: the fastest run overall and fastest FP8 row "
+            f"**{label}** (fp8_pg_fast), **1.429x** the BF16 row (bf16)") in text
+    # The fastest run is that row: said once, with the settings it differs in from the baseline.
+    assert "Fastest run" not in text
+    assert ("it differs from the baseline in exp_avg_dtype torch.bfloat16 (baseline (absent)); "
+            "fp8_param_gather True (baseline False): not a speedup") in text
+    # Settings only other rows differ in are named after the row's own.
+    write_log(mixed / "fp8_tp.log", [3.0] * 20, [900.0] * 20,
+              args={**SHAPE, **FP8, "fp8_param_gather": True, "apply_query_key_layer_scaling": True})
+    text, _ = render(tmp_path)
+    assert "(baseline False); other rows differ in apply_query_key_layer_scaling: not" in text
     # In the answer by study, beside another study.
     write_log(logs / "other" / "bf16.log", [3.0] * 20, [1000.0] * 20,
               args={**SHAPE, "world_size": 4, "data_parallel_size": 4})

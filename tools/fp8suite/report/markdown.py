@@ -247,10 +247,18 @@ def verdict_block(g, v) -> list:
         out.append(f"- **Fastest at equal settings**: none: {v.no_answer}.")
         if v.mixed_fastest:
             m = v.mixed_fastest
-            differ = (f"; the rows differ in {', '.join(v.mixed_by)}" if v.mixed_by else "")
-            out.append(f"- **Mixed, recipe and settings**: fastest FP8 row **{m['label']}** "
-                       f"({m['run']}), **{m['speedup']:.3f}x** the BF16 row ({g.baseline}) by "
-                       f"median step time{differ}: not a speedup at equal settings.")
+            same = m["run"] == v.fastest_overall  # then this line is also the fastest run's
+            own = v.fastest_overall_settings if same else []
+            rest = [k for k in v.mixed_by if not any(x.split(" ")[0] == k for x in own)]
+            differ = (f"; it differs from the baseline in {'; '.join(own)}" if own else "") + (
+                f"; {'other ' if own else ''}rows differ in {', '.join(rest)}" if rest else "")
+            mean = (f"; by mean {v.fastest_overall_speedup_by_mean:.3f}x" if same and
+                    v.fastest_overall_speedup_by_mean is not None else "")
+            first = "the fastest run overall and " if same else ""
+            out.append(f"- **Mixed, recipe and settings**: {first}fastest FP8 row "
+                       f"**{m['label']}** ({m['run']}), **{m['speedup']:.3f}x** the BF16 row "
+                       f"({g.baseline}) by median step time{mean}{differ}: not a speedup at "
+                       f"equal settings.")
     else:
         spread = (f"step-time spread ±{v.spread:.1%}" if v.spread is not None else
                   "step-time spread unknown (no run launched twice)")
@@ -272,7 +280,8 @@ def verdict_block(g, v) -> list:
             out.append(f"- **Fastest at equal settings**{at}: **{v.fastest_label}** "
                        f"({v.fastest}), **{v.speedup:.3f}x** the speed of BF16 ({v.over}) by "
                        f"median step time{mean}{flag}; {spread}{within}. Basis: {v.basis}.")
-    if v.fastest_overall:
+    if v.fastest_overall and not (v.mixed_fastest
+                                  and v.mixed_fastest["run"] == v.fastest_overall):
         mixes = (f", but its settings differ ({'; '.join(v.fastest_overall_settings)}): that "
                  f"speedup mixes recipe and setting" if v.fastest_overall_settings else "")
         mean = (f"; by mean {v.fastest_overall_speedup_by_mean:.3f}x"
