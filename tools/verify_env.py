@@ -12,6 +12,10 @@ generated script is started with tools/megatron_check.py in place of training
 (TRAIN_CMD), so Megatron parses and validates exactly the arguments the script would pass,
 at the run's world size, and builds its TransformerConfig and optimizer/DDP configs. "Ready"
 then means Megatron accepts every run; otherwise the run and Megatron's message are named.
+
+A probe that raised, or found something wrong that training does not need (torch refusing the
+cuDNN it loaded, a recipe's test layer failing where Transformer Engine supports it), ends the
+report with "Ready, with warnings:" and names it; what training needs ends it with "Problems:".
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ EPILOG = """examples:
                                                                  # own validation of every run
   GPUS_PER_NODE=2 python tools/verify_env.py --matrix experiments/h200_8b.yaml  # at 2 GPUs
 
-exit status: 0 ready (and every requested recipe runs here), 1 a requested recipe or a
-required package cannot run here, 2 bad usage
+exit status: 0 ready (and every requested recipe runs here; "Ready, with warnings:" names
+what a probe found wrong that training does not need), 1 a requested recipe or a required
+package cannot run here, 2 bad usage
 """
 
 
@@ -121,13 +126,20 @@ def collect(min_free_gb: float) -> dict[str, Any]:
 
 
 def problems_of(report: dict[str, Any], wanted: list[str]) -> list[str]:
+    """What keeps training (or a requested recipe) from running here: each fails the check."""
     out = []
-    m = report["machine"]
+    m, t = report["machine"], report["torch"]
     for package in ("torch", "transformer_engine", "megatron_core"):
         if not m.get(package):
             out.append(f"{package} is not installed (pip install -e '.[gpu]', Python >= 3.12)")
-    if m.get("torch") and not report["torch"].get("cuda_available"):
+    if m.get("torch") and t.get("error"):
+        out.append(t["error"])
+    elif m.get("torch") and not t.get("cuda_available"):
         out.append("torch sees no CUDA GPU")
+    broken_te = sorted({v["reason"] for v in report["recipes"].values()
+                        if v["reason"].startswith(environment.TE_NOT_IMPORTABLE)})
+    if m.get("transformer_engine") and broken_te and not t.get("error"):  # not torch's failure again
+        out.append(f"transformer_engine {m['transformer_engine']} is installed but {broken_te[0]}")
     for recipe in wanted:
         verdict = report["recipes"].get(recipe)
         known = {r.name: r for r in recipes.quantized()}
@@ -145,6 +157,47 @@ def problems_of(report: dict[str, Any], wanted: list[str]) -> list[str]:
     return out
 
 
+CUDNN_EFFECT = "cuDNN-backed ops (e.g. fused attention backend cudnn) may fail"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split("."))
+
+
+def cudnn_warnings(torch_facts: dict[str, Any]) -> list[str]:
+    """torch's cuDNN as `environment.cudnn_facts` probed it: a warning when torch refused the
+    cuDNN it loaded or has none. Not a failure: torch loads cuDNN lazily, so it imports and
+    Transformer Engine trains (the committed H200 logs ran so); torch's cuDNN-backed ops raise."""
+    t = torch_facts
+    state = t.get("cudnn")
+    if not t.get("cuda_available") or isinstance(state, int):
+        return []  # no GPU is a problem of its own; an int is the version torch accepted
+    if state is None:
+        return [f"torch has no cuDNN: {CUDNN_EFFECT}"]
+    build, runtime = t.get("cudnn_build"), t.get("cudnn_runtime")
+    if build and runtime:
+        b, r = _version(build), _version(runtime)
+        how = "of another major version than" if r[0] != b[0] else "older than" if r < b else \
+            "not accepted by"
+        return [f"cuDNN runtime {runtime} {how} torch's build {build}: {CUDNN_EFFECT}"]
+    return [f"torch refuses its cuDNN ({str(state).removeprefix(environment.UNAVAILABLE)}): "
+            f"{CUDNN_EFFECT}"]
+
+
+def warnings_of(report: dict[str, Any], wanted: list[str]) -> list[str]:
+    """What a probe found wrong that training does not need: the check still passes, but says so."""
+    t = report["torch"]
+    out = cudnn_warnings(t)
+    te_cudnn = str(t.get("cudnn_transformer_engine", ""))
+    if te_cudnn.startswith(environment.UNAVAILABLE):
+        out.append(f"Transformer Engine's cuDNN version cannot be read "
+                   f"({te_cudnn.removeprefix(environment.UNAVAILABLE)}): its fused attention may fail")
+    for name, verdict in report["recipes"].items():
+        if name not in wanted and verdict["reason"].startswith(environment.LAYER_FAILED):
+            out.append(f"recipe {name}: Transformer Engine supports it here but its {verdict['reason']}")
+    return out
+
+
 def verdict_problems(verdicts: dict[str, str]) -> list[str]:
     return [f"run {name}: megatron-core refuses it: {why}" for name, why in verdicts.items() if why]
 
@@ -159,7 +212,21 @@ def _fusion(report: dict) -> str:
     return "no: scripts add --no-gradient-accumulation-fusion"
 
 
-def human(report: dict[str, Any], problems: list[str]) -> str:
+def _cudnn(t: dict[str, Any]) -> str:
+    """The cuDNN versions behind the run: torch's build and runtime, and Transformer Engine's."""
+    te = t.get("cudnn_transformer_engine") or "-"
+    te = "unreadable" if te.startswith(environment.UNAVAILABLE) else te
+    state = t.get("cudnn")
+    verdict = ""
+    if isinstance(state, str):
+        verdict = " (torch refuses it)"
+    elif "cudnn" in t and state is None:
+        verdict = " (torch has none)"
+    return (f"torch built with {t.get('cudnn_build') or '-'}, runtime {t.get('cudnn_runtime') or '-'}"
+            f"{verdict}; Transformer Engine {te}")
+
+
+def human(report: dict[str, Any], problems: list[str], warnings: list[str] | None = None) -> str:
     m, t = report["machine"], report["torch"]
     gpu = m.get("gpu") or {}
     gpu_line = (f"GPU              {gpu.get('name')} x{gpu.get('count', 0)}, compute capability "
@@ -168,8 +235,7 @@ def human(report: dict[str, Any], problems: list[str]) -> str:
                 if gpu.get("name") else "GPU              none found (nvidia-smi lists no NVIDIA GPU here)")
     lines = [
         gpu_line,
-        f"CUDA / cuDNN     {t.get('cuda', m.get('cuda')) or '-'} / torch: {t.get('cudnn', '-')}, "
-        f"Transformer Engine: {t.get('cudnn_transformer_engine', '-')}",
+        f"CUDA / cuDNN     {t.get('cuda', m.get('cuda')) or '-'} / {_cudnn(t)}",
         f"Python           {m['python']}",
         f"torch            {m.get('torch') or 'not installed'}",
         f"TransformerEngine {m.get('transformer_engine') or 'not installed'}",
@@ -193,8 +259,14 @@ def human(report: dict[str, Any], problems: list[str]) -> str:
                      "optimizer/DDP configs):")
         for name, why in report["megatron"].items():
             lines.append(f"  {name:<40} {'accepted' if not why else 'REFUSED: ' + why}")
-    lines.append("Problems:" if problems else "Ready.")
-    lines += [f"  - {p}" for p in problems]
+    if problems:
+        lines.append("Problems:")
+        lines += [f"  - {p}" for p in problems]
+    if warnings:
+        lines.append("Warnings:" if problems else "Ready, with warnings:")
+        lines += [f"  - {w}" for w in warnings]
+    if not problems and not warnings:
+        lines.append("Ready.")
     return "\n".join(lines)
 
 
@@ -231,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     report["requested_recipes"] = wanted
     report["requested_matrix"] = str(args.matrix) if args.matrix else None
     report["problems"] = problems
-    print(json.dumps(report, indent=2) if args.json else human(report, problems))
+    report["warnings"] = warnings = warnings_of(report, wanted)
+    print(json.dumps(report, indent=2) if args.json else human(report, problems, warnings))
     return 1 if problems else 0
 
 

@@ -156,28 +156,59 @@ def disk_free_mb(path: str) -> Optional[int]:
 
 
 def torch_facts() -> dict[str, Any]:
-    """CUDA as torch sees it (imports torch)."""
+    """CUDA and cuDNN as torch sees them (imports torch)."""
     try:
         import torch
-    except ImportError as err:
-        return {"error": f"torch is not importable: {err}"}
+    except Exception as err:  # ImportError, or a broken install raising OSError/RuntimeError
+        return {"error": f"torch is not importable: {_first_line(err)}"}
     facts: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda,
                              "cuda_available": torch.cuda.is_available()}
     if torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability(0)
         facts.update(device=torch.cuda.get_device_name(0), compute_capability=f"{major}.{minor}",
                      device_count=torch.cuda.device_count())
-        # torch refuses to report cuDNN when another copy (e.g. the system's, which
-        # Transformer Engine may have loaded) was found first: report that, don't fail.
-        try:
-            facts["cudnn"] = torch.backends.cudnn.version()
-        except RuntimeError as err:
-            facts["cudnn"] = f"unavailable: {_first_line(err)}"
+        facts.update(cudnn_facts(torch))
     try:
         from transformer_engine.pytorch import get_cudnn_version
-        facts["cudnn_transformer_engine"] = ".".join(str(x) for x in get_cudnn_version())
     except Exception:  # TE missing or broken: recipe_support() reports why
         pass
+    else:
+        try:
+            facts["cudnn_transformer_engine"] = ".".join(str(x) for x in get_cudnn_version())
+        except Exception as err:  # TE imports, but its cuDNN does not load
+            facts["cudnn_transformer_engine"] = UNAVAILABLE + _first_line(err)
+    return facts
+
+
+UNAVAILABLE = "unavailable: "
+"""How a cuDNN fact starts when its probe raised (torch refusing the cuDNN it loaded, Transformer
+Engine's cuDNN not loading); the probe's error follows."""
+
+
+def cudnn_facts(torch) -> dict[str, Any]:
+    """torch's cuDNN: {"cudnn": torch.backends.cudnn.version() (None without cuDNN), or
+    "unavailable: <why>" when torch refuses the loaded copy; "cudnn_build": the version torch was
+    compiled against, "cudnn_runtime": the version loaded (e.g. "9.14.0"), each None when unknown}.
+
+    torch loads cuDNN lazily, so a refused runtime (typically an older system copy that
+    Transformer Engine loaded first) does not stop torch from importing or training with
+    Transformer Engine; it only makes torch's own cuDNN-backed ops raise.
+    """
+    facts: dict[str, Any] = {"cudnn_build": None, "cudnn_runtime": None}
+    try:
+        facts["cudnn"] = torch.backends.cudnn.version()
+    except RuntimeError as err:
+        facts["cudnn"] = UNAVAILABLE + _first_line(err)
+        # "... compiled against (9, 19, 0) but found runtime version (9, 14, 0) ..."
+        found = re.findall(r"\((\d+), (\d+), (\d+)\)", str(err))
+        if len(found) == 2:
+            facts["cudnn_build"], facts["cudnn_runtime"] = (".".join(v) for v in found)
+    binding = getattr(getattr(torch, "_C", None), "_cudnn", None)
+    for key, getter in (("cudnn_build", "getCompileVersion"), ("cudnn_runtime", "getRuntimeVersion")):
+        try:
+            facts[key] = ".".join(str(x) for x in getattr(binding, getter)())
+        except Exception:  # no cuDNN binding, or no cuDNN library to ask
+            continue
     return facts
 
 
@@ -217,6 +248,12 @@ def te_wgrad_fusion() -> bool:
     return True
 
 
+# How `recipe_support` starts a recipe's reason when its probe raised, rather than Transformer
+# Engine answering that the recipe is not supported here (verify_env tells the two apart).
+TE_NOT_IMPORTABLE = "Transformer Engine is not importable"
+LAYER_FAILED = "test layer failed"
+
+
 def recipe_support() -> dict[str, dict[str, Any]]:
     """For each FP8/FP4 recipe (`recipes.probed()`): TE's own verdict, then a tiny Linear
     forward+backward under it."""
@@ -227,7 +264,7 @@ def recipe_support() -> dict[str, dict[str, Any]]:
         from transformer_engine.common import recipe as te_recipe
     except Exception as err:  # ImportError, or a broken extension raising OSError/RuntimeError
         for r in RECIPES:
-            result[r]["reason"] = f"Transformer Engine is not importable: {_first_line(err)}"
+            result[r]["reason"] = f"{TE_NOT_IMPORTABLE}: {_first_line(err)}"
         return result
     if not torch.cuda.is_available():
         for r in RECIPES:
@@ -254,7 +291,7 @@ def recipe_support() -> dict[str, dict[str, Any]]:
                 raise RuntimeError("non-finite gradient")
             result[name] = {"ok": True, "reason": "ran a Linear forward and backward"}
         except Exception as err:  # any failure of the recipe is the answer, not a crash
-            result[name]["reason"] = f"test layer failed: {_first_line(err)}"
+            result[name]["reason"] = f"{LAYER_FAILED}: {_first_line(err)}"
     return result
 
 
