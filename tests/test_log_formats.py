@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fp8suite.megatron import logformats
+from fp8suite.megatron import logformats, recipes
 from fp8suite.logs import parse as logparse
 from fp8suite.logs import stream as logstream
 from fp8suite.megatron import logvocab
@@ -32,7 +32,7 @@ ERA_CASES = {
     "megatron_core_r0_5.log": (logformats.MEGATRON_CORE, "FP8 delayed (hybrid)", 2401.0),
     "megatron_core_r0_12.log": (logformats.MEGATRON_CORE, "FP8 tensorwise (hybrid)", 2301.0),
     "megatron_bridge.log": (logformats.MEGATRON_BRIDGE, "unknown (no arguments dump)", 2201.0),
-    "nemo2_lightning.log": (logformats.NEMO2, "unknown (no arguments dump)", 2101.0),
+    "nemo2_lightning.log": (logformats.NEMO2, "FP8 delayed (hybrid)", 2101.0),
 }
 
 
@@ -304,3 +304,21 @@ def test_a_long_burst_after_the_last_iteration_keeps_the_end_marker(tmp_path, mo
     log = logstream.read_streamed(path, 1 << 16)
     assert (log.status.name, log.status.reason) == ("completed", "completed 30/30")
     assert any("too long to keep whole" in n for n in log.status.notes)
+
+
+@pytest.mark.parametrize("line, label", [
+    ("Using FP8 (hybrid, delayed scaling, amax history 1024, amax compute algo max)",
+     "FP8 delayed (hybrid)"),
+    ("Using FP8 (hybrid, tensorwise scaling)", "FP8 tensorwise (hybrid)"),
+    ("Using FP8 (e4m3, current scaling)", "FP8 tensorwise (e4m3)"),
+    ("Using FP8 (e4m3, blockwise scaling)", "FP8 blockwise (e4m3)"),
+    ("Using FP8 (e4m3, MXFP8 block scaling)", "MXFP8 (e4m3)"),
+    ("Using FP8 (hybrid)", "FP8 delayed (hybrid)"),
+])
+def test_nemo_fp8_line_in_core_words(line, label):
+    """NeMo 2.0's `Using FP8 (...)` line read as megatron-core's arguments, every scaling."""
+    args = logformats.nemo_fp8_args(f"[NeMo I 2026-04-12 08:30:19 nemo_logging:393] {line}")
+    assert recipes.of_args(args).label == label
+    if "amax" in line:
+        assert (args["fp8_amax_history_len"], args["fp8_amax_compute_algo"]) == ("1024", "max")
+    assert logformats.nemo_fp8_args("no such line") == {}

@@ -138,15 +138,50 @@ def test_c06_nemo2_logs_complete_with_step_times(tmp_path):
     assert fp8["median_iteration_ms"] == pytest.approx(9130, rel=0.01)
 
 
-def test_c06_unknown_precision_is_no_claim_of_no_bf16_run(tmp_path):
-    """Neither NeMo log has an arguments dump (one is named *_bf16): the verdict says the
-    precision is unknown, not that the group has no BF16 run."""
-    text, _, data = make_report(FIELD / "C06", tmp_path)
+def test_c06_precision_from_nemo_fp8_line_and_bf16_assumed(tmp_path):
+    """NeMo 2.0 logs have no arguments dump: the FP8 run's precision is read from NeMo's
+    `Using FP8 (hybrid, delayed scaling, amax history 1024, amax compute algo max)` line, and the
+    run of the same launcher without that line is BF16 *assumed*, said in the verdict, the
+    baseline note, its label and the answer by study."""
+    text, runs, data = make_report(FIELD / "C06", tmp_path)
+    bf16, fp8 = runs["pretrain_llama3_8b_bf16"], runs["pretrain_llama3_8b_fp8"]
+    assert (fp8["label"], fp8["precision"]) == ("FP8 delayed (hybrid)", "fp8")
+    assert (bf16["label"], bf16["precision"]) == ("BF16 (assumed: no 'Using FP8' line)", "bf16")
+    verdict = text.split("**Verdict**")[1].split("Directory")[0]
+    assert "**FP8 delayed (hybrid)** (pretrain_llama3_8b_fp8), **1.359x**" in verdict
+    assert ("- **Assumed**: precision BF16 assumed: no 'Using FP8' line "
+            "(pretrain_llama3_8b_bf16)") in verdict
+    assert "precision unknown" not in text
+    group = data["groups"][0]
+    assert group["baseline"] == "pretrain_llama3_8b_bf16"
+    assert ("precision BF16 assumed: no 'Using FP8' line (pretrain_llama3_8b_bf16)"
+            in group["verdict"]["caveats"])
+    assert "fp8_amax_history_len 1024, fp8_amax_compute_algo max" in text
+    # Beside another study, the answer table names the assumption too.
+    two = tmp_path / "two"
+    shutil.copytree(FIELD / "C06" / "nemo2_progress_lines", two / "a")
+    shutil.copytree(FIELD / "C06" / "nemo2_progress_lines", two / "b")
+    text, _, _ = make_report(two, tmp_path / "out2")
+    answers = text.split("## Answer by study")[1].split("\n## ")[0]
+    assert answers.count("(precision BF16 assumed: no 'Using FP8' line: "
+                         "pretrain_llama3_8b_bf16)") == 2
+
+
+def test_c06_lone_nemo_log_without_fp8_line_stays_unknown(tmp_path):
+    """A NeMo log without a `Using FP8` line and no FP8 neighbour states no precision: the
+    verdict says the precision is unknown, never that the group has no BF16 run."""
+    src = tmp_path / "src" / "nemo"
+    src.mkdir(parents=True)
+    for name in ("pretrain_llama3_8b_bf16.log", "pretrain_llama3_8b_fp8.log"):
+        data = (FIELD / "C06" / "nemo2_progress_lines" / name).read_bytes()
+        lines = [line for line in data.splitlines(True) if b"Using FP8" not in line]
+        (src / name.replace("fp8", "other")).write_bytes(b"".join(lines))
+    text, runs, data = make_report(src.parent, tmp_path / "out")
     verdict = text.split("**Verdict**")[1].split("Directory")[0]
     assert ("- No comparison: precision unknown for 2 of 2 runs (no argument dump): no "
             "baseline") in verdict
-    assert "no BF16 run" not in text
-    assert data["groups"][0]["verdict"]["no_answer"].startswith("precision unknown for 2 of 2")
+    assert "no BF16 run" not in text and "assumed" not in text
+    assert {r["precision"] for r in runs.values()} == {None}
 
 
 @pytest.mark.parametrize("case, run, status", [("B04", "sft_bf16", "completed 30/30"),
@@ -263,3 +298,60 @@ def test_a_precision_switch_is_never_a_setting_that_differs_besides_precision(tm
     assert versus["settings_differing"] == []
     verdict = data["groups"][0]["verdict"]
     assert verdict["fastest"] == run and verdict["fastest_overall"] in (None, "", run)
+
+
+LOGS = Path(__file__).parent.parent / "logs"
+
+
+def _study_with_cut_log(tmp_path: Path, cut: int, study: str = "h200_8b") -> Path:
+    """The study's committed logs, and its FP8 log's first `cut` bytes beside them."""
+    src = tmp_path / "src" / study
+    src.mkdir(parents=True)
+    for log in sorted((LOGS / study).glob("*.log")):
+        shutil.copy(log, src / log.name)
+    data = (LOGS / study / "train_llama3_8b_h200_fp8.log").read_bytes()
+    (src / "cut_train_llama3_8b_h200_fp8.log").write_bytes(data[:cut])
+    return src.parent
+
+
+def test_cut_log_renders_no_python_none_and_joins_its_group(tmp_path):
+    """A log cut inside its arguments dump (its first 20 kB) lacks some shape keys: it joins the
+    group whose known keys it matches, no heading, cell, CSV or JSON text says None or nan, its
+    unknown values read '?', and the keys after the cut are not listed as settings that
+    differ."""
+    text, runs, data = make_report(_study_with_cut_log(tmp_path, 20_000), tmp_path / "out")
+    csv_text = (tmp_path / "out" / "summary.csv").read_text()
+    assert len(data["groups"]) == 1
+    assert {r["group"] for r in runs.values()} == {"h200_8b"}
+    cut = runs["cut_train_llama3_8b_h200_fp8"]
+    assert cut["label"] == "FP8 delayed +param-gather (hybrid)"
+    assert any(n.startswith("arguments dump cut short") for n in cut["notes"])
+    assert "- Model: ? layers, hidden 4096, FFN 14336, ? heads, seq ?" in text
+    for word in ("None layers", "None heads", "seq None", "world size None", "nan"):
+        assert word not in text and word not in csv_text
+    assert "None" not in json.dumps(data) and "None" not in csv_text
+    assert "(absent) (cut_train_llama3_8b_h200_fp8)" not in text
+    assert "inference_rng_tracker" not in text  # the dump's last, half-written line
+
+
+def test_cut_log_that_matches_no_group_says_why_it_stands_alone(tmp_path):
+    """A cut log whose known shape keys agree with no full group of its directory stands alone,
+    and its group says why; its heading shows '?' for the keys it lacks."""
+    root = _study_with_cut_log(tmp_path, 20_000)
+    cut = root / "h200_8b" / "cut_train_llama3_8b_h200_fp8.log"
+    cut.write_bytes(cut.read_bytes().replace(b" 4096\n", b" 8192\n"))  # hidden_size
+    text, runs, data = make_report(root, tmp_path / "out")
+    assert len(data["groups"]) == 2
+    assert ("(a group of its own: its arguments dump lacks num_layers, num_attention_heads, "
+            "seq_length, world_size: no group of this directory agrees with the keys it has)"
+            in text)
+    assert "None" not in text.split("### Runs")[0]
+
+
+def test_dump_cut_before_its_precision_arguments_states_no_precision(tmp_path):
+    """A dump cut before `bf16`/`fp8` is no FP32 run: its precision is unknown."""
+    data = (LOGS / "h200_8b" / "train_llama3_8b_h200_fp8.log").read_bytes()
+    at = data.index(b"  bf16 ")
+    _, runs, _ = make_report(_study_with_cut_log(tmp_path, at + 40), tmp_path / "out")
+    cut = runs["cut_train_llama3_8b_h200_fp8"]
+    assert cut["precision"] is None and cut["label"].startswith("unknown (arguments dump cut")

@@ -187,6 +187,12 @@ class ParsedLog:
     # Iterations the fp16 loss scaler skipped (`number of skipped iterations`): no loss and no
     # time sample for them.
     skipped_iterations: int = 0
+    # The last arguments dump has no end line (the log was cut inside it): arguments it lacks
+    # are unknown, not absent.
+    args_cut: bool = False
+    # The line that states the precision where the log has no arguments dump: NeMo 2.0's
+    # `Using FP8 (...)` (its settings are in `args`, in megatron-core's names); '' otherwise.
+    precision_line: str = ""
 
     @property
     def nonfinite(self) -> dict:
@@ -274,6 +280,7 @@ def _parse_launch(buf: bytes) -> ParsedLog:
     seg_start = dumps[-1] if dumps else 0
     status, earlier = find_status(buf, seg_start, steps, segments, planned, args)
     status = placed_status(status, era, buf)
+    args, precision_line = stated_precision(args, era, buf)
     return ParsedLog(
         size_bytes=len(buf),
         steps=steps,
@@ -292,7 +299,19 @@ def _parse_launch(buf: bytes) -> ParsedLog:
         attention_backends=_attention_backends(buf),
         log_format=era.name,
         skipped_iterations=rows.skipped,
+        precision_line=precision_line,
+        args_cut=bool(dumps) and dump_cut(buf, dumps[-1]),
     )
+
+
+def stated_precision(args: dict, era, head: bytes) -> tuple[dict, str]:
+    """(args, line): a NeMo 2.0 log without an arguments dump gets the FP8 settings of its
+    `Using FP8 (...)` line as arguments in megatron-core's names (`logformats.nemo_fp8_args`),
+    and that line; any other log its arguments as they are and ''."""
+    if args or era is not logformats.NEMO2:
+        return args, ""
+    line = logformats.nemo_fp8_line(head)
+    return logformats.nemo_fp8_args(line), line
 
 
 # The start of placed_status's reason for a file in which nothing is Megatron's.
@@ -1222,14 +1241,24 @@ def _parse_memory(buf: bytes, lo: int, hi: int) -> tuple:
     return {}, peak
 
 
+def dump_cut(buf: bytes, begin: int) -> bool:
+    """Whether the arguments dump starting at line offset `begin` has no end line: the log was
+    cut inside it, so the arguments after its last whole line are unknown, not absent."""
+    at = buf.find(V.ARGS_BEGIN, begin)
+    return at >= 0 and buf.find(V.ARGS_END, at) < 0
+
+
 def _parse_args(buf: bytes, begin: int) -> dict:
     """The arguments dump starting at line offset `begin` as {name: value text}."""
     at = buf.find(V.ARGS_BEGIN, begin)
     end = buf.find(V.ARGS_END, at)
     stop = end if end >= 0 else min(len(buf), at + (1 << 20))
     text = buf[at + len(V.ARGS_BEGIN):stop].decode("utf-8", "replace")
+    lines = text.split("\n")[1:]
+    if end < 0 and not text.endswith("\n"):
+        lines = lines[:-1]  # a dump cut short: its last line may end mid-value
     args = {}
-    for line in text.split("\n")[1:]:
+    for line in lines:
         m = V.ARG_LINE.match(V.strip_prefixes(line))
         if m:
             args[m.group(1)] = m.group(2)

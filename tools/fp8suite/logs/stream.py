@@ -326,6 +326,7 @@ def _read_launch(f, start: int, end: int, block: int) -> P.ParsedLog:
     planned = P._planned_iterations(text, args)
     status, _ = endstatus.find_status(text, max(seg_start, 0), steps, segments, planned, args)
     status = P.placed_status(status, era, head)
+    args, precision_line = P.stated_precision(args, era, head)
     if tail.trimmed:
         status.notes.append("the log's middle after its last iteration line was too long to "
                             f"keep whole: its first and last {TAIL_BYTES >> 20} MiB were read")
@@ -347,4 +348,6 @@ def _read_launch(f, start: int, end: int, block: int) -> P.ParsedLog:
         attention_backends=list(backends),
         log_format=era.name,
         skipped_iterations=rows.skipped,
+        precision_line=precision_line,
+        args_cut=last_dump is not None and P.dump_cut(last_dump, 0),
     )

@@ -9,7 +9,7 @@ Eras (each from that release's own printing code, read at its tag):
 | Megatron-LM 2022-2023 (tags 23.04 / 23.06) | 24 dashes | + `consumed samples`, `global batch size`, `number of skipped/nan iterations` | `fp8_hybrid` / `fp8_e4m3` (`--fp8-hybrid`, `--fp8-e4m3`) |
 | megatron-core core_r0.5 .. 0.19 (`megatron/training/training.py`) | 24 dashes | + `throughput per GPU (TFLOP/s/GPU)` (`--log-throughput`), a `[YYYY-MM-DD hh:mm:ss]` timestamp before the anchor (0.8 on) | `fp8` (`--fp8-format`), `fp8_recipe` (0.12 on) |
 | Megatron-Bridge (`megatron/bridge/training/utils/train_utils.py`) | none (a config dump) | megatron-core's, memory as `memory (GB) \\| mem-max-allocated-gigabytes` | from the recipe config |
-| NeMo 2.0 / Lightning (`nemo/lightning/pytorch/callbacks/progress_printer.py`) | none | `Training epoch E, iteration I/M \\| lr \\| global_batch_size \\| global_step \\| reduced_train_loss \\| train_step_timing in s \\| consumed_samples` (I from 0, M = max_steps - 1); ends with `` `Trainer.fit` stopped: `max_steps=N` reached.`` | `Using FP8 (...)` info line |
+| NeMo 2.0 / Lightning (`nemo/lightning/pytorch/callbacks/progress_printer.py`) | none | `Training epoch E, iteration I/M \\| lr \\| global_batch_size \\| global_step \\| reduced_train_loss \\| train_step_timing in s \\| consumed_samples` (I from 0, M = max_steps - 1); ends with `` `Trainer.fit` stopped: `max_steps=N` reached.`` | `Using FP8 (format, scaling[, amax history N, amax compute algo A])` info line (`nemo_fp8_args`); a log without it states no precision |
 
 `detect` names the era; `to_megatron` rewrites a NeMo 2.0 log's step and end lines in
 megatron-core's words (so one parser reads both); `looks_like` guesses what an unplaceable log
@@ -74,6 +74,25 @@ NEMO_KEYS = {
 }
 # Every NeMo step line is rewritten with these keys, in this order (one layout for all).
 NEMO_ORDER = (V.ITER_MS, V.LR, V.GBS, V.LOSS)
+# NeMo 2.0 prints no arguments dump; its info line names the FP8 settings instead:
+# "Using FP8 (hybrid, delayed scaling, amax history 1024, amax compute algo max)". The part in
+# brackets is comma-separated: the format first, then the scaling and, for delayed scaling,
+# its amax settings.
+NEMO_FP8 = re.compile(rb"Using FP8 \((?P<settings>[^)\n]*)\)")
+# The scaling as NeMo words it -> the value of megatron-core's --fp8-recipe (`recipes.RECIPES`):
+# NeMo's fp8_recipe names ("delayed", "tensorwise", "blockwise", "mxfp8") and Transformer
+# Engine's recipe classes' words (DelayedScaling, Float8CurrentScaling, Float8BlockScaling,
+# MXFP8BlockScaling), most specific first.
+NEMO_SCALINGS = (
+    (re.compile(r"\bmxfp8\b|\bmx\b|microscaling"), "mxfp8"),
+    (re.compile(r"\bdelayed\b"), "delayed"),
+    (re.compile(r"\btensorwise\b|\bper[- ]tensor\b|\bcurrent\b"), "tensorwise"),
+    (re.compile(r"\bblockwise\b|\bblock\b"), "blockwise"),
+)
+NEMO_AMAX = (  # "amax history 1024", "amax compute algo max" -> megatron-core's argument names
+    (re.compile(r"^amax[ _]history(?:[ _]len(?:gth)?)?[ :=]+(\S+)$"), "fp8_amax_history_len"),
+    (re.compile(r"^amax[ _]compute[ _]algo(?:rithm)?[ :=]+(\S+)$"), "fp8_amax_compute_algo"),
+)
 
 _SAMPLE = 4 << 20  # bytes of the log's start read for detection
 
@@ -117,6 +136,42 @@ def in_core_words(args: dict) -> dict:
         if args.get(name) == "True":
             return {**args, core: value}
     return args
+
+
+def nemo_fp8_line(buf) -> str:
+    """The last `Using FP8 (...)` line of a NeMo 2.0 log (bytes or any buffer), as text from
+    "Using FP8"; '' when it has none."""
+    found = None
+    for found in NEMO_FP8.finditer(bytes(buf)):
+        pass
+    return found.group(0).decode("utf-8", "replace") if found else ""
+
+
+def nemo_fp8_args(line: str) -> dict:
+    """The FP8 settings of NeMo's `Using FP8 (...)` line in megatron-core's argument names, as
+    its dump would print them, so the recipe registry reads them like any dump: "Using FP8
+    (hybrid, delayed scaling, amax history 1024, amax compute algo max)" -> {"fp8": "hybrid",
+    "fp8_recipe": "delayed", "fp8_amax_history_len": "1024", "fp8_amax_compute_algo": "max"}.
+    A scaling none of NEMO_SCALINGS names is kept as its first word (a recipe the registry
+    lacks stays readable); {} for '' or a line without a format."""
+    m = NEMO_FP8.search(line.encode("utf-8", "replace"))
+    if not m:
+        return {}
+    parts = [p.strip() for p in m.group("settings").decode("utf-8", "replace").split(",")]
+    fmt = parts[0].lower().removeprefix("format").strip(" :=") if parts else ""
+    if not fmt:
+        return {}
+    out = {"fp8": fmt}
+    for part in parts[1:]:
+        text = part.lower()
+        amax = next(((name, hit.group(1)) for rx, name in NEMO_AMAX if (hit := rx.match(text))),
+                    None)
+        if amax:
+            out[amax[0]] = amax[1]
+        elif "fp8_recipe" not in out and text:
+            out["fp8_recipe"] = next((value for rx, value in NEMO_SCALINGS if rx.search(text)),
+                                     text.split()[0])
+    return out
 
 
 def to_megatron(buf: bytes) -> bytes:

@@ -342,6 +342,23 @@ def of_args(args: Mapping[str, Any]) -> Optional[Numerics]:
     return _read(get)
 
 
+def cut_before_numerics(args: Mapping[str, Any]) -> bool:
+    """Whether an arguments dump cut short (the log ends inside it) stops before the arguments
+    that decide its numerics: Megatron prints the dump sorted by name, so an argument that sorts
+    after the dump's last one is unknown (the format, the recipe, the base precision, the
+    older releases' `fp8_hybrid`/`fp8_e4m3`, and the BF16 first/last layer counts when
+    --first-last-layers-bf16 is on). True for an empty dump."""
+    if not args:
+        return True
+    deciding = {_dest(f) for f in FORMAT_FLAGS} | {_dest(f.replace("-format", "-recipe"))
+                                                    for f in FORMAT_FLAGS}
+    deciding |= {_dest(str(r.base_flag)) for r in RECIPES if r.base_flag}
+    deciding |= {"fp8_hybrid", "fp8_e4m3"}
+    if str(args.get(_dest(FIRST_LAST_FLAGS[0]))) == "True":
+        deciding |= {_dest(f) for f in FIRST_LAST_FLAGS[1:]}
+    return max(args) < max(deciding)
+
+
 def _dest(flag: str) -> str:
     """Megatron's argument name (dest) of a flag: "--fp8-format" -> "fp8"."""
     for r in RECIPES:

@@ -53,7 +53,7 @@ from typing import Optional
 from . import metrics
 from ..megatron import recipes
 from ..common import status as S
-from ..megatron.logformats import FP8_2023_ARGS
+from ..megatron.logformats import FP8_2023_ARGS, NEMO2
 from ..megatron.logvocab import SAMPLES, arg_int
 from ..logs import launchenv
 from ..logs.runs import LoggedRun
@@ -122,6 +122,8 @@ class Group:
     tokens_band: Optional[float] = None
     quiet_differences: list = field(default_factory=list)  # differences that leave speed alone
     env_unknown: list = field(default_factory=list)  # runs whose launch environment is unknown
+    shape_note: str = ""  # why a run whose dump lacks shape keys stands alone ("" otherwise)
+    assumed: list = field(default_factory=list)  # runs whose precision is BF16 assumed
 
     def profiled(self) -> list:
         """The runs with a kernel table, in group order."""
@@ -150,13 +152,49 @@ class Group:
         return not self.caveats
 
 
+# The report's word for a value its logs do not state (a shape key a cut-off dump lacks).
+UNKNOWN = "?"
+
+
+def value_text(value) -> str:
+    """An argument's value as the report shows it: UNKNOWN for None (absent or not stated)."""
+    return UNKNOWN if value is None else str(value)
+
+
 def shape_text(shape: Optional[tuple]) -> str:
     if shape is None:
         return "unknown shape (no arguments dump)"
-    d = dict(zip(metrics.SHAPE_KEYS, shape))
+    d = {k: value_text(v) for k, v in zip(metrics.SHAPE_KEYS, shape)}
     return (f"{d['num_layers']} layers, hidden {d['hidden_size']}, FFN {d['ffn_hidden_size']}, "
             f"{d['num_attention_heads']} heads, seq {d['seq_length']}, "
             f"global batch {d['global_batch_size']}, world size {d['world_size']}")
+
+
+def _agrees(partial: tuple, full: tuple) -> bool:
+    """Whether a shape with unknown (None) values matches a full one on every known value."""
+    return all(a is None or a == b for a, b in zip(partial, full))
+
+
+def _place_partial_shapes(by_key: dict) -> dict:
+    """Runs whose dump lacks some shape keys (cut short) join the one group of their directory
+    whose full shape agrees with every key they have: {(directory, shape): why it stands alone}
+    for the partial shapes that agree with none or with several (joining one would be a guess)."""
+    alone = {}
+    for key in sorted((k for k in by_key if k[1] is not None and not metrics.shape_known(k[1])),
+                      key=repr):
+        directory, partial = key
+        missing = ", ".join(k for k, v in zip(metrics.SHAPE_KEYS, partial) if v is None)
+        fits = sorted((k for k in by_key if k[0] == directory and metrics.shape_known(k[1])
+                       and _agrees(partial, k[1])), key=repr)
+        if len(fits) == 1:
+            by_key[fits[0]].extend(by_key.pop(key))
+        elif fits:
+            alone[key] = (f"its arguments dump lacks {missing}: the keys it has agree with "
+                          f"{len(fits)} groups of this directory, so it is grouped with none")
+        else:
+            alone[key] = (f"its arguments dump lacks {missing}: no group of this directory "
+                          "agrees with the keys it has")
+    return alone
 
 
 def slugify(text: str) -> str:
@@ -170,9 +208,11 @@ def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = N
     for run in runs:
         key = (run.directory, metrics.shape(run.log.args))
         by_key.setdefault(key, []).append(run)
+    alone = _place_partial_shapes(by_key)
     # A run without an arguments dump joins its directory's first group with a known shape.
     for (directory, shp) in sorted(k for k in list(by_key) if k[1] is None):
-        known = sorted((k for k in by_key if k[0] == directory and k[1] is not None), key=repr)
+        known = sorted((k for k in by_key if k[0] == directory and k[1] is not None),
+                       key=lambda k: (not metrics.shape_known(k[1]), repr(k)))
         if known:
             by_key[known[0]].extend(by_key.pop((directory, None)))
 
@@ -191,7 +231,9 @@ def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = N
             title, slug = f"{short} ({shape_text(shp)})", f"{slug}_{n}"
         members = sorted(by_key[key], key=lambda r: r.name)
         summaries = {r.name: metrics.summarize(r, warmup) for r in members}
-        group = Group(title, slug, directory, shp, members, summaries, warmup=warmup)
+        group = Group(title, slug, directory, shp, members, summaries, warmup=warmup,
+                      shape_note=alone.get(key, ""))
+        group.assumed = assume_bf16(members, summaries)
         group.kernels = {r.name: found for r in members if (found := metrics.kernel_table(r))[0]}
         envs = launch_envs(members)
         every = differences(members, envs)
@@ -214,6 +256,30 @@ def build_groups(runs: list[LoggedRun], warmup: int, baseline: Optional[str] = N
                                        group.summaries[r.name].median_iter_ms or 0, r.name))
         groups.append(group)
     return groups
+
+
+# What the report says of a NeMo 2.0 run taken as BF16 (assume_bf16).
+BF16_ASSUMED = "precision BF16 assumed: no 'Using FP8' line"
+
+
+def assume_bf16(runs: list[LoggedRun], summaries: dict) -> list:
+    """The NeMo 2.0 runs of a group that are BF16 by assumption, by name: NeMo prints no
+    arguments dump, only a `Using FP8 (...)` line for an FP8 run, so where another NeMo run of
+    the group states FP8 by that line, a NeMo run without one is taken as BF16 and its summary
+    says so (label, precision, baseline recipe). A NeMo run with no such neighbour keeps its
+    precision unknown."""
+    nemo = [r for r in runs if r.log.log_format == NEMO2.name]
+    if not any(r.log.precision_line for r in nemo):
+        return []
+    out = []
+    for r in nemo:
+        s = summaries[r.name]
+        if r.log.precision_line or r.log.args or s.precision is not None:
+            continue
+        s.precision, s.baseline_recipe = recipes.BASELINE.precision, True
+        s.label = f"{recipes.BASELINE.label} (assumed: no 'Using FP8' line)"
+        out.append(r.name)
+    return sorted(out)
 
 
 # Arguments that always differ between runs (seeds, ranks, names, paths).
@@ -283,15 +349,19 @@ def _software_differences(runs: list[LoggedRun]) -> list:
     return out
 
 
-def _spread(values_of: list, absent: str) -> list:
+def _spread(values_of: list, absent: str, partial: frozenset = frozenset()) -> list:
     """[(key, [(value, [run names])])] of the keys whose values differ between the runs of
-    `values_of` ([(run name, {key: value})]); a run without a key has `absent` for it."""
+    `values_of` ([(run name, {key: value})]); a run without a key has `absent` for it, except
+    the runs named in `partial` (a dump cut short), for which a key they lack is unknown and
+    left out."""
     if len(values_of) < 2:
         return []
     out = []
     for k in sorted({k for _, d in values_of for k in d}):
         values: dict = {}
         for name, d in values_of:
+            if k not in d and name in partial:
+                continue
             values.setdefault(d.get(k, absent), []).append(name)
         if len(values) > 1:
             out.append((k, sorted(values.items())))
@@ -303,7 +373,7 @@ def _argument_differences(runs: list[LoggedRun]) -> list:
     skip = set(_NOT_SETTINGS).union(*(_recipe_args(a) for _, a in dumps))
     settings = [(name, {k: v for k, v in a.items() if k not in skip and not any(p in k for p in _PATHLIKE)})
                 for name, a in dumps]
-    return _spread(settings, "(absent)")
+    return _spread(settings, "(absent)", frozenset(r.name for r in runs if r.log.args_cut))
 
 
 def caveats(summaries: dict) -> list:
@@ -361,6 +431,8 @@ def _choose_baseline(group: Group, wanted: Optional[str]) -> None:
                                    f"({chosen.seed}) of {len(bf16)}")
         else:
             group.baseline_note = f"the first completed BF16 run by name of {len(bf16)}"
+        if chosen.name in group.assumed:
+            group.baseline_note += f"; {BF16_ASSUMED}"
         if not _has_loss(chosen):
             group.baseline_note += "; it logged no loss, so loss comparisons are blank"
     # Baseline first, then the others by name.

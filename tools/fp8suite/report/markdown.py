@@ -129,9 +129,10 @@ def answer_block(groups: list, verdicts: dict) -> list:
         return (0, -ws, -layers * hidden * hidden, -gbs * seq, g.title)
     rows = []
     for g in sorted(groups, key=size):
-        d = dict(zip(metrics.SHAPE_KEYS, g.shape)) if g.shape else {}
+        d = ({k: compare.value_text(x) for k, x in zip(metrics.SHAPE_KEYS, g.shape)}
+             if g.shape else {})
         gpus = {s.gpu for s in g.summaries.values() if s.gpu}
-        count_ = str(d.get("world_size", "?")) if d else "?"
+        count_ = d.get("world_size", compare.UNKNOWN)
         rows.append([f"[{g.title}](#{anchor(g.title)})",
                      count_ + (f" × {gpus.pop()}" if len(gpus) == 1 else ""),
                      (f"{d['num_layers']} layers, hidden {d['hidden_size']}, seq "
@@ -146,9 +147,17 @@ def answer_block(groups: list, verdicts: dict) -> list:
 
 def answer_text(g, v) -> str:
     """The verdict (verdict.Verdict) in a few words: the fastest recipe at equal settings and
-    its speedup with the step-time spread, the recipes not told apart, or why there is none."""
+    its speedup with the step-time spread, the recipes not told apart, or why there is none;
+    with the runs whose BF16 precision is assumed (compare.assume_bf16) named after it."""
     if v.caveats[:1] and v.caveats[0].startswith("verdict blank"):
         return f"cannot tell: {v.caveats[0]}"
+    text = _answer_words(g, v)
+    if g.assumed:
+        text += f" ({compare.BF16_ASSUMED}: {', '.join(g.assumed)})"
+    return text
+
+
+def _answer_words(g, v) -> str:
     spread = (f"spread ±{v.spread:.1%}" if v.spread is not None
               else "spread unknown: no run launched twice")
     if v.tied:
@@ -177,7 +186,8 @@ def anchor(title: str) -> str:
 def _group(g, files: list, ref=None, v=None) -> list:
     out = [f"## {g.title}", ""]
     out += verdict_block(g, v if v is not None else V.of(g)) + [""]
-    out.append(f"Directory `{shown_path(g.directory)}`; {compare.shape_text(g.shape)}.")
+    out.append(f"Directory `{shown_path(g.directory)}`; {compare.shape_text(g.shape)}"
+               + (f" (a group of its own: {g.shape_note})" if g.shape_note else "") + ".")
     if g.baseline:
         out.append(f"Baseline: **{g.baseline}** ({g.baseline_note}).")
     else:
@@ -320,8 +330,13 @@ def verdict_block(g, v) -> list:
             out.append(f"  - {r.label} ({', '.join(r.runs)}): measured "
                        f"{_f(r.speedup, '{:.3f}x')}, "
                        f"{prediction_text(r.predicted_speedup, r.predicted_band, r.predicted_extrapolated, True)}.")
-    if v.caveats:
-        out.append("- Cannot tell: " + "; ".join(_short(c, set(g.summaries)) for c in v.caveats)
+    assumed = [c for c in v.caveats if c.startswith(compare.BF16_ASSUMED)]
+    if assumed:
+        out.append(f"- **Assumed**: {'; '.join(assumed)}: NeMo prints that line for FP8 runs "
+                   "only, and another run of this group has it.")
+    rest = [c for c in v.caveats if c not in assumed]
+    if rest:
+        out.append("- Cannot tell: " + "; ".join(_short(c, set(g.summaries)) for c in rest)
                    + ".")
     return out
 
@@ -640,10 +655,10 @@ def _run_section(g, run, plot) -> list:
     code = side.get("exit_code")
     if code is not None:
         items.append(("Exit code", f"{code} (sidecar)"))
-    items.append(("Recipe", _recipe_detail(s, args)))
+    items.append(("Recipe", _recipe_detail(s, args, log.precision_line)))
     if s.attention:
         items.append(("Attention", f"{s.attention} (Transformer Engine's log)"))
-    if args:
+    if args and not log.precision_line:  # a dump (NeMo's FP8 line names the recipe only)
         items.append(("Model", compare.shape_text(metrics.shape(args))))
         items.append(("Parallelism", _parallelism(args)))
         items.append(("Schedule", _schedule(args)))
@@ -691,8 +706,9 @@ def _run_section(g, run, plot) -> list:
     return out + [""]
 
 
-def _recipe_detail(s, args) -> str:
-    """The label and the recipe's arguments as the log's dump has them; a run without FP8/FP4
+def _recipe_detail(s, args, line: str = "") -> str:
+    """The label and the recipe's arguments as the log's dump has them (or, for a NeMo 2.0 log,
+    as its `Using FP8 (...)` line states them); a run without FP8/FP4
     (`--fp8-format`/`--fp4-format` unset) shows only its precision flags, not the FP8
     arguments' defaults that Megatron prints but does not use."""
     if not args:
@@ -701,7 +717,8 @@ def _recipe_detail(s, args) -> str:
     if s.precision not in ("fp8", "fp4"):
         keys = [k for k in keys if k in ("bf16", "fp16")]
     shown = [f"{k} {args[k]}" for k in keys if k in args]
-    return s.label + (" (" + ", ".join(shown) + ")" if shown else "")
+    source = f"from NeMo's `{line}` line: " if line else ""
+    return s.label + (f" ({source}" + ", ".join(shown) + ")" if shown else "")
 
 
 def _parallelism(args) -> str:

@@ -185,6 +185,9 @@ class Summary:
 # --- labels --------------------------------------------------------------------------------
 
 
+CUT_BEFORE_PRECISION = "unknown (arguments dump cut before its precision arguments)"
+
+
 def precision(args: dict) -> Optional[str]:
     """Tensor-core precision of the run ("bf16", "fp8", "fp4", "fp16", "fp32"); None without arguments."""
     numerics = recipes.of_args(args)
@@ -198,10 +201,16 @@ def recipe_label(args: dict) -> str:
 
 
 def shape(args: dict) -> Optional[tuple]:
-    """The model/batch shape tuple (SHAPE_KEYS order), None without an arguments dump."""
-    if not args:
-        return None
-    return tuple(arg_value(args, k) for k in SHAPE_KEYS)
+    """The model/batch shape tuple (SHAPE_KEYS order), None where the dump lacks a key (a dump
+    cut short); None as a whole without an arguments dump or with none of the keys (NeMo's
+    `Using FP8` settings alone)."""
+    values = tuple(arg_value(args, k) for k in SHAPE_KEYS) if args else ()
+    return values if any(v is not None for v in values) else None
+
+
+def shape_known(shape: Optional[tuple]) -> bool:
+    """Whether every SHAPE_KEYS value of a shape is known."""
+    return shape is not None and all(v is not None for v in shape)
 
 
 def peak_tflops(gpu: Optional[str], prec: Optional[str]) -> Optional[float]:
@@ -365,11 +374,14 @@ def summarize(run: "LoggedRun", warmup: int) -> Summary:
     st = log.status
     name, reason = with_exit_code(st.name, st.reason, run.sidecar.get("exit_code"),
                                   run.sidecar.get("stopped"), run.sidecar.get("stopped_reason"))
+    # A dump cut before the arguments that decide the numerics tells no precision.
+    numerics = None if log.args_cut and recipes.cut_before_numerics(args) else recipes.of_args(args)
     s = Summary(
         name=run.name,
-        label=recipe_label(args),
-        precision=precision(args),
-        baseline_recipe=bool(recipes.of_args(args) and recipes.of_args(args).baseline),
+        label=numerics.label if numerics else (
+            CUT_BEFORE_PRECISION if args else recipe_label(args)),
+        precision=numerics.precision if numerics else None,
+        baseline_recipe=bool(numerics and numerics.baseline),
         seed=arg_int(args, "seed"),
         status=name,
         reason=reason,
@@ -597,6 +609,9 @@ def _notes(run: "LoggedRun") -> list[str]:
                         if log.repeated_iterations else ""))
     for exc in log.earlier_failures[:1]:
         notes.append(f"before a restart: {exc}")
+    if log.args_cut:
+        notes.append(f"arguments dump cut short (the log ends inside it): the arguments after "
+                     f"{max(log.args) if log.args else 'its header'} are unknown")
     if log.garbled_lines:
         notes.append(f"{log.garbled_lines} garbled iteration line"
                      f"{'s' if log.garbled_lines > 1 else ''} skipped")

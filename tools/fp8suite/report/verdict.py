@@ -42,7 +42,7 @@ from typing import Optional
 from scipy import stats
 
 from . import metrics
-from .compare import MEAN_MEDIAN_TOLERANCE
+from .compare import BF16_ASSUMED, MEAN_MEDIAN_TOLERANCE
 
 ALPHA = 0.05  # two-sided significance level of the tests
 
@@ -465,6 +465,8 @@ def _signed(diff: float, what: str) -> str:
 
 def _caveats(g) -> list:
     out = []
+    if g.assumed:  # first: every figure below rests on it
+        out.append(f"{BF16_ASSUMED} ({', '.join(g.assumed)})")
     if any(s.mock_data for s in g.summaries.values()):
         out.append("mock data: loss says nothing about the recipe's accuracy")
     short = sorted(s.name for s in g.summaries.values()
