@@ -352,6 +352,35 @@ def test_a_verdict_that_cannot_be_built_is_blank_with_its_reason(tmp_path, monke
         "verdict blank (ZeroDivisionError: float division by zero)"]
 
 
+CRASH = ("Traceback (most recent call last):\n  File \"pretrain_gpt.py\", line 1, in <module>\n"
+         "torch.OutOfMemoryError: CUDA out of memory.\n")
+
+
+@pytest.mark.parametrize("losses, ms, end, why", [
+    ([3.0] * 10 + [float("nan")] * 10, [1000.0] * 20, "done", "fp8 diverged from iteration 11"),
+    ([3.0] * 10, [1000.0] * 10, CRASH, "fp8 crashed"),
+    ([3.0] * 3, [1000.0] * 3, "done", "fp8 has no timed iterations"),
+], ids=["diverged", "crashed", "untimed"])
+def test_no_answer_names_what_left_each_run_out(tmp_path, losses, ms, end, why):
+    """A diverged run has step times (its row shows them): the answer names the divergence,
+    not a missing step time."""
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(tmp_path / "logs" / "fp8.log", losses, ms, args={**SHAPE, **FP8}, end=end)
+    (g,) = groups_of(tmp_path / "logs")
+    assert verdict.build(g).no_answer == f"no run besides the baseline can be compared ({why})"
+
+
+def test_no_answer_among_runs_of_the_baseline_recipe_says_so(tmp_path):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args={**SHAPE, "seed": 1})
+    write_log(tmp_path / "logs" / "bf16_s2.log", [3.0] * 20, [990.0] * 20,
+              args={**SHAPE, "seed": 2})
+    write_log(tmp_path / "logs" / "fp8.log", [3.0] * 10, [800.0] * 10, args={**SHAPE, **FP8},
+              end=CRASH)
+    (g,) = groups_of(tmp_path / "logs")
+    assert verdict.build(g).no_answer == ("every other run that can be compared is BF16 like "
+                                          "the baseline; fp8 crashed")
+
+
 def test_bf16_fastest_at_equal_settings_names_the_next_recipe(tmp_path):
     write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [800.0] * 20, args=SHAPE)
     write_log(tmp_path / "logs" / "fp8.log", [3.0] * 20, [1000.0] * 20, args={**SHAPE, **FP8})

@@ -19,7 +19,8 @@ Rules (docs/reading-a-report.md repeats them):
   run, or runs whose precision is unknown); `no_answer` holds the words. Where no BF16 run
   shares another recipe's settings, the fastest FP8 run is still named with its speedup over
   the baseline (`mixed_fastest`) and the settings it mixes in (`mixed_by`): labelled mixed,
-  never the fastest recipe.
+  never the fastest recipe. Otherwise `no_answer` names what left each run out of the
+  comparison (left_out: diverged from iteration N, crashed, no timed iterations).
 * Loss, per recipe (the runs of one recipe label and setting, over seeds): with two or more of
   its seeds and two or more BF16 seeds, Welch's t-test (scipy.stats.ttest_ind, equal_var=False)
   on the final smoothed loss, two-sided, at ALPHA, with the 95% interval of the difference of
@@ -42,6 +43,7 @@ from typing import Optional
 from scipy import stats
 
 from . import metrics
+from ..common import status as S
 from .compare import MEAN_MEDIAN_TOLERANCE
 
 ALPHA = 0.05  # two-sided significance level of the tests
@@ -235,10 +237,7 @@ def build(g) -> Verdict:
             out.fastest_overall_speedup_by_mean = g.versus[top].mean_speedup
             out.fastest_overall_settings = [setting_text(c) for c in g.versus[top].confounds]
     if out.fastest is None and not out.no_answer:
-        out.no_answer = (
-            "no BF16 run ran at the settings of another recipe (the settings below differ)"
-            if out.fastest_overall else "no run besides the baseline has a step time to "
-            "compare (failed, or no timed iterations)")
+        out.no_answer = _why_no_answer(g, timed)
     if out.fastest is None and g.baseline in timed and timed[g.baseline].baseline_recipe:
         _mixed(out, g, timed)
     out.recipes = _recipes(g)
@@ -249,6 +248,34 @@ def build(g) -> Verdict:
                     "speedup_by_mean": g.versus[n].mean_speedup}
                    for _, n in sorted(gaps, key=lambda x: (-x[0], x[1]))[:STALL_RUNS]]
     return out
+
+
+def left_out(s) -> str:
+    """Why the verdict leaves a run (metrics.Summary) out of its speed comparison, "" when it
+    does not: "fp8 diverged from iteration 31", "fp8 crashed", "fp8 has no timed iterations"."""
+    if s.status == S.DIVERGED:
+        return f"{s.name} diverged" + (f" from iteration {s.diverged_at}"
+                                       if s.diverged_at is not None else "")
+    if s.failed:
+        return f"{s.name} {s.status}"
+    return "" if s.median_iter_ms else f"{s.name} has no timed iterations"
+
+
+def _why_no_answer(g, timed: dict) -> str:
+    """Why no recipe is the fastest at equal settings, naming what left out each run the
+    comparison does not take (left_out): the baseline, every other run, every other recipe, or
+    the other recipes' settings."""
+    why = "; ".join(w for r in g.runs if (w := left_out(g.summaries[r.name])))
+    others = [n for n in timed if n != g.baseline]
+    if g.baseline not in timed:
+        return f"the baseline cannot be compared ({why})"
+    if not others:
+        return f"no run besides the baseline can be compared ({why})"
+    also = f"; {why}" if why else ""
+    if all(timed[n].label == timed[g.baseline].label for n in others):
+        return (f"every other run that can be compared is {timed[g.baseline].label} like the "
+                f"baseline{also}")
+    return f"no BF16 run ran at the settings of another recipe (the settings below differ{also})"
 
 
 def _mixed(out: Verdict, g, timed: dict) -> None:
