@@ -221,6 +221,32 @@ def test_only_speed_relevant_settings_are_listed_and_named_in_the_verdict(tmp_pa
     assert cmp["fp8"]["settings_differing"] == []
 
 
+def test_settings_without_effect_are_neither_shown_nor_compared(tmp_path):
+    """The BF16 layer counts without --first-last-layers-bf16 and the amax settings of a recipe
+    without delayed scaling do nothing (recipes.idle_args): no recipe line shows them and no
+    difference in them splits runs that ran at equal settings."""
+    logs = tmp_path / "logs"
+    idle = {"first_last_layers_bf16": False, "num_layers_at_start_in_bf16": 2,
+            "num_layers_at_end_in_bf16": 2, "fp8_amax_history_len": 16}
+    write_log(logs / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(logs / "fp8.log", [3.0] * 20, [800.0] * 20, args={**SHAPE, **FP8, **idle})
+    (g,) = groups_of(logs)
+    assert g.differences == []
+    assert verdict.build(g).fastest == "fp8"
+    text, _ = render(tmp_path)
+    assert ("- Recipe: FP8 tensorwise (hybrid) (fp8 hybrid, fp8_recipe tensorwise, "
+            "fp8_param_gather False, first_last_layers_bf16 False, bf16 True)\n") in text
+    # Where the layer counts act, they are compared, and the runs they do not act in say so.
+    for name, layers in (("fp8_1f1l", 1), ("fp8_2f2l", 2)):
+        write_log(logs / f"{name}.log", [3.0] * 20, [900.0] * 20,
+                  args={**SHAPE, **FP8, "first_last_layers_bf16": True,
+                        "num_layers_at_start_in_bf16": layers})
+    (g,) = groups_of(logs)
+    assert dict(g.differences)["num_layers_at_start_in_bf16"] == [
+        ("(no effect)", ["bf16", "fp8"]), ("1", ["fp8_1f1l"]), ("2", ["fp8_2f2l"])]
+    assert "num_layers_at_end_in_bf16" not in dict(g.differences)
+
+
 def test_verdict_first_rows_by_speed_definitions_last(tmp_path):
     logs = tmp_path / "logs"
     write_log(logs / "a_bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
