@@ -180,15 +180,23 @@ def test_welch_t_test_with_three_seeds_a_side(tmp_path, offsets, word):
     assert f"Welch's t-test {verdict.p_text(t.p_value)}" in text.split("Directory")[0]
 
 
-def test_one_seed_verdict_rests_on_one_run_with_words_for_signs(tmp_path):
-    seeds_study(tmp_path / "logs", (-0.1,), bf16_offsets=(0.0, 0.03))
+@pytest.mark.parametrize("offset, word", [(-0.1, "lower"), (0.1, "higher")])
+def test_one_seed_verdict_rests_on_one_run_with_words_for_signs(tmp_path, offset, word):
+    """One FP8 seed outside the BF16 seed band is what was seen, not a finding: no test backs
+    "better" or "worse", in the verdict or in summary.json."""
+    seeds_study(tmp_path / "logs", (offset,), bf16_offsets=(0.0, 0.03))
     (g,) = groups_of(tmp_path / "logs")
     (rv,) = verdict.build(g).recipes
-    assert rv.loss == "better" and rv.loss_test is None
-    assert rv.loss_basis == ("lower loss by 0.1000, outside the ±0.0300 band of 2 BF16 seeds; "
+    said = f"{word}, outside BF16's seed band, one FP8 seed: not a finding"
+    assert rv.loss == said and rv.loss_test is None
+    assert rv.loss_basis == (f"{word} loss by 0.1000, outside the ±0.0300 band of 2 BF16 seeds; "
                              "rests on one run")
-    text, _ = render(tmp_path)
-    assert "outside noise: lower loss, 0.0700 beyond the ±0.0300 band" in text
+    text, data = render(tmp_path)
+    assert f"outside noise: {word} loss, 0.0700 beyond the ±0.0300 band" in text
+    assert f"loss **{said}** ({rv.loss_basis})" in text
+    assert "**better**" not in text and "**worse**" not in text
+    (recipe,) = data["groups"][0]["verdict"]["recipes"]
+    assert recipe["loss"] == said and recipe["loss_test"] is None and recipe["seeds"] == 1
 
 
 # --- settings, verdict block, frictions --------------------------------------------------

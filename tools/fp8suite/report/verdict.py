@@ -24,9 +24,12 @@ Rules (docs/reading-a-report.md repeats them):
 * Loss, per recipe (the runs of one recipe label and setting, over seeds): with two or more of
   its seeds and two or more BF16 seeds, Welch's t-test (scipy.stats.ttest_ind, equal_var=False)
   on the final smoothed loss, two-sided, at ALPHA, with the 95% interval of the difference of
-  the means; with one seed, its mean loss gap against the BF16 seed band (compare), and the
-  verdict says it rests on one run. Not judged on mock data, under
-  metrics.MIN_ITERATIONS_FOR_LOSS iterations, without a second BF16 seed, or for a failed run.
+  the means: only a test says "better" or "worse". With one seed (or seeds the test cannot
+  take), its mean loss gap against the BF16 seed band (compare): "same as BF16 within noise"
+  inside it, else what was seen and that it is no finding (untested_loss: "lower, outside
+  BF16's seed band, one FP8 seed: not a finding"); the basis says it rests on one run. Not
+  judged on mock data, under metrics.MIN_ITERATIONS_FOR_LOSS iterations, without a second
+  BF16 seed, or for a failed run.
 * Time to target, per recipe: its change against the band of the BF16 seeds
   (compare._target_bands): "sooner", "same within noise", "later", "not reached"; with two or
   more seeds on each side, Welch's t-test on the seconds to target.
@@ -70,7 +73,8 @@ class RecipeVerdict:
     label: str
     runs: list  # its run names, by seed
     seeds: int
-    loss: str  # "same as BF16 within noise", "better", "worse", "not judged"
+    loss: str  # "same as BF16 within noise", "better", "worse" (by a test only), "lower, outside
+    # BF16's seed band, one FP8 seed: not a finding" (untested_loss), "not judged"
     loss_basis: str  # the figures and rule behind `loss`, in words
     time_to_target: str  # "sooner", "same within noise", "later", "not reached", "not judged"
     time_to_target_basis: str
@@ -425,7 +429,7 @@ def _recipes(g) -> list:
         elif g.band is not None and first.gap is not None:
             gap = statistics.fmean(v.gap.mean for v in vs if v and v.gap)
             rv.loss = ("same as BF16 within noise" if abs(gap) <= g.band
-                       else "better" if gap < 0 else "worse")
+                       else untested_loss(gap, len(names), sums[0].precision))
             where = "inside" if abs(gap) <= g.band else "outside"
             rv.loss_basis = (f"{_signed(gap, 'loss')}, {where} the ±{g.band:.4f} band of "
                              f"{g.seeds} BF16 seeds"
@@ -471,6 +475,16 @@ def _recipes(g) -> list:
                 rv.time_to_target_basis += "; mixes recipe and setting"
         out.append(rv)
     return out
+
+
+def untested_loss(gap: float, seeds: int, precision: Optional[str]) -> str:
+    """The loss word of a recipe outside the BF16 seed band without a test behind it (one seed,
+    or seeds the t-test cannot take): what was seen, never "better" or "worse", e.g. "lower,
+    outside BF16's seed band, one FP8 seed: not a finding"."""
+    side = "lower" if gap < 0 else "higher"
+    kind = f"{precision.upper()} " if precision else ""
+    runs = f"one {kind}seed" if seeds == 1 else f"{seeds} {kind}seeds without a test"
+    return f"{side}, outside BF16's seed band, {runs}: not a finding"
 
 
 def _not_judged(g, sums, vs) -> str:
