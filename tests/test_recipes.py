@@ -89,6 +89,25 @@ def test_an_unknown_recipe_in_a_log_stays_readable():
     assert recipes.of_args({}) is None and metrics.recipe_label({}) == "unknown (no arguments dump)"
 
 
+@pytest.mark.parametrize("args, idle", [
+    ({"fp8": "hybrid", "fp8_recipe": "tensorwise"},
+     {"num_layers_at_start_in_bf16", "num_layers_at_end_in_bf16", "fp8_amax_history_len",
+      "fp8_amax_compute_algo"}),
+    ({"fp8": "hybrid", "fp8_recipe": "tensorwise", "first_last_layers_bf16": "True"},
+     {"fp8_amax_history_len", "fp8_amax_compute_algo"}),
+    ({"fp8": "hybrid", "fp8_recipe": "delayed"},
+     {"num_layers_at_start_in_bf16", "num_layers_at_end_in_bf16"}),
+    ({"fp8": "hybrid", "fp8_recipe": "blockwise", "first_last_layers_bf16": "True"},
+     {"fp8_amax_history_len", "fp8_amax_compute_algo", "fp8_dot_product_attention"}),
+    ({"bf16": "True"},
+     {"num_layers_at_start_in_bf16", "num_layers_at_end_in_bf16", "fp8_amax_history_len",
+      "fp8_amax_compute_algo", "fp8_dot_product_attention", "fp8_recipe", "fp4_recipe"}),
+    ({}, set()),
+])
+def test_idle_args_are_those_the_other_settings_leave_without_effect(args, idle):
+    assert recipes.idle_args(args) == idle
+
+
 def test_base_precisions_from_flags():
     assert recipes.of_flags({}).recipe.name == "fp32"
     assert recipes.of_flags({"--fp16": True}).label == "FP16"

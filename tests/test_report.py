@@ -78,6 +78,20 @@ def test_unknown_baseline_is_bad_usage_with_a_suggestion(workdir, capsys):
     assert not (workdir / "assets").exists()  # nothing half-written
 
 
+def test_a_baseline_is_chosen_only_among_the_runs_the_report_reads(workdir, capsys):
+    (workdir / "logs" / "megatron019" / "a.log").write_text("setup notes, not a run\n")
+    assert report.main(["logs", "--baseline", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("report.py: --baseline nosuch: no run of that name; "
+                   "valid: bf16, fp8cs, fp8delayed_1F1L_bad\n")
+    # A skipped file is no run: naming it is bad usage that says why, never a silent BF16.
+    assert report.main(["logs", "--baseline", "a"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("report.py: --baseline a: logs/megatron019/a.log was skipped: not a Megatron "
+                   "training log (no iteration or argument lines)\n")
+    assert not (workdir / "assets").exists()  # nothing half-written
+
+
 def test_baseline_option(workdir):
     assert report.main(["logs", "--out", "assets", "--baseline", "fp8cs"]) == 0
     text = (workdir / "assets" / "report.md").read_text()

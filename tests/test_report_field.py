@@ -64,6 +64,12 @@ def test_b02_nan_loss_left_out_of_the_line_is_divergence(tmp_path):
     assert runs["bf16"]["status"] == "completed" and runs["bf16"]["baseline"] == "bf16"
     row = next(line for line in text.splitlines() if line.startswith("| fp8_delayed:"))
     assert "not valid (diverged)" in row
+    # The verdict names the divergence that left the run out, not a missing step time.
+    assert ("- **Fastest at equal settings**: none: no run besides the baseline can be compared "
+            "(fp8_delayed diverged from iteration 31).\n") in text
+    # Without --first-last-layers-bf16 the BF16 layer counts do nothing: not shown.
+    assert ("- Recipe: FP8 delayed +param-gather (hybrid) (fp8 hybrid, fp8_recipe delayed, "
+            "fp8_param_gather True, first_last_layers_bf16 False, bf16 True)\n") in text
 
 
 def test_b04_non_numeric_fields_of_a_derivative(tmp_path):

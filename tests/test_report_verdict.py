@@ -180,15 +180,23 @@ def test_welch_t_test_with_three_seeds_a_side(tmp_path, offsets, word):
     assert f"Welch's t-test {verdict.p_text(t.p_value)}" in text.split("Directory")[0]
 
 
-def test_one_seed_verdict_rests_on_one_run_with_words_for_signs(tmp_path):
-    seeds_study(tmp_path / "logs", (-0.1,), bf16_offsets=(0.0, 0.03))
+@pytest.mark.parametrize("offset, word", [(-0.1, "lower"), (0.1, "higher")])
+def test_one_seed_verdict_rests_on_one_run_with_words_for_signs(tmp_path, offset, word):
+    """One FP8 seed outside the BF16 seed band is what was seen, not a finding: no test backs
+    "better" or "worse", in the verdict or in summary.json."""
+    seeds_study(tmp_path / "logs", (offset,), bf16_offsets=(0.0, 0.03))
     (g,) = groups_of(tmp_path / "logs")
     (rv,) = verdict.build(g).recipes
-    assert rv.loss == "better" and rv.loss_test is None
-    assert rv.loss_basis == ("lower loss by 0.1000, outside the ±0.0300 band of 2 BF16 seeds; "
+    said = f"{word}, outside BF16's seed band, one FP8 seed: not a finding"
+    assert rv.loss == said and rv.loss_test is None
+    assert rv.loss_basis == (f"{word} loss by 0.1000, outside the ±0.0300 band of 2 BF16 seeds; "
                              "rests on one run")
-    text, _ = render(tmp_path)
-    assert "outside noise: lower loss, 0.0700 beyond the ±0.0300 band" in text
+    text, data = render(tmp_path)
+    assert f"outside noise: {word} loss, 0.0700 beyond the ±0.0300 band" in text
+    assert f"loss **{said}** ({rv.loss_basis})" in text
+    assert "**better**" not in text and "**worse**" not in text
+    (recipe,) = data["groups"][0]["verdict"]["recipes"]
+    assert recipe["loss"] == said and recipe["loss_test"] is None and recipe["seeds"] == 1
 
 
 # --- settings, verdict block, frictions --------------------------------------------------
@@ -219,6 +227,32 @@ def test_only_speed_relevant_settings_are_listed_and_named_in_the_verdict(tmp_pa
     assert cmp["fp8_pg"]["settings_differing"] == [
         {"setting": "fp8_param_gather", "value": "True", "baseline_value": "False"}]
     assert cmp["fp8"]["settings_differing"] == []
+
+
+def test_settings_without_effect_are_neither_shown_nor_compared(tmp_path):
+    """The BF16 layer counts without --first-last-layers-bf16 and the amax settings of a recipe
+    without delayed scaling do nothing (recipes.idle_args): no recipe line shows them and no
+    difference in them splits runs that ran at equal settings."""
+    logs = tmp_path / "logs"
+    idle = {"first_last_layers_bf16": False, "num_layers_at_start_in_bf16": 2,
+            "num_layers_at_end_in_bf16": 2, "fp8_amax_history_len": 16}
+    write_log(logs / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(logs / "fp8.log", [3.0] * 20, [800.0] * 20, args={**SHAPE, **FP8, **idle})
+    (g,) = groups_of(logs)
+    assert g.differences == []
+    assert verdict.build(g).fastest == "fp8"
+    text, _ = render(tmp_path)
+    assert ("- Recipe: FP8 tensorwise (hybrid) (fp8 hybrid, fp8_recipe tensorwise, "
+            "fp8_param_gather False, first_last_layers_bf16 False, bf16 True)\n") in text
+    # Where the layer counts act, they are compared, and the runs they do not act in say so.
+    for name, layers in (("fp8_1f1l", 1), ("fp8_2f2l", 2)):
+        write_log(logs / f"{name}.log", [3.0] * 20, [900.0] * 20,
+                  args={**SHAPE, **FP8, "first_last_layers_bf16": True,
+                        "num_layers_at_start_in_bf16": layers})
+    (g,) = groups_of(logs)
+    assert dict(g.differences)["num_layers_at_start_in_bf16"] == [
+        ("(no effect)", ["bf16", "fp8"]), ("1", ["fp8_1f1l"]), ("2", ["fp8_2f2l"])]
+    assert "num_layers_at_end_in_bf16" not in dict(g.differences)
 
 
 def test_verdict_first_rows_by_speed_definitions_last(tmp_path):
@@ -350,6 +384,35 @@ def test_a_verdict_that_cannot_be_built_is_blank_with_its_reason(tmp_path, monke
             "zero).\n") in text
     assert data["groups"][0]["verdict"]["caveats"] == [
         "verdict blank (ZeroDivisionError: float division by zero)"]
+
+
+CRASH = ("Traceback (most recent call last):\n  File \"pretrain_gpt.py\", line 1, in <module>\n"
+         "torch.OutOfMemoryError: CUDA out of memory.\n")
+
+
+@pytest.mark.parametrize("losses, ms, end, why", [
+    ([3.0] * 10 + [float("nan")] * 10, [1000.0] * 20, "done", "fp8 diverged from iteration 11"),
+    ([3.0] * 10, [1000.0] * 10, CRASH, "fp8 crashed"),
+    ([3.0] * 3, [1000.0] * 3, "done", "fp8 has no timed iterations"),
+], ids=["diverged", "crashed", "untimed"])
+def test_no_answer_names_what_left_each_run_out(tmp_path, losses, ms, end, why):
+    """A diverged run has step times (its row shows them): the answer names the divergence,
+    not a missing step time."""
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(tmp_path / "logs" / "fp8.log", losses, ms, args={**SHAPE, **FP8}, end=end)
+    (g,) = groups_of(tmp_path / "logs")
+    assert verdict.build(g).no_answer == f"no run besides the baseline can be compared ({why})"
+
+
+def test_no_answer_among_runs_of_the_baseline_recipe_says_so(tmp_path):
+    write_log(tmp_path / "logs" / "bf16.log", [3.0] * 20, [1000.0] * 20, args={**SHAPE, "seed": 1})
+    write_log(tmp_path / "logs" / "bf16_s2.log", [3.0] * 20, [990.0] * 20,
+              args={**SHAPE, "seed": 2})
+    write_log(tmp_path / "logs" / "fp8.log", [3.0] * 10, [800.0] * 10, args={**SHAPE, **FP8},
+              end=CRASH)
+    (g,) = groups_of(tmp_path / "logs")
+    assert verdict.build(g).no_answer == ("every other run that can be compared is BF16 like "
+                                          "the baseline; fp8 crashed")
 
 
 def test_bf16_fastest_at_equal_settings_names_the_next_recipe(tmp_path):

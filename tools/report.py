@@ -100,22 +100,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(args, argv: list) -> int:
     paths = runs.find_logs(args.inputs)
-    # A run's name is its log's stem without the attempt number (RUN.1.log -> RUN).
-    names = sorted({runs.attempt_of(p.stem)[0] for p in paths})
-    baseline = args.baseline
-    if baseline and baseline not in names:
-        if runs.attempt_of(baseline)[0] in names:
-            baseline = runs.attempt_of(baseline)[0]
-        else:
-            close = difflib.get_close_matches(baseline, names, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            shown = names if len(names) <= 20 else names[:20] + ["..."]
-            raise runs.UsageError(f"--baseline {baseline}: no run of that name{hint}; "
-                                  f"valid: {', '.join(shown)}")
     manifest = runs.load_manifest(args.manifest)
     published = reference.load(args.reference)
     loaded = runs.load_runs(paths, manifest, progress=runs.stderr_progress)
     loaded, skipped = runs.training_runs(loaded, args.inputs)
+    baseline = _baseline(args.baseline, loaded, skipped)
     if skipped:
         what = ("1 file that is not a Megatron training log" if len(skipped) == 1 else
                 f"{len(skipped)} files that are not Megatron training logs")
@@ -159,6 +148,26 @@ def _report(args, argv: list) -> int:
     print(f"wrote {out / 'report.md'} ({n_runs} run{'s' if n_runs != 1 else ''}, "
           f"{n_plots} plot{'s' if n_plots != 1 else ''})")
     return 0
+
+
+def _baseline(wanted, loaded: list, skipped: list):
+    """The run --baseline names (RUN.1 names run RUN), checked against the runs the report
+    reads: a name of a skipped file, or of no file, is bad usage (UsageError)."""
+    if not wanted or not loaded:
+        return wanted
+    names = sorted({r.name for r in loaded})
+    for name in (wanted, runs.attempt_of(wanted)[0]):
+        if name in names:
+            return name
+    for path in skipped:
+        if wanted in (Path(path).stem, runs.attempt_of(Path(path).stem)[0]):
+            raise runs.UsageError(f"--baseline {wanted}: {path} was skipped: "
+                                  f"{runs.NOT_TRAINING_LOG}")
+    close = difflib.get_close_matches(wanted, names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    shown = names if len(names) <= 20 else names[:20] + ["..."]
+    raise runs.UsageError(f"--baseline {wanted}: no run of that name{hint}; "
+                          f"valid: {', '.join(shown)}")
 
 
 def _shown_images(report_md: Path) -> set:

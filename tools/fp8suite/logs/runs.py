@@ -136,6 +136,10 @@ def find_logs(inputs: list) -> list:
     return found
 
 
+NOT_TRAINING_LOG = "not a Megatron training log (no iteration or argument lines)"
+"""Why a file is no run: the words of every message that names such a file."""
+
+
 def training_runs(loaded: list, inputs: list) -> tuple[list, list]:
     """(runs, skipped): the runs whose logs hold Megatron training-log content
     (parse.recognised), and the paths of the others, found by a folder scan (a folder may
@@ -151,8 +155,7 @@ def training_runs(loaded: list, inputs: list) -> tuple[list, list]:
             continue
         for f in files:
             if os.path.realpath(f) in named:
-                raise UsageError(f"{named[os.path.realpath(f)]}: not a Megatron training log "
-                                 "(no iteration or argument lines)")
+                raise UsageError(f"{named[os.path.realpath(f)]}: {NOT_TRAINING_LOG}")
         skipped.append(run.path)
     return kept, skipped
 

@@ -313,6 +313,27 @@ def arg_names(numerics: Optional[Numerics]) -> tuple[str, ...]:
     return tuple(_dest(f) for f in flags)
 
 
+def idle_args(args: Mapping[str, Any]) -> frozenset[str]:
+    """The arguments-dump names whose values the run's other settings leave without effect, so
+    that a report neither shows nor compares them: the BF16 layer counts without
+    --first-last-layers-bf16, delayed scaling's amax settings on a recipe without it, FP8
+    attention on a recipe Megatron does not pass it to (`passes_fp8_dpa`), and the FP8/FP4
+    recipe of a run without FP8/FP4. A switch that is off stays a setting: its value says so.
+    """
+    numerics = of_args(args)
+    if numerics is None:
+        return frozenset()
+    recipe = numerics.recipe
+    flags = [] if numerics.first_last_bf16 else list(FIRST_LAST_FLAGS[1:])
+    if not recipe.amax_history:
+        flags += AMAX_FLAGS
+    if not recipe.passes_fp8_dpa:
+        flags.append(FP8_ATTENTION_FLAG)
+    if not recipe.quantized:
+        flags += [f.replace("-format", "-recipe") for f in FORMAT_FLAGS]
+    return frozenset(_dest(f) for f in flags)
+
+
 def of_flags(flags: Mapping[str, Any]) -> Numerics:
     """The numerics of a run from its Megatron flags ({"--fp8-format": "hybrid", ...}).
 

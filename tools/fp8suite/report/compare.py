@@ -368,12 +368,24 @@ def _spread(values_of: list, absent: str, partial: frozenset = frozenset()) -> l
     return out
 
 
+# The value of an argument the run's other settings leave without effect (recipes.idle_args).
+NO_EFFECT = "(no effect)"
+
+
 def _argument_differences(runs: list[LoggedRun]) -> list:
+    """An argument differs where the runs it acts in disagree; a run it does not act in
+    (recipes.idle_args: the BF16 layer counts without --first-last-layers-bf16, ...) shows
+    NO_EFFECT for it and makes no difference of its own."""
     dumps = [(r.name, r.log.args) for r in runs if r.log.args]
     skip = set(_NOT_SETTINGS).union(*(_recipe_args(a) for _, a in dumps))
-    settings = [(name, {k: v for k, v in a.items() if k not in skip and not any(p in k for p in _PATHLIKE)})
-                for name, a in dumps]
-    return _spread(settings, "(absent)", frozenset(r.name for r in runs if r.log.args_cut))
+    settings = []
+    for name, a in dumps:
+        idle = recipes.idle_args(a)
+        settings.append((name, {k: NO_EFFECT if k in idle else v for k, v in a.items()
+                                if k not in skip and not any(p in k for p in _PATHLIKE)}))
+    return [(k, values) for k, values in
+            _spread(settings, "(absent)", frozenset(r.name for r in runs if r.log.args_cut))
+            if len([v for v, _ in values if v != NO_EFFECT]) > 1]
 
 
 def caveats(summaries: dict) -> list:

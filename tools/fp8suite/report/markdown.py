@@ -708,12 +708,14 @@ def _run_section(g, run, plot) -> list:
 
 def _recipe_detail(s, args, line: str = "") -> str:
     """The label and the recipe's arguments as the log's dump has them (or, for a NeMo 2.0 log,
-    as its `Using FP8 (...)` line states them); a run without FP8/FP4
+    as its `Using FP8 (...)` line states them), but those its other settings leave without
+    effect (recipes.idle_args); a run without FP8/FP4
     (`--fp8-format`/`--fp4-format` unset) shows only its precision flags, not the FP8
     arguments' defaults that Megatron prints but does not use."""
     if not args:
         return s.label
-    keys = recipes.arg_names(recipes.of_args(args))
+    idle = recipes.idle_args(args)
+    keys = [k for k in recipes.arg_names(recipes.of_args(args)) if k not in idle]
     if s.precision not in ("fp8", "fp4"):
         keys = [k for k in keys if k in ("bf16", "fp16")]
     shown = [f"{k} {args[k]}" for k in keys if k in args]

@@ -19,13 +19,17 @@ Rules (docs/reading-a-report.md repeats them):
   run, or runs whose precision is unknown); `no_answer` holds the words. Where no BF16 run
   shares another recipe's settings, the fastest FP8 run is still named with its speedup over
   the baseline (`mixed_fastest`) and the settings it mixes in (`mixed_by`): labelled mixed,
-  never the fastest recipe.
+  never the fastest recipe. Otherwise `no_answer` names what left each run out of the
+  comparison (left_out: diverged from iteration N, crashed, no timed iterations).
 * Loss, per recipe (the runs of one recipe label and setting, over seeds): with two or more of
   its seeds and two or more BF16 seeds, Welch's t-test (scipy.stats.ttest_ind, equal_var=False)
   on the final smoothed loss, two-sided, at ALPHA, with the 95% interval of the difference of
-  the means; with one seed, its mean loss gap against the BF16 seed band (compare), and the
-  verdict says it rests on one run. Not judged on mock data, under
-  metrics.MIN_ITERATIONS_FOR_LOSS iterations, without a second BF16 seed, or for a failed run.
+  the means: only a test says "better" or "worse". With one seed (or seeds the test cannot
+  take), its mean loss gap against the BF16 seed band (compare): "same as BF16 within noise"
+  inside it, else what was seen and that it is no finding (untested_loss: "lower, outside
+  BF16's seed band, one FP8 seed: not a finding"); the basis says it rests on one run. Not
+  judged on mock data, under metrics.MIN_ITERATIONS_FOR_LOSS iterations, without a second
+  BF16 seed, or for a failed run.
 * Time to target, per recipe: its change against the band of the BF16 seeds
   (compare._target_bands): "sooner", "same within noise", "later", "not reached"; with two or
   more seeds on each side, Welch's t-test on the seconds to target.
@@ -42,6 +46,7 @@ from typing import Optional
 from scipy import stats
 
 from . import metrics
+from ..common import status as S
 from .compare import BF16_ASSUMED, MEAN_MEDIAN_TOLERANCE
 
 ALPHA = 0.05  # two-sided significance level of the tests
@@ -68,7 +73,8 @@ class RecipeVerdict:
     label: str
     runs: list  # its run names, by seed
     seeds: int
-    loss: str  # "same as BF16 within noise", "better", "worse", "not judged"
+    loss: str  # "same as BF16 within noise", "better", "worse" (by a test only), "lower, outside
+    # BF16's seed band, one FP8 seed: not a finding" (untested_loss), "not judged"
     loss_basis: str  # the figures and rule behind `loss`, in words
     time_to_target: str  # "sooner", "same within noise", "later", "not reached", "not judged"
     time_to_target_basis: str
@@ -235,10 +241,7 @@ def build(g) -> Verdict:
             out.fastest_overall_speedup_by_mean = g.versus[top].mean_speedup
             out.fastest_overall_settings = [setting_text(c) for c in g.versus[top].confounds]
     if out.fastest is None and not out.no_answer:
-        out.no_answer = (
-            "no BF16 run ran at the settings of another recipe (the settings below differ)"
-            if out.fastest_overall else "no run besides the baseline has a step time to "
-            "compare (failed, or no timed iterations)")
+        out.no_answer = _why_no_answer(g, timed)
     if out.fastest is None and g.baseline in timed and timed[g.baseline].baseline_recipe:
         _mixed(out, g, timed)
     out.recipes = _recipes(g)
@@ -249,6 +252,34 @@ def build(g) -> Verdict:
                     "speedup_by_mean": g.versus[n].mean_speedup}
                    for _, n in sorted(gaps, key=lambda x: (-x[0], x[1]))[:STALL_RUNS]]
     return out
+
+
+def left_out(s) -> str:
+    """Why the verdict leaves a run (metrics.Summary) out of its speed comparison, "" when it
+    does not: "fp8 diverged from iteration 31", "fp8 crashed", "fp8 has no timed iterations"."""
+    if s.status == S.DIVERGED:
+        return f"{s.name} diverged" + (f" from iteration {s.diverged_at}"
+                                       if s.diverged_at is not None else "")
+    if s.failed:
+        return f"{s.name} {s.status}"
+    return "" if s.median_iter_ms else f"{s.name} has no timed iterations"
+
+
+def _why_no_answer(g, timed: dict) -> str:
+    """Why no recipe is the fastest at equal settings, naming what left out each run the
+    comparison does not take (left_out): the baseline, every other run, every other recipe, or
+    the other recipes' settings."""
+    why = "; ".join(w for r in g.runs if (w := left_out(g.summaries[r.name])))
+    others = [n for n in timed if n != g.baseline]
+    if g.baseline not in timed:
+        return f"the baseline cannot be compared ({why})"
+    if not others:
+        return f"no run besides the baseline can be compared ({why})"
+    also = f"; {why}" if why else ""
+    if all(timed[n].label == timed[g.baseline].label for n in others):
+        return (f"every other run that can be compared is {timed[g.baseline].label} like the "
+                f"baseline{also}")
+    return f"no BF16 run ran at the settings of another recipe (the settings below differ{also})"
 
 
 def _mixed(out: Verdict, g, timed: dict) -> None:
@@ -398,7 +429,7 @@ def _recipes(g) -> list:
         elif g.band is not None and first.gap is not None:
             gap = statistics.fmean(v.gap.mean for v in vs if v and v.gap)
             rv.loss = ("same as BF16 within noise" if abs(gap) <= g.band
-                       else "better" if gap < 0 else "worse")
+                       else untested_loss(gap, len(names), sums[0].precision))
             where = "inside" if abs(gap) <= g.band else "outside"
             rv.loss_basis = (f"{_signed(gap, 'loss')}, {where} the ±{g.band:.4f} band of "
                              f"{g.seeds} BF16 seeds"
@@ -444,6 +475,16 @@ def _recipes(g) -> list:
                 rv.time_to_target_basis += "; mixes recipe and setting"
         out.append(rv)
     return out
+
+
+def untested_loss(gap: float, seeds: int, precision: Optional[str]) -> str:
+    """The loss word of a recipe outside the BF16 seed band without a test behind it (one seed,
+    or seeds the t-test cannot take): what was seen, never "better" or "worse", e.g. "lower,
+    outside BF16's seed band, one FP8 seed: not a finding"."""
+    side = "lower" if gap < 0 else "higher"
+    kind = f"{precision.upper()} " if precision else ""
+    runs = f"one {kind}seed" if seeds == 1 else f"{seeds} {kind}seeds without a test"
+    return f"{side}, outside BF16's seed band, {runs}: not a finding"
 
 
 def _not_judged(g, sums, vs) -> str:
