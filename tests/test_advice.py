@@ -58,6 +58,8 @@ def test_conditions_come_from_the_sidecars(entry):
 def test_param_gather_advice_cites_the_ablation():
     entry = next(e for e in ENTRIES if e.id == "fp8_param_gather_low_dp")
     assert entry.slower.startswith("logs/h200x2_8b_ablations/") and "no_fp8_param_gather" in entry.faster
+    dp1 = next(e for e in ENTRIES if e.id == "fp8_param_gather_dp1")
+    assert dp1.measurement.dp == 1 and dp1.measurement.change > 0
 
 
 def _dp1_matrix(tmp_path):
@@ -81,15 +83,18 @@ def test_render_prints_and_records_the_advice_that_applies(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0  # nothing is refused for speed
     paragraphs = _advice_paragraphs(out)
-    (gather,) = [p for p in paragraphs if "--fp8-param-gather at data-parallel size 2 or less: measured +" in p]
+    (gather,) = [p for p in paragraphs if "--fp8-param-gather at data-parallel size 1: measured +" in p]
     runs = gather.split(": ", 1)[0]
     assert "bench_llama3_8b_h200x2_fp8_cs" in runs
     assert "bench_llama3_8b_h200x2_bf16" not in runs
     assert "bench_llama3_8b_h200x2_fp8_blockwise" not in runs  # blockwise runs without it
+    assert "at DP=1 on H100" in gather and "logs/param_gather_h100/" in gather
+    assert "data-parallel size 2:" not in out  # the DP=2 measurement is not cited at DP=1
     entries = json.loads((tmp_path / "gen" / "dp1.manifest.json").read_text())["runs"]
     recorded = {e["name"]: [a["id"] for a in e["advice"]] for e in entries}
-    assert "fp8_param_gather_low_dp" in recorded["bench_llama3_8b_h200x2_fp8_cs"]
-    assert "fp8_param_gather_low_dp" not in recorded["bench_llama3_8b_h200x2_bf16"]
+    assert "fp8_param_gather_dp1" in recorded["bench_llama3_8b_h200x2_fp8_cs"]
+    assert "fp8_param_gather_low_dp" not in recorded["bench_llama3_8b_h200x2_fp8_cs"]
+    assert "fp8_param_gather_dp1" not in recorded["bench_llama3_8b_h200x2_bf16"]
 
 
 def test_render_prints_each_advice_once_after_the_runs(tmp_path, capsys):
@@ -123,16 +128,21 @@ def test_run_prints_advice_for_the_launch_world_size(capsys):
                          "--", "--num-layers", "4", "--global-batch-size", "2"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "run.py: advice: train_llama3_8b_h200_fp8_cs: --fp8-param-gather at data-parallel size 2 or less" \
+    assert "run.py: advice: train_llama3_8b_h200_fp8_cs: --fp8-param-gather at data-parallel size 1:" \
         in captured.out
 
 
 def test_applies_when_conditions():
     entry = next(e for e in ENTRIES if e.id == "fp8_param_gather_low_dp")
     flags = {"--fp8-format": "hybrid", "--fp8-recipe": "tensorwise", "--fp8-param-gather": True, "--bf16": True}
-    facts = dict(flags=flags, gpu="H100", tp=1, dp=1, nodes=1, fusion="auto")
+    facts = dict(flags=flags, gpu="H100", tp=1, dp=2, nodes=1, fusion="auto")
     assert advice.applies(entry, advice.Facts(**facts))
     assert not advice.applies(entry, advice.Facts(**{**facts, "dp": 4}))
+    # At DP=1 the one-GPU measurement applies instead, not the DP=2 one.
+    dp1 = next(e for e in ENTRIES if e.id == "fp8_param_gather_dp1")
+    assert not advice.applies(entry, advice.Facts(**{**facts, "dp": 1}))
+    assert advice.applies(dp1, advice.Facts(**{**facts, "dp": 1}))
+    assert not advice.applies(dp1, advice.Facts(**facts))
     assert not advice.applies(entry, advice.Facts(**{**facts, "gpu": "B200"}))  # measured on Hopper only
     assert not advice.applies(entry, advice.Facts(**{**facts, "flags": {**flags, "--fp8-param-gather": False}}))
 

@@ -32,9 +32,18 @@ OOM = re.compile(r"Tried to allocate ([0-9.]+) GiB.*?Of the allocated memory ([0
 
 def committed_logs() -> list[Path]:
     """Every committed real log with a sidecar, one per launch: a node k > 0 log of a launch by
-    hand as several nodes is left out (Megatron's rank 0, on node 0, prints the memory lines)."""
+    hand as several nodes is left out (Megatron's rank 0, on node 0, prints the memory lines),
+    and so is a launch that crashed before its first iteration with no out-of-memory message
+    (it measured nothing)."""
     logs = sorted((REPO / "logs").glob("**/*.log")) + sorted((REPO / "tests" / "data" / "real_h200x2").glob("*.log"))
-    return [log for log in logs if _sidecar(log).exists() and paths.log_name(log.stem)[1] == 0]
+    return [log for log in logs if _sidecar(log).exists() and paths.log_name(log.stem)[1] == 0
+            and not _crashed_before_training(log)]
+
+
+def _crashed_before_training(log: Path) -> bool:
+    parsed = read_log(log)
+    return (not parsed.steps.iterations and not parsed.memory_peak_mb
+            and not OOM.search(log.read_text(errors="replace")))
 
 
 def _sidecar(log: Path) -> Path:
@@ -481,6 +490,7 @@ def test_evaluation_that_would_not_fit_is_warned(monkeypatch):
     flags = {**LLAMA8B, "--fp8-format": "hybrid", "--fp8-recipe": "tensorwise", "--train-iters": 100,
              "--eval-interval": 50, "--eval-iters": 10}
     env = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    monkeypatch.setitem(memory.EVALUATION_EXTRA_GIB, "tensorwise", None)
     e = memory.estimate(flags, 4, VOCAB)
     assert e.evaluation is None and "evaluation's extra memory (tensorwise: not measured yet)" in e.notes
     monkeypatch.setitem(memory.EVALUATION_EXTRA_GIB, "tensorwise", 40.0)
@@ -582,3 +592,27 @@ def test_gpu_layout_speaks_the_matrix_terms():
     assert memory.gpu_layout(16, 8, 1) == "target.nodes: 2 with target.gpus_per_node: 8"
     assert memory.gpu_layout(32, 1, 1) == "target.nodes: 4 with target.gpus_per_node: 8"
     assert memory.gpu_layout(8, 2, 2) == "target.nodes: 4 with target.gpus_per_node: 2"
+
+
+_MEMORY_LINE = re.compile(r"\(after (\d+) iterations\) memory \(MB\) \| allocated: [\d.]+ \| "
+                          r"max allocated: ([\d.]+)")
+_EVALUATED_AT = re.compile(r"validation loss at iteration (\d+) \|")
+
+
+@pytest.mark.parametrize("kind", sorted(memory.EVALUATION_SOURCES))
+def test_evaluation_calibration_is_what_its_logs_measured(kind):
+    """Each measured EVALUATION_EXTRA_GIB value is re-derived from the logs it cites: the
+    largest rise of Megatron's `max allocated` from the iteration that evaluates to the next,
+    over logs of that recipe kind that evaluated mid-run."""
+    from fp8suite.logs import parse
+    from fp8suite.megatron import recipes
+    rises = []
+    for log in memory.EVALUATION_SOURCES[kind]:
+        path = REPO / log
+        text = path.read_text(errors="replace")
+        assert recipes.of_args(parse.read_log(path).args).recipe.name == kind, log
+        peak = {int(i): float(mb) / 1024 for i, mb in _MEMORY_LINE.findall(text)}
+        mid = [int(i) for i in _EVALUATED_AT.findall(text) if int(i) + 1 in peak]
+        assert mid, f"{log}: no evaluation with memory lines on both sides"
+        rises += [peak[i + 1] - peak[i] for i in mid]
+    assert memory.EVALUATION_EXTRA_GIB[kind] == pytest.approx(round(max(rises), 1), abs=0.05)

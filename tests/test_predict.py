@@ -95,9 +95,11 @@ def test_a_prediction_beyond_the_calibration_says_it_extrapolates():
     span, validation = found.span, found.validation
     high = validation["measured_speedup"][1]
     assert predict.extrapolation(_costed(), 1.2, span, validation) == ()
-    reasons = predict.extrapolation(_costed("NVIDIA H100 80GB HBM3", 8, 8192, 80), high + 0.2, span, validation)
-    assert reasons[0] == "no H100 log"
+    reasons = predict.extrapolation(_costed("NVIDIA B200", 8, 8192, 80), high + 0.2, span, validation)
+    assert reasons[0] == "no B200 log"
     assert reasons[1] == f"above the largest measured {high:.2f}x"
+    assert "H100" in span["gpu_families"]  # the one-H100 studies are calibration logs
+    assert predict.extrapolation(_costed("NVIDIA H100 80GB HBM3", 1), 1.2, span, validation) == ()
     assert any(r.startswith("hidden size 8192 above the calibrated") for r in reasons)
     assert any(r.startswith("80 layers above the calibrated") for r in reasons)
     assert any(r.startswith("8 GPUs above the calibrated") for r in reasons)

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 
 from . import logvocab as V
+from . import recipes
 
 
 @dataclass(frozen=True)
@@ -79,21 +80,6 @@ NEMO_ORDER = (V.ITER_MS, V.LR, V.GBS, V.LOSS)
 # brackets is comma-separated: the format first, then the scaling and, for delayed scaling,
 # its amax settings.
 NEMO_FP8 = re.compile(rb"Using FP8 \((?P<settings>[^)\n]*)\)")
-# The scaling as NeMo words it -> the value of megatron-core's --fp8-recipe (`recipes.RECIPES`):
-# NeMo's fp8_recipe names ("delayed", "tensorwise", "blockwise", "mxfp8") and Transformer
-# Engine's recipe classes' words (DelayedScaling, Float8CurrentScaling, Float8BlockScaling,
-# MXFP8BlockScaling), most specific first.
-NEMO_SCALINGS = (
-    (re.compile(r"\bmxfp8\b|\bmx\b|microscaling"), "mxfp8"),
-    (re.compile(r"\bdelayed\b"), "delayed"),
-    (re.compile(r"\btensorwise\b|\bper[- ]tensor\b|\bcurrent\b"), "tensorwise"),
-    (re.compile(r"\bblockwise\b|\bblock\b"), "blockwise"),
-)
-NEMO_AMAX = (  # "amax history 1024", "amax compute algo max" -> megatron-core's argument names
-    (re.compile(r"^amax[ _]history(?:[ _]len(?:gth)?)?[ :=]+(\S+)$"), "fp8_amax_history_len"),
-    (re.compile(r"^amax[ _]compute[ _]algo(?:rithm)?[ :=]+(\S+)$"), "fp8_amax_compute_algo"),
-)
-
 _SAMPLE = 4 << 20  # bytes of the log's start read for detection
 
 
@@ -149,29 +135,9 @@ def nemo_fp8_line(buf) -> str:
 
 def nemo_fp8_args(line: str) -> dict:
     """The FP8 settings of NeMo's `Using FP8 (...)` line in megatron-core's argument names, as
-    its dump would print them, so the recipe registry reads them like any dump: "Using FP8
-    (hybrid, delayed scaling, amax history 1024, amax compute algo max)" -> {"fp8": "hybrid",
-    "fp8_recipe": "delayed", "fp8_amax_history_len": "1024", "fp8_amax_compute_algo": "max"}.
-    A scaling none of NEMO_SCALINGS names is kept as its first word (a recipe the registry
-    lacks stays readable); {} for '' or a line without a format."""
+    its dump would print them (recipes.args_of_nemo_fp8); {} for a line without one."""
     m = NEMO_FP8.search(line.encode("utf-8", "replace"))
-    if not m:
-        return {}
-    parts = [p.strip() for p in m.group("settings").decode("utf-8", "replace").split(",")]
-    fmt = parts[0].lower().removeprefix("format").strip(" :=") if parts else ""
-    if not fmt:
-        return {}
-    out = {"fp8": fmt}
-    for part in parts[1:]:
-        text = part.lower()
-        amax = next(((name, hit.group(1)) for rx, name in NEMO_AMAX if (hit := rx.match(text))),
-                    None)
-        if amax:
-            out[amax[0]] = amax[1]
-        elif "fp8_recipe" not in out and text:
-            out["fp8_recipe"] = next((value for rx, value in NEMO_SCALINGS if rx.search(text)),
-                                     text.split()[0])
-    return out
+    return recipes.args_of_nemo_fp8(m.group("settings").decode("utf-8", "replace")) if m else {}
 
 
 def to_megatron(buf: bytes) -> bytes:

@@ -496,16 +496,66 @@ GPUS: tuple[GpuFamily, ...] = (
 """Every GPU family the suite knows."""
 
 EVALUATION_EXTRA_GIB: dict[str, Optional[float]] = {
-    "bf16": None, "fp16": None, "fp32": None,
-    "delayed": None, "tensorwise": None, "blockwise": None, "mxfp8": None, "nvfp4": None,
+    "bf16": 0.0, "fp16": None, "fp32": None,
+    "delayed": 0.0, "tensorwise": 0.0, "blockwise": None, "mxfp8": None, "nvfp4": None,
 }
 """What evaluation adds on top of the training peak, GiB per GPU, by recipe kind (Recipe.name):
-calibration values for fp8suite.config.memory's estimate, to be measured on one GPU at a
-memory-tight setting (the seed study's FP8 runs died at their evaluation intervals). None:
-not measured yet; the estimate of a run that evaluates then says so in its notes. A value
-filled in cites its committed log in EVALUATION_MEASURED_BY."""
-EVALUATION_MEASURED_BY: dict[str, str] = {}
-"""Recipe kind -> the committed log(s) and figures its EVALUATION_EXTRA_GIB value comes from."""
+calibration values for fp8suite.config.memory's estimate. Measured as Megatron's `max allocated`
+after the iteration that evaluates less the one before it (--log-memory-interval 1), in the
+logs EVALUATION_MEASURED_BY names: one H100, data-parallel size 1, with and without
+--fp8-param-gather. Evaluation's forward passes hold no gradients and no backward
+activations, so they stay under the training peak (0.0 in every cited log). None: not
+measured; the estimate of a run that evaluates says so in its notes."""
+_PG = "logs/param_gather_h100/pg_h100_"
+EVALUATION_MEASURED_BY: dict[str, tuple[str, ...]] = {
+    "bf16": tuple(f"{_PG}{s}_bf16.log" for s in ("w4096_l4_s4096", "w2048_l12_s2048", "w4096_l8_s8192")),
+    "delayed": tuple(f"{_PG}w4096_l4_s4096_{r}.log" for r in ("fp8", "fp8_param_gather", "fp8_pao")),
+    "tensorwise": tuple(f"{_PG}{s}_{r}.log" for s in ("w4096_l4_s4096", "w2048_l12_s2048", "w4096_l8_s8192")
+                        for r in ("fp8_cs", "fp8_cs_param_gather")),
+}
+"""Recipe kind -> the committed logs its EVALUATION_EXTRA_GIB value is measured in (the largest
+rise of `max allocated` across an evaluation, over these logs; tests re-derive it)."""
+
+# The scaling as NeMo words it -> the value of megatron-core's --fp8-recipe (`recipes.RECIPES`):
+# NeMo's fp8_recipe names ("delayed", "tensorwise", "blockwise", "mxfp8") and Transformer
+# Engine's recipe classes' words (DelayedScaling, Float8CurrentScaling, Float8BlockScaling,
+# MXFP8BlockScaling), most specific first.
+NEMO_SCALINGS: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"\bmxfp8\b|\bmx\b|microscaling"), "mxfp8"),
+    (re.compile(r"\bdelayed\b"), "delayed"),
+    (re.compile(r"\btensorwise\b|\bper[- ]tensor\b|\bcurrent\b"), "tensorwise"),
+    (re.compile(r"\bblockwise\b|\bblock\b"), "blockwise"),
+)
+NEMO_AMAX = (  # "amax history 1024", "amax compute algo max" -> megatron-core's argument names
+    (re.compile(r"^amax[ _]history(?:[ _]len(?:gth)?)?[ :=]+(\S+)$"), "fp8_amax_history_len"),
+    (re.compile(r"^amax[ _]compute[ _]algo(?:rithm)?[ :=]+(\S+)$"), "fp8_amax_compute_algo"),
+)
+
+
+def args_of_nemo_fp8(settings: str) -> dict:
+    """NeMo 2.0's FP8 settings (the bracketed part of its `Using FP8 (...)` info line:
+    comma-separated, the format first, then the scaling and, for delayed scaling, its amax
+    settings) in megatron-core's argument names, as its dump would print them: "hybrid, delayed
+    scaling, amax history 1024, amax compute algo max" -> {"fp8": "hybrid", "fp8_recipe":
+    "delayed", "fp8_amax_history_len": "1024", "fp8_amax_compute_algo": "max"}. A scaling none
+    of NEMO_SCALINGS names is kept as its first word (a recipe the registry lacks stays
+    readable); {} without a format."""
+    parts = [p.strip() for p in settings.split(",")]
+    fmt = parts[0].lower().removeprefix("format").strip(" :=") if parts else ""
+    if not fmt:
+        return {}
+    out = {"fp8": fmt}
+    for part in parts[1:]:
+        text = part.lower()
+        amax = next(((name, hit.group(1)) for rx, name in NEMO_AMAX if (hit := rx.match(text))),
+                    None)
+        if amax:
+            out[amax[0]] = amax[1]
+        elif "fp8_recipe" not in out and text:
+            out["fp8_recipe"] = next((value for rx, value in NEMO_SCALINGS if rx.search(text)),
+                                     text.split()[0])
+    return out
+
 
 DEFAULT_GPU = "H200"
 """target.gpu when a matrix names none."""
