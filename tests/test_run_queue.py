@@ -257,6 +257,22 @@ def test_stale_scripts_are_refused(manifest, tmp_path):
     assert not (tmp_path / "logs").exists()
 
 
+def test_a_manifest_whose_evidence_differs_still_launches(manifest, tmp_path):
+    """The advice and predictions in a manifest come from the committed logs, which a GPU host
+    may not have: run.py launches when only those differ, and refuses a changed setting."""
+    data = json.loads(manifest.read_text())
+    for run in data["runs"]:
+        run["advice"] = [{"id": "x", "step_time_change": None, "logs": [], "text": "cited logs not found"}]
+        run["predicted_speedup"] = 9.99
+    manifest.write_text(json.dumps(data, indent=2))
+    out = run_cli(str(manifest), "--dry-run")
+    assert out.returncode == 0, out.stderr
+    data["runs"][0]["train_iters"] = 12345
+    manifest.write_text(json.dumps(data, indent=2))
+    out = run_cli(str(manifest), "--dry-run")
+    assert out.returncode == 2 and "manifest.json is out of date" in out.stderr
+
+
 FIXTURES = REPO / "tests" / "data" / "logs" / "megatron019"
 
 

@@ -111,18 +111,50 @@ def previous_files(manifest_file: Path) -> list[Path]:
         return []
 
 
-def stale(expected: dict[Path, str], manifest_file: Path) -> list[str]:
-    """Why the generated files on disk differ from what a render would write, one line each."""
+EVIDENCE_KEYS = ("advice", "predicted_speedup", "predicted_speedup_band",
+                 "predicted_speedup_extrapolated")
+"""Manifest keys of a run that the committed logs decide (the advice's measured cost, the
+predictor's figures), not the matrix: they change when logs land or are absent, while the
+launch does not."""
+
+
+def _without_evidence(text: str) -> Any:
+    """The manifest's JSON with each run's EVIDENCE_KEYS left out; None if it is not JSON."""
+    try:
+        data = json.loads(text)
+        for run in data.get("runs", []):
+            for key in EVIDENCE_KEYS:
+                run.pop(key, None)
+        return data
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def stale(expected: dict[Path, str], manifest_file: Path, evidence: bool = True) -> list[str]:
+    """Why the generated files on disk differ from what a render would write, one line each.
+    evidence=False ignores the manifest's EVIDENCE_KEYS (run.py: a launch needs the scripts and
+    settings current, not the advice and predictions of logs the host may not have)."""
     out = []
     for path, text in expected.items():
         if not os.path.lexists(path):
             out.append(f"{display_path(path)} is missing")
-        elif not fileio.same_content(path, text):
+        elif not fileio.same_content(path, text) and (
+                evidence or path != manifest_file or _manifest_differs(path, text)):
             out.append(f"{display_path(path)} is out of date")
     for path in previous_files(manifest_file):
         if path not in expected and path.exists():
             out.append(f"{display_path(path)} is left over from a run the matrix no longer has")
     return out
+
+
+def _manifest_differs(path: Path, text: str) -> bool:
+    """Whether the manifest on disk differs from `text` beyond EVIDENCE_KEYS."""
+    try:
+        on_disk = fileio.read_text_regular(path, MAX_MANIFEST_BYTES)
+    except (OSError, ValueError):
+        return True
+    mine = _without_evidence(text)
+    return mine is None or _without_evidence(on_disk) != mine
 
 
 def write(expected: dict[Path, str], manifest_file: Path) -> int:
