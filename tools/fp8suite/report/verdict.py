@@ -30,9 +30,11 @@ Rules (docs/reading-a-report.md repeats them):
   BF16's seed band, one FP8 seed: not a finding"); the basis says it rests on one run. Not
   judged on mock data, under metrics.MIN_ITERATIONS_FOR_LOSS iterations, without a second
   BF16 seed, or for a failed run.
-* Time to target, per recipe: its change against the band of the BF16 seeds
-  (compare._target_bands): "sooner", "same within noise", "later", "not reached"; with two or
-  more seeds on each side, Welch's t-test on the seconds to target.
+* Time to target, per recipe: with two or more seeds on each side, Welch's t-test on the seconds
+  to target ("sooner", "same within noise", "later"); else its change against the band of the
+  BF16 seeds (compare._target_bands): "same within noise" inside it, "not reached", or outside
+  it what was seen and that it is no finding (untested_time: "sooner, outside BF16's seed band,
+  one FP8 seed: not a finding").
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ class RecipeVerdict:
     loss: str  # "same as BF16 within noise", "better", "worse" (by a test only), "lower, outside
     # BF16's seed band, one FP8 seed: not a finding" (untested_loss), "not judged"
     loss_basis: str  # the figures and rule behind `loss`, in words
-    time_to_target: str  # "sooner", "same within noise", "later", "not reached", "not judged"
+    time_to_target: str  # "sooner"/"later" (tested), "same within noise", "not reached", "not judged",
+    # or untested_time: "sooner, outside BF16's seed band, one FP8 seed: not a finding"
     time_to_target_basis: str
     speedup: Optional[float] = None  # median iteration time, over the group's baseline (the
     # mean over its seeds)
@@ -463,7 +466,9 @@ def _recipes(g) -> list:
                                        f"{g.target:.4f}"
                                        + ("; rests on one run" if len(names) == 1 else ""))
         elif words:
-            rv.time_to_target = words[0] if len(set(words)) == 1 else "mixed over seeds"
+            word = words[0] if len(set(words)) == 1 else "mixed over seeds"
+            rv.time_to_target = (untested_time(word, len(names), sums[0].precision)
+                                 if word in ("sooner", "later") else word)
             changes = [v.ttt_change for v in vs if v and v.ttt_change is not None]
             band = (f"the ±{g.ttt_band:.0%} band of {g.seeds} BF16 seeds" if g.ttt_band is not None
                     else "no BF16 seed band (the other BF16 seeds do not reach the target)"
@@ -485,6 +490,15 @@ def untested_loss(gap: float, seeds: int, precision: Optional[str]) -> str:
     kind = f"{precision.upper()} " if precision else ""
     runs = f"one {kind}seed" if seeds == 1 else f"{seeds} {kind}seeds without a test"
     return f"{side}, outside BF16's seed band, {runs}: not a finding"
+
+
+def untested_time(word: str, seeds: int, precision: Optional[str]) -> str:
+    """The time-to-target word of a recipe outside the BF16 seeds' band without a test behind
+    it: what was seen, never a bare "sooner" or "later", e.g. "sooner, outside BF16's seed band,
+    one FP8 seed: not a finding"."""
+    kind = f"{precision.upper()} " if precision else ""
+    runs = f"one {kind}seed" if seeds == 1 else f"{seeds} {kind}seeds without a test"
+    return f"{word}, outside BF16's seed band, {runs}: not a finding"
 
 
 def _not_judged(g, sums, vs) -> str:
