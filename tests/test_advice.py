@@ -18,7 +18,8 @@ from fp8suite.megatron import recipes
 from fp8suite.logs.parse import read_log
 from fp8suite.report.metrics import SHAPE_KEYS, timed_iter_ms, timed_rows
 
-ENTRIES = advice.table()
+ENTRIES = tuple(e for e in advice.table() if not e.crashed)  # entries that measure a step time
+CRASHES = tuple(e for e in advice.table() if e.crashed)
 
 
 def _median(log: str) -> float:
@@ -53,6 +54,54 @@ def test_conditions_come_from_the_sidecars(entry):
     assert m.megatron_core == meta["environment"]["megatron_core"]
     assert m.dp == int(read_log(REPO / entry.slower).args["data_parallel_size"])
     assert f"at DP={m.dp} on {m.gpu}" in entry.line()
+
+
+@pytest.mark.parametrize("entry", CRASHES, ids=lambda e: e.id)
+def test_a_crash_entry_quotes_its_log(entry):
+    """A crash entry's line is the cited log's own failure, with the conditions of its sidecar."""
+    status = read_log(REPO / entry.crashed).status
+    meta = json.loads((REPO / entry.crashed.replace(".log", ".meta.json")).read_text())
+    assert status.name == "crashed"
+    line = entry.line()
+    assert (status.exception or status.reason) in line and entry.crashed in line
+    gpu = recipes.gpu(meta["environment"]["gpu"]["name"]).name
+    assert f"at DP={read_log(REPO / entry.crashed).args['data_parallel_size']} on {gpu}" in line
+    assert f"TE {meta['environment']['transformer_engine']}" in line
+    (record,) = advice.manifest_records([entry])
+    assert record["step_time_change"] is None and record["logs"] == [entry.crashed]
+
+
+def test_a_crash_entry_must_cite_a_crashed_log(tmp_path, monkeypatch):
+    completed = "logs/param_gather_h100/pg_h100_w4096_l4_s4096_fp8_pao.log"
+    assert "cited as crashed, but the log is completed" in _line_of(tmp_path, monkeypatch, completed)
+    assert "crashed (cited log not found)" in _line_of(tmp_path, monkeypatch, "logs/nothing/x.log")
+
+
+def _line_of(tmp_path, monkeypatch, crashed: str) -> str:
+    table = tmp_path / "advice.yaml"
+    table.write_text(yaml.safe_dump([{"id": "x", "setting": "s", "applies_when": {}, "advice": "a",
+                                      "crashed": crashed}]))
+    monkeypatch.setattr(advice, "TABLE", table)
+    advice.table.cache_clear()
+    try:
+        (entry,) = advice.table()
+        try:
+            return entry.line()
+        except ValueError as err:
+            return str(err)
+    finally:
+        advice.table.cache_clear()
+
+
+def test_the_precision_aware_optimizer_crash_applies_where_it_was_seen():
+    (entry,) = [e for e in CRASHES if "precision-aware" in e.setting]
+    flags = {"--fp8-format": "hybrid", "--fp8-recipe": "delayed", "--fp8-param-gather": True,
+             "--use-precision-aware-optimizer": True, "--bf16": True}
+    facts = dict(flags=flags, gpu="H100", tp=1, dp=1, nodes=1, fusion="auto")
+    assert advice.applies(entry, advice.Facts(**facts))
+    assert not advice.applies(entry, advice.Facts(**{**facts, "flags": {**flags, "--fp8-recipe": "tensorwise"}}))
+    assert not advice.applies(entry, advice.Facts(**{**facts, "flags": {**flags, "--fp8-param-gather": False}}))
+    assert not advice.applies(entry, advice.Facts(**{**facts, "dp": 2}))  # trained at DP=2 (tensorwise) only
 
 
 def test_param_gather_advice_cites_the_ablation():

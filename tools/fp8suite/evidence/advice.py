@@ -1,5 +1,5 @@
-"""Speed advice from the suite's own measurements: settings that made a run slower, with what
-they cost and where that was measured.
+"""Advice from the suite's own measurements: settings that made a run slower, with what they
+cost and where that was measured, and settings a committed run crashed with.
 
 The table is data (tools/fp8suite/data/advice.yaml): each entry names a setting, when it
 applies to a run (`applies_when`), the advice, and two committed logs of the same model, batch
@@ -8,6 +8,10 @@ and layout that differ in that setting (`slower`, `faster`). The figure, the ste
 rule: warm-up, evaluation, checkpoint and profiled iterations left out), and the conditions it
 was measured under (GPU, Transformer Engine, megatron-core, apex, data-parallel size: from the
 logs' sidecars and argument dumps) are read from those logs, so they cannot go stale.
+
+An entry may instead cite one log that crashed (`crashed`): its line names the failure as the
+log states it and the conditions it happened under ("crashed at start-up at DP=1 on H100 (...),
+logs/...: RuntimeError: ..."), read from that log and its sidecar the same way.
 
 Advice is never a refusal: render.py and run.py print it ("advice: ... measured +5.2% step
 time at DP=2 on H200, logs/..."), the manifest records it per run.
@@ -18,13 +22,14 @@ from __future__ import annotations
 import functools
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import yaml
 
 from ..common import paths
+from ..common import status as S
 from ..megatron import recipes
 from ..logs.parse import read_log
 from ..megatron.flags import flag_int
@@ -62,12 +67,15 @@ class Measurement:
         """Step-time change of the setting: slower / faster - 1 (0.052 = +5.2%)."""
         return self.slower_ms / self.faster_ms - 1
 
+    def conditions(self) -> str:
+        """e.g. 'at DP=2 on H200 (2 GPUs, TE 2.20.2, megatron-core 0.19.2, no apex)'."""
+        apex = f"apex {self.apex}" if self.apex else "no apex"
+        return (f"at DP={self.dp} on {self.gpu} ({self.gpus} GPU{'s' if self.gpus != 1 else ''}, "
+                f"TE {self.transformer_engine}, megatron-core {self.megatron_core}, {apex})")
+
     def describe(self) -> str:
         """e.g. 'measured +5.2% step time at DP=2 on H200 (2 GPUs, TE 2.20.2, megatron-core 0.19.2, no apex)'."""
-        apex = f"apex {self.apex}" if self.apex else "no apex"
-        return (f"measured {self.change * 100:+.1f}% step time at DP={self.dp} on {self.gpu} "
-                f"({self.gpus} GPU{'s' if self.gpus != 1 else ''}, TE {self.transformer_engine}, "
-                f"megatron-core {self.megatron_core}, {apex})")
+        return f"measured {self.change * 100:+.1f}% step time {self.conditions()}"
 
 
 @dataclass(frozen=True)
@@ -78,15 +86,24 @@ class Entry:
     setting: str
     applies_when: Mapping[str, Any]
     advice: str
-    slower: str
-    """Repository-relative path of the log with the setting."""
-    faster: str
-    """Repository-relative path of the log with its alternative."""
+    slower: str = ""
+    """Repository-relative path of the log with the setting ("" for a crash entry)."""
+    faster: str = ""
+    """Repository-relative path of the log with its alternative ("" for a crash entry)."""
+    crashed: str = ""
+    """Repository-relative path of a log that crashed with the setting ("" for a speed entry)."""
+
+    @property
+    def logs(self) -> list[str]:
+        """The cited logs."""
+        return [self.crashed] if self.crashed else [self.slower, self.faster]
 
     @property
     def measurement(self) -> Measurement:
         """The cited logs' measurement; OSError when a log or its .meta.json is missing, ValueError
-        when a log has no timed iteration."""
+        when a log has no timed iteration (a crash entry has none: ValueError)."""
+        if self.crashed:
+            raise ValueError(f"{self.id}: a crash entry measures no step time")
         return measure(self.slower, self.faster)
 
     def measured(self) -> Optional[Measurement]:
@@ -97,8 +114,17 @@ class Entry:
             return None
 
     def line(self) -> str:
-        """The one-line advice: setting, measured cost with its conditions, logs, remedy. Without
-        the cited logs it says so instead of giving a figure."""
+        """The one-line advice: setting, measured cost with its conditions, logs, remedy (for a
+        crash entry: the failure as its log states it, with its conditions). Without the cited
+        logs it says so instead of giving a figure."""
+        if self.crashed:
+            try:
+                what = crash(self.crashed)
+            except OSError:
+                what = f"crashed (cited log not found), {self.crashed}"
+            except ValueError as err:
+                what = f"crashed (the cited log does not show it: {err})"
+            return f"{self.setting}: {what}; {' '.join(self.advice.split())}"
         m = self.measured()
         cost = m.describe() if m else "measured cost unavailable (cited logs not found)"
         return f"{self.setting}: {cost}, {self.slower} vs {self.faster}; {' '.join(self.advice.split())}"
@@ -111,14 +137,17 @@ def table() -> tuple[Entry, ...]:
     entries = []
     for i, item in enumerate(data or []):
         where = f"{paths.display_path(TABLE)}: [{i}]"
-        missing = [k for k in ("id", "setting", "applies_when", "advice", "slower", "faster") if k not in item]
+        logs = ("crashed",) if "crashed" in item else ("slower", "faster")
+        missing = [k for k in ("id", "setting", "applies_when", "advice", *logs) if k not in item]
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
+        if "crashed" in item and ({"slower", "faster"} & set(item)):
+            raise ValueError(f"{where}: cites a crash (crashed) and a measurement (slower/faster); one kind per entry")
         unknown = sorted(set(item["applies_when"]) - set(CONDITIONS))
         if unknown:
             raise ValueError(f"{where}.applies_when: unknown {', '.join(unknown)}; known: {', '.join(CONDITIONS)}")
         entries.append(Entry(item["id"], item["setting"], item["applies_when"], item["advice"],
-                             item["slower"], item["faster"]))
+                             item.get("slower", ""), item.get("faster", ""), item.get("crashed", "")))
     return tuple(entries)
 
 
@@ -135,14 +164,34 @@ def median_ms(log: str) -> float:
 
 @functools.lru_cache(maxsize=None)
 def measure(slower: str, faster: str) -> Measurement:
-    """The measurement two cited logs make (see Measurement)."""
-    side = _sidecar(slower)
+    """The measurement two cited logs make (see Measurement); the conditions are the slower log's."""
+    return replace(_conditions(slower), slower_ms=median_ms(slower), faster_ms=median_ms(faster))
+
+
+@functools.lru_cache(maxsize=None)
+def crash(log: str) -> str:
+    """How a cited log crashed, with its conditions: "crashed at start-up at DP=1 on H100 (1 GPU,
+    TE 2.20.2, megatron-core 0.19.2, no apex), logs/...: RuntimeError: ..." (the log's own words,
+    logs.endstatus); OSError when the log or its sidecar is missing, ValueError when the log did
+    not crash."""
+    status = read_log(paths.suite(log)).status
+    if status.name != S.CRASHED:
+        raise ValueError(f"{log}: cited as crashed, but the log is {status.name}")
+    m = _conditions(log)
+    where = f"{status.name} {status.phase}".strip() if status.phase else status.name
+    cause = status.exception or status.reason
+    return f"{where} {m.conditions()}, {log}: {cause}"
+
+
+def _conditions(log: str) -> Measurement:
+    """The GPU, layout and software a log ran with (no step times: 0.0)."""
+    side = _sidecar(log)
     env = side.get("environment") or {}
     device = (env.get("gpu") or {})
     family = recipes.gpu(device.get("name"))
-    args = read_log(paths.suite(slower)).args
+    args = read_log(paths.suite(log)).args
     return Measurement(
-        slower_ms=median_ms(slower), faster_ms=median_ms(faster),
+        slower_ms=0.0, faster_ms=0.0,
         gpu=family.name if family else str(device.get("name")),
         gpus=flag_int(args.get("world_size"), 0) or int(device.get("count") or 0),
         dp=flag_int(args.get("data_parallel_size"), 0) or 0,
@@ -228,5 +277,5 @@ def manifest_records(entries: list[Entry]) -> list[dict[str, Any]]:
     for e in entries:
         m = e.measured()
         records.append({"id": e.id, "step_time_change": round(m.change, 3) if m else None,
-                        "logs": [e.slower, e.faster], "text": e.line()})
+                        "logs": e.logs, "text": e.line()})
     return records
