@@ -596,3 +596,20 @@ def test_no_bf16_at_all_still_says_no_baseline(tmp_path):
     text, data = render(tmp_path)
     assert "- No comparison: " in text and "Mixed, recipe and settings" not in text
     assert data["groups"][0]["verdict"]["mixed_fastest"] is None
+
+
+def test_untested_time_words_name_the_band_they_rest_on():
+    assert verdict.untested_time("sooner", 1, "fp8") == (
+        "sooner, outside BF16's seed band, one FP8 seed: not a finding")
+    assert verdict.untested_time("later", 2, "fp8", band=False) == (
+        "later, no BF16 seed band to judge it by, 2 FP8 seeds without a test: not a finding")
+
+
+def test_no_committed_verdict_line_claims_a_band_it_lacks():
+    """A time-to-target word never says "outside BF16's seed band" where the basis beside it
+    says there is no band."""
+    from conftest import REPO
+    for page in sorted(REPO.glob("assets/**/report.md")):
+        for line in page.read_text().splitlines():
+            assert not ("outside BF16's seed band" in line.split("time to target")[-1]
+                        and "against no BF16 seed band" in line), f"{page}: {line[:200]}"

@@ -467,7 +467,8 @@ def _recipes(g) -> list:
                                        + ("; rests on one run" if len(names) == 1 else ""))
         elif words:
             word = words[0] if len(set(words)) == 1 else "mixed over seeds"
-            rv.time_to_target = (untested_time(word, len(names), sums[0].precision)
+            rv.time_to_target = (untested_time(word, len(names), sums[0].precision,
+                                               g.ttt_band is not None)
                                  if word in ("sooner", "later") else word)
             changes = [v.ttt_change for v in vs if v and v.ttt_change is not None]
             band = (f"the ±{g.ttt_band:.0%} band of {g.seeds} BF16 seeds" if g.ttt_band is not None
@@ -492,13 +493,15 @@ def untested_loss(gap: float, seeds: int, precision: Optional[str]) -> str:
     return f"{side}, outside BF16's seed band, {runs}: not a finding"
 
 
-def untested_time(word: str, seeds: int, precision: Optional[str]) -> str:
-    """The time-to-target word of a recipe outside the BF16 seeds' band without a test behind
-    it: what was seen, never a bare "sooner" or "later", e.g. "sooner, outside BF16's seed band,
-    one FP8 seed: not a finding"."""
+def untested_time(word: str, seeds: int, precision: Optional[str], band: bool = True) -> str:
+    """The time-to-target word of a recipe without a test behind it: what was seen, never a bare
+    "sooner" or "later", e.g. "sooner, outside BF16's seed band, one FP8 seed: not a finding";
+    without a band (band=False: the other BF16 seeds do not reach the target) "later, no BF16
+    seed band to judge it by, one FP8 seed: not a finding"."""
     kind = f"{precision.upper()} " if precision else ""
     runs = f"one {kind}seed" if seeds == 1 else f"{seeds} {kind}seeds without a test"
-    return f"{word}, outside BF16's seed band, {runs}: not a finding"
+    where = "outside BF16's seed band" if band else "no BF16 seed band to judge it by"
+    return f"{word}, {where}, {runs}: not a finding"
 
 
 def _not_judged(g, sums, vs) -> str:
