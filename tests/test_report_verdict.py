@@ -613,3 +613,27 @@ def test_no_committed_verdict_line_claims_a_band_it_lacks():
         for line in page.read_text().splitlines():
             assert not ("outside BF16's seed band" in line.split("time to target")[-1]
                         and "against no BF16 seed band" in line), f"{page}: {line[:200]}"
+
+
+def test_the_answer_names_recipes_left_out_of_the_equal_settings_comparison(tmp_path):
+    """An FP8 recipe that ran only at other settings (here: with --fp8-param-gather) is not
+    covered by "fastest at equal settings": the answer names it and the setting it differs in."""
+    from fp8suite.report import markdown
+    logs = tmp_path / "logs"
+    write_log(logs / "bf16.log", [3.0] * 20, [1000.0] * 20, args=SHAPE)
+    write_log(logs / "fp8_cs.log", [3.0] * 20, [800.0] * 20, args={**SHAPE, **FP8})
+    write_log(logs / "fp8_pg.log", [3.0] * 20, [700.0] * 20,
+              args={**SHAPE, "fp8": "hybrid", "fp8_recipe": "delayed", "fp8_param_gather": True})
+    (g,) = groups_of(logs)
+    v = verdict.build(g)
+    assert v.fastest == "fp8_cs"
+    assert v.not_compared == ["FP8 delayed +param-gather (hybrid)"]
+    assert v.not_compared_by == ["fp8_param_gather"]
+    assert markdown.answer_text(g, v).endswith(
+        "; not compared at equal settings: FP8 delayed +param-gather (hybrid) (they differ in "
+        "fp8_param_gather)")
+    # Every FP8 recipe at equal settings: nothing left out, nothing said.
+    (logs / "fp8_pg.log").unlink()
+    (g,) = groups_of(logs)
+    v = verdict.build(g)
+    assert v.not_compared == [] and "not compared" not in markdown.answer_text(g, v)

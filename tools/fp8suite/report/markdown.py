@@ -152,6 +152,11 @@ def answer_text(g, v) -> str:
     if v.caveats[:1] and v.caveats[0].startswith("verdict blank"):
         return f"cannot tell: {v.caveats[0]}"
     text = _answer_words(g, v)
+    if v.fastest is not None and v.not_compared:
+        by = ", ".join(v.not_compared_by[:V.MIXED_NAMED]) + (
+            ", ..." if len(v.not_compared_by) > V.MIXED_NAMED else "")
+        text += (f"; not compared at equal settings: {', '.join(v.not_compared)}"
+                 + (f" (they differ in {by})" if by else ""))
     if g.assumed:
         text += f" ({compare.BF16_ASSUMED}: {', '.join(g.assumed)})"
     return text

@@ -133,6 +133,11 @@ class Verdict:
     # {"run", "label", "speedup"} (over the baseline, by the medians), labelled as mixing
     # recipe and settings; None otherwise
     mixed_fastest: Optional[dict] = None
+    # Recipes (labels) that ran only at other settings than the equal-settings comparison's, so
+    # the fastest-at-equal-settings answer does not cover them: ["FP8 delayed +param-gather
+    # (hybrid)", ...]
+    not_compared: list = field(default_factory=list)
+    not_compared_by: list = field(default_factory=list)  # the settings they differ in from it
     mixed_by: list = field(default_factory=list)  # the settings that mix in: that run's
     # differing settings first, then the group's others (compare.Group.differences' names)
 
@@ -234,6 +239,12 @@ def build(g) -> Verdict:
                 x for x in (fastest, *(t["run"] for t in out.tied), over, out.runner_up) if x))
         out.equal_settings = [f"{k} {mine}" for (k, _), mine, theirs in zip(
             g.differences, settings_of(g, fastest), settings_of(g, g.baseline)) if mine != theirs]
+        compared = {timed[n].label for n in names}
+        left = [n for n in timed if not timed[n].baseline_recipe and timed[n].label not in compared]
+        out.not_compared = sorted({timed[n].label for n in left})
+        mine = settings_of(g, fastest)
+        out.not_compared_by = [k for i, (k, _) in enumerate(g.differences)
+                               if any(settings_of(g, n)[i] != mine[i] for n in left)]
     if timed:
         top = min(timed, key=lambda n: (timed[n].median_iter_ms, n))
         others = [n for n in timed if n != g.baseline]
