@@ -370,8 +370,9 @@ def test_every_summary_key_is_documented():
     from dataclasses import fields
     from conftest import REPO
     doc = (REPO / "docs" / "reading-a-report.md").read_text()
-    for cls in (summary.RunEntry, summary.ComparisonEntry, summary.GroupEntry, verdict.Verdict,
-                verdict.RecipeVerdict, verdict.Test, metrics.PeerWindow, metrics.Stall):
+    for cls in (summary.RunEntry, summary.ComparisonEntry, summary.GroupEntry, summary.SweepEntry,
+                summary.SweepPoint, verdict.Verdict, verdict.RecipeVerdict, verdict.Test,
+                metrics.PeerWindow, metrics.Stall):
         for f in fields(cls):
             assert f"`{f.name}`" in doc or f'"{f.name}"' in doc, f"{cls.__name__}.{f.name}"
 

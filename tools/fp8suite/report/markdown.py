@@ -18,6 +18,7 @@ from . import metrics
 from . import plots
 from ..megatron import recipes
 from . import reference
+from . import sweep
 from . import verdict as V
 from .verdict import predicted_band, predicted_extrapolated, predicted_speedup
 from ..megatron.logvocab import strip_prefixes
@@ -99,6 +100,8 @@ def render(groups: list[compare.Group], plots: dict[str, list[tuple[str, str]]],
     verdicts = {g.slug: V.of(g) for g in groups}
     if len(groups) > 1:
         out += [""] + answer_block(groups, verdicts)
+    for sw in sweep.find(groups):
+        out += [""] + sweep_block(sw, plots.get(sw.slug, []))
     for g in groups:
         out += [""] + _group(g, plots.get(g.slug, []), ref, verdicts[g.slug])
     out += ["", HOW_TO_READ.format(warmup=warmup, peaks=f" ({peaks})" if peaks else "",
@@ -143,6 +146,27 @@ def answer_block(groups: list, verdicts: dict) -> list:
              "Each study's verdict in a few words, the largest setup first (speedups over BF16 "
              "at equal settings, by median step time); its section says more.", ""]
             + table(["Study", "GPUs", "Model", "Answer"], rows))
+
+
+def sweep_block(sw, files: list) -> list:
+    """A study that sweeps one shape setting (sweep.Sweep): its plot, a one-line caption (what
+    is fixed, what a point is) and the points as a table, one row per value."""
+    name = sweep.NAMES.get(sw.key, sw.key)
+    out = [f"## Sweep: FP8 speedup by {name} ({sw.study})", ""]
+    out += [f"![FP8 speedup over BF16 by {name} in {sw.study}]({f})" for _, f in files]
+    if files:
+        out.append("")
+    out += [sweep.caption(sw), ""]
+    rows = []
+    for value in sw.values:
+        cells = []
+        for label in sw.labels:
+            p = next((p for p in sw.points if p.label == label and p.value == value), None)
+            cells.append(BLANK if p is None else f"{p.speedup:.3f}x" + (
+                f" ({p.speedup_low:.3f}–{p.speedup_high:.3f}x, {len(p.runs)} runs)"
+                if p.speedup_low is not None else ""))
+        rows.append([f"{value:,}"] + cells)
+    return out + table([f"`{sw.key}`"] + sw.labels, rows)
 
 
 def answer_text(g, v) -> str:

@@ -1,5 +1,6 @@
 """PNG plots for a report: per group loss, iteration time, step time per run (bars), loss gap
-and kernel-time breakdown; per run a small pair.
+and kernel-time breakdown; per run a small pair; per study that sweeps one shape setting
+(sweep.find), FP8's speedup over BF16 along it.
 
 Loss curves are drawn twice: the raw logged values faint, the smoothed curve (the trailing
 mean the tables use, metrics.smoothed) solid. Legends stand outside the axes, so no curve
@@ -31,6 +32,7 @@ from . import compare
 from ..common import fileio
 from ..logs import kernels
 from . import metrics
+from . import sweep
 from ..logs.runs import LoggedRun
 
 MAX_POINTS = 4000
@@ -40,7 +42,8 @@ _BASELINE_COLOR = "black"
 
 def write_plots(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tuple[str, str]]]:
     """Write every plot; return {group slug: [(kind, file name), ...]} with kind in
-    "loss", "iter-time", "step-time", "loss-gap", "breakdown", "run:<name>"."""
+    "loss", "iter-time", "step-time", "loss-gap", "breakdown", "run:<name>", and
+    {sweep slug: [("sweep", file name)]} for each sweep (sweep.find)."""
     # The default style, not whatever matplotlibrc the user has: same input, same bytes.
     with matplotlib.style.context("default"):
         return _write_all(groups, out_dir)
@@ -88,6 +91,10 @@ def _write_all(groups: list[compare.Group], out_dir: Path) -> dict[str, list[tup
             if lo[1] or ti[1]:
                 add(f"run:{r.name}", lambda: _run_figure(r.name, lo, ti),
                     f"{g.slug}-run-{compare.slugify(r.name)}.png")
+    for sw in sweep.find(groups):
+        saved = _save_safely(lambda: _sweep_figure(sw), out_dir, f"{sw.slug}.png")
+        if saved:
+            written[sw.slug] = [("sweep", saved)]
     return written
 
 
@@ -341,6 +348,39 @@ def _run_figure(name: str, loss: tuple, times: tuple) -> Figure:
                  marker="o" if len(times[1]) <= 40 else None, markersize=3)
         _from_zero(ax2, times[2])
     return _finish(fig, ax2, f"{name}: iteration time (ms)", "iteration", "ms", legend=False)
+
+
+def _sweep_figure(sw: sweep.Sweep) -> Figure:
+    """x: the swept setting (a log2 axis when every value is a power of two), y: each FP8
+    recipe's speedup over its group's BF16 run, one line per recipe label, a marker per
+    measured point (a bar over the range of several runs), BF16 as the line at 1.0."""
+    fig, (ax,) = _figure(11.0, 4.5)
+    ax.axhline(1.0, color=_BASELINE_COLOR, linewidth=1.0, linestyle="--", label="BF16")
+    for n, label in enumerate(sw.labels):
+        pts = [p for p in sw.points if p.label == label]
+        xs, ys = [p.value for p in pts], [p.speedup for p in pts]
+        color = f"C{n % 10}"
+        ax.plot(xs, ys, marker="o", markersize=5, color=color, linewidth=1.4, label=label)
+        ranged = [p for p in pts if p.speedup_low is not None]
+        if ranged:
+            ax.errorbar([p.value for p in ranged], [p.speedup for p in ranged],
+                        yerr=[[p.speedup - p.speedup_low for p in ranged],
+                              [p.speedup_high - p.speedup for p in ranged]],
+                        fmt="none", ecolor=color, capsize=3, linewidth=1.0)
+    if sw.powers_of_two:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(sw.values, [str(v) for v in sw.values])
+    ax.minorticks_off()
+    pad = 0.15 if len(sw.values) > 1 else 0.5
+    lo, hi = min(sw.values), max(sw.values)
+    if sw.powers_of_two:
+        ax.set_xlim(lo / 2 ** pad, hi * 2 ** pad)
+    else:
+        ax.set_xlim(lo - (hi - lo) * pad, hi + (hi - lo) * pad)
+    name = sweep.NAMES.get(sw.key, sw.key)
+    title = textwrap.fill(f"{sw.study}: FP8 speedup over BF16 by {name} ({sw.fixed_text()})", 70)
+    return _finish(fig, ax, title, sw.key + (" (log2 axis)" if sw.powers_of_two else ""),
+                   "speedup over BF16 (median step time)")
 
 
 def _save(fig, out_dir: Path, name: str) -> str:

@@ -3,10 +3,12 @@
     {"schema": "fp8suite.report.summary", "schema_version": 1,
      "runs": [{"name": ..., "label": ..., "status": ..., ...}, ...],
      "comparisons": [{"group": ..., "run": ..., "baseline": ..., "speedup": ..., ...}, ...],
-     "groups": [{"group": ..., "baseline": ..., "verdict": {...}}, ...]}
+     "groups": [{"group": ..., "baseline": ..., "verdict": {...}}, ...],
+     "sweeps": [{"study": ..., "key": ..., "values": [...], "points": [...], ...}, ...]}
 
 One entry per run (RunEntry), one per run compared with its group's baseline
-(ComparisonEntry) and one per group with its verdict (GroupEntry, verdict.Verdict): the typed
+(ComparisonEntry), one per group with its verdict (GroupEntry, verdict.Verdict) and one per
+study that sweeps one shape setting (SweepEntry, SweepPoint; sweep.find): the typed
 schema, documented key by key in docs/reading-a-report.md. Units are in the key names (`_s`
 seconds, `_ms` milliseconds, `_gib` GiB = 2^30 bytes, `mfu` a fraction 0..1, `speedup` a
 ratio, > 1 faster). A figure the report leaves blank is `null` (JSON) or empty (CSV);
@@ -27,6 +29,7 @@ from typing import Any, Optional
 
 from . import columns
 from . import metrics
+from . import sweep
 from ..common import status as S
 from . import verdict as V
 from .markdown import hide_paths
@@ -160,6 +163,48 @@ class GroupEntry:
     """verdict.Verdict as data (docs/reading-a-report.md lists its keys)."""
 
 
+@dataclass
+class SweepPoint:
+    """summary.json `sweeps[].points[]`: one FP8 recipe at one value of the swept setting."""
+
+    value: int
+    """The swept setting's value in this group."""
+    group: str
+    label: str
+    speedup: float
+    """Over the group's BF16 baseline by median step time, at equal settings (mean over seeds)."""
+    speedup_low: Optional[float]
+    """Lowest and highest over its runs; null with one run."""
+    speedup_high: Optional[float]
+    runs: list
+    baseline: str
+    single: bool
+    """One run launched once, against a baseline launched once: no spread."""
+
+
+@dataclass
+class SweepEntry:
+    """summary.json `sweeps[]`: groups of one study that differ in one shape setting."""
+
+    study: str
+    directory: str
+    key: str
+    """The swept setting (a metrics.SHAPE_KEYS name)."""
+    values: list
+    """Its values, ascending."""
+    fixed: dict
+    """{setting: value}: the shape settings equal in every group."""
+    scaled: dict
+    """In a hidden_size sweep, the settings that move with it in proportion:
+    {"ffn_hidden_size": ffn_hidden_size / hidden_size, "num_attention_heads": hidden_size /
+    num_attention_heads (the head dimension)}; {} otherwise."""
+    groups: list
+    step_time_spread: Optional[float]
+    """The largest step-time spread of its groups; null when no run was launched twice."""
+    points: list
+    """SweepPoint, by recipe label, then value."""
+
+
 RUN_FIELDS = tuple(f.name for f in fields(RunEntry))
 COMPARISON_FIELDS = tuple(f.name for f in fields(ComparisonEntry))
 GROUP_FIELDS = tuple(f.name for f in fields(GroupEntry))
@@ -253,7 +298,17 @@ def build(groups: list, shown_path=os.path.basename) -> dict:
                                        for k, a, b in v.confounds],
             })))
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "runs": runs_out,
-            "comparisons": comparisons, "groups": groups_out}
+            "comparisons": comparisons, "groups": groups_out, "sweeps": sweeps(groups, shown_path)}
+
+
+def sweeps(groups: list, shown_path=os.path.basename) -> list:
+    """One SweepEntry per study that sweeps one shape setting (sweep.find), as plain data."""
+    return [_clean(asdict(SweepEntry(
+        sw.study, shown_path(sw.directory), sw.key, sw.values, dict(sw.fixed), dict(sw.scaled), sw.groups,
+        _num(sw.spread),
+        [asdict(SweepPoint(p.value, p.group, p.label, _num(p.speedup), _num(p.speedup_low),
+                           _num(p.speedup_high), p.runs, p.baseline, p.single))
+         for p in sw.points]))) for sw in sweep.find(groups)]
 
 
 def _clean(data):
