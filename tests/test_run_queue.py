@@ -224,6 +224,8 @@ def test_errors_are_one_line_with_exit_status_2(manifest, tmp_path):
     out = run_cli(str(matrix))
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "has not been rendered" in out.stderr and "python tools/render.py" in out.stderr
+    # Rendered elsewhere with --out: the message says how to run that manifest.
+    assert "if you rendered it with --out DIR, run python tools/run.py DIR/unrendered.manifest.json" in out.stderr
 
     # An unrendered matrix that could not render says why, as render.py does, not "render it".
     broken = tmp_path / "broken.yaml"
@@ -397,6 +399,29 @@ def test_two_queues_started_at_once_train_each_run_once(manifest, tmp_path):
     # The other queue skipped what was claimed, or (started after the first one's claim) was
     # refused as a whole.
     assert sum("skip " in out or "is running now" in err for out, err in outs) >= 1
+
+
+def test_a_run_another_queue_completed_after_this_one_started_is_not_trained_again(manifest, tmp_path):
+    """Kind 4, the slow start: a second run.py that reads the status file only after the first
+    queue completed a run (a loaded machine) skips it, since it ended after this run.py
+    started; a run completed before this run.py started is trained again, as asked."""
+    logs = tmp_path / "logs"
+    first = run_cli(str(manifest), "--only", "fake_ok", train=train_cmd())
+    assert first.returncode == 0, first.stdout + first.stderr
+    # As if the first queue had ended it a moment after the second run.py started.
+    data = json.loads((logs / "runs.json").read_text())
+    assert isinstance(data["runs"]["fake_ok"]["attempts"][-1]["ended_epoch"], float)
+    data["runs"]["fake_ok"]["attempts"][-1]["ended_epoch"] = time.time() + 30
+    (logs / "runs.json").write_text(json.dumps(data))
+    again = run_cli(str(manifest), "--only", "fake_ok", train=train_cmd())
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "skip fake_ok: completed by another run.py since this one started" in again.stdout
+    assert len(read_state(logs)["fake_ok"]["attempts"]) == 1
+    # Ended before this run.py started: trained again (no --resume).
+    data["runs"]["fake_ok"]["attempts"][-1]["ended_epoch"] = time.time() - 30
+    (logs / "runs.json").write_text(json.dumps(data))
+    third = run_cli(str(manifest), "--only", "fake_ok", train=train_cmd())
+    assert third.returncode == 0 and len(read_state(logs)["fake_ok"]["attempts"]) == 2
 
 
 def test_a_dangling_symlink_never_takes_a_log(manifest, tmp_path):

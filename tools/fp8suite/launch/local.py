@@ -16,8 +16,10 @@ group, and a Ctrl-C at the terminal reaches only the queue, which decides what t
 The script picks nothing itself: the queue creates the log exclusively (the next free
 <run>.log, <run>.1.log, ..., never through a symlink) and passes it as LOG_FILE, so that it can
 follow the log while training writes it. Whether a run may start (not running under another
-run.py, not started by one since this queue began) is checked and its attempt recorded under
-one lock (RunState.claim): two queues started at the same moment never train one run twice.
+run.py, not started by one since this queue began, not completed by one after this run.py
+started: `ended_epoch` against the process's start) is checked and its attempt recorded under
+one lock (RunState.claim): two queues started at the same moment never train one run twice,
+even when the second is still starting up while the first completes a run.
 
 --time-limit counts from training's start, its first line in the log (Megatron's own clock
 starts there too), not from the launch: a slow start-up is not cut short. A run with no line
@@ -185,8 +187,11 @@ def run_queue(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunSta
     if problems:
         raise UsageError(*problems)
     _check_not_running(todo, states)
-    # Each run's latest attempt as this queue found it: one begun since then is another queue's.
+    # Each run's latest attempt as this queue found it: one begun since then is another queue's;
+    # and one another queue completed after this run.py started (while it was starting up) is
+    # not trained again either.
     seen = {run.name: _key(states[plan.name].latest(run.name)) for plan, run in todo}
+    began = process_started()
 
     for plan, run in todo:
         states[plan.name].queue(run.name)
@@ -200,12 +205,25 @@ def run_queue(selected: list[tuple[Plan, RenderedRun]], states: dict[str, RunSta
                 break
             started = n
             _run_one(f"[{n}/{len(todo)}]", run, states[plan.name], opts, display, caught,
-                     seen[run.name])
+                     seen[run.name], began)
     if caught.count:
         if len(todo) > started:
             display.note(f"stopped by {caught.name}: {len(todo) - started} run(s) not started")
         return caught.exit_code
     return 0 if all(states[p.name].record(r.name)["state"] == "completed" for p, r in selected) else 1
+
+
+def process_started() -> float:
+    """When this process started, epoch seconds: from /proc (its start time after boot, and the
+    boot time as now less the uptime, both to 10 ms), else now. A queue compares it with
+    attempts other queues ended."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])  # field 22 of proc(5): starttime, counted from field 3
+        boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()
 
 
 def _key(attempt: Optional[dict]) -> Optional[str]:
@@ -451,10 +469,11 @@ class _Escalation:
 
 
 def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display: Display,
-             caught: Signals, seen: Optional[str] = None) -> None:
+             caught: Signals, seen: Optional[str] = None, began: Optional[float] = None) -> None:
     """Start one run, follow it to its end and record how it ended. Skipped (with a note) when
     another run.py runs it or started it since this queue began (`seen`: its latest attempt's
-    key then); WriteFailed (after recording what it can) when its log or the status file could
+    key then), or completed it after this run.py started (`began`, epoch seconds, against the
+    attempt's `ended_epoch`); WriteFailed (after recording what it can) when its log or the status file could
     not be written."""
     try:
         log = paths.claim_log(plans.log_dir(run, opts.env), run.name, _node_rank(opts.env))
@@ -472,6 +491,10 @@ def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display
         if latest is not None and attempt_key(latest) != seen:
             return (f"started by another run.py since this queue began (log {latest.get('log')}, "
                     f"{latest.get('state')})")
+        if latest is not None and latest.get("state") == "completed" and began is not None \
+                and isinstance(latest.get("ended_epoch"), (int, float)) \
+                and latest["ended_epoch"] > began:
+            return (f"completed by another run.py since this one started (log {latest.get('log')})")
         if latest is not None and latest.get("mode") == NAME and latest.get("state") == "running" \
                 and _attempt_alive(latest):
             return f"running now under another run.py (log {latest.get('log')})"
@@ -534,8 +557,9 @@ def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display
     except OSError as err:
         display.note(f"{tag} {run.name}: could not write the sidecar {plans.shown(meta)}: "
                      f"{err.strerror or err}")
-    state.update(run.name, state=result, reason=reason, ended=now(), exit_code=shell_code,
-                 iteration=tail.iteration, train_iters=tail.train_iters or planned)
+    state.update(run.name, state=result, reason=reason, ended=now(), ended_epoch=time.time(),
+                 exit_code=shell_code, iteration=tail.iteration,
+                 train_iters=tail.train_iters or planned)
     try:
         state.save()
     except WriteFailed as err:

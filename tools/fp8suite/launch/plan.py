@@ -79,7 +79,8 @@ def load(target: Path) -> list[Plan]:
             except ConfigError as err:
                 raise UsageError(*(str(x) for x in err.problems)) from None
             raise UsageError(f"{shown(target)} has not been rendered ({shown(mf)} is missing): "
-                             f"run python tools/render.py {shown(target)}")
+                             f"run python tools/render.py {shown(target)}, or, if you rendered "
+                             f"it with --out DIR, run python tools/run.py DIR/{mf.name}")
         return [_from_manifest(mf, target)]
     if target.name.endswith(".json"):
         if not target.is_file():
