@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -46,32 +46,38 @@ CONDITIONS = ("flags_on", "flags_off", "flag_values", "quantized", "architecture
 
 
 @dataclass(frozen=True)
-class Measurement:
-    """What the two cited logs show."""
+class Conditions:
+    """What a cited log ran on and with (its sidecar and arguments dump)."""
 
-    slower_ms: float
-    """Median iteration time of the log with the setting, ms."""
-    faster_ms: float
-    """Median iteration time of the log with its alternative, ms."""
     gpu: str
-    """GPU family the logs ran on (recipes.gpu of the sidecar's device name), e.g. "H200"."""
+    """GPU family the log ran on (recipes.gpu of the sidecar's device name), e.g. "H200"."""
     gpus: int
     dp: int
-    """Data-parallel size of the slower log (Megatron's data_parallel_size)."""
+    """Data-parallel size (Megatron's data_parallel_size)."""
     transformer_engine: str
     megatron_core: str
     apex: Optional[str]
-
-    @property
-    def change(self) -> float:
-        """Step-time change of the setting: slower / faster - 1 (0.052 = +5.2%)."""
-        return self.slower_ms / self.faster_ms - 1
 
     def conditions(self) -> str:
         """e.g. 'at DP=2 on H200 (2 GPUs, TE 2.20.2, megatron-core 0.19.2, no apex)'."""
         apex = f"apex {self.apex}" if self.apex else "no apex"
         return (f"at DP={self.dp} on {self.gpu} ({self.gpus} GPU{'s' if self.gpus != 1 else ''}, "
                 f"TE {self.transformer_engine}, megatron-core {self.megatron_core}, {apex})")
+
+
+@dataclass(frozen=True)
+class Measurement(Conditions):
+    """What the two cited logs show: the conditions of the slower one and both step times."""
+
+    slower_ms: float
+    """Median iteration time of the log with the setting, ms."""
+    faster_ms: float
+    """Median iteration time of the log with its alternative, ms."""
+
+    @property
+    def change(self) -> float:
+        """Step-time change of the setting: slower / faster - 1 (0.052 = +5.2%)."""
+        return self.slower_ms / self.faster_ms - 1
 
     def describe(self) -> str:
         """e.g. 'measured +5.2% step time at DP=2 on H200 (2 GPUs, TE 2.20.2, megatron-core 0.19.2, no apex)'."""
@@ -165,7 +171,8 @@ def median_ms(log: str) -> float:
 @functools.lru_cache(maxsize=None)
 def measure(slower: str, faster: str) -> Measurement:
     """The measurement two cited logs make (see Measurement); the conditions are the slower log's."""
-    return replace(_conditions(slower), slower_ms=median_ms(slower), faster_ms=median_ms(faster))
+    return Measurement(**vars(_conditions(slower)), slower_ms=median_ms(slower),
+                       faster_ms=median_ms(faster))
 
 
 @functools.lru_cache(maxsize=None)
@@ -183,15 +190,14 @@ def crash(log: str) -> str:
     return f"{where} {m.conditions()}, {log}: {cause}"
 
 
-def _conditions(log: str) -> Measurement:
-    """The GPU, layout and software a log ran with (no step times: 0.0)."""
+def _conditions(log: str) -> Conditions:
+    """The GPU, layout and software a log ran with."""
     side = _sidecar(log)
     env = side.get("environment") or {}
     device = (env.get("gpu") or {})
     family = recipes.gpu(device.get("name"))
     args = read_log(paths.suite(log)).args
-    return Measurement(
-        slower_ms=0.0, faster_ms=0.0,
+    return Conditions(
         gpu=family.name if family else str(device.get("name")),
         gpus=flag_int(args.get("world_size"), 0) or int(device.get("count") or 0),
         dp=flag_int(args.get("data_parallel_size"), 0) or 0,

@@ -498,10 +498,8 @@ def untested_loss(gap: float, seeds: int, precision: Optional[str]) -> str:
     """The loss word of a recipe outside the BF16 seed band without a test behind it (one seed,
     or seeds the t-test cannot take): what was seen, never "better" or "worse", e.g. "lower,
     outside BF16's seed band, one FP8 seed: not a finding"."""
-    side = "lower" if gap < 0 else "higher"
-    kind = f"{precision.upper()} " if precision else ""
-    runs = f"one {kind}seed" if seeds == 1 else f"{seeds} {kind}seeds without a test"
-    return f"{side}, outside BF16's seed band, {runs}: not a finding"
+    return _not_a_finding("lower" if gap < 0 else "higher", "outside BF16's seed band", seeds,
+                          precision)
 
 
 def untested_time(word: str, seeds: int, precision: Optional[str], band: bool = True) -> str:
@@ -509,10 +507,15 @@ def untested_time(word: str, seeds: int, precision: Optional[str], band: bool = 
     "sooner" or "later", e.g. "sooner, outside BF16's seed band, one FP8 seed: not a finding";
     without a band (band=False: the other BF16 seeds do not reach the target) "later, no BF16
     seed band to judge it by, one FP8 seed: not a finding"."""
+    where = "outside BF16's seed band" if band else "no BF16 seed band to judge it by"
+    return _not_a_finding(word, where, seeds, precision)
+
+
+def _not_a_finding(seen: str, where: str, seeds: int, precision: Optional[str]) -> str:
+    """'<seen>, <where>, <one FP8 seed | N FP8 seeds without a test>: not a finding'."""
     kind = f"{precision.upper()} " if precision else ""
     runs = f"one {kind}seed" if seeds == 1 else f"{seeds} {kind}seeds without a test"
-    where = "outside BF16's seed band" if band else "no BF16 seed band to judge it by"
-    return f"{word}, {where}, {runs}: not a finding"
+    return f"{seen}, {where}, {runs}: not a finding"
 
 
 def _not_judged(g, sums, vs) -> str:
