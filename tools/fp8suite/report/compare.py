@@ -289,14 +289,15 @@ _PATHLIKE = ("dir", "path", "save", "load", "tensorboard", "wandb")
 
 
 def _recipe_args(args: dict) -> set:
-    """The arguments that make the run's recipe label (format, recipe, base precision, delayed
-    scaling's amax settings, FP8 attention), with every base precision's switch (`bf16`, `fp16`)
-    and the older releases' FP8 switches (`fp8_hybrid`, `fp8_e4m3`: logformats.FP8_2023_ARGS):
-    precision is what is compared, never a setting that differs besides it. Param gather and
-    BF16 first/last layers stay listed as settings."""
+    """The arguments that make the run's recipe label (format, recipe, the BF16 first/last
+    layers, base precision, delayed scaling's amax settings, FP8 attention), with every base
+    precision's switch (`bf16`, `fp16`) and the older releases' FP8 switches (`fp8_hybrid`,
+    `fp8_e4m3`: logformats.FP8_2023_ARGS): precision is what is compared, never a setting that
+    differs besides it. Which layers run in FP8 is precision (tensorwise 1F1L is a recipe of
+    its own); the parameter gather, which changes no numerics, stays listed as a setting."""
     names = recipes.arg_names(recipes.of_args(args))
     base = {r.base_flag.lstrip("-").replace("-", "_") for r in recipes.RECIPES if r.base_flag}
-    return {names[0], names[1], *names[6:], *base, *FP8_2023_ARGS}
+    return {names[0], names[1], *names[3:6], *names[6:], *base, *FP8_2023_ARGS}
 
 
 # Arguments that do not change step time or memory: profiler, logging and run-length settings

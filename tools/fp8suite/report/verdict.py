@@ -482,12 +482,12 @@ def _recipes(g) -> list:
                                                g.ttt_band is not None)
                                  if word in ("sooner", "later") else word)
             changes = [v.ttt_change for v in vs if v and v.ttt_change is not None]
-            band = (f"the ±{g.ttt_band:.0%} band of {g.seeds} BF16 seeds" if g.ttt_band is not None
-                    else "no BF16 seed band (the other BF16 seeds do not reach the target)"
-                    if g.noise_gaps else "no BF16 seed band")
+            band = (f" against the ±{g.ttt_band:.0%} band of {g.seeds} BF16 seeds"
+                    if g.ttt_band is not None
+                    else "; the other BF16 seeds do not reach the target" if g.noise_gaps else "")
             rv.time_to_target_basis = (", ".join(f"{abs(c):.0%} {'sooner' if c < 0 else 'later'}"
                                                  for c in changes) or "not reached") + \
-                f" in wall-clock against {band}" + ("; rests on one run" if len(names) == 1 else "")
+                f" in wall-clock{band}" + ("; rests on one run" if len(names) == 1 else "")
             if rv.settings and changes:
                 rv.time_to_target_basis += "; mixes recipe and setting"
         out.append(rv)
