@@ -19,6 +19,21 @@ def test_root_and_display_paths(tmp_path):
     assert paths.GENERATED == GENERATED and paths.TEMPLATES == REPO / "templates"
 
 
+def test_a_log_folder_linked_elsewhere_keeps_its_place_in_the_suite(tmp_path, monkeypatch):
+    """logs/<matrix> as a symlink to a scratch disk: runs.json and the messages name the log by
+    its place in the suite, so the folder can be copied back and still be read."""
+    suite, scratch = tmp_path / "suite", tmp_path / "scratch" / "m"
+    (suite / "logs").mkdir(parents=True)
+    scratch.mkdir(parents=True)
+    (suite / "logs" / "m").symlink_to(scratch)
+    monkeypatch.setattr(paths, "ROOT", suite)
+    assert paths.display_path(suite / "logs" / "m" / "r.log") == "logs/m/r.log"
+    # A link outside the suite that points into it is still shown from the suite.
+    (tmp_path / "into").symlink_to(suite / "logs")
+    assert paths.display_path(tmp_path / "into" / "x.log") == "logs/x.log"
+    assert paths.display_path(scratch / "r.log") == str(scratch.resolve() / "r.log")
+
+
 @pytest.mark.parametrize("taken", [[], [0], [0, 1], [0, 1, 2, 3], [1], [0, 2]])
 def test_next_log_takes_the_first_free_attempt(tmp_path, taken):
     for n in taken:

@@ -49,12 +49,21 @@ PathLike = Union[str, Path]
 
 
 def display_path(path: PathLike) -> str:
-    """`path` relative to ROOT when inside it, else absolute (as generated files write it); a
-    path that cannot be resolved (a symlink loop) is made absolute without resolving it."""
+    """`path` relative to ROOT when inside it, else absolute (as generated files write it).
+
+    A path under ROOT through a symlink (`logs/` linked to a scratch disk, as on many clusters)
+    keeps its place in the suite ("logs/x/run.log"), so that runs.json and the sidecars stay
+    right when the folder is copied back; other paths are resolved. A path that cannot be
+    resolved (a symlink loop) is made absolute without resolving it."""
+    plain = Path(os.path.abspath(path))
+    try:
+        return str(plain.relative_to(ROOT))
+    except ValueError:
+        pass
     try:
         path = Path(path).resolve()
     except (OSError, RuntimeError):
-        path = Path(os.path.abspath(path))
+        path = plain
     try:
         return str(path.relative_to(ROOT))
     except ValueError:
