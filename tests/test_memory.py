@@ -616,3 +616,48 @@ def test_evaluation_calibration_is_what_its_logs_measured(kind):
         assert mid, f"{log}: no evaluation with memory lines on both sides"
         rises += [peak[i + 1] - peak[i] for i in mid]
     assert memory.EVALUATION_EXTRA_GIB[kind] == pytest.approx(round(max(rises), 1), abs=0.05)
+
+
+def _runs(matrix: str, pattern: str = "*") -> list:
+    """(plan, run) pairs as run.py selects them, from a committed manifest."""
+    from fnmatch import fnmatch
+    from types import SimpleNamespace
+    manifest = json.loads((REPO / "experiments" / "generated" / f"{matrix}.manifest.json").read_text())
+    return [(None, SimpleNamespace(name=e["name"], entry=e)) for e in manifest["runs"]
+            if fnmatch(e["name"], pattern)]
+
+
+H100_FOUND = [{"name": "NVIDIA H100 80GB HBM3", "driver": "580.159.04", "memory_mib": 81559,
+               "compute_capability": "9.0"}]
+
+
+def test_a_launch_on_a_smaller_gpu_than_the_target_is_checked_for_it(capsys):
+    """An H200 matrix launched on an H100: the memory pre-flight again for the H100. A run that
+    fits gets a warning that names both GPUs; one that cannot fit is refused, naming the fix."""
+    run_cli.recheck_gpu(_runs("convergence_8b_8l", "conv_8b8l_bf16_s1234"), [], {}, H100_FOUND)
+    err = capsys.readouterr().err
+    assert err.startswith("run.py: warning: conv_8b8l_bf16_s1234 targets H200; this host's GPU is "
+                          "NVIDIA H100 80GB HBM3: estimated peak ")
+    assert "usable, fits" in err
+    with pytest.raises(run_cli.plan.UsageError) as refused:
+        run_cli.recheck_gpu(_runs("h200_8b", "*_bf16"), [], {}, H100_FOUND)
+    (line,) = refused.value.args
+    assert line.startswith("train_llama3_8b_h200_bf16 targets H200; this host's GPU is NVIDIA H100")
+    assert "it cannot fit" in line and line.endswith("render the matrix with target.gpu: H100")
+
+
+def test_a_launch_on_the_target_gpu_or_an_unknown_one_is_not_rechecked(capsys):
+    h200 = [dict(H100_FOUND[0], name="NVIDIA H200", memory_mib=143771)]
+    for found in (h200, [], [dict(H100_FOUND[0], name="Some Future GPU")]):
+        run_cli.recheck_gpu(_runs("h200_8b"), [], {}, found)
+    assert capsys.readouterr().err == ""
+
+
+def test_run_refuses_before_launching_what_cannot_fit_the_gpu_found(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(run_cli.environment, "gpus", lambda: H100_FOUND)
+    code = run_cli.main([str(REPO / "experiments" / "h200_8b.yaml"), "--only", "*_bf16",
+                         "--state", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "train_llama3_8b_h200_bf16 targets H200; this host's GPU is NVIDIA H100 80GB HBM3" in err
+    assert not (tmp_path / "runs.json").exists()

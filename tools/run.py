@@ -39,8 +39,9 @@ from fp8suite.evidence import advice
 from fp8suite.launch import check as launch_check
 from fp8suite.launch import registry as launchers
 from fp8suite.config import memory
+from fp8suite.megatron import recipes
 from fp8suite.common import paths
-from fp8suite.launch import plan
+from fp8suite.launch import environment, plan
 from fp8suite.common.errors import ConfigError, SlurmUnavailable, WriteFailed  # noqa: E402
 from fp8suite.config.matrix import load as load_matrix  # noqa: E402
 from fp8suite.megatron.flags import DEFAULT_MEGATRON_CORE
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.cancel and (args.slurm or not args.watch):
             recheck_launch(selected, extra, env)
             recheck_memory(selected, extra, env)
+            if not args.slurm and not args.dry_run:
+                recheck_gpu(selected, extra, env, environment.gpus())
         states = {p.name: RunState.load(status_file(p, env, args.state), p.matrix, p.name) for p in used}
         if not args.dry_run:
             preflight(args, env, selected, states)
@@ -251,6 +254,36 @@ def recheck_memory(selected, extra: list[str], env: dict[str, str]) -> None:
         line = f"{run.name} with {launch}: {result[1].message}"
         if result[1].level == "problem":
             problems.append(line)
+        else:
+            print(f"run.py: warning: {line}", file=sys.stderr)
+    if problems:
+        raise plan.UsageError(*problems)
+
+
+def recheck_gpu(selected, extra: list[str], env: dict[str, str], found: list[dict]) -> None:
+    """A local launch on a GPU other than the matrix's `target.gpu` (an H200 matrix on an H100;
+    `found`: environment.gpus()): the memory pre-flight again for the GPU found, one warning per
+    run ("... targets H200; this host's GPU is NVIDIA H100 80GB HBM3: estimated peak ..."), and
+    UsageError for runs that cannot fit it. Nothing when no GPU is found or its family, or its
+    memory, is unknown."""
+    here = recipes.gpu(found[0]["name"]) if found else None
+    if here is None or here.memory_gib is None:
+        return
+    problems = []
+    for _, run in selected:
+        target = recipes.gpu(run.entry["gpu"])
+        if target is not None and target.name == here.name:
+            continue
+        result = memory.for_entry(run.entry, extra, env, gpu=here.name)
+        if result is None:
+            continue
+        est, verdict = result
+        line = (f"{run.name} targets {run.entry['gpu']}; this host's GPU is {found[0]['name']}: "
+                + (verdict.message if verdict.level != "ok" else
+                   f"estimated peak {est.total:.1f} GiB of {verdict.usable:.1f} usable, fits; "
+                   "step times are this GPU's, not the target's"))
+        if verdict.level == "problem":
+            problems.append(line + f"; render the matrix with target.gpu: {here.name}")
         else:
             print(f"run.py: warning: {line}", file=sys.stderr)
     if problems:

@@ -423,10 +423,12 @@ def for_run(run: Any, extra_args: Optional[list[str]] = None,
 
 def for_entry(entry: Mapping[str, Any], extra_args: Optional[list[str]] = None,
               env: Optional[Mapping[str, str]] = None,
-              megatron_core: str = DEFAULT_MEGATRON_CORE) -> Optional[tuple[Estimate, Verdict]]:
-    """The same for a run's manifest entry (experiments/generated/<matrix>.manifest.json)."""
+              megatron_core: str = DEFAULT_MEGATRON_CORE,
+              gpu: Optional[str] = None) -> Optional[tuple[Estimate, Verdict]]:
+    """The same for a run's manifest entry (experiments/generated/<matrix>.manifest.json), on
+    its target GPU or on `gpu` (a family name: the GPU a launch found instead)."""
     flags = flags_from_argv(entry["megatron_args"], _switches(megatron_core))
-    return _for(flags, entry["gpu"], entry["gpus_per_node"], entry["nodes"],
+    return _for(flags, gpu or entry["gpu"], entry["gpus_per_node"], entry["nodes"],
                 (entry.get("data") or {}).get("vocab_size"), entry.get("env") or {}, megatron_core,
                 extra_args or [], env or {})
 
