@@ -661,3 +661,28 @@ def test_run_refuses_before_launching_what_cannot_fit_the_gpu_found(monkeypatch,
     assert code == 2, err
     assert "train_llama3_8b_h200_bf16 targets H200; this host's GPU is NVIDIA H100 80GB HBM3" in err
     assert not (tmp_path / "runs.json").exists()
+
+
+@pytest.mark.parametrize("flag,words", memory.NOT_MODELLED)
+def test_what_the_estimate_leaves_out_is_never_an_ok(flag, words):
+    """A model feature the estimate counts as dense GPT layers (mixture-of-experts, ...) makes
+    even a run far below the GPU a warning that says so, never a plain "ok"."""
+    value = 8 if flag in ("--num-experts", "--mtp-num-layers") else True
+    flags = {**LLAMA8B, "--num-layers": 4, flag: value}
+    e = memory.estimate(flags, 8, VOCAB)
+    v = memory.check(e, "H200", {}, flags, 8, VOCAB)
+    assert v.level == "warning"
+    assert f"(not modelled: {words})" in v.message
+    assert v.message.endswith(f"it counts {words} as dense GPT layers, so it may be far too low")
+
+
+def test_a_gpu_of_unknown_memory_is_said_to_be_unchecked(tmp_path, capsys):
+    """GH200 comes with 96 or 144 GB: the estimate is printed, and said not to be checked."""
+    e = est(world=1)
+    v = memory.check(e, "GH200", {}, LLAMA8B, 1, VOCAB)
+    assert v.level == "warning" and v.message.endswith("not checked: no memory capacity known for GH200")
+    code = render.main([str(_matrix(tmp_path, gpu="GH200")), "--out", str(tmp_path / "gen")])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "not checked: no memory capacity known for GH200" in captured.err
+    assert "per GH200 on 2 GPU(s); not checked: the GH200's memory capacity is unknown" in captured.out

@@ -153,3 +153,11 @@ def test_a_folder_of_one_setup_is_validated_against_the_committed_logs(tmp_path,
     text = out.read_text()
     assert "train_llama3_8b_h200_fp8_cs.log | train_llama3_8b_h200_bf16.log | 1.311 |" in text
     assert "1 pairs;" in text
+
+
+def test_a_model_feature_the_cost_model_leaves_out_is_an_extrapolation():
+    found = predict.committed_calibration()
+    run = predict.CostedRun({"--hidden-size": 4096, "--num-layers": 32, "--num-experts": 8,
+                             "--moe-router-topk": 2}, 2, 128256, "H200", False)
+    assert predict.extrapolation(run, 1.2, found.span, found.validation) == (
+        "mixture-of-experts layers not modelled",)

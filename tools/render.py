@@ -154,9 +154,12 @@ def _memory_line(run) -> str:
         return "peak memory not estimated (set data.vocab_size)"
     est, verdict = result
     gpus = run.settings.target.gpus_per_node * run.settings.target.nodes
+    gpu = run.settings.target.gpu
     of = f" of {verdict.usable:.1f} usable" if verdict.usable else ""
+    unchecked = "" if verdict.usable else f"; not checked: the {gpu}'s memory capacity is unknown"
     evaluation = f"; evaluation ~{est.evaluation:.1f} GiB" if est.evaluation is not None else ""
-    return f"peak ~{est.describe()}{of} per {run.settings.target.gpu} on {gpus} GPU(s){evaluation}"
+    left_out = f"; not modelled: {', '.join(est.notes)}" if est.notes else ""
+    return f"peak ~{est.describe()}{of} per {gpu} on {gpus} GPU(s){evaluation}{unchecked}{left_out}"
 
 
 if __name__ == "__main__":

@@ -267,6 +267,23 @@ def shape(f: Flags, world_size: int, vocab_size: int) -> Shape:
     )
 
 
+NOT_MODELLED = (
+    ("--num-experts", "mixture-of-experts layers"), ("--mtp-num-layers", "multi-token prediction"),
+    ("--multi-latent-attention", "multi-latent attention"),
+    ("--use-megatron-fsdp", "FSDP sharding"), ("--use-torch-fsdp2", "FSDP sharding"),
+    ("--fine-grained-activation-offloading", "activation offloading"),
+    ("--cpu-offloading", "activation offloading"),
+)
+"""(Megatron flag, what it adds): model features neither the memory estimate nor the speedup
+predictor (fp8suite.evidence.predict) models; each counts its layers as dense GPT layers."""
+
+
+def not_modelled(flags: Mapping[str, Any]) -> list[str]:
+    """What of a run's flags ({"--num-experts": 8, ...}) the estimates leave out, in
+    NOT_MODELLED's words, each once ("mixture-of-experts layers", ...)."""
+    return list(dict.fromkeys(n for flag, n in NOT_MODELLED if flags.get(flag) not in (None, False)))
+
+
 def estimate(flags: Mapping[str, Any], world_size: int, vocab_size: int) -> Estimate:
     """Peak allocated memory per GPU of a run on `world_size` GPUs, on its busiest rank.
 
@@ -278,13 +295,7 @@ def estimate(flags: Mapping[str, Any], world_size: int, vocab_size: int) -> Esti
     s = shape(f, world_size, vocab_size)
     if not (s.layers and s.hidden and s.seq):
         raise ValueError("--num-layers, --hidden-size and --seq-length are needed to estimate memory")
-    notes = [n for flag, n in (
-        ("--num-experts", "mixture-of-experts layers"), ("--mtp-num-layers", "multi-token prediction"),
-        ("--multi-latent-attention", "multi-latent attention"),
-        ("--use-megatron-fsdp", "FSDP sharding"), ("--use-torch-fsdp2", "FSDP sharding"),
-        ("--fine-grained-activation-offloading", "activation offloading"),
-        ("--cpu-offloading", "activation offloading"),
-    ) if f.flags.get(flag) not in (None, False)]
+    notes = not_modelled(flags)
     if (f.str("--cuda-graph-impl", "none") or "none") != "none":
         notes.append("CUDA graphs' memory pools")
 
@@ -361,13 +372,14 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
     capacity = capacity_gib(gpu)
     usable = usable_gib(gpu, env)
     limit = limit_gib(gpu)
+    left_out = f" (not modelled: {', '.join(est.notes)})" if est.notes else ""
     if capacity is None or usable is None or limit is None:
-        return Verdict("ok", est.total, 0.0, 0.0, f"no memory capacity known for {gpu}")
+        return Verdict("warning", est.total, 0.0, 0.0,
+                       f"estimated peak {est.total:.1f} GiB allocated per GPU ({est.rank}){left_out}, "
+                       f"not checked: no memory capacity known for {gpu}")
     total = est.total
     head = (f"estimated peak {total:.1f} GiB allocated per GPU ({est.rank}) against {usable:.1f} GiB "
-            f"usable of the {gpu}'s {capacity:.1f} GiB")
-    if est.notes:
-        head += f" (not modelled: {', '.join(est.notes)})"
+            f"usable of the {gpu}'s {capacity:.1f} GiB") + left_out
     per_node = gpus_per_node or world_size
     if total > limit:
         ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size, per_node, usable)
@@ -399,6 +411,11 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
                      "GiB usable: it may fail at its first --eval-interval; evaluate less "
                      "(--eval-iters 0) or make room")
     if not notes and total <= (1 - WARN_SHARE) * usable:
+        structural = not_modelled(flags)
+        if structural:  # a whole kind of layer or sharding left out: the estimate may be far off
+            return Verdict("warning", total, usable, capacity,
+                           f"{head}; it counts {', '.join(structural)} as dense GPT layers, so it "
+                           "may be far too low", limit)
         return Verdict("ok", total, usable, capacity, head, limit)
     ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size, per_node, usable)
     others = [way for way, _ in ways if "expandable_segments" not in way] if notes and total > usable \

@@ -52,7 +52,7 @@ from ..common import paths
 from ..megatron import recipes
 from ..logs.parse import read_log
 from ..megatron.logvocab import arg_value
-from ..config.memory import Flags, _linear_params_per_layer, shape
+from ..config.memory import Flags, _linear_params_per_layer, not_modelled, shape
 from ..report.metrics import timed_iter_ms, timed_rows
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "data" / "predictor.json"
@@ -487,8 +487,9 @@ NO_PREDICTION = {"predicted_speedup": None, "predicted_speedup_band": None, "pre
 def extrapolation(run: CostedRun, speedup: float, span: Mapping[str, Any],
                   validation: Optional[Mapping[str, Any]]) -> tuple[str, ...]:
     """Why a prediction extrapolates: a GPU family without a calibration log, a speedup outside
-    the measured ones, a shape outside the calibrated span."""
-    out = []
+    the measured ones, a shape outside the calibrated span, a model feature the cost model does
+    not model (memory.NOT_MODELLED: mixture-of-experts layers, ...)."""
+    out = [f"{what} not modelled" for what in not_modelled(run.flags)]
     family = recipes.gpu(run.gpu)
     name = family.name if family else run.gpu
     if span.get("gpu_families") is not None and name not in span["gpu_families"]:
