@@ -54,6 +54,11 @@ def test_conditions_come_from_the_sidecars(entry):
     assert m.megatron_core == meta["environment"]["megatron_core"]
     assert m.dp == int(read_log(REPO / entry.slower).args["data_parallel_size"])
     assert f"at DP={m.dp} on {m.gpu}" in entry.line()
+    # The cited shape, so that a cost measured at one model and batch is not read as another's.
+    args = read_log(REPO / entry.slower).args
+    shape = (f"{args['num_layers']} layers, hidden {args['hidden_size']}, seq {args['seq_length']}, "
+             f"micro batch {args['micro_batch_size']}, global batch {args['global_batch_size']}")
+    assert m.shape == shape and f"; TE {m.transformer_engine}" in entry.line()
 
 
 @pytest.mark.parametrize("entry", CRASHES, ids=lambda e: e.id)
@@ -215,3 +220,18 @@ def test_missing_evidence_logs_say_so_instead_of_failing_render():
     assert "measured cost unavailable (cited logs not found), logs/none/slow.log vs" in entry.line()
     (record,) = advice.manifest_records([entry])
     assert record["step_time_change"] is None and record["text"] == entry.line()
+
+
+def test_no_speedup_is_predicted_for_a_run_a_committed_log_shows_crashing(tmp_path, capsys):
+    """The precision-aware optimizer with --fp8-param-gather under delayed scaling crashed at DP=1:
+    render claims no speedup for it (and says why); the manifest records none."""
+    assert render.main([str(REPO / "experiments" / "param_gather_h100.yaml"), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    at = out.index(next(x for x in out if x.startswith("  pg_h100_w4096_l4_s4096_fp8_param_gather_pao:")))
+    assert out[at + 1] == ("    predicted speedup over its BF16 twin: none: a committed log shows "
+                           "these settings crash (advice below)")
+    data = json.loads((tmp_path / "param_gather_h100.manifest.json").read_text())
+    entry = next(e for e in data["runs"] if e["name"] == "pg_h100_w4096_l4_s4096_fp8_param_gather_pao")
+    assert entry["predicted_speedup"] is None
+    twin = next(e for e in data["runs"] if e["name"] == "pg_h100_w4096_l4_s4096_fp8_pao")
+    assert twin["predicted_speedup"] is not None  # the same run without the parameter gather trained

@@ -109,6 +109,18 @@ def test_real_startup_valueerror_under_torchrun():
     assert st.context[-1] == st.exception
 
 
+
+def test_a_crash_in_the_first_optimizer_step_is_not_at_start_up():
+    """The committed precision-aware-optimizer crash: Megatron printed its marker before the
+    training loop, then the first step's optimizer asserted before any iteration line."""
+    from conftest import REPO
+    log = REPO / "logs" / "param_gather_h100" / "pg_h100_w4096_l4_s4096_fp8_param_gather_pao.log"
+    st = parse_log(log.read_bytes()).status
+    assert st.name == "crashed" and st.last_iteration is None
+    assert st.phase == "in the first training step"
+    assert st.reason.startswith("crashed in the first training step: RuntimeError: ")
+    assert "multi_tensor_adam_fp8" in st.reason
+
 # --- one test per way a log ends -----------------------------------------------------------
 
 

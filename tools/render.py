@@ -21,7 +21,6 @@ from fp8suite.common.errors import exit_status  # noqa: E402
 from fp8suite.evidence import advice
 from fp8suite.render import manifest
 from fp8suite.config import memory
-from fp8suite.evidence import predict
 from fp8suite.common.version import add_version_option  # noqa: E402
 from fp8suite.common.errors import ConfigError, Problem  # noqa: E402
 from fp8suite.config.matrix import load  # noqa: E402
@@ -119,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
               f"({changed} file(s) changed): {', '.join(r.name for r in runs)}")
         for run in runs:
             print(f"  {run.name}: {_memory_line(run)}")
-            prediction = predict.predict_run(run)
+            prediction = manifest.predicted(run)
             if prediction is not None:
                 print(f"    predicted speedup over its BF16 twin: {prediction.text()}")
+            elif any(entry.crashed for entry in advice.for_run(run)):
+                print("    predicted speedup over its BF16 twin: none: a committed log shows "
+                      "these settings crash (advice below)")
         for line in advice_lines(runs):
             print(line)
     return 0

@@ -57,11 +57,17 @@ class Conditions:
     transformer_engine: str
     megatron_core: str
     apex: Optional[str]
+    shape: str
+    """The cited run's model and batch from its arguments dump, e.g. "32 layers, hidden 4096, seq
+    8192, micro batch 1, global batch 16": a cost measured at one shape may differ at another
+    ('' when the dump does not say)."""
 
     def conditions(self) -> str:
-        """e.g. 'at DP=2 on H200 (2 GPUs, TE 2.20.2, megatron-core 0.19.2, no apex)'."""
+        """e.g. 'at DP=2 on H200 (2 GPUs, 32 layers, hidden 4096, seq 8192, micro batch 1, global
+        batch 16; TE 2.20.2, megatron-core 0.19.2, no apex)'."""
         apex = f"apex {self.apex}" if self.apex else "no apex"
-        return (f"at DP={self.dp} on {self.gpu} ({self.gpus} GPU{'s' if self.gpus != 1 else ''}, "
+        shape = f", {self.shape}" if self.shape else ""
+        return (f"at DP={self.dp} on {self.gpu} ({self.gpus} GPU{'s' if self.gpus != 1 else ''}{shape}; "
                 f"TE {self.transformer_engine}, megatron-core {self.megatron_core}, {apex})")
 
 
@@ -202,7 +208,18 @@ def _conditions(log: str) -> Conditions:
         gpus=flag_int(args.get("world_size"), 0) or int(device.get("count") or 0),
         dp=flag_int(args.get("data_parallel_size"), 0) or 0,
         transformer_engine=str(env.get("transformer_engine")), megatron_core=str(env.get("megatron_core")),
-        apex=env.get("apex"))
+        apex=env.get("apex"), shape=_shape(args))
+
+
+_SHAPE_ARGS = (("num_layers", "{} layers"), ("hidden_size", "hidden {}"), ("seq_length", "seq {}"),
+               ("micro_batch_size", "micro batch {}"), ("global_batch_size", "global batch {}"))
+
+
+def _shape(args: dict) -> str:
+    """'4 layers, hidden 4096, seq 4096, micro batch 4, global batch 4' from an arguments dump
+    (the parts it has)."""
+    return ", ".join(words.format(flag_int(args.get(name), 0)) for name, words in _SHAPE_ARGS
+                     if flag_int(args.get(name), 0))
 
 
 def _sidecar(log: str) -> dict:

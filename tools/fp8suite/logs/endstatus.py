@@ -506,7 +506,8 @@ def _crash_phase(buf, crash_at, seg_start, args, done_at) -> str:
             return "after training, during the final evaluation"
         return "after training"
     if last_it is None:
-        return "at start-up"
+        started = buf.rfind(V.TRAINING_STARTS, max(seg_start, 0), crash_at) >= 0
+        return "in the first training step" if started else "at start-up"
     between = buf[last_at:crash_at]
     eval_interval = arg_int(args, "eval_interval")
     save_interval = arg_int(args, "save_interval")

@@ -215,6 +215,9 @@ CHILD_EXITCODE = re.compile(rb"exitcode +: (-?\d+)")
 ELASTIC_FAILED = re.compile(rb"failed \(exitcode: (-?\d+)\) local_rank")
 CHILD_SIGNAL = re.compile(rb"Signal (\d+) \((SIG\w+)\) received by PID")
 EVALUATING = re.compile(rb"Evaluating (?:iter|on) ")
+TRAINING_STARTS = b"[before the start of training step]"
+"""print_datetime's marker just before the training loop: a crash after it, before any
+iteration line, is in the first training step, not at start-up."""
 SAVING = b"saving checkpoint at iteration"
 SAVED = b"successfully saved checkpoint"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..evidence import advice
 from ..common import fileio
@@ -45,13 +45,22 @@ def manifest(matrix: Matrix, matrix_file: str, rendered: list[Rendered]) -> dict
     }
 
 
+def predicted(run) -> Optional[predict.Prediction]:
+    """The run's predicted FP8 speedup (predict.predict_run), or None where a committed log shows
+    its settings crash (an advice entry with `crashed:`): no speedup is claimed for a run the
+    suite expects to fail."""
+    if any(entry.crashed for entry in advice.for_run(run)):
+        return None
+    return predict.predict_run(run)
+
+
 def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
     run, s = r.run, r.run.settings
     numerics = recipes.of_flags(run.flags)
     par = parallel(run)
     argv = [t for flag, value in run.flags.items() for t in tokens(flag, value, snapshot.get(flag))[0]]
     peak = memory.for_run(run)
-    prediction = predict.predict_run(run)
+    prediction = predicted(run)
     return {
         "name": run.name,
         "scripts": {name: path for name, (path, _) in r.scripts.items()},
