@@ -408,9 +408,9 @@ def test_when_no_remedy_is_enough_alone_the_message_says_to_combine_them():
     v = memory.check(memory.estimate(flags, 2, VOCAB), "H200",
                      {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}, flags, 2, VOCAB)
     assert v.level == "problem"
-    assert re.search(r"; none is enough alone; together \(PP 2, full recomputation, BF16 moments, expandable "
-                     r"segments\) -> [0-9.]+ GiB, fits with [0-9.]+ GiB to spare under the 136.5 GiB limit$",
-                     v.message), v.message
+    # Expandable segments are on already and BF16 moments are not needed: neither is named.
+    assert re.search(r"; none is enough alone; together \(PP 2, full recomputation\) -> [0-9.]+ GiB, "
+                     r"fits with [0-9.]+ GiB to spare under the 136.5 GiB usable$", v.message), v.message
 
 
 # --- verdicts: refuse only what cannot fit; calibration per GPU family ----------------------
@@ -686,3 +686,36 @@ def test_a_gpu_of_unknown_memory_is_said_to_be_unchecked(tmp_path, capsys):
     assert code == 0
     assert "not checked: no memory capacity known for GH200" in captured.err
     assert "per GH200 on 2 GPU(s); not checked: the GH200's memory capacity is unknown" in captured.out
+
+
+LLAMA70B_TP8 = {**LLAMA8B, "--num-layers": 80, "--hidden-size": 8192, "--ffn-hidden-size": 28672,
+                "--num-attention-heads": 64, "--tensor-model-parallel-size": 8, "--sequence-parallel": True,
+                "--global-batch-size": 128}
+
+
+def test_remedies_together_name_only_what_the_combination_needs():
+    """Llama-3-70B at TP8 on one node of H100s: no remedy is enough alone. The combination that
+    fits is under the usable memory without expandable segments, so it does not name them, and
+    it is compared with that usable memory, not with the limit they would give."""
+    e = memory.estimate(LLAMA70B_TP8, 8, VOCAB)
+    usable = memory.usable_gib("H100", {})
+    v = memory.check(e, "H100", {}, LLAMA70B_TP8, 8, VOCAB, gpus_per_node=8)
+    assert v.level == "problem"
+    together = re.search(r"none is enough alone; together \((.*?)\) -> ([0-9.]+) GiB, fits with "
+                         r"([0-9.]+) GiB to spare under the ([0-9.]+) GiB (usable|limit)", v.message)
+    assert together, v.message
+    named, total = together[1].split(", "), float(together[2])
+    assert total <= usable and "expandable segments" not in named
+    assert together[5] == "usable" and float(together[4]) == round(usable, 1)
+    assert float(together[3]) == pytest.approx(usable - total, abs=0.11)
+
+
+def test_a_remedy_that_falls_short_says_by_how_much():
+    """Every remedy that does not fit says so the same way, with how far it stays above."""
+    flags = {**LLAMA8B, "--micro-batch-size": 8}
+    v = memory.check(memory.estimate(flags, 2, VOCAB), "H200", {}, flags, 2, VOCAB)
+    m = re.search(r"expandable_segments:True \(usable ([0-9.]+) GiB\), ([0-9.]+) GiB short of the "
+                  r"([0-9.]+) GiB estimate", v.message)
+    assert m, v.message
+    assert float(m[2]) == pytest.approx(float(m[3]) - float(m[1]), abs=0.11)
+    assert "still below" not in v.message

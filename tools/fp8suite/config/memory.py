@@ -386,12 +386,15 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
         text = f"to make it fit under {usable:.1f} GiB (estimate with each alone): " + "; ".join(
             way for way, _ in ways)
         if ways and not any(fits for _, fits in ways):
-            together = _combined(Flags(flags), world_size, per_node, vocab_size, limit)
+            together = _combined(Flags(flags), world_size, per_node, vocab_size, limit, usable)
             if together is None:
                 text += "; none is enough alone"
             elif together[2]:
+                under = (f"the {limit:.1f} GiB limit" if "expandable segments" in together[0]
+                         else f"the {usable:.1f} GiB usable")
+                room = (limit if "expandable segments" in together[0] else usable) - together[1]
                 text += (f"; none is enough alone; together ({together[0]}) -> {together[1]:.1f} GiB, "
-                         f"fits with {limit - together[1]:.1f} GiB to spare under the {limit:.1f} GiB limit")
+                         f"fits with {room:.1f} GiB to spare under {under}")
             else:
                 text += (f"; none is enough alone, and even all of them together ({together[0]}) give "
                          f"{together[1]:.1f} GiB, still above {limit:.1f}: this model and batch do not fit "
@@ -843,7 +846,7 @@ def _remedies(f: Flags, est: Estimate, env: Mapping[str, Any], world_size: int, 
         fits = est.total <= usable
         ways.append((f"env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (usable {usable:.1f} GiB)"
                      + (f", fits with {usable - est.total:.1f} GiB to spare" if fits
-                        else f", still below the {est.total:.1f} GiB estimate"), fits))
+                        else f", {est.total - usable:.1f} GiB short of the {est.total:.1f} GiB estimate"), fits))
     if _bf16_moments_apply(f):
         ways.append(labelled("--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16",
                              total_with(BF16_MOMENTS)))
@@ -874,13 +877,15 @@ def _bf16_moments_apply(f: Flags) -> bool:
 
 
 def _combined(f: Flags, world_size: int, gpus_per_node: int, vocab_size: Optional[int],
-              limit: float) -> Optional[tuple[str, float, bool]]:
+              limit: float, usable: Optional[float] = None) -> Optional[tuple[str, float, bool]]:
     """The remedies together: (what, estimate, fits under `limit`, the usable memory with
     expandable segments). Every remedy that is not a size (the distributed optimizer, full
     recomputation, BF16 moments, expandable segments) is applied; of the GPU counts, TP and PP
     sizes the single remedies try, the smallest combination that fits is named (fewest GPUs,
-    then least model parallelism), else the one with the lowest estimate. None when no
-    estimate is possible."""
+    then least model parallelism), else the one with the lowest estimate. Of a combination
+    that fits, the non-size remedies it fits without are left out again, the costliest first
+    (full recomputation, BF16 moments, then expandable segments where the estimate is under
+    `usable`, the memory without them). None when no estimate is possible."""
     if vocab_size is None:
         return None
     nodes = max(1, world_size // max(1, gpus_per_node))
@@ -914,12 +919,26 @@ def _combined(f: Flags, world_size: int, gpus_per_node: int, vocab_size: Optiona
                 parts = [f"{gpus} GPUs ({gpu_layout(gpus, gpus_per_node, nodes)})"] if gpus != world_size else []
                 parts += [f"TP {tp} with --sequence-parallel"] if tp != tp0 else []
                 parts += [f"PP {pp}"] if pp != pp0 else []
-                tried.append(((gpus, tp * pp, tp), ", ".join(parts + words), total))
+                tried.append(((gpus, tp * pp, tp), parts, total, changes))
     if not tried:
         return None
     fitting = sorted((t for t in tried if t[2] <= limit), key=lambda t: t[0])
-    key, text, total = fitting[0] if fitting else min(tried, key=lambda t: t[2])
-    return text, total, total <= limit
+    if not fitting:
+        _, parts, total, _ = min(tried, key=lambda t: t[2])
+        return ", ".join(parts + words), total, False
+    (gpus, _, _), parts, total, changes = fitting[0]
+    kept = list(words)
+    for word, flags in (("full recomputation", FULL_RECOMPUTE), ("BF16 moments", BF16_MOMENTS)):
+        if word not in kept:
+            continue
+        trial = {k: v for k, v in changes.items() if k not in flags}
+        smaller = _total_with(f.flags, trial, gpus, vocab_size)
+        if smaller is not None and smaller <= limit:
+            changes, total = trial, smaller
+            kept.remove(word)
+    if usable is not None and total <= usable:
+        kept.remove("expandable segments")
+    return ", ".join(parts + kept), total, True
 
 
 def _batch_divides(f: Flags, world_size: int, tp: int, pp: int) -> bool:
