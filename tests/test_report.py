@@ -210,3 +210,20 @@ def test_a_folder_scan_skips_files_without_megatron_lines(tmp_path, capsys):
         (logs / f).unlink()
     assert report.main([str(logs), "--out", str(tmp_path / "out2")]) == 2
     assert "no Megatron training logs in" in capsys.readouterr().err
+
+
+def test_a_run_on_another_gpu_than_its_matrix_targets_says_so(tmp_path):
+    """The 8-layer convergence matrix targets H200 and ran on an H100: each run's Manifest line
+    says so, since the memory estimate render printed was the H200's."""
+    from conftest import REPO
+    out = tmp_path / "out"
+    logs = REPO / "logs" / "convergence_8b_8l"
+    assert report.main([str(logs), "--manifest", str(logs / "launched.manifest.json"), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    lines = [x for x in text.splitlines() if x.startswith("- Manifest: ")]
+    assert lines and all(x.endswith("gpu H200 (the matrix's target; it ran on H100: its memory "
+                                    "estimate was for H200)") for x in lines), lines
+    same = tmp_path / "same"
+    logs = REPO / "logs" / "crossover_h100"
+    assert report.main([str(logs), "--manifest", str(logs / "launched.manifest.json"), "--out", str(same)]) == 0
+    assert "the matrix's target" not in (same / "report.md").read_text()

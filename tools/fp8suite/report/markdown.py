@@ -704,6 +704,10 @@ def _run_section(g, run, plot) -> list:
             axes, dict) else BLANK
         extra = [f"{k} {run.manifest[k]}" for k in ("label", "recipe", "gpu")
                  if run.manifest.get(k)]
+        target, ran = recipes.gpu(str(run.manifest.get("gpu") or "")), recipes.gpu(s.gpu or "")
+        if s.gpu_from == "sidecar" and target and ran and target.name != ran.name:
+            extra[-1] += (f" (the matrix's target; it ran on {ran.name}: its memory estimate was "
+                          f"for {target.name})")
         items.append(("Manifest", ", ".join([f"axes {axes_text or BLANK}"] + extra)))
     timing = f"runtime {duration(s.runtime_s)}"
     if s.runtime_from:
