@@ -164,3 +164,15 @@ def test_a_model_feature_the_cost_model_leaves_out_is_an_extrapolation():
                              "--moe-router-topk": 2}, 2, 128256, "H200", False)
     assert predict.extrapolation(run, 1.2, found.span, found.validation) == (
         "mixture-of-experts layers not modelled",)
+
+
+def test_tensor_parallelism_beyond_the_calibration_is_an_extrapolation():
+    """TP shrinks each GPU's GEMMs, where FP8's gain lies: a TP size no calibration log ran at
+    is named."""
+    found = predict.committed_calibration()
+    low, high = found.span["tensor_parallel"]
+    tp = high * 2
+    run = predict.CostedRun({"--hidden-size": 4096, "--num-layers": 32, "--tensor-model-parallel-size": tp,
+                             "--sequence-parallel": True}, 2, 128256, "H200", False)
+    assert f"TP {tp} above the calibrated {low}–{high}" in predict.extrapolation(run, 1.2, found.span,
+                                                                                  found.validation)

@@ -475,7 +475,7 @@ def test_without_repeats_the_least_step_time_noise_decides(tmp_path):
     assert [t["speedup"] for t in v.tied] == [pytest.approx(1.25), pytest.approx(1000 / 806)]
     assert verdict.tie_text(v) == (
         "FP8 tensorwise (hybrid) and FP8 delayed (hybrid), 1.24–1.25x, not told apart: 0.8% "
-        "apart, inside the ±1.0% least step-time noise (no run launched twice)")
+        "apart, inside the ±1.0% step-time noise assumed at the least (no run launched twice to measure it)")
     # 2.5% apart: outside the noise, one fastest.
     write_log(logs / "fp8_delayed.log", [3.0] * 20, [820.0] * 20, args={**SHAPE, **DELAYED})
     (g,) = groups_of(logs)

@@ -289,7 +289,7 @@ def to_json(model: Model, command: str, span: Mapping[str, Any],
 
 def span_of(data: list[Measured]) -> dict[str, Any]:
     """What the calibration logs cover: GPU families and the [min, max] of the shape a
-    prediction beyond it extrapolates in (hidden size, layers, GPUs)."""
+    prediction beyond it extrapolates in (hidden size, layers, GPUs, TP size)."""
     families = sorted({(recipes.gpu(m.run.gpu).name if recipes.gpu(m.run.gpu) else m.run.gpu) for m in data})
     out: dict[str, Any] = {"gpu_families": families}
     for key, value in SHAPE.items():
@@ -302,9 +302,12 @@ SHAPE = {
     "hidden_size": lambda run: Flags(run.flags).int("--hidden-size"),
     "num_layers": lambda run: Flags(run.flags).int("--num-layers"),
     "gpus": lambda run: run.world_size,
+    "tensor_parallel": lambda run: Flags(run.flags).int("--tensor-model-parallel-size", 1) or 1,
 }
-"""The shape figures the calibrated span is checked on, each read off a CostedRun."""
-SHAPE_WORDS = {"hidden_size": "hidden size {}", "num_layers": "{} layers", "gpus": "{} GPUs"}
+"""The shape figures the calibrated span is checked on, each read off a CostedRun (tensor
+parallelism too: it shrinks each GPU's GEMMs, where FP8's gain lies)."""
+SHAPE_WORDS = {"hidden_size": "hidden size {}", "num_layers": "{} layers", "gpus": "{} GPUs",
+               "tensor_parallel": "TP {}"}
 
 
 @dataclass(frozen=True)

@@ -349,7 +349,8 @@ def _ties(out: Verdict, g, timed: dict, fastest: str, over: str) -> None:
         out.tie_noise_basis = (f"least step-time noise (the spread between sittings is "
                                f"±{g.spread:.1%})")
     else:
-        out.tie_noise_basis = "least step-time noise (no run launched twice)"
+        out.tie_noise_basis = ("step-time noise assumed at the least (no run launched twice to "
+                               "measure it)")
 
 
 def tie_text(v: Verdict, runs: bool = False) -> str:
