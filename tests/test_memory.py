@@ -719,3 +719,16 @@ def test_a_remedy_that_falls_short_says_by_how_much():
     assert m, v.message
     assert float(m[2]) == pytest.approx(float(m[3]) - float(m[1]), abs=0.11)
     assert "still below" not in v.message
+
+
+def test_a_refusal_lists_the_remedies_that_fit_first():
+    """A Qwen2.5-14B shape at TP1 on 8 H200s: more GPUs alone (listed first by kind) cannot make
+    it fit, TP2 with sequence parallel can; the ones that fit come first."""
+    v = memory.check(memory.estimate(QWEN14B, 8, QWEN_VOCAB), "H200", {}, QWEN14B, 8, QWEN_VOCAB,
+                     gpus_per_node=8)
+    assert v.level == "problem", v.message
+    listed = v.message.split("(estimate with each alone): ")[1].split("; none is enough")[0].split("; ")
+    fits = ["fits with" in way for way in listed]
+    assert any(fits) and not all(fits), listed
+    assert fits == sorted(fits, reverse=True), listed
+    assert listed[0].startswith("--tensor-model-parallel-size 2 --sequence-parallel -> "), listed

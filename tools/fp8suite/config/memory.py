@@ -383,6 +383,7 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
     per_node = gpus_per_node or world_size
     if total > limit:
         ways = _remedies(Flags(flags), est, env, world_size, gpu, vocab_size, per_node, usable)
+        ways = sorted(ways, key=lambda w: w[1] is not True)  # those that fit first
         text = f"to make it fit under {usable:.1f} GiB (estimate with each alone): " + "; ".join(
             way for way, _ in ways)
         if ways and not any(fits for _, fits in ways):
