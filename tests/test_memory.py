@@ -637,8 +637,13 @@ def test_a_launch_on_a_smaller_gpu_than_the_target_is_checked_for_it(capsys):
     run_cli.recheck_gpu(_runs("convergence_8b_8l", "conv_8b8l_bf16_s1234"), [], {}, H100_FOUND)
     err = capsys.readouterr().err
     assert err.startswith("run.py: warning: conv_8b8l_bf16_s1234 targets H200; this host's GPU is "
-                          "NVIDIA H100 80GB HBM3: estimated peak ")
-    assert "usable, fits" in err
+                          "NVIDIA H100 80GB HBM3: it fits (estimated peak ")
+    assert err.endswith("step times are this GPU's, not the target's\n")
+    # Many runs that fit: one warning for them all.
+    run_cli.recheck_gpu(_runs("convergence_8b_8l"), [], {}, H100_FOUND)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("run.py: warning: 16 runs target H200; this host's GPU is NVIDIA H100 "
+                           "80GB HBM3: each fits (estimated peak ")
     with pytest.raises(run_cli.plan.UsageError) as refused:
         run_cli.recheck_gpu(_runs("h200_8b", "*_bf16"), [], {}, H100_FOUND)
     (line,) = refused.value.args

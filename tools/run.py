@@ -262,14 +262,14 @@ def recheck_memory(selected, extra: list[str], env: dict[str, str]) -> None:
 
 def recheck_gpu(selected, extra: list[str], env: dict[str, str], found: list[dict]) -> None:
     """A local launch on a GPU other than the matrix's `target.gpu` (an H200 matrix on an H100;
-    `found`: environment.gpus()): the memory pre-flight again for the GPU found, one warning per
-    run ("... targets H200; this host's GPU is NVIDIA H100 80GB HBM3: estimated peak ..."), and
-    UsageError for runs that cannot fit it. Nothing when no GPU is found or its family, or its
-    memory, is unknown."""
+    `found`: environment.gpus()): the memory pre-flight again for the GPU found. The runs that
+    fit it get one warning together ("3 runs target H200; this host's GPU is NVIDIA H100 80GB
+    HBM3: each fits ..."), a run close to its limit a warning of its own, and runs that cannot
+    fit it a UsageError. Nothing when no GPU is found or its family, or its memory, is unknown."""
     here = recipes.gpu(found[0]["name"]) if found else None
     if here is None or here.memory_gib is None:
         return
-    problems = []
+    fitting, problems = [], []
     for _, run in selected:
         target = recipes.gpu(run.entry["gpu"])
         if target is not None and target.name == here.name:
@@ -278,14 +278,22 @@ def recheck_gpu(selected, extra: list[str], env: dict[str, str], found: list[dic
         if result is None:
             continue
         est, verdict = result
-        line = (f"{run.name} targets {run.entry['gpu']}; this host's GPU is {found[0]['name']}: "
-                + (verdict.message if verdict.level != "ok" else
-                   f"estimated peak {est.total:.1f} GiB of {verdict.usable:.1f} usable, fits; "
-                   "step times are this GPU's, not the target's"))
-        if verdict.level == "problem":
-            problems.append(line + f"; render the matrix with target.gpu: {here.name}")
+        where = f"targets {run.entry['gpu']}; this host's GPU is {found[0]['name']}"
+        if verdict.level == "ok":
+            fitting.append((run.name, run.entry["gpu"], est.total, verdict.usable))
+        elif verdict.level == "problem":
+            problems.append(f"{run.name} {where}: {verdict.message}; render the matrix with "
+                            f"target.gpu: {here.name}")
         else:
-            print(f"run.py: warning: {line}", file=sys.stderr)
+            print(f"run.py: warning: {run.name} {where}: {verdict.message}", file=sys.stderr)
+    if fitting:
+        who = fitting[0][0] if len(fitting) == 1 else f"{len(fitting)} runs"
+        targets = " or ".join(sorted({t for _, t, _, _ in fitting}))
+        peak = max(total for _, _, total, _ in fitting)
+        print(f"run.py: warning: {who} target{'s' if len(fitting) == 1 else ''} {targets}; this host's "
+              f"GPU is {found[0]['name']}: {'it fits' if len(fitting) == 1 else 'each fits'} (estimated "
+              f"peak {peak:.1f} GiB at most, of {fitting[0][3]:.1f} usable); step times are this "
+              "GPU's, not the target's", file=sys.stderr)
     if problems:
         raise plan.UsageError(*problems)
 
