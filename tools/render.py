@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             prediction = manifest.predicted(run)
             if prediction is not None:
                 print(f"    predicted speedup over its BF16 twin: {prediction.text()}")
-            elif any(entry.crashed for entry in advice.for_run(run)):
+            elif advice.crashes(run):
                 print("    predicted speedup over its BF16 twin: none: a committed log shows "
                       "these settings crash (advice below)")
         for line in advice_lines(runs):

@@ -277,6 +277,12 @@ def for_run(run: Any) -> list[Entry]:
                            s.gradient_accumulation_fusion))
 
 
+def crashes(run: Any) -> bool:
+    """Whether a committed log shows a matrix run's settings crash (an entry with `crashed:`
+    applies to it as rendered)."""
+    return any(entry.crashed for entry in for_run(run))
+
+
 def for_entry(entry: Mapping[str, Any], extra_args: Optional[list[str]] = None,
               env: Optional[Mapping[str, str]] = None) -> list[Entry]:
     """Advice for a manifest entry launched with Megatron args after `--` and GPUS_PER_NODE /

@@ -49,9 +49,7 @@ def predicted(run) -> Optional[predict.Prediction]:
     """The run's predicted FP8 speedup (predict.predict_run), or None where a committed log shows
     its settings crash (an advice entry with `crashed:`): no speedup is claimed for a run the
     suite expects to fail."""
-    if any(entry.crashed for entry in advice.for_run(run)):
-        return None
-    return predict.predict_run(run)
+    return None if advice.crashes(run) else predict.predict_run(run)
 
 
 def _run_entry(r: Rendered, matrix: Matrix, snapshot: dict) -> dict[str, Any]:
