@@ -503,6 +503,20 @@ def test_evaluation_that_would_not_fit_is_warned(monkeypatch):
     assert off.evaluation is None and memory.check(off, "H200", env, flags, 4, VOCAB).level == "ok"
 
 
+def test_evaluation_is_named_only_where_it_raises_the_peak(monkeypatch):
+    """evalmem_h100's FP8 runs sit above the usable memory for their training peak; evaluation,
+    measured to add nothing, is not warned for a second time; a kind that adds memory is."""
+    run = next(r for r in load(REPO / "experiments/evalmem_h100.yaml")[1]
+               if r.name == "evalmem_h100_fp8_cs")
+    est, verdict = memory.for_run(run)
+    assert est.evaluation == est.total and est.total > verdict.usable
+    assert "above the 71.4 GiB left" in verdict.message
+    assert "evaluation would peak" not in verdict.message
+    monkeypatch.setitem(memory.EVALUATION_EXTRA_GIB, "tensorwise", 1.5)
+    est, verdict = memory.for_run(run)
+    assert f"evaluation would peak at {est.total + 1.5:.1f} GiB" in verdict.message
+
+
 def test_every_recipe_kind_has_one_evaluation_calibration_value():
     from fp8suite.megatron import recipes
     kinds = {r.name for r in recipes.RECIPES if not r.name.endswith("_custom")}

@@ -51,6 +51,14 @@ def test_every_committed_pair_is_validated(data):
         assert c.fp8.setup == c.bf16.setup
 
 
+def test_a_seed_pairs_with_the_bf16_run_of_its_own_seed(data):
+    """Seeds of one setup: each FP8 seed is timed against the BF16 launch of the same seed."""
+    seeded = [(f, b) for f, b in predict.pairs(data) if "conv_8b8l_fp8_cs_s" in f.log]
+    assert len(seeded) >= 2
+    for fp8, bf16 in seeded:
+        assert bf16.run.flags["--seed"] == fp8.run.flags["--seed"], (fp8.log, bf16.log)
+
+
 def test_bf16_twin_drops_every_low_precision_flag():
     flags = {"--bf16": True, "--fp8-format": "hybrid", "--fp8-recipe": "tensorwise", "--fp8-param-gather": True,
              "--first-last-layers-bf16": True, "--num-layers-at-start-in-bf16": 1, "--num-layers": 4}

@@ -159,7 +159,8 @@ def _memory_line(run) -> str:
     gpu = run.settings.target.gpu
     of = f" of {verdict.usable:.1f} usable" if verdict.usable else ""
     unchecked = "" if verdict.usable else f"; not checked: the {gpu}'s memory capacity is unknown"
-    evaluation = f"; evaluation ~{est.evaluation:.1f} GiB" if est.evaluation is not None else ""
+    evaluation = (f"; evaluation ~{est.evaluation:.1f} GiB"
+                  if est.evaluation is not None and est.evaluation > est.total else "")
     left_out = f"; not modelled: {', '.join(est.notes)}" if est.notes else ""
     return f"peak ~{est.describe()}{of} per {gpu} on {gpus} GPU(s){evaluation}{unchecked}{left_out}"
 

@@ -409,7 +409,9 @@ def check(est: Estimate, gpu: str, env: Mapping[str, Any], flags: Mapping[str, A
                      f"{limit - total:.1f} GiB below the {limit:.1f} GiB limit: it may run or fail "
                      "with out-of-memory; set env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True "
                      f"(usable {limit:.1f} GiB)")
-    if est.evaluation is not None and est.evaluation > usable:
+    # Evaluation is named only where it raises the peak: at 0.0 extra (every measured kind so
+    # far) a run above the usable memory is already warned for its training peak.
+    if est.evaluation is not None and est.evaluation > max(usable, total):
         notes.append(f"evaluation would peak at {est.evaluation:.1f} GiB (training peak + "
                      f"{est.evaluation - total:.1f} GiB, EVALUATION_EXTRA_GIB), above the {usable:.1f} "
                      "GiB usable: it may fail at its first --eval-interval; evaluate less "

@@ -357,7 +357,8 @@ class Check:
 
 
 def pairs(data: list[Measured]) -> list[tuple[Measured, Measured]]:
-    """Each FP8 log with the BF16 log of the same folder and setup whose flags differ least."""
+    """Each FP8 log with the BF16 log of the same folder and setup whose flags differ least, the
+    one of the same --seed among equals."""
     out = []
     for fp8 in data:
         if fp8.recipe == "bf16" or not recipes.of_flags(fp8.run.flags).recipe.quantized:
@@ -365,7 +366,9 @@ def pairs(data: list[Measured]) -> list[tuple[Measured, Measured]]:
         twin = bf16_twin(fp8.run.flags)
         candidates = [b for b in data if b.recipe == "bf16" and b.setup == fp8.setup]
         if candidates:
-            out.append((fp8, min(candidates, key=lambda b: (_difference(twin, b.run.flags), b.log))))
+            seed = str(fp8.run.flags.get("--seed"))
+            out.append((fp8, min(candidates, key=lambda b: (
+                _difference(twin, b.run.flags), str(b.run.flags.get("--seed")) != seed, b.log))))
     return out
 
 
