@@ -503,7 +503,7 @@ EVALUATION_EXTRA_GIB: dict[str, Optional[float]] = {
 calibration values for fp8suite.config.memory's estimate. Measured as Megatron's `max allocated`
 after the iteration that evaluates less the one before it (--log-memory-interval 1), in the
 logs EVALUATION_MEASURED_BY names: one H100, data-parallel size 1, with and without
---fp8-param-gather, at under half the GPU (param_gather_h100) and at 84-91% of it
+--fp8-param-gather, at 23-60% of the GPU (param_gather_h100) and at 84-91% of it
 (evalmem_h100: 67.1-72.8 GiB allocated of 79.6). Evaluation's forward passes hold no gradients
 and no backward activations, so they stay under the training peak (0.0 in every cited log).
 None: not measured; the estimate of a run that evaluates says so in its notes."""
