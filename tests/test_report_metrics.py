@@ -395,7 +395,7 @@ def test_each_run_is_compared_with_the_baseline_launch_of_its_own_sitting(tmp_pa
     assert (early.baseline_ms, late.baseline_ms) == (1000, None)
     # The baseline's own section lists both launches with their itr times.
     assert "`bf16.log` completed (8/8, itr time 1,000.0 ms); `bf16.1.log` completed (8/8, itr time 1,020.0 ms)" in text
-    assert "Step-time spread: ±2.0%" in text and "1,000.0 ms (`bf16.log`)" in text
+    assert "Step-time spread between launches: ±2.0%" in text and "1,000.0 ms (`bf16.log`)" in text
 
 
 def test_one_launch_of_each_run_changes_nothing(tmp_path):
@@ -404,7 +404,7 @@ def test_one_launch_of_each_run_changes_nothing(tmp_path):
     (g,) = groups_of(tmp_path)
     v = g.versus["fp8"]
     assert g.spread is None and (v.baseline_log, v.within_spread) == ("", False)
-    assert "Step-time spread:" not in markdown.render([g], {}, "t", "c", ["d"], 3)
+    assert "Step-time spread between" not in markdown.render([g], {}, "t", "c", ["d"], 3)
 
 
 def test_a_repeated_run_other_than_the_baseline_sets_the_spread(tmp_path):
@@ -420,6 +420,37 @@ def test_a_repeated_run_other_than_the_baseline_sets_the_spread(tmp_path):
     assert [a.median_iter_ms for a in g.summaries["other"].repeats] == [980]
     assert g.versus["other"].within_spread  # 1000 / 980 = 1.020, within 3%
     assert not g.versus["fp8"].within_spread  # 1000 / 824 = 1.214
+
+
+def test_seeds_of_one_recipe_at_equal_settings_set_the_spread(tmp_path):
+    """A seed moves the data order and initial weights, not the work per step: the seeds of a
+    recipe at equal settings measure the step-time spread as repeated launches do. A run at
+    other settings (here --fp8-param-gather) is not one of those seeds."""
+    t = "2026-11-23T10:00:00+00:00"
+    launch(tmp_path / "bf16_s1.log", 1000, t, {"seed": 1})
+    launch(tmp_path / "bf16_s2.log", 1010, t, {"seed": 2})
+    launch(tmp_path / "fp8_s1.log", 800, t, {**FP8, "seed": 1})
+    launch(tmp_path / "fp8_s2.log", 824, t, {**FP8, "seed": 2})
+    launch(tmp_path / "fp8_pg_s2.log", 990, t, {**FP8, "fp8_param_gather": True, "seed": 2})
+    (g,) = groups_of(tmp_path)
+    assert g.launch_spread is None and g.spread_from_seeds
+    spread, label, runs = g.seed_spread
+    assert spread == pytest.approx(0.03) and g.spread == pytest.approx(0.03)
+    assert [name for name, _ in runs] == ["fp8_s1", "fp8_s2"]
+    assert g.versus["bf16_s2"].within_spread  # 1000 / 1010, within 3%
+    text = markdown.render([g], {}, "t", "c", ["d"], 3)
+    assert "Step-time spread between seeds: ±3.0%" in text and "824.0 ms (fp8_s2)" in text
+    assert "step-time spread ±3.0% between seeds" in text
+
+
+def test_one_seed_per_recipe_gives_no_spread(tmp_path):
+    t = "2026-11-23T10:00:00+00:00"
+    launch(tmp_path / "bf16_s1.log", 1000, t, {"seed": 1})
+    launch(tmp_path / "fp8_s1.log", 800, t, {**FP8, "seed": 1})
+    launch(tmp_path / "fp8_pg_s2.log", 990, t, {**FP8, "fp8_param_gather": True, "seed": 2})
+    (g,) = groups_of(tmp_path)
+    assert g.seed_spread is None and g.spread is None
+    assert "no run launched twice, no recipe with two seeds" in markdown.render([g], {}, "t", "c", ["d"], 3)
 
 
 def test_without_launch_times_the_shown_baseline_launch_is_used(tmp_path):

@@ -136,8 +136,8 @@ def test_several_seeds_give_their_mean_and_range(tmp_path):
     assert (p.speedup, p.speedup_low, p.speedup_high) == pytest.approx((1.625, 1.25, 2.0))
     assert p.runs == ["w2048_tensorwise_s1", "w2048_tensorwise_s2"] and not p.single
     assert sweep.caption(sw).endswith(
-        "a point of several runs is their mean, its bar their range; step-time spread unknown "
-        "(no run launched twice).")
+        "a point of several runs is their mean, its bar their range; step-time spread up to "
+        "±60.0%.")  # the two seeds' step times: 800 and 500 ms
     text, _ = render(tmp_path)
     assert "| 2,048 | 1.625x (1.250–2.000x, 2 runs) |" in text
 

@@ -475,7 +475,7 @@ def test_without_repeats_the_least_step_time_noise_decides(tmp_path):
     assert [t["speedup"] for t in v.tied] == [pytest.approx(1.25), pytest.approx(1000 / 806)]
     assert verdict.tie_text(v) == (
         "FP8 tensorwise (hybrid) and FP8 delayed (hybrid), 1.24–1.25x, not told apart: 0.8% "
-        "apart, inside the ±1.0% step-time noise assumed at the least (no run launched twice to measure it)")
+        "apart, inside the ±1.0% step-time noise assumed at the least (no run launched twice, and no recipe with two seeds, to measure it)")
     # 2.5% apart: outside the noise, one fastest.
     write_log(logs / "fp8_delayed.log", [3.0] * 20, [820.0] * 20, args={**SHAPE, **DELAYED})
     (g,) = groups_of(logs)
@@ -526,11 +526,11 @@ def test_a_multi_study_report_opens_with_the_answer_by_study(tmp_path):
     rows = [x for x in lines[:20] if x.startswith("| [")]
     assert [r.split("]")[0] for r in rows] == ["| [big", "| [lone", "| [small"]
     assert rows[0].endswith("| FP8 tensorwise (hybrid) fastest, 1.250x (spread unknown: no run "
-                            "launched twice) |")
+                            "launched twice, no recipe with two seeds) |")
     assert "| 8 |" in rows[0] and "(#big)" in rows[0]
     assert rows[1].endswith("| nothing to compare: one run (bf16, completed 20/20) |")
     assert rows[2].endswith("| BF16 fastest; next FP8 tensorwise (hybrid) at 0.800x (spread "
-                            "unknown: no run launched twice) |")
+                            "unknown: no run launched twice, no recipe with two seeds) |")
     assert text.index("## Answer by study") < text.index("## big")
     # One study: no block.
     import shutil

@@ -17,8 +17,10 @@ Against the baseline, for each run:
   compared with the baseline launch that started nearest in time to its own shown launch (by
   the sidecars' `started`): launches of one sitting share a machine, while a later sitting may
   run a percent or two apart. Step-time spread: of every run launched more than once in the
-  group, slowest / fastest median iteration time − 1; the largest is the group's spread. A
-  speedup with |speedup − 1| <= spread is "within spread": the suite cannot tell it from 1;
+  group, and of every recipe with two or more seeds at equal settings (a seed moves the data
+  order and the initial weights, not the work per step), slowest / fastest median iteration
+  time − 1; the largest is the group's spread. A speedup with |speedup − 1| <= spread is
+  "within spread": the suite cannot tell it from 1;
 * loss gap = run - baseline smoothed `lm loss` (trailing mean over the baseline's smoothing
   window, which averages out what one small batch happens to contain) at the iterations both
   logged, over the last quarter of those iterations: the mean, and the largest absolute
@@ -107,6 +109,9 @@ class Group:
     noise: Optional[Gap] = None  # its gap
     noise_gaps: dict = field(default_factory=dict)  # every noise reference: name -> Gap
     spread_run: Optional[str] = None  # the run launched more than once whose times differ most
+    # The recipe whose seeds at equal settings differ most in step time: (slowest / fastest
+    # median − 1, its label, [(run name, median ms)] fastest first); None without two seeds.
+    seed_spread: Optional[tuple] = None
     target: Optional[float] = None  # the baseline's final smoothed loss
     window: Optional[int] = None  # the baseline's smoothing window
     versus: dict = field(default_factory=dict)  # name -> Versus
@@ -138,8 +143,22 @@ class Group:
     @property
     def spread(self) -> Optional[float]:
         """The step-time spread: the largest relative difference between two completed
-        launches of one run (metrics.Summary.step_spread); None when no run has two."""
+        launches of one run (metrics.Summary.step_spread) or between two seeds of one recipe
+        at equal settings (seed_spread); None when no run has two of either."""
+        found = [x for x in (self.launch_spread, self.seed_spread and self.seed_spread[0])
+                 if x is not None]
+        return max(found) if found else None
+
+    @property
+    def launch_spread(self) -> Optional[float]:
+        """The spread between the launches of one run alone (None when no run has two)."""
         return self.summaries[self.spread_run].step_spread if self.spread_run else None
+
+    @property
+    def spread_from_seeds(self) -> bool:
+        """Whether the group's spread is the seeds' (seed_spread) rather than a run's launches."""
+        return self.seed_spread is not None and self.spread == self.seed_spread[0] and (
+            self.launch_spread is None or self.seed_spread[0] > self.launch_spread)
 
     @property
     def seeds(self) -> int:
@@ -310,6 +329,34 @@ NO_SPEED_EFFECT = {"profile", "use_pytorch_profiler", "profile_ranks", "profile_
                    "check_weight_hash_across_dp_replicas_interval"}
 NO_SPEED_EFFECT_PREFIXES = ("log_", "logging_", "timing_log", "tensorboard", "wandb",
                             "record_memory_history", "memory_snapshot")
+
+
+def settings_of(g: Group, name: str) -> tuple:
+    """The run's values of the group's speed- or memory-relevant differing settings
+    (Group.differences: arguments, launch environment, GPU and software), in their order,
+    "(unknown)" where the run's logs do not say: runs with equal tuples ran at equal settings."""
+    return tuple(next((v for v, names in values if name in names), "(unknown)")
+                 for _, values in g.differences)
+
+
+def seed_spread(g: Group) -> Optional[tuple]:
+    """Of the recipes with two or more seeds at equal settings (the same label and
+    settings_of, different --seed, each completed with a median iteration time): the one whose
+    seeds differ most, as (slowest / fastest median − 1, label, [(run name, median ms)] fastest
+    first); None when no recipe has two such seeds."""
+    kinds: dict = {}
+    for name, s in g.summaries.items():
+        if s.median_iter_ms and not s.failed and s.seed is not None:
+            kinds.setdefault((s.label, settings_of(g, name)), {}).setdefault(s.seed, (name, s.median_iter_ms))
+    best = None
+    for (label, _), by_seed in sorted(kinds.items(), key=lambda kv: (kv[0][0], repr(kv[0][1]))):
+        if len(by_seed) < 2:
+            continue
+        runs = sorted(by_seed.values(), key=lambda x: (x[1], x[0]))
+        spread = runs[-1][1] / runs[0][1] - 1
+        if best is None or spread > best[0]:
+            best = (spread, label, runs)
+    return best
 
 
 def changes_speed(setting: str) -> bool:
@@ -538,6 +585,7 @@ def _compare(group: Group) -> None:
                if x.step_spread is not None and not x.failed}
     if spreads:
         group.spread_run = max(spreads, key=spreads.get)
+    group.seed_spread = seed_spread(group)
 
     base_ttt = ttt(group.baseline) if group.target is not None else None
     for name, run in runs.items():

@@ -39,8 +39,10 @@ evaluation or checkpoint save, and the iterations a profiler slowed (`--profile-
 time. A run launched more than once is shown by its latest completed launch. When the \
 baseline was, each run is compared with the baseline launch that started nearest to its own \
 (same sitting, same machine), named in the cell with its itr time when it is not the launch \
-in the baseline's row. *Step-time spread*: over the runs launched more than once, the largest \
-slowest / fastest itr time − 1 of one run's completed launches; a speedup with \\|speedup − 1\\| \
+in the baseline's row. *Step-time spread*: over the runs launched more than once, and the \
+recipes with two or more seeds at equal settings (a seed changes the data order and initial \
+weights, not the work per step), the largest slowest / fastest itr time − 1 of one run's \
+completed launches or of one recipe's seeds; a speedup with \\|speedup − 1\\| \
 ≤ spread is marked *within spread*: it cannot be told apart from no change. One pair of \
 launches gives a rough spread, not a confidence interval. *mean*, *max* and *stalls*: \
 the mean and the largest of the same timed iterations, and those slower than the median by more \
@@ -186,9 +188,17 @@ def answer_text(g, v) -> str:
     return text
 
 
+NO_SPREAD = "no run launched twice, no recipe with two seeds"
+
+
+def _spread_source(g) -> str:
+    """" between seeds" or " between launches": what the group's step-time spread was measured on."""
+    return " between seeds" if g.spread_from_seeds else " between launches"
+
+
 def _answer_words(g, v) -> str:
-    spread = (f"spread ±{v.spread:.1%}" if v.spread is not None
-              else "spread unknown: no run launched twice")
+    spread = (f"spread ±{v.spread:.1%}{_spread_source(g)}" if v.spread is not None
+              else f"spread unknown: {NO_SPREAD}")
     if v.tied:
         return V.tie_text(v)
     if v.fastest is None:
@@ -299,8 +309,8 @@ def verdict_block(g, v) -> list:
                        f"({g.baseline}) by median step time{mean}{differ}: not a speedup at "
                        f"equal settings.")
     else:
-        spread = (f"step-time spread ±{v.spread:.1%}" if v.spread is not None else
-                  "step-time spread unknown (no run launched twice)")
+        spread = (f"step-time spread ±{v.spread:.1%}{_spread_source(g)}" if v.spread is not None else
+                  f"step-time spread unknown ({NO_SPREAD})")
         within = (" — within the spread: not told apart from it"
                   if v.spread is not None and abs(v.speedup - 1) <= v.spread else "")
         mean = (f"; by mean {v.speedup_by_mean:.3f}x" if v.speedup_by_mean is not None else "")
@@ -411,15 +421,23 @@ def _runtime(s) -> str:
 
 
 def _spread_lines(g) -> list:
-    """The step-time spread of runs launched more than once, and which baseline launch each
-    speedup is against (compare.baseline_launch); nothing when no run was launched twice."""
+    """The step-time spread of runs launched more than once and of recipes with two or more
+    seeds, and which baseline launch each speedup is against (compare.baseline_launch);
+    nothing when no run was launched twice and no recipe has two seeds."""
     if g.spread is None:
         return []
-    s = g.summaries[g.spread_run]
-    each = ", ".join(f"{a.median_iter_ms:,.1f} ms (`{os.path.basename(a.path)}`)" for a in s.repeats)
-    out = [f"Step-time spread: ±{g.spread * 100:.1f}%, the largest difference between two "
-           f"completed launches of one run ({g.spread_run}: {each}); a speedup within it is "
-           f"marked *within spread*."]
+    out = []
+    if g.launch_spread is not None:
+        s = g.summaries[g.spread_run]
+        each = ", ".join(f"{a.median_iter_ms:,.1f} ms (`{os.path.basename(a.path)}`)" for a in s.repeats)
+        out.append(f"Step-time spread between launches: ±{g.launch_spread * 100:.1f}%, the largest "
+                   f"difference between two completed launches of one run ({g.spread_run}: {each}).")
+    if g.seed_spread is not None:
+        spread, label, runs = g.seed_spread
+        each = ", ".join(f"{ms:,.1f} ms ({name})" for name, ms in runs)
+        out.append(f"Step-time spread between seeds: ±{spread * 100:.1f}%, the largest difference "
+                   f"between the seeds of one recipe at equal settings ({label}: {each}).")
+    out.append(f"A speedup within ±{g.spread * 100:.1f}% of 1 is marked *within spread*.")
     if g.baseline and len(g.summaries[g.baseline].repeats) > 1:
         out.append("The baseline was launched more than once: each run is compared with the "
                    "baseline launch that started nearest to its own.")

@@ -200,7 +200,7 @@ class SweepEntry:
     num_attention_heads (the head dimension)}; {} otherwise."""
     groups: list
     step_time_spread: Optional[float]
-    """The largest step-time spread of its groups; null when no run was launched twice."""
+    """The largest step-time spread of its groups; null when no run was launched twice and no recipe has two seeds."""
     points: list
     """SweepPoint, by recipe label, then value."""
 

@@ -202,6 +202,6 @@ def caption(sw: Sweep) -> str:
         return (f"Fixed: {sw.fixed_text()}; {what}, from one launch of the recipe and one of "
                 "BF16 (no spread).")
     spread = (f"step-time spread up to ±{sw.spread:.1%}" if sw.spread is not None else
-              "step-time spread unknown (no run launched twice)")
+              "step-time spread unknown (no run launched twice, no recipe with two seeds)")
     return (f"Fixed: {sw.fixed_text()}; {what}; a point of several runs is their mean, its "
             f"bar their range; {spread}.")

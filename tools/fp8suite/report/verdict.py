@@ -13,8 +13,9 @@ Rules (docs/reading-a-report.md repeats them):
 * Not told apart: the other recipes at those settings (each by its fastest run, BF16 included)
   whose median iteration time lies within the group's step-time noise of the fastest's are
   named with it ("tied"), not one of them as the fastest. The noise is the step-time spread
-  between sittings, at least compare.MEAN_MEDIAN_TOLERANCE (the least step-time noise the
-  report allows, also where no run was launched twice).
+  (compare.Group.spread: between the launches of one run or the seeds of one recipe), at least
+  compare.MEAN_MEDIAN_TOLERANCE (the least step-time noise the report allows, also where
+  neither was measured).
 * No answer: one run has nothing to compare; a group without a baseline says why (no BF16
   run, or runs whose precision is unknown); `no_answer` holds the words. Where no BF16 run
   shares another recipe's settings, the fastest FP8 run is still named with its speedup over
@@ -49,7 +50,7 @@ from scipy import stats
 
 from . import metrics
 from ..common import status as S
-from .compare import BF16_ASSUMED, MEAN_MEDIAN_TOLERANCE
+from .compare import BF16_ASSUMED, MEAN_MEDIAN_TOLERANCE, settings_of
 
 ALPHA = 0.05  # two-sided significance level of the tests
 
@@ -175,15 +176,6 @@ def of(g) -> Verdict:
         return build(g)
     except (ArithmeticError, ValueError, TypeError, KeyError) as e:
         return Verdict(caveats=[f"verdict blank ({type(e).__name__}: {' '.join(str(e).split())})"])
-
-
-def settings_of(g, name: str) -> tuple:
-    """The run's values of the group's speed- or memory-relevant differing settings
-    (compare.Group.differences: arguments, launch environment, GPU and software), in their
-    order, "(unknown)" where the run's logs do not say: runs with equal tuples ran at equal
-    settings."""
-    return tuple(next((v for v, names in values if name in names), "(unknown)")
-                 for _, values in g.differences)
 
 
 def build(g) -> Verdict:
@@ -343,14 +335,15 @@ def _ties(out: Verdict, g, timed: dict, fastest: str, over: str) -> None:
                 for n in close]
     out.tie_gap = timed[close[-1]].median_iter_ms / top - 1
     out.tie_noise = noise
+    between = "between seeds" if g.spread_from_seeds else "between sittings"
     if g.spread is not None and g.spread >= MEAN_MEDIAN_TOLERANCE:
-        out.tie_noise_basis = "between sittings"
+        out.tie_noise_basis = between
     elif g.spread is not None:
-        out.tie_noise_basis = (f"least step-time noise (the spread between sittings is "
+        out.tie_noise_basis = (f"least step-time noise (the spread {between} is "
                                f"±{g.spread:.1%})")
     else:
-        out.tie_noise_basis = ("step-time noise assumed at the least (no run launched twice to "
-                               "measure it)")
+        out.tie_noise_basis = ("step-time noise assumed at the least (no run launched twice, "
+                               "and no recipe with two seeds, to measure it)")
 
 
 def tie_text(v: Verdict, runs: bool = False) -> str:
