@@ -378,6 +378,34 @@ def test_a_watcher_never_writes_back_a_stale_record(tmp_path):
     assert rec["attempts"][0]["iteration"] == 5 and watcher.record("r")["job_id"] == "2"
 
 
+def test_a_refused_claim_takes_no_log_name(tmp_path):
+    """The attempt's log is created under the status file's lock, only once the run is not
+    refused: two queues started at once cannot leave the winner writing <run>.1.log beside a
+    <run>.log the loser took and then removed. A prepare step that fails records nothing."""
+    from fp8suite.launch.runstate import RunState
+
+    path = tmp_path / "runs.json"
+    state = RunState(path, "m.yaml", "m")
+    made = []
+
+    def take_log():
+        made.append(f"r.{len(made)}.log" if made else "r.log")
+        return {"log": made[-1]}
+
+    assert state.claim("r", lambda latest: "", take_log, state="running") == ""
+    assert state.claim("r", lambda latest: "running now under another run.py", take_log,
+                       state="running") == "running now under another run.py"
+    assert made == ["r.log"]
+    assert RunState.load(path, "m.yaml", "m").record("r")["log"] == "r.log"
+
+    def fails():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        state.claim("q", lambda latest: "", fails, state="running")
+    assert RunState.load(path, "m.yaml", "m").record("q")["attempts"] == []
+
+
 def test_two_queues_started_at_once_train_each_run_once(manifest, tmp_path):
     """Kind 4: two queues started at the same moment: each run trains once, into its own log;
     the second queue skips what the first one claimed (check and claim under one lock)."""

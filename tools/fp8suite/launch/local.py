@@ -18,8 +18,10 @@ The script picks nothing itself: the queue creates the log exclusively (the next
 follow the log while training writes it. Whether a run may start (not running under another
 run.py, not started by one since this queue began, not completed by one after this run.py
 started: `ended_epoch` against the process's start) is checked and its attempt recorded under
-one lock (RunState.claim): two queues started at the same moment never train one run twice,
-even when the second is still starting up while the first completes a run.
+one lock (RunState.claim), and the log is created under that lock once the run is claimed:
+two queues started at the same moment never train one run twice, the one that trains it writes
+<run>.log, and the other takes no log name, even when it is still starting up while the first
+completes a run.
 
 --time-limit counts from training's start, its first line in the log (Megatron's own clock
 starts there too), not from the launch: a slow start-up is not cut short. A run with no line
@@ -475,17 +477,22 @@ def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display
     key then), or completed it after this run.py started (`began`, epoch seconds, against the
     attempt's `ended_epoch`); WriteFailed (after recording what it can) when its log or the status file could
     not be written."""
-    try:
-        log = paths.claim_log(plans.log_dir(run, opts.env), run.name, _node_rank(opts.env))
-    except OSError as err:
-        raise WriteFailed(f"{plans.shown(plans.log_dir(run, opts.env))}: cannot create the log of "
-                          f"{run.name}: {err.strerror or err}") from None
-    meta = paths.sidecar_of(log)
     cmd = command(run, opts)
     planned = plans.planned_iterations(run, cmd[2:])
     token = uuid.uuid4().hex
-    env = dict(os.environ, **opts.env, LOG_FILE=str(log), **{ATTEMPT_VAR: token})
-    stderr = tempfile.TemporaryFile()
+    taken: dict = {}
+
+    def take_log() -> dict:
+        """Create the attempt's log (paths.claim_log), under the status file's lock: a queue
+        that is refused the run never takes a log name, so the one that runs it writes <run>.log."""
+        try:
+            log = paths.claim_log(plans.log_dir(run, opts.env), run.name, _node_rank(opts.env))
+        except OSError as err:
+            raise WriteFailed(f"{plans.shown(plans.log_dir(run, opts.env))}: cannot create the log "
+                              f"of {run.name}: {err.strerror or err}") from None
+        taken["log"] = log
+        return {"log": plans.shown(log), "meta": plans.shown(paths.sidecar_of(log)),
+                "command": shell_line(cmd, dict(opts.env, LOG_FILE=plans.shown(log)))}
 
     def refuse(latest: Optional[dict]) -> str:
         if latest is not None and attempt_key(latest) != seen:
@@ -502,14 +509,16 @@ def _run_one(tag: str, run: RenderedRun, state: RunState, opts: Options, display
 
     # Recorded before the run starts: a run.py killed at any moment leaves the attempt's log
     # and token on record, so the next run.py can find the run, running or ended.
-    why = state.claim(run.name, refuse, mode=NAME, state="running", pid=None, token=token,
-                      started=now(), ended=None, log=plans.shown(log), meta=plans.shown(meta),
-                      job_id=None, exit_code=None, iteration=None, train_iters=planned,
-                      command=shell_line(cmd, dict(opts.env, LOG_FILE=plans.shown(log))))
+    why = state.claim(run.name, refuse, take_log, mode=NAME, state="running", pid=None,
+                      token=token, started=now(), ended=None, job_id=None, exit_code=None,
+                      iteration=None, train_iters=planned)
     if why:
-        log.unlink()
         display.note(f"{tag} skip {run.name}: {why}")
         return
+    log = taken["log"]
+    meta = paths.sidecar_of(log)
+    env = dict(os.environ, **opts.env, LOG_FILE=str(log), **{ATTEMPT_VAR: token})
+    stderr = tempfile.TemporaryFile()
     started, launched_at = time.monotonic(), time.time()
     proc = subprocess.Popen(cmd, cwd=paths.ROOT, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)

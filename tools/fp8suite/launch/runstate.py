@@ -129,15 +129,18 @@ class RunState:
             self._write()
 
     def claim(self, run: str, refuse: Callable[[Optional[dict[str, Any]]], str],
-              **attempt: Any) -> str:
+              prepare: Optional[Callable[[], dict[str, Any]]] = None, **attempt: Any) -> str:
         """Start a new attempt of `run` unless `refuse(latest attempt on disk)` gives a reason
         ('' to go on); the check and the start happen under one lock, and the attempt is
-        written before the lock is let go. Returns the reason ('' when claimed)."""
+        written before the lock is let go. `prepare()`, called under the lock once the run is
+        not refused, returns more of the attempt's fields (e.g. the log it has just created,
+        so that a refused queue never takes a log name; what it raises propagates and nothing
+        is recorded). Returns the reason ('' when claimed)."""
         with self._locked():
             self._merge_from_disk()
             why = refuse(self.latest(run))
             if not why:
-                self.begin(run, **attempt)
+                self.begin(run, **attempt, **(prepare() if prepare else {}))
             if self._dirty:
                 self._write()
         return why
