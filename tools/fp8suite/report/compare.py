@@ -157,7 +157,7 @@ class Group:
     @property
     def spread_from_seeds(self) -> bool:
         """Whether the group's spread is the seeds' (seed_spread) rather than a run's launches."""
-        return self.seed_spread is not None and self.spread == self.seed_spread[0] and (
+        return self.seed_spread is not None and (
             self.launch_spread is None or self.seed_spread[0] > self.launch_spread)
 
     @property
